@@ -1,0 +1,1 @@
+"""Alembic migrations for labtrain's database (`labtrain db upgrade`)."""

@@ -1,0 +1,1 @@
+"""labtrain's job service: configuration, database, job specs, storage, API and CLI."""

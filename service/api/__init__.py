@@ -1,0 +1,43 @@
+"""The Flask API: `create_app()` builds it; each module registers its routes with `init_app`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+from flask import Flask, current_app
+
+from service.broker import make_celery
+from service.config import Settings
+from service.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    celery: Celery
+    models: "ModelCache"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from service.api import auth, catalog, datasets, errors, jobs, models
+    from service.api.model_cache import ModelCache
+
+    settings = settings or Settings.from_env()
+    settings.ensure_dirs()
+    app = Flask("labtrain")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.json.sort_keys = False
+    app.extensions["labtrain"] = Services(
+        settings=settings,
+        db=Database(settings.database_url),
+        celery=make_celery(settings),
+        models=ModelCache(settings.model_cache_size),
+    )
+    for module in (errors, auth, jobs, models, datasets, catalog):
+        module.init_app(app)
+    return app
+
+
+def services() -> Services:
+    return current_app.extensions["labtrain"]

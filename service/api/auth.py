@@ -1,0 +1,66 @@
+"""Bearer-token authentication and ownership: another user's object is a 404, like a missing one."""
+from __future__ import annotations
+
+from typing import TypeVar
+
+from flask import Flask, g, request
+from sqlalchemy.orm import Session
+
+from service.api import services
+from service.errors import NotFound, ServiceError
+from service.tables import User
+from service.users import user_for_token
+
+T = TypeVar("T")
+
+PUBLIC_PATHS = ("/healthz",)
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_authenticate)
+    app.teardown_appcontext(_close_session)
+
+
+def _authenticate() -> None:
+    if request.path in PUBLIC_PATHS or not request.path.startswith("/api/"):
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send your token as 'Authorization: Bearer <token>' "
+                           "(labtrain users create NAME prints one)")
+    user = user_for_token(db_session(), token.strip())
+    if user is None:
+        raise Unauthorized("the token is not valid (it may have been rotated or its user disabled)")
+    g.user = user
+
+
+def db_session() -> Session:
+    """One session per request, closed when the request ends."""
+    if "db_session" not in g:
+        g.db_session = services().db.sessions()
+    return g.db_session
+
+
+def _close_session(_exc) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def current_user() -> User:
+    return g.user
+
+
+def owned(model: type[T], object_id: str, what: str) -> T:
+    """The object if the caller owns it (or is an admin); else the same 404 as an unknown id."""
+    obj = db_session().get(model, object_id) if len(object_id) <= 64 else None
+    user = current_user()
+    if obj is None or (obj.owner_id != user.id and not user.is_admin):
+        raise NotFound(f"no {what} with id {object_id!r}", field="id")
+    return obj

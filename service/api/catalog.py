@@ -1,0 +1,47 @@
+"""The catalog of algorithms, the queue overview and the health check."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+from sqlalchemy import func, select
+
+from service.algorithms import catalog
+from service.api.auth import current_user, db_session
+from service.api.serialize import iso, queue_position
+from service.broker import QUEUES
+from service.jobs import QUEUED, RUNNING
+from service.tables import Job
+
+bp = Blueprint("catalog", __name__)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+@bp.get("/api/v1/algorithms")
+def algorithms():
+    return {"algorithms": catalog()}
+
+
+@bp.get("/api/v1/queue")
+def queue():
+    session = db_session()
+    counts = dict.fromkeys(((q, s) for q in QUEUES for s in (QUEUED, RUNNING)), 0)
+    for queue_name, status, count in session.execute(
+            select(Job.queue, Job.status, func.count()).where(Job.status.in_((QUEUED, RUNNING)))
+            .group_by(Job.queue, Job.status)):
+        counts[(queue_name, status)] = count
+    mine = session.scalars(select(Job).where(Job.owner_id == current_user().id, Job.status == QUEUED)
+                           .order_by(Job.id))
+    yours = [{"id": job.id, "name": job.name, "queue": job.queue, "position": queue_position(session, job),
+              "created_at": iso(job.created_at)} for job in mine]
+    return {
+        "queues": {q: {"queued": counts[(q, QUEUED)], "running": counts[(q, RUNNING)], "workers": []}
+                   for q in QUEUES},
+        "your_queued_jobs": yours,
+    }

@@ -1,0 +1,117 @@
+"""Data set routes (upload, list, get) and resolving the data set a job spec names."""
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+from flask import Blueprint, Flask, request
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service import storage
+from service.api import services
+from service.api.auth import current_user, db_session, owned
+from service.api.serialize import dataset_view
+from service.datasets import BUILTINS, DataError, builtin_info, describe_frame, read_csv_bytes
+from service.errors import SpecError, spec_error_from
+from service.specs import DatasetRef, DatasetView
+from service.tables import Dataset, new_id
+
+bp = Blueprint("datasets", __name__, url_prefix="/api/v1/datasets")
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def resolve_dataset(session: Session, ref: Any) -> DatasetView:
+    """The data set a classic job names, or a 422 that says what to name instead."""
+    if isinstance(ref, str):
+        if ref not in BUILTINS:
+            raise SpecError(f"unknown data set {ref!r}; use a built-in ({', '.join(BUILTINS)}) or "
+                            "{\"id\": <uploaded data set id>, \"target\": <column>}", field="dataset",
+                            code="unknown_dataset")
+        info = builtin_info(ref)
+        return DatasetView(spec_value=ref, rows=info["rows"], columns=info["columns"], target="target",
+                           task=info["task"])
+    if not isinstance(ref, dict):
+        raise SpecError("dataset must be a built-in name or {\"id\": ..., \"target\": ...}", field="dataset")
+    try:
+        parsed = DatasetRef.model_validate(ref)
+    except ValidationError as exc:
+        raise spec_error_from(exc, DatasetRef, prefix="dataset") from None
+    row = session.get(Dataset, parsed.id)
+    user = current_user()
+    if row is None or (row.owner_id != user.id and not user.is_admin):
+        raise SpecError(f"no uploaded data set with id {parsed.id!r}; GET /api/v1/datasets lists yours",
+                        field="dataset.id", code="unknown_dataset")
+    if row.kind != "csv":
+        raise SpecError("classic algorithms need a CSV data set", field="dataset.id")
+    columns = row.info["columns"]
+    target = parsed.target or row.info.get("target")
+    if target is not None and target not in {c["name"] for c in columns}:
+        raise SpecError(f"the data set has no column {target!r}; its columns are "
+                        f"{', '.join(c['name'] for c in columns)}", field="dataset.target")
+    return DatasetView(spec_value={"id": row.id, "target": target}, rows=row.rows, columns=columns,
+                       target=target, task=None)
+
+
+@bp.post("")
+def upload():
+    upload_file = request.files.get("file")
+    if upload_file is None:
+        raise SpecError("send the data as a multipart form field named 'file'", field="file")
+    filename = PurePath(upload_file.filename or "upload.csv").name
+    suffix = PurePath(filename).suffix.lower()
+    if suffix not in ("", ".csv", ".txt"):
+        raise SpecError(f"{suffix} files are not accepted; upload a CSV file with a header row", field="file",
+                        code="invalid_dataset")
+    data = upload_file.read()
+    limit = services().settings.max_upload_bytes
+    if len(data) > limit:
+        raise SpecError(f"the file is larger than the limit of {limit} bytes", field="file", code="too_large",
+                        status=413)
+    try:
+        frame = read_csv_bytes(data)
+    except DataError as exc:
+        raise SpecError(str(exc), field=exc.field, code="invalid_dataset") from None
+    info = describe_frame(frame)
+    target = request.form.get("target") or None
+    if target is not None and target not in frame.columns:
+        raise SpecError(f"the CSV has no column {target!r}; its columns are {', '.join(frame.columns)}",
+                        field="target", code="invalid_dataset")
+    info["target"] = target
+
+    dataset_id = new_id()
+    path = storage.dataset_path(services().settings, dataset_id, "csv")
+    storage.write_atomically(path, data)
+    session = db_session()
+    dataset = Dataset(id=dataset_id, owner_id=current_user().id, name=request.form.get("name") or filename,
+                      kind="csv", path=str(path), size_bytes=len(data), rows=info["rows"], info=info)
+    session.add(dataset)
+    session.commit()
+    return dataset_view(dataset), 201, {"Location": f"/api/v1/datasets/{dataset_id}"}
+
+
+@bp.get("")
+def list_datasets():
+    user = current_user()
+    query = select(Dataset).order_by(Dataset.id.desc())
+    if not user.is_admin:
+        query = query.where(Dataset.owner_id == user.id)
+    builtins = [_builtin_view(name) for name in BUILTINS]
+    return {"items": builtins + [dataset_view(d) for d in db_session().scalars(query)]}
+
+
+@bp.get("/<dataset_id>")
+def get_dataset(dataset_id: str):
+    if dataset_id in BUILTINS:
+        return _builtin_view(dataset_id)
+    return dataset_view(owned(Dataset, dataset_id, "data set"))
+
+
+def _builtin_view(name: str) -> dict[str, Any]:
+    info = builtin_info(name)
+    return {"id": name, "name": name, "builtin": True, "kind": "table", "task": info["task"],
+            "rows": info["rows"], "columns": info["columns"], "target": "target", "classes": info["classes"]}

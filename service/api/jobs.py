@@ -1,0 +1,107 @@
+"""Job routes: submit, list, get, events, log, cancel."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from sqlalchemy import select
+
+from service import jobs, storage
+from service.api import services
+from service.api.auth import current_user, db_session, owned
+from service.api.datasets import resolve_dataset
+from service.api.requests import int_arg, json_body
+from service.api.serialize import event_view, job_view
+from service.broker import send_job
+from service.errors import SpecError
+from service.specs import validate_job
+from service.tables import Job, JobEvent, User, utcnow
+
+log = logging.getLogger("labtrain.api")
+bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+@bp.post("")
+def submit():
+    payload = json_body()
+    session = db_session()
+    user = current_user()
+    validated = validate_job(payload, lambda ref: resolve_dataset(session, ref))
+    job = jobs.create_job(session, user, family=validated.family, spec=validated.spec,
+                          queue=validated.queue, name=validated.name)
+    session.commit()  # the row exists before any message is sent (DESIGN.md decision 1)
+    _release(session, job)
+    response = jsonify(job_view(session, job, user.name))
+    response.status_code = 201
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return response
+
+
+def _release(session, job: Job) -> None:
+    try:
+        send_job(services().celery, job.id, job.queue)
+    except Exception:  # the job stays queued in the database; it is not lost
+        log.exception("could not send job %s to the broker", job.id)
+        jobs.add_event(session, job.id, "log", {"message": "waiting for the broker to accept the job"})
+    else:
+        job.released_at = utcnow()
+    session.commit()
+
+
+@bp.get("")
+def list_jobs():
+    session = db_session()
+    user = current_user()
+    status = request.args.get("status") or None
+    if status is not None and status not in jobs.STATUSES:
+        raise SpecError(f"status must be one of {', '.join(jobs.STATUSES)}", field="status")
+    limit = int_arg("limit", 50, 1, 500)
+    cursor = request.args.get("cursor") or None
+    query = select(Job, User.name).join(User, User.id == Job.owner_id).order_by(Job.id.desc()).limit(limit + 1)
+    if not user.is_admin:
+        query = query.where(Job.owner_id == user.id)
+    if status:
+        query = query.where(Job.status == status)
+    if cursor:
+        query = query.where(Job.id < cursor)
+    rows = session.execute(query).all()
+    items = [job_view(session, job, owner) for job, owner in rows[:limit]]
+    next_cursor = items[-1]["id"] if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@bp.get("/<job_id>")
+def get_job(job_id: str):
+    session = db_session()
+    return job_view(session, owned(Job, job_id, "job"))
+
+
+@bp.get("/<job_id>/events")
+def events(job_id: str):
+    job = owned(Job, job_id, "job")
+    after = int_arg("after", 0, 0, 2**31 - 1)
+    limit = int_arg("limit", 1000, 1, 10_000)
+    rows = db_session().scalars(
+        select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit))
+    return {"items": [event_view(e) for e in rows]}
+
+
+@bp.get("/<job_id>/log")
+def job_log(job_id: str):
+    job = owned(Job, job_id, "job")
+    path = storage.job_log_path(services().settings, job.id)
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return Response(text, mimetype="text/plain")
+
+
+@bp.post("/<job_id>/cancel")
+def cancel(job_id: str):
+    session = db_session()
+    job = owned(Job, job_id, "job")
+    status = jobs.request_cancel(session, job, current_user())
+    session.commit()
+    return {"id": job.id, "status": status, "cancel_requested": True}, 202

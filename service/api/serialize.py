@@ -1,0 +1,82 @@
+"""JSON views of jobs, models and data sets, as API.md shows them."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.jobs import QUEUED
+from service.tables import Dataset, Job, JobEvent, Model, User
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def queue_position(session: Session, job: Job) -> int | None:
+    """1 for the next job its queue will start (first come, first served)."""
+    if job.status != QUEUED:
+        return None
+    ahead = session.scalar(select(func.count()).select_from(Job).where(
+        Job.queue == job.queue, Job.status == QUEUED, Job.id < job.id))
+    return ahead + 1
+
+
+def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[str, Any]:
+    if owner_name is None:
+        owner_name = session.scalar(select(User.name).where(User.id == job.owner_id))
+    return {
+        "id": job.id,
+        "name": job.name,
+        "owner": owner_name,
+        "status": job.status,
+        "family": job.family,
+        "spec": job.spec,
+        "queue": job.queue,
+        "position": queue_position(session, job),
+        "progress": job.progress or {},
+        "metrics": job.metrics,
+        "result": job.result,
+        "error": {"code": job.error_code, "message": job.error} if job.error else None,
+        "attempt": job.attempt,
+        "cancel_requested": job.cancel_requested,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+    }
+
+
+def event_view(event: JobEvent) -> dict[str, Any]:
+    return {"seq": event.seq, "time": iso(event.time), "type": event.type, "data": event.data}
+
+
+def model_view(model: Model) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "job_id": model.job_id,
+        "framework": model.framework,
+        "algorithm": model.algorithm,
+        "task": model.task,
+        "input": model.input,
+        "classes": model.classes,
+        "class_names": model.class_names,
+        "metrics": model.metrics,
+        "summary": model.summary,
+        "created_at": iso(model.created_at),
+    }
+
+
+def dataset_view(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "builtin": False,
+        "kind": dataset.kind,
+        "rows": dataset.rows,
+        "columns": dataset.info.get("columns", []),
+        "target": dataset.info.get("target"),
+        "size_bytes": dataset.size_bytes,
+        "created_at": iso(dataset.created_at),
+    }

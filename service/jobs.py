@@ -1,0 +1,93 @@
+"""The job lifecycle in the database (DESIGN.md decision 1: the database is the truth).
+
+queued -> running -> succeeded | failed | cancelled. Every transition is one guarded
+UPDATE, so two processes can never both move the same job.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.errors import Conflict
+from service.tables import Job, JobEvent, User, utcnow
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+def create_job(session: Session, owner: User, *, family: str, spec: dict[str, Any], queue: str,
+               name: str | None) -> Job:
+    job = Job(owner_id=owner.id, family=family, spec=spec, queue=queue, name=name, status=QUEUED)
+    session.add(job)
+    session.flush()
+    add_event(session, job.id, "status", {"status": QUEUED, "by": owner.name})
+    return job
+
+
+def add_event(session: Session, job_id: str, type_: str, data: dict[str, Any]) -> JobEvent:
+    """Append an event with the job's next sequence number (retried if another writer took it)."""
+    for _ in range(5):
+        seq = (session.scalar(select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id)) or 0) + 1
+        event = JobEvent(job_id=job_id, seq=seq, type=type_, data=data, time=utcnow())
+        try:
+            with session.begin_nested():
+                session.add(event)
+            return event
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"could not append an event to job {job_id}")
+
+
+def claim(session: Session, job_id: str, worker: str) -> bool:
+    """Move a queued job to running. False means another delivery already took it: drop it."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == QUEUED)
+        .values(status=RUNNING, attempt=Job.attempt + 1, started_at=now, heartbeat_at=now, worker=worker)
+    )
+    if result.rowcount != 1:
+        return False
+    add_event(session, job_id, "status", {"status": RUNNING, "worker": worker})
+    return True
+
+
+def finish(session: Session, job_id: str, status: str, **fields: Any) -> bool:
+    """End a running job. Returns False when it was no longer running."""
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.status == RUNNING)
+        .values(status=status, finished_at=utcnow(), **fields)
+    )
+    if result.rowcount != 1:
+        return False
+    data = {"status": status}
+    if fields.get("error"):
+        data["error"] = fields["error"]
+    add_event(session, job_id, "status", data)
+    return True
+
+
+def request_cancel(session: Session, job: Job, by: User) -> str:
+    """Cancel a queued job at once; ask a running one to stop. Returns the status after."""
+    if job.status in FINISHED:
+        raise Conflict(f"job {job.id} has already {job.status}; only queued or running jobs can be cancelled",
+                       field="status")
+    now = utcnow()
+    cancelled = session.execute(
+        update(Job).where(Job.id == job.id, Job.status == QUEUED)
+        .values(status=CANCELLED, cancel_requested=True, finished_at=now)
+    ).rowcount
+    if cancelled:
+        add_event(session, job.id, "status", {"status": CANCELLED, "by": by.name})
+        return CANCELLED
+    session.execute(update(Job).where(Job.id == job.id, Job.status == RUNNING).values(cancel_requested=True))
+    add_event(session, job.id, "log", {"message": f"cancel requested by {by.name}"})
+    return RUNNING
+
+
+def cancel_requested(session: Session, job_id: str) -> bool:
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))

@@ -1,0 +1,153 @@
+"""Shared fixtures. Integration tests use the real PostgreSQL and Redis: when either does
+not answer, the tests fail (they never skip)."""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from service.config import Settings
+from service.db import Database
+from service.migrate import upgrade
+from service.tables import Base
+from service.users import create_user
+
+PG_ADMIN_URL = os.environ.get("LABTRAIN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE = os.environ.get("LABTRAIN_TEST_REDIS", "redis://127.0.0.1:6379")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pg_admin():
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # fail loudly: these tests must run against the real server
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} does not answer ({exc}); start it and run again")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def make_pg_database():
+    """Creates empty PostgreSQL databases for this test session and drops them at the end."""
+    admin = _pg_admin()
+    created = []
+
+    def make() -> str:
+        name = f"labtrain_test_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    with admin.connect() as conn:
+        for name in created:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def make_redis_url():
+    """Hands out Redis database numbers (flushed first) so test runs do not see each other's messages."""
+    numbers = iter(range(15, 1, -1))
+    used = []
+
+    def make() -> str:
+        url = f"{REDIS_BASE}/{next(numbers)}"
+        client = redis.Redis.from_url(url)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            pytest.fail(f"Redis at {REDIS_BASE} does not answer ({exc}); start it and run again")
+        client.flushdb()
+        used.append(client)
+        return url
+
+    yield make
+    for client in used:
+        client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def pg_url(make_pg_database) -> str:
+    url = make_pg_database()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url(make_redis_url) -> str:
+    return make_redis_url()
+
+
+@pytest.fixture
+def settings(tmp_path, pg_url, redis_url) -> Settings:
+    return Settings(home=tmp_path, database_url=pg_url, broker_url=redis_url,
+                    data_dir=tmp_path / "datasets", artifact_dir=tmp_path / "artifacts",
+                    max_upload_bytes=200_000)
+
+
+@pytest.fixture
+def db(settings):
+    """The session database, emptied before each test."""
+    database = Database(settings.database_url)
+    with database.engine.begin() as conn:
+        names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {names} CASCADE"))
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def app(settings, db):
+    from service.api import create_app
+
+    application = create_app(settings)
+    yield application
+    application.extensions["labtrain"].db.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_user(db):
+    """Creates a user and returns its Authorization header."""
+    def make(name: str, admin: bool = False) -> dict[str, str]:
+        with db.session() as session:
+            _user, token = create_user(session, name, admin=admin)
+        return {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def run_queued(settings, db):
+    """Runs a queued job in this process, as a worker's pool process would (no Celery)."""
+    from workers.runner import JobRunner
+
+    runner = JobRunner(settings, db, "test-worker")
+    return runner.run

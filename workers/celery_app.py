@@ -1,0 +1,69 @@
+"""The worker's Celery app: the `labtrain.run_job` task and per-process set-up.
+
+Each pool process opens its own database engine after the fork (a connection must
+never be shared across processes); the parent imports scikit-learn before forking so
+every child starts warm.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from service.broker import RUN_JOB_TASK, make_celery
+from service.config import Settings
+from service.db import Database
+from workers.runner import JobRunner
+
+log = logging.getLogger("labtrain.worker")
+
+_state: dict[str, JobRunner] = {}
+
+
+def create_worker_app(settings: Settings, worker_name: str) -> Celery:
+    app = make_celery(settings)
+
+    @app.task(name=RUN_JOB_TASK, ignore_result=True)
+    def run_job(job_id: str) -> str | None:
+        return _runner(settings, worker_name).run(job_id)
+
+    return app
+
+
+def _runner(settings: Settings, worker_name: str) -> JobRunner:
+    if "runner" not in _state:
+        _state["runner"] = JobRunner(settings, Database(settings.database_url), worker_name)
+    return _state["runner"]
+
+
+@worker_process_init.connect
+def _fresh_process_state(**_kwargs) -> None:
+    # A forked child must not reuse the parent's engine or connections.
+    runner = _state.pop("runner", None)
+    if runner is not None:
+        runner.db.engine.dispose(close=False)
+
+
+def preload(queues: list[str]) -> None:
+    """Import what jobs need before the pool forks, so no job pays for it."""
+    import skops.io  # noqa: F401  (model files are written with it)
+
+    import workers.trainers.classic  # noqa: F401  (scikit-learn and the classic trainer)
+
+
+def default_worker_name(queues: list[str]) -> str:
+    return f"{'+'.join(queues)}@{socket.gethostname()}"
+
+
+def run_worker(settings: Settings, queues: list[str], concurrency: int, name: str | None = None,
+               loglevel: str = "INFO") -> None:
+    worker_name = name or default_worker_name(queues)
+    preload(queues)
+    app = create_worker_app(settings, worker_name)
+    app.worker_main([
+        "worker", "--queues", ",".join(queues), "--concurrency", str(concurrency),
+        "--hostname", worker_name, "--loglevel", loglevel, "--pool", "prefork",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ])

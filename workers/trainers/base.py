@@ -1,0 +1,31 @@
+"""What every trainer receives and returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Cancelled(Exception):
+    """Raised by a reporter when the job was cancelled; the trainer lets it propagate."""
+
+
+class Reporter(Protocol):
+    """Receives a trainer's events and progress. Both calls raise Cancelled once the job is cancelled."""
+
+    def event(self, type_: str, data: dict[str, Any]) -> None: ...
+
+    def progress(self, **fields: Any) -> None: ...
+
+
+@dataclass
+class TrainedModel:
+    artifact: Any                     # the object the worker saves (framework's own format)
+    framework: str                    # sklearn | tensorflow | pytorch
+    task: str
+    input: dict[str, Any]             # {"features": [...]} or {"shape": [...]}
+    metrics: dict[str, Any]
+    algorithm: str | None = None
+    classes: list[Any] | None = None
+    class_names: list[str] | None = None
+    summary: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)

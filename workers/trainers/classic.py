@@ -1,0 +1,195 @@
+"""scikit-learn's classic algorithms: build the pipeline, split, cross-validate, fit, measure.
+
+The metrics are exactly what plain scikit-learn gives for the same split and seed:
+`train_test_split(..., random_state=seed, stratify=y)` for the hold-out part and
+`(Stratified)KFold(cv, shuffle=True, random_state=seed)` on the training part.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.cluster import KMeans
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import (accuracy_score, adjusted_rand_score, confusion_matrix, f1_score, get_scorer,
+                             mean_absolute_error, precision_recall_fscore_support, r2_score,
+                             root_mean_squared_error, silhouette_score)
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.svm import SVC, SVR
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from service.algorithms import CLASSIFICATION, CLUSTERING, DECOMPOSITION, REGRESSION
+from service.datasets import Table
+from workers.trainers.base import Reporter, TrainedModel
+from workers.trainers.registry import register
+
+ESTIMATORS: dict[tuple[str, str], type] = {
+    ("knn", CLASSIFICATION): KNeighborsClassifier,
+    ("knn", REGRESSION): KNeighborsRegressor,
+    ("kmeans", CLUSTERING): KMeans,
+    ("decision_tree", CLASSIFICATION): DecisionTreeClassifier,
+    ("decision_tree", REGRESSION): DecisionTreeRegressor,
+    ("random_forest", CLASSIFICATION): RandomForestClassifier,
+    ("random_forest", REGRESSION): RandomForestRegressor,
+    ("svm", CLASSIFICATION): SVC,
+    ("svm", REGRESSION): SVR,
+    ("pca", DECOMPOSITION): PCA,
+    ("linear_regression", REGRESSION): LinearRegression,
+    ("logistic_regression", CLASSIFICATION): LogisticRegression,
+}
+
+CV_SCORING = {CLASSIFICATION: "accuracy", REGRESSION: "r2"}
+
+
+def build_estimator(algorithm: str, task: str, params: dict[str, Any], seed: int):
+    """The estimator for (algorithm, task), given only the parameters it accepts, seeded."""
+    cls = ESTIMATORS[(algorithm, task)]
+    accepted = cls().get_params()
+    kwargs = {k: v for k, v in params.items() if k in accepted and v is not None}
+    if "random_state" in accepted:
+        kwargs["random_state"] = seed
+    return cls(**kwargs)
+
+
+def build_pipeline(table: Table, preprocessing: dict[str, Any], estimator) -> Pipeline:
+    """Preprocessing and estimator as one pipeline, so the saved model takes raw rows."""
+    impute, scale = preprocessing.get("impute"), preprocessing.get("scale")
+    numeric_steps = []
+    if impute:
+        numeric_steps.append(("impute", SimpleImputer(strategy=impute)))
+    if scale:
+        numeric_steps.append(("scale", StandardScaler()))
+    if table.categorical:
+        categorical_steps = [("impute", SimpleImputer(strategy="most_frequent"))] if impute else []
+        categorical_steps.append(("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)))
+        prepare = ColumnTransformer([
+            ("numeric", Pipeline(numeric_steps) if numeric_steps else "passthrough", table.numeric),
+            ("categorical", Pipeline(categorical_steps), table.categorical),
+        ])
+        return Pipeline([("prepare", prepare), ("model", estimator)])
+    return Pipeline([*numeric_steps, ("model", estimator)])
+
+
+@register("classic")
+def train(spec: dict[str, Any], data: Table, report: Reporter) -> TrainedModel:
+    task, evaluation = spec["task"], spec["evaluation"]
+    seed = evaluation["seed"]
+    estimator = build_estimator(spec["algorithm"], task, spec["params"], seed)
+    pipeline = build_pipeline(data, spec["preprocessing"], estimator)
+    report.event("log", {"message": f"{len(data.X)} rows, {data.X.shape[1]} features; {pipeline!r}"})
+
+    classes = None
+    if task in (CLASSIFICATION, REGRESSION):
+        metrics = _fit_supervised(pipeline, data, task, evaluation, report)
+        if task == CLASSIFICATION:
+            classes = to_json(pipeline.classes_)
+    else:
+        pipeline.fit(data.X)
+        metrics = _cluster_metrics(pipeline, data) if task == CLUSTERING else _pca_metrics(pipeline[-1])
+    report.progress(fraction=1.0)
+    return TrainedModel(
+        artifact=pipeline,
+        framework="sklearn",
+        algorithm=spec["algorithm"],
+        task=task,
+        input={"features": list(map(str, data.X.columns)), "categorical": list(data.categorical)},
+        classes=classes,
+        class_names=data.class_names,
+        metrics=metrics,
+        summary=repr(pipeline),
+    )
+
+
+def _fit_supervised(pipeline: Pipeline, data: Table, task: str, evaluation: dict[str, Any],
+                    report: Reporter) -> dict[str, Any]:
+    seed, cv = evaluation["seed"], evaluation["cv"]
+    classification = task == CLASSIFICATION
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.X, data.y, test_size=evaluation["test_size"], random_state=seed,
+        stratify=data.y if classification else None)
+    metrics: dict[str, Any] = {}
+    steps = (cv or 0) + 1
+    if cv:
+        metrics["cv"] = _cross_validate(pipeline, X_train, y_train, task, cv, seed, report, steps)
+    pipeline.fit(X_train, y_train)
+    predicted = pipeline.predict(X_test)
+    metrics.update(classification_metrics(y_test, predicted) if classification
+                   else regression_metrics(y_test, predicted))
+    metrics["rows"] = {"train": int(len(X_train)), "test": int(len(X_test))}
+    return metrics
+
+
+def _cross_validate(pipeline, X, y, task, cv, seed, report, steps) -> dict[str, Any]:
+    splitter_cls = StratifiedKFold if task == CLASSIFICATION else KFold
+    splitter = splitter_cls(n_splits=cv, shuffle=True, random_state=seed)
+    scorer = get_scorer(CV_SCORING[task])
+    scores = []
+    for fold, (fit_rows, score_rows) in enumerate(splitter.split(X, y), start=1):
+        model = clone(pipeline).fit(X.iloc[fit_rows], y.iloc[fit_rows])
+        scores.append(float(scorer(model, X.iloc[score_rows], y.iloc[score_rows])))
+        report.event("log", {"message": f"fold {fold}/{cv}: {CV_SCORING[task]} {scores[-1]:.4f}"})
+        report.progress(fraction=fold / steps)
+    return {"metric": CV_SCORING[task], "folds": scores, "mean": float(np.mean(scores)),
+            "std": float(np.std(scores))}
+
+
+def classification_metrics(y_true, y_pred) -> dict[str, Any]:
+    labels = np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "per_class": {
+            str(label): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for label, p, r, f, s in zip(labels, precision, recall, f1, support)
+        },
+        "confusion_matrix": {"labels": to_json(labels),
+                             "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()},
+    }
+
+
+def regression_metrics(y_true, y_pred) -> dict[str, Any]:
+    return {
+        "r2": float(r2_score(y_true, y_pred)),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "rmse": float(root_mean_squared_error(y_true, y_pred)),
+    }
+
+
+def _cluster_metrics(pipeline: Pipeline, data: Table) -> dict[str, Any]:
+    kmeans = pipeline[-1]
+    features = pipeline[:-1].transform(data.X) if len(pipeline) > 1 else data.X
+    labels = kmeans.labels_
+    distinct = len(np.unique(labels))
+    metrics: dict[str, Any] = {
+        "inertia": float(kmeans.inertia_),
+        # The silhouette is defined only for 2 <= clusters <= rows - 1.
+        "silhouette": float(silhouette_score(features, labels)) if 2 <= distinct < len(labels) else None,
+        "cluster_sizes": np.bincount(labels).tolist(),
+    }
+    if data.y is not None:
+        metrics["adjusted_rand"] = float(adjusted_rand_score(data.y, labels))
+    return metrics
+
+
+def _pca_metrics(pca: PCA) -> dict[str, Any]:
+    ratio = pca.explained_variance_ratio_
+    return {
+        "n_components": int(pca.n_components_),
+        "explained_variance_ratio": ratio.tolist(),
+        "cumulative_explained_variance": np.cumsum(ratio).tolist(),
+    }
+
+
+def to_json(values) -> list[Any]:
+    """numpy labels as plain JSON values (ints stay ints, strings stay strings)."""
+    return np.asarray(values).tolist()
