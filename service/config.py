@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+def _env_int(environ, name: str, default: int) -> int:
+    raw = environ.get(name)
     return int(raw) if raw not in (None, "") else default
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
+def _env_float(environ, name: str, default: float) -> float:
+    raw = environ.get(name)
     return float(raw) if raw not in (None, "") else default
 
 
@@ -41,19 +41,24 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        home = Path(os.environ.get("LABTRAIN_HOME") or Path.home() / ".labtrain").expanduser()
-        data_dir = Path(os.environ.get("LABTRAIN_DATA_DIR") or home / "datasets").expanduser()
-        artifact_dir = Path(os.environ.get("LABTRAIN_ARTIFACT_DIR") or home / "artifacts").expanduser()
+        return cls.from_env_map(os.environ)
+
+    @classmethod
+    def from_env_map(cls, environ) -> "Settings":
+        """Settings from a mapping of environment variables (the process's own by default)."""
+        home = Path(environ.get("LABTRAIN_HOME") or Path.home() / ".labtrain").expanduser()
+        data_dir = Path(environ.get("LABTRAIN_DATA_DIR") or home / "datasets").expanduser()
+        artifact_dir = Path(environ.get("LABTRAIN_ARTIFACT_DIR") or home / "artifacts").expanduser()
         return cls(
             home=home,
-            database_url=os.environ.get("LABTRAIN_DATABASE_URL") or f"sqlite:///{home / 'labtrain.db'}",
-            broker_url=os.environ.get("LABTRAIN_BROKER_URL") or f"sqla+sqlite:///{home / 'broker.db'}",
+            database_url=environ.get("LABTRAIN_DATABASE_URL") or f"sqlite:///{home / 'labtrain.db'}",
+            broker_url=environ.get("LABTRAIN_BROKER_URL") or f"sqla+sqlite:///{home / 'broker.db'}",
             data_dir=data_dir,
             artifact_dir=artifact_dir,
-            max_upload_bytes=_env_int("LABTRAIN_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
-            visibility_timeout=_env_int("LABTRAIN_VISIBILITY_TIMEOUT", 24 * 3600),
-            embedded_poll_interval=_env_float("LABTRAIN_EMBEDDED_POLL_INTERVAL", 0.02),
-            model_cache_size=_env_int("LABTRAIN_MODEL_CACHE_SIZE", 32),
+            max_upload_bytes=_env_int(environ, "LABTRAIN_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
+            visibility_timeout=_env_int(environ, "LABTRAIN_VISIBILITY_TIMEOUT", 24 * 3600),
+            embedded_poll_interval=_env_float(environ, "LABTRAIN_EMBEDDED_POLL_INTERVAL", 0.02),
+            model_cache_size=_env_int(environ, "LABTRAIN_MODEL_CACHE_SIZE", 32),
         )
 
     def ensure_dirs(self) -> None:

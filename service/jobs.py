@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -29,17 +28,18 @@ def create_job(session: Session, owner: User, *, family: str, spec: dict[str, An
 
 
 def add_event(session: Session, job_id: str, type_: str, data: dict[str, Any]) -> JobEvent:
-    """Append an event with the job's next sequence number (retried if another writer took it)."""
-    for _ in range(5):
-        seq = (session.scalar(select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id)) or 0) + 1
-        event = JobEvent(job_id=job_id, seq=seq, type=type_, data=data, time=utcnow())
-        try:
-            with session.begin_nested():
-                session.add(event)
-            return event
-        except IntegrityError:
-            continue
-    raise RuntimeError(f"could not append an event to job {job_id}")
+    """Append an event with the job's next sequence number.
+
+    The counter lives on the job row: the UPDATE locks that row until commit, so
+    concurrent writers to one job get consecutive numbers and never collide.
+    """
+    seq = session.execute(
+        update(Job).where(Job.id == job_id).values(event_seq=Job.event_seq + 1).returning(Job.event_seq)
+    ).scalar_one()
+    event = JobEvent(job_id=job_id, seq=seq, type=type_, data=data, time=utcnow())
+    session.add(event)
+    session.flush()
+    return event
 
 
 def claim(session: Session, job_id: str, worker: str) -> bool:

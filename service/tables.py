@@ -85,6 +85,7 @@ class Job(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)  # the last event's sequence number
     worker: Mapped[str | None] = mapped_column(String(255))
     progress: Mapped[dict[str, Any] | None]
     metrics: Mapped[dict[str, Any] | None]

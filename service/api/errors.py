@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from service.errors import ServiceError
@@ -34,7 +34,7 @@ def init_app(app: Flask) -> None:
         if status == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             message = f"the request body is larger than the limit of {limit} bytes; send a smaller file"
-            details = {"field": "file", "limit_bytes": limit}
+            details = {"field": "file" if request.path.endswith("/datasets") else "body", "limit_bytes": limit}
         elif status == 404:
             message = "no such route; see /api/v1 in the API documentation"
         response = error_response(status, HTTP_CODES.get(status, "http_error"), message, details)

@@ -196,3 +196,24 @@ def test_spec_checks_against_an_uploaded_table(client, alice):
     clusters = client.post("/api/v1/jobs", json={"dataset": {"id": no_target["id"]}, "algorithm": "kmeans",
                                                  "params": {"n_clusters": 2}}, headers=alice)
     assert clusters.status_code == 201
+
+
+@pytest.mark.parametrize("algorithm,dataset", [
+    ("knn", "iris"), ("knn", "diabetes"), ("kmeans", "wine"), ("decision_tree", "breast_cancer"),
+    ("decision_tree", "diabetes"), ("random_forest", "digits"), ("random_forest", "diabetes"), ("svm", "wine"),
+    ("svm", "diabetes"), ("pca", "digits"), ("linear_regression", "diabetes"), ("logistic_regression", "iris"),
+])
+def test_every_algorithm_trains_and_predicts_with_its_defaults(client, alice, run_queued, algorithm, dataset):
+    from sklearn import datasets
+
+    job = submit_and_run(client, alice, run_queued, {"dataset": dataset, "algorithm": algorithm,
+                                                     "preprocessing": {"scale": True}})
+    assert job["status"] == "succeeded", job["error"]
+    X, _ = getattr(datasets, f"load_{dataset}")(return_X_y=True)
+    answer = client.post(f"/api/v1/models/{job['result']['model_id']}/predict", headers=alice,
+                         json={"instances": X[:3].tolist()}).get_json()
+    assert len(answer["predictions"]) == 3
+    task = job["spec"]["task"]
+    expected_metric = {"classification": "f1_macro", "regression": "rmse", "clustering": "silhouette",
+                       "decomposition": "explained_variance_ratio"}[task]
+    assert expected_metric in job["metrics"]

@@ -16,7 +16,7 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.metrics import (accuracy_score, adjusted_rand_score, confusion_matrix, f1_score, get_scorer,
+from sklearn.metrics import (accuracy_score, adjusted_rand_score, confusion_matrix, get_scorer,
                              mean_absolute_error, precision_recall_fscore_support, r2_score,
                              root_mean_squared_error, silhouette_score)
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
@@ -84,7 +84,8 @@ def train(spec: dict[str, Any], data: Table, report: Reporter) -> TrainedModel:
     seed = evaluation["seed"]
     estimator = build_estimator(spec["algorithm"], task, spec["params"], seed)
     pipeline = build_pipeline(data, spec["preprocessing"], estimator)
-    report.event("log", {"message": f"{len(data.X)} rows, {data.X.shape[1]} features; {pipeline!r}"})
+    summary = repr(pipeline)
+    report.event("log", {"message": f"{len(data.X)} rows, {data.X.shape[1]} features; {summary}"})
 
     classes = None
     if task in (CLASSIFICATION, REGRESSION):
@@ -104,7 +105,7 @@ def train(spec: dict[str, Any], data: Table, report: Reporter) -> TrainedModel:
         classes=classes,
         class_names=data.class_names,
         metrics=metrics,
-        summary=repr(pipeline),
+        summary=summary,
     )
 
 
@@ -147,7 +148,8 @@ def classification_metrics(y_true, y_pred) -> dict[str, Any]:
         y_true, y_pred, labels=labels, zero_division=0)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "f1_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        # f1_score(average="macro") is this mean over the same labels; one call computes both.
+        "f1_macro": float(np.mean(f1)),
         "per_class": {
             str(label): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for label, p, r, f, s in zip(labels, precision, recall, f1, support)

@@ -1,0 +1,122 @@
+"""The whole flow through real processes: an HTTP server, Celery workers, and either
+PostgreSQL + Redis or the embedded defaults (SQLite and the serverless broker)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from service.broker import make_celery, send_job
+from service.config import Settings
+from tests.conftest import free_port
+from tests.processes import Client, ServiceProcess, run_cli, service_env, wait_until_healthy
+
+
+@pytest.fixture(scope="module")
+def pg_redis_service(tmp_path_factory, make_pg_database, make_redis_url):
+    home = tmp_path_factory.mktemp("pg-redis")
+    env = service_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
+    upgrade = run_cli(["db", "upgrade"], env)
+    assert upgrade.returncode == 0, upgrade.stderr
+    created = run_cli(["users", "create", "alice"], env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert created.stdout == token + "\n" and token.startswith("lt_")  # the token, alone on stdout
+    again = run_cli(["users", "create", "alice"], env)
+    assert again.returncode != 0 and "exists" in again.stderr
+
+    port = free_port()
+    processes = [
+        ServiceProcess(["worker", "--queues", "cpu", "--concurrency", "2"], env, home / "worker.log"),
+        ServiceProcess(["api", "--port", str(port), "--workers", "2"], env, home / "api.log"),
+    ]
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", processes)
+        yield Client(f"http://127.0.0.1:{port}", token), env, processes
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def embedded_service(tmp_path_factory):
+    home = tmp_path_factory.mktemp("embedded")
+    port = free_port()
+    process = ServiceProcess(["up", "--port", str(port)], service_env(home), home / "up.log")
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", [process])
+        token = (home / "token").read_text().strip()
+        assert (home / "token").stat().st_mode & 0o777 == 0o600
+        assert token in process.output()  # printed for the user
+        yield Client(f"http://127.0.0.1:{port}", token), home, process
+    finally:
+        process.stop()
+
+
+def _submit_poll_predict(client: Client) -> dict:
+    response = client.post("/api/v1/jobs", json={"dataset": "iris", "algorithm": "svm",
+                                                  "params": {"kernel": "linear"},
+                                                  "preprocessing": {"scale": True},
+                                                  "evaluation": {"cv": 3, "seed": 2}})
+    assert response.status_code == 201, response.text
+    job = client.wait_for(response.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    assert job["metrics"]["accuracy"] > 0.85 and job["progress"]["fraction"] == 1.0
+    model_id = job["result"]["model_id"]
+    answer = client.post(f"/api/v1/models/{model_id}/predict",
+                         json={"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["labels"] == ["setosa", "virginica"]
+    bad = client.post(f"/api/v1/models/{model_id}/predict", json={"instances": [[5.1, 3.5]]})
+    assert bad.status_code == 422 and bad.json()["error"]["details"]["field"] == "instances.0"
+    invalid = client.post("/api/v1/jobs", json={"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": -1}})
+    assert invalid.status_code == 422 and invalid.json()["error"]["details"]["field"] == "params.n_neighbors"
+    return job
+
+
+def test_submit_poll_predict_on_postgres_and_redis(pg_redis_service):
+    client, _env, _processes = pg_redis_service
+    job = _submit_poll_predict(client)
+    assert job["attempt"] == 1
+
+
+def test_submit_poll_predict_on_embedded_defaults(embedded_service):
+    client, home, _process = embedded_service
+    _submit_poll_predict(client)
+    assert (home / "labtrain.db").exists() and (home / "broker.db").exists()
+
+
+def test_upload_and_train_on_embedded_defaults(embedded_service):
+    client, _home, _process = embedded_service
+    rows = "\n".join(f"{x},{x % 3},{'odd' if x % 2 else 'even'}" for x in range(60))
+    uploaded = client.post("/api/v1/datasets", files={"file": ("numbers.csv", "x,m,parity\n" + rows)},
+                           data={"target": "parity"})
+    assert uploaded.status_code == 201, uploaded.text
+    job = client.post("/api/v1/jobs", json={"dataset": {"id": uploaded.json()["id"]}, "algorithm": "decision_tree"})
+    assert client.wait_for(job.json()["id"])["status"] == "succeeded"
+
+
+def test_many_jobs_at_once_all_succeed_exactly_once(pg_redis_service):
+    client, _env, _processes = pg_redis_service
+    ids = [client.post("/api/v1/jobs", json={"dataset": "wine", "algorithm": "knn"}).json()["id"] for _ in range(20)]
+    jobs = [client.wait_for(job_id) for job_id in ids]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 20
+    assert {j["attempt"] for j in jobs} == {1}
+
+
+def test_a_duplicate_message_cannot_run_a_job_twice(pg_redis_service):
+    client, env, processes = pg_redis_service
+    job_id = client.post("/api/v1/jobs", json={"dataset": "digits", "algorithm": "random_forest",
+                                               "params": {"n_estimators": 30}}).json()["id"]
+    celery = make_celery(Settings.from_env_map(env))
+    for _ in range(3):  # the same job id delivered three more times, as a broker might after a failure
+        send_job(celery, job_id, "cpu")
+    job = client.wait_for(job_id)
+    time.sleep(1.0)  # let the duplicate deliveries arrive and be dropped
+    assert job["status"] == "succeeded" and job["attempt"] == 1
+    events = client.get(f"/api/v1/jobs/{job_id}/events").json()["items"]
+    assert [e["data"]["status"] for e in events if e["type"] == "status"] == ["queued", "running", "succeeded"]
+    assert client.get(f"/api/v1/jobs/{job_id}").json()["attempt"] == 1
+    assert redis.Redis.from_url(env["LABTRAIN_BROKER_URL"]).llen("cpu") == 0
+    assert "already claimed" in processes[0].output()
