@@ -8,22 +8,18 @@ on PostgreSQL + Redis and on the embedded defaults (SQLite + serverless broker).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import free_port  # noqa: E402
-from tests.processes import Client, ServiceProcess, run_cli, service_env, wait_until_healthy  # noqa: E402
+from bench.service_process import start_service  # noqa: E402
+from tests.processes import Client  # noqa: E402
 
 SPEC = {"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": 5},
         "evaluation": {"test_size": 0.2, "seed": 0}}
@@ -38,10 +34,6 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_
 model = KNeighborsClassifier(n_neighbors=5).fit(X_train, y_train)
 print(accuracy_score(y_test, model.predict(X_test)))
 """
-
-PG_ADMIN = os.environ.get("LABTRAIN_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS = os.environ.get("LABTRAIN_BENCH_REDIS", "redis://127.0.0.1:6379/9")
-
 
 def fresh_script_seconds(runs: int) -> list[float]:
     times = []
@@ -86,32 +78,6 @@ def burst_throughput(client: Client, jobs: int) -> tuple[float, int]:
     failed = sum(client.get(f"/api/v1/jobs/{j}").json()["status"] != "succeeded" for j in ids)
     print(f"    {jobs} submitted in {submitted:.2f}s", flush=True)
     return jobs / elapsed, failed
-
-
-def start_service(mode: str, home: Path):
-    port = free_port()
-    if mode == "embedded":
-        process = ServiceProcess(["up", "--port", str(port)], service_env(home), home / "up.log")
-        wait_until_healthy(f"http://127.0.0.1:{port}", [process])
-        return Client(f"http://127.0.0.1:{port}", (home / "token").read_text().strip()), [process], None
-    database = f"labtrain_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{database}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{database}"
-    env = service_env(home, LABTRAIN_DATABASE_URL=url, LABTRAIN_BROKER_URL=REDIS)
-    run_cli(["db", "upgrade"], env)
-    token = run_cli(["users", "create", "bench"], env).stdout.strip()
-    processes = [ServiceProcess(["worker", "--queues", "cpu", "--concurrency", "2"], env, home / "worker.log"),
-                 ServiceProcess(["api", "--port", str(port), "--workers", "2"], env, home / "api.log")]
-    wait_until_healthy(f"http://127.0.0.1:{port}", processes)
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
-
-    return Client(f"http://127.0.0.1:{port}", token), processes, drop
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Errors the domain raises for bad input; the API turns them into 4xx answers."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -51,9 +51,19 @@ def field_path(model: type[BaseModel], loc: tuple, prefix: str = "") -> str:
         if not fields or item not in fields:
             break
         parts.append(item)
-        annotation = fields[item].annotation
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        current = _model_in(fields[item].annotation)
     return ".".join(parts) or prefix
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds: itself, or a member of `Model | None` or `list[Model]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for member in get_args(annotation):
+        found = _model_in(member)
+        if found is not None:
+            return found
+    return None
 
 
 def spec_error_from(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> SpecError:
@@ -80,5 +90,5 @@ def model_field_names(model: type[BaseModel], loc: tuple) -> list[str]:
     current: Any = model
     for item in loc:
         fields = getattr(current, "model_fields", {})
-        current = fields[item].annotation if item in fields else None
+        current = _model_in(fields[item].annotation) if item in fields else current
     return list(getattr(current, "model_fields", {}))

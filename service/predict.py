@@ -65,3 +65,39 @@ def predict_tabular(pipeline: Any, frame: pd.DataFrame, task: str) -> dict[str, 
         # e.g. a missing value sent to a model trained without imputation
         raise SpecError(f"the model cannot use these instances: {exc}", field="instances") from None
     return output
+
+
+def array_batch(instances: Any, input_shape: list[int]) -> np.ndarray:
+    """Instances for an array model: each one nested lists of the input's shape (an image may
+    leave out its channel axis), as float32."""
+    if not isinstance(instances, list) or not instances:
+        raise SpecError("instances must be a non-empty list of inputs", field="instances")
+    if len(instances) > MAX_INSTANCES:
+        raise SpecError(f"send at most {MAX_INSTANCES} instances per request", field="instances")
+    shape = tuple(input_shape)
+    accepted = {shape, shape[:-1]} if len(shape) == 3 and shape[-1] == 1 else {shape}
+    rows = []
+    for i, instance in enumerate(instances):
+        try:
+            row = np.asarray(instance, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise SpecError(f"instances[{i}] must be nested lists of numbers of shape {list(shape)}",
+                            field=f"instances.{i}") from None
+        if row.shape not in accepted:
+            raise SpecError(f"instances[{i}] has shape {list(row.shape)}; the model expects {list(shape)}",
+                            field=f"instances.{i}", details={"expected": list(shape), "got": list(row.shape)})
+        if not np.isfinite(row).all():
+            raise SpecError(f"instances[{i}] holds a value that is not a finite number", field=f"instances.{i}")
+        rows.append(row.reshape(shape))
+    return np.stack(rows)
+
+
+def network_output(outputs: np.ndarray, task: str, classes: list[Any] | None, probabilities: bool) -> dict[str, Any]:
+    """Predictions (class labels or numbers) and class probabilities from a network's outputs."""
+    if task != "classification":
+        return {"predictions": outputs.reshape(len(outputs), -1)[:, 0].astype(float).tolist()}
+    from service.nets.artifacts import softmax
+
+    probs = outputs if probabilities else softmax(outputs.astype(np.float64))
+    labels = np.asarray(classes)[probs.argmax(axis=1)]
+    return {"predictions": labels.tolist(), "probabilities": np.asarray(probs, dtype=float).round(6).tolist()}

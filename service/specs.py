@@ -87,12 +87,16 @@ def family_of(payload: Any) -> str:
     return FAMILY_KEYS[present[0]]
 
 
-def validate_job(payload: Any, resolve_dataset: DatasetResolver) -> ValidatedJob:
+def validate_job(payload: Any, resolve_dataset: DatasetResolver, resolve_arrays: Callable,
+                 gpu_online: Callable[[], bool]) -> ValidatedJob:
     family = family_of(payload)
-    if family != "classic":
-        raise SpecError(f"{family} jobs are not available on this server yet", field=next(
-            k for k, f in FAMILY_KEYS.items() if f == family), code="unsupported")
-    return validate_classic(payload, resolve_dataset)
+    if family == "classic":
+        return validate_classic(payload, resolve_dataset)
+    if family == "network":
+        from service.network_specs import validate_network
+
+        return validate_network(payload, resolve_arrays, gpu_online)
+    raise SpecError(f"{family} jobs are not available on this server yet", field="optimize", code="unsupported")
 
 
 def validate_classic(payload: dict[str, Any], resolve_dataset: DatasetResolver) -> ValidatedJob:
@@ -153,6 +157,11 @@ def _resolve_task(asked: str | None, supported: tuple[str, ...], data: DatasetVi
         raise SpecError(f"regression needs a numeric target; column {target['name']!r} holds text",
                         field="task")
     return task
+
+
+def resolve_table_task(data: DatasetView) -> str:
+    """Classification or regression for a network on a table, from its target column."""
+    return _resolve_task(None, SUPERVISED, data)
 
 
 def _target_column(data: DatasetView) -> dict[str, Any] | None:

@@ -125,5 +125,23 @@ class Model(Base):
     class_names: Mapped[list[Any] | None]  # human names of integer labels, where the data has them
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     summary: Mapped[str | None] = mapped_column(Text)
+    # How to rebuild and run it: layer list, API, input scaling, parameter counts, device.
+    meta: Mapped[dict[str, Any] | None]
     artifact_path: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Worker(Base):
+    """A running worker process, as its last heartbeat described it."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    queues: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    gpu_name: Mapped[str | None] = mapped_column(String(255))
+    gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -16,6 +16,7 @@ from service.db import Database
 from service.migrate import upgrade
 from service.tables import Base
 from service.users import create_user
+from tests.digit_images import MNIST_8K
 
 PG_ADMIN_URL = os.environ.get("LABTRAIN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("LABTRAIN_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -93,9 +94,12 @@ def redis_url(make_redis_url) -> str:
 
 @pytest.fixture
 def settings(tmp_path, pg_url, redis_url) -> Settings:
+    """Settings for one test; its data directory holds the MNIST subset as `mnist.npz`."""
+    data_dir = tmp_path / "datasets"
+    data_dir.mkdir()
+    (data_dir / "mnist.npz").symlink_to(MNIST_8K)
     return Settings(home=tmp_path, database_url=pg_url, broker_url=redis_url,
-                    data_dir=tmp_path / "datasets", artifact_dir=tmp_path / "artifacts",
-                    max_upload_bytes=200_000)
+                    data_dir=data_dir, artifact_dir=tmp_path / "artifacts", max_upload_bytes=2_000_000)
 
 
 @pytest.fixture

@@ -10,12 +10,15 @@ import redis
 from service.broker import make_celery, send_job
 from service.config import Settings
 from tests.conftest import free_port
+from tests.digit_images import MNIST_8K
 from tests.processes import Client, ServiceProcess, run_cli, service_env, wait_until_healthy
 
 
 @pytest.fixture(scope="module")
 def pg_redis_service(tmp_path_factory, make_pg_database, make_redis_url):
     home = tmp_path_factory.mktemp("pg-redis")
+    (home / "datasets").mkdir()
+    (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
     env = service_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
     upgrade = run_cli(["db", "upgrade"], env)
     assert upgrade.returncode == 0, upgrade.stderr
@@ -120,3 +123,25 @@ def test_a_duplicate_message_cannot_run_a_job_twice(pg_redis_service):
     assert client.get(f"/api/v1/jobs/{job_id}").json()["attempt"] == 1
     assert redis.Redis.from_url(env["LABTRAIN_BROKER_URL"]).llen("cpu") == 0
     assert "already claimed" in processes[0].output()
+
+
+def test_network_jobs_on_a_warm_worker_with_both_frameworks(pg_redis_service):
+    client, _env, _processes = pg_redis_service
+    specs = [
+        {"dataset": "mnist", "framework": "tensorflow", "network": {"preset": "mlp", "api": "subclassing"},
+         "training": {"epochs": 2, "validation_split": 0.1}},
+        {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "lenet", "api": "module"},
+         "training": {"epochs": 2, "batch_size": 64}},
+    ]
+    ids = [client.post("/api/v1/jobs", json=spec).json()["id"] for spec in specs]
+    for job_id in ids:
+        job = client.wait_for(job_id, timeout=180)
+        assert job["status"] == "succeeded", job["error"]
+        assert job["metrics"]["accuracy"] > 0.85
+        epochs = [e["data"] for e in client.get(f"/api/v1/jobs/{job_id}/events").json()["items"] if e["type"] == "epoch"]
+        assert [e["epoch"] for e in epochs] == [1, 2]
+        answer = client.post(f"/api/v1/models/{job['result']['model_id']}/predict",
+                             json={"instances": [[[0] * 28] * 28]})
+        assert answer.status_code == 200 and len(answer.json()["probabilities"][0]) == 10
+    workers = client.get("/api/v1/queue").json()["queues"]["cpu"]["workers"]
+    assert [w["concurrency"] for w in workers] == [2]

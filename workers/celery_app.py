@@ -1,8 +1,10 @@
 """The worker's Celery app: the `labtrain.run_job` task and per-process set-up.
 
 Each pool process opens its own database engine after the fork (a connection must
-never be shared across processes); the parent imports scikit-learn before forking so
-every child starts warm.
+never be shared across processes). A CPU worker's parent imports scikit-learn,
+TensorFlow and PyTorch before forking so every job starts warm; a GPU worker's parent
+imports neither framework (CUDA cannot be re-initialised in a forked child) and runs
+each job in a fresh child, so the GPU memory TensorFlow holds is freed when it ends.
 """
 from __future__ import annotations
 
@@ -10,16 +12,17 @@ import logging
 import socket
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from service.broker import RUN_JOB_TASK, make_celery
 from service.config import Settings
 from service.db import Database
+from workers.heartbeat import Heartbeat
 from workers.runner import JobRunner
 
 log = logging.getLogger("labtrain.worker")
 
-_state: dict[str, JobRunner] = {}
+_state: dict[str, object] = {}
 
 
 def create_worker_app(settings: Settings, worker_name: str) -> Celery:
@@ -35,22 +38,40 @@ def create_worker_app(settings: Settings, worker_name: str) -> Celery:
 def _runner(settings: Settings, worker_name: str) -> JobRunner:
     if "runner" not in _state:
         _state["runner"] = JobRunner(settings, Database(settings.database_url), worker_name)
-    return _state["runner"]
+    return _state["runner"]  # type: ignore[return-value]
 
 
 @worker_process_init.connect
 def _fresh_process_state(**_kwargs) -> None:
     # A forked child must not reuse the parent's engine or connections.
     runner = _state.pop("runner", None)
-    if runner is not None:
+    if isinstance(runner, JobRunner):
         runner.db.engine.dispose(close=False)
 
 
-def preload(queues: list[str]) -> None:
+@worker_ready.connect
+def _start_heartbeat(**_kwargs) -> None:
+    heartbeat = _state.get("heartbeat")
+    if isinstance(heartbeat, Heartbeat):
+        heartbeat.start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_kwargs) -> None:
+    heartbeat = _state.pop("heartbeat", None)
+    if isinstance(heartbeat, Heartbeat):
+        heartbeat.stop()
+
+
+def preload(gpu: bool) -> None:
     """Import what jobs need before the pool forks, so no job pays for it."""
     import skops.io  # noqa: F401  (model files are written with it)
 
     import workers.trainers.classic  # noqa: F401  (scikit-learn and the classic trainer)
+
+    if not gpu:
+        import workers.trainers.keras_trainer  # noqa: F401  (TensorFlow)
+        import workers.trainers.torch_trainer  # noqa: F401  (PyTorch)
 
 
 def default_worker_name(queues: list[str]) -> str:
@@ -60,10 +81,13 @@ def default_worker_name(queues: list[str]) -> str:
 def run_worker(settings: Settings, queues: list[str], concurrency: int, name: str | None = None,
                loglevel: str = "INFO") -> None:
     worker_name = name or default_worker_name(queues)
-    preload(queues)
+    gpu = "gpu" in queues
+    preload(gpu)
+    _state["heartbeat"] = Heartbeat(settings, worker_name, queues, concurrency)
     app = create_worker_app(settings, worker_name)
-    app.worker_main([
-        "worker", "--queues", ",".join(queues), "--concurrency", str(concurrency),
-        "--hostname", worker_name, "--loglevel", loglevel, "--pool", "prefork",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ])
+    argv = ["worker", "--queues", ",".join(queues), "--concurrency", str(concurrency),
+            "--hostname", worker_name, "--loglevel", loglevel, "--pool", "prefork",
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if gpu:
+        argv.append("--max-tasks-per-child=1")
+    app.worker_main(argv)

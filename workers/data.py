@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from service.algorithms import CLASSIFICATION
+from service.arrays import ArrayData, check_arrays, load_npz_file, mnist_path, with_channel
 from service.datasets import BUILTINS, Table, load_builtin, read_csv_file, table_from_frame
 
 
@@ -27,3 +33,64 @@ def load_table(dataset: Any, uploaded_path: str | None) -> Table:
     if uploaded_path is None:
         raise ValueError(f"uploaded data set {dataset['id']} has no file")
     return _uploaded(uploaded_path, dataset.get("target"))
+
+
+def load_arrays(spec: dict[str, Any], uploaded: tuple[str, str] | None, data_dir: Path) -> ArrayData:
+    """The arrays a network job trains on: (x_train, y_train, x_test, y_test), labels as class indices."""
+    dataset, evaluation = spec["dataset"], spec["evaluation"]
+    input_shape = tuple(spec["input_shape"])
+    if dataset == "mnist":
+        arrays = load_npz_file(mnist_path(data_dir))
+        return _from_arrays(arrays, check_arrays(arrays), input_shape, evaluation)
+    if dataset == "digits":
+        import sklearn.datasets
+
+        digits = sklearn.datasets.load_digits()
+        arrays = {"x": digits.images.astype(np.float32), "y": digits.target}
+        info = {**check_arrays(arrays), "pixel_max": 16.0}
+        return _from_arrays(arrays, info, input_shape, evaluation)
+    if isinstance(dataset, str):  # a tabular built-in
+        table = _builtin(dataset)
+        return _from_table(table, input_shape, evaluation, spec["task"])
+    kind, path = uploaded or (None, None)
+    if path is None:
+        raise ValueError(f"uploaded data set {dataset['id']} has no file")
+    if kind == "npz":
+        arrays = load_npz_file(Path(path))
+        return _from_arrays(arrays, check_arrays(arrays), input_shape, evaluation)
+    return _from_table(_uploaded(path, dataset.get("target")), input_shape, evaluation, spec["task"])
+
+
+def _from_arrays(arrays: dict[str, np.ndarray], info: dict[str, Any], input_shape: tuple[int, ...],
+                 evaluation: dict[str, Any]) -> ArrayData:
+    classes = info["classes"]
+    if "x_train" in arrays:
+        parts = [arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]]
+    else:
+        parts = _split(arrays["x"], arrays["y"], evaluation, stratify=classes is not None)
+    x_train, y_train, x_test, y_test = parts
+    if classes is not None:
+        y_train, y_test = np.searchsorted(classes, y_train), np.searchsorted(classes, y_test)
+    return ArrayData(
+        x_train=with_channel(x_train, input_shape), y_train=y_train, x_test=with_channel(x_test, input_shape),
+        y_test=y_test, task=info["task"], input_shape=input_shape, classes=classes,
+        class_names=info.get("class_names"), pixel_max=info.get("pixel_max"))
+
+
+def _from_table(table: Table, input_shape: tuple[int, ...], evaluation: dict[str, Any], task: str) -> ArrayData:
+    x = table.X.to_numpy(dtype=np.float32)
+    y = table.y.to_numpy()
+    classes = None
+    if task == CLASSIFICATION:
+        classes_array, y = np.unique(y, return_inverse=True)
+        classes = classes_array.tolist()
+    x_train, y_train, x_test, y_test = _split(x, y, evaluation, stratify=task == CLASSIFICATION)
+    return ArrayData(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, task=task,
+                     input_shape=input_shape, classes=classes, class_names=table.class_names,
+                     features=list(map(str, table.X.columns)))
+
+
+def _split(x: np.ndarray, y: np.ndarray, evaluation: dict[str, Any], stratify: bool):
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=evaluation["test_size"], random_state=evaluation["seed"], stratify=y if stratify else None)
+    return x_train, y_train, x_test, y_test

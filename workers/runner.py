@@ -6,26 +6,37 @@ connection) and short sessions record each event.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
+from pathlib import Path
 from typing import Any
 
 from service import jobs, storage
 from service.config import Settings
 from service.db import Database
 from service.tables import Dataset, Job, Model, new_id, utcnow
-from workers.data import load_table
+from workers.data import load_arrays, load_table
 from workers.trainers import Cancelled, TrainedModel, get_trainer
+from workers.trainers.network import remove_checkpoints
 
 log = logging.getLogger("labtrain.worker")
 
-MODEL_SUFFIX = {"sklearn": ".skops"}
+MODEL_SUFFIX = {"sklearn": ".skops", "tensorflow": ".keras", "pytorch": ".pt"}
+CANCEL_POLL_SECONDS = 0.5
 
 
 class DbReporter:
-    """Writes a trainer's events and progress to the job's rows; raises Cancelled once asked to stop."""
+    """Writes a trainer's events and progress to the job's rows; raises Cancelled once asked to stop.
 
-    def __init__(self, db: Database, job_id: str, job_log: logging.Logger):
-        self.db, self.job_id, self.log = db, job_id, job_log
+    `stop_requested` is asked after every training batch, so it reads a flag that a
+    background thread refreshes from the database twice a second.
+    """
+
+    def __init__(self, db: Database, job_id: str, job_log: logging.Logger, checkpoint_dir: Path | None):
+        self.db, self.job_id, self.log, self.checkpoint_dir = db, job_id, job_log, checkpoint_dir
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def event(self, type_: str, data: dict[str, Any]) -> None:
         with self.db.session() as session:
@@ -38,8 +49,32 @@ class DbReporter:
         with self.db.session() as session:
             self._check(session)
             job = session.get(Job, self.job_id)
+            metrics = fields.pop("metrics", None)
+            if metrics is not None:
+                job.metrics = metrics
             job.progress = {**(job.progress or {}), **fields}
             job.heartbeat_at = utcnow()
+
+    def stop_requested(self) -> bool:
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name=f"cancel-watch-{self.job_id}", daemon=True)
+            self._watcher.start()
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        self._done.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+
+    def _watch(self) -> None:
+        while not self._done.wait(CANCEL_POLL_SECONDS):
+            try:
+                with self.db.session() as session:
+                    if jobs.cancel_requested(session, self.job_id):
+                        self._stop.set()
+                        return
+            except Exception:  # a database hiccup must not kill the job; look again next time
+                log.warning("could not read job %s's cancel flag", self.job_id, exc_info=True)
 
     def _check(self, session) -> None:
         if jobs.cancel_requested(session, self.job_id):
@@ -58,13 +93,14 @@ class JobRunner:
                 return None
             job = session.get(Job, job_id)
             family, spec, owner_id = job.family, job.spec, job.owner_id
-            dataset_path = _uploaded_path(session, spec.get("dataset"))
+            uploaded = _uploaded_file(session, spec.get("dataset"))
 
         job_log, handler = self._open_job_log(job_id)
-        reporter = DbReporter(self.db, job_id, job_log)
+        checkpoints = storage.job_dir(self.settings, job_id) / "checkpoints" if family == "network" else None
+        reporter = DbReporter(self.db, job_id, job_log, checkpoints)
         try:
             job_log.info("job %s started on %s", job_id, self.worker_name)
-            data = load_table(spec["dataset"], dataset_path)
+            data = self._load_data(family, spec, uploaded)
             trained = get_trainer(family)(spec, data, reporter)
             return self._succeed(job_id, owner_id, trained, job_log)
         except Cancelled:
@@ -76,8 +112,16 @@ class JobRunner:
             return self._finish(job_id, jobs.FAILED, error_code="training_error",
                                 error=f"{message} (the job's log has the full traceback)")
         finally:
+            reporter.close()
+            if not spec.get("training", {}).get("keep_checkpoints"):
+                remove_checkpoints(checkpoints)
             job_log.removeHandler(handler)
             handler.close()
+
+    def _load_data(self, family: str, spec: dict[str, Any], uploaded: tuple[str, str] | None):
+        if family == "network":
+            return load_arrays(spec, uploaded, self.settings.data_dir)
+        return load_table(spec["dataset"], uploaded[1] if uploaded else None)
 
     def _succeed(self, job_id: str, owner_id: str, trained: TrainedModel, job_log: logging.Logger) -> str:
         with self.db.session() as session:
@@ -85,16 +129,18 @@ class JobRunner:
                 raise Cancelled()
         model_id = new_id()
         path = storage.model_path(self.settings, model_id, MODEL_SUFFIX[trained.framework])
-        storage.dump_sklearn(trained.artifact, path)
+        save_model(trained, path)
         with self.db.session() as session:
             session.add(Model(
                 id=model_id, job_id=job_id, owner_id=owner_id, framework=trained.framework,
                 algorithm=trained.algorithm, task=trained.task, input=trained.input, classes=trained.classes,
                 class_names=trained.class_names, metrics=trained.metrics, summary=trained.summary,
-                artifact_path=str(path),
+                meta=trained.extra or None, artifact_path=str(path),
             ))
-            jobs.finish(session, job_id, jobs.SUCCEEDED, metrics=trained.metrics,
-                        result={"model_id": model_id, "metrics": trained.metrics})
+            result = {"model_id": model_id, "metrics": trained.metrics}
+            if "device" in trained.extra:
+                result["device"] = trained.extra["device"]
+            jobs.finish(session, job_id, jobs.SUCCEEDED, metrics=trained.metrics, result=result)
         job_log.info("job %s succeeded; model %s", job_id, model_id)
         return jobs.SUCCEEDED
 
@@ -115,8 +161,24 @@ class JobRunner:
         return job_log, handler
 
 
-def _uploaded_path(session, dataset: Any) -> str | None:
+def save_model(trained: TrainedModel, path: Path) -> None:
+    """Each framework's own format, written under a temporary name and then renamed."""
+    if trained.framework == "sklearn":
+        storage.dump_sklearn(trained.artifact, path)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    if trained.framework == "tensorflow":
+        trained.artifact.save(tmp)
+    else:
+        import torch
+
+        torch.save(trained.artifact.state_dict(), tmp)
+    tmp.replace(path)
+
+
+def _uploaded_file(session, dataset: Any) -> tuple[str, str] | None:
     if isinstance(dataset, dict):
         row = session.get(Dataset, dataset["id"])
-        return row.path if row else None
+        return (row.kind, row.path) if row else None
     return None

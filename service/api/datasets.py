@@ -15,7 +15,9 @@ from service.api.auth import current_user, db_session, owned
 from service.api.serialize import dataset_view
 from service.datasets import BUILTINS, DataError, builtin_info, describe_frame, read_csv_bytes
 from service.errors import SpecError, spec_error_from
-from service.specs import DatasetRef, DatasetView
+from service.arrays import IMAGE_BUILTINS, builtin_array_info, check_arrays, read_npz
+from service.network_specs import ArrayView
+from service.specs import DatasetRef, DatasetView, resolve_table_task
 from service.tables import Dataset, new_id
 
 bp = Blueprint("datasets", __name__, url_prefix="/api/v1/datasets")
@@ -57,6 +59,40 @@ def resolve_dataset(session: Session, ref: Any) -> DatasetView:
                        target=target, task=None)
 
 
+def resolve_arrays(session: Session, ref: Any) -> ArrayView:
+    """The data set a network job names: images (mnist, digits, NPZ) or a table of numbers."""
+    if isinstance(ref, str) and ref in IMAGE_BUILTINS:
+        try:
+            info = builtin_array_info(ref, services().settings.data_dir)
+        except DataError as exc:
+            raise SpecError(str(exc), field="dataset", code="unknown_dataset") from None
+        return ArrayView(ref, tuple(info["input_shape"]), info["task"], len(info["classes"]), info["rows"])
+    if isinstance(ref, dict) and isinstance(ref.get("id"), str):
+        row = session.get(Dataset, ref["id"])
+        if row is not None and row.kind == "npz" and (row.owner_id == current_user().id or current_user().is_admin):
+            info = row.info
+            outputs = len(info["classes"]) if info["classes"] is not None else 1
+            return ArrayView({"id": row.id}, tuple(info["input_shape"]), info["task"], outputs, row.rows)
+    view = resolve_dataset(session, ref)  # a table: a built-in or an uploaded CSV
+    task = resolve_table_task(view)
+    features = [c for c in view.columns if c["name"] != view.target]
+    text = [c["name"] for c in features if c["kind"] != "numeric"]
+    if text:
+        raise SpecError(f"networks take numeric features; columns {', '.join(text[:5])} hold text",
+                        field="dataset")
+    gaps = [c["name"] for c in features if c["missing"]] + ([view.target] if _target_missing(view) else [])
+    if gaps:
+        raise SpecError(f"networks need complete rows; columns {', '.join(gaps[:5])} have missing values",
+                        field="dataset")
+    target = next(c for c in view.columns if c["name"] == view.target)
+    outputs = target["distinct"] if task == "classification" else 1
+    return ArrayView(view.spec_value, (len(features),), task, outputs, view.rows)
+
+
+def _target_missing(view: DatasetView) -> bool:
+    return any(c["name"] == view.target and c["missing"] for c in view.columns)
+
+
 @bp.post("")
 def upload():
     upload_file = request.files.get("file")
@@ -64,34 +100,44 @@ def upload():
         raise SpecError("send the data as a multipart form field named 'file'", field="file")
     filename = PurePath(upload_file.filename or "upload.csv").name
     suffix = PurePath(filename).suffix.lower()
-    if suffix not in ("", ".csv", ".txt"):
-        raise SpecError(f"{suffix} files are not accepted; upload a CSV file with a header row", field="file",
-                        code="invalid_dataset")
+    if suffix not in ("", ".csv", ".txt", ".npz"):
+        raise SpecError(f"{suffix} files are not accepted; upload a CSV file with a header row or an NPZ "
+                        "file with arrays x and y", field="file", code="invalid_dataset")
     data = upload_file.read()
     limit = services().settings.max_upload_bytes
     if len(data) > limit:
         raise SpecError(f"the file is larger than the limit of {limit} bytes", field="file", code="too_large",
                         status=413)
+    kind = "npz" if suffix == ".npz" or data[:4] == b"PK\x03\x04" else "csv"
     try:
-        frame = read_csv_bytes(data)
+        info = _inspect_npz(data) if kind == "npz" else _inspect_csv(data)
     except DataError as exc:
         raise SpecError(str(exc), field=exc.field, code="invalid_dataset") from None
-    info = describe_frame(frame)
-    target = request.form.get("target") or None
-    if target is not None and target not in frame.columns:
-        raise SpecError(f"the CSV has no column {target!r}; its columns are {', '.join(frame.columns)}",
-                        field="target", code="invalid_dataset")
-    info["target"] = target
 
     dataset_id = new_id()
-    path = storage.dataset_path(services().settings, dataset_id, "csv")
+    path = storage.dataset_path(services().settings, dataset_id, kind)
     storage.write_atomically(path, data)
     session = db_session()
     dataset = Dataset(id=dataset_id, owner_id=current_user().id, name=request.form.get("name") or filename,
-                      kind="csv", path=str(path), size_bytes=len(data), rows=info["rows"], info=info)
+                      kind=kind, path=str(path), size_bytes=len(data), rows=info["rows"], info=info)
     session.add(dataset)
     session.commit()
     return dataset_view(dataset), 201, {"Location": f"/api/v1/datasets/{dataset_id}"}
+
+
+def _inspect_csv(data: bytes) -> dict[str, Any]:
+    frame = read_csv_bytes(data)
+    info = describe_frame(frame)
+    target = request.form.get("target") or None
+    if target is not None and target not in frame.columns:
+        raise DataError(f"the CSV has no column {target!r}; its columns are {', '.join(frame.columns)}",
+                        field="target")
+    info["target"] = target
+    return info
+
+
+def _inspect_npz(data: bytes) -> dict[str, Any]:
+    return check_arrays(read_npz(data))
 
 
 @bp.get("")
@@ -100,7 +146,7 @@ def list_datasets():
     query = select(Dataset).order_by(Dataset.id.desc())
     if not user.is_admin:
         query = query.where(Dataset.owner_id == user.id)
-    builtins = [_builtin_view(name) for name in BUILTINS]
+    builtins = [_builtin_view(name) for name in BUILTINS] + _image_builtins()
     return {"items": builtins + [dataset_view(d) for d in db_session().scalars(query)]}
 
 
@@ -109,6 +155,18 @@ def get_dataset(dataset_id: str):
     if dataset_id in BUILTINS:
         return _builtin_view(dataset_id)
     return dataset_view(owned(Dataset, dataset_id, "data set"))
+
+
+def _image_builtins() -> list[dict[str, Any]]:
+    views = []
+    for name in IMAGE_BUILTINS:
+        try:
+            info = builtin_array_info(name, services().settings.data_dir)
+        except DataError:
+            continue  # mnist is listed once its file is installed
+        views.append({"id": name, "name": name, "builtin": True, "kind": "images", "task": info["task"],
+                      "rows": info["rows"], "shape": info["input_shape"], "classes": info["classes"]})
+    return views
 
 
 def _builtin_view(name: str) -> dict[str, Any]:

@@ -9,12 +9,13 @@ from sqlalchemy import select
 from service import jobs, storage
 from service.api import services
 from service.api.auth import current_user, db_session, owned
-from service.api.datasets import resolve_dataset
+from service.api.datasets import resolve_arrays, resolve_dataset
 from service.api.requests import int_arg, json_body
 from service.api.serialize import event_view, job_view
 from service.broker import send_job
 from service.errors import SpecError
 from service.specs import validate_job
+from service.worker_registry import gpu_worker_online
 from service.tables import Job, JobEvent, User, utcnow
 
 log = logging.getLogger("labtrain.api")
@@ -30,7 +31,8 @@ def submit():
     payload = json_body()
     session = db_session()
     user = current_user()
-    validated = validate_job(payload, lambda ref: resolve_dataset(session, ref))
+    validated = validate_job(payload, lambda ref: resolve_dataset(session, ref),
+                             lambda ref: resolve_arrays(session, ref), lambda: gpu_worker_online(session))
     job = jobs.create_job(session, user, family=validated.family, spec=validated.spec,
                           queue=validated.queue, name=validated.name)
     session.commit()  # the row exists before any message is sent (DESIGN.md decision 1)

@@ -1,7 +1,8 @@
 """Model routes: list, get, download, predict."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, send_file
+import numpy as np
+from flask import Blueprint, Flask, request, send_file
 from sqlalchemy import select
 
 from service.api import services
@@ -9,7 +10,9 @@ from service.api.auth import current_user, db_session, owned
 from service.api.requests import json_body
 from service.api.serialize import model_view
 from service.errors import Conflict, NotFound, SpecError
-from service.predict import predict_tabular, tabular_frame
+from service.images import ImageError, mnist_digit, to_input
+from service.nets.artifacts import load_network
+from service.predict import array_batch, network_output, predict_tabular, tabular_frame
 from service.storage import load_sklearn
 from service.tables import Job, Model
 
@@ -62,14 +65,46 @@ def download(model_id: str):
 @bp.post("/<model_id>/predict")
 def predict(model_id: str):
     model = _model(model_id)
-    payload = json_body()
-    if not isinstance(payload, dict) or "instances" not in payload:
-        raise SpecError("send {\"instances\": [[...], ...]}: one list of feature values per row",
-                        field="instances")
-    frame = tabular_frame(payload["instances"], model.input["features"], model.input.get("categorical", []))
-    pipeline = services().models.get(model.id, model.artifact_path, load_sklearn)
-    output = predict_tabular(pipeline, frame, model.task)
-    if model.class_names and model.task == "classification":
-        output["labels"] = [model.class_names[int(p)] for p in output["predictions"]]
+    images = request.files.getlist("file") if request.files else None
+    if model.framework == "sklearn":
+        if images is not None or request.mimetype == "multipart/form-data":
+            raise SpecError("this model takes rows of features as JSON {\"instances\": [[...]]}, not image files",
+                            field="file")
+        frame = tabular_frame(_instances(), model.input["features"], model.input.get("categorical", []))
+        pipeline = services().models.get(model.id, model.artifact_path, load_sklearn)
+        output = predict_tabular(pipeline, frame, model.task)
+        if model.class_names and model.task == "classification":
+            output["labels"] = [model.class_names[int(p)] for p in output["predictions"]]
+    else:
+        batch = _image_batch(images, model.input) if request.mimetype == "multipart/form-data" \
+            else array_batch(_instances(), model.input["shape"])
+        run = services().models.get(model.id, model.artifact_path,
+                                    lambda path: load_network(model.framework, path, model.meta, model.input["shape"]))
+        output = network_output(run(batch), model.task, model.classes, model.meta["outputs_probabilities"])
     output["model_id"] = model.id
     return output
+
+
+def _instances():
+    payload = json_body()
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise SpecError("send {\"instances\": [...]}: one input per entry", field="instances")
+    return payload["instances"]
+
+
+def _image_batch(files, model_input: dict) -> np.ndarray:
+    """Uploaded digit images converted the way MNIST was made, sized and scaled for the model."""
+    if not files:
+        raise SpecError("send one or more images as multipart form fields named 'file'", field="file")
+    shape = model_input["shape"]
+    if model_input.get("kind") != "image" or shape[-1] != 1:
+        raise SpecError(f"this model takes inputs of shape {shape}, not images; send JSON instances", field="file")
+    inputs = []
+    for index, upload in enumerate(files):
+        try:
+            digit = mnist_digit(upload.read())
+        except ImageError as exc:
+            raise SpecError(f"file {index} ({upload.filename or 'unnamed'}): {exc}", field=f"file.{index}",
+                            code="invalid_image") from None
+        inputs.append(to_input(digit, shape[0], shape[1], model_input.get("pixel_max") or 255.0))
+    return np.stack(inputs)[..., None]

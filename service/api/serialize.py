@@ -64,19 +64,19 @@ def model_view(model: Model) -> dict[str, Any]:
         "class_names": model.class_names,
         "metrics": model.metrics,
         "summary": model.summary,
+        "parameters": (model.meta or {}).get("parameters"),
+        "device": (model.meta or {}).get("device"),
         "created_at": iso(model.created_at),
     }
 
 
 def dataset_view(dataset: Dataset) -> dict[str, Any]:
-    return {
-        "id": dataset.id,
-        "name": dataset.name,
-        "builtin": False,
-        "kind": dataset.kind,
-        "rows": dataset.rows,
-        "columns": dataset.info.get("columns", []),
-        "target": dataset.info.get("target"),
-        "size_bytes": dataset.size_bytes,
-        "created_at": iso(dataset.created_at),
-    }
+    view: dict[str, Any] = {"id": dataset.id, "name": dataset.name, "builtin": False, "kind": dataset.kind,
+                            "rows": dataset.rows}
+    if dataset.kind == "npz":
+        view.update(shape=dataset.info["input_shape"], task=dataset.info["task"], classes=dataset.info["classes"],
+                    has_test=dataset.info["has_test"])
+    else:
+        view.update(columns=dataset.info.get("columns", []), target=dataset.info.get("target"))
+    view.update(size_bytes=dataset.size_bytes, created_at=iso(dataset.created_at))
+    return view

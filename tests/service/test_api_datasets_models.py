@@ -171,7 +171,7 @@ def test_upload_checks_the_target_and_the_size(client, alice):
     assert_error(upload(client, alice, CSV, target="price"), 422, "target")
     assert_error(client.post("/api/v1/datasets", headers=alice, data={"name": "x"},
                              content_type="multipart/form-data"), 422, "file")
-    big = b"a,b\n" + b"1,2\n" * 60_000  # over the 200 kB limit these tests set
+    big = b"a,b\n" + b"1,2\n" * 600_000  # over the 2 MB limit these tests set
     assert_error(upload(client, alice, big), 413, "file", "too_large")
 
 

@@ -23,8 +23,13 @@ from workers.trainers import Cancelled, get_trainer
 
 
 class ListReporter:
+    checkpoint_dir = None
+
     def __init__(self, cancel_after: int | None = None):
         self.events, self.progress_calls, self.cancel_after = [], [], cancel_after
+
+    def stop_requested(self):
+        return False
 
     def event(self, type_, data):
         self.events.append((type_, data))

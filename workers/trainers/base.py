@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -12,9 +13,16 @@ class Cancelled(Exception):
 class Reporter(Protocol):
     """Receives a trainer's events and progress. Both calls raise Cancelled once the job is cancelled."""
 
+    # Where a trainer keeps per-epoch checkpoints (None: it keeps none).
+    checkpoint_dir: Path | None
+
     def event(self, type_: str, data: dict[str, Any]) -> None: ...
 
     def progress(self, **fields: Any) -> None: ...
+
+    def stop_requested(self) -> bool:
+        """Cheap enough to ask after every batch: whether the job should stop now."""
+        ...
 
 
 @dataclass

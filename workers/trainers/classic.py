@@ -16,9 +16,7 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.metrics import (accuracy_score, adjusted_rand_score, confusion_matrix, get_scorer,
-                             mean_absolute_error, precision_recall_fscore_support, r2_score,
-                             root_mean_squared_error, silhouette_score)
+from sklearn.metrics import adjusted_rand_score, get_scorer, silhouette_score
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import Pipeline
@@ -29,6 +27,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from service.algorithms import CLASSIFICATION, CLUSTERING, DECOMPOSITION, REGRESSION
 from service.datasets import Table
 from workers.trainers.base import Reporter, TrainedModel
+from workers.trainers.metrics import classification_metrics, regression_metrics, to_json
 from workers.trainers.registry import register
 
 ESTIMATORS: dict[tuple[str, str], type] = {
@@ -142,31 +141,6 @@ def _cross_validate(pipeline, X, y, task, cv, seed, report, steps) -> dict[str, 
             "std": float(np.std(scores))}
 
 
-def classification_metrics(y_true, y_pred) -> dict[str, Any]:
-    labels = np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        # f1_score(average="macro") is this mean over the same labels; one call computes both.
-        "f1_macro": float(np.mean(f1)),
-        "per_class": {
-            str(label): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for label, p, r, f, s in zip(labels, precision, recall, f1, support)
-        },
-        "confusion_matrix": {"labels": to_json(labels),
-                             "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()},
-    }
-
-
-def regression_metrics(y_true, y_pred) -> dict[str, Any]:
-    return {
-        "r2": float(r2_score(y_true, y_pred)),
-        "mae": float(mean_absolute_error(y_true, y_pred)),
-        "rmse": float(root_mean_squared_error(y_true, y_pred)),
-    }
-
-
 def _cluster_metrics(pipeline: Pipeline, data: Table) -> dict[str, Any]:
     kmeans = pipeline[-1]
     features = pipeline[:-1].transform(data.X) if len(pipeline) > 1 else data.X
@@ -190,8 +164,3 @@ def _pca_metrics(pca: PCA) -> dict[str, Any]:
         "explained_variance_ratio": ratio.tolist(),
         "cumulative_explained_variance": np.cumsum(ratio).tolist(),
     }
-
-
-def to_json(values) -> list[Any]:
-    """numpy labels as plain JSON values (ints stay ints, strings stay strings)."""
-    return np.asarray(values).tolist()

@@ -1,0 +1,67 @@
+"""The worker's heartbeat: its main process keeps a row in `workers` fresh while it runs.
+
+GPU details come from NVIDIA's management library (nvidia-ml-py) where present, which
+reads them without creating a CUDA context (a forked child could not use CUDA then).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from service import worker_registry
+from service.config import Settings
+from service.db import Database
+
+log = logging.getLogger("labtrain.worker")
+
+
+def gpu_details() -> tuple[str | None, int | None]:
+    try:
+        import pynvml
+    except ImportError:
+        return None, None
+    try:
+        pynvml.nvmlInit()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
+        handle = (pynvml.nvmlDeviceGetHandleByIndex(int(visible)) if visible.isdigit()
+                  else pynvml.nvmlDeviceGetHandleByUUID(visible))
+        name = pynvml.nvmlDeviceGetName(handle)
+        memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024)
+        return (name.decode() if isinstance(name, bytes) else name), int(memory)
+    except Exception:  # no driver or no device: a CPU-only host
+        return None, None
+
+
+class Heartbeat:
+    def __init__(self, settings: Settings, name: str, queues: list[str], concurrency: int):
+        self.db = Database(settings.database_url, null_pool=True)
+        self.name, self.queues, self.concurrency = name, queues, concurrency
+        self.gpu_name, self.gpu_memory_mb = gpu_details()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="labtrain-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        try:
+            with self.db.session() as session:
+                worker_registry.remove(session, self.name)
+        except Exception:
+            log.warning("could not remove worker %s from the registry", self.name, exc_info=True)
+        self.db.dispose()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self.db.session() as session:
+                    worker_registry.heartbeat(
+                        session, name=self.name, queues=self.queues, host=socket.gethostname(), pid=os.getpid(),
+                        concurrency=self.concurrency, gpu_name=self.gpu_name, gpu_memory_mb=self.gpu_memory_mb)
+            except Exception:  # the database may be restarting: try again next beat
+                log.warning("heartbeat of %s failed", self.name, exc_info=True)
+            self._stop.wait(worker_registry.HEARTBEAT_SECONDS)

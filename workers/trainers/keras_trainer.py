@@ -1,0 +1,115 @@
+"""Fitting a network with Keras (TensorFlow backend), reporting every epoch."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from service.algorithms import CLASSIFICATION
+from service.arrays import ArrayData
+from service.nets.keras_builder import build_keras, count_parameters, summary_text
+from workers.trainers.base import Cancelled, Reporter, TrainedModel
+from workers.trainers.network import (checkpoint_path, drop_older_checkpoints, epoch_report, held_out_metrics,
+                                      input_preparation, latest_checkpoint, model_input)
+
+SUFFIX = ".keras"
+
+
+def enable_memory_growth() -> None:
+    # TensorFlow otherwise takes all GPU memory at start and keeps it until the process ends.
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised in this process
+            pass
+
+
+def make_optimizer(training: dict[str, Any]) -> keras.optimizers.Optimizer:
+    lr, name = training["learning_rate"], training["optimizer"]
+    if name == "adam":
+        return keras.optimizers.Adam(lr, weight_decay=training["weight_decay"] or None)
+    if name == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=training["weight_decay"])
+    if name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=training["momentum"], weight_decay=training["weight_decay"] or None)
+    return keras.optimizers.RMSprop(lr, momentum=training["momentum"], weight_decay=training["weight_decay"] or None)
+
+
+def make_loss(spec: dict[str, Any]) -> keras.losses.Loss:
+    loss = spec["training"]["loss"]
+    if loss == "sparse_categorical_crossentropy":
+        # Logits or probabilities, as the course's two quickstart variants have it.
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=not spec["outputs_probabilities"])
+    return keras.losses.MeanSquaredError() if loss == "mse" else keras.losses.MeanAbsoluteError()
+
+
+class ServiceCallback(keras.callbacks.Callback):
+    """Reports each epoch, writes its checkpoint, and stops within a batch of a cancel."""
+
+    def __init__(self, report: Reporter, epochs: int):
+        super().__init__()
+        self.report, self.epochs = report, epochs
+        self.cancelled = False
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.report.stop_requested():
+            self.cancelled = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.cancelled:
+            return
+        seconds = time.perf_counter() - self.started
+        directory = self.report.checkpoint_dir
+        if directory is not None:
+            path = checkpoint_path(directory, epoch + 1, SUFFIX)
+            self.model.save(path)  # weights and optimizer state: a resumed job continues exactly
+            drop_older_checkpoints(directory, path)
+        epoch_report(self.report, epoch + 1, self.epochs, logs or {}, seconds)
+
+
+def train_keras(spec: dict[str, Any], data: ArrayData, report: Reporter) -> TrainedModel:
+    enable_memory_growth()
+    training = spec["training"]
+    keras.utils.set_random_seed(training["seed"])
+    prepare = input_preparation(data)
+    resume = latest_checkpoint(report.checkpoint_dir, SUFFIX)
+    if resume is not None:
+        model = keras.saving.load_model(resume.path)
+        report.event("log", {"message": f"resuming from the checkpoint of epoch {resume.epoch}"})
+    else:
+        network = spec["network"]
+        model = build_keras(network["layers"], tuple(spec["input_shape"]), network["api"], prepare)
+        model.compile(optimizer=make_optimizer(training), loss=make_loss(spec), metrics=training["metrics"])
+    callback = ServiceCallback(report, training["epochs"])
+    callbacks: list[keras.callbacks.Callback] = [callback]
+    stopping = training["early_stopping"]
+    if stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=stopping["monitor"], patience=stopping["patience"], min_delta=stopping["min_delta"],
+            restore_best_weights=stopping["restore_best_weights"]))
+    y_train = data.y_train if data.task == CLASSIFICATION else data.y_train.astype("float32")
+    history = model.fit(data.x_train, y_train, epochs=training["epochs"], batch_size=training["batch_size"],
+                        validation_split=training["validation_split"] or 0.0, shuffle=True, verbose=0,
+                        callbacks=callbacks, initial_epoch=resume.epoch if resume else 0)
+    if callback.cancelled:
+        raise Cancelled()
+
+    outputs = np.asarray(model.predict(data.x_test, batch_size=1024, verbose=0))
+    test_loss = float(make_loss(spec)(data.y_test, outputs))
+    metrics = held_out_metrics(data, outputs, test_loss)
+    metrics["epochs_run"] = len(history.epoch) + (resume.epoch if resume else 0)
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    return TrainedModel(
+        artifact=model, framework="tensorflow", task=data.task, input=model_input(data), metrics=metrics,
+        classes=data.classes, class_names=data.class_names, summary=summary_text(model),
+        extra={"network": spec["network"], "prepare": prepare, "parameters": count_parameters(model),
+               "device": devices[0] if devices else "cpu", "outputs_probabilities": spec["outputs_probabilities"]},
+    )
