@@ -93,6 +93,53 @@ def real_data_check(path: Path, device: torch.device) -> dict:
     return results
 
 
+class _Reporter:
+    """The least a trainer needs: it records epochs and never asks to stop."""
+
+    def __init__(self, checkpoint_dir: Path):
+        self.checkpoint_dir, self.epochs = checkpoint_dir, []
+
+    def event(self, type_, data):
+        if type_ == "epoch":
+            self.epochs.append(data)
+
+    def progress(self, **fields):
+        pass
+
+    def stop_requested(self):
+        return False
+
+
+def service_trainer_check(path: Path) -> dict:
+    """The service's PyTorch trainer as a job runs it: device choice, checkpoints, resume, metrics."""
+    import tempfile
+
+    from service.arrays import ArrayData
+    from service.nets.layers import ends_with_softmax
+    from service.network_specs import Training
+    from workers.trainers.torch_trainer import train_torch
+
+    data = np.load(path)
+    arrays = ArrayData(x_train=data["x_train"][..., None], y_train=data["y_train"].astype(np.int64),
+                       x_test=data["x_test"][..., None], y_test=data["y_test"].astype(np.int64),
+                       task="classification", input_shape=SHAPE, classes=list(range(10)), pixel_max=255.0)
+    results = {}
+    for name in ("feedforward", "lenet"):
+        layers = validate_layers(preset_layers(name, 10, SHAPE))
+        training = Training.model_validate({"epochs": 2, "batch_size": 32}).model_dump()
+        training.update(loss="sparse_categorical_crossentropy", metrics=["accuracy"], weight_decay=0.0)
+        spec = {"framework": "pytorch", "network": {"api": "module", "layers": layers}, "input_shape": list(SHAPE),
+                "outputs_probabilities": ends_with_softmax(layers), "device": "gpu", "training": training}
+        with tempfile.TemporaryDirectory() as directory:
+            first = _Reporter(Path(directory))
+            train_torch({**spec, "training": {**training, "epochs": 1}}, arrays, first)
+            resumed = _Reporter(Path(directory))  # resumes from epoch 1's checkpoint on the GPU
+            trained = train_torch(spec, arrays, resumed)
+        results[name] = {"device": trained.extra["device"], "epochs_resumed": [e["epoch"] for e in resumed.epochs],
+                         "test_accuracy": trained.metrics["accuracy"], "epoch_seconds": [e["epoch_time"] for e in first.epochs + resumed.epochs]}
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=60_000)
@@ -123,6 +170,8 @@ def main() -> None:
     if args.mnist:
         report["real_data_accuracy"] = real_data_check(args.mnist, device)
         print("real digits, 3 epochs, test accuracy:", report["real_data_accuracy"], flush=True)
+        report["service_trainer"] = service_trainer_check(args.mnist)
+        print("service trainer (1 epoch, then resumed to 2):", report["service_trainer"], flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

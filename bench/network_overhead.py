@@ -95,6 +95,14 @@ def service_run(client, spec: dict) -> tuple[float, float, float]:
     return elapsed, fit, job["metrics"]["accuracy"]
 
 
+def warm_up(client) -> None:
+    """One short job of each framework in each of the worker's two pool processes (run at once)."""
+    ids = [client.post("/api/v1/jobs", json={**spec, "training": {**spec["training"], "epochs": 1}}).json()["id"]
+           for spec in SPECS.values() for _ in range(2)]
+    for job_id in ids:
+        client.wait_for(job_id, timeout=600)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -107,8 +115,7 @@ def main() -> None:
         (data_dir / "mnist.npz").symlink_to(args.mnist.resolve())
         client, processes, cleanup = start_service("postgres+redis", Path(home), LABTRAIN_DATA_DIR=str(data_dir))
         try:
-            for spec in SPECS.values():  # warm-up: the worker's first job of each framework
-                service_run(client, {**spec, "training": {**spec["training"], "epochs": 1}})
+            warm_up(client)
             rows = []
             for name, spec in SPECS.items():
                 plain, service = [], []

@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from service.algorithms import CLASSIFICATION, REGRESSION
-from service.errors import SpecError, spec_error_from
+from service.errors import SpecError
 from service.nets.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
 from service.nets.presets import PRESETS, preset_layers
-from service.specs import Strict, ValidatedJob
+from service.specs import JobSpec, Strict, ValidatedJob, parse_spec
 
 APIS = {"tensorflow": ("sequential", "functional", "subclassing"), "pytorch": ("sequential", "module")}
 CLASSIFICATION_LOSSES = ("sparse_categorical_crossentropy",)
@@ -55,15 +55,11 @@ class NetworkEvaluation(Strict):
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
-class NetworkSpec(Strict):
-    name: str | None = Field(None, min_length=1, max_length=255)
-    dataset: Any
+class NetworkSpec(JobSpec):
     framework: Literal["tensorflow", "pytorch"]
     network: NetworkDef
     training: Training = Field(default_factory=Training)
     evaluation: NetworkEvaluation = Field(default_factory=NetworkEvaluation)
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    search: Any = None
 
 
 @dataclass
@@ -81,13 +77,7 @@ ArrayResolver = Callable[[Any], ArrayView]
 
 
 def validate_network(payload: dict[str, Any], resolve: ArrayResolver, gpu_online: Callable[[], bool]) -> ValidatedJob:
-    try:
-        spec = NetworkSpec.model_validate(payload)
-    except ValidationError as exc:
-        raise spec_error_from(exc, NetworkSpec) from None
-    if spec.search is not None:
-        raise SpecError("hyperparameter search is not available on this server yet", field="search",
-                        code="unsupported")
+    spec = parse_spec(NetworkSpec, payload)
     api = spec.network.api or "sequential"
     if api not in APIS[spec.framework]:
         raise SpecError(f"{spec.framework} builds networks with api {' or '.join(APIS[spec.framework])}, "

@@ -40,16 +40,21 @@ class DatasetRef(Strict):
     target: str | None = Field(None, min_length=1, max_length=255)
 
 
-class ClassicSpec(Strict):
+class JobSpec(Strict):
+    """What every job family's spec has."""
+
     name: str | None = Field(None, min_length=1, max_length=255)
     dataset: Any = Field(description="A built-in name or {\"id\": ..., \"target\": ...}")
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    search: Any = None
+
+
+class ClassicSpec(JobSpec):
     algorithm: str
     task: Literal[TASKS] | None = None  # type: ignore[valid-type]
     params: dict[str, Any] = Field(default_factory=dict)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    search: Any = None
 
 
 @dataclass
@@ -99,14 +104,20 @@ def validate_job(payload: Any, resolve_dataset: DatasetResolver, resolve_arrays:
     raise SpecError(f"{family} jobs are not available on this server yet", field="optimize", code="unsupported")
 
 
-def validate_classic(payload: dict[str, Any], resolve_dataset: DatasetResolver) -> ValidatedJob:
+def parse_spec(model: type[JobSpec], payload: dict[str, Any]) -> Any:
+    """The payload as `model`, or a 422 naming the first bad field."""
     try:
-        spec = ClassicSpec.model_validate(payload)
+        spec = model.model_validate(payload)
     except ValidationError as exc:
-        raise spec_error_from(exc, ClassicSpec) from None
+        raise spec_error_from(exc, model) from None
     if spec.search is not None:
         raise SpecError("hyperparameter search is not available on this server yet", field="search",
                         code="unsupported")
+    return spec
+
+
+def validate_classic(payload: dict[str, Any], resolve_dataset: DatasetResolver) -> ValidatedJob:
+    spec = parse_spec(ClassicSpec, payload)
     algorithm = ALGORITHMS.get(spec.algorithm)
     if algorithm is None:
         raise SpecError(f"unknown algorithm {spec.algorithm!r}; choose one of {', '.join(ALGORITHMS)}",

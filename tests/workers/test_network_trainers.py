@@ -88,29 +88,19 @@ def test_presets_train_report_every_epoch_and_predict(digits, tmp_path, framewor
     assert "Trainable params" in trained.summary or "Total params" in trained.summary
 
 
-def test_pytorch_resumes_from_its_last_checkpoint(digits, tmp_path):
-    layers = validate_layers(preset_layers("feedforward", 10, SHAPE))
+@pytest.mark.parametrize("framework,preset,api", [("pytorch", "feedforward", "sequential"),
+                                                  ("tensorflow", "mlp", "subclassing")])
+def test_a_job_resumes_from_its_last_checkpoint(digits, tmp_path, framework, preset, api):
+    layers = validate_layers(preset_layers(preset, 10, SHAPE))
     first = ListReporter()
     first.checkpoint_dir = tmp_path
-    get_trainer("network")(network_spec("pytorch", layers, "sequential", epochs=1), digits, first)
+    get_trainer("network")(network_spec(framework, layers, api, epochs=1), digits, first)
     resumed = ListReporter()
     resumed.checkpoint_dir = tmp_path
-    trained = get_trainer("network")(network_spec("pytorch", layers, "sequential", epochs=3), digits, resumed)
+    trained = get_trainer("network")(network_spec(framework, layers, api, epochs=3), digits, resumed)
     assert [d["epoch"] for k, d in resumed.events if k == "epoch"] == [2, 3]
     assert any("resuming from the checkpoint of epoch 1" in d.get("message", "") for k, d in resumed.events)
     assert trained.metrics["epochs_run"] == 3
-
-
-def test_keras_resumes_from_its_last_checkpoint(digits, tmp_path):
-    layers = validate_layers(preset_layers("mlp", 10, SHAPE))
-    first = ListReporter()
-    first.checkpoint_dir = tmp_path
-    get_trainer("network")(network_spec("tensorflow", layers, "subclassing", epochs=1), digits, first)
-    resumed = ListReporter()
-    resumed.checkpoint_dir = tmp_path
-    trained = get_trainer("network")(network_spec("tensorflow", layers, "subclassing", epochs=2), digits, resumed)
-    assert [d["epoch"] for k, d in resumed.events if k == "epoch"] == [2]
-    assert trained.metrics["epochs_run"] == 2
 
 
 @pytest.mark.parametrize("framework", ["tensorflow", "pytorch"])

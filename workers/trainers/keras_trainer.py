@@ -102,7 +102,9 @@ def train_keras(spec: dict[str, Any], data: ArrayData, report: Reporter) -> Trai
     if callback.cancelled:
         raise Cancelled()
 
-    outputs = np.asarray(model.predict(data.x_test, batch_size=1024, verbose=0))
+    # Direct calls in chunks: predict() would trace a new function for a one-off pass.
+    outputs = np.concatenate([np.asarray(model(data.x_test[i:i + 1024], training=False))
+                              for i in range(0, len(data.x_test), 1024)])
     test_loss = float(make_loss(spec)(data.y_test, outputs))
     metrics = held_out_metrics(data, outputs, test_loss)
     metrics["epochs_run"] = len(history.epoch) + (resume.epoch if resume else 0)
