@@ -112,7 +112,8 @@ def validate_network(payload: dict[str, Any], resolve: ArrayResolver, gpu_online
         "parameters": parameter_counts(shapes),
         "training": training,
         "evaluation": spec.evaluation.model_dump(),
-        "device": spec.device,
+        "device": queue,  # where `auto` was sent: the trainer uses a GPU on the gpu queue
+        "device_requested": spec.device,
     }
     return ValidatedJob(family="network", spec=normalized, queue=queue, name=spec.name)
 

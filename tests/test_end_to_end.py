@@ -145,3 +145,44 @@ def test_network_jobs_on_a_warm_worker_with_both_frameworks(pg_redis_service):
         assert answer.status_code == 200 and len(answer.json()["probabilities"][0]) == 10
     workers = client.get("/api/v1/queue").json()["queues"]["cpu"]["workers"]
     assert [w["concurrency"] for w in workers] == [2]
+
+
+@pytest.fixture(scope="module")
+def gpu_worker_service(tmp_path_factory, make_pg_database, make_redis_url):
+    """A gpu-queue worker as a GPU server runs it (one job at a time, a fresh process per job),
+    here training on the CPU."""
+    home = tmp_path_factory.mktemp("gpu-worker")
+    (home / "datasets").mkdir()
+    (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
+    env = service_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
+    assert run_cli(["db", "upgrade"], env).returncode == 0
+    token = run_cli(["users", "create", "gina"], env).stdout.strip()
+    port = free_port()
+    processes = [
+        ServiceProcess(["worker", "--queues", "gpu", "--name", "gpu0@test"], env, home / "gpu-worker.log"),
+        ServiceProcess(["api", "--port", str(port), "--workers", "1"], env, home / "api.log"),
+    ]
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", processes)
+        yield Client(f"http://127.0.0.1:{port}", token), processes
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def test_gpu_queue_jobs_run_on_the_gpu_worker(gpu_worker_service):
+    client, processes = gpu_worker_service
+    deadline = time.monotonic() + 30
+    while not client.get("/api/v1/queue").json()["queues"]["gpu"]["workers"] and time.monotonic() < deadline:
+        time.sleep(0.2)  # the worker registers once it is ready
+    workers = client.get("/api/v1/queue").json()["queues"]["gpu"]["workers"]
+    assert [(w["name"], w["concurrency"]) for w in workers] == [("gpu0@test", 1)]
+    spec = {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "feedforward"},
+            "training": {"epochs": 1}, "device": "auto"}
+    job = client.post("/api/v1/jobs", json=spec).json()
+    assert job["queue"] == "gpu"  # auto goes to the GPU while a GPU worker is online
+    job = client.wait_for(job["id"], timeout=120)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["result"]["device"] == "cpu"
+    log = client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
+    assert any("training on the CPU" in e["data"].get("message", "") for e in log)
