@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from tests.conftest import free_port
-from tests.processes import Client, ServiceProcess, run_cli, service_env, wait_until_healthy
+from tests.processes import Client, ServiceProcess, run_cli, service_env, start_stack, wait_until_healthy
 
 PG_ADMIN = os.environ.get("LABTRAIN_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("LABTRAIN_BENCH_REDIS", "redis://127.0.0.1:6379/9")
@@ -29,8 +29,7 @@ def start_service(mode: str, home: Path, **extra_env: str):
     env = service_env(home, LABTRAIN_DATABASE_URL=url, LABTRAIN_BROKER_URL=REDIS, **extra_env)
     run_cli(["db", "upgrade"], env)
     token = run_cli(["users", "create", "bench"], env).stdout.strip()
-    processes = [ServiceProcess(["worker", "--queues", "cpu", "--concurrency", "2"], env, home / "worker.log"),
-                 ServiceProcess(["api", "--port", str(port), "--workers", "2"], env, home / "api.log")]
+    processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2"])
     wait_until_healthy(f"http://127.0.0.1:{port}", processes)
 
     def drop():

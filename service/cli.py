@@ -1,6 +1,7 @@
 """The `labtrain` command: run the service's processes and administer it."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 import click
 
 from service.config import Settings
+from service.cli_users import users
 
 
 @click.group()
@@ -33,36 +35,7 @@ def db_upgrade() -> None:
     click.echo("database is up to date", err=True)
 
 
-@main.group()
-def users() -> None:
-    """User accounts and their tokens."""
-
-
-@users.command("create")
-@click.argument("name")
-@click.option("--admin", is_flag=True, help="Let the user see and act on every job.")
-def users_create(name: str, admin: bool) -> None:
-    """Create a user and print its token (alone on stdout, shown only this once)."""
-    from service.users import create_user, find_user
-
-    with _database().session() as session:
-        if find_user(session, name) is not None:
-            raise click.ClickException(f"user {name!r} exists already")
-        _user, token = create_user(session, name, admin=admin)
-    click.echo(token)
-
-
-@users.command("list")
-def users_list() -> None:
-    """List users."""
-    from sqlalchemy import select
-
-    from service.tables import User
-
-    with _database().session() as session:
-        for user in session.scalars(select(User).order_by(User.name)):
-            flags = ",".join(f for f, on in (("admin", user.is_admin), ("disabled", user.disabled)) if on)
-            click.echo(f"{user.name}\t{flags or '-'}\t{user.created_at:%Y-%m-%d}")
+main.add_command(users)
 
 
 @main.command()
@@ -92,11 +65,25 @@ def worker(queues: str, concurrency: int | None, name: str | None) -> None:
 
 
 @main.command()
+def dispatcher() -> None:
+    """Release queued jobs to workers by fair share; re-queue jobs whose worker was lost."""
+    import threading
+
+    from service.dispatch import run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_forever(Settings.from_env(), stop)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--concurrency", default=None, type=int, help="CPU worker processes (default: up to 2)")
 def up(host: str, port: int, concurrency: int | None) -> None:
-    """Set up and start everything: database, admin user, worker and API."""
+    """Set up and start everything: database, admin user, dispatcher, worker and API."""
     from service.broker import declare_queues, make_celery
     from service.migrate import upgrade
 
@@ -109,6 +96,7 @@ def up(host: str, port: int, concurrency: int | None) -> None:
     concurrency = concurrency or min(2, os.cpu_count() or 1)
     command = [sys.executable, "-m", "service"]
     children = [
+        subprocess.Popen([*command, "dispatcher"]),
         subprocess.Popen([*command, "worker", "--queues", "cpu", "--concurrency", str(concurrency)]),
         subprocess.Popen([*command, "api", "--host", host, "--port", str(port)]),
     ]

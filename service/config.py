@@ -30,6 +30,21 @@ class Settings:
     # How often the serverless broker looks for new messages, in seconds.
     embedded_poll_interval: float = 0.02
     model_cache_size: int = 32
+    # Fair share and per-user limits (an admin may override the limits per user).
+    usage_half_life_s: float = 24 * 3600
+    max_running_cpu: int = 4
+    max_running_gpu: int = 1
+    max_queued: int = 20
+    max_run_time_s: int = 24 * 3600
+    # Keeping jobs alive: a running job whose heartbeat is older than this lost its worker.
+    job_heartbeat_timeout_s: float = 60.0
+    # A job sent to the broker but not taken after this long is sent again (the broker may
+    # have lost it, e.g. Redis restarted); a duplicate is harmless.
+    resend_after_s: float = 60.0
+    # A cancelled or overdue job that has not stopped after this long is killed.
+    stop_grace_s: float = 30.0
+    max_attempts: int = 3
+    dispatch_interval_s: float = 0.05
 
     @property
     def embedded_database(self) -> bool:
@@ -59,6 +74,16 @@ class Settings:
             visibility_timeout=_env_int(environ, "LABTRAIN_VISIBILITY_TIMEOUT", 24 * 3600),
             embedded_poll_interval=_env_float(environ, "LABTRAIN_EMBEDDED_POLL_INTERVAL", 0.02),
             model_cache_size=_env_int(environ, "LABTRAIN_MODEL_CACHE_SIZE", 32),
+            usage_half_life_s=_env_float(environ, "LABTRAIN_USAGE_HALF_LIFE_S", 24 * 3600),
+            max_running_cpu=_env_int(environ, "LABTRAIN_MAX_RUNNING_CPU", 4),
+            max_running_gpu=_env_int(environ, "LABTRAIN_MAX_RUNNING_GPU", 1),
+            max_queued=_env_int(environ, "LABTRAIN_MAX_QUEUED", 20),
+            max_run_time_s=_env_int(environ, "LABTRAIN_MAX_RUN_TIME_S", 24 * 3600),
+            job_heartbeat_timeout_s=_env_float(environ, "LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S", 60.0),
+            resend_after_s=_env_float(environ, "LABTRAIN_RESEND_AFTER_S", 60.0),
+            stop_grace_s=_env_float(environ, "LABTRAIN_STOP_GRACE_S", 30.0),
+            max_attempts=_env_int(environ, "LABTRAIN_MAX_ATTEMPTS", 3),
+            dispatch_interval_s=_env_float(environ, "LABTRAIN_DISPATCH_INTERVAL_S", 0.05),
         )
 
     def ensure_dirs(self) -> None:

@@ -19,8 +19,9 @@ FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 
 
 def create_job(session: Session, owner: User, *, family: str, spec: dict[str, Any], queue: str,
-               name: str | None) -> Job:
-    job = Job(owner_id=owner.id, family=family, spec=spec, queue=queue, name=name, status=QUEUED)
+               name: str | None, time_limit_s: int | None = None, max_attempts: int = 3) -> Job:
+    job = Job(owner_id=owner.id, family=family, spec=spec, queue=queue, name=name, status=QUEUED,
+              time_limit_s=time_limit_s, max_attempts=max_attempts)
     session.add(job)
     session.flush()
     add_event(session, job.id, "status", {"status": QUEUED, "by": owner.name})
@@ -42,26 +43,29 @@ def add_event(session: Session, job_id: str, type_: str, data: dict[str, Any]) -
     return event
 
 
-def claim(session: Session, job_id: str, worker: str) -> bool:
-    """Move a queued job to running. False means another delivery already took it: drop it."""
+def claim(session: Session, job_id: str, worker: str) -> int | None:
+    """Move a queued job to running; returns its attempt number. None means another
+    delivery already took it (or it was cancelled): drop this one."""
     now = utcnow()
-    result = session.execute(
+    attempt = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == QUEUED)
         .values(status=RUNNING, attempt=Job.attempt + 1, started_at=now, heartbeat_at=now, worker=worker)
-    )
-    if result.rowcount != 1:
-        return False
-    add_event(session, job_id, "status", {"status": RUNNING, "worker": worker})
-    return True
+        .returning(Job.attempt)
+    ).scalar_one_or_none()
+    if attempt is None:
+        return None
+    add_event(session, job_id, "status", {"status": RUNNING, "worker": worker, "attempt": attempt})
+    return attempt
 
 
-def finish(session: Session, job_id: str, status: str, **fields: Any) -> bool:
-    """End a running job. Returns False when it was no longer running."""
-    result = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == RUNNING)
-        .values(status=status, finished_at=utcnow(), **fields)
-    )
+def finish(session: Session, job_id: str, status: str, attempt: int | None = None, **fields: Any) -> bool:
+    """End a running job (only the attempt named, if one is). False when it was no longer running:
+    a job whose worker was presumed lost and re-queued cannot be finished by the old attempt."""
+    guard = [Job.id == job_id, Job.status == RUNNING]
+    if attempt is not None:
+        guard.append(Job.attempt == attempt)
+    result = session.execute(update(Job).where(*guard).values(status=status, finished_at=utcnow(), **fields))
     if result.rowcount != 1:
         return False
     data = {"status": status}
@@ -87,6 +91,13 @@ def request_cancel(session: Session, job: Job, by: User) -> str:
     session.execute(update(Job).where(Job.id == job.id, Job.status == RUNNING).values(cancel_requested=True))
     add_event(session, job.id, "log", {"message": f"cancel requested by {by.name}"})
     return RUNNING
+
+
+def requeue(session: Session, job: Job, reason: str) -> None:
+    """Put a running job whose worker was lost back in the queue (it resumes from its checkpoint)."""
+    session.execute(update(Job).where(Job.id == job.id, Job.status == RUNNING, Job.attempt == job.attempt)
+                    .values(status=QUEUED, released_at=None, worker=None, heartbeat_at=None))
+    add_event(session, job.id, "status", {"status": QUEUED, "reason": reason, "attempt": job.attempt})
 
 
 def cancel_requested(session: Session, job_id: str) -> bool:

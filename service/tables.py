@@ -53,6 +53,8 @@ class User(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An admin's overrides of the configured per-user limits (service/limits.py).
+    limits: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -85,6 +87,7 @@ class Job(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    time_limit_s: Mapped[int | None] = mapped_column(Integer)  # run time allowed per attempt
     event_seq: Mapped[int] = mapped_column(Integer, default=0)  # the last event's sequence number
     worker: Mapped[str | None] = mapped_column(String(255))
     progress: Mapped[dict[str, Any] | None]
@@ -145,3 +148,26 @@ class Worker(Base):
     gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class DispatchLock(Base):
+    """One row; a dispatcher updates it first in each round, so two dispatchers take turns."""
+
+    __tablename__ = "dispatch_lock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    taken_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """Who changed what outside a job (limits, users), and when."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -83,3 +83,13 @@ class Client:
                 return job
             time.sleep(poll)
         raise TimeoutError(f"job {job_id} did not finish in {timeout}s: {job}")
+
+
+def start_stack(env: dict[str, str], home: Path, port: int, worker_args: list[str],
+                api_workers: int = 2) -> list[ServiceProcess]:
+    """The processes of a deployment on PostgreSQL + Redis: dispatcher, one worker, API."""
+    return [
+        ServiceProcess(["dispatcher"], env, home / "dispatcher.log"),
+        ServiceProcess(["worker", *worker_args], env, home / f"worker-{len(list(home.glob('worker-*.log')))}.log"),
+        ServiceProcess(["api", "--port", str(port), "--workers", str(api_workers)], env, home / "api.log"),
+    ]

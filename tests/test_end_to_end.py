@@ -11,7 +11,7 @@ from service.broker import make_celery, send_job
 from service.config import Settings
 from tests.conftest import free_port
 from tests.digit_images import MNIST_8K
-from tests.processes import Client, ServiceProcess, run_cli, service_env, wait_until_healthy
+from tests.processes import Client, ServiceProcess, run_cli, service_env, start_stack, wait_until_healthy
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +30,7 @@ def pg_redis_service(tmp_path_factory, make_pg_database, make_redis_url):
     assert again.returncode != 0 and "exists" in again.stderr
 
     port = free_port()
-    processes = [
-        ServiceProcess(["worker", "--queues", "cpu", "--concurrency", "2"], env, home / "worker.log"),
-        ServiceProcess(["api", "--port", str(port), "--workers", "2"], env, home / "api.log"),
-    ]
+    processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2"])
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
         yield Client(f"http://127.0.0.1:{port}", token), env, processes
@@ -122,7 +119,7 @@ def test_a_duplicate_message_cannot_run_a_job_twice(pg_redis_service):
     assert [e["data"]["status"] for e in events if e["type"] == "status"] == ["queued", "running", "succeeded"]
     assert client.get(f"/api/v1/jobs/{job_id}").json()["attempt"] == 1
     assert redis.Redis.from_url(env["LABTRAIN_BROKER_URL"]).llen("cpu") == 0
-    assert "already claimed" in processes[0].output()
+    assert "already claimed" in processes[1].output()
 
 
 def test_network_jobs_on_a_warm_worker_with_both_frameworks(pg_redis_service):
@@ -158,10 +155,7 @@ def gpu_worker_service(tmp_path_factory, make_pg_database, make_redis_url):
     assert run_cli(["db", "upgrade"], env).returncode == 0
     token = run_cli(["users", "create", "gina"], env).stdout.strip()
     port = free_port()
-    processes = [
-        ServiceProcess(["worker", "--queues", "gpu", "--name", "gpu0@test"], env, home / "gpu-worker.log"),
-        ServiceProcess(["api", "--port", str(port), "--workers", "1"], env, home / "api.log"),
-    ]
+    processes = start_stack(env, home, port, ["--queues", "gpu", "--name", "gpu0@test"], api_workers=1)
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
         yield Client(f"http://127.0.0.1:{port}", token), processes
@@ -171,7 +165,7 @@ def gpu_worker_service(tmp_path_factory, make_pg_database, make_redis_url):
 
 
 def test_gpu_queue_jobs_run_on_the_gpu_worker(gpu_worker_service):
-    client, processes = gpu_worker_service
+    client, _processes = gpu_worker_service
     deadline = time.monotonic() + 30
     while not client.get("/api/v1/queue").json()["queues"]["gpu"]["workers"] and time.monotonic() < deadline:
         time.sleep(0.2)  # the worker registers once it is ready

@@ -27,7 +27,8 @@ def test_upgrade_head_on_empty_postgres_matches_the_models(make_pg_database):
     engine = create_engine(url)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert tables == {"users", "jobs", "job_events", "datasets", "models", "workers", "alembic_version"}
+    assert tables == {"users", "jobs", "job_events", "datasets", "models", "workers", "dispatch_lock", "audit",
+                      "alembic_version"}
     upgrade(url)  # running it again is harmless
 
 

@@ -57,9 +57,14 @@ def current_user() -> User:
     return g.user
 
 
+def could_be_id(object_id: str) -> bool:
+    """False for strings no id can be; PostgreSQL would refuse NUL bytes with an error, not a miss."""
+    return len(object_id) <= 64 and "\x00" not in object_id
+
+
 def owned(model: type[T], object_id: str, what: str) -> T:
     """The object if the caller owns it (or is an admin); else the same 404 as an unknown id."""
-    obj = db_session().get(model, object_id) if len(object_id) <= 64 else None
+    obj = db_session().get(model, object_id) if could_be_id(object_id) else None
     user = current_user()
     if obj is None or (obj.owner_id != user.id and not user.is_admin):
         raise NotFound(f"no {what} with id {object_id!r}", field="id")

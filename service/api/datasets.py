@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from service import storage
 from service.api import services
-from service.api.auth import current_user, db_session, owned
+from service.api.auth import could_be_id, current_user, db_session, owned
 from service.api.serialize import dataset_view
 from service.datasets import BUILTINS, DataError, builtin_info, describe_frame, read_csv_bytes
-from service.errors import SpecError, spec_error_from
+from service.errors import NotFound, SpecError, spec_error_from
 from service.arrays import IMAGE_BUILTINS, builtin_array_info, check_arrays, read_npz
 from service.network_specs import ArrayView
 from service.specs import DatasetRef, DatasetView, resolve_table_task
@@ -28,7 +28,7 @@ def init_app(app: Flask) -> None:
 
 
 def resolve_dataset(session: Session, ref: Any) -> DatasetView:
-    """The data set a classic job names, or a 422 that says what to name instead."""
+    """The data set a classic job names; a 422 that says what to name instead, or a 404 for an id not yours."""
     if isinstance(ref, str):
         if ref not in BUILTINS:
             raise SpecError(f"unknown data set {ref!r}; use a built-in ({', '.join(BUILTINS)}) or "
@@ -39,15 +39,8 @@ def resolve_dataset(session: Session, ref: Any) -> DatasetView:
                            task=info["task"])
     if not isinstance(ref, dict):
         raise SpecError("dataset must be a built-in name or {\"id\": ..., \"target\": ...}", field="dataset")
-    try:
-        parsed = DatasetRef.model_validate(ref)
-    except ValidationError as exc:
-        raise spec_error_from(exc, DatasetRef, prefix="dataset") from None
-    row = session.get(Dataset, parsed.id)
-    user = current_user()
-    if row is None or (row.owner_id != user.id and not user.is_admin):
-        raise SpecError(f"no uploaded data set with id {parsed.id!r}; GET /api/v1/datasets lists yours",
-                        field="dataset.id", code="unknown_dataset")
+    parsed = _parse_ref(ref)
+    row = _uploaded(session, parsed.id)
     if row.kind != "csv":
         raise SpecError("classic algorithms need a CSV data set", field="dataset.id")
     columns = row.info["columns"]
@@ -67,9 +60,9 @@ def resolve_arrays(session: Session, ref: Any) -> ArrayView:
         except DataError as exc:
             raise SpecError(str(exc), field="dataset", code="unknown_dataset") from None
         return ArrayView(ref, tuple(info["input_shape"]), info["task"], len(info["classes"]), info["rows"])
-    if isinstance(ref, dict) and isinstance(ref.get("id"), str):
-        row = session.get(Dataset, ref["id"])
-        if row is not None and row.kind == "npz" and (row.owner_id == current_user().id or current_user().is_admin):
+    if isinstance(ref, dict):
+        row = _uploaded(session, _parse_ref(ref).id)
+        if row.kind == "npz":
             info = row.info
             outputs = len(info["classes"]) if info["classes"] is not None else 1
             return ArrayView({"id": row.id}, tuple(info["input_shape"]), info["task"], outputs, row.rows)
@@ -87,6 +80,22 @@ def resolve_arrays(session: Session, ref: Any) -> ArrayView:
     target = next(c for c in view.columns if c["name"] == view.target)
     outputs = target["distinct"] if task == "classification" else 1
     return ArrayView(view.spec_value, (len(features),), task, outputs, view.rows)
+
+
+def _parse_ref(ref: dict) -> DatasetRef:
+    try:
+        return DatasetRef.model_validate(ref)
+    except ValidationError as exc:
+        raise spec_error_from(exc, DatasetRef, prefix="dataset") from None
+
+
+def _uploaded(session: Session, dataset_id: str) -> Dataset:
+    """The caller's uploaded data set; another user's is the same 404 as an unknown id, so ids leak nothing."""
+    row = session.get(Dataset, dataset_id) if could_be_id(dataset_id) else None
+    user = current_user()
+    if row is None or (row.owner_id != user.id and not user.is_admin):
+        raise NotFound(f"no data set with id {dataset_id!r}", field="dataset.id")
+    return row
 
 
 def _target_missing(view: DatasetView) -> bool:

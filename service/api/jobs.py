@@ -1,8 +1,6 @@
 """Job routes: submit, list, get, events, log, cancel."""
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy import select
 
@@ -12,13 +10,12 @@ from service.api.auth import current_user, db_session, owned
 from service.api.datasets import resolve_arrays, resolve_dataset
 from service.api.requests import int_arg, json_body
 from service.api.serialize import event_view, job_view
-from service.broker import send_job
 from service.errors import SpecError
+from service.limits import check_can_queue, effective_limits
 from service.specs import validate_job
 from service.worker_registry import gpu_worker_online
-from service.tables import Job, JobEvent, User, utcnow
+from service.tables import Job, JobEvent, User
 
-log = logging.getLogger("labtrain.api")
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 
 
@@ -33,25 +30,17 @@ def submit():
     user = current_user()
     validated = validate_job(payload, lambda ref: resolve_dataset(session, ref),
                              lambda ref: resolve_arrays(session, ref), lambda: gpu_worker_online(session))
-    job = jobs.create_job(session, user, family=validated.family, spec=validated.spec,
-                          queue=validated.queue, name=validated.name)
-    session.commit()  # the row exists before any message is sent (DESIGN.md decision 1)
-    _release(session, job)
+    settings = services().settings
+    check_can_queue(session, settings, user)
+    job = jobs.create_job(session, user, family=validated.family, spec=validated.spec, queue=validated.queue,
+                          name=validated.name, time_limit_s=effective_limits(settings, user)["max_run_time_s"],
+                          max_attempts=settings.max_attempts)
+    # The dispatcher sends it to a worker when a slot is free (DESIGN.md decisions 1 and 5).
+    session.commit()
     response = jsonify(job_view(session, job, user.name))
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return response
-
-
-def _release(session, job: Job) -> None:
-    try:
-        send_job(services().celery, job.id, job.queue)
-    except Exception:  # the job stays queued in the database; it is not lost
-        log.exception("could not send job %s to the broker", job.id)
-        jobs.add_event(session, job.id, "log", {"message": "waiting for the broker to accept the job"})
-    else:
-        job.released_at = utcnow()
-    session.commit()
 
 
 @bp.get("")

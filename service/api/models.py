@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, request, send_file
 from sqlalchemy import select
 
 from service.api import services
-from service.api.auth import current_user, db_session, owned
+from service.api.auth import could_be_id, current_user, db_session, owned
 from service.api.requests import json_body
 from service.api.serialize import model_view
 from service.errors import Conflict, NotFound, SpecError
@@ -26,9 +26,9 @@ def init_app(app: Flask) -> None:
 def _model(model_id: str) -> Model:
     """A model by its id, or by its job's id: a job that has no model yet is a 409 that says why."""
     session = db_session()
-    model = session.get(Model, model_id) if len(model_id) <= 64 else None
-    if model is None:
-        model = session.scalar(select(Model).where(Model.job_id == model_id))
+    model = None
+    if could_be_id(model_id):
+        model = session.get(Model, model_id) or session.scalar(select(Model).where(Model.job_id == model_id))
     user = current_user()
     if model is not None and (model.owner_id == user.id or user.is_admin):
         return model

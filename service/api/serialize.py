@@ -4,9 +4,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from flask import g
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.api import services
+from service.dispatch import queue_order
 from service.jobs import QUEUED
 from service.tables import Dataset, Job, JobEvent, Model, User
 
@@ -16,12 +19,15 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def queue_position(session: Session, job: Job) -> int | None:
-    """1 for the next job its queue will start (first come, first served)."""
+    """1 for the next job its queue will start, as fair share orders it now."""
     if job.status != QUEUED:
         return None
-    ahead = session.scalar(select(func.count()).select_from(Job).where(
-        Job.queue == job.queue, Job.status == QUEUED, Job.id < job.id))
-    return ahead + 1
+    # One ordering per queue and request: a listing of many queued jobs computes it once.
+    orders = g.setdefault("queue_orders", {})
+    if job.queue not in orders:
+        order = queue_order(session, job.queue, services().settings)
+        orders[job.queue] = {job_id: index for index, job_id in enumerate(order, start=1)}
+    return orders[job.queue].get(job.id)
 
 
 def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[str, Any]:

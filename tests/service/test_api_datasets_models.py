@@ -134,7 +134,7 @@ def test_csv_upload_train_and_predict_with_categorical_features(client, alice, b
     assert dataset["id"] not in {d["id"] for d in client.get("/api/v1/datasets", headers=bob).get_json()["items"]}
     assert_error(client.get(f"/api/v1/datasets/{dataset['id']}", headers=bob), 404)
     assert_error(client.post("/api/v1/jobs", json={"dataset": {"id": dataset["id"]}, "algorithm": "knn"},
-                             headers=bob), 422, "dataset.id", "unknown_dataset")
+                             headers=bob), 404, "dataset.id", "not_found")
 
     spec = {"dataset": {"id": dataset["id"]}, "algorithm": "random_forest", "params": {"n_estimators": 10},
             "preprocessing": {"scale": True}}

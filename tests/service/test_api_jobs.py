@@ -24,7 +24,7 @@ def assert_error(response, status, field=None, code=None):
     return error
 
 
-def test_submit_stores_a_queued_job_and_sends_only_its_id(client, alice, settings):
+def test_submit_stores_a_queued_job_and_leaves_sending_to_the_dispatcher(client, alice, settings):
     response = client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice)
     assert response.status_code == 201
     job = response.get_json()
@@ -35,10 +35,9 @@ def test_submit_stores_a_queued_job_and_sends_only_its_id(client, alice, setting
     assert job["spec"]["params"]["weights"] == "uniform"  # defaults are filled in and stored
     assert job["created_at"].endswith("Z") and job["started_at"] is None
 
-    # The broker received one message whose only argument is the job id.
+    # Nothing is sent at submit: the dispatcher sends when a worker slot is free.
     messages = redis.Redis.from_url(settings.broker_url).lrange("cpu", 0, -1)
-    bodies = [json.loads(m) for m in messages]
-    assert any(b["headers"]["argsrepr"] == repr([job["id"]]) for b in bodies)
+    assert not [m for m in messages if job["id"] in m.decode()]
 
     fetched = client.get(f"/api/v1/jobs/{job['id']}", headers=alice).get_json()
     assert fetched["id"] == job["id"] and fetched["status"] == "queued"
@@ -89,7 +88,6 @@ def test_submit_stores_a_queued_job_and_sends_only_its_id(client, alice, setting
     ({"dataset": "iris", "algorithm": "knn", "device": "tpu"}, "device", None),
     ({"dataset": "iris", "algorithm": "knn", "colour": "red"}, "colour", None),
     ({"dataset": 7, "algorithm": "knn"}, "dataset", None),
-    ({"dataset": {"id": "0123"}, "algorithm": "knn"}, "dataset.id", "unknown_dataset"),
     ({"dataset": {"target": "x"}, "algorithm": "knn"}, "dataset.id", None),
     ({"algorithm": "knn"}, "dataset", None),
     ({"dataset": "iris"}, "algorithm", None),
@@ -101,6 +99,14 @@ def test_invalid_specs_are_422_naming_the_field(client, alice, spec, field, code
     error = assert_error(client.post("/api/v1/jobs", json=spec, headers=alice), 422, field, code)
     assert field.split(".")[-1] in error["message"] or error["details"]["field"] == field
     assert client.get("/api/v1/jobs", headers=alice).get_json()["items"] == []  # nothing half-written
+
+
+@pytest.mark.parametrize("ref", [{"id": "0123"}, {"id": "0123", "target": "label"}])
+def test_an_unknown_dataset_id_is_404(client, alice, ref):
+    error = assert_error(client.post("/api/v1/jobs", json={"dataset": ref, "algorithm": "knn"}, headers=alice),
+                         404, "dataset.id", "not_found")
+    assert error["message"] == "no data set with id '0123'"
+    assert client.get("/api/v1/jobs", headers=alice).get_json()["items"] == []
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2", "\u00e9t\u00e9".encode("latin-1")])

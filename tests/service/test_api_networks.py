@@ -146,7 +146,7 @@ def test_network_on_digits_and_on_an_uploaded_npz(client, alice, bob, run_queued
             "network": {"api": "functional", "layers": [{"type": "dense", "units": 8, "activation": "relu"},
                                                         {"type": "dense", "units": 2, "activation": "softmax"}]},
             "training": {"epochs": 20, "batch_size": 16, "learning_rate": 0.01}}
-    assert_error(client.post("/api/v1/jobs", json=spec, headers=bob), 422, "dataset.id")
+    assert_error(client.post("/api/v1/jobs", json=spec, headers=bob), 404, "dataset.id", "not_found")
     job = submit_and_run(client, alice, run_queued, spec)
     assert job["status"] == "succeeded", job["error"]
     answer = client.post(f"/api/v1/models/{job['result']['model_id']}/predict", headers=alice,

@@ -67,12 +67,14 @@ class ServiceCallback(keras.callbacks.Callback):
         if self.cancelled:
             return
         seconds = time.perf_counter() - self.started
+        # Report, then checkpoint: an attempt that dies between the two repeats this epoch,
+        # and the repeated report is dropped (never a missing one).
+        epoch_report(self.report, epoch + 1, self.epochs, logs or {}, seconds)
         directory = self.report.checkpoint_dir
         if directory is not None:
             path = checkpoint_path(directory, epoch + 1, SUFFIX)
             self.model.save(path)  # weights and optimizer state: a resumed job continues exactly
             drop_older_checkpoints(directory, path)
-        epoch_report(self.report, epoch + 1, self.epochs, logs or {}, seconds)
 
 
 def train_keras(spec: dict[str, Any], data: ArrayData, report: Reporter) -> TrainedModel:

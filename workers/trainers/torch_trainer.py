@@ -89,11 +89,12 @@ def train_torch(spec: dict[str, Any], data: ArrayData, report: Reporter) -> Trai
     stopper = EarlyStopper(training["early_stopping"], model)
 
     def on_epoch(result: EpochResult) -> bool:
+        # Report, then checkpoint (see keras_trainer.ServiceCallback).
+        epoch_report(report, result.epoch, config.epochs, result.metrics, result.seconds)
         if report.checkpoint_dir is not None:
             path = checkpoint_path(report.checkpoint_dir, result.epoch, SUFFIX)
             torch.save({"epoch": result.epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
             drop_older_checkpoints(report.checkpoint_dir, path)
-        epoch_report(report, result.epoch, config.epochs, result.metrics, result.seconds)
         return stopper.should_stop(result.metrics)
 
     try:

@@ -1,0 +1,117 @@
+"""`labtrain users ...`: accounts and their tokens. A token is printed once, alone on stdout
+(so scripts can capture it); the database keeps only its hash."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
+
+import click
+
+from service.config import Settings
+
+if TYPE_CHECKING:  # the database modules load only when a command runs
+    from sqlalchemy.orm import Session
+
+    from service.tables import User
+
+MAX_NAME = 64  # the width of users.name
+
+
+@click.group()
+def users() -> None:
+    """User accounts and their tokens."""
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    from service.db import Database
+
+    database = Database(Settings.from_env().database_url)
+    try:
+        with database.session() as session:
+            yield session
+    finally:
+        database.dispose()
+
+
+def _existing(session: Session, name: str) -> User:
+    from service.users import find_user
+
+    user = find_user(session, name)
+    if user is None:
+        raise click.ClickException(f"no user named {name!r}; `labtrain users list` shows them")
+    return user
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Let the user see and act on every job.")
+def users_create(name: str, admin: bool) -> None:
+    """Create a user and print its token (alone on stdout, shown only this once)."""
+    from service.users import create_user, find_user
+
+    if not name or len(name) > MAX_NAME or not name.isprintable() or name != name.strip():
+        raise click.ClickException(f"a user name is 1 to {MAX_NAME} printable characters, "
+                                   "without leading or trailing spaces")
+    with _session() as session:
+        if find_user(session, name) is not None:
+            raise click.ClickException(f"user {name!r} exists already")
+        _user, token = create_user(session, name, admin=admin)
+    click.echo(token)
+
+
+@users.command("list")
+def users_list() -> None:
+    """List users."""
+    from sqlalchemy import select
+
+    from service.tables import User
+
+    with _session() as session:
+        for user in session.scalars(select(User).order_by(User.name)):
+            flags = ",".join(f for f, on in (("admin", user.is_admin), ("disabled", user.disabled)) if on)
+            click.echo(f"{user.name}\t{flags or '-'}\t{user.created_at:%Y-%m-%d}")
+
+
+@users.command("token")
+@click.argument("name")
+@click.option("--rotate", is_flag=True, help="Replace the token with a new one; the old one stops working.")
+def users_token(name: str, rotate: bool) -> None:
+    """Replace NAME's token (--rotate) and print the new one alone on stdout."""
+    from service.users import rotate_token
+
+    with _session() as session:
+        user = _existing(session, name)
+        if not rotate:
+            raise click.ClickException(
+                "tokens are stored hashed and cannot be shown again; "
+                f"`labtrain users token {name} --rotate` prints a new one and ends the old one")
+        token = rotate_token(session, user)
+        disabled = user.disabled
+    click.echo(token)
+    if disabled:
+        click.echo(f"note: {name!r} is disabled; the new token works once `labtrain users enable {name}` runs",
+                   err=True)
+
+
+@users.command("disable")
+@click.argument("name")
+def users_disable(name: str) -> None:
+    """Stop NAME's token from working (its jobs and models are kept)."""
+    _set_disabled(name, True)
+
+
+@users.command("enable")
+@click.argument("name")
+def users_enable(name: str) -> None:
+    """Let a disabled user's token work again."""
+    _set_disabled(name, False)
+
+
+def _set_disabled(name: str, disabled: bool) -> None:
+    with _session() as session:
+        user = _existing(session, name)
+        changed = user.disabled != disabled
+        user.disabled = disabled
+    state = "disabled" if disabled else "enabled"
+    click.echo(f"user {name!r} {'is now' if changed else 'was already'} {state}", err=True)
