@@ -14,7 +14,7 @@ PG_ADMIN = os.environ.get("LABTRAIN_BENCH_POSTGRES", "postgresql+psycopg://postg
 REDIS = os.environ.get("LABTRAIN_BENCH_REDIS", "redis://127.0.0.1:6379/9")
 
 
-def start_service(mode: str, home: Path, **extra_env: str):
+def start_service(mode: str, home: Path, api_workers: int = 2, **extra_env: str):
     """(client, processes, cleanup) for a fresh service of `mode` with its state under `home`."""
     port = free_port()
     if mode == "embedded":
@@ -29,7 +29,7 @@ def start_service(mode: str, home: Path, **extra_env: str):
     env = service_env(home, LABTRAIN_DATABASE_URL=url, LABTRAIN_BROKER_URL=REDIS, **extra_env)
     run_cli(["db", "upgrade"], env)
     token = run_cli(["users", "create", "bench"], env).stdout.strip()
-    processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2"])
+    processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2"], api_workers=api_workers)
     wait_until_healthy(f"http://127.0.0.1:{port}", processes)
 
     def drop():

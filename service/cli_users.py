@@ -115,3 +115,29 @@ def _set_disabled(name: str, disabled: bool) -> None:
         user.disabled = disabled
     state = "disabled" if disabled else "enabled"
     click.echo(f"user {name!r} {'is now' if changed else 'was already'} {state}", err=True)
+
+
+@users.command("limits")
+@click.argument("name")
+@click.option("--max-running-cpu", type=int, help="running jobs on the cpu queue")
+@click.option("--max-running-gpu", type=int, help="running jobs on the gpu queue")
+@click.option("--max-queued", type=int, help="jobs waiting at once; one more is refused with 429")
+@click.option("--max-run-time-s", type=int, help="seconds a job may run before it fails")
+@click.option("--reset", is_flag=True, help="drop this user's overrides: the configured defaults apply")
+@click.option("--by", "actor", default="admin", show_default=True, help="who makes the change (audit log)")
+def users_limits(name: str, reset: bool, actor: str, **values: int | None) -> None:
+    """Show a user's limits, or override them (recorded in the audit log and the user's jobs)."""
+    from service.limits import LIMIT_NAMES, effective_limits, set_limits
+
+    settings = Settings.from_env()
+    with _session() as session:
+        user = _existing(session, name)
+        changes = {k: None for k in LIMIT_NAMES} if reset else {k: v for k, v in values.items() if v is not None}
+        if changes:
+            try:
+                set_limits(session, user, changes, actor=actor)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+        overridden = user.limits or {}
+        for key, value in effective_limits(settings, user).items():
+            click.echo(f"{key}\t{value}\t{'override' if key in overridden else 'default'}")

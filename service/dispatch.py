@@ -4,12 +4,14 @@ slot is free, the next one chosen by fair share (DESIGN.md decisions 5 and 6).
 Each round: re-queue or fail jobs whose worker stopped heartbeating, re-send jobs the
 broker lost, then fill each queue's free slots. Fair share orders waiting jobs by their
 owner's recent usage (device-seconds, each second's weight halving every half-life, as
-SLURM's fair-share factor decays), then priority, then age; per-user running limits
+SLURM's fair-share factor decays; each job already placed ahead counts as a minute of
+use, so owners take turns), then priority, then age; per-user running limits
 skip an owner who has enough running. A round runs under a lock row, so any number of
 dispatchers can run without releasing a job twice.
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import socket
@@ -47,13 +49,36 @@ def usage_by_owner(session: Session, queue: str, half_life_s: float, now: dateti
     return usage
 
 
+# Each job placed ahead in the order counts as this much use for its owner, so that owners
+# with equal use take turns instead of one owner's fifty jobs all going first.
+PENDING_CHARGE_S = 60.0
+
+
 def waiting_in_order(session: Session, queue: str, settings: Settings, now: datetime | None = None) -> list[Job]:
-    """Queued jobs not yet sent to the broker, in the order fair share would send them."""
+    """Queued jobs not yet sent to the broker, in the order fair share would send them:
+    repeatedly the next job (by priority, then age) of the owner with the least use."""
     now = now or utcnow()
-    waiting = list(session.scalars(select(Job).where(Job.queue == queue, Job.status == QUEUED,
-                                                     Job.released_at.is_(None))))
+    waiting = session.scalars(select(Job).where(Job.queue == queue, Job.status == QUEUED,
+                                                Job.released_at.is_(None)))
+    mine: dict[str, list[Job]] = defaultdict(list)
+    for job in sorted(waiting, key=lambda job: (-job.priority, job.id)):
+        mine[job.owner_id].append(job)
     usage = usage_by_owner(session, queue, settings.usage_half_life_s, now)
-    return sorted(waiting, key=lambda job: (usage.get(job.owner_id, 0.0), -job.priority, job.id))
+
+    def turn(owner: str) -> tuple:
+        head = mine[owner][0]
+        return usage.get(owner, 0.0), -head.priority, head.id, owner
+
+    heap = [turn(owner) for owner in mine]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        owner = heapq.heappop(heap)[-1]
+        order.append(mine[owner].pop(0))
+        usage[owner] = usage.get(owner, 0.0) + PENDING_CHARGE_S
+        if mine[owner]:
+            heapq.heappush(heap, turn(owner))
+    return order
 
 
 def queue_order(session: Session, queue: str, settings: Settings) -> list[str]:

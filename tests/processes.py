@@ -15,7 +15,7 @@ class ServiceProcess:
     """`python -m service ARGS` with its output in a log file, stopped on exit."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
-        self.log_path = log_path
+        self.log_path, self.env = log_path, env
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "service", *args], env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

@@ -138,3 +138,26 @@ def test_disable_and_enable(cli, owner_of):
                                   ("enable", "ghost")])
 def test_unknown_users_are_a_clear_error(cli, args):
     assert_fails(cli("users", *args), "no user named 'ghost'")
+
+
+def test_limits_are_shown_overridden_audited_and_reset(tmp_path, make_pg_database):
+    from service.db import Database
+    from service.tables import AuditEntry
+
+    url = make_pg_database()
+    env = service_env(tmp_path, LABTRAIN_DATABASE_URL=url)
+    assert run_cli(["db", "upgrade"], env).returncode == 0
+    assert run_cli(["users", "create", "dora"], env).returncode == 0
+    shown = run_cli(["users", "limits", "dora"], env)
+    assert "max_queued\t20\tdefault" in shown.stdout
+    changed = run_cli(["users", "limits", "dora", "--max-queued", "40", "--max-running-gpu", "2", "--by", "prof"], env)
+    assert changed.returncode == 0, changed.stderr
+    assert "max_queued\t40\toverride" in changed.stdout and "max_running_gpu\t2\toverride" in changed.stdout
+    assert run_cli(["users", "limits", "dora", "--max-queued", "-1"], env).returncode != 0
+    reset = run_cli(["users", "limits", "dora", "--reset"], env)
+    assert "max_queued\t20\tdefault" in reset.stdout
+    database = Database(url)
+    with database.session() as session:
+        audit = [(a.actor, a.action, a.target) for a in session.query(AuditEntry).order_by(AuditEntry.id)]
+    database.dispose()
+    assert audit[0] == ("prof", "set_limits", "dora") and len(audit) == 2

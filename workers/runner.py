@@ -90,8 +90,9 @@ class JobWatch:
 
     def _kill(self) -> None:
         if self.reason != SUPERSEDED:
+            status, fields = outcome(self.reason, self.time_limit_s)
             with self.db.session() as session:
-                jobs.finish(session, self.job_id, *outcome(self.reason, self.time_limit_s), attempt=self.attempt)
+                jobs.finish(session, self.job_id, status, attempt=self.attempt, **fields)
         log.error("job %s did not stop within %.0f s (%s); killing its process", self.job_id, self.grace_s,
                   self.reason)
         os.kill(os.getpid(), signal.SIGKILL)

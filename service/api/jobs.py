@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from service import jobs, storage
 from service.api import services
-from service.api.auth import current_user, db_session, owned
+from service.api.auth import could_be_id, current_user, db_session, owned
 from service.api.datasets import resolve_arrays, resolve_dataset
 from service.api.requests import int_arg, json_body
 from service.api.serialize import event_view, job_view
@@ -52,6 +52,8 @@ def list_jobs():
         raise SpecError(f"status must be one of {', '.join(jobs.STATUSES)}", field="status")
     limit = int_arg("limit", 50, 1, 500)
     cursor = request.args.get("cursor") or None
+    if cursor is not None and not could_be_id(cursor):
+        raise SpecError("cursor must be the next_cursor of a previous page", field="cursor")
     query = select(Job, User.name).join(User, User.id == Job.owner_id).order_by(Job.id.desc()).limit(limit + 1)
     if not user.is_admin:
         query = query.where(Job.owner_id == user.id)
