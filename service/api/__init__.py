@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from celery import Celery
 from flask import Flask, current_app
 
-from service.broker import make_celery
 from service.config import Settings
 from service.db import Database
 
@@ -15,7 +13,6 @@ from service.db import Database
 class Services:
     settings: Settings
     db: Database
-    celery: Celery
     models: "ModelCache"
 
 
@@ -31,7 +28,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["labtrain"] = Services(
         settings=settings,
         db=Database(settings.database_url),
-        celery=make_celery(settings),
         models=ModelCache(settings.model_cache_size),
     )
     for module in (errors, auth, jobs, models, datasets, catalog):
