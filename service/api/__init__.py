@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
 from service.config import Settings
 from service.db import Database
+
+if TYPE_CHECKING:
+    from service.api.model_cache import ModelCache
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from service.arrays import ArrayData
 from service.nets import keras_builder, torch_builder
