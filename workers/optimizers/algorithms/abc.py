@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.optimizers.base import Optimizer, register
+from workers.optimizers.base import BatchOptimizer, register
 
 
 @register
-class ArtificialBeeColony(Optimizer):
+class ArtificialBeeColony(BatchOptimizer):
     name = "abc"
     PARAMS = {
         "colony_size": (20, "employed + onlooker bees; the number of food sources is half of it"),
@@ -31,25 +31,13 @@ class ArtificialBeeColony(Optimizer):
         self.f = np.full(self.sources, np.inf)
         self.trials = np.zeros(self.sources, dtype=int)
         self.phase = "init"
-        self._batch, self._targets, self._pos, self._values = None, None, 0, []
-
-    def ask(self, n: int) -> np.ndarray:
-        if self._batch is None:
-            self._batch, self._targets = self._propose()
-            self._pos, self._values = 0, []
-        xs = self._batch[self._pos:self._pos + max(n, 0)]
-        self._pos += len(xs)
-        return xs.copy()
-
-    def tell(self, xs: np.ndarray, values: np.ndarray) -> None:
-        self._record(xs, values)
-        self._values.extend(np.asarray(values, dtype=float))
-        if len(self._values) == len(self._batch):
-            self._accept(np.array(self._values))
-            self._batch = None
 
     # -- phases ---------------------------------------------------------------------------------
-    def _propose(self) -> tuple[np.ndarray, np.ndarray]:
+    def _propose(self) -> np.ndarray:
+        batch, self._targets = self._proposal()
+        return batch
+
+    def _proposal(self) -> tuple[np.ndarray, np.ndarray]:
         if self.phase == "init":
             return self.x.copy(), np.arange(self.sources)
         if self.phase == "employed":
@@ -60,7 +48,7 @@ class ArtificialBeeColony(Optimizer):
             worst = int(np.argmax(self.trials))
             if self.trials[worst] <= self.limit:
                 self.phase = "employed"
-                return self._propose()
+                return self._proposal()
             return self.rng.random((1, self.space.size)), np.array([worst])
         return self._neighbours(targets), targets
 
@@ -81,12 +69,12 @@ class ArtificialBeeColony(Optimizer):
         fit = np.where(np.isfinite(fit), fit, 0.0)  # a NaN or -inf cost must not break the roulette
         return fit / fit.sum() if fit.sum() > 0 else None  # None: uniform choice
 
-    def _accept(self, values: np.ndarray) -> None:
+    def _update(self, xs: np.ndarray, values: np.ndarray) -> None:
         if self.phase in ("init", "scout"):
-            self.x[self._targets], self.f[self._targets], self.trials[self._targets] = self._batch, values, 0
+            self.x[self._targets], self.f[self._targets], self.trials[self._targets] = xs, values, 0
         else:
             # Greedy selection, in order: several onlookers may work on the same source.
-            for i, v, fv in zip(self._targets, self._batch, values):
+            for i, v, fv in zip(self._targets, xs, values):
                 if fv < self.f[i]:
                     self.x[i], self.f[i], self.trials[i] = v, fv, 0
                 else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.optimizers.base import Optimizer, register
+from workers.optimizers.base import BatchOptimizer, register
 
 
 def _reflect(x: np.ndarray) -> np.ndarray:
@@ -22,7 +22,7 @@ def _reflect(x: np.ndarray) -> np.ndarray:
 
 
 @register
-class BacterialForaging(Optimizer):
+class BacterialForaging(BatchOptimizer):
     name = "bfo"
     PARAMS = {
         "bacteria": (10, "S, the number of bacteria (one batch per tumble); even"),
@@ -51,30 +51,16 @@ class BacterialForaging(Optimizer):
         self.direction = np.zeros((self.S, d))
         self.j = self.k = self.l = 0  # chemotactic, reproduction, elimination-dispersal counters
         self.phase, self.swims = "evaluate", 0
-        self.evaluations = 0
-        self._batch, self._who, self._pos, self._values = None, None, 0, []
-
-    def ask(self, n: int) -> np.ndarray:
-        if self._batch is None:
-            self._batch, self._who = self._propose()
-            self._pos, self._values = 0, []
-        xs = self._batch[self._pos:self._pos + max(n, 0)]
-        self._pos += len(xs)
-        return xs.copy()
-
-    def tell(self, xs: np.ndarray, values: np.ndarray) -> None:
-        self._record(xs, values)
-        self.evaluations += len(values)
-        self._values.extend(np.asarray(values, dtype=float))
-        if len(self._values) == len(self._batch):
-            self._accept(np.array(self._values))
-            self._batch = None
 
     def _step_size(self) -> float:
-        frac = min(self.evaluations / max(self.budget, 1), 1.0)
+        frac = min(self.told / max(self.budget, 1), 1.0)
         return self.C0 * (self.C_end / self.C0) ** frac
 
-    def _propose(self) -> tuple[np.ndarray, np.ndarray]:
+    def _propose(self) -> np.ndarray:
+        batch, self._who = self._proposal()
+        return batch
+
+    def _proposal(self) -> tuple[np.ndarray, np.ndarray]:
         if self.phase == "evaluate":  # new or dispersed bacteria whose cost is unknown
             who = np.flatnonzero(self.unknown)
             return self.P[who].copy(), who
@@ -86,7 +72,7 @@ class BacterialForaging(Optimizer):
             who = self._swimming
         return _reflect(self.P[who] + self._step_size() * self.direction[who]), who
 
-    def _accept(self, values: np.ndarray) -> None:
+    def _update(self, xs: np.ndarray, values: np.ndarray) -> None:
         who = self._who
         if self.phase == "evaluate":
             self.J[who], self.unknown[who] = values, False
@@ -94,13 +80,13 @@ class BacterialForaging(Optimizer):
         elif self.phase == "tumble":
             # A tumble is always taken (it is the random part of the walk); swimming needs improvement.
             improved = values < self.J
-            self.P, self.J = self._batch, values
+            self.P, self.J = xs, values
             self._swimming, self.swims = np.flatnonzero(improved), 0
             self.phase = "swim"
         else:
             improved = values < self.J[who]
             # A swim step that does not lower the cost is undone, so the bacterium ends at its best spot.
-            self.P[who[improved]], self.J[who[improved]] = self._batch[improved], values[improved]
+            self.P[who[improved]], self.J[who[improved]] = xs[improved], values[improved]
             self._swimming, self.swims = who[improved], self.swims + 1
         if self.phase == "swim" and (self.swims >= self.Ns or len(self._swimming) == 0):
             self._end_chemotactic_step()

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.optimizers.base import Optimizer, register
+from workers.optimizers.base import BatchOptimizer, register
 
 
 @register
-class ParticleSwarm(Optimizer):
+class ParticleSwarm(BatchOptimizer):
     name = "pso"
     PARAMS = {
         "swarm_size": (20, "number of particles (one batch)"),
@@ -34,26 +34,17 @@ class ParticleSwarm(Optimizer):
         self.x = self.rng.random((self.size, d))
         self.v = self.rng.uniform(-self.v_max, self.v_max, (self.size, d))
         self.pbest, self.pbest_f = self.x.copy(), np.full(self.size, np.inf)
-        self.evaluations = 0
-        self._pos, self._values = 0, []  # how much of the current swarm was asked / told
 
-    def ask(self, n: int) -> np.ndarray:
-        xs = self.x[self._pos:self._pos + max(n, 0)]
-        self._pos += len(xs)
-        return xs.copy()
+    def _propose(self) -> np.ndarray:
+        return self.x.copy()  # the whole swarm
 
-    def tell(self, xs: np.ndarray, values: np.ndarray) -> None:
-        self._record(xs, values)
-        self.evaluations += len(values)
-        self._values.extend(np.asarray(values, dtype=float))
-        if len(self._values) == self.size:
-            self._step(np.array(self._values))
-            self._pos, self._values = 0, []
+    def _update(self, xs: np.ndarray, values: np.ndarray) -> None:
+        self._step(values)
 
     def _inertia(self) -> float:
         if self.w_end is None:
             return self.w0
-        frac = min(self.evaluations / max(self.budget, 1), 1.0)
+        frac = min(self.told / max(self.budget, 1), 1.0)
         return self.w0 + (float(self.w_end) - self.w0) * frac
 
     def _neighbour_best(self) -> np.ndarray:
