@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -98,7 +98,3 @@ def requeue(session: Session, job: Job, reason: str) -> None:
     session.execute(update(Job).where(Job.id == job.id, Job.status == RUNNING, Job.attempt == job.attempt)
                     .values(status=QUEUED, released_at=None, worker=None, heartbeat_at=None))
     add_event(session, job.id, "status", {"status": QUEUED, "reason": reason, "attempt": job.attempt})
-
-
-def cancel_requested(session: Session, job_id: str) -> bool:
-    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))

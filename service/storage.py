@@ -6,8 +6,9 @@ on load only scikit-learn and numpy types are trusted (DESIGN.md decision 7).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from service.config import Settings
 
@@ -28,12 +29,22 @@ def model_path(settings: Settings, model_id: str, suffix: str) -> Path:
     return settings.artifact_dir / "models" / f"{model_id}{suffix}"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary name and rename, so a reader never sees half a file."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write to; renamed to `path` once the writing succeeded,
+    so a reader never sees half a file. It keeps the suffix (Keras picks its format by it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 TRUSTED_PREFIXES = ("sklearn.", "numpy.")

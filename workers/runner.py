@@ -250,15 +250,13 @@ def save_model(trained: TrainedModel, path: Path) -> None:
     if trained.framework == "sklearn":
         storage.dump_sklearn(trained.artifact, path)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if trained.framework == "tensorflow":
-        trained.artifact.save(tmp)
-    else:
-        import torch
+    with storage.atomic_path(path) as tmp:
+        if trained.framework == "tensorflow":
+            trained.artifact.save(tmp)
+        else:
+            import torch
 
-        torch.save(trained.artifact.state_dict(), tmp)
-    tmp.replace(path)
+            torch.save(trained.artifact.state_dict(), tmp)
 
 
 def _uploaded_file(session, dataset: Any) -> tuple[str, str] | None:
