@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from workers.optimizers import Space, minimize, strategies
-from workers.optimizers.base import Dimension
-from workers.optimizers.functions import FUNCTIONS, evaluate
+from service.optimizers import Space, minimize, strategies
+from service.optimizers.base import Dimension
+from service.optimizers.functions import FUNCTIONS, evaluate
 
 NAMES = ["pso", "bfo", "abc"]
 BUDGET = 5000

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.optimizers.base import BatchOptimizer, register
+from service.optimizers.base import BatchOptimizer, register
 
 
 @register

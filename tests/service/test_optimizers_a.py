@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from workers.optimizers import Space, minimize, strategies
-from workers.optimizers.algorithms.aco_tsp import distances, solve_tsp, tour_length, two_opt_best
-from workers.optimizers.base import Dimension
-from workers.optimizers.functions import FUNCTIONS, evaluate
+from service.optimizers import Space, minimize, strategies
+from service.optimizers.algorithms.aco_tsp import distances, solve_tsp, tour_length, two_opt_best
+from service.optimizers.base import Dimension
+from service.optimizers.functions import FUNCTIONS, evaluate
 
 MINE = ["ga", "sa", "tabu", "aco"]
 

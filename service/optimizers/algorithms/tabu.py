@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from workers.optimizers.base import BatchOptimizer, register
+from service.optimizers.base import BatchOptimizer, register
 
 
 @register

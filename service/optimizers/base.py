@@ -164,6 +164,6 @@ def register(cls: type[Optimizer]) -> type[Optimizer]:
 
 
 def strategies() -> dict[str, type[Optimizer]]:
-    import workers.optimizers.algorithms  # noqa: F401  (each algorithm registers itself)
+    import service.optimizers.algorithms  # noqa: F401  (each algorithm registers itself)
 
     return dict(_STRATEGIES)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.optimizers.base import Optimizer, register
+from service.optimizers.base import Optimizer, register
 
 
 @register
