@@ -3,15 +3,19 @@ from alembic import context
 from sqlalchemy import pool
 
 from service.db import make_engine
+from service.migrate import VERSION_TABLE
 from service.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
+# VERSION_TABLE is our own name for Alembic's bookkeeping table: Optuna keeps its trials in
+# the same database and runs its own Alembic migrations with the default `alembic_version`.
 
 
 def run_migrations_offline() -> None:
     context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True, render_as_batch=True)
+                      literal_binds=True, render_as_batch=True,
+                      version_table=VERSION_TABLE)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -30,7 +34,7 @@ def run_migrations_online() -> None:
 def _run(connection) -> None:
     # render_as_batch lets ALTER-style migrations run on SQLite too.
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                      compare_type=True)
+                      compare_type=True, version_table=VERSION_TABLE)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -2,7 +2,8 @@
 slot is free, the next one chosen by fair share (DESIGN.md decisions 5 and 6).
 
 Each round: re-queue or fail jobs whose worker stopped heartbeating, re-send jobs the
-broker lost, then fill each queue's free slots. Fair share orders waiting jobs by their
+broker lost, then fill each queue's free slots. A search job takes no slot: the search
+driver (service/search.py) submits its trials, which are scheduled like any job. Fair share orders waiting jobs by their
 owner's recent usage (device-seconds, each second's weight halving every half-life, as
 SLURM's fair-share factor decays; each job already placed ahead counts as a minute of
 use, so owners take turns), then priority, then age; per-user running limits
@@ -27,6 +28,7 @@ from service import jobs, worker_registry
 from service.broker import QUEUES, send_job
 from service.config import Settings
 from service.jobs import QUEUED, RUNNING
+from service.search import SEARCH, SearchDriver
 from service.limits import effective_limits
 from service.tables import DispatchLock, Job, User, utcnow
 
@@ -37,7 +39,7 @@ def usage_by_owner(session: Session, queue: str, half_life_s: float, now: dateti
     """Each owner's decayed device-seconds on `queue`: a second used t seconds ago counts 0.5**(t / half-life)."""
     horizon = now - timedelta(seconds=half_life_s * 10)  # older use weighs under 0.1 %
     rows = session.execute(select(Job.owner_id, Job.started_at, Job.finished_at).where(
-        Job.queue == queue, Job.started_at.is_not(None),
+        Job.queue == queue, Job.family != SEARCH, Job.started_at.is_not(None),
         or_(Job.finished_at.is_(None), Job.finished_at >= horizon)))
     decay = math.log(2) / half_life_s
     usage: dict[str, float] = defaultdict(float)
@@ -58,7 +60,7 @@ def waiting_in_order(session: Session, queue: str, settings: Settings, now: date
     """Queued jobs not yet sent to the broker, in the order fair share would send them:
     repeatedly the next job (by priority, then age) of the owner with the least use."""
     now = now or utcnow()
-    waiting = session.scalars(select(Job).where(Job.queue == queue, Job.status == QUEUED,
+    waiting = session.scalars(select(Job).where(Job.queue == queue, Job.status == QUEUED, Job.family != SEARCH,
                                                 Job.released_at.is_(None)))
     mine: dict[str, list[Job]] = defaultdict(list)
     for job in sorted(waiting, key=lambda job: (-job.priority, job.id)):
@@ -118,7 +120,8 @@ class Dispatcher:
     def _reap(self, session: Session, now: datetime) -> None:
         """Running jobs whose heartbeat stopped lost their worker: run them again, or fail them."""
         stale = now - timedelta(seconds=self.settings.job_heartbeat_timeout_s)
-        for job in session.scalars(select(Job).where(Job.status == RUNNING, Job.heartbeat_at < stale)):
+        for job in session.scalars(select(Job).where(Job.status == RUNNING, Job.family != SEARCH,
+                                                     Job.heartbeat_at < stale)):
             if job.attempt < job.max_attempts:
                 log.warning("job %s lost its worker %s; re-queueing (attempt %d of %d done)",
                             job.id, job.worker, job.attempt, job.max_attempts)
@@ -138,7 +141,7 @@ class Dispatcher:
 
     def _fill(self, session: Session, queue: str, now: datetime) -> list[str]:
         capacity = sum(w.concurrency for w in worker_registry.online(session) if queue in w.queues.split(","))
-        busy = session.execute(select(Job.owner_id).where(Job.queue == queue, or_(
+        busy = session.execute(select(Job.owner_id).where(Job.queue == queue, Job.family != SEARCH, or_(
             Job.status == RUNNING, (Job.status == QUEUED) & Job.released_at.is_not(None)))).scalars().all()
         free = capacity - len(busy)
         if free <= 0:
@@ -176,7 +179,7 @@ def round_needed(session: Session, settings: Settings) -> bool:
     now = utcnow()
     overdue = now - timedelta(seconds=settings.resend_after_s)
     stale = now - timedelta(seconds=settings.job_heartbeat_timeout_s)
-    return session.scalar(select(Job.id).where(or_(
+    return session.scalar(select(Job.id).where(Job.family != SEARCH, or_(
         (Job.status == QUEUED) & (Job.released_at.is_(None) | (Job.released_at < overdue)),
         (Job.status == RUNNING) & (Job.heartbeat_at < stale))).limit(1)) is not None
 
@@ -188,9 +191,12 @@ def run_forever(settings: Settings, stop) -> None:
 
     db = Database(settings.database_url)
     dispatcher = Dispatcher(settings, make_celery(settings))
+    # Searches are driven here too: their trials are jobs this dispatcher then schedules.
+    searches = SearchDriver(settings, db, dispatcher.name)
     log.info("%s dispatching every %.2f s", dispatcher.name, settings.dispatch_interval_s)
     while not stop.is_set():
         try:
+            searches.run_pending()
             with db.session() as session:
                 needed = round_needed(session, settings)
             if needed:

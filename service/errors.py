@@ -1,7 +1,7 @@
 """Errors the domain raises for bad input; the API turns them into 4xx answers."""
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -43,15 +43,19 @@ def field_path(model: type[BaseModel], loc: tuple, prefix: str = "") -> str:
     """The dotted field name of a pydantic error location, without union member tags."""
     parts = [prefix] if prefix else []
     current: Any = model
+    keyed = False  # the previous field was a dict: this item is one of its keys
     for item in loc:
-        if isinstance(item, int):
+        if isinstance(item, int) or keyed:
             parts.append(str(item))
+            keyed = False
             continue
         fields = getattr(current, "model_fields", None)
         if not fields or item not in fields:
             break
         parts.append(item)
-        current = _model_in(fields[item].annotation)
+        annotation = fields[item].annotation
+        keyed = get_origin(annotation) is dict
+        current = _model_in(annotation)
     return ".".join(parts) or prefix
 
 

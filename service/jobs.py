@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -90,6 +90,11 @@ def request_cancel(session: Session, job: Job, by: User) -> str:
         return CANCELLED
     session.execute(update(Job).where(Job.id == job.id, Job.status == RUNNING).values(cancel_requested=True))
     add_event(session, job.id, "log", {"message": f"cancel requested by {by.name}"})
+    # A search's queued trials are cancelled now and its running ones asked to stop; the
+    # search driver ends the search once none is left.
+    for child in session.scalars(select(Job).where(Job.parent_id == job.id, Job.status.in_((QUEUED, RUNNING)),
+                                                   Job.cancel_requested.is_(False))):
+        request_cancel(session, child, by)
     return RUNNING
 
 

@@ -46,7 +46,7 @@ class JobSpec(Strict):
     name: str | None = Field(None, min_length=1, max_length=255)
     dataset: Any = Field(description="A built-in name or {\"id\": ..., \"target\": ...}")
     device: Literal["auto", "cpu", "gpu"] = "auto"
-    search: Any = None
+    search: Any = Field(None, description="A hyperparameter search over this spec (service/search_specs.py)")
 
 
 class ClassicSpec(JobSpec):
@@ -95,13 +95,19 @@ def family_of(payload: Any) -> str:
 def validate_job(payload: Any, resolve_dataset: DatasetResolver, resolve_arrays: Callable,
                  gpu_online: Callable[[], bool]) -> ValidatedJob:
     family = family_of(payload)
+    if payload.get("search") is not None:
+        from service.search_specs import validate_search
+
+        return validate_search(payload, lambda base: validate_job(base, resolve_dataset, resolve_arrays, gpu_online))
     if family == "classic":
         return validate_classic(payload, resolve_dataset)
     if family == "network":
         from service.network_specs import validate_network
 
         return validate_network(payload, resolve_arrays, gpu_online)
-    raise SpecError(f"{family} jobs are not available on this server yet", field="optimize", code="unsupported")
+    from service.optimize_specs import validate_optimize
+
+    return validate_optimize(payload)
 
 
 def parse_spec(model: type[JobSpec], payload: dict[str, Any]) -> Any:
@@ -110,9 +116,6 @@ def parse_spec(model: type[JobSpec], payload: dict[str, Any]) -> Any:
         spec = model.model_validate(payload)
     except ValidationError as exc:
         raise spec_error_from(exc, model) from None
-    if spec.search is not None:
-        raise SpecError("hyperparameter search is not available on this server yet", field="search",
-                        code="unsupported")
     return spec
 
 

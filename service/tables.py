@@ -79,7 +79,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str | None] = mapped_column(String(255))
-    family: Mapped[str] = mapped_column(String(16))  # classic | network | optimize
+    family: Mapped[str] = mapped_column(String(16))  # classic | network | optimize | search
     spec: Mapped[dict[str, Any]]
     queue: Mapped[str] = mapped_column(String(16), default="cpu")
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
@@ -100,6 +100,9 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # A search's trials are jobs of their own, each pointing at the search job.
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    trial_number: Mapped[int | None] = mapped_column(Integer)
 
 
 class JobEvent(Base):

@@ -1,4 +1,4 @@
-"""Running one job: claim it, load its data, train, save the model, record the outcome.
+"""Running one job: claim it, load its data, train, save the model (if it makes one), record the outcome.
 
 The database session is closed during training (a long job must not hold a
 connection) and short sessions record each event.
@@ -21,7 +21,7 @@ from service.config import Settings
 from service.db import Database
 from service.tables import Dataset, Job, JobEvent, Model, new_id, utcnow
 from workers.data import load_arrays, load_table
-from workers.trainers import Cancelled, TrainedModel, get_trainer
+from workers.trainers import Cancelled, OptimizationResult, TrainedModel, get_trainer
 from workers.trainers.network import remove_checkpoints
 
 log = logging.getLogger("labtrain.worker")
@@ -176,7 +176,10 @@ class JobRunner:
             job_log.info("job %s started on %s (attempt %d)", job_id, self.worker_name, attempt)
             data = self._load_data(family, spec, uploaded)
             trained = get_trainer(family)(spec, data, reporter)
-            status = self._succeed(job_id, attempt, owner_id, trained, job_log, watch)
+            if isinstance(trained, OptimizationResult):
+                status = self._succeed_with_result(job_id, attempt, trained, job_log, watch)
+            else:
+                status = self._succeed(job_id, attempt, owner_id, trained, job_log, watch)
         except Cancelled:
             if watch.reason == SUPERSEDED:
                 job_log.warning("job %s attempt %d was taken over by another attempt; stopping", job_id, attempt)
@@ -199,6 +202,8 @@ class JobRunner:
         return status
 
     def _load_data(self, family: str, spec: dict[str, Any], uploaded: tuple[str, str] | None):
+        if family == "optimize":
+            return None  # the spec is the whole problem
         if family == "network":
             return load_arrays(spec, uploaded, self.settings.data_dir)
         return load_table(spec["dataset"], uploaded[1] if uploaded else None)
@@ -225,6 +230,19 @@ class JobRunner:
                                result=result):
                 raise RuntimeError("the job is no longer this attempt's to finish")  # rolls the model row back
         job_log.info("job %s succeeded; model %s", job_id, model_id)
+        return jobs.SUCCEEDED
+
+    def _succeed_with_result(self, job_id: str, attempt: int, outcome: OptimizationResult, job_log: logging.Logger,
+                             watch: JobWatch) -> str:
+        """A job whose outcome is its result (an optimisation): no model to save."""
+        if watch.stop.is_set():
+            raise Cancelled()
+        watch.finishing = True
+        with self.db.session() as session:
+            if not jobs.finish(session, job_id, jobs.SUCCEEDED, attempt=attempt, metrics=outcome.metrics,
+                               result=outcome.result):
+                raise RuntimeError("the job is no longer this attempt's to finish")
+        job_log.info("job %s succeeded", job_id)
         return jobs.SUCCEEDED
 
     def _finish(self, job_id: str, attempt: int, status: str, watch: JobWatch, **fields: Any) -> str:

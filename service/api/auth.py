@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from service.api import services
 from service.errors import NotFound, ServiceError
+from service.submission import could_be_id
 from service.tables import User
 from service.users import user_for_token
 
@@ -55,11 +56,6 @@ def _close_session(_exc) -> None:
 
 def current_user() -> User:
     return g.user
-
-
-def could_be_id(object_id: str) -> bool:
-    """False for strings no id can be; PostgreSQL would refuse NUL bytes with an error, not a miss."""
-    return len(object_id) <= 64 and "\x00" not in object_id
 
 
 def owned(model: type[T], object_id: str, what: str) -> T:

@@ -8,6 +8,9 @@ from service import worker_registry
 from service.algorithms import catalog
 from service.nets.layers import catalog as layers_catalog
 from service.network_specs import APIS, presets_catalog, training_catalog
+from service.optimize_specs import functions_catalog
+from service.search_specs import search_catalog
+from service.strategies import strategies_catalog
 from service.api.auth import current_user, db_session
 from service.api.serialize import iso, queue_position
 from service.broker import QUEUES
@@ -36,6 +39,8 @@ def algorithms():
             "layers": layers_catalog(),
             "training": training_catalog(),
         },
+        "optimize": {"strategies": strategies_catalog(), "functions": functions_catalog()},
+        "search": search_catalog(),
     }
 
 

@@ -1,4 +1,4 @@
-"""Data set routes (upload, list, get) and resolving the data set a job spec names."""
+"""Data set routes: upload, list, get."""
 from __future__ import annotations
 
 from pathlib import PurePath
@@ -11,13 +11,11 @@ from sqlalchemy.orm import Session
 
 from service import storage
 from service.api import services
-from service.api.auth import could_be_id, current_user, db_session, owned
+from service.api.auth import current_user, db_session, owned
 from service.api.serialize import dataset_view
 from service.datasets import BUILTINS, DataError, builtin_info, describe_frame, read_csv_bytes
-from service.errors import NotFound, SpecError, spec_error_from
+from service.errors import SpecError
 from service.arrays import IMAGE_BUILTINS, builtin_array_info, check_arrays, read_npz
-from service.network_specs import ArrayView
-from service.specs import DatasetRef, DatasetView, resolve_table_task
 from service.tables import Dataset, new_id
 
 bp = Blueprint("datasets", __name__, url_prefix="/api/v1/datasets")
@@ -25,81 +23,6 @@ bp = Blueprint("datasets", __name__, url_prefix="/api/v1/datasets")
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-
-
-def resolve_dataset(session: Session, ref: Any) -> DatasetView:
-    """The data set a classic job names; a 422 that says what to name instead, or a 404 for an id not yours."""
-    if isinstance(ref, str):
-        if ref not in BUILTINS:
-            raise SpecError(f"unknown data set {ref!r}; use a built-in ({', '.join(BUILTINS)}) or "
-                            "{\"id\": <uploaded data set id>, \"target\": <column>}", field="dataset",
-                            code="unknown_dataset")
-        info = builtin_info(ref)
-        return DatasetView(spec_value=ref, rows=info["rows"], columns=info["columns"], target="target",
-                           task=info["task"])
-    if not isinstance(ref, dict):
-        raise SpecError("dataset must be a built-in name or {\"id\": ..., \"target\": ...}", field="dataset")
-    parsed = _parse_ref(ref)
-    row = _uploaded(session, parsed.id)
-    if row.kind != "csv":
-        raise SpecError("classic algorithms need a CSV data set", field="dataset.id")
-    columns = row.info["columns"]
-    target = parsed.target or row.info.get("target")
-    if target is not None and target not in {c["name"] for c in columns}:
-        raise SpecError(f"the data set has no column {target!r}; its columns are "
-                        f"{', '.join(c['name'] for c in columns)}", field="dataset.target")
-    return DatasetView(spec_value={"id": row.id, "target": target}, rows=row.rows, columns=columns,
-                       target=target, task=None)
-
-
-def resolve_arrays(session: Session, ref: Any) -> ArrayView:
-    """The data set a network job names: images (mnist, digits, NPZ) or a table of numbers."""
-    if isinstance(ref, str) and ref in IMAGE_BUILTINS:
-        try:
-            info = builtin_array_info(ref, services().settings.data_dir)
-        except DataError as exc:
-            raise SpecError(str(exc), field="dataset", code="unknown_dataset") from None
-        return ArrayView(ref, tuple(info["input_shape"]), info["task"], len(info["classes"]), info["rows"])
-    if isinstance(ref, dict):
-        row = _uploaded(session, _parse_ref(ref).id)
-        if row.kind == "npz":
-            info = row.info
-            outputs = len(info["classes"]) if info["classes"] is not None else 1
-            return ArrayView({"id": row.id}, tuple(info["input_shape"]), info["task"], outputs, row.rows)
-    view = resolve_dataset(session, ref)  # a table: a built-in or an uploaded CSV
-    task = resolve_table_task(view)
-    features = [c for c in view.columns if c["name"] != view.target]
-    text = [c["name"] for c in features if c["kind"] != "numeric"]
-    if text:
-        raise SpecError(f"networks take numeric features; columns {', '.join(text[:5])} hold text",
-                        field="dataset")
-    gaps = [c["name"] for c in features if c["missing"]] + ([view.target] if _target_missing(view) else [])
-    if gaps:
-        raise SpecError(f"networks need complete rows; columns {', '.join(gaps[:5])} have missing values",
-                        field="dataset")
-    target = next(c for c in view.columns if c["name"] == view.target)
-    outputs = target["distinct"] if task == "classification" else 1
-    return ArrayView(view.spec_value, (len(features),), task, outputs, view.rows)
-
-
-def _parse_ref(ref: dict) -> DatasetRef:
-    try:
-        return DatasetRef.model_validate(ref)
-    except ValidationError as exc:
-        raise spec_error_from(exc, DatasetRef, prefix="dataset") from None
-
-
-def _uploaded(session: Session, dataset_id: str) -> Dataset:
-    """The caller's uploaded data set; another user's is the same 404 as an unknown id, so ids leak nothing."""
-    row = session.get(Dataset, dataset_id) if could_be_id(dataset_id) else None
-    user = current_user()
-    if row is None or (row.owner_id != user.id and not user.is_admin):
-        raise NotFound(f"no data set with id {dataset_id!r}", field="dataset.id")
-    return row
-
-
-def _target_missing(view: DatasetView) -> bool:
-    return any(c["name"] == view.target and c["missing"] for c in view.columns)
 
 
 @bp.post("")

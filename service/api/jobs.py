@@ -6,14 +6,13 @@ from sqlalchemy import select
 
 from service import jobs, storage
 from service.api import services
-from service.api.auth import could_be_id, current_user, db_session, owned
-from service.api.datasets import resolve_arrays, resolve_dataset
+from service.api.auth import current_user, db_session, owned
+from service.submission import could_be_id
 from service.api.requests import int_arg, json_body
 from service.api.serialize import event_view, job_view
 from service.errors import SpecError
 from service.limits import check_can_queue, effective_limits
-from service.specs import validate_job
-from service.worker_registry import gpu_worker_online
+from service.submission import validate_submission
 from service.tables import Job, JobEvent, User
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
@@ -28,9 +27,8 @@ def submit():
     payload = json_body()
     session = db_session()
     user = current_user()
-    validated = validate_job(payload, lambda ref: resolve_dataset(session, ref),
-                             lambda ref: resolve_arrays(session, ref), lambda: gpu_worker_online(session))
     settings = services().settings
+    validated = validate_submission(session, user, settings.data_dir, payload)
     check_can_queue(session, settings, user)
     job = jobs.create_job(session, user, family=validated.family, spec=validated.spec, queue=validated.queue,
                           name=validated.name, time_limit_s=effective_limits(settings, user)["max_run_time_s"],
@@ -50,6 +48,9 @@ def list_jobs():
     status = request.args.get("status") or None
     if status is not None and status not in jobs.STATUSES:
         raise SpecError(f"status must be one of {', '.join(jobs.STATUSES)}", field="status")
+    parent = request.args.get("parent") or None
+    if parent is not None and not could_be_id(parent):
+        raise SpecError("parent must be the id of a search job", field="parent")
     limit = int_arg("limit", 50, 1, 500)
     cursor = request.args.get("cursor") or None
     if cursor is not None and not could_be_id(cursor):
@@ -61,6 +62,8 @@ def list_jobs():
         query = query.where(Job.status == status)
     if cursor:
         query = query.where(Job.id < cursor)
+    if parent:
+        query = query.where(Job.parent_id == parent)
     rows = session.execute(query).all()
     items = [job_view(session, job, owner) for job, owner in rows[:limit]]
     next_cursor = items[-1]["id"] if len(rows) > limit else None

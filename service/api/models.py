@@ -6,7 +6,8 @@ from flask import Blueprint, Flask, request, send_file
 from sqlalchemy import select
 
 from service.api import services
-from service.api.auth import could_be_id, current_user, db_session, owned
+from service.api.auth import current_user, db_session, owned
+from service.submission import could_be_id
 from service.api.requests import json_body
 from service.api.serialize import model_view
 from service.errors import Conflict, NotFound, SpecError
@@ -24,7 +25,8 @@ def init_app(app: Flask) -> None:
 
 
 def _model(model_id: str) -> Model:
-    """A model by its id, or by its job's id: a job that has no model yet is a 409 that says why."""
+    """A model by its id, or by its job's id (a search's: its best trial's); a job that has no model
+    yet is a 409 that says why."""
     session = db_session()
     model = None
     if could_be_id(model_id):
@@ -36,6 +38,12 @@ def _model(model_id: str) -> Model:
         job = owned(Job, model_id, "model")
     except NotFound:
         raise NotFound(f"no model with id {model_id!r}", field="id") from None
+    best = (job.result or {}).get("model_id") if job.family == "search" else None
+    if best:  # a search's model is its best trial's
+        return session.get(Model, best)
+    if job.family == "optimize":
+        raise Conflict(f"job {job.id} is an optimisation job: its result holds the best point it found, "
+                       "and it makes no model", field="id")
     raise Conflict(f"job {job.id} is {job.status}, so it has no model to use"
                    + (f" ({job.error})" if job.error else ""), field="status")
 

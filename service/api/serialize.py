@@ -46,6 +46,8 @@ def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[
         "metrics": job.metrics,
         "result": job.result,
         "error": {"code": job.error_code, "message": job.error} if job.error else None,
+        "parent_id": job.parent_id,          # the search this job is a trial of
+        "trial_number": job.trial_number,
         "attempt": job.attempt,
         "cancel_requested": job.cancel_requested,
         "created_at": iso(job.created_at),

@@ -65,6 +65,12 @@ class Optimizer:
     """
 
     name = "base"
+    # Tunable parameters: name -> (default, description). BOUNDS holds each numeric one's
+    # inclusive (low, high), None for no bound, and CHOICES a text one's allowed values; the
+    # job specs check them (service/strategies.py), the constructors only clamp what would break.
+    PARAMS: dict[str, tuple[Any, str]] = {}
+    BOUNDS: dict[str, tuple[float | None, float | None]] = {}
+    CHOICES: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, space: Space, budget: int, seed: int = 0, **params: Any):
         self.space, self.budget = space, budget

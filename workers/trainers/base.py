@@ -7,7 +7,8 @@ from typing import Any, Protocol
 
 
 class Cancelled(Exception):
-    """Raised by a reporter when the job was cancelled; the trainer lets it propagate."""
+    """Raised by a reporter when the job was cancelled, and by a trainer that stopped on request;
+    the runner records why the job stopped."""
 
 
 class Reporter(Protocol):
@@ -37,3 +38,11 @@ class TrainedModel:
     class_names: list[str] | None = None
     summary: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizationResult:
+    """What a trainer returns when its outcome is a result, not a model: the job's `result` and `metrics`."""
+
+    result: dict[str, Any]
+    metrics: dict[str, Any]

@@ -20,6 +20,11 @@ class ArtificialBeeColony(BatchOptimizer):
         "limit": (None, "failed trials before a source is abandoned; default sources x dimensions"),
         "modification_rate": (0.0, "chance each further coordinate is perturbed too (Akay & Karaboga 2012); 0 = one"),
     }
+    BOUNDS = {
+        "colony_size": (4, 10_000),     # at least two food sources
+        "limit": (1, 1_000_000),
+        "modification_rate": (0.0, 1.0),
+    }
 
     def __init__(self, space, budget, seed=0, **params):
         super().__init__(space, budget, seed, **params)

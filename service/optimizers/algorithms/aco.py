@@ -22,6 +22,12 @@ class AntColonyR(BatchOptimizer):
         "q": (1e-4, "locality: small q favours the best-ranked solutions"),
         "xi": (0.85, "width factor, like evaporation: larger = slower convergence"),
     }
+    BOUNDS = {
+        "archive": (2, 10_000),
+        "ants": (1, 10_000),
+        "q": (1e-6, 10.0),              # Socha & Dorigo tune q in 1e-4 .. 0.1; q = 0 divides by 0
+        "xi": (0.0, 10.0),
+    }
 
     def __init__(self, space, budget, seed=0, **params):
         super().__init__(space, budget, seed, **params)

@@ -14,7 +14,30 @@ which is why it is off by default.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
+
+# solve_tsp's tunable arguments, described and bounded as the metaheuristics' PARAMS and BOUNDS are.
+PARAMS = {
+    "ants": (10, "tours built per iteration (Dorigo & Gambardella used 10)"),
+    "alpha": (1.0, "weight of the pheromone in the choice of the next city"),
+    "beta": (2.0, "weight of the closeness (1/distance); 2-5 works well"),
+    "evaporation": (0.1, "rho, the global update's rate on the best tour's edges"),
+    "q0": (0.9, "chance of taking the best-scored edge instead of drawing one"),
+    "local_evaporation": (0.1, "xi, how far each used edge is pulled back towards the initial pheromone"),
+    "local_search": (False, "2-opt on each iteration's best tour (its steps are not counted as evaluations)"),
+}
+BOUNDS = {
+    "ants": (1, 10_000),
+    "alpha": (0.0, 10.0),
+    "beta": (0.0, 10.0),
+    "evaporation": (0.0, 1.0),
+    "q0": (0.0, 1.0),
+    "local_evaporation": (0.0, 1.0),
+}
+
+TourCallback = Callable[[int, float], None]  # (tours so far, best length so far)
 
 
 def tour_length(dist: np.ndarray, tour) -> float:
@@ -73,8 +96,12 @@ def _nearest_neighbour_length(dist: np.ndarray) -> float:
 def solve_tsp(coords: np.ndarray, evaluations: int, seed: int = 0, ants: int = 10,
               alpha: float = 1.0, beta: float = 2.0, evaporation: float = 0.1, q0: float = 0.9,
               local_evaporation: float = 0.1,
-              local_search: bool = False) -> tuple[list[int], float, list[float]]:
-    """Run ACS for exactly `evaluations` tours; return (best tour, its length, best after each tour)."""
+              local_search: bool = False, should_stop: Callable[[], bool] = lambda: False,
+              on_tour: TourCallback | None = None) -> tuple[list[int], float, list[float]]:
+    """Run ACS for exactly `evaluations` tours; return (best tour, its length, best after each tour).
+
+    `should_stop` is asked before each tour: when it says so, the tours so far are the answer.
+    """
     dist = distances(coords)
     n = len(dist)
     rng = np.random.default_rng(seed)
@@ -87,6 +114,8 @@ def solve_tsp(coords: np.ndarray, evaluations: int, seed: int = 0, ants: int = 1
     while len(curve) < evaluations:
         it_best, it_len = None, np.inf
         for _ in range(min(ants, evaluations - len(curve))):
+            if should_stop():
+                return _as_list(best), float(best_len), curve
             tour = _construct(tau, heur, alpha, q0, local_evaporation, tau0, rng)
             length = tour_length(dist, tour)
             if length < it_len:
@@ -94,6 +123,8 @@ def solve_tsp(coords: np.ndarray, evaluations: int, seed: int = 0, ants: int = 1
             if length < best_len:
                 best, best_len = tour, length
             curve.append(best_len)
+            if on_tour is not None:
+                on_tour(len(curve), best_len)
         if local_search:
             it_best = two_opt(dist, it_best)
             it_len = tour_length(dist, it_best)
@@ -103,7 +134,29 @@ def solve_tsp(coords: np.ndarray, evaluations: int, seed: int = 0, ants: int = 1
         # Global update: only the best-so-far tour's edges evaporate and receive pheromone.
         a, b = best, np.roll(best, -1)
         tau[a, b] = tau[b, a] = (1 - evaporation) * tau[a, b] + evaporation / best_len
-    return [int(c) for c in best], float(best_len), curve
+    return _as_list(best), float(best_len), curve
+
+
+def random_tours(coords: np.ndarray, evaluations: int, seed: int = 0,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 on_tour: TourCallback | None = None) -> tuple[list[int], float, list[float]]:
+    """The baseline: uniformly random tours, with solve_tsp's arguments and answer."""
+    dist = distances(coords)
+    rng = np.random.default_rng(seed)
+    best, best_len, curve = None, np.inf, []
+    while len(curve) < evaluations and not should_stop():
+        tour = rng.permutation(len(dist))
+        length = tour_length(dist, tour)
+        if length < best_len:
+            best, best_len = tour, length
+        curve.append(best_len)
+        if on_tour is not None:
+            on_tour(len(curve), best_len)
+    return _as_list(best), float(best_len), curve
+
+
+def _as_list(tour) -> list[int]:
+    return [] if tour is None else [int(c) for c in tour]  # None: stopped before the first tour
 
 
 def _construct(tau, heur, alpha, q0, xi, tau0, rng) -> np.ndarray:

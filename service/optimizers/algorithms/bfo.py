@@ -34,6 +34,16 @@ class BacterialForaging(BatchOptimizer):
         "step_size": (0.1, "C, the step length in the unit cube at the start"),
         "step_size_end": (1e-3, "C at the end of the budget, reached geometrically; = step_size keeps C fixed"),
     }
+    BOUNDS = {
+        "bacteria": (2, 10_000),
+        "chemotactic_steps": (1, 10_000),
+        "swim_length": (0, 1000),
+        "reproduction_steps": (1, 1000),
+        "elimination_events": (1, 1000),
+        "elimination_probability": (0.0, 1.0),
+        "step_size": (1e-9, 1.0),       # the decay divides by it
+        "step_size_end": (0.0, 1.0),
+    }
 
     def __init__(self, space, budget, seed=0, **params):
         super().__init__(space, budget, seed, **params)

@@ -24,6 +24,16 @@ class GeneticAlgorithm(BatchOptimizer):
         "final_scale": (0.001, "mutation sd reached at the end of the budget"),
         "elites": (2, "best individuals copied unchanged into the next generation"),
     }
+    BOUNDS = {
+        "population": (4, 10_000),
+        "tournament": (1, 100),
+        "crossover_rate": (0.0, 1.0),
+        "eta_c": (0.0, 1000.0),         # Deb uses 2-20; 0 spreads children widest
+        "mutation_rate": (0.0, 1.0),
+        "mutation_scale": (1e-9, 1.0),  # a zero scale would divide in the geometric decay
+        "final_scale": (1e-12, 1.0),
+        "elites": (0, 1000),
+    }
 
     def __init__(self, space, budget, seed=0, **params):
         super().__init__(space, budget, seed, **params)

@@ -22,6 +22,15 @@ class ParticleSwarm(BatchOptimizer):
         "v_max": (0.2, "velocity clamp per coordinate, as a fraction of the unit range"),
         "topology": ("global", "'global' (gbest) or 'ring' (lbest with the two index neighbours)"),
     }
+    BOUNDS = {
+        "swarm_size": (2, 10_000),
+        "w": (0.0, 1.0),                # w >= 1 lets velocities grow without bound
+        "w_end": (0.0, 1.0),
+        "c1": (0.0, 4.0),               # Clerc & Kennedy's analysis: c1 + c2 up to about 4
+        "c2": (0.0, 4.0),
+        "v_max": (0.0, 1.0),
+    }
+    CHOICES = {"topology": ("global", "ring")}
 
     def __init__(self, space, budget, seed=0, **params):
         super().__init__(space, budget, seed, **params)

@@ -32,6 +32,16 @@ class SimulatedAnnealing(BatchOptimizer):
         "init_samples": (10, "random points evaluated first; the best is the start"),
         "batch": (1, "neighbours proposed per ask; the best of them faces the Metropolis test"),
     }
+    BOUNDS = {
+        "t0": (0.0, None),              # 0 accepts improvements only
+        "alpha": (0.0, 1.0),            # usual range 0.8-0.99
+        "chain": (1, 100_000),
+        "step": (1e-9, 1.0),
+        "cycles": (1, 10_000),
+        "min_step": (0.0, 1.0),
+        "init_samples": (1, 10_000),
+        "batch": (1, 1000),
+    }
 
     def __init__(self, space, budget, seed=0, **params):
         super().__init__(space, budget, seed, **params)

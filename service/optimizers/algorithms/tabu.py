@@ -28,6 +28,15 @@ class TabuSearch(BatchOptimizer):
         "shrink": (0.5, "factor applied to the step on stagnation"),
         "min_step": (1e-7, "lower bound on the step"),
     }
+    BOUNDS = {
+        "neighbours": (1, 10_000),
+        "step": (1e-9, 1.0),            # the cell's name takes log(step)
+        "tenure": (0, 10_000),
+        "cell": (1e-3, 1000.0),
+        "patience": (1, 10_000),
+        "shrink": (0.0, 1.0),
+        "min_step": (1e-12, 1.0),       # 0 would let the step underflow to 0 on a long run
+    }
 
     def __init__(self, space, budget, seed=0, **params):
         super().__init__(space, budget, seed, **params)
