@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean debian-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,23 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/labtrain up
 
-test: $(STAMP)
+test: $(STAMP) debian-tools
 	$(PY) -m pytest
+
+# Debian packages the tests use: docker-compose validates docker-compose.yml without a Docker
+# engine (tests/test_deploy.py); Chromium runs the dashboard's browser tests (Playwright drives
+# it; `playwright install` would download from a CDN). Installed when missing if we are root;
+# otherwise the command is printed.
+DEBIAN_TOOLS := docker-compose chromium
+debian-tools:
+	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing:$$missing; install with: sudo apt-get install -y$$missing" >&2; \
+	  fi; \
+	fi
 
 bench: $(STAMP)
 	$(PY) bench/job_latency.py

@@ -1,7 +1,6 @@
 """The `labtrain` command: run the service's processes and administer it."""
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -10,8 +9,11 @@ import time
 
 import click
 
+from service import logs
 from service.config import Settings
+from service.cli_admin import admin
 from service.cli_users import users
+from service.client.commands import COMMANDS as CLIENT_COMMANDS
 
 
 @click.group()
@@ -36,6 +38,9 @@ def db_upgrade() -> None:
 
 
 main.add_command(users)
+main.add_command(admin)
+for _command in CLIENT_COMMANDS:  # login, submit, jobs, watch, ...: the API's client side
+    main.add_command(_command)
 
 
 @main.command()
@@ -71,11 +76,12 @@ def dispatcher() -> None:
 
     from service.dispatch import run_forever
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    logs.configure(settings.log_format)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_forever(Settings.from_env(), stop)
+    run_forever(settings, stop)
 
 
 @main.command()

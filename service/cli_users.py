@@ -2,8 +2,7 @@
 (so scripts can capture it); the database keeps only its hash."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,16 +21,10 @@ def users() -> None:
     """User accounts and their tokens."""
 
 
-@contextmanager
-def _session() -> Iterator[Session]:
-    from service.db import Database
+def _session():
+    from service.db import one_session
 
-    database = Database(Settings.from_env().database_url)
-    try:
-        with database.session() as session:
-            yield session
-    finally:
-        database.dispose()
+    return one_session(Settings.from_env().database_url)
 
 
 def _existing(session: Session, name: str) -> User:

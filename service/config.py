@@ -45,6 +45,16 @@ class Settings:
     stop_grace_s: float = 30.0
     max_attempts: int = 3
     dispatch_interval_s: float = 0.05
+    # `labtrain admin prune` removes finished jobs' files after this many days by default.
+    retention_days: int = 30
+    # Per-user request rates ("30/minute"; empty: no limit) and where they are counted
+    # (default: the broker's Redis when it is one, else each process's memory).
+    submit_rate_limit: str | None = "120/minute"
+    predict_rate_limit: str | None = "1200/minute"
+    rate_limit_storage_url: str | None = None
+    # A bearer token Prometheus must send for /metrics (empty: /metrics is open).
+    metrics_token: str | None = None
+    log_format: str = "text"  # or "json": one JSON object a line, with the job id on job lines
 
     @property
     def embedded_database(self) -> bool:
@@ -84,6 +94,12 @@ class Settings:
             stop_grace_s=_env_float(environ, "LABTRAIN_STOP_GRACE_S", 30.0),
             max_attempts=_env_int(environ, "LABTRAIN_MAX_ATTEMPTS", 3),
             dispatch_interval_s=_env_float(environ, "LABTRAIN_DISPATCH_INTERVAL_S", 0.05),
+            retention_days=_env_int(environ, "LABTRAIN_RETENTION_DAYS", 30),
+            submit_rate_limit=environ.get("LABTRAIN_SUBMIT_RATE_LIMIT", "120/minute") or None,
+            predict_rate_limit=environ.get("LABTRAIN_PREDICT_RATE_LIMIT", "1200/minute") or None,
+            rate_limit_storage_url=environ.get("LABTRAIN_RATE_LIMIT_STORAGE_URL") or None,
+            metrics_token=environ.get("LABTRAIN_METRICS_TOKEN") or None,
+            log_format="json" if environ.get("LABTRAIN_LOG_FORMAT", "").lower() == "json" else "text",
         )
 
     def ensure_dirs(self) -> None:

@@ -57,3 +57,14 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def one_session(url: str) -> Iterator[Session]:
+    """A session on its own short-lived engine: for one command-line action."""
+    database = Database(url)
+    try:
+        with database.session() as session:
+            yield session
+    finally:
+        database.dispose()

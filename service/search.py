@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -147,14 +148,17 @@ class SearchDriver:
                     if (cancel and not active) or len(state.told) >= search["trials"]:
                         self._finish(session, parent_id, spec, state, cancelled=cancel)
                     self._record_progress(session, parent_id, spec, state, active)
-                    fingerprint = self._fingerprint(session, parent_id)
                 if not rejected:
                     break
                 # A trial whose spec was refused is a failed trial: tell it, then ask again.
                 outcomes = [self._record(study, state, spec, record) for record in rejected]
         finally:
             self._save_state(parent_id, state)
-        self._seen[parent_id] = fingerprint
+        # What this step saw: the trials as read at its start, plus those it submitted. A trial
+        # that finished meanwhile makes the next look differ, so it gets a step of its own.
+        seen = Counter(c.status for c in children)
+        seen[QUEUED] += sum(1 for r in state.trials.values() if r.job_id and r.job_id not in {c.id for c in children})
+        self._seen[parent_id] = tuple(sorted((status, n) for status, n in seen.items() if n))
 
     def _lease(self, session: Session, parent_id: str) -> bool:
         """Take (or renew) the search for this driver; False while another driver holds it."""
@@ -284,10 +288,6 @@ class SearchDriver:
         }
         if best and parent.status == RUNNING:
             parent.metrics = {search["metric"]: best.value, "best_trial": best.job_id}
-
-    def _fingerprint(self, session, parent_id) -> tuple:
-        return tuple(sorted(session.execute(select(Job.status, func.count()).where(Job.parent_id == parent_id)
-                                            .group_by(Job.status)).all()))
 
     # -- Optuna and the strategy's state ------------------------------------------------------
     def _study(self, parent_id: str, search: dict[str, Any], state: SearchState):

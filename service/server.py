@@ -1,6 +1,8 @@
 """Running the API under gunicorn from our own command line."""
 from __future__ import annotations
 
+import logging
+
 from gunicorn.app.base import BaseApplication
 
 
@@ -14,13 +16,41 @@ class _GunicornApp(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        from service import logs
         from service.api import create_app
+        from service.config import Settings
 
-        return create_app()
+        settings = Settings.from_env()
+        if settings.log_format == "json":  # gunicorn's own loggers too: every line one JSON object
+            for name in ("", "gunicorn.error", "gunicorn.access"):
+                logs.use_format(logging.getLogger(name).handlers, "json")
+        logs.configure(settings.log_format)
+        return create_app(settings)
+
+
+def _metrics_dir() -> None:
+    """Each gunicorn process keeps its HTTP metrics in files here; a scrape adds them up.
+    The folder is emptied at start, since the samples of a previous run are stale."""
+    import os
+    import shutil
+    import tempfile
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="labtrain-metrics-")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
+def _child_exit(_server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def serve(host: str, port: int, processes: int, threads: int) -> None:
+    _metrics_dir()
     _GunicornApp({
+        "child_exit": _child_exit,
         "bind": f"{host}:{port}",
         "workers": processes,
         "threads": threads,

@@ -149,6 +149,8 @@ class Worker(Base):
     concurrency: Mapped[int] = mapped_column(Integer)
     gpu_name: Mapped[str | None] = mapped_column(String(255))
     gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)
+    gpu_utilization: Mapped[int | None] = mapped_column(Integer)      # percent, at the last heartbeat
+    gpu_memory_used_mb: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 

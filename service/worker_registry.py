@@ -14,13 +14,15 @@ ONLINE_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
 def heartbeat(session: Session, *, name: str, queues: list[str], host: str, pid: int, concurrency: int,
-              gpu_name: str | None, gpu_memory_mb: int | None) -> None:
+              gpu_name: str | None, gpu_memory_mb: int | None, gpu_utilization: int | None = None,
+              gpu_memory_used_mb: int | None = None) -> None:
     worker = session.get(Worker, name)
     if worker is None:
         worker = Worker(name=name)
         session.add(worker)
     worker.queues, worker.host, worker.pid, worker.concurrency = ",".join(queues), host, pid, concurrency
     worker.gpu_name, worker.gpu_memory_mb = gpu_name, gpu_memory_mb
+    worker.gpu_utilization, worker.gpu_memory_used_mb = gpu_utilization, gpu_memory_used_mb
     worker.heartbeat_at = utcnow()
 
 

@@ -99,7 +99,8 @@ def settings(tmp_path, pg_url, redis_url) -> Settings:
     data_dir.mkdir()
     (data_dir / "mnist.npz").symlink_to(MNIST_8K)
     return Settings(home=tmp_path, database_url=pg_url, broker_url=redis_url,
-                    data_dir=data_dir, artifact_dir=tmp_path / "artifacts", max_upload_bytes=2_000_000)
+                    data_dir=data_dir, artifact_dir=tmp_path / "artifacts", max_upload_bytes=2_000_000,
+                    submit_rate_limit=None, predict_rate_limit=None)  # tests/service/test_monitoring.py sets them
 
 
 @pytest.fixture

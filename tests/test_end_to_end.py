@@ -180,3 +180,24 @@ def test_gpu_queue_jobs_run_on_the_gpu_worker(gpu_worker_service):
     assert job["result"]["device"] == "cpu"
     log = client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
     assert any("training on the CPU" in e["data"].get("message", "") for e in log)
+
+
+def test_metrics_and_readiness_under_gunicorn(pg_redis_service):
+    """Each gunicorn process keeps its own HTTP samples; a scrape answers with all of them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client, _env, _processes = pg_redis_service
+    job = client.wait_for(client.post("/api/v1/jobs", json={"dataset": "iris", "algorithm": "knn"}).json()["id"])
+    for _ in range(20):  # spread over the API's processes
+        assert client.get(f"/api/v1/jobs/{job['id']}").status_code == 200
+    assert client.get("/readyz").json()["checks"] == {"database": "ok", "broker": "ok"}
+    page = client.get("/metrics")
+    assert page.status_code == 200
+    counts = {}
+    for family in text_string_to_metric_families(page.text):
+        for sample in family.samples:
+            if sample.name == "labtrain_http_request_duration_seconds_count":
+                counts[(sample.labels["route"], sample.labels["status"])] = sample.value
+            if sample.name == "labtrain_jobs_finished_total" and sample.labels["status"] == "succeeded":
+                assert sample.value >= 1
+    assert counts[("/api/v1/jobs/<job_id>", "200")] >= 20

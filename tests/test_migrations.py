@@ -48,7 +48,7 @@ def test_a_database_with_the_legacy_version_table_is_adopted(make_pg_database):
         conn.execute(text("ALTER TABLE labtrain_version RENAME TO alembic_version"))
     upgrade(url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM labtrain_version")).scalar() == "0004"
+        assert conn.execute(text("SELECT version_num FROM labtrain_version")).scalar() == "0005"
         assert "alembic_version" not in inspect(conn).get_table_names()
         assert "parent_id" in {c["name"] for c in inspect(conn).get_columns("jobs")}
     engine.dispose()

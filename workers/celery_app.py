@@ -12,8 +12,10 @@ import logging
 import socket
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (after_setup_logger, after_setup_task_logger, worker_process_init, worker_ready,
+                            worker_shutdown)
 
+from service import logs
 from service.broker import RUN_JOB_TASK, make_celery
 from service.config import Settings
 from service.db import Database
@@ -39,6 +41,13 @@ def _runner(settings: Settings, worker_name: str) -> JobRunner:
     if "runner" not in _state:
         _state["runner"] = JobRunner(settings, Database(settings.database_url), worker_name)
     return _state["runner"]  # type: ignore[return-value]
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _log_format(logger=None, **_kwargs) -> None:
+    # Celery makes its own handlers; give them our format and the job id on job lines.
+    logs.use_format(logger.handlers, Settings.from_env().log_format)
 
 
 @worker_process_init.connect

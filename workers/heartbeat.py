@@ -17,20 +17,44 @@ from service.db import Database
 log = logging.getLogger("labtrain.worker")
 
 
-def gpu_details() -> tuple[str | None, int | None]:
+def _gpu_handle():
+    """The NVML handle of this worker's GPU (the first of CUDA_VISIBLE_DEVICES), or None."""
     try:
         import pynvml
     except ImportError:
-        return None, None
+        return None
     try:
         pynvml.nvmlInit()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
-        handle = (pynvml.nvmlDeviceGetHandleByIndex(int(visible)) if visible.isdigit()
-                  else pynvml.nvmlDeviceGetHandleByUUID(visible))
+        return (pynvml.nvmlDeviceGetHandleByIndex(int(visible)) if visible.isdigit()
+                else pynvml.nvmlDeviceGetHandleByUUID(visible))
+    except Exception:  # no driver or no device: a CPU-only host
+        return None
+
+
+def gpu_details(handle) -> tuple[str | None, int | None]:
+    if handle is None:
+        return None, None
+    import pynvml
+
+    try:
         name = pynvml.nvmlDeviceGetName(handle)
         memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024)
-        return (name.decode() if isinstance(name, bytes) else name), int(memory)
-    except Exception:  # no driver or no device: a CPU-only host
+    except Exception:
+        return None, None
+    return (name.decode() if isinstance(name, bytes) else name), int(memory)
+
+
+def gpu_usage(handle) -> tuple[int | None, int | None]:
+    """Utilisation (percent over the driver's last sample period) and memory in use (MiB)."""
+    if handle is None:
+        return None, None
+    import pynvml
+
+    try:
+        used = pynvml.nvmlDeviceGetMemoryInfo(handle).used // (1024 * 1024)
+        return int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu), int(used)
+    except Exception:
         return None, None
 
 
@@ -38,7 +62,8 @@ class Heartbeat:
     def __init__(self, settings: Settings, name: str, queues: list[str], concurrency: int):
         self.db = Database(settings.database_url, null_pool=True)
         self.name, self.queues, self.concurrency = name, queues, concurrency
-        self.gpu_name, self.gpu_memory_mb = gpu_details()
+        self._gpu = _gpu_handle()
+        self.gpu_name, self.gpu_memory_mb = gpu_details(self._gpu)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="labtrain-heartbeat", daemon=True)
 
@@ -58,10 +83,12 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                utilization, used = gpu_usage(self._gpu)
                 with self.db.session() as session:
                     worker_registry.heartbeat(
                         session, name=self.name, queues=self.queues, host=socket.gethostname(), pid=os.getpid(),
-                        concurrency=self.concurrency, gpu_name=self.gpu_name, gpu_memory_mb=self.gpu_memory_mb)
+                        concurrency=self.concurrency, gpu_name=self.gpu_name, gpu_memory_mb=self.gpu_memory_mb,
+                        gpu_utilization=utilization, gpu_memory_used_mb=used)
             except Exception:  # the database may be restarting: try again next beat
                 log.warning("heartbeat of %s failed", self.name, exc_info=True)
             self._stop.wait(worker_registry.HEARTBEAT_SECONDS)

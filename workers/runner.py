@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from service import jobs, storage
+from service import jobs, logs, storage
 from service.config import Settings
 from service.db import Database
 from service.tables import Dataset, Job, JobEvent, Model, new_id, utcnow
@@ -58,6 +58,7 @@ class JobWatch:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        logs.JOB_ID.set(self.job_id)  # a thread starts with a fresh context
         while not self._done.wait(WATCH_SECONDS):
             try:
                 self._look()
@@ -157,6 +158,13 @@ class JobRunner:
 
     def run(self, job_id: str) -> str | None:
         """Run the job if this delivery wins the claim; returns its final status (None: duplicate)."""
+        token = logs.JOB_ID.set(job_id)
+        try:
+            return self._run(job_id)
+        finally:
+            logs.JOB_ID.reset(token)
+
+    def _run(self, job_id: str) -> str | None:
         with self.db.session() as session:
             attempt = jobs.claim(session, job_id, self.worker_name)
             if attempt is None:

@@ -8,6 +8,7 @@ from flask import Flask, current_app
 
 from service.config import Settings
 from service.db import Database
+from service.rate_limits import RateLimits
 
 if TYPE_CHECKING:
     from service.api.model_cache import ModelCache
@@ -18,10 +19,11 @@ class Services:
     settings: Settings
     db: Database
     models: "ModelCache"
+    rate_limits: RateLimits
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from service.api import auth, catalog, datasets, errors, jobs, models
+    from service.api import auth, catalog, dashboard, datasets, errors, jobs, models, monitoring, openapi
     from service.api.model_cache import ModelCache
 
     settings = settings or Settings.from_env()
@@ -33,8 +35,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         db=Database(settings.database_url),
         models=ModelCache(settings.model_cache_size),
+        rate_limits=RateLimits(settings),
     )
-    for module in (errors, auth, jobs, models, datasets, catalog):
+    for module in (errors, monitoring, auth, jobs, models, datasets, catalog, dashboard, openapi):
         module.init_app(app)
     return app
 

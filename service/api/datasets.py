@@ -5,9 +5,7 @@ from pathlib import PurePath
 from typing import Any
 
 from flask import Blueprint, Flask, request
-from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from service import storage
 from service.api import services

@@ -24,7 +24,10 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
 def init_app(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        if "retry_after" in exc.details:  # a rate limit says when to come back
+            response.headers["Retry-After"] = str(exc.details["retry_after"])
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

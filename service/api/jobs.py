@@ -9,6 +9,7 @@ from service.api import services
 from service.api.auth import current_user, db_session, owned
 from service.submission import could_be_id
 from service.api.requests import int_arg, json_body
+from service.api.events_stream import job_event_stream
 from service.api.serialize import event_view, job_view
 from service.errors import SpecError
 from service.limits import check_can_queue, effective_limits
@@ -24,9 +25,10 @@ def init_app(app: Flask) -> None:
 
 @bp.post("")
 def submit():
+    user = current_user()
+    services().rate_limits.hit("submit", user.id)
     payload = json_body()
     session = db_session()
-    user = current_user()
     settings = services().settings
     validated = validate_submission(session, user, settings.data_dir, payload)
     check_can_queue(session, settings, user)
@@ -80,6 +82,12 @@ def get_job(job_id: str):
 def events(job_id: str):
     job = owned(Job, job_id, "job")
     after = int_arg("after", 0, 0, 2**31 - 1)
+    if request.accept_mimetypes.best_match(["application/json", "text/event-stream"]) == "text/event-stream":
+        # A reconnecting client says where it stopped in Last-Event-ID; that wins over ?after.
+        last_id = request.headers.get("Last-Event-ID", "")
+        if last_id.isascii() and last_id.isdigit():
+            after = min(int(last_id), 2**31 - 1)
+        return job_event_stream(services().db, job.id, after)
     limit = int_arg("limit", 1000, 1, 10_000)
     rows = db_session().scalars(
         select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit))

@@ -72,6 +72,7 @@ def download(model_id: str):
 
 @bp.post("/<model_id>/predict")
 def predict(model_id: str):
+    services().rate_limits.hit("predict", current_user().id)
     model = _model(model_id)
     images = request.files.getlist("file") if request.files else None
     if model.framework == "sklearn":

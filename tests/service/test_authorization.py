@@ -95,7 +95,15 @@ PROBES = [
 LISTINGS = ["/api/v1/jobs", "/api/v1/jobs?status=queued", "/api/v1/jobs?status=succeeded", "/api/v1/models",
             "/api/v1/datasets", "/api/v1/queue"]
 # Routes that touch no existing object, with where they are checked.
-OTHER_ROUTES = [("GET", "/api/v1/algorithms"), ("POST", "/api/v1/datasets"), ("GET", "/healthz")]
+OTHER_ROUTES = [("GET", "/api/v1/algorithms"), ("POST", "/api/v1/datasets"), ("GET", "/healthz"),
+                # The dashboard's page and files hold no data: it calls the API with the user's token.
+                ("GET", "/"), ("GET", "/dashboard/app.js"),
+                # The OpenAPI document needs a token like all of /api (tests/service/test_openapi.py);
+                # the docs page and its files hold no data.
+                ("GET", "/api/v1/openapi.json"), ("GET", "/docs"), ("GET", "/docs/static/docs.js"),
+                # Readiness names no user; metrics count by user name, for the admin's Prometheus
+                # (a token of its own when LABTRAIN_METRICS_TOKEN is set: tests/service/test_monitoring.py).
+                ("GET", "/readyz"), ("GET", "/metrics")]
 
 
 def build_world(client, headers, run_queued) -> dict[str, str]:

@@ -1,0 +1,263 @@
+"""GET /api/v1/openapi.json (the OpenAPI 3.1 document) and GET /docs (a page that renders it).
+
+The document is built from two sources so that it cannot drift from the code:
+- request schemas are the JSON schemas of the pydantic models that validate requests
+  (service/specs.py and its siblings), response schemas those of service/api/responses.py;
+- the list of paths and methods is Flask's url_map, so a route added later appears even
+  before someone describes it in ROUTES below (tests/service/test_openapi.py flags it).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, send_from_directory
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from werkzeug.routing import Rule
+
+from service.api import responses as r
+from service.api.auth import PUBLIC_PATHS
+from service.jobs import STATUSES
+from service.nets.layers import LAYER_TYPES, MAX_LAYERS
+from service.network_specs import NetworkSpec
+from service.optimize_specs import OptimizeSpec
+from service.search_specs import SearchDef
+from service.specs import ClassicSpec, DatasetRef
+
+REF = "#/components/schemas/{model}"
+JOB_FAMILIES = (ClassicSpec, NetworkSpec, OptimizeSpec)
+RESPONSE_MODELS = (r.Error, r.Job, r.JobList, r.EventList, r.CancelAnswer, r.TrainedModel, r.ModelList,
+                   r.Prediction, r.DatasetInfo, r.DatasetList, r.Catalog, r.QueueOverview, r.Health,
+                   r.Readiness)
+ERROR_TEXT = {400: "Malformed request (e.g. a body that is not JSON)", 401: "No token, or a token that is not valid",
+              404: "Unknown id, or another user's object", 409: "The object is in the wrong state for this",
+              413: "The body is larger than the upload limit", 422: "A parameter, spec or payload is invalid",
+              429: "A per-user limit is reached; the message says which",
+              503: "Not ready: the message names what does not answer"}
+BINARY = {"type": "string", "format": "binary"}
+
+
+def ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+@dataclass
+class Op:
+    """What the url_map cannot tell about one route."""
+
+    summary: str
+    ok: Any = None  # a response model, or {media type: schema}
+    status: int = 200
+    query: list[dict[str, Any]] = field(default_factory=list)
+    body: dict[str, Any] | None = None  # {media type: schema}
+    errors: tuple[int, ...] = ()
+    headers: tuple[str, ...] = ()  # response headers of the success answer
+
+
+def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def int_query(name: str, low: int, high: int, description: str) -> dict[str, Any]:
+    return query(name, {"type": "integer", "minimum": low, "maximum": high}, description)
+
+
+# API.md's examples; tests/service/test_openapi.py submits each and expects a 201.
+JOB_EXAMPLES = {
+    "classic": {"name": "iris-knn", "dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": 5},
+                "evaluation": {"test_size": 0.2, "cv": 5, "seed": 0}},
+    "network": {"dataset": "mnist", "framework": "tensorflow", "network": {"api": "sequential", "layers": [
+        {"type": "flatten"}, {"type": "dense", "units": 128, "activation": "relu"}, {"type": "dropout", "rate": 0.2},
+        {"type": "dense", "units": 10, "activation": "softmax"}]},
+        "training": {"epochs": 5, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.001,
+                     "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}, "device": "auto"},
+    "optimize": {"optimize": {"strategy": "pso", "function": "rastrigin", "dimensions": 10, "evaluations": 5000,
+                              "seed": 1}},
+    "search": {"dataset": "wine", "algorithm": "svm", "params": {"kernel": "rbf"},
+               "search": {"strategy": "tpe", "trials": 20, "metric": "accuracy", "parallel": 2, "space": {
+                   "C": {"type": "float", "low": 0.01, "high": 100, "log": True},
+                   "kernel": {"type": "categorical", "choices": ["linear", "rbf"]}}}},
+}
+JOB_BODY = {"application/json": {"schema": {"oneOf": [ref(m) for m in JOB_FAMILIES]},
+                                 "examples": {name: {"value": value} for name, value in JOB_EXAMPLES.items()}}}
+UPLOAD_BODY = {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {**BINARY, "description": "CSV with a header row, or NPZ with arrays x and y"},
+                   "name": {"type": "string", "description": "Default: the file's name"},
+                   "target": {"type": "string", "description": "CSV: the column to predict"}}},
+    "examples": {"csv": {"value": {"file": "a,b,label\n" + "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(20)),
+                                   "target": "label"}}}}}
+PREDICT_BODY = {
+    "application/json": {"schema": {"type": "object", "required": ["instances"], "properties": {"instances": {
+        "type": "array", "description": "Rows of features, or nested arrays of the model's input shape"}}},
+        "examples": {"iris": {"value": {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": {
+        **BINARY, "description": "An image (PNG, BMP, JPEG) of a digit; repeat the field for several"}}}},
+}
+
+# Keyed by method and OpenAPI path. The path parameters, security and 401/404 answers come
+# from the url_map and the auth rules; only what the code cannot tell is written here.
+ROUTES: dict[tuple[str, str], Op] = {
+    ("POST", "/api/v1/jobs"): Op("Submit a job", r.Job, 201, body=JOB_BODY, errors=(400, 404, 413, 422, 429),
+                                 headers=("Location",)),
+    ("GET", "/api/v1/jobs"): Op("List jobs (your own; an admin's: all), newest first", r.JobList, query=[
+        query("status", {"type": "string", "enum": list(STATUSES)}, "Only jobs in this status"),
+        int_query("limit", 1, 500, "Page size (default 50)"),
+        query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+        query("parent", {"type": "string"}, "Only the trials of this search job"),
+    ], errors=(422,)),
+    ("GET", "/api/v1/jobs/{job_id}"): Op("A job", r.Job),
+    ("GET", "/api/v1/jobs/{job_id}/events"): Op(
+        "A job's events (epochs, trials, status changes, logs) in order",
+        {"application/json": ref(r.EventList),
+         "text/event-stream": {"type": "string", "description": "The same events as server-sent events"}},
+        query=[int_query("after", 0, 2**31 - 1, "Only events with a larger seq (default 0)"),
+               int_query("limit", 1, 10_000, "At most this many events (default 1000)")], errors=(422,)),
+    ("GET", "/api/v1/jobs/{job_id}/log"): Op("A job's log", {"text/plain": {"type": "string"}}),
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): Op(
+        "Cancel a job: a queued one at once, a running one within a batch or trial", r.CancelAnswer, 202,
+        errors=(409,)),
+    ("GET", "/api/v1/models"): Op("List models (your own; an admin's: all)", r.ModelList),
+    ("GET", "/api/v1/models/{model_id}"): Op("A model, by its id or its job's id", r.TrainedModel, errors=(409,)),
+    ("GET", "/api/v1/models/{model_id}/download"): Op(
+        "The model's artifact file", {"application/octet-stream": BINARY}, errors=(409,)),
+    ("POST", "/api/v1/models/{model_id}/predict"): Op(
+        "Predict with a model: JSON instances, or image files for image models", r.Prediction, body=PREDICT_BODY,
+        errors=(400, 409, 413, 422, 429)),
+    ("POST", "/api/v1/datasets"): Op("Upload a data set", r.DatasetInfo, 201, body=UPLOAD_BODY,
+                                     errors=(400, 413, 422), headers=("Location",)),
+    ("GET", "/api/v1/datasets"): Op("List the built-in data sets and your uploads", r.DatasetList),
+    ("GET", "/api/v1/datasets/{dataset_id}"): Op("A data set", r.DatasetInfo),
+    ("GET", "/api/v1/algorithms"): Op(
+        "Every algorithm, network preset, layer type and search strategy with its parameters", r.Catalog),
+    ("GET", "/api/v1/queue"): Op("Queued and running counts, workers, and your queued jobs in order",
+                                 r.QueueOverview),
+    ("GET", "/api/v1/openapi.json"): Op("This document", {"application/json": {"type": "object"}}),
+    ("GET", "/healthz"): Op("Liveness check", r.Health),
+    ("GET", "/readyz"): Op("Readiness: 200 when the database and the broker answer", r.Readiness, errors=(503,)),
+    ("GET", "/metrics"): Op("Prometheus metrics (with LABTRAIN_METRICS_TOKEN set, that token as Bearer)",
+                            {"text/plain": {"type": "string"}}, errors=(401,)),
+    ("GET", "/"): Op("The web dashboard", {"text/html": {"type": "string"}}),
+    ("GET", "/docs"): Op("This API's documentation page", {"text/html": {"type": "string"}}),
+}
+
+
+def component_schemas() -> dict[str, Any]:
+    extra = (SearchDef, DatasetRef, *LAYER_TYPES.values())
+    models = (*JOB_FAMILIES, *extra, *RESPONSE_MODELS)
+    _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    schemas = top["$defs"]
+    # The specs take these fields as Any and validate them with another model in a second
+    # step (so that errors name the field precisely); the document shows that model.
+    for family in (ClassicSpec, NetworkSpec):
+        props = schemas[family.__name__]["properties"]
+        props["dataset"] = {"description": props["dataset"].get("description", ""),
+                            "anyOf": [{"type": "string", "description": "A built-in data set's name"}, ref(DatasetRef)]}
+        props["search"] = {"description": "A hyperparameter search whose trials run this spec", "default": None,
+                           "anyOf": [ref(SearchDef), {"type": "null"}]}
+    schemas[ClassicSpec.__name__]["properties"]["params"]["description"] = (
+        "The algorithm's hyperparameters; GET /api/v1/algorithms lists each algorithm's with types and bounds")
+    schemas["NetworkDef"]["properties"]["layers"] = {"default": None, "anyOf": [
+        {"type": "array", "minItems": 1, "maxItems": MAX_LAYERS,
+         "items": {"anyOf": [ref(m) for m in LAYER_TYPES.values()]}},
+        {"type": "null"}]}
+    return schemas
+
+
+def openapi_path(rule: Rule) -> str:
+    """Flask's /jobs/<job_id> (or <path:name>) spelled as OpenAPI's /jobs/{job_id}."""
+    return re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule)
+
+
+def is_public(path: str) -> bool:
+    # The same rule as auth._authenticate: /api/* needs a token unless listed as public.
+    return path in PUBLIC_PATHS or not path.startswith("/api/")
+
+
+def content(schema_or_model: Any) -> dict[str, Any]:
+    if isinstance(schema_or_model, type) and issubclass(schema_or_model, BaseModel):
+        return {"application/json": {"schema": ref(schema_or_model)}}
+    return {media: {"schema": schema} for media, schema in schema_or_model.items()}
+
+
+def operation(rule: Rule, path: str, method: str) -> dict[str, Any]:
+    op = ROUTES.get((method, path)) or Op("Not described yet", {"*/*": {}})
+    success: dict[str, Any] = {"description": op.summary, "content": content(op.ok)}
+    if op.headers:
+        success["headers"] = {h: {"required": True, "schema": {"type": "string"}} for h in op.headers}
+    errors = set(op.errors)
+    if rule.arguments:
+        errors.add(404)  # an unknown id, another user's object, or an id with a "/" that matches no route
+    public = is_public(rule.rule)
+    if not public:
+        errors.add(401)
+    described: dict[str, Any] = {
+        "operationId": f"{rule.endpoint}.{method.lower()}",
+        "summary": op.summary,
+        "tags": [rule.endpoint.split(".")[0]],
+        "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+                       for name in sorted(rule.arguments)] + op.query,
+        "responses": {str(op.status): success} | {
+            str(code): {"description": ERROR_TEXT[code], "content": content(r.Error)} for code in sorted(errors)},
+    }
+    if op.body is not None:
+        described["requestBody"] = {"required": True, "content": op.body}
+    if public:
+        described["security"] = []
+    return described
+
+
+def is_static(rule: Rule) -> bool:
+    return rule.endpoint == "static" or rule.endpoint.endswith(".static")
+
+
+def build_document(app: Flask) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
+        if is_static(rule):
+            continue
+        path = openapi_path(rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            paths.setdefault(path, {})[method.lower()] = operation(rule, path, method)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "labtrain", "version": "1",
+                 "description": "Training jobs, models and data sets for the lab. Errors are always "
+                                "{\"error\": {\"code\", \"message\", \"details\"}}; details.field names the bad field."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": component_schemas(),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "description": "labtrain users create NAME prints a token"}}},
+        "security": [{"bearer": []}],
+    }
+
+
+api = Blueprint("openapi", __name__)
+docs = Blueprint("docs", __name__, url_prefix="/docs", static_folder="static/docs", static_url_path="/static")
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(api)
+    app.register_blueprint(docs)
+
+
+@api.get("/api/v1/openapi.json")
+def openapi_json():
+    # Built once per app: the url_map and the models do not change while it runs.
+    if "labtrain.openapi" not in current_app.extensions:
+        current_app.extensions["labtrain.openapi"] = build_document(current_app)
+    return current_app.extensions["labtrain.openapi"]
+
+
+# The page loads nothing from other hosts, and sends the token to none.
+CSP = "default-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+
+
+@docs.get("")
+def docs_page():
+    response = send_from_directory(docs.static_folder, "index.html", mimetype="text/html", max_age=0)
+    response.headers["Content-Security-Policy"] = CSP
+    return response

@@ -1,0 +1,179 @@
+"""The shapes of the API's answers, for the OpenAPI document.
+
+They describe what service/api/serialize.py and the routes return; the schemathesis test
+checks real answers against them. Every model allows extra fields: API.md lets fields be
+added, so a new field must not make old clients (or this document) wrong.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.broker import QUEUES
+from service.jobs import STATUSES
+
+Time = str  # ISO-8601 UTC, e.g. 2025-01-31T12:00:00.123456Z
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(Open):
+    code: str = Field(description="short_snake_case, e.g. invalid_spec, not_found, unauthorized")
+    message: str = Field(description="What is wrong and how to fix it")
+    details: dict[str, Any] = Field(description="details.field names the offending field, where there is one")
+
+
+class Error(Open):
+    """Every 4xx and 5xx answer."""
+
+    error: ErrorBody
+
+
+class JobFailure(Open):
+    code: str | None
+    message: str
+
+
+class Job(Open):
+    id: str
+    name: str | None
+    owner: str
+    status: Literal[STATUSES]  # type: ignore[valid-type]
+    family: Literal["classic", "network", "optimize", "search"]
+    spec: dict[str, Any] = Field(description="The submitted spec, normalized and completed with defaults")
+    queue: Literal[QUEUES]  # type: ignore[valid-type]
+    position: int | None = Field(description="Place in its queue (1 = next) while queued, else null")
+    progress: dict[str, Any]
+    metrics: dict[str, Any] | None
+    result: dict[str, Any] | None = Field(description="model_id; for searches and optimisation jobs best_value, "
+                                                      "best_params, evaluations, curve, trials")
+    error: JobFailure | None
+    parent_id: str | None = Field(description="The search job this job is a trial of")
+    trial_number: int | None
+    attempt: int
+    cancel_requested: bool
+    created_at: Time
+    started_at: Time | None
+    finished_at: Time | None
+
+
+class JobList(Open):
+    items: list[Job]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page")
+
+
+class Event(Open):
+    seq: int
+    time: Time
+    type: str = Field(description="epoch, log, trial or status")
+    data: dict[str, Any]
+
+
+class EventList(Open):
+    items: list[Event]
+
+
+class CancelAnswer(Open):
+    id: str
+    status: Literal[STATUSES]  # type: ignore[valid-type]
+    cancel_requested: bool
+
+
+class TrainedModel(Open):
+    id: str
+    job_id: str
+    framework: str = Field(description="sklearn, tensorflow or pytorch")
+    algorithm: str | None
+    task: str
+    input: dict[str, Any] = Field(description="features (tables) or shape (arrays and images)")
+    classes: list[Any] | None
+    class_names: list[Any] | None
+    metrics: dict[str, Any]
+    summary: str | None
+    parameters: Any = None
+    device: Any = None
+    created_at: Time
+
+
+class ModelList(Open):
+    items: list[TrainedModel]
+
+
+class Prediction(Open):
+    model_id: str
+    predictions: list[Any]
+    probabilities: list[list[float]] | None = Field(None, description="Classifiers only")
+    labels: list[Any] | None = Field(None, description="Class names, where the data set has them")
+
+
+class DatasetInfo(Open):
+    """A built-in (builtin true) or an uploaded data set; tables have columns, arrays a shape."""
+
+    id: str
+    name: str
+    builtin: bool
+    kind: str = Field(description="table or images (built-ins); csv or npz (uploads)")
+    rows: int
+    task: str | None = None
+    columns: list[Any] | None = None
+    target: str | None = None
+    shape: list[int] | None = None
+    classes: list[Any] | None = None
+    has_test: bool | None = None
+    size_bytes: int | None = None
+    created_at: Time | None = None
+
+
+class DatasetList(Open):
+    items: list[DatasetInfo]
+
+
+class Catalog(Open):
+    algorithms: list[dict[str, Any]]
+    networks: dict[str, Any]
+    optimize: dict[str, Any]
+    search: dict[str, Any]
+
+
+class Gpu(Open):
+    name: str
+    memory_mb: int | None
+
+
+class WorkerInfo(Open):
+    name: str
+    host: str
+    concurrency: int
+    gpu: Gpu | None
+    heartbeat_at: Time
+
+
+class QueueState(Open):
+    queued: int
+    running: int
+    workers: list[WorkerInfo]
+
+
+class QueuedJob(Open):
+    id: str
+    name: str | None
+    queue: str
+    position: int | None
+    created_at: Time
+
+
+class QueueOverview(Open):
+    queues: dict[str, QueueState]
+    your_queued_jobs: list[QueuedJob]
+
+
+class Health(Open):
+    status: str
+
+
+class Readiness(Open):
+    status: str
+    checks: dict[str, str] = Field(description="ok, or what failed, per dependency")

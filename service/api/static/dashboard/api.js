@@ -1,0 +1,88 @@
+// Talking to the labtrain API: the token, JSON requests and the job event stream.
+const TOKEN_KEY = "labtrain.token";
+
+export const token = {
+  get: () => localStorage.getItem(TOKEN_KEY),
+  set: (value) => localStorage.setItem(TOKEN_KEY, value),
+  clear: () => localStorage.removeItem(TOKEN_KEY),
+};
+
+// An API error as API.md shapes it: {"error": {"code", "message", "details": {"field"}}}.
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `the server answered ${status}`);
+    this.status = status;
+    this.code = error.code || "http_error";
+    this.field = (error.details || {}).field || null;
+  }
+}
+
+function authHeaders(extra = {}) {
+  return { Authorization: `Bearer ${token.get() || ""}`, ...extra };
+}
+
+// `json` sends a JSON body, `form` a FormData (multipart); answers JSON or text.
+export async function api(path, { method = "GET", json, form, signal } = {}) {
+  const headers = authHeaders();
+  let body;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (form) {
+    body = form;
+  }
+  const response = await fetch(`/api/v1${path}`, { method, headers, body, signal });
+  const type = response.headers.get("Content-Type") || "";
+  const data = type.includes("application/json") ? await response.json() : await response.text();
+  if (!response.ok) {
+    if (response.status === 401) window.dispatchEvent(new CustomEvent("labtrain:unauthorized"));
+    throw new ApiError(response.status, data);
+  }
+  return data;
+}
+
+function parseEvent(block) {
+  let data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith("data:")) data += line.slice(5).trim();
+  }
+  return data ? JSON.parse(data) : null;
+}
+
+// Follows a job's server-sent events. EventSource cannot send an Authorization header,
+// so this reads the stream with fetch and reconnects with Last-Event-ID as EventSource
+// would, until `isDone()` says the job has finished or `signal` aborts.
+export async function followJobEvents(jobId, { onEvent, isDone, signal }) {
+  let lastId = 0;
+  while (!signal.aborted) {
+    try {
+      const response = await fetch(`/api/v1/jobs/${encodeURIComponent(jobId)}/events`, {
+        headers: authHeaders({ Accept: "text/event-stream", "Last-Event-ID": String(lastId) }),
+        signal,
+      });
+      if (!response.ok) throw new ApiError(response.status, await response.json());
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const event = parseEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          if (event) {
+            lastId = event.seq;
+            onEvent(event);
+          }
+        }
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+      if (error instanceof ApiError && error.status < 500) throw error;
+    }
+    if (isDone()) return;
+    await new Promise((resolve) => setTimeout(resolve, 2000)); // the stream's retry delay
+  }
+}

@@ -1,0 +1,134 @@
+// The dashboard's router, sign-in, job list and queue pages.
+import { api, token } from "./api.js";
+import { h, fill, statusBadge, progressBar, formatTime, errorBox } from "./ui.js";
+import { jobPage } from "./job.js";
+import { submitPage } from "./submit.js";
+import { modelPage } from "./model.js";
+
+const view = document.getElementById("view");
+const nav = document.getElementById("nav");
+let current = null; // the AbortController of the page on screen: stops its streams and timers
+
+const routes = [
+  [/^#\/signin$/, signInPage],
+  [/^#\/jobs\/([\w-]+)$/, jobPage],
+  [/^#\/submit$/, submitPage],
+  [/^#\/models\/([\w-]+)$/, modelPage],
+  [/^#\/queue$/, queuePage],
+  [/^(#\/?|#\/jobs)?$/, jobsPage],
+];
+
+function route() {
+  if (current) current.abort();
+  current = new AbortController();
+  const hash = location.hash;
+  if (!token.get() && hash !== "#/signin") {
+    location.hash = "#/signin";
+    return;
+  }
+  nav.hidden = !token.get();
+  for (const [pattern, page] of routes) {
+    const match = hash.match(pattern);
+    if (match) {
+      view.dataset.page = page.name;
+      page(view, match.slice(1), current.signal).catch((error) => {
+        if (!current.signal.aborted) fill(view, errorBox(error));
+      });
+      return;
+    }
+  }
+  fill(view, h("p", {}, "No such page. ", h("a", { href: "#/jobs" }, "Back to the jobs")));
+}
+
+// Runs `fn` now and every `ms` until the page is left.
+function every(ms, signal, fn) {
+  // A failed refresh (e.g. the server restarting) is tried again at the next tick.
+  const timer = setInterval(() => fn().catch(() => {}), ms);
+  signal.addEventListener("abort", () => clearInterval(timer));
+  return fn();
+}
+
+async function signInPage(container) {
+  const input = h("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: true,
+                             placeholder: "lt_...", "data-test": "token-input" });
+  const message = h("div");
+  const form = h("form", { class: "card narrow", "data-test": "signin-form" },
+    h("h1", {}, "Sign in"),
+    h("p", { class: "muted" }, "Paste the token that ", h("code", {}, "labtrain users create NAME"),
+      " printed for you. It stays in this browser until you sign out."),
+    h("label", { for: "token" }, "Token"), input,
+    h("button", { type: "submit", "data-test": "signin-submit" }, "Sign in"), message);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    token.set(input.value.trim());
+    try {
+      await api("/jobs?limit=1"); // proves the token works before leaving the page
+      location.hash = "#/jobs";
+    } catch (error) {
+      token.clear();
+      fill(message, errorBox(error));
+    }
+  });
+  fill(container, form);
+  input.focus();
+}
+
+async function jobsPage(container, _params, signal) {
+  const table = h("div", { "data-test": "job-list" });
+  fill(container, h("div", { class: "page-head" }, h("h1", {}, "Jobs"),
+                    h("a", { class: "button", href: "#/submit" }, "Submit a job")), table);
+  await every(3000, signal, async () => {
+    const { items } = await api("/jobs?limit=100", { signal });
+    if (signal.aborted) return;
+    // Only admins get other users' jobs, so an owner column appears only for them.
+    const owners = new Set(items.map((job) => job.owner));
+    const showOwner = owners.size > 1;
+    if (!items.length) {
+      fill(table, h("p", { class: "muted", "data-test": "no-jobs" }, "No jobs yet. ",
+                    h("a", { href: "#/submit" }, "Submit one"), "."));
+      return;
+    }
+    fill(table, h("table", { class: "list" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "Kind"), showOwner ? h("th", {}, "Owner") : null,
+                       h("th", {}, "Status"), h("th", {}, "Progress"), h("th", {}, "Created"))),
+      h("tbody", {}, items.map((job) => h("tr", { "data-test": "job-row", "data-job-id": job.id },
+        h("td", {}, h("a", { href: `#/jobs/${job.id}`, "data-test": "job-link" }, job.name || job.id)),
+        h("td", {}, job.family), showOwner ? h("td", { "data-test": "job-owner" }, job.owner) : null,
+        h("td", {}, statusBadge(job.status), job.position ? h("span", { class: "muted" }, ` #${job.position}`) : null),
+        h("td", {}, progressBar(job.status === "succeeded" ? 1 : job.progress.fraction)),
+        h("td", {}, formatTime(job.created_at)))))));
+  });
+}
+
+async function queuePage(container, _params, signal) {
+  const body = h("div", { "data-test": "queue" });
+  fill(container, h("h1", {}, "Queue"), body);
+  await every(3000, signal, async () => {
+    const queue = await api("/queue", { signal });
+    if (signal.aborted) return;
+    const rows = Object.entries(queue.queues).map(([name, q]) => h("tr", { "data-test": "queue-row", "data-queue": name },
+      h("td", {}, name), h("td", { "data-test": "queued" }, q.queued), h("td", { "data-test": "running" }, q.running),
+      h("td", {}, q.workers.length ? q.workers.map((w) => h("div", {}, `${w.name} (${w.concurrency} slot${w.concurrency === 1 ? "" : "s"})`,
+        w.gpu ? h("span", { class: "muted" }, ` ${w.gpu.name}, ${Math.round(w.gpu.memory_mb / 1024)} GiB`) : null))
+        : h("span", { class: "muted" }, "none online"))));
+    const mine = queue.your_queued_jobs;
+    fill(body,
+      h("table", { class: "list" }, h("thead", {}, h("tr", {}, h("th", {}, "Queue"), h("th", {}, "Queued"),
+        h("th", {}, "Running"), h("th", {}, "Workers"))), h("tbody", {}, rows)),
+      h("h2", {}, "Your queued jobs"),
+      mine.length ? h("ol", { "data-test": "your-queued-jobs" }, mine.map((job) => h("li", {},
+        h("a", { href: `#/jobs/${job.id}` }, job.name || job.id), ` on ${job.queue}, position ${job.position ?? "?"}`)))
+        : h("p", { class: "muted" }, "None waiting."));
+  });
+}
+
+document.getElementById("sign-out").addEventListener("click", () => {
+  token.clear();
+  location.hash = "#/signin";
+});
+window.addEventListener("labtrain:unauthorized", () => {
+  token.clear();
+  location.hash = "#/signin";
+});
+window.addEventListener("hashchange", route);
+route();

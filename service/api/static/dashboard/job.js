@@ -1,0 +1,186 @@
+// One job: live learning or convergence curves from the event stream, metrics, the
+// confusion matrix, a search's leaderboard, the spec, the log and a cancel button.
+import { api, followJobEvents } from "./api.js";
+import { lineChart, heatMap } from "./charts.js";
+import { h, fill, statusBadge, progressBar, formatNumber, formatTime, errorBox, FINISHED } from "./ui.js";
+
+export async function jobPage(container, [jobId], signal) {
+  let job = await api(`/jobs/${jobId}`, { signal });
+  const epochs = [];   // data of `epoch` events
+  const trials = [];   // data of `trial` events
+
+  const head = h("div", { class: "card" });
+  const curves = h("section", { class: "curves" });
+  const results = h("div");
+  const log = h("pre", { class: "log", "data-test": "job-log" });
+  fill(container, head, curves, results,
+       h("section", { class: "card" }, h("h2", {}, "Spec"), h("pre", { "data-test": "job-spec" }, JSON.stringify(job.spec, null, 2))),
+       h("section", { class: "card" }, h("div", { class: "page-head" }, h("h2", {}, "Log"),
+         h("button", { type: "button", class: "link", onclick: () => showLog() }, "Refresh")), log));
+
+  async function showLog() {
+    log.textContent = (await api(`/jobs/${jobId}/log`, { signal })) || "(empty)";
+  }
+
+  function showHead() {
+    const fraction = job.status === "succeeded" ? 1 : job.progress.fraction;
+    const cancel = FINISHED.includes(job.status) ? null : h("button", {
+      type: "button", class: "danger", "data-test": "cancel-job", onclick: async (event) => {
+        event.target.disabled = true;
+        try {
+          await api(`/jobs/${jobId}/cancel`, { method: "POST", signal });
+          job = await api(`/jobs/${jobId}`, { signal });
+          showHead();
+        } catch (error) {
+          head.append(errorBox(error));
+        }
+      } }, "Cancel");
+    fill(head,
+      h("div", { class: "page-head" }, h("h1", { "data-test": "job-name" }, job.name || `${job.family} job`), cancel),
+      h("p", {}, statusBadge(job.status, { id: "job-status" }), " ",
+        job.position ? h("span", { class: "muted" }, `position ${job.position} in the ${job.queue} queue `) : null,
+        h("span", { class: "muted" }, `${job.family} · ${job.id} · ${job.owner} · created ${formatTime(job.created_at)}`)),
+      progressBar(fraction),
+      job.error ? h("div", { class: "error", "data-test": "job-error" }, `${job.error.code}: ${job.error.message}`) : null,
+      job.parent_id ? h("p", {}, "Trial ", job.trial_number, " of the search ",
+                        h("a", { href: `#/jobs/${job.parent_id}` }, job.parent_id)) : null);
+  }
+
+  function showCurves() {
+    if (job.family === "search" || job.family === "optimize") {
+      const chart = h("div", { class: "chart-box", "data-test": "convergence-chart" });
+      fill(curves, h("div", { class: "card" }, h("h2", {}, "Convergence"), chart));
+      lineChart(chart, convergence(job, trials));
+      return;
+    }
+    if (!epochs.length && job.family !== "network") {
+      fill(curves);
+      return;
+    }
+    const loss = h("div", { class: "chart-box", "data-test": "loss-chart" });
+    const accuracy = h("div", { class: "chart-box", "data-test": "accuracy-chart" });
+    fill(curves, h("div", { class: "card" }, h("h2", {}, "Learning curves"), h("div", { class: "charts" }, loss, accuracy)));
+    lineChart(loss, { series: epochSeries("loss"), xLabel: "epoch", yLabel: "loss", xInteger: true });
+    lineChart(accuracy, { series: epochSeries("accuracy"), xLabel: "epoch", yLabel: "accuracy", xInteger: true });
+  }
+
+  // Training and validation series of one metric; validation is dashed.
+  function epochSeries(metric) {
+    const points = (key) => epochs.filter((e) => typeof e[key] === "number").map((e) => [e.epoch, e[key]]);
+    const series = [{ name: metric, points: points(metric) }];
+    if (epochs.some((e) => typeof e[`val_${metric}`] === "number")) {
+      series.push({ name: `val_${metric}`, points: points(`val_${metric}`), dashed: true });
+    }
+    return series;
+  }
+
+  function showResults() {
+    const parts = [];
+    const metrics = job.metrics || (job.result || {}).metrics;
+    if (metrics) parts.push(h("section", { class: "card" }, h("h2", {}, "Metrics"), metricsTable(metrics)));
+    const confusion = metrics && metrics.confusion_matrix;
+    if (confusion && confusion.labels && confusion.matrix) {
+      const box = h("div", { class: "heatmap-box", "data-test": "confusion-matrix" });
+      parts.push(h("section", { class: "card" }, h("h2", {}, "Confusion matrix"), box));
+      heatMap(box, confusion);
+    }
+    const result = job.result || {};
+    if (result.model_id) {
+      parts.push(h("p", {}, h("a", { class: "button", href: `#/models/${result.model_id}`, "data-test": "model-link" },
+                               "Open the model")));
+    }
+    if (result.best_value !== undefined) {
+      parts.push(h("section", { class: "card" }, h("h2", {}, "Best"),
+        h("p", { "data-test": "best-value" }, "value ", formatNumber(result.best_value), " after ",
+          result.evaluations, " evaluations"),
+        h("pre", {}, JSON.stringify(result.best_params, null, 1).slice(0, 2000))));
+    }
+    if (Array.isArray(result.trials)) parts.push(leaderboard(result.trials, job.spec.search || {}));
+    fill(results, parts);
+  }
+
+  function onEvent(event) {
+    if (event.type === "epoch") {
+      epochs.push(event.data);
+      job.progress = { ...job.progress, fraction: event.data.epoch / event.data.epochs };
+      showHead();
+      showCurves();
+    } else if (event.type === "trial") {
+      trials.push(event.data);
+      showCurves();
+    } else if (event.type === "status" && event.data.status) {
+      job.status = event.data.status;
+      showHead();
+    }
+  }
+
+  showHead();
+  showCurves();
+  showResults();
+  showLog().catch(() => {});
+  await followJobEvents(jobId, { onEvent, isDone: () => FINISHED.includes(job.status), signal });
+  if (signal.aborted) return;
+  // The stream ended with the job: fetch what it left (metrics, model, result curve, log).
+  job = await api(`/jobs/${jobId}`, { signal });
+  showHead();
+  showCurves();
+  showResults();
+  await showLog();
+}
+
+// A search's best value per finished trial, an optimisation's best value per evaluation.
+// Once the job has finished, its result's curve is the whole story.
+function convergence(job, trials) {
+  const result = job.result || {};
+  let points;
+  if (Array.isArray(result.curve) && result.curve.length) {
+    const step = result.curve_step || 1;
+    points = result.curve.map((value, i) => [(i + 1) * step, value]).filter(([, y]) => y !== null);
+  } else if (job.family === "optimize") {
+    points = trials.map((t) => [t.evaluations, t.best_value]);
+  } else {
+    points = trials.map((t, i) => [i + 1, t.best_value]).filter(([, y]) => y !== null && y !== undefined);
+  }
+  const series = [{ name: "best value", points }];
+  if (job.family === "search" && !result.curve) {
+    series.push({ name: "trial value", points: trials.map((t, i) => [i + 1, t.value]).filter(([, y]) => typeof y === "number"),
+                  dashed: true });
+  }
+  return { series, xLabel: job.family === "optimize" ? "evaluations" : "trial", yLabel: "best value", xInteger: true };
+}
+
+function metricsTable(metrics) {
+  const rows = [];
+  for (const [name, value] of Object.entries(metrics)) {
+    if (name === "confusion_matrix") continue;
+    if (value !== null && typeof value === "object") {
+      for (const [inner, v] of Object.entries(value)) {
+        if (typeof v !== "object" || v === null) rows.push([`${name}.${inner}`, v]);
+      }
+    } else {
+      rows.push([name, value]);
+    }
+  }
+  return h("table", { class: "list metrics", "data-test": "metrics" },
+           h("tbody", {}, rows.map(([name, value]) => h("tr", { "data-metric": name },
+             h("th", {}, name), h("td", {}, formatNumber(value))))));
+}
+
+function leaderboard(trials, search) {
+  const sign = search.direction === "minimize" ? 1 : -1;
+  const ranked = [...trials].sort((a, b) => {
+    if (a.value === null || a.value === undefined) return 1;
+    if (b.value === null || b.value === undefined) return -1;
+    return sign * (a.value - b.value);
+  });
+  return h("section", { class: "card" }, h("h2", {}, "Leaderboard"),
+    h("table", { class: "list", "data-test": "leaderboard" },
+      h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "Trial"), h("th", {}, search.metric || "value"),
+                       h("th", {}, "Parameters"), h("th", {}, "Status"))),
+      h("tbody", {}, ranked.map((t, i) => h("tr", { "data-test": "trial-row" },
+        h("td", {}, i + 1),
+        h("td", {}, t.id ? h("a", { href: `#/jobs/${t.id}` }, `trial ${t.number}`) : `trial ${t.number}`),
+        h("td", {}, formatNumber(t.value)),
+        h("td", {}, h("code", {}, JSON.stringify(t.params))),
+        h("td", {}, t.status))))));
+}

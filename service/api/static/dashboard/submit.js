@@ -1,0 +1,152 @@
+// The submit form, generated from GET /api/v1/algorithms: each parameter's input follows
+// its type, default and bounds, so the form never drifts from what the API accepts.
+import { api } from "./api.js";
+import { h, fill, errorBox } from "./ui.js";
+
+const TRAINING_FIELDS = ["epochs", "batch_size", "learning_rate", "optimizer", "validation_split"];
+
+// An input for one catalog parameter; `read()` gives its value, or undefined to leave
+// the parameter out (empty, or still its default) so the server applies its own default.
+function parameterInput(field, parameter) {
+  const accepts = parameter.accepts.filter((a) => a.type !== "null");
+  const id = field.replaceAll(".", "-");
+  const common = { id, name: field, "data-field": field, "data-test": `field-${id}` };
+  const fallback = parameter.default;
+  let input, read;
+  if (accepts.length === 1 && accepts[0].type === "choice") {
+    const choices = accepts[0].choices;
+    input = h("select", common, fallback === null ? h("option", { value: "" }, "(default)") : null,
+              choices.map((c) => h("option", { value: c, selected: c === fallback }, c)));
+    read = () => (input.value === "" || input.value === String(fallback) ? undefined : input.value);
+  } else if (accepts.length === 1 && (accepts[0].type === "integer" || accepts[0].type === "number")) {
+    const a = accepts[0];
+    input = h("input", { ...common, type: "number", step: a.type === "integer" ? 1 : "any",
+                         min: a.minimum ?? a.exclusiveMinimum, max: a.maximum ?? a.exclusiveMaximum,
+                         value: fallback ?? "", placeholder: fallback === null ? "default" : "" });
+    read = () => (input.value === "" || Number(input.value) === fallback ? undefined : Number(input.value));
+  } else if (accepts.length === 1 && accepts[0].type === "boolean") {
+    input = h("input", { ...common, type: "checkbox", checked: fallback === true });
+    read = () => (input.checked === Boolean(fallback) ? undefined : input.checked);
+  } else {
+    // Several kinds accepted (e.g. "auto" or a number): free text, read as JSON when it parses.
+    input = h("input", { ...common, type: "text", placeholder: JSON.stringify(fallback) });
+    read = () => {
+      if (input.value.trim() === "") return undefined;
+      try { return JSON.parse(input.value); } catch { return input.value.trim(); }
+    };
+  }
+  const bounds = accepts.map(describe).join(" or ");
+  const row = h("div", { class: "field" }, h("label", { for: id }, parameter.name), input,
+                h("small", { class: "muted" }, [parameter.description, bounds].filter(Boolean).join(". ")));
+  return { name: parameter.name, row, read };
+}
+
+function describe(accept) {
+  if (accept.type === "choice") return `one of ${accept.choices.join(", ")}`;
+  const low = accept.minimum ?? accept.exclusiveMinimum;
+  const high = accept.maximum ?? accept.exclusiveMaximum;
+  if (low === undefined && high === undefined) return accept.type;
+  return `${accept.type} ${low ?? "−∞"}…${high ?? "∞"}`;
+}
+
+function select(field, options, selected) {
+  const id = field.replaceAll(".", "-");
+  return h("select", { id, name: field, "data-field": field, "data-test": `field-${id}` },
+           options.map(([value, text]) => h("option", { value, selected: value === selected }, text)));
+}
+
+function labelled(text, input) {
+  return h("div", { class: "field" }, h("label", { for: input.id }, text), input);
+}
+
+export async function submitPage(container, _params, signal) {
+  const [catalog, datasets] = await Promise.all([api("/algorithms", { signal }), api("/datasets", { signal })]);
+  const kind = select("kind", [["classic", "Classic machine learning"], ["network", "Neural network"]], "classic");
+  const name = h("input", { id: "name", name: "name", "data-field": "name", "data-test": "field-name", type: "text",
+                            placeholder: "optional" });
+  const fields = h("div");
+  const message = h("div", { "data-test": "form-message" });
+  let build = () => ({});
+
+  const datasetOptions = (images) => datasets.items
+    .filter((d) => (images ? true : d.kind !== "images"))
+    .map((d) => [d.builtin ? d.id : `upload:${d.id}`, d.builtin ? d.name : `${d.name} (uploaded)`]);
+  const datasetValue = (value) => (value.startsWith("upload:") ? { id: value.slice(7) } : value);
+
+  function classicFields() {
+    const dataset = select("dataset", datasetOptions(false), "iris");
+    const algorithm = select("algorithm", catalog.algorithms.map((a) => [a.name, `${a.name} — ${a.title}`]), "knn");
+    const cv = h("input", { id: "evaluation-cv", name: "evaluation.cv", "data-field": "evaluation.cv", type: "number",
+                            min: 2, max: 20, step: 1, placeholder: "none", "data-test": "field-evaluation-cv" });
+    const params = h("fieldset", { "data-test": "params" });
+    let inputs = [];
+    const showParams = () => {
+      const entry = catalog.algorithms.find((a) => a.name === algorithm.value);
+      inputs = entry.parameters.map((p) => parameterInput(`params.${p.name}`, p));
+      fill(params, h("legend", {}, "Parameters"), inputs.map((i) => i.row));
+    };
+    algorithm.addEventListener("change", showParams);
+    showParams();
+    fill(fields, labelled("Data set", dataset), labelled("Algorithm", algorithm), params,
+         labelled("Cross-validation folds", cv));
+    build = () => {
+      const spec = { dataset: datasetValue(dataset.value), algorithm: algorithm.value, params: {} };
+      for (const input of inputs) {
+        const value = input.read();
+        if (value !== undefined) spec.params[input.name] = value;
+      }
+      if (cv.value !== "") spec.evaluation = { cv: Number(cv.value) };
+      return spec;
+    };
+  }
+
+  function networkFields() {
+    const dataset = select("dataset", datasetOptions(true), "mnist");
+    const frameworks = Object.keys(catalog.networks.frameworks);
+    const framework = select("framework", frameworks.map((f) => [f, f]), frameworks[0]);
+    const preset = select("network.preset", catalog.networks.presets.map((p) => [p.name, `${p.name} — ${p.title}`]), "mlp");
+    const device = select("device", [["auto", "auto"], ["cpu", "cpu"], ["gpu", "gpu"]], "auto");
+    const training = catalog.networks.training.filter((p) => TRAINING_FIELDS.includes(p.name))
+      .map((p) => parameterInput(`training.${p.name}`, p));
+    fill(fields, labelled("Data set", dataset), labelled("Framework", framework), labelled("Network", preset),
+         h("fieldset", { "data-test": "training" }, h("legend", {}, "Training"), training.map((i) => i.row)),
+         labelled("Device", device));
+    build = () => {
+      const spec = { dataset: datasetValue(dataset.value), framework: framework.value,
+                     network: { preset: preset.value }, training: {}, device: device.value };
+      for (const input of training) {
+        const value = input.read();
+        if (value !== undefined) spec.training[input.name] = value;
+      }
+      return spec;
+    };
+  }
+
+  const showFields = () => (kind.value === "classic" ? classicFields() : networkFields());
+  kind.addEventListener("change", showFields);
+  showFields();
+
+  const form = h("form", { class: "card", "data-test": "submit-form", novalidate: true },
+    h("h1", {}, "Submit a job"), labelled("Kind", kind), labelled("Name", name), fields,
+    h("button", { type: "submit", "data-test": "submit-job" }, "Submit"), message);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    form.querySelectorAll(".invalid").forEach((el) => el.classList.remove("invalid"));
+    const spec = build();
+    if (name.value.trim()) spec.name = name.value.trim();
+    try {
+      const job = await api("/jobs", { method: "POST", json: spec, signal });
+      location.hash = `#/jobs/${job.id}`;
+    } catch (error) {
+      fill(message, errorBox(error));
+      // Point at the offending input: the field is e.g. "params.n_neighbors".
+      const input = error.field && [...form.querySelectorAll("[data-field]")]
+        .find((el) => error.field === el.dataset.field || error.field.startsWith(`${el.dataset.field}.`));
+      if (input) {
+        input.classList.add("invalid");
+        input.focus();
+      }
+    }
+  });
+  fill(container, form);
+}

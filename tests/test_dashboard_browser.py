@@ -1,0 +1,198 @@
+"""The web dashboard in headless Chromium against a real stack (PostgreSQL, Redis,
+dispatcher, a CPU worker with the frameworks preloaded, gunicorn).
+
+Chromium is Debian's package (`make debian-tools` installs it); Playwright drives it and never
+downloads a browser. Set LABTRAIN_SCREENSHOT_DIR=docs/screenshots to refresh the README's
+screenshots; otherwise they go to the test's temporary directory."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.digit_images import MNIST_8K
+from tests.processes import run_cli, service_env, start_stack, wait_until_healthy
+
+CHROMIUM = os.environ.get("LABTRAIN_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+TIMEOUT_MS = 10_000
+
+# Records each change of the loss chart's point count together with the job's status, as the
+# page shows them, so the test sees every step however briefly it lasts.
+RECORD_CURVE = """() => {
+  window.curveLog = [];
+  const record = () => {
+    const chart = document.querySelector('[data-test=loss-chart]');
+    const status = document.querySelector('#job-status');
+    const entry = [chart ? Number(chart.dataset.points) : 0, status ? status.textContent : null];
+    const last = window.curveLog.at(-1);
+    if (!last || last[0] !== entry[0] || last[1] !== entry[1]) window.curveLog.push(entry);
+  };
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                        characterData: true});
+  record();
+}"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, make_pg_database, make_redis_url):
+    home = tmp_path_factory.mktemp("dashboard")
+    (home / "datasets").mkdir()
+    (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
+    env = service_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
+    assert run_cli(["db", "upgrade"], env).returncode == 0
+    tokens = {name: run_cli(["users", "create", name], env).stdout.strip() for name in ("alice", "bob")}
+    port = free_port()
+    processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2"])
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", processes)
+        yield f"http://127.0.0.1:{port}", tokens
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: run `make debian-tools` (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # --no-sandbox: the suite may run as root (CI containers), where Chromium's sandbox refuses to start.
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, stack):
+    context = browser.new_context(base_url=stack[0], viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    yield page
+    context.close()
+    assert not failures, f"errors in the page: {failures}"
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    directory = Path(os.environ.get("LABTRAIN_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def sign_in(page, token: str) -> None:
+    page.goto("/")
+    page.fill("[data-test=token-input]", token)
+    page.click("[data-test=signin-submit]")
+    page.wait_for_selector("[data-test=job-list]")
+
+
+def job_id_of(page) -> str:
+    page.wait_for_url("**/#/jobs/*")
+    return page.url.rsplit("/", 1)[1]
+
+
+def test_sign_in_submit_a_knn_job_from_the_form_and_see_it_succeed(page, stack):
+    _base, tokens = stack
+    page.goto("/")
+    page.fill("[data-test=token-input]", "lt_not_a_token")
+    page.click("[data-test=signin-submit]")
+    assert "not valid" in page.inner_text("[data-test=error-message]")
+    sign_in(page, tokens["alice"])
+
+    page.click("[data-test=nav-submit]")
+    page.select_option("[data-test=field-dataset]", "iris")
+    page.select_option("[data-test=field-algorithm]", "knn")
+    page.fill("[data-test=field-params-n_neighbors]", "0")  # the API refuses it and names the field
+    page.click("[data-test=submit-job]")
+    assert page.inner_text("[data-test=error-field]") == "params.n_neighbors"
+    assert "invalid" in page.get_attribute("[data-test=field-params-n_neighbors]", "class")
+
+    page.fill("[data-test=field-params-n_neighbors]", "7")
+    page.select_option("[data-test=field-params-weights]", "distance")
+    page.fill("[data-test=field-evaluation-cv]", "3")
+    page.fill("[data-test=field-name]", "iris-knn")
+    page.click("[data-test=submit-job]")
+    job_id_of(page)
+    page.wait_for_selector("#job-status:text('succeeded')", timeout=60_000)
+    assert page.inner_text("[data-test=job-name]") == "iris-knn"
+    spec = page.inner_text("[data-test=job-spec]")
+    assert '"n_neighbors": 7' in spec and '"weights": "distance"' in spec and '"cv": 3' in spec
+    page.wait_for_selector("[data-test=confusion-matrix] svg")
+    assert page.get_attribute("[data-test=confusion-matrix]", "data-size") == "3"  # iris has three classes
+    assert float(page.inner_text("[data-test=metrics] tr[data-metric=accuracy] td")) > 0.8
+    page.click("[data-test=nav-jobs]")
+    row = page.wait_for_selector("[data-test=job-row]")
+    assert row.inner_text().count("succeeded") == 1 and "iris-knn" in row.inner_text()
+
+
+def test_a_keras_job_draws_its_curve_live_and_its_model_reads_a_drawn_digit(page, stack, screenshots):
+    _base, tokens = stack
+    sign_in(page, tokens["alice"])
+    page.click("[data-test=nav-submit]")
+    page.select_option("[data-test=field-kind]", "network")
+    page.select_option("[data-test=field-dataset]", "mnist")
+    page.select_option("[data-test=field-framework]", "tensorflow")
+    page.select_option("[data-test=field-network-preset]", "mlp")
+    page.fill("[data-test=field-training-epochs]", "3")
+    page.fill("[data-test=field-training-batch_size]", "16")
+    page.fill("[data-test=field-training-validation_split]", "0.1")
+    page.fill("[data-test=field-name]", "mnist-mlp")
+    page.evaluate(RECORD_CURVE)
+    page.click("[data-test=submit-job]")
+    job_id_of(page)
+    page.wait_for_selector("#job-status:text('succeeded')", timeout=120_000)
+    page.wait_for_selector("[data-test=model-link]")
+
+    log = page.evaluate("window.curveLog")
+    counts = [count for count, _status in log]
+    assert [c for i, c in enumerate(counts) if c and c not in counts[:i]] == [1, 2, 3], log
+    for points in (1, 2):  # each epoch's point appeared while the job was still running
+        assert [points, "running"] in log, log
+    # The last epoch's point comes while the job runs, or in the same poll of the stream as
+    # the job's end when saving the model took less than one poll interval.
+    assert [3, "running"] in log or log[log.index([2, "running"]) + 1] == [3, "succeeded"], log
+    assert log[-1] == [3, "succeeded"], log
+    validation = page.get_attribute("[data-test=loss-chart] [data-series=val_loss] polyline", "stroke-dasharray")
+    assert validation and page.get_attribute("[data-test=accuracy-chart]", "data-points") == "3"
+    page.screenshot(path=str(screenshots / "job-page.png"), full_page=True)
+
+    page.click("[data-test=model-link]")
+    canvas = page.wait_for_selector("[data-test=digit-canvas]").bounding_box()
+    # A one: a vertical stroke down the middle of the canvas.
+    page.mouse.move(canvas["x"] + 140, canvas["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + 146, canvas["y"] + 240, steps=12)
+    page.mouse.up()
+    page.click("[data-test=predict-drawing]")
+    # The first prediction loads TensorFlow and the model into the API process: allow for it.
+    answer = page.wait_for_selector("[data-test=prediction], [data-test=prediction-result] [data-test=error]",
+                                    timeout=60_000)
+    prediction = answer.inner_text()
+    bars = page.query_selector_all("[data-test=probability]")
+    assert len(bars) == 10
+    probabilities = {bar.get_attribute("data-class"): float(bar.get_attribute("data-value")) for bar in bars}
+    assert prediction == max(probabilities, key=probabilities.get) == "1", probabilities
+    page.screenshot(path=str(screenshots / "model-page.png"), full_page=True)
+
+
+def test_a_second_user_sees_none_of_the_first_users_jobs(page, stack):
+    _base, tokens = stack
+    sign_in(page, tokens["alice"])
+    page.wait_for_selector("[data-test=job-row]")
+    alice_jobs = [row.get_attribute("data-job-id") for row in page.query_selector_all("[data-test=job-row]")]
+    assert len(alice_jobs) >= 1
+
+    page.click("[data-test=sign-out]")
+    page.wait_for_selector("[data-test=signin-form]")
+    sign_in(page, tokens["bob"])
+    page.wait_for_selector("[data-test=no-jobs]")
+    assert not page.query_selector_all("[data-test=job-row]")
+    page.goto(f"/#/jobs/{alice_jobs[0]}")
+    assert "no job with id" in page.wait_for_selector("[data-test=error-message]").inner_text()
