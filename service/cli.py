@@ -47,7 +47,8 @@ for _command in CLIENT_COMMANDS:  # login, submit, jobs, watch, ...: the API's c
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", "processes", default=2, show_default=True, type=int, help="gunicorn processes")
-@click.option("--threads", default=4, show_default=True, type=int, help="threads per process")
+@click.option("--threads", default=8, show_default=True, type=int,
+              help="threads per process (an open event stream holds one)")
 def api(host: str, port: int, processes: int, threads: int) -> None:
     """Serve the HTTP API with gunicorn."""
     from service.server import serve

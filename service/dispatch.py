@@ -38,8 +38,10 @@ log = logging.getLogger("labtrain.dispatcher")
 def usage_by_owner(session: Session, queue: str, half_life_s: float, now: datetime) -> dict[str, float]:
     """Each owner's decayed device-seconds on `queue`: a second used t seconds ago counts 0.5**(t / half-life)."""
     horizon = now - timedelta(seconds=half_life_s * 10)  # older use weighs under 0.1 %
+    # A re-queued job keeps the start of its lost attempt but runs nothing now: left out until
+    # it starts again (which sets a new start).
     rows = session.execute(select(Job.owner_id, Job.started_at, Job.finished_at).where(
-        Job.queue == queue, Job.family != SEARCH, Job.started_at.is_not(None),
+        Job.queue == queue, Job.family != SEARCH, Job.status != QUEUED, Job.started_at.is_not(None),
         or_(Job.finished_at.is_(None), Job.finished_at >= horizon)))
     decay = math.log(2) / half_life_s
     usage: dict[str, float] = defaultdict(float)

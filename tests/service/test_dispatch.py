@@ -108,6 +108,17 @@ def test_usage_decays_with_its_half_life(db, lab, settings):
     assert usage == pytest.approx(3600 * 0.25 / 0.6931471805599453, rel=1e-3)
 
 
+def test_a_requeued_job_counts_no_usage_while_it_waits(db, lab):
+    users, submit, _worker = lab
+    job_id = submit("anna")[0]
+    start(db, job_id, seconds_ago=600)
+    with db.session() as session:
+        assert usage_by_owner(session, "gpu", 3600.0, utcnow())[users["anna"].id] > 500
+        jobs.requeue(session, session.get(Job, job_id), "worker w1 lost")
+    with db.session() as session:
+        assert users["anna"].id not in usage_by_owner(session, "gpu", 3600.0, utcnow())
+
+
 def test_per_user_running_limit_and_admin_override(db, dispatcher, lab):
     users, submit, worker = lab
     worker("gpu", concurrency=3)

@@ -11,6 +11,7 @@ import time
 import pytest
 from sqlalchemy import select
 
+from service import jobs
 from service.search import SearchDriver
 from service.tables import Job
 from tests.service.test_api_jobs import assert_error
@@ -141,6 +142,26 @@ def test_cancelling_a_search_cancels_its_trials(client, alice, db, drive):
     job = client.get(f"/api/v1/jobs/{parent['id']}", headers=alice).get_json()
     assert job["status"] == "cancelled"
     assert len(children_of(db, parent["id"])) == 2  # no trial was started after the cancel
+
+
+def test_cancelling_a_search_stops_its_running_trials(client, alice, db, drive):
+    parent = client.post("/api/v1/jobs", json=KNN_SEARCH, headers=alice).get_json()
+    drive.driver.run_pending()
+    running, waiting = children_of(db, parent["id"])
+    with db.session() as session:  # a worker has taken the first trial
+        assert jobs.claim(session, running.id, "w1") == 1
+    assert client.post(f"/api/v1/jobs/{parent['id']}/cancel", headers=alice).status_code == 202
+    with db.session() as session:
+        assert session.get(Job, waiting.id).status == "cancelled"
+        assert session.get(Job, running.id).cancel_requested  # its job watch stops it within a batch
+    drive(parent["id"], run_trials=False)
+    assert client.get(f"/api/v1/jobs/{parent['id']}", headers=alice).get_json()["status"] == "running"
+    with db.session() as session:  # the trial stops as its watch would make it
+        jobs.finish(session, running.id, jobs.CANCELLED, attempt=1)
+    drive(parent["id"], run_trials=False)
+    job = client.get(f"/api/v1/jobs/{parent['id']}", headers=alice).get_json()
+    assert job["status"] == "cancelled"
+    assert {t["status"] for t in job["result"]["trials"]} == {"cancelled"}
 
 
 def test_a_search_of_another_user_is_hidden(client, alice, bob, drive):
