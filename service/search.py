@@ -145,9 +145,12 @@ class SearchDriver:
                     active += len(asked) - len(rejected)
                     if cancel:
                         self._cancel_children(session, parent_id)
-                    if (cancel and not active) or len(state.told) >= search["trials"]:
+                    finished = (cancel and not active) or len(state.told) >= search["trials"]
+                    if finished:
                         self._finish(session, parent_id, spec, state, cancelled=cancel)
                     self._record_progress(session, parent_id, spec, state, active)
+                if finished:
+                    _close_orphans(study)
                 if not rejected:
                     break
                 # A trial whose spec was refused is a failed trial: tell it, then ask again.
@@ -312,6 +315,15 @@ class SearchDriver:
 
     def _save_state(self, parent_id: str, state: SearchState) -> None:
         storage.write_atomically(self._state_path(parent_id), pickle.dumps(state))
+
+
+def _close_orphans(study) -> None:
+    """Trials Optuna still holds as running when the search ends were asked by a step that
+    stopped before submitting them (a dispatcher that died mid-step): record them as failed."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def new_strategy(search: dict[str, Any]):
