@@ -90,12 +90,16 @@ def request_cancel(session: Session, job: Job, by: User) -> str:
         return CANCELLED
     session.execute(update(Job).where(Job.id == job.id, Job.status == RUNNING).values(cancel_requested=True))
     add_event(session, job.id, "log", {"message": f"cancel requested by {by.name}"})
-    # A search's queued trials are cancelled now and its running ones asked to stop; the
-    # search driver ends the search once none is left.
-    for child in session.scalars(select(Job).where(Job.parent_id == job.id, Job.status.in_((QUEUED, RUNNING)),
+    cancel_trials(session, job.id, by)
+    return RUNNING
+
+
+def cancel_trials(session: Session, parent_id: str, by: User) -> None:
+    """Cancel a search's queued trials now and ask its running ones to stop; the search
+    driver ends the search once none is left."""
+    for child in session.scalars(select(Job).where(Job.parent_id == parent_id, Job.status.in_((QUEUED, RUNNING)),
                                                    Job.cancel_requested.is_(False))):
         request_cancel(session, child, by)
-    return RUNNING
 
 
 def requeue(session: Session, job: Job, reason: str) -> None:

@@ -18,9 +18,9 @@ from service.config import Settings
 from service.db import Database
 from service.dispatch import usage_by_owner
 from service.jobs import FINISHED, QUEUED, RUNNING
+from service.search import SEARCH  # a search holds no device: left out of queue figures
 from service.tables import Job, User, Worker, utcnow
 
-SEARCH = "search"  # a search holds no device: it is not a job on a queue's workers
 WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 DURATION_BUCKETS = (0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
@@ -79,9 +79,8 @@ class LabCollector:
         rows = session.execute(select(Job.queue, Job.family, Job.spec, Job.created_at, Job.started_at, Job.finished_at)
                                .where(Job.family != SEARCH, Job.started_at.is_not(None)))
         for queue, family, spec, created, started, finished in rows:
-            if started is not None:
-                wait[(queue,)].append((started - created).total_seconds())
-            if started is not None and finished is not None:
+            wait[(queue,)].append((started - created).total_seconds())
+            if finished is not None:
                 duration[(queue, family, job_kind(family, spec or {}))].append((finished - started).total_seconds())
         yield _histogram("labtrain_queue_wait_seconds", "Time from submit to start", ["queue"], wait, WAIT_BUCKETS)
         yield _histogram("labtrain_job_duration_seconds", "Run time of finished jobs",

@@ -143,8 +143,8 @@ class SearchDriver:
                         jobs.add_event(session, parent_id, "trial", event)
                     rejected = self._submit_all(session, parent_id, spec, state, asked)
                     active += len(asked) - len(rejected)
-                    if cancel:
-                        self._cancel_children(session, parent_id)
+                    if cancel:  # again here: a step running as the cancel came may have submitted more
+                        jobs.cancel_trials(session, parent_id, session.get(User, session.get(Job, parent_id).owner_id))
                     finished = (cancel and not active) or len(state.told) >= search["trials"]
                     if finished:
                         self._finish(session, parent_id, spec, state, cancelled=cancel)
@@ -248,12 +248,6 @@ class SearchDriver:
         child.parent_id, child.trial_number, child.priority = parent.id, record.number, parent.priority
         session.flush()
         return child.id
-
-    def _cancel_children(self, session, parent_id: str) -> None:
-        owner = session.get(User, session.get(Job, parent_id).owner_id)
-        for child in session.scalars(select(Job).where(Job.parent_id == parent_id, Job.status.in_((QUEUED, RUNNING)),
-                                                       Job.cancel_requested.is_(False))):
-            jobs.request_cancel(session, child, owner)
 
     def _finish(self, session, parent_id, spec, state: SearchState, cancelled: bool = False) -> None:
         search = spec["search"]

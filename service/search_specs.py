@@ -222,20 +222,18 @@ def _grid_size(space: dict[str, dict[str, Any]]) -> int:
     return size
 
 
-def metrics_for(base: ValidatedJob) -> dict[str, str]:
-    """The metrics a trial of this job can be scored by, and where each is read from."""
+def metrics_for(base: ValidatedJob) -> list[str]:
+    """The metrics a trial of this job can be scored by (names in its `metrics`), default first."""
     task = base.spec["task"]
     if base.family == "network":
-        names = ["accuracy", "f1_macro", "test_loss"] if task == CLASSIFICATION else ["r2", "mae", "rmse", "test_loss"]
-    elif task == CLASSIFICATION:
-        names = ["accuracy", "f1_macro"]
-    elif task == REGRESSION:
-        names = ["r2", "mae", "rmse"]
-    elif task == CLUSTERING:
-        names = ["silhouette", "inertia", "adjusted_rand"]
-    else:
-        names = []
-    return {name: name for name in names}
+        return ["accuracy", "f1_macro", "test_loss"] if task == CLASSIFICATION else ["r2", "mae", "rmse", "test_loss"]
+    if task == CLASSIFICATION:
+        return ["accuracy", "f1_macro"]
+    if task == REGRESSION:
+        return ["r2", "mae", "rmse"]
+    if task == CLUSTERING:
+        return ["silhouette", "inertia", "adjusted_rand"]
+    return []
 
 
 def _metric(search: SearchDef, base: ValidatedJob) -> tuple[str, str]:
@@ -251,7 +249,7 @@ def _metric(search: SearchDef, base: ValidatedJob) -> tuple[str, str]:
                             f"set metric to {cv_metric} or drop cv", field="search.metric")
         metric = cv_metric
     else:
-        metric = search.metric or next(iter(available))
+        metric = search.metric or available[0]
         if metric not in available:
             raise SpecError(f"metric must be one of {', '.join(available)} for this job", field="search.metric")
     direction = search.direction or ("minimize" if metric in MINIMIZED else "maximize")

@@ -44,6 +44,19 @@ def service_env(home: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
+def deployment_env(home: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a deployment living in `home`: its data directory holds the MNIST
+    subset, and its database (LABTRAIN_DATABASE_URL in `overrides`) is migrated."""
+    from tests.digit_images import MNIST_8K
+
+    (home / "datasets").mkdir()
+    (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
+    env = service_env(home, **overrides)
+    upgraded = run_cli(["db", "upgrade"], env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    return env
+
+
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "service", *args], env=env, capture_output=True, text=True,
                           timeout=120)

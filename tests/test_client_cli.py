@@ -15,8 +15,8 @@ import yaml
 
 from service.client.spec import merge, parse_space, spec_from_flags
 from tests.conftest import free_port
-from tests.digit_images import MNIST_8K, load_mnist_8k, render
-from tests.processes import ServiceProcess, run_cli, service_env, start_stack, wait_until_healthy
+from tests.digit_images import load_mnist_8k, render
+from tests.processes import ServiceProcess, deployment_env, run_cli, start_stack, wait_until_healthy
 
 LABTRAIN = Path(sys.executable).parent / "labtrain"
 SMALL_NET = {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "feedforward"},
@@ -37,10 +37,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, make_pg_database, make_redis_url):
     home = tmp_path_factory.mktemp("client-cli")
-    (home / "datasets").mkdir()
-    (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
-    env = service_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
-    assert run_cli(["db", "upgrade"], env).returncode == 0
+    env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
     port = free_port()
     processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2"], api_workers=1)
     try:

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.digit_images import MNIST_8K
-from tests.processes import run_cli, service_env, start_stack, wait_until_healthy
+from tests.processes import deployment_env, run_cli, start_stack, wait_until_healthy
 
 CHROMIUM = os.environ.get("LABTRAIN_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 TIMEOUT_MS = 10_000
@@ -39,10 +38,7 @@ RECORD_CURVE = """() => {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, make_pg_database, make_redis_url):
     home = tmp_path_factory.mktemp("dashboard")
-    (home / "datasets").mkdir()
-    (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
-    env = service_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
-    assert run_cli(["db", "upgrade"], env).returncode == 0
+    env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
     tokens = {name: run_cli(["users", "create", name], env).stdout.strip() for name in ("alice", "bob")}
     port = free_port()
     processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2"])

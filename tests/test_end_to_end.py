@@ -10,18 +10,14 @@ import redis
 from service.broker import make_celery, send_job
 from service.config import Settings
 from tests.conftest import free_port
-from tests.digit_images import MNIST_8K
-from tests.processes import Client, ServiceProcess, run_cli, service_env, start_stack, wait_until_healthy
+from tests.processes import (Client, ServiceProcess, deployment_env, run_cli, service_env, start_stack,
+                             wait_until_healthy)
 
 
 @pytest.fixture(scope="module")
 def pg_redis_service(tmp_path_factory, make_pg_database, make_redis_url):
     home = tmp_path_factory.mktemp("pg-redis")
-    (home / "datasets").mkdir()
-    (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
-    env = service_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
-    upgrade = run_cli(["db", "upgrade"], env)
-    assert upgrade.returncode == 0, upgrade.stderr
+    env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
     created = run_cli(["users", "create", "alice"], env)
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
@@ -149,10 +145,7 @@ def gpu_worker_service(tmp_path_factory, make_pg_database, make_redis_url):
     """A gpu-queue worker as a GPU server runs it (one job at a time, a fresh process per job),
     here training on the CPU."""
     home = tmp_path_factory.mktemp("gpu-worker")
-    (home / "datasets").mkdir()
-    (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
-    env = service_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
-    assert run_cli(["db", "upgrade"], env).returncode == 0
+    env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
     token = run_cli(["users", "create", "gina"], env).stdout.strip()
     port = free_port()
     processes = start_stack(env, home, port, ["--queues", "gpu", "--name", "gpu0@test"], api_workers=1)

@@ -17,8 +17,7 @@ from service.db import Database
 from service.limits import set_limits
 from service.tables import Job, User
 from tests.conftest import free_port
-from tests.digit_images import MNIST_8K
-from tests.processes import Client, ServiceProcess, run_cli, service_env, start_stack, wait_until_healthy
+from tests.processes import Client, ServiceProcess, deployment_env, run_cli, start_stack, wait_until_healthy
 
 FAST_RECOVERY = {"LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S": "3", "LABTRAIN_RESEND_AFTER_S": "3",
                  "LABTRAIN_STOP_GRACE_S": "3", "LABTRAIN_MAX_ATTEMPTS": "2"}
@@ -63,11 +62,8 @@ class Lab:
 
 
 def start_lab(home, make_pg_database, broker_url: str, worker_args: list[str], **env_extra: str) -> Lab:
-    (home / "datasets").mkdir()
-    (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
-    env = service_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=broker_url,
-                      **FAST_RECOVERY, **env_extra)
-    assert run_cli(["db", "upgrade"], env).returncode == 0
+    env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=broker_url,
+                         **FAST_RECOVERY, **env_extra)
     port = free_port()
     lab = Lab(home, env, port, start_stack(env, home, port, worker_args, api_workers=2))
     wait_until_healthy(f"http://127.0.0.1:{port}", lab.processes)

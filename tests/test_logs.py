@@ -7,8 +7,7 @@ import logging
 
 from service import logs
 from tests.conftest import free_port
-from tests.digit_images import MNIST_8K
-from tests.processes import Client, run_cli, service_env, start_stack, wait_until_healthy
+from tests.processes import Client, deployment_env, run_cli, start_stack, wait_until_healthy
 
 
 def test_json_lines_carry_the_job_id_set_for_the_job():
@@ -40,11 +39,8 @@ def test_json_lines_carry_the_job_id_set_for_the_job():
 
 
 def test_a_worker_and_dispatcher_log_json_with_the_job_id(tmp_path, make_pg_database, make_redis_url):
-    (tmp_path / "datasets").mkdir()
-    (tmp_path / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
-    env = service_env(tmp_path, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url(),
-                      LABTRAIN_LOG_FORMAT="json")
-    assert run_cli(["db", "upgrade"], env).returncode == 0
+    env = deployment_env(tmp_path, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url(),
+                         LABTRAIN_LOG_FORMAT="json")
     token = run_cli(["users", "create", "alice"], env).stdout.strip()
     port = free_port()
     processes = start_stack(env, tmp_path, port, ["--queues", "cpu", "--concurrency", "1"], api_workers=1)

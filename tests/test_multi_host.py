@@ -9,9 +9,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import free_port
-from tests.digit_images import MNIST_8K
 from tests.netns import SecondHost
-from tests.processes import Client, ServiceProcess, run_cli, service_env, wait_until_healthy
+from tests.processes import Client, ServiceProcess, deployment_env, run_cli, wait_until_healthy
 from tests.test_lab_server import FAST_RECOVERY, epochs_and_attempts, wait_epoch
 
 NETWORK = {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "feedforward"},
@@ -21,11 +20,8 @@ NETWORK = {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "fe
 @pytest.fixture
 def two_hosts(tmp_path, make_pg_database, make_redis_url):
     """The API and the dispatcher here; one worker on the second host, none here yet."""
-    (tmp_path / "datasets").mkdir()
-    (tmp_path / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
     database, broker = make_pg_database(), make_redis_url()
-    env = service_env(tmp_path, LABTRAIN_DATABASE_URL=database, LABTRAIN_BROKER_URL=broker, **FAST_RECOVERY)
-    assert run_cli(["db", "upgrade"], env).returncode == 0
+    env = deployment_env(tmp_path, LABTRAIN_DATABASE_URL=database, LABTRAIN_BROKER_URL=broker, **FAST_RECOVERY)
     token = run_cli(["users", "create", "alice"], env).stdout.strip()
     host2 = SecondHost()
     processes = []

@@ -56,7 +56,7 @@ def _observe(response: Response) -> Response:
 def readyz():
     """200 when the database and the broker answer; 503 naming what does not."""
     settings = services().settings
-    checks = {"database": _check(lambda: _ping_database()), "broker": _check(lambda: _ping_broker(settings))}
+    checks = {"database": _check(_ping_database), "broker": _check(lambda: _ping_broker(settings))}
     if any(value != "ok" for value in checks.values()):
         failing = ", ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")
         raise NotReady(f"not ready: {failing}", details={"checks": checks})
