@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service.nets.layers import validate_layers  # noqa: E402
 from service.nets.presets import preset_layers  # noqa: E402
 from service.nets.torch_builder import build_torch  # noqa: E402
-from workers.trainers.torch_loop import LoopConfig, LoopHooks, evaluate, fit, make_optimizer  # noqa: E402
+from workers.trainers.network.torch_loop import LoopConfig, LoopHooks, evaluate, fit, make_optimizer  # noqa: E402
 
 SHAPE = (28, 28, 1)
 
@@ -114,10 +114,10 @@ def service_trainer_check(path: Path) -> dict:
     """The service's PyTorch trainer as a job runs it: device choice, checkpoints, resume, metrics."""
     import tempfile
 
-    from service.arrays import ArrayData
+    from service.data.arrays import ArrayData
     from service.nets.layers import ends_with_softmax
-    from service.network_specs import Training
-    from workers.trainers.torch_trainer import train_torch
+    from service.nets.spec import Training
+    from workers.trainers.network.torch_trainer import train_torch
 
     data = np.load(path)
     arrays = ArrayData(x_train=data["x_train"][..., None], y_train=data["y_train"].astype(np.int64),

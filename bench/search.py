@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.optimizers import Space, minimize, strategies  # noqa: E402
-from service.optimizers.functions import FUNCTIONS, evaluate  # noqa: E402
+from service.metaheuristics import Space, minimize, strategies  # noqa: E402
+from service.optimize.functions import FUNCTIONS, evaluate  # noqa: E402
 
 CHECKPOINTS = (1000, 5000)
 FUNCTIONS_COMPARED = ("rastrigin", "ackley")

@@ -2,9 +2,9 @@
 from alembic import context
 from sqlalchemy import pool
 
-from service.db import make_engine
-from service.migrate import VERSION_TABLE
-from service.tables import Base
+from service.core.db import make_engine
+from service.core.migrate import VERSION_TABLE
+from service.core.orm import Base
 
 config = context.config
 target_metadata = Base.metadata

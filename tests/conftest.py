@@ -11,11 +11,11 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from service.config import Settings
-from service.db import Database
-from service.migrate import upgrade
-from service.tables import Base
-from service.users import create_user
+from service.core.config import Settings
+from service.core.db import Database
+from service.core.migrate import upgrade
+from service.core.orm import Base
+from service.lab.users import create_user
 from tests.digit_images import MNIST_8K
 
 PG_ADMIN_URL = os.environ.get("LABTRAIN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from service import storage
+from service.core import storage
 from service.cli import main
-from service.cli_admin import parse_when
-from service.tables import AuditEntry, Job, JobEvent, Model, User, Worker, utcnow
-from service.users import create_user
+from service.cli.admin import parse_when
+from service.core.orm import AuditEntry, Job, JobEvent, Model, User, Worker, utcnow
+from service.lab.users import create_user
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.db import Database
-from service.users import user_for_token
+from service.core.db import Database
+from service.lab.users import user_for_token
 from tests.processes import run_cli, service_env
 
 
@@ -53,7 +53,7 @@ def assert_fails(result, *words: str) -> None:
 
 def test_create_prints_a_token_that_authenticates(cli, owner_of, tmp_path, redis_url):
     from service.api import create_app
-    from service.config import Settings
+    from service.core.config import Settings
 
     token = create(cli, "ann")
     assert token.startswith("lt_") and len(token) > 40
@@ -73,7 +73,7 @@ def test_create_prints_a_token_that_authenticates(cli, owner_of, tmp_path, redis
 def test_tokens_are_random_and_stored_hashed(cli):
     from sqlalchemy import select
 
-    from service.tables import User
+    from service.core.orm import User
 
     tokens = [create(cli, "hash1"), create(cli, "hash2")]
     assert tokens[0] != tokens[1]
@@ -141,8 +141,8 @@ def test_unknown_users_are_a_clear_error(cli, args):
 
 
 def test_limits_are_shown_overridden_audited_and_reset(tmp_path, make_pg_database):
-    from service.db import Database
-    from service.tables import AuditEntry
+    from service.core.db import Database
+    from service.core.orm import AuditEntry
 
     url = make_pg_database()
     env = service_env(tmp_path, LABTRAIN_DATABASE_URL=url)

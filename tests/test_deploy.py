@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 
-from service.config import Settings
+from service.core.config import Settings
 from tests.conftest import free_port
 from tests.processes import Client, ServiceProcess, run_cli, service_env, wait_until_healthy
 
@@ -51,7 +51,7 @@ def interpolate(value: str, env: dict[str, str]) -> str:
 
 
 def test_env_example_documents_every_setting():
-    settings_vars = set(re.findall(r'"(LABTRAIN_[A-Z_]+)"', (ROOT / "service" / "config.py").read_text()))
+    settings_vars = set(re.findall(r'"(LABTRAIN_[A-Z_]+)"', (ROOT / "service" / "core" / "config.py").read_text()))
     documented = read_env_file(ENV_EXAMPLE, with_defaults=True)
     assert settings_vars - set(documented) == set(), "settings missing from .env.example"
     assert set(documented) - settings_vars - COMPOSE_ONLY == set(), "unknown names in .env.example"

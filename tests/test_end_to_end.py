@@ -7,8 +7,8 @@ import time
 import pytest
 import redis
 
-from service.broker import make_celery, send_job
-from service.config import Settings
+from service.core.broker import make_celery, send_job
+from service.core.config import Settings
 from tests.conftest import free_port
 from tests.processes import (Client, ServiceProcess, deployment_env, run_cli, service_env, start_stack,
                              wait_until_healthy)

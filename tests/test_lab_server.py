@@ -13,9 +13,9 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from service.db import Database
-from service.limits import set_limits
-from service.tables import Job, User
+from service.core.db import Database
+from service.jobs.limits import set_limits
+from service.core.orm import Job, User
 from tests.conftest import free_port
 from tests.processes import Client, ServiceProcess, deployment_env, run_cli, start_stack, wait_until_healthy
 

@@ -5,7 +5,7 @@ import io
 import json
 import logging
 
-from service import logs
+from service.core import logs
 from tests.conftest import free_port
 from tests.processes import Client, deployment_env, run_cli, start_stack, wait_until_healthy
 

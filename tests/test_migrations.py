@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from service.migrate import VERSION_TABLE, upgrade
-from service.tables import Base
+from service.core.migrate import VERSION_TABLE, upgrade
+from service.core.orm import Base
 
 
 def _differences(url: str) -> list:

@@ -15,10 +15,14 @@ from celery import Celery
 from celery.signals import (after_setup_logger, after_setup_task_logger, worker_process_init, worker_ready,
                             worker_shutdown)
 
-from service import logs
-from service.broker import RUN_JOB_TASK, make_celery
-from service.config import Settings
-from service.db import Database
+import importlib
+
+
+from service.core import logs
+from service.core.broker import RUN_JOB_TASK, make_celery
+from service.core.config import Settings
+from service.core.db import Database
+from service.jobs import families
 from workers.heartbeat import Heartbeat
 from workers.runner import JobRunner
 
@@ -79,8 +83,8 @@ def preload(gpu: bool) -> None:
     import workers.trainers.classic  # noqa: F401  (scikit-learn and the classic trainer)
 
     if not gpu:
-        import workers.trainers.keras_trainer  # noqa: F401  (TensorFlow)
-        import workers.trainers.torch_trainer  # noqa: F401  (PyTorch)
+        import workers.trainers.network.keras_trainer  # noqa: F401  (TensorFlow)
+        import workers.trainers.network.torch_trainer  # noqa: F401  (PyTorch)
 
 
 def default_worker_name(queues: list[str]) -> str:

@@ -10,9 +10,9 @@ import os
 import socket
 import threading
 
-from service import worker_registry
-from service.config import Settings
-from service.db import Database
+from service.lab import worker_registry
+from service.core.config import Settings
+from service.core.db import Database
 
 log = logging.getLogger("labtrain.worker")
 

@@ -6,7 +6,7 @@ Create Date: 2026-11-26
 """
 from alembic import op
 import sqlalchemy as sa
-import service.tables
+import service.core.orm
 from sqlalchemy.dialects import postgresql
 
 revision = '0001'
@@ -22,7 +22,7 @@ def upgrade() -> None:
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('is_admin', sa.Boolean(), nullable=False),
     sa.Column('disabled', sa.Boolean(), nullable=False),
-    sa.Column('created_at', service.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', service.core.orm.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name'),
     sa.UniqueConstraint('token_hash')
@@ -36,7 +36,7 @@ def upgrade() -> None:
     sa.Column('size_bytes', sa.Integer(), nullable=False),
     sa.Column('rows', sa.Integer(), nullable=False),
     sa.Column('info', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('created_at', service.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', service.core.orm.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -62,11 +62,11 @@ def upgrade() -> None:
     sa.Column('result', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('error_code', sa.String(length=64), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
-    sa.Column('created_at', service.tables.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('released_at', service.tables.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('started_at', service.tables.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('heartbeat_at', service.tables.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', service.tables.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', service.core.orm.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('released_at', service.core.orm.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', service.core.orm.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('heartbeat_at', service.core.orm.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', service.core.orm.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -78,7 +78,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('job_id', sa.String(length=32), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
-    sa.Column('time', service.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('time', service.core.orm.UtcDateTime(timezone=True), nullable=False),
     sa.Column('type', sa.String(length=16), nullable=False),
     sa.Column('data', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], ondelete='CASCADE'),
@@ -101,7 +101,7 @@ def upgrade() -> None:
     sa.Column('metrics', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('summary', sa.Text(), nullable=True),
     sa.Column('artifact_path', sa.Text(), nullable=False),
-    sa.Column('created_at', service.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', service.core.orm.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], ),
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id'),

@@ -6,7 +6,7 @@ Create Date: 2026-11-26
 """
 from alembic import op
 import sqlalchemy as sa
-import service.tables
+import service.core.orm
 from sqlalchemy.dialects import postgresql
 
 revision = '0002'
@@ -26,8 +26,8 @@ def upgrade() -> None:
     sa.Column('concurrency', sa.Integer(), nullable=False),
     sa.Column('gpu_name', sa.String(length=255), nullable=True),
     sa.Column('gpu_memory_mb', sa.Integer(), nullable=True),
-    sa.Column('started_at', service.tables.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('heartbeat_at', service.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', service.core.orm.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('heartbeat_at', service.core.orm.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
     with op.batch_alter_table('workers', schema=None) as batch_op:

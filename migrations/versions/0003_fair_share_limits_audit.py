@@ -6,7 +6,7 @@ Create Date: 2026-11-26
 """
 from alembic import op
 import sqlalchemy as sa
-import service.tables
+import service.core.orm
 from sqlalchemy.dialects import postgresql
 
 revision = '0003'
@@ -25,13 +25,13 @@ def upgrade() -> None:
     lock = op.create_table('dispatch_lock',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('holder', sa.String(length=255), nullable=True),
-    sa.Column('taken_at', service.tables.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('taken_at', service.core.orm.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     op.bulk_insert(lock, [{'id': 1, 'holder': None, 'taken_at': None}])
     op.create_table('audit',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('time', service.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('time', service.core.orm.UtcDateTime(timezone=True), nullable=False),
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('action', sa.String(length=64), nullable=False),
     sa.Column('target', sa.String(length=255), nullable=False),

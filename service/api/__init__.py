@@ -1,31 +1,17 @@
 """The Flask API: `create_app()` builds it; each module registers its routes with `init_app`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from flask import Flask
 
-from flask import Flask, current_app
-
-from service.config import Settings
-from service.db import Database
-from service.rate_limits import RateLimits
-
-if TYPE_CHECKING:
-    from service.api.model_cache import ModelCache
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    models: "ModelCache"
-    rate_limits: RateLimits
+from service.api import auth, catalog, dashboard, datasets, errors, jobs, models, monitoring, openapi
+from service.api.context import Services
+from service.api.model_cache import ModelCache
+from service.core.config import Settings
+from service.core.db import Database
+from service.lab.rate_limits import RateLimits
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from service.api import auth, catalog, dashboard, datasets, errors, jobs, models, monitoring, openapi
-    from service.api.model_cache import ModelCache
-
     settings = settings or Settings.from_env()
     settings.ensure_dirs()
     app = Flask("labtrain")
@@ -40,7 +26,3 @@ def create_app(settings: Settings | None = None) -> Flask:
     for module in (errors, monitoring, auth, jobs, models, datasets, catalog, dashboard, openapi):
         module.init_app(app)
     return app
-
-
-def services() -> Services:
-    return current_app.extensions["labtrain"]

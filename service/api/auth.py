@@ -6,11 +6,11 @@ from typing import TypeVar
 from flask import Flask, g, request
 from sqlalchemy.orm import Session
 
-from service.api import services
-from service.errors import NotFound, ServiceError
-from service.submission import could_be_id
-from service.tables import User
-from service.users import user_for_token
+from service.api.context import services
+from service.core.errors import NotFound, ServiceError
+
+from service.core.orm import User, could_be_id
+from service.lab.users import user_for_token
 
 T = TypeVar("T")
 

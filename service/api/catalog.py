@@ -4,18 +4,13 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 from sqlalchemy import func, select
 
-from service import worker_registry
-from service.algorithms import catalog
-from service.nets.layers import catalog as layers_catalog
-from service.network_specs import APIS, presets_catalog, training_catalog
-from service.optimize_specs import functions_catalog
-from service.search_specs import search_catalog
-from service.strategies import strategies_catalog
 from service.api.auth import current_user, db_session
 from service.api.serialize import iso, queue_position
-from service.broker import QUEUES
-from service.jobs import QUEUED, RUNNING
-from service.tables import Job
+from service.core.broker import QUEUES
+from service.core.orm import Job
+from service.jobs import families
+from service.jobs.lifecycle import QUEUED, RUNNING
+from service.lab import worker_registry
 
 bp = Blueprint("catalog", __name__)
 
@@ -31,17 +26,8 @@ def healthz():
 
 @bp.get("/api/v1/algorithms")
 def algorithms():
-    return {
-        "algorithms": catalog(),
-        "networks": {
-            "frameworks": {name: list(apis) for name, apis in APIS.items()},
-            "presets": presets_catalog(),
-            "layers": layers_catalog(),
-            "training": training_catalog(),
-        },
-        "optimize": {"strategies": strategies_catalog(), "functions": functions_catalog()},
-        "search": search_catalog(),
-    }
+    """Each job family's section of the catalog, under its key."""
+    return {family.catalog_key: family.catalog() for family in families.all_families()}
 
 
 @bp.get("/api/v1/queue")

@@ -7,14 +7,14 @@ from typing import Any
 from flask import Blueprint, Flask, request
 from sqlalchemy import select
 
-from service import storage
-from service.api import services
+from service.core import storage
+from service.api.context import services
 from service.api.auth import current_user, db_session, owned
 from service.api.serialize import dataset_view
-from service.datasets import BUILTINS, DataError, builtin_info, describe_frame, read_csv_bytes
-from service.errors import SpecError
-from service.arrays import IMAGE_BUILTINS, builtin_array_info, check_arrays, read_npz
-from service.tables import Dataset, new_id
+from service.data.tables import BUILTINS, DataError, builtin_info, describe_frame, read_csv_bytes
+from service.core.errors import SpecError
+from service.data.arrays import IMAGE_BUILTINS, builtin_array_info, check_arrays, read_npz
+from service.core.orm import Dataset, new_id
 
 bp = Blueprint("datasets", __name__, url_prefix="/api/v1/datasets")
 

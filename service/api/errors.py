@@ -6,7 +6,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from service.errors import ServiceError
+from service.core.errors import ServiceError
 
 log = logging.getLogger("labtrain.api")
 

@@ -16,9 +16,9 @@ from flask import Response
 from sqlalchemy import select
 
 from service.api.serialize import event_view
-from service.db import Database
-from service.jobs import FINISHED
-from service.tables import Job, JobEvent
+from service.core.db import Database
+from service.jobs.lifecycle import FINISHED
+from service.core.orm import Job, JobEvent
 
 POLL_S = 0.4          # how often the database is asked for new events
 HEARTBEAT_S = 15.0    # a comment line this often keeps proxies from closing an idle stream

@@ -1,20 +1,21 @@
 """Job routes: submit, list, get, events, log, cancel."""
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy import select
 
-from service import jobs, storage
-from service.api import services
 from service.api.auth import current_user, db_session, owned
-from service.submission import could_be_id
-from service.api.requests import int_arg, json_body
+from service.api.context import services
 from service.api.events_stream import job_event_stream
+from service.api.requests import MAX_SPEC_DEPTH, int_arg, json_body
 from service.api.serialize import event_view, job_view
-from service.errors import SpecError
-from service.limits import check_can_queue, effective_limits
-from service.submission import validate_submission
-from service.tables import Job, JobEvent, User
+from service.core import storage
+from service.core.errors import SpecError
+from service.core.orm import ID_PATTERN, Job, JobEvent, User, could_be_id
+from service.jobs import lifecycle, submission
+from service.jobs.context import SubmitContext
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 
@@ -27,14 +28,9 @@ def init_app(app: Flask) -> None:
 def submit():
     user = current_user()
     services().rate_limits.hit("submit", user.id)
-    payload = json_body()
+    payload = json_body(max_depth=MAX_SPEC_DEPTH)
     session = db_session()
-    settings = services().settings
-    validated = validate_submission(session, user, settings.data_dir, payload)
-    check_can_queue(session, settings, user)
-    job = jobs.create_job(session, user, family=validated.family, spec=validated.spec, queue=validated.queue,
-                          name=validated.name, time_limit_s=effective_limits(settings, user)["max_run_time_s"],
-                          max_attempts=settings.max_attempts)
+    job = submission.submit(SubmitContext(session, services().settings, user), payload)
     # The dispatcher sends it to a worker when a slot is free (DESIGN.md decisions 1 and 5).
     session.commit()
     response = jsonify(job_view(session, job, user.name))
@@ -48,14 +44,14 @@ def list_jobs():
     session = db_session()
     user = current_user()
     status = request.args.get("status") or None
-    if status is not None and status not in jobs.STATUSES:
-        raise SpecError(f"status must be one of {', '.join(jobs.STATUSES)}", field="status")
+    if status is not None and status not in lifecycle.STATUSES:
+        raise SpecError(f"status must be one of {', '.join(lifecycle.STATUSES)}", field="status")
     parent = request.args.get("parent") or None
     if parent is not None and not could_be_id(parent):
         raise SpecError("parent must be the id of a search job", field="parent")
     limit = int_arg("limit", 50, 1, 500)
     cursor = request.args.get("cursor") or None
-    if cursor is not None and not could_be_id(cursor):
+    if cursor is not None and not re.fullmatch(ID_PATTERN, cursor):
         raise SpecError("cursor must be the next_cursor of a previous page", field="cursor")
     query = select(Job, User.name).join(User, User.id == Job.owner_id).order_by(Job.id.desc()).limit(limit + 1)
     if not user.is_admin:
@@ -106,6 +102,6 @@ def job_log(job_id: str):
 def cancel(job_id: str):
     session = db_session()
     job = owned(Job, job_id, "job")
-    status = jobs.request_cancel(session, job, current_user())
+    status = lifecycle.request_cancel(session, job, current_user())
     session.commit()
     return {"id": job.id, "status": status, "cancel_requested": True}, 202

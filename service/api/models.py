@@ -1,21 +1,17 @@
-"""Model routes: list, get, download, predict."""
+"""Model routes: list, get, download, predict. Predict is answered by the predictor the
+model's framework has in the job-family registry."""
 from __future__ import annotations
 
-import numpy as np
 from flask import Blueprint, Flask, request, send_file
 from sqlalchemy import select
 
-from service.api import services
 from service.api.auth import current_user, db_session, owned
-from service.submission import could_be_id
+from service.api.context import services
 from service.api.requests import json_body
 from service.api.serialize import model_view
-from service.errors import Conflict, NotFound, SpecError
-from service.images import ImageError, mnist_digit, to_input
-from service.nets.artifacts import load_network
-from service.predict import array_batch, network_output, predict_tabular, tabular_frame
-from service.storage import load_sklearn
-from service.tables import Job, Model
+from service.core.errors import Conflict, NotFound, SpecError
+from service.core.orm import Job, Model, could_be_id
+from service.jobs import families
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
 
@@ -38,12 +34,14 @@ def _model(model_id: str) -> Model:
         job = owned(Job, model_id, "model")
     except NotFound:
         raise NotFound(f"no model with id {model_id!r}", field="id") from None
-    best = (job.result or {}).get("model_id") if job.family == "search" else None
-    if best:  # a search's model is its best trial's
-        return session.get(Model, best)
-    if job.family == "optimize":
-        raise Conflict(f"job {job.id} is an optimisation job: its result holds the best point it found, "
-                       "and it makes no model", field="id")
+    named = (job.result or {}).get("model_id")
+    if named:  # a search's model is its best trial's
+        model = session.get(Model, named)
+        if model is not None:
+            return model
+    family = families.get(job.family)
+    if not family.makes_model:
+        raise Conflict(f"job {job.id} is {family.no_model}", field="id")
     raise Conflict(f"job {job.id} is {job.status}, so it has no model to use"
                    + (f" ({job.error})" if job.error else ""), field="status")
 
@@ -74,22 +72,16 @@ def download(model_id: str):
 def predict(model_id: str):
     services().rate_limits.hit("predict", current_user().id)
     model = _model(model_id)
-    images = request.files.getlist("file") if request.files else None
-    if model.framework == "sklearn":
-        if images is not None or request.mimetype == "multipart/form-data":
-            raise SpecError("this model takes rows of features as JSON {\"instances\": [[...]]}, not image files",
-                            field="file")
-        frame = tabular_frame(_instances(), model.input["features"], model.input.get("categorical", []))
-        pipeline = services().models.get(model.id, model.artifact_path, load_sklearn)
-        output = predict_tabular(pipeline, frame, model.task)
-        if model.class_names and model.task == "classification":
-            output["labels"] = [model.class_names[int(p)] for p in output["predictions"]]
+    predictor = families.predictor(model.framework)
+    if predictor is None:
+        raise Conflict(f"no predictor serves {model.framework} models on this server", field="id")
+    if request.mimetype == "multipart/form-data":
+        images = [(upload.filename or "", upload.read()) for upload in request.files.getlist("file")]
+        instances = None
     else:
-        batch = _image_batch(images, model.input) if request.mimetype == "multipart/form-data" \
-            else array_batch(_instances(), model.input["shape"])
-        run = services().models.get(model.id, model.artifact_path,
-                                    lambda path: load_network(model.framework, path, model.meta, model.input["shape"]))
-        output = network_output(run(batch), model.task, model.classes, model.meta["outputs_probabilities"])
+        images, instances = None, _instances()
+    loaded = services().models.get(model.id, model.artifact_path, lambda _path: predictor.load(model))
+    output = predictor.predict(loaded, model, instances, images)
     output["model_id"] = model.id
     return output
 
@@ -99,21 +91,3 @@ def _instances():
     if not isinstance(payload, dict) or "instances" not in payload:
         raise SpecError("send {\"instances\": [...]}: one input per entry", field="instances")
     return payload["instances"]
-
-
-def _image_batch(files, model_input: dict) -> np.ndarray:
-    """Uploaded digit images converted the way MNIST was made, sized and scaled for the model."""
-    if not files:
-        raise SpecError("send one or more images as multipart form fields named 'file'", field="file")
-    shape = model_input["shape"]
-    if model_input.get("kind") != "image" or shape[-1] != 1:
-        raise SpecError(f"this model takes inputs of shape {shape}, not images; send JSON instances", field="file")
-    inputs = []
-    for index, upload in enumerate(files):
-        try:
-            digit = mnist_digit(upload.read())
-        except ImageError as exc:
-            raise SpecError(f"file {index} ({upload.filename or 'unnamed'}): {exc}", field=f"file.{index}",
-                            code="invalid_image") from None
-        inputs.append(to_input(digit, shape[0], shape[1], model_input.get("pixel_max") or 255.0))
-    return np.stack(inputs)[..., None]

@@ -2,8 +2,8 @@
 
 HTTP latency is measured per route template (never the raw path, which would make a series
 per job id). Under gunicorn each process keeps its own samples in PROMETHEUS_MULTIPROC_DIR
-(service/server.py sets it), and a scrape adds them up; the job, queue, user and worker
-figures come from the database (service/metrics.py).
+(service/cli/gunicorn_app.py sets it), and a scrape adds them up; the job, queue, user and worker
+figures come from the database (service/lab/prometheus.py).
 """
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import time
 
 from flask import Blueprint, Flask, Response, g, request
 from kombu import Connection
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
 from sqlalchemy import text
 
-from service.api import services
+from service.api.context import services
 from service.api.auth import Unauthorized
-from service.errors import ServiceError
-from service.metrics import LabCollector
+from service.core.errors import ServiceError
+from service.lab.prometheus import LabCollector
 
 bp = Blueprint("monitoring", __name__)
 
@@ -91,8 +91,6 @@ def metrics():
     registry = CollectorRegistry()
     registry.register(LabCollector(settings, services().db))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(REQUEST_SECONDS)

@@ -2,7 +2,8 @@
 
 The document is built from two sources so that it cannot drift from the code:
 - request schemas are the JSON schemas of the pydantic models that validate requests
-  (service/specs.py and its siblings), response schemas those of service/api/responses.py;
+  (each job family's request model and the models its registry record lists), response
+  schemas those of service/api/responses.py;
 - the list of paths and methods is Flask's url_map, so a route added later appears even
   before someone describes it in ROUTES below (tests/service/test_openapi.py flags it).
 """
@@ -19,15 +20,11 @@ from werkzeug.routing import Rule
 
 from service.api import responses as r
 from service.api.auth import PUBLIC_PATHS
-from service.jobs import STATUSES
-from service.nets.layers import LAYER_TYPES, MAX_LAYERS
-from service.network_specs import NetworkSpec
-from service.optimize_specs import OptimizeSpec
-from service.search_specs import SearchDef
-from service.specs import ClassicSpec, DatasetRef
+from service.data.refs import DatasetRef
+from service.jobs import families
+from service.jobs.lifecycle import STATUSES
 
 REF = "#/components/schemas/{model}"
-JOB_FAMILIES = (ClassicSpec, NetworkSpec, OptimizeSpec)
 RESPONSE_MODELS = (r.Error, r.Job, r.JobList, r.EventList, r.CancelAnswer, r.TrainedModel, r.ModelList,
                    r.Prediction, r.DatasetInfo, r.DatasetList, r.Catalog, r.QueueOverview, r.Health,
                    r.Readiness)
@@ -80,8 +77,15 @@ JOB_EXAMPLES = {
                    "C": {"type": "float", "low": 0.01, "high": 100, "log": True},
                    "kernel": {"type": "categorical", "choices": ["linear", "rbf"]}}}},
 }
-JOB_BODY = {"application/json": {"schema": {"oneOf": [ref(m) for m in JOB_FAMILIES]},
+
+
+def job_body() -> dict[str, Any]:
+    """A job spec: one of the families' request models (a search rides inside one of them)."""
+    specs = [f.request_model for f in families.all_families() if not f.wraps]
+    return {"application/json": {"schema": {"oneOf": [ref(m) for m in specs]},
                                  "examples": {name: {"value": value} for name, value in JOB_EXAMPLES.items()}}}
+
+
 UPLOAD_BODY = {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {**BINARY, "description": "CSV with a header row, or NPZ with arrays x and y"},
@@ -100,7 +104,7 @@ PREDICT_BODY = {
 # Keyed by method and OpenAPI path. The path parameters, security and 401/404 answers come
 # from the url_map and the auth rules; only what the code cannot tell is written here.
 ROUTES: dict[tuple[str, str], Op] = {
-    ("POST", "/api/v1/jobs"): Op("Submit a job", r.Job, 201, body=JOB_BODY, errors=(400, 404, 413, 422, 429),
+    ("POST", "/api/v1/jobs"): Op("Submit a job", r.Job, 201, body=None, errors=(400, 404, 413, 422, 429),
                                  headers=("Location",)),
     ("GET", "/api/v1/jobs"): Op("List jobs (your own; an admin's: all), newest first", r.JobList, query=[
         query("status", {"type": "string", "enum": list(STATUSES)}, "Only jobs in this status"),
@@ -145,24 +149,26 @@ ROUTES: dict[tuple[str, str], Op] = {
 
 
 def component_schemas() -> dict[str, Any]:
-    extra = (SearchDef, DatasetRef, *LAYER_TYPES.values())
-    models = (*JOB_FAMILIES, *extra, *RESPONSE_MODELS)
+    specs = [f.request_model for f in families.all_families() if not f.wraps]
+    wrappers = [f.request_model for f in families.all_families() if f.wraps]
+    extra = [DatasetRef, *wrappers, *(m for f in families.all_families() for m in f.schemas)]
+    models = list(dict.fromkeys((*specs, *extra, *RESPONSE_MODELS)))
     _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     schemas = top["$defs"]
     # The specs take these fields as Any and validate them with another model in a second
     # step (so that errors name the field precisely); the document shows that model.
-    for family in (ClassicSpec, NetworkSpec):
-        props = schemas[family.__name__]["properties"]
-        props["dataset"] = {"description": props["dataset"].get("description", ""),
-                            "anyOf": [{"type": "string", "description": "A built-in data set's name"}, ref(DatasetRef)]}
-        props["search"] = {"description": "A hyperparameter search whose trials run this spec", "default": None,
-                           "anyOf": [ref(SearchDef), {"type": "null"}]}
-    schemas[ClassicSpec.__name__]["properties"]["params"]["description"] = (
-        "The algorithm's hyperparameters; GET /api/v1/algorithms lists each algorithm's with types and bounds")
-    schemas["NetworkDef"]["properties"]["layers"] = {"default": None, "anyOf": [
-        {"type": "array", "minItems": 1, "maxItems": MAX_LAYERS,
-         "items": {"anyOf": [ref(m) for m in LAYER_TYPES.values()]}},
-        {"type": "null"}]}
+    for model in specs:
+        props = schemas[model.__name__]["properties"]
+        if "dataset" in props:
+            props["dataset"] = {"description": props["dataset"].get("description", ""),
+                                "anyOf": [{"type": "string", "description": "A built-in data set's name"},
+                                          ref(DatasetRef)]}
+        if "search" in props and wrappers:
+            props["search"] = {"description": "A hyperparameter search whose trials run this spec", "default": None,
+                               "anyOf": [*(ref(w) for w in wrappers), {"type": "null"}]}
+    for family in families.all_families():
+        if family.schema_patch is not None:
+            family.schema_patch(schemas, ref)
     return schemas
 
 
@@ -202,8 +208,9 @@ def operation(rule: Rule, path: str, method: str) -> dict[str, Any]:
         "responses": {str(op.status): success} | {
             str(code): {"description": ERROR_TEXT[code], "content": content(r.Error)} for code in sorted(errors)},
     }
-    if op.body is not None:
-        described["requestBody"] = {"required": True, "content": op.body}
+    body = job_body() if (method, path) == ("POST", "/api/v1/jobs") else op.body
+    if body is not None:
+        described["requestBody"] = {"required": True, "content": body}
     if public:
         described["security"] = []
     return described

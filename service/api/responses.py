@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.broker import QUEUES
-from service.jobs import STATUSES
+from service.core.broker import QUEUES
+from service.jobs.lifecycle import STATUSES
 
 Time = str  # ISO-8601 UTC, e.g. 2025-01-31T12:00:00.123456Z
 

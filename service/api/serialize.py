@@ -8,10 +8,10 @@ from flask import g
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.api import services
-from service.dispatch import queue_order
-from service.jobs import QUEUED
-from service.tables import Dataset, Job, JobEvent, Model, User
+from service.api.context import services
+from service.lab.fair_share import queue_order
+from service.jobs.lifecycle import QUEUED
+from service.core.orm import Dataset, Job, JobEvent, Model, User
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -1,2 +1,2 @@
-"""Neural networks described as data: layer schemas, shape checks, presets, and builders
-for Keras and PyTorch that turn one description into a model on either framework."""
+"""The network family (`framework` + `network`): Keras and PyTorch networks from presets or
+layer lists. Its record is in `family`; the worker side is workers/trainers/network."""

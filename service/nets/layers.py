@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.errors import SpecError, spec_error_from
+from service.core.errors import SpecError, spec_error_from
+from service.core.schema import describe_params
 
 ActivationName = Literal["relu", "sigmoid", "tanh", "softmax", "gelu", "linear"]
 
@@ -187,7 +188,5 @@ def ends_with_softmax(layers: list[dict[str, Any]]) -> bool:
 
 
 def catalog() -> list[dict[str, Any]]:
-    from service.algorithms import describe_params
-
     return [{"type": name, "parameters": [p for p in describe_params(cls) if p["name"] != "type"]}
             for name, cls in LAYER_TYPES.items()]

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from service import worker_registry
+from service.lab import worker_registry
 from tests.digit_images import load_mnist_8k, render
 from tests.service.test_api_datasets_models import submit_and_run, upload
 from tests.service.test_api_jobs import assert_error

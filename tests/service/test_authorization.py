@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
-from service.tables import Dataset, Job, JobEvent, Model, User, new_id
+from service.core.orm import Dataset, Job, JobEvent, Model, User, new_id
 from tests.digit_images import render
 from tests.service.test_api_datasets_models import submit_and_run, upload
 from tests.service.test_api_jobs import IRIS_KNN, assert_error

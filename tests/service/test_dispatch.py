@@ -10,12 +10,15 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
-from service import jobs, worker_registry
-from service.broker import make_celery
-from service.dispatch import Dispatcher, queue_order, usage_by_owner
-from service.limits import set_limits
-from service.tables import Job, JobEvent, User, utcnow
-from service.users import create_user
+from service.jobs import lifecycle
+
+from service.lab import worker_registry
+from service.core.broker import make_celery
+from service.dispatcher import Dispatcher
+from service.lab.fair_share import queue_order, usage_by_owner
+from service.jobs.limits import set_limits
+from service.core.orm import Job, JobEvent, User, utcnow
+from service.lab.users import create_user
 
 SPEC = {"dataset": "iris", "algorithm": "knn"}
 
@@ -34,7 +37,7 @@ def lab(db):
     def submit(name: str, queue: str = "gpu", count: int = 1) -> list[str]:
         with db.session() as session:
             owner = session.get(User, users[name].id)
-            return [jobs.create_job(session, owner, family="classic", spec=SPEC, queue=queue, name=None).id
+            return [lifecycle.create_job(session, owner, family="classic", spec=SPEC, queue=queue, name=None).id
                     for _ in range(count)]
 
     def worker(queue: str = "gpu", concurrency: int = 1, name: str = "w1") -> None:
@@ -53,14 +56,14 @@ def round_(db, dispatcher) -> list[str]:
 def start(db, job_id: str, seconds_ago: float = 0.0) -> None:
     """A worker takes the job (and, for usage, started it `seconds_ago`)."""
     with db.session() as session:
-        assert jobs.claim(session, job_id, "w1")
+        assert lifecycle.claim(session, job_id, "w1")
         session.execute(update(Job).where(Job.id == job_id).values(
             started_at=utcnow() - timedelta(seconds=seconds_ago)))
 
 
 def finish(db, job_id: str) -> None:
     with db.session() as session:
-        jobs.finish(session, job_id, jobs.SUCCEEDED)
+        lifecycle.finish(session, job_id, lifecycle.SUCCEEDED)
 
 
 def test_jobs_are_sent_only_to_free_slots_with_only_their_id(db, dispatcher, lab, settings):
@@ -114,7 +117,7 @@ def test_a_requeued_job_counts_no_usage_while_it_waits(db, lab):
     start(db, job_id, seconds_ago=600)
     with db.session() as session:
         assert usage_by_owner(session, "gpu", 3600.0, utcnow())[users["anna"].id] > 500
-        jobs.requeue(session, session.get(Job, job_id), "worker w1 lost")
+        lifecycle.requeue(session, session.get(Job, job_id), "worker w1 lost")
     with db.session() as session:
         assert users["anna"].id not in usage_by_owner(session, "gpu", 3600.0, utcnow())
 
@@ -173,7 +176,7 @@ def test_a_job_whose_worker_stopped_heartbeating_is_requeued_then_failed(db, dis
             assert (job.status, released) == (("queued", [job_id]) if attempt == 1 else ("failed", []))
     assert job.error_code == "worker_lost" and "2 attempts" in job.error
     with db.session() as session:  # the first attempt, if it were still alive, could not finish it
-        assert not jobs.finish(session, job_id, jobs.SUCCEEDED, attempt=1)
+        assert not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED, attempt=1)
 
 
 def test_a_message_the_broker_lost_is_sent_again(db, dispatcher, lab, settings):

@@ -9,9 +9,9 @@ import types
 import pytest
 from sqlalchemy import update
 
-from service import jobs
+from service.jobs import lifecycle
 from service.api import events_stream
-from service.tables import Job
+from service.core.orm import Job
 from tests.service.test_api_datasets_models import submit_and_run
 from tests.service.test_api_jobs import IRIS_KNN
 
@@ -77,12 +77,12 @@ def test_a_running_job_streams_new_events_as_they_come_and_ends_with_it(client, 
     assert [e["data"]["data"] for e in first] == [{"status": "queued", "by": "alice"}]
 
     with db.session() as session:
-        jobs.add_event(session, job_id, "epoch", {"epoch": 1, "epochs": 2, "loss": 0.5})
+        lifecycle.add_event(session, job_id, "epoch", {"epoch": 1, "epochs": 2, "loss": 0.5})
     assert [e["data"]["data"] for e in parse(next(chunks).decode())] == [{"epoch": 1, "epochs": 2, "loss": 0.5}]
     with db.session() as session:
-        jobs.add_event(session, job_id, "epoch", {"epoch": 2, "epochs": 2, "loss": 0.25})
-        jobs.add_event(session, job_id, "status", {"status": "succeeded"})
-        session.execute(update(Job).where(Job.id == job_id).values(status=jobs.SUCCEEDED))
+        lifecycle.add_event(session, job_id, "epoch", {"epoch": 2, "epochs": 2, "loss": 0.25})
+        lifecycle.add_event(session, job_id, "status", {"status": "succeeded"})
+        session.execute(update(Job).where(Job.id == job_id).values(status=lifecycle.SUCCEEDED))
     rest = parse(b"".join(chunks).decode())  # ends once the job has finished and its events are sent
     assert [e["event"] for e in rest] == ["epoch", "status"]
     assert sleeps and set(sleeps) == {0}

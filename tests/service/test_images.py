@@ -16,7 +16,7 @@ from PIL import Image
 from scipy import ndimage
 from sklearn.neighbors import KNeighborsClassifier
 
-from service.images import MAX_IMAGE_BYTES, ImageError, mnist_digit, to_input
+from service.data.images import MAX_IMAGE_BYTES, ImageError, mnist_digit, to_input
 from tests.digit_images import encode, load_mnist_8k, on_page, photo, picture, render
 
 N_DIGITS = 200

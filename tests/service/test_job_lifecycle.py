@@ -5,10 +5,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 
-from service import jobs
-from service.errors import Conflict
-from service.tables import Job, JobEvent
-from service.users import create_user
+from service.jobs import lifecycle
+from service.core.errors import Conflict
+from service.core.orm import Job, JobEvent
+from service.lab.users import create_user
 
 SPEC = {"dataset": "iris", "algorithm": "knn"}
 
@@ -16,7 +16,7 @@ SPEC = {"dataset": "iris", "algorithm": "knn"}
 def _queued_job(db):
     with db.session() as session:
         user, _ = create_user(session, "carol")
-        job = jobs.create_job(session, user, family="classic", spec=SPEC, queue="cpu", name=None)
+        job = lifecycle.create_job(session, user, family="classic", spec=SPEC, queue="cpu", name=None)
     return job.id, user
 
 
@@ -25,7 +25,7 @@ def test_only_one_of_many_concurrent_claims_wins(db):
 
     def claim(n):
         with db.session() as session:
-            return jobs.claim(session, job_id, f"worker-{n}")
+            return lifecycle.claim(session, job_id, f"worker-{n}")
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(claim, range(16)))
@@ -41,10 +41,10 @@ def test_only_one_of_many_concurrent_claims_wins(db):
 def test_finish_only_moves_a_running_job(db):
     job_id, _ = _queued_job(db)
     with db.session() as session:
-        assert not jobs.finish(session, job_id, jobs.SUCCEEDED)  # still queued
-        assert jobs.claim(session, job_id, "w")
-        assert jobs.finish(session, job_id, jobs.FAILED, error="boom", error_code="training_error")
-        assert not jobs.finish(session, job_id, jobs.SUCCEEDED)  # already failed
+        assert not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED)  # still queued
+        assert lifecycle.claim(session, job_id, "w")
+        assert lifecycle.finish(session, job_id, lifecycle.FAILED, error="boom", error_code="training_error")
+        assert not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED)  # already failed
         job = session.get(Job, job_id)
         assert job.status == "failed" and job.finished_at and job.error == "boom"
 
@@ -52,13 +52,13 @@ def test_finish_only_moves_a_running_job(db):
 def test_cancel_running_sets_the_flag_and_finished_is_a_conflict(db):
     job_id, user = _queued_job(db)
     with db.session() as session:
-        jobs.claim(session, job_id, "w")
-        assert jobs.request_cancel(session, session.get(Job, job_id), user) == "running"
+        lifecycle.claim(session, job_id, "w")
+        assert lifecycle.request_cancel(session, session.get(Job, job_id), user) == "running"
         assert session.get(Job, job_id).cancel_requested
-        jobs.finish(session, job_id, jobs.CANCELLED)
+        lifecycle.finish(session, job_id, lifecycle.CANCELLED)
     with db.session() as session:
         try:
-            jobs.request_cancel(session, session.get(Job, job_id), user)
+            lifecycle.request_cancel(session, session.get(Job, job_id), user)
         except Conflict as exc:
             assert exc.status == 409
         else:
@@ -70,7 +70,7 @@ def test_concurrent_event_writers_get_distinct_sequence_numbers(db):
 
     def write(n):
         with db.session() as session:
-            return jobs.add_event(session, job_id, "log", {"n": n}).seq
+            return lifecycle.add_event(session, job_id, "log", {"n": n}).seq
 
     with ThreadPoolExecutor(6) as pool:
         seqs = list(pool.map(write, range(30)))

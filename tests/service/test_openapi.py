@@ -10,8 +10,8 @@ import pytest
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from service.api.openapi import REF, is_static, openapi_path
-from service.search_specs import SearchDef, SpaceDimension
-from service.specs import ClassicSpec, Evaluation
+from service.search.spec import SearchDef, SpaceDimension
+from service.classic.spec import ClassicSpec, Evaluation
 
 SCHEMAS = "#/components/schemas/"
 

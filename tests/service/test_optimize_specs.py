@@ -8,15 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from service.errors import SpecError
-from service.optimize_specs import validate_optimize
-from service.optimizers.algorithms import aco_tsp
-from service.optimizers.algorithms.aco_tsp import distances, tour_length, two_opt_best
-from service.optimizers.functions import evaluate
-from service.optimizers.tsp_instances import INSTANCES, tsplib_length
+from service.core.errors import SpecError
+from service.optimize import aco_tsp
+from service.optimize.validate import validate_optimize
+from service.optimize.aco_tsp import distances, tour_length, two_opt_best
+from service.optimize.functions import evaluate
+from service.optimize.tsp_instances import INSTANCES, tsplib_length
 from tests.service.test_api_datasets_models import submit_and_run
 from tests.service.test_api_jobs import assert_error
-from workers.trainers import Cancelled, get_trainer
+from workers.trainers import Cancelled
 from workers.trainers import optimize as optimize_trainer
 
 SPHERE_PSO = {"name": "sphere-pso", "optimize": {"strategy": "pso", "function": "sphere", "dimensions": 5,
@@ -208,9 +208,9 @@ class Counted:
 def test_a_stop_request_is_honoured_before_the_next_evaluation(monkeypatch, strategy, limit):
     counter = Counted(optimize_trainer.evaluate)
     monkeypatch.setattr(optimize_trainer, "evaluate", counter)
-    spec = validate_optimize(opt(strategy=strategy, evaluations=500)).spec
+    run = validate_optimize(opt(strategy=strategy, evaluations=500)).run
     with pytest.raises(Cancelled):
-        get_trainer("optimize")(spec, None, StopAfter(counter, limit))
+        optimize_trainer.train(run, None, StopAfter(counter, limit))
     assert counter.calls == limit
 
 
@@ -218,9 +218,9 @@ def test_a_stop_request_is_honoured_before_the_next_evaluation(monkeypatch, stra
 def test_a_stop_request_ends_a_tsp_before_the_next_tour(monkeypatch, strategy):
     counter = Counted(aco_tsp.tour_length)
     monkeypatch.setattr(aco_tsp, "tour_length", counter)
-    spec = validate_optimize(tsp(instance="eil51", strategy=strategy, evaluations=500)).spec
+    run = validate_optimize(tsp(instance="eil51", strategy=strategy, evaluations=500)).run
     with pytest.raises(Cancelled):
-        get_trainer("optimize")(spec, None, StopAfter(counter, 23))
+        optimize_trainer.train(run, None, StopAfter(counter, 23))
     assert counter.calls == 23
 
 
@@ -228,7 +228,7 @@ def test_progress_is_throttled(monkeypatch):
     monkeypatch.setattr(optimize_trainer, "MIN_INTERVAL_S", 0.0)
     counter = Counted(optimize_trainer.evaluate)
     reporter = StopAfter(counter, 10**9)
-    out = get_trainer("optimize")(validate_optimize(opt(evaluations=5000)).spec, None, reporter)
+    out = optimize_trainer.train(validate_optimize(opt(evaluations=5000)).run, None, reporter)
     assert len(reporter.progress_calls) == 100 == len(reporter.events)
     assert [c["evaluations"] for c in reporter.progress_calls] == list(range(50, 5001, 50))
     assert all(t == "trial" for t, _ in reporter.events) and out.result["evaluations"] == 5000

@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from service.optimizers import Space, minimize, strategies
-from service.optimizers.algorithms.aco_tsp import distances, solve_tsp, tour_length, two_opt_best
-from service.optimizers.base import Dimension
-from service.optimizers.functions import FUNCTIONS, evaluate
+from service.metaheuristics import OPTIMIZERS, Space, minimize
+from service.optimize.aco_tsp import distances, solve_tsp, tour_length, two_opt_best
+from service.metaheuristics.base import Dimension
+from service.optimize.functions import FUNCTIONS, evaluate
 
 MINE = ["ga", "sa", "tabu", "aco"]
 
@@ -26,13 +26,13 @@ def benchmark(name: str, dims: int = 10):
 
 def run(strategy: str, function: str, budget: int, seed: int = 0, **params):
     space, objective = benchmark(function)
-    optimizer = strategies()[strategy](space, budget, seed=seed, **params)
+    optimizer = OPTIMIZERS[strategy](space, budget, seed=seed, **params)
     return minimize(optimizer, objective, budget)
 
 
 @pytest.mark.parametrize("strategy", MINE)
 def test_registered_with_documented_params(strategy):
-    cls = strategies()[strategy]
+    cls = OPTIMIZERS[strategy]
     assert cls.name == strategy
     assert cls.PARAMS and all(len(v) == 2 and isinstance(v[1], str) for v in cls.PARAMS.values())
 
@@ -58,7 +58,7 @@ def test_exact_evaluation_count(strategy, budget):
     # 137 is a multiple of no population or batch size used here.
     space, objective = benchmark("sphere")
     calls = []
-    result = minimize(strategies()[strategy](space, budget, seed=1),
+    result = minimize(OPTIMIZERS[strategy](space, budget, seed=1),
                       lambda p: calls.append(1) or objective(p), budget)
     assert result.evaluations == budget == len(calls) == len(result.curve)
     assert all(a >= b for a, b in zip(result.curve, result.curve[1:]))
@@ -69,7 +69,7 @@ def test_exact_evaluation_count(strategy, budget):
 def test_should_stop_between_evaluations(strategy, k):
     space, objective = benchmark("sphere")
     calls = []
-    result = minimize(strategies()[strategy](space, 1000, seed=2),
+    result = minimize(OPTIMIZERS[strategy](space, 1000, seed=2),
                       lambda p: calls.append(1) or objective(p), 1000,
                       should_stop=lambda: len(calls) >= k)
     assert len(calls) == k == result.evaluations
@@ -80,7 +80,7 @@ def test_ask_never_returns_more_than_n_and_slices_resume(strategy):
     space, objective = benchmark("sphere", dims=4)
 
     def drive(sizes):
-        opt, points = strategies()[strategy](space, 400, seed=3), []
+        opt, points = OPTIMIZERS[strategy](space, 400, seed=3), []
         while len(points) < 400:
             n = sizes()
             xs = np.atleast_2d(opt.ask(n))
@@ -112,7 +112,7 @@ def test_mixed_space(strategy):
         seen.append(p)
         return (p["layers"] - 5) ** 2 + (math.log10(p["lr"]) + 2.5) ** 2 + (p["activation"] != "tanh")
 
-    result = minimize(strategies()[strategy](space, 500, seed=0), objective, 500)
+    result = minimize(OPTIMIZERS[strategy](space, 500, seed=0), objective, 500)
     assert len(seen) == 500
     for p in seen:
         assert isinstance(p["layers"], int) and 1 <= p["layers"] <= 8

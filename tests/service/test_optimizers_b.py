@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from service.optimizers import Space, minimize, strategies
-from service.optimizers.base import Dimension
-from service.optimizers.functions import FUNCTIONS, evaluate
+from service.metaheuristics import OPTIMIZERS, Space, minimize
+from service.metaheuristics.base import Dimension
+from service.optimize.functions import FUNCTIONS, evaluate
 
 NAMES = ["pso", "bfo", "abc"]
 BUDGET = 5000
@@ -24,7 +24,7 @@ def benchmark(name: str, dims: int = 10):
 
 def run(strategy: str, function: str, seed: int, budget: int = BUDGET, **params) -> float:
     space, objective = benchmark(function)
-    optimizer = strategies()[strategy](space, budget, seed=seed, **params)
+    optimizer = OPTIMIZERS[strategy](space, budget, seed=seed, **params)
     return minimize(optimizer, objective, budget).best_value
 
 
@@ -44,7 +44,7 @@ def test_rastrigin_10_beats_random_search(strategy):
 def test_exact_budget(strategy, budget):
     space, objective = benchmark("rastrigin", 5)
     calls = []
-    result = minimize(strategies()[strategy](space, budget, seed=3),
+    result = minimize(OPTIMIZERS[strategy](space, budget, seed=3),
                       lambda p: calls.append(p) or objective(p), budget)
     assert result.evaluations == budget == len(calls) == len(result.curve)
     assert result.best_value == min(objective(p) for p in calls)
@@ -55,7 +55,7 @@ def test_exact_budget(strategy, budget):
 def test_stop_between_evaluations(strategy, k):
     space, objective = benchmark("sphere", 4)
     calls = []
-    result = minimize(strategies()[strategy](space, 1000, seed=0),
+    result = minimize(OPTIMIZERS[strategy](space, 1000, seed=0),
                       lambda p: calls.append(p) or objective(p), 1000, should_stop=lambda: len(calls) >= k)
     assert len(calls) == k == result.evaluations
 
@@ -67,7 +67,7 @@ def test_stop_between_evaluations(strategy, k):
 ])
 def test_whole_population_is_asked_at_once(strategy, size_param, expected):
     space, objective = benchmark("sphere", 6)
-    optimizer = strategies()[strategy](space, 1000, seed=0, **size_param)
+    optimizer = OPTIMIZERS[strategy](space, 1000, seed=0, **size_param)
     xs = optimizer.ask(10_000)
     assert xs.shape == (expected, 6)
     assert np.all((xs >= 0) & (xs <= 1))
@@ -81,7 +81,7 @@ def test_small_asks_continue_the_same_batch(strategy):
     space, objective = benchmark("rastrigin", 5)
 
     def trace(chunk: int) -> np.ndarray:
-        optimizer, points = strategies()[strategy](space, 600, seed=4), []
+        optimizer, points = OPTIMIZERS[strategy](space, 600, seed=4), []
         while len(points) < 600:
             xs = optimizer.ask(min(chunk, 600 - len(points)))
             assert 1 <= len(xs) <= chunk
@@ -116,7 +116,7 @@ def test_mixed_space(strategy, budget, tolerance):
         seen.append(p)
         return cost(p)
 
-    result = minimize(strategies()[strategy](space, budget, seed=2), objective, budget)
+    result = minimize(OPTIMIZERS[strategy](space, budget, seed=2), objective, budget)
     assert len(seen) == budget == result.evaluations
     assert result.best_value < tolerance
     assert result.best_point == min(seen, key=cost)
@@ -124,7 +124,7 @@ def test_mixed_space(strategy, budget, tolerance):
 
 @pytest.mark.parametrize("strategy", NAMES)
 def test_params_are_documented_and_used(strategy):
-    cls = strategies()[strategy]
+    cls = OPTIMIZERS[strategy]
     assert cls.PARAMS and all(isinstance(v, tuple) and len(v) == 2 and v[1] for v in cls.PARAMS.values())
     defaults = {k: v[0] for k, v in cls.PARAMS.items()}
     space, _ = benchmark("sphere", 3)
@@ -147,7 +147,7 @@ def test_pso_variants():
     assert run("pso", "sphere", seed=1, topology="ring") < 1e-3
     assert run("pso", "sphere", seed=1, w=0.9, w_end=0.4, c1=2.0, c2=2.0) < 1e-3
     with pytest.raises(ValueError):
-        strategies()["pso"](Space.box(2, 0, 1), 10, topology="star")
+        OPTIMIZERS["pso"](Space.box(2, 0, 1), 10, topology="star")
 
 
 def test_bfo_fixed_step_size_is_passino():

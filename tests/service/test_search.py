@@ -11,9 +11,9 @@ import time
 import pytest
 from sqlalchemy import select
 
-from service import jobs
-from service.search import SearchDriver
-from service.tables import Job
+from service.jobs import lifecycle
+from service.search.driver import SearchDriver
+from service.core.orm import Job
 from tests.service.test_api_jobs import assert_error
 
 KNN_SEARCH = {
@@ -149,7 +149,7 @@ def test_cancelling_a_search_stops_its_running_trials(client, alice, db, drive):
     drive.driver.run_pending()
     running, waiting = children_of(db, parent["id"])
     with db.session() as session:  # a worker has taken the first trial
-        assert jobs.claim(session, running.id, "w1") == 1
+        assert lifecycle.claim(session, running.id, "w1") == 1
     assert client.post(f"/api/v1/jobs/{parent['id']}/cancel", headers=alice).status_code == 202
     with db.session() as session:
         assert session.get(Job, waiting.id).status == "cancelled"
@@ -157,7 +157,7 @@ def test_cancelling_a_search_stops_its_running_trials(client, alice, db, drive):
     drive(parent["id"], run_trials=False)
     assert client.get(f"/api/v1/jobs/{parent['id']}", headers=alice).get_json()["status"] == "running"
     with db.session() as session:  # the trial stops as its watch would make it
-        jobs.finish(session, running.id, jobs.CANCELLED, attempt=1)
+        lifecycle.finish(session, running.id, lifecycle.CANCELLED, attempt=1)
     drive(parent["id"], run_trials=False)
     job = client.get(f"/api/v1/jobs/{parent['id']}", headers=alice).get_json()
     assert job["status"] == "cancelled"

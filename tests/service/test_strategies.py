@@ -6,10 +6,11 @@ import inspect
 import numpy as np
 import pytest
 
-from service.errors import SpecError
-from service.optimizers import Space, minimize, strategies
-from service.optimizers.algorithms import aco_tsp
-from service.strategies import strategies_catalog, tsp_model, validate_params, validate_strategy_params
+from service.core.errors import SpecError
+from service.metaheuristics import OPTIMIZERS, Space, minimize
+from service.optimize import aco_tsp
+from service.metaheuristics.params import strategies_catalog, validate_params, validate_strategy_params
+from service.optimize.spec import tsp_model
 
 NAMES = ["ga", "sa", "tabu", "aco", "pso", "bfo", "abc", "random"]
 
@@ -22,13 +23,13 @@ def error_field(strategy, params, field="search.params"):
 
 
 def test_every_registered_strategy_has_a_schema():
-    assert sorted(strategies()) == sorted(NAMES)
+    assert sorted(OPTIMIZERS) == sorted(NAMES)
     assert {s["name"] for s in strategies_catalog()} == set(NAMES)
 
 
 @pytest.mark.parametrize("strategy", NAMES)
 def test_defaults_fill_in_and_bounds_fit_them(strategy):
-    cls = strategies()[strategy]
+    cls = OPTIMIZERS[strategy]
     defaults = {name: default for name, (default, _) in cls.PARAMS.items()}
     assert validate_strategy_params(strategy, {}, "search.params") == defaults
     assert validate_strategy_params(strategy, defaults, "optimize.params") == defaults
@@ -43,7 +44,7 @@ def test_defaults_fill_in_and_bounds_fit_them(strategy):
 
 @pytest.mark.parametrize("strategy", [n for n in NAMES if n != "random"])
 def test_out_of_bounds_unknown_and_mistyped_params_name_the_field(strategy):
-    cls = strategies()[strategy]
+    cls = OPTIMIZERS[strategy]
     for name, (low, high) in cls.BOUNDS.items():
         if high is not None:
             assert error_field(strategy, {name: high * 2 + 1}) == f"search.params.{name}"
@@ -72,7 +73,7 @@ def test_specific_errors():
 @pytest.mark.parametrize("strategy", [n for n in NAMES if n != "random"])
 @pytest.mark.parametrize("end", [0, 1])
 def test_the_algorithms_run_at_their_bounds(strategy, end):
-    cls = strategies()[strategy]
+    cls = OPTIMIZERS[strategy]
     params = {name: bounds[end] for name, bounds in cls.BOUNDS.items() if bounds[end] is not None}
     params = validate_strategy_params(strategy, params, "p")
     space = Space.box(3, -5.12, 5.12)

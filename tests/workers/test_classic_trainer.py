@@ -17,9 +17,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from service.algorithms import ALGORITHMS
-from service.datasets import load_builtin, table_from_frame
-from workers.trainers import Cancelled, get_trainer
+from service.classic.algorithms import ALGORITHMS
+from service.classic.spec import ClassicRun
+from service.data.tables import load_builtin, table_from_frame
+from workers.trainers import Cancelled
+from workers.trainers.classic import train
 
 
 class ListReporter:
@@ -46,12 +48,10 @@ class ListReporter:
 
 def make_spec(algorithm, task, params=None, *, test_size=0.2, cv=None, seed=0, scale=False, impute=None):
     full = ALGORITHMS[algorithm].params.model_validate(params or {}).model_dump()
-    return {"dataset": "x", "algorithm": algorithm, "task": task, "params": full,
-            "evaluation": {"test_size": test_size, "cv": cv, "seed": seed},
-            "preprocessing": {"scale": scale, "impute": impute}}
-
-
-train = get_trainer("classic")
+    return ClassicRun.model_validate({
+        "dataset": "x", "algorithm": algorithm, "task": task, "params": full,
+        "evaluation": {"test_size": test_size, "cv": cv, "seed": seed},
+        "preprocessing": {"scale": scale, "impute": impute}})
 
 CLASSIFIERS = [
     ("knn", {"n_neighbors": 7, "weights": "distance"}, lambda s: KNeighborsClassifier(n_neighbors=7, weights="distance")),

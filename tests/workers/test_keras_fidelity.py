@@ -7,13 +7,13 @@ import sys
 
 import numpy as np
 
-from service.arrays import ArrayData
+from service.data.arrays import ArrayData
 from service.nets.layers import validate_layers
 from service.nets.presets import preset_layers
 from tests.digit_images import MNIST_8K
 from tests.workers.test_classic_trainer import ListReporter
 from tests.workers.test_network_trainers import network_spec
-from workers.trainers import get_trainer
+from workers.trainers.network import train
 
 QUICKSTART = """
 import sys
@@ -47,8 +47,7 @@ def test_mlp_preset_matches_the_keras_quickstart():
                          x_test=npz["x_test"][..., None], y_test=npz["y_test"].astype(np.int64),
                          task="classification", input_shape=(28, 28, 1), classes=list(range(10)), pixel_max=255.0)
     layers = validate_layers(preset_layers("mlp", 10, (28, 28, 1)))
-    trained = get_trainer("network")(network_spec("tensorflow", layers, "sequential", epochs=5, seed=0), data,
-                                     ListReporter())
+    trained = train(network_spec("tensorflow", layers, "sequential", epochs=5, seed=0), data, ListReporter())
     ours = trained.metrics["accuracy"]
     assert ours >= 0.93, ours
     assert abs(ours - plain_accuracy) <= 0.01, (ours, plain_accuracy)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.arrays import ArrayData
+from service.data.arrays import ArrayData
 from service.nets import keras_builder, torch_builder
 from service.nets.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
 from service.nets.presets import preset_layers
-from service.network_specs import Training
+from service.nets.spec import NetworkRun, Training
 from tests.digit_images import load_mnist_8k
 from tests.workers.test_classic_trainer import ListReporter
-from workers.trainers import Cancelled, get_trainer
+from workers.trainers import Cancelled
+from workers.trainers.network import train
 
 SHAPE = (28, 28, 1)
 CUSTOM = [
@@ -39,11 +40,18 @@ def digits():
                      input_shape=SHAPE, classes=list(range(10)), pixel_max=255.0)
 
 
-def network_spec(framework, layers, api, epochs=2, **training):
-    return {"framework": framework, "network": {"preset": None, "api": api, "layers": layers},
-            "input_shape": list(SHAPE), "outputs_probabilities": ends_with_softmax(layers), "device": "cpu",
-            "training": Training.model_validate({"epochs": epochs, "batch_size": 32, **training}).model_dump()
-            | {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"], "weight_decay": 0.0}}
+def network_spec(framework, layers, api, epochs=2, *, input_shape=SHAPE, task="classification", **training):
+    """The run a network job with these layers would store (what the trainer receives)."""
+    defaults = {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]} if task == "classification" \
+        else {"loss": "mse", "metrics": ["mae"]}
+    return NetworkRun.model_validate({
+        "dataset": "mnist", "framework": framework, "task": task,
+        "network": {"preset": None, "api": api, "layers": layers},
+        "input_shape": list(input_shape), "outputs_probabilities": ends_with_softmax(layers),
+        "parameters": parameter_counts(infer_shapes(layers, tuple(input_shape))),
+        "training": Training.model_validate({"epochs": epochs, "batch_size": 32, **training}).model_dump()
+        | {"weight_decay": 0.0, **defaults, **{k: v for k, v in training.items() if k in defaults}},
+        "evaluation": {"test_size": 0.2, "seed": 0}, "device": "cpu", "device_requested": "cpu"})
 
 
 @pytest.mark.parametrize("name", ["mlp", "feedforward", "lenet", "custom"])
@@ -72,7 +80,7 @@ def test_presets_train_report_every_epoch_and_predict(digits, tmp_path, framewor
     layers = validate_layers(preset_layers(preset, 10, SHAPE))
     reporter = ListReporter()
     reporter.checkpoint_dir = tmp_path / "checkpoints"
-    trained = get_trainer("network")(network_spec(framework, layers, api, validation_split=0.1), digits, reporter)
+    trained = train(network_spec(framework, layers, api, validation_split=0.1), digits, reporter)
 
     epochs = [data for kind, data in reporter.events if kind == "epoch"]
     assert [e["epoch"] for e in epochs] == [1, 2]
@@ -93,10 +101,10 @@ def test_a_job_resumes_from_its_last_checkpoint(digits, tmp_path, framework, pre
     layers = validate_layers(preset_layers(preset, 10, SHAPE))
     first = ListReporter()
     first.checkpoint_dir = tmp_path
-    get_trainer("network")(network_spec(framework, layers, api, epochs=1), digits, first)
+    train(network_spec(framework, layers, api, epochs=1), digits, first)
     resumed = ListReporter()
     resumed.checkpoint_dir = tmp_path
-    trained = get_trainer("network")(network_spec(framework, layers, api, epochs=3), digits, resumed)
+    trained = train(network_spec(framework, layers, api, epochs=3), digits, resumed)
     assert [d["epoch"] for k, d in resumed.events if k == "epoch"] == [2, 3]
     assert any("resuming from the checkpoint of epoch 1" in d.get("message", "") for k, d in resumed.events)
     assert trained.metrics["epochs_run"] == 3
@@ -116,7 +124,7 @@ def test_a_cancel_stops_within_one_batch(digits, framework):
     reporter = StopAfter(5)
     layers = validate_layers(preset_layers("mlp", 10, SHAPE))
     with pytest.raises(Cancelled):
-        get_trainer("network")(network_spec(framework, layers, "sequential", epochs=3), digits, reporter)
+        train(network_spec(framework, layers, "sequential", epochs=3), digits, reporter)
     assert reporter.asked <= 7  # it stopped right after the asking that said stop
     assert not [d for k, d in reporter.events if k == "epoch"]
 
@@ -128,7 +136,7 @@ def test_early_stopping_ends_training_before_the_last_epoch(digits, framework):
                         early_stopping={"monitor": "val_loss", "patience": 1, "min_delta": 0.0,
                                         "restore_best_weights": True})
     reporter = ListReporter()
-    trained = get_trainer("network")(spec, digits, reporter)
+    trained = train(spec, digits, reporter)
     assert trained.metrics["epochs_run"] < 30
 
 
@@ -140,9 +148,8 @@ def test_regression_on_a_table_with_pytorch_and_keras():
                      input_shape=(3,), classes=None, features=["a", "b", "c"])
     layers = validate_layers([{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dense", "units": 1}])
     for framework in ("tensorflow", "pytorch"):
-        spec = network_spec(framework, layers, "sequential", epochs=40, learning_rate=0.01)
-        spec["input_shape"] = [3]
-        spec["training"]["loss"], spec["training"]["metrics"] = "mse", ["mae"]
-        trained = get_trainer("network")(spec, data, ListReporter())
+        spec = network_spec(framework, layers, "sequential", epochs=40, learning_rate=0.01, input_shape=(3,),
+                            task="regression", loss="mse", metrics=["mae"])
+        trained = train(spec, data, ListReporter())
         assert trained.metrics["r2"] > 0.9, (framework, trained.metrics)
         assert trained.input["features"] == ["a", "b", "c"]

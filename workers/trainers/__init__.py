@@ -1,6 +1,5 @@
-"""Trainers: plain functions `train(spec, data, report) -> TrainedModel` (or an OptimizationResult
-where the job makes no model), free of database and Celery."""
-from workers.trainers.base import Cancelled, OptimizationResult, Reporter, TrainedModel
-from workers.trainers.registry import get_trainer, register
+"""Trainers, one package per job family: `load_data(run, source)` and `train(run, data, report)`,
+free of database and Celery (workers/trainers/base.py)."""
+from workers.trainers.base import Cancelled, DataSource, OptimizationResult, Reporter, TrainedModel
 
-__all__ = ["Cancelled", "OptimizationResult", "Reporter", "TrainedModel", "get_trainer", "register"]
+__all__ = ["Cancelled", "DataSource", "OptimizationResult", "Reporter", "TrainedModel"]

@@ -1,9 +1,16 @@
-"""What every trainer receives and returns."""
+"""What every trainer receives and returns.
+
+A trainer is a module of workers/trainers with two functions, named by its job family's
+registry record: `load_data(run, source)` reads the data set the run names, and
+`train(run, data, report)` returns a TrainedModel (or an OptimizationResult where the job
+makes no model). `run` is the family's typed run model. Trainers import neither the
+database nor Celery, so each can be tested on tiny data with no services.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 
 class Cancelled(Exception):
@@ -27,8 +34,18 @@ class Reporter(Protocol):
 
 
 @dataclass
+class DataSource:
+    """Where a job's data is: the server's data directory and the file of the upload it names."""
+
+    data_dir: Path
+    uploaded: tuple[str, str] | None = None  # (kind, path) of the uploaded data set, if the job names one
+
+
+@dataclass
 class TrainedModel:
-    artifact: Any                     # the object the worker saves (framework's own format)
+    artifact: Any                     # the object the worker saves ...
+    write: Callable[[Any, Path], None]  # ... with this, in its framework's own format ...
+    suffix: str                       # ... to a file with this suffix
     framework: str                    # sklearn | tensorflow | pytorch
     task: str
     input: dict[str, Any]             # {"features": [...]} or {"shape": [...]}

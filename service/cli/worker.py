@@ -1,0 +1,21 @@
+"""`labtrain worker`: a Celery worker that trains jobs."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from service.core.config import Settings
+from workers.celery_app import run_worker
+
+
+@click.command()
+@click.option("--queues", default="cpu", show_default=True, help="comma-separated: cpu, gpu")
+@click.option("--concurrency", default=None, type=int, help="jobs at once (default: CPU cores, 1 on gpu)")
+@click.option("--name", default=None, help="worker name (default: queues@host)")
+def worker(queues: str, concurrency: int | None, name: str | None) -> None:
+    """Run a Celery worker that trains jobs from the given queues."""
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()]
+    if concurrency is None:
+        concurrency = 1 if "gpu" in queue_list else os.cpu_count() or 1
+    run_worker(Settings.from_env(), queue_list, concurrency, name)

@@ -1,0 +1,57 @@
+"""The Celery app's configuration, shared by the API (which sends) and the workers (which run).
+
+The message carries only the job id (DESIGN.md decision 1); the web side sends the task
+by name and never imports the task code.
+"""
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from service.core.config import Settings
+
+RUN_JOB_TASK = "labtrain.run_job"
+QUEUES = ("cpu", "gpu")
+
+
+def make_celery(settings: Settings) -> Celery:
+    if settings.embedded_broker:
+        _tune_embedded_transport(settings)
+    app = Celery("labtrain", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="cpu",
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        broker_transport_options=(
+            {} if settings.embedded_broker else {"visibility_timeout": settings.visibility_timeout}
+        ),
+    )
+    return app
+
+
+def _tune_embedded_transport(settings: Settings) -> None:
+    # kombu hands this transport's options to create_engine, so its polling interval
+    # can only be set on the class (it polls once a second by default).
+    from kombu.transport import sqlalchemy as sqla_transport
+
+    sqla_transport.Transport.polling_interval = settings.embedded_poll_interval
+
+
+def send_job(app: Celery, job_id: str, queue: str) -> None:
+    app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+
+
+def declare_queues(app: Celery) -> None:
+    """Create the queues once, before API and workers start using the broker at the same time."""
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=3)
+        channel = connection.default_channel
+        for queue in app.conf.task_queues:
+            queue(channel).declare()

@@ -1,0 +1,110 @@
+"""Settings read from the environment each time they are asked for (never frozen at import)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _env_int(environ, name: str, default: int) -> int:
+    raw = environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _env_float(environ, name: str, default: float) -> float:
+    raw = environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    broker_url: str
+    data_dir: Path
+    artifact_dir: Path
+    max_upload_bytes: int = 50 * 1024 * 1024
+    # Redis re-delivers an unacknowledged message after this many seconds, so it must
+    # be longer than the longest job we allow (DESIGN.md decision 2).
+    visibility_timeout: int = 24 * 3600
+    # How often the serverless broker looks for new messages, in seconds.
+    embedded_poll_interval: float = 0.02
+    model_cache_size: int = 32
+    # Fair share and per-user limits (an admin may override the limits per user).
+    usage_half_life_s: float = 24 * 3600
+    max_running_cpu: int = 4
+    max_running_gpu: int = 1
+    max_queued: int = 20
+    max_run_time_s: int = 24 * 3600
+    # Keeping jobs alive: a running job whose heartbeat is older than this lost its worker.
+    job_heartbeat_timeout_s: float = 60.0
+    # A job sent to the broker but not taken after this long is sent again (the broker may
+    # have lost it, e.g. Redis restarted); a duplicate is harmless.
+    resend_after_s: float = 60.0
+    # A cancelled or overdue job that has not stopped after this long is killed.
+    stop_grace_s: float = 30.0
+    max_attempts: int = 3
+    dispatch_interval_s: float = 0.05
+    # `labtrain admin prune` removes finished jobs' files after this many days by default.
+    retention_days: int = 30
+    # Per-user request rates ("30/minute"; empty: no limit) and where they are counted
+    # (default: the broker's Redis when it is one, else each process's memory).
+    submit_rate_limit: str | None = "120/minute"
+    predict_rate_limit: str | None = "1200/minute"
+    rate_limit_storage_url: str | None = None
+    # A bearer token Prometheus must send for /metrics (empty: /metrics is open).
+    metrics_token: str | None = None
+    log_format: str = "text"  # or "json": one JSON object a line, with the job id on job lines
+    # Modules that register job families of a lab's own, besides the built-in ones.
+    extra_families: tuple[str, ...] = ()
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("sqla+")
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls.from_env_map(os.environ)
+
+    @classmethod
+    def from_env_map(cls, environ) -> "Settings":
+        """Settings from a mapping of environment variables (the process's own by default)."""
+        home = Path(environ.get("LABTRAIN_HOME") or Path.home() / ".labtrain").expanduser()
+        data_dir = Path(environ.get("LABTRAIN_DATA_DIR") or home / "datasets").expanduser()
+        artifact_dir = Path(environ.get("LABTRAIN_ARTIFACT_DIR") or home / "artifacts").expanduser()
+        return cls(
+            home=home,
+            database_url=environ.get("LABTRAIN_DATABASE_URL") or f"sqlite:///{home / 'labtrain.db'}",
+            broker_url=environ.get("LABTRAIN_BROKER_URL") or f"sqla+sqlite:///{home / 'broker.db'}",
+            data_dir=data_dir,
+            artifact_dir=artifact_dir,
+            max_upload_bytes=_env_int(environ, "LABTRAIN_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
+            visibility_timeout=_env_int(environ, "LABTRAIN_VISIBILITY_TIMEOUT", 24 * 3600),
+            embedded_poll_interval=_env_float(environ, "LABTRAIN_EMBEDDED_POLL_INTERVAL", 0.02),
+            model_cache_size=_env_int(environ, "LABTRAIN_MODEL_CACHE_SIZE", 32),
+            usage_half_life_s=_env_float(environ, "LABTRAIN_USAGE_HALF_LIFE_S", 24 * 3600),
+            max_running_cpu=_env_int(environ, "LABTRAIN_MAX_RUNNING_CPU", 4),
+            max_running_gpu=_env_int(environ, "LABTRAIN_MAX_RUNNING_GPU", 1),
+            max_queued=_env_int(environ, "LABTRAIN_MAX_QUEUED", 20),
+            max_run_time_s=_env_int(environ, "LABTRAIN_MAX_RUN_TIME_S", 24 * 3600),
+            job_heartbeat_timeout_s=_env_float(environ, "LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S", 60.0),
+            resend_after_s=_env_float(environ, "LABTRAIN_RESEND_AFTER_S", 60.0),
+            stop_grace_s=_env_float(environ, "LABTRAIN_STOP_GRACE_S", 30.0),
+            max_attempts=_env_int(environ, "LABTRAIN_MAX_ATTEMPTS", 3),
+            dispatch_interval_s=_env_float(environ, "LABTRAIN_DISPATCH_INTERVAL_S", 0.05),
+            retention_days=_env_int(environ, "LABTRAIN_RETENTION_DAYS", 30),
+            submit_rate_limit=environ.get("LABTRAIN_SUBMIT_RATE_LIMIT", "120/minute") or None,
+            predict_rate_limit=environ.get("LABTRAIN_PREDICT_RATE_LIMIT", "1200/minute") or None,
+            rate_limit_storage_url=environ.get("LABTRAIN_RATE_LIMIT_STORAGE_URL") or None,
+            metrics_token=environ.get("LABTRAIN_METRICS_TOKEN") or None,
+            log_format="json" if environ.get("LABTRAIN_LOG_FORMAT", "").lower() == "json" else "text",
+            extra_families=tuple(m.strip() for m in environ.get("LABTRAIN_FAMILIES", "").split(",") if m.strip()),
+        )
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.data_dir, self.artifact_dir):
+            path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,143 @@
+"""Resolving the data set a job spec names, as one user may see it: a built-in, or an upload
+of theirs. Another user's upload is the same 404 as an unknown id, so ids leak nothing.
+
+The views say what the spec checks need to know of a data set (rows, columns, shapes), so
+that a spec that cannot run on its data is a 422 at submit time, not a failed job.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from sqlalchemy.orm import Session
+
+from service.core.errors import NotFound, SpecError, spec_error_from
+from service.core.orm import Dataset, User, could_be_id
+from service.core.schema import Strict
+from service.data.arrays import IMAGE_BUILTINS, builtin_array_info
+from service.data.tables import BUILTINS, DataError, builtin_info, infer_task
+from service.data.tasks import CLASSIFICATION, REGRESSION
+
+
+class DatasetRef(Strict):
+    id: str = Field(min_length=1, max_length=64)
+    target: str | None = Field(None, min_length=1, max_length=255)
+
+
+@dataclass
+class DatasetView:
+    """A table (built-in or uploaded CSV), as the spec checks see it."""
+
+    spec_value: Any            # what the stored spec names: "iris" or {"id", "target"}
+    rows: int
+    columns: list[dict[str, Any]]
+    target: str | None
+    task: str | None           # the built-in's task, or None to infer from the target
+
+
+@dataclass
+class ArrayView:
+    """What the checks need to know of a network's data set."""
+
+    spec_value: Any
+    input_shape: tuple[int, ...]
+    task: str
+    n_outputs: int
+    rows: int
+
+
+def target_column(view: DatasetView) -> dict[str, Any] | None:
+    return next((c for c in view.columns if c["name"] == view.target), None)
+
+
+def supervised_task(view: DatasetView, task: str | None = None) -> str:
+    """The task a supervised job does on this table: `task`, or what its target column holds."""
+    target = target_column(view)
+    if target is None:
+        raise SpecError("supervised learning needs a target column; name it in dataset.target",
+                        field="dataset.target")
+    natural = view.task or infer_task(target)
+    task = task or natural
+    if view.task and task != view.task:
+        raise SpecError(f"{view.spec_value} is a {view.task} data set, but this algorithm does {task}; "
+                        f"choose an algorithm that does {view.task}", field="task")
+    if task == REGRESSION and target["kind"] != "numeric":
+        raise SpecError(f"regression needs a numeric target; column {target['name']!r} holds text",
+                        field="task")
+    return task
+
+
+class DatasetRefs:
+    """Resolves the data set a spec names: a built-in, or an upload `user` may see."""
+
+    def __init__(self, session: Session, user: User, data_dir: Path):
+        self.session, self.user, self.data_dir = session, user, data_dir
+
+    def table(self, ref: Any) -> DatasetView:
+        """The table a spec names; a 422 that says what to name instead, or a 404 for an id not yours."""
+        if isinstance(ref, str):
+            if ref not in BUILTINS:
+                raise SpecError(f"unknown data set {ref!r}; use a built-in ({', '.join(BUILTINS)}) or "
+                                "{\"id\": <uploaded data set id>, \"target\": <column>}", field="dataset",
+                                code="unknown_dataset")
+            info = builtin_info(ref)
+            return DatasetView(spec_value=ref, rows=info["rows"], columns=info["columns"], target="target",
+                               task=info["task"])
+        if not isinstance(ref, dict):
+            raise SpecError("dataset must be a built-in name or {\"id\": ..., \"target\": ...}", field="dataset")
+        parsed = _parse_ref(ref)
+        row = self.uploaded(parsed.id)
+        if row.kind != "csv":
+            raise SpecError("classic algorithms need a CSV data set", field="dataset.id")
+        columns = row.info["columns"]
+        target = parsed.target or row.info.get("target")
+        if target is not None and target not in {c["name"] for c in columns}:
+            raise SpecError(f"the data set has no column {target!r}; its columns are "
+                            f"{', '.join(c['name'] for c in columns)}", field="dataset.target")
+        return DatasetView(spec_value={"id": row.id, "target": target}, rows=row.rows, columns=columns,
+                           target=target, task=None)
+
+    def arrays(self, ref: Any) -> ArrayView:
+        """The data set a network job names: images (mnist, digits, NPZ) or a table of numbers."""
+        if isinstance(ref, str) and ref in IMAGE_BUILTINS:
+            try:
+                info = builtin_array_info(ref, self.data_dir)
+            except DataError as exc:
+                raise SpecError(str(exc), field="dataset", code="unknown_dataset") from None
+            return ArrayView(ref, tuple(info["input_shape"]), info["task"], len(info["classes"]), info["rows"])
+        if isinstance(ref, dict):
+            row = self.uploaded(_parse_ref(ref).id)
+            if row.kind == "npz":
+                info = row.info
+                outputs = len(info["classes"]) if info["classes"] is not None else 1
+                return ArrayView({"id": row.id}, tuple(info["input_shape"]), info["task"], outputs, row.rows)
+        view = self.table(ref)  # a table: a built-in or an uploaded CSV
+        task = supervised_task(view)
+        features = [c for c in view.columns if c["name"] != view.target]
+        text = [c["name"] for c in features if c["kind"] != "numeric"]
+        if text:
+            raise SpecError(f"networks take numeric features; columns {', '.join(text[:5])} hold text",
+                            field="dataset")
+        target = target_column(view)
+        gaps = [c["name"] for c in features if c["missing"]] + ([view.target] if target["missing"] else [])
+        if gaps:
+            raise SpecError(f"networks need complete rows; columns {', '.join(gaps[:5])} have missing values",
+                            field="dataset")
+        outputs = target["distinct"] if task == CLASSIFICATION else 1
+        return ArrayView(view.spec_value, (len(features),), task, outputs, view.rows)
+
+    def uploaded(self, dataset_id: str) -> Dataset:
+        """The user's uploaded data set; another user's is the same 404 as an unknown id."""
+        row = self.session.get(Dataset, dataset_id) if could_be_id(dataset_id) else None
+        if row is None or (row.owner_id != self.user.id and not self.user.is_admin):
+            raise NotFound(f"no data set with id {dataset_id!r}", field="dataset.id")
+        return row
+
+
+def _parse_ref(ref: dict) -> DatasetRef:
+    try:
+        return DatasetRef.model_validate(ref)
+    except ValidationError as exc:
+        raise spec_error_from(exc, DatasetRef, prefix="dataset") from None

@@ -1,0 +1,153 @@
+"""The dispatcher: the database holds the queue, and jobs go to Celery only when a worker
+slot is free, the next one chosen by fair share (DESIGN.md decisions 5 and 6).
+
+Each round: re-queue or fail jobs whose worker stopped heartbeating, re-send jobs the
+broker lost, then fill each queue's free slots in fair-share order
+(service/lab/fair_share.py); per-user running limits skip an owner who has enough
+running. A round runs under a lock row, so any number of dispatchers can run without
+releasing a job twice. Families whose jobs take no slot (a search) are driven here too,
+by the driver their registry record names: their trials are jobs this dispatcher then
+schedules.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import Counter
+from datetime import datetime, timedelta
+
+from celery import Celery
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.core.broker import QUEUES, make_celery, send_job
+from service.core.config import Settings
+from service.core.db import Database
+from service.core.orm import DispatchLock, Job, User, utcnow
+from service.jobs import families, lifecycle
+from service.jobs.lifecycle import QUEUED, RUNNING
+from service.jobs.limits import effective_limits
+from service.lab import worker_registry
+from service.lab.fair_share import waiting_in_order
+
+log = logging.getLogger("labtrain.dispatcher")
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, celery: Celery, name: str | None = None):
+        self.settings, self.celery = settings, celery
+        self.name = name or f"dispatcher@{socket.gethostname()}"
+
+    def run_round(self, session: Session) -> list[str]:
+        """One round under the lock; returns the ids of the jobs released."""
+        self._lock(session)
+        now = utcnow()
+        self._reap(session, now)
+        self._resend(session, now)
+        released = []
+        for queue in QUEUES:
+            released += self._fill(session, queue, now)
+        return released
+
+    def _lock(self, session: Session) -> None:
+        # The UPDATE holds the row (PostgreSQL) or the database (SQLite) until commit.
+        take = update(DispatchLock).where(DispatchLock.id == 1).values(holder=self.name, taken_at=utcnow())
+        if session.execute(take).rowcount:
+            return
+        try:  # the migration made the row; recreate it if it was deleted
+            with session.begin_nested():
+                session.execute(insert(DispatchLock).values(id=1, holder=self.name, taken_at=utcnow()))
+        except IntegrityError:  # another dispatcher made it first
+            session.execute(take)
+
+    def _reap(self, session: Session, now: datetime) -> None:
+        """Running jobs whose heartbeat stopped lost their worker: run them again, or fail them."""
+        stale = now - timedelta(seconds=self.settings.job_heartbeat_timeout_s)
+        for job in session.scalars(select(Job).where(Job.status == RUNNING, families.takes_slot(),
+                                                     Job.heartbeat_at < stale)):
+            if job.attempt < job.max_attempts:
+                log.warning("job %s lost its worker %s; re-queueing (attempt %d of %d done)",
+                            job.id, job.worker, job.attempt, job.max_attempts)
+                lifecycle.requeue(session, job, f"worker {job.worker} lost")
+            else:
+                log.warning("job %s lost its worker %s after %d attempts; failing it", job.id, job.worker, job.attempt)
+                lifecycle.finish(session, job.id, lifecycle.FAILED, attempt=job.attempt, error_code="worker_lost",
+                            error=f"the job's worker stopped responding in each of its {job.attempt} attempts "
+                                  f"(last on {job.worker})")
+
+    def _resend(self, session: Session, now: datetime) -> None:
+        """Jobs sent but never taken: the broker may have lost them. A duplicate is dropped by the claim."""
+        overdue = now - timedelta(seconds=self.settings.resend_after_s)
+        for job in session.scalars(select(Job).where(Job.status == QUEUED, Job.released_at < overdue)):
+            if self._send(job):
+                job.released_at = now
+
+    def _fill(self, session: Session, queue: str, now: datetime) -> list[str]:
+        capacity = sum(w.concurrency for w in worker_registry.online(session) if queue in w.queues.split(","))
+        busy = session.execute(select(Job.owner_id).where(Job.queue == queue, families.takes_slot(), or_(
+            Job.status == RUNNING, (Job.status == QUEUED) & Job.released_at.is_not(None)))).scalars().all()
+        free = capacity - len(busy)
+        if free <= 0:
+            return []
+        per_owner = Counter(busy)
+        limits: dict[str, int] = {}
+        released = []
+        for job in waiting_in_order(session, queue, self.settings, now):
+            if free <= 0:
+                break
+            if job.owner_id not in limits:
+                owner = session.get(User, job.owner_id)
+                limits[job.owner_id] = effective_limits(self.settings, owner)[f"max_running_{queue}"]
+            if per_owner[job.owner_id] >= limits[job.owner_id]:
+                continue
+            if not self._send(job):
+                break  # the broker is down: try again next round
+            job.released_at = now
+            per_owner[job.owner_id] += 1
+            free -= 1
+            released.append(job.id)
+        return released
+
+    def _send(self, job: Job) -> bool:
+        try:
+            send_job(self.celery, job.id, job.queue)
+            return True
+        except Exception:
+            log.warning("the broker did not take job %s; it stays queued", job.id, exc_info=True)
+            return False
+
+
+def round_needed(session: Session, settings: Settings) -> bool:
+    """A cheap look: is anything waiting, overdue at the broker, or running without a heartbeat?"""
+    now = utcnow()
+    overdue = now - timedelta(seconds=settings.resend_after_s)
+    stale = now - timedelta(seconds=settings.job_heartbeat_timeout_s)
+    return session.scalar(select(Job.id).where(families.takes_slot(), or_(
+        (Job.status == QUEUED) & (Job.released_at.is_(None) | (Job.released_at < overdue)),
+        (Job.status == RUNNING) & (Job.heartbeat_at < stale))).limit(1)) is not None
+
+
+def run_forever(settings: Settings, stop: threading.Event) -> None:
+    """The dispatcher process: a round whenever one is needed, until `stop` is set."""
+    db = Database(settings.database_url)
+    dispatcher = Dispatcher(settings, make_celery(settings))
+    drivers = [family.driver(settings, db, dispatcher.name) for family in families.all_families() if family.driver]
+    log.info("%s dispatching every %.2f s", dispatcher.name, settings.dispatch_interval_s)
+    while not stop.is_set():
+        try:
+            for driver in drivers:
+                driver.run_pending()
+            with db.session() as session:
+                needed = round_needed(session, settings)
+            if needed:
+                with db.session() as session:
+                    released = dispatcher.run_round(session)
+                if released:
+                    log.info("released %d job(s): %s", len(released), ", ".join(released))
+        except Exception:  # the database may be restarting: keep going
+            log.exception("dispatch round failed")
+            stop.wait(1.0)
+        stop.wait(settings.dispatch_interval_s)
+    db.dispose()

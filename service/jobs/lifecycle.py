@@ -1,0 +1,109 @@
+"""The job lifecycle in the database (DESIGN.md decision 1: the database is the truth).
+
+queued -> running -> succeeded | failed | cancelled. Every transition is one guarded
+UPDATE, so two processes can never both move the same job.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.core.errors import Conflict
+from service.core.orm import Job, JobEvent, User, utcnow
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+def create_job(session: Session, owner: User, *, family: str, spec: dict[str, Any], queue: str,
+               name: str | None, time_limit_s: int | None = None, max_attempts: int = 3) -> Job:
+    job = Job(owner_id=owner.id, family=family, spec=spec, queue=queue, name=name, status=QUEUED,
+              time_limit_s=time_limit_s, max_attempts=max_attempts)
+    session.add(job)
+    session.flush()
+    add_event(session, job.id, "status", {"status": QUEUED, "by": owner.name})
+    return job
+
+
+def add_event(session: Session, job_id: str, type_: str, data: dict[str, Any]) -> JobEvent:
+    """Append an event with the job's next sequence number.
+
+    The counter lives on the job row: the UPDATE locks that row until commit, so
+    concurrent writers to one job get consecutive numbers and never collide.
+    """
+    seq = session.execute(
+        update(Job).where(Job.id == job_id).values(event_seq=Job.event_seq + 1).returning(Job.event_seq)
+    ).scalar_one()
+    event = JobEvent(job_id=job_id, seq=seq, type=type_, data=data, time=utcnow())
+    session.add(event)
+    session.flush()
+    return event
+
+
+def claim(session: Session, job_id: str, worker: str) -> int | None:
+    """Move a queued job to running; returns its attempt number. None means another
+    delivery already took it (or it was cancelled): drop this one."""
+    now = utcnow()
+    attempt = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == QUEUED)
+        .values(status=RUNNING, attempt=Job.attempt + 1, started_at=now, heartbeat_at=now, worker=worker)
+        .returning(Job.attempt)
+    ).scalar_one_or_none()
+    if attempt is None:
+        return None
+    add_event(session, job_id, "status", {"status": RUNNING, "worker": worker, "attempt": attempt})
+    return attempt
+
+
+def finish(session: Session, job_id: str, status: str, attempt: int | None = None, **fields: Any) -> bool:
+    """End a running job (only the attempt named, if one is). False when it was no longer running:
+    a job whose worker was presumed lost and re-queued cannot be finished by the old attempt."""
+    guard = [Job.id == job_id, Job.status == RUNNING]
+    if attempt is not None:
+        guard.append(Job.attempt == attempt)
+    result = session.execute(update(Job).where(*guard).values(status=status, finished_at=utcnow(), **fields))
+    if result.rowcount != 1:
+        return False
+    data = {"status": status}
+    if fields.get("error"):
+        data["error"] = fields["error"]
+    add_event(session, job_id, "status", data)
+    return True
+
+
+def request_cancel(session: Session, job: Job, by: User) -> str:
+    """Cancel a queued job at once; ask a running one to stop. Returns the status after."""
+    if job.status in FINISHED:
+        raise Conflict(f"job {job.id} has already {job.status}; only queued or running jobs can be cancelled",
+                       field="status")
+    now = utcnow()
+    cancelled = session.execute(
+        update(Job).where(Job.id == job.id, Job.status == QUEUED)
+        .values(status=CANCELLED, cancel_requested=True, finished_at=now)
+    ).rowcount
+    if cancelled:
+        add_event(session, job.id, "status", {"status": CANCELLED, "by": by.name})
+        return CANCELLED
+    session.execute(update(Job).where(Job.id == job.id, Job.status == RUNNING).values(cancel_requested=True))
+    add_event(session, job.id, "log", {"message": f"cancel requested by {by.name}"})
+    cancel_trials(session, job.id, by)
+    return RUNNING
+
+
+def cancel_trials(session: Session, parent_id: str, by: User) -> None:
+    """Cancel a search's queued trials now and ask its running ones to stop; the search
+    driver ends the search once none is left."""
+    for child in session.scalars(select(Job).where(Job.parent_id == parent_id, Job.status.in_((QUEUED, RUNNING)),
+                                                   Job.cancel_requested.is_(False))):
+        request_cancel(session, child, by)
+
+
+def requeue(session: Session, job: Job, reason: str) -> None:
+    """Put a running job whose worker was lost back in the queue (it resumes from its checkpoint)."""
+    session.execute(update(Job).where(Job.id == job.id, Job.status == RUNNING, Job.attempt == job.attempt)
+                    .values(status=QUEUED, released_at=None, worker=None, heartbeat_at=None))
+    add_event(session, job.id, "status", {"status": QUEUED, "reason": reason, "attempt": job.attempt})

@@ -1,0 +1,36 @@
+"""The one path by which a job comes into being: its spec validated for its owner (the data
+sets it names resolved as that user may see them), the user's limits applied, its row
+written. The API submits this way, and so does the search driver for each trial.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from service.core.orm import Job
+from service.jobs import families, lifecycle
+from service.jobs.limits import check_can_queue, effective_limits
+from service.jobs.context import SubmitContext
+from service.jobs.spec import ValidatedJob
+
+
+def validate(ctx: SubmitContext, payload: Any) -> ValidatedJob:
+    """The spec checked and completed by its family, or a 4xx naming the field."""
+    family = families.chosen_by(payload)
+    wrapper = families.wrapper_in(payload)
+    return (wrapper or family).validate(payload, ctx)
+
+
+def submit(ctx: SubmitContext, payload: Any, *, trial_of: Job | None = None, trial_number: int | None = None) -> Job:
+    """Validate, apply the limits and write the queued job. A search's trial (`trial_of` its
+    search) is not held to the queued-jobs limit: the search itself was."""
+    validated = validate(ctx, payload)
+    if trial_of is None:
+        check_can_queue(ctx.session, ctx.settings, ctx.user)
+    job = lifecycle.create_job(
+        ctx.session, ctx.user, family=validated.family, spec=validated.spec, queue=validated.queue,
+        name=validated.name, time_limit_s=effective_limits(ctx.settings, ctx.user)["max_run_time_s"],
+        max_attempts=ctx.settings.max_attempts)
+    if trial_of is not None:
+        job.parent_id, job.trial_number, job.priority = trial_of.id, trial_number, trial_of.priority
+        ctx.session.flush()
+    return job

@@ -1,0 +1,318 @@
+"""The search driver: runs hyperparameter searches (DESIGN.md decision 9) in the dispatcher.
+
+A search job never occupies a worker. Each step the driver tells the strategy the scores
+of the trials that finished, then asks it for new trials and submits each as a child job,
+through the same submit path as the API and scheduled by the same fair share, until
+`parallel` are queued or running. Optuna keeps the trials in our database and supplies
+grid, random and TPE; the seven metaheuristics are our own ask/tell optimisers. Between
+steps the search's state is kept as JSON in its job folder (service/search/state.py), so
+a restarted dispatcher carries on where the last one stopped.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from service.core import storage
+from service.core.config import Settings
+from service.core.db import Database
+from service.core.errors import SpecError
+from service.core.orm import Job, User, utcnow
+from service.jobs import lifecycle, submission
+from service.jobs.lifecycle import FINISHED, QUEUED, RUNNING
+from service.jobs.context import SubmitContext
+from service.search import state as saved
+from service.search.grid import GridSampler
+from service.search.spec import SearchPlan, SearchRun, grid_values
+from service.search.state import SearchState, TrialRecord
+
+log = logging.getLogger("labtrain.search")
+
+SEARCH = "search"
+LEASE_S = 30          # another dispatcher takes a search over after this long without a step
+PENALTY = 1e12        # what a metaheuristic is told for a failed trial (it minimises)
+
+
+@dataclass
+class Trial:
+    """What a step reads of a trial's job (so it can work with no session open)."""
+
+    id: str
+    trial_number: int
+    status: str
+    metrics: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> "Trial":
+        return cls(job.id, job.trial_number, job.status, job.metrics, job.result, job.error)
+
+
+def pending_searches(session: Session, seen: dict[str, tuple]) -> list[str]:
+    """Searches that need a step: new, cancelled, or whose trials changed since `seen` was noted."""
+    parents = session.execute(select(Job.id, Job.status, Job.cancel_requested).where(
+        Job.family == SEARCH, Job.status.in_((QUEUED, RUNNING)))).all()
+    if not parents:
+        return []
+    counts: dict[str, dict[str, int]] = {}
+    for parent_id, status, count in session.execute(
+            select(Job.parent_id, Job.status, func.count()).where(Job.parent_id.in_([p.id for p in parents]))
+            .group_by(Job.parent_id, Job.status)):
+        counts.setdefault(parent_id, {})[status] = count
+    due = []
+    for parent in parents:
+        fingerprint = tuple(sorted(counts.get(parent.id, {}).items()))
+        if parent.status == QUEUED or parent.cancel_requested or seen.get(parent.id) != fingerprint:
+            due.append(parent.id)
+    return due
+
+
+class SearchDriver:
+    def __init__(self, settings: Settings, db: Database, name: str):
+        self.settings, self.db, self.name = settings, db, name
+        self._storage = None
+        self._seen: dict[str, tuple] = {}
+
+    def run_pending(self) -> int:
+        """One step for each search that needs one; returns how many were stepped."""
+        with self.db.session() as session:
+            due = pending_searches(session, self._seen)
+        for parent_id in due:
+            try:
+                self.step(parent_id)
+            except Exception:  # one broken search must not stop the others
+                log.exception("search %s: step failed", parent_id)
+        return len(due)
+
+    # -- one step -------------------------------------------------------------------------
+    # Optuna writes through its own connection; with SQLite there is one writer at a time, so
+    # a step never holds a transaction of ours while Optuna works: read, then Optuna, then write.
+    def step(self, parent_id: str) -> None:
+        with self.db.session() as session:
+            if not self._lease(session, parent_id):
+                return
+            parent = session.get(Job, parent_id)
+            run, cancel = SearchRun.model_validate(parent.spec), parent.cancel_requested
+            children = [Trial.of(c) for c in session.scalars(select(Job).where(Job.parent_id == parent_id))]
+        search = run.search
+        folder = storage.job_dir(self.settings, parent_id)
+        state = saved.load(folder, search)
+        study = self._study(parent_id, search, state)
+        active = sum(1 for c in children if c.status not in FINISHED)
+        try:
+            outcomes = [self._tell(study, state, run, c) for c in children
+                        if c.status in FINISHED and c.trial_number not in state.told]
+            while True:
+                asked = []
+                if not cancel and len(state.told) < search.trials:
+                    wanted = min(search.parallel - active, search.trials - len(state.trials))
+                    asked = self._ask(study, state, search, wanted) if wanted > 0 else []
+                with self.db.session() as session:
+                    for event in outcomes:
+                        lifecycle.add_event(session, parent_id, "trial", event)
+                    rejected = self._submit_all(session, parent_id, run, state, asked)
+                    active += len(asked) - len(rejected)
+                    if cancel:  # again here: a step running as the cancel came may have submitted more
+                        owner = session.get(User, session.get(Job, parent_id).owner_id)
+                        lifecycle.cancel_trials(session, parent_id, owner)
+                    finished = (cancel and not active) or len(state.told) >= search.trials
+                    if finished:
+                        self._finish(session, parent_id, search, state, cancelled=cancel)
+                    self._record_progress(session, parent_id, search, state, active)
+                if finished:
+                    _close_orphans(study)
+                if not rejected:
+                    break
+                # A trial whose spec was refused is a failed trial: tell it, then ask again.
+                outcomes = [self._record(study, state, search, record) for record in rejected]
+        finally:
+            saved.save(folder, state)
+        # What this step saw: the trials as read at its start, plus those it submitted. A trial
+        # that finished meanwhile makes the next look differ, so it gets a step of its own.
+        seen = Counter(c.status for c in children)
+        seen[QUEUED] += sum(1 for r in state.trials.values() if r.job_id and r.job_id not in {c.id for c in children})
+        self._seen[parent_id] = tuple(sorted((status, n) for status, n in seen.items() if n))
+
+    def _lease(self, session: Session, parent_id: str) -> bool:
+        """Take (or renew) the search for this driver; False while another driver holds it."""
+        now = utcnow()
+        taken = session.execute(update(Job).where(
+            Job.id == parent_id, Job.family == SEARCH, Job.status.in_((QUEUED, RUNNING)),
+            or_(Job.worker.is_(None), Job.worker == self.name,
+                Job.heartbeat_at < now - timedelta(seconds=LEASE_S)),
+        ).values(worker=self.name, heartbeat_at=now)).rowcount
+        if not taken:
+            return False
+        started = session.execute(update(Job).where(Job.id == parent_id, Job.status == QUEUED).values(
+            status=RUNNING, attempt=1, started_at=now)).rowcount
+        if started:
+            lifecycle.add_event(session, parent_id, "status", {"status": RUNNING, "worker": self.name})
+        return True
+
+    def _tell(self, study, state: SearchState, run: SearchRun, child: Trial) -> dict[str, Any]:
+        search = run.search
+        value = run.hooks().score(run.base_run(), child.metrics, search.metric) \
+            if child.status == lifecycle.SUCCEEDED else None
+        error = child.error if child.status != lifecycle.SUCCEEDED else (
+            None if value is not None else f"the trial's metrics have no {search.metric}")
+        record = state.trials.get(child.trial_number) or TrialRecord(
+            child.trial_number, study.trials[child.trial_number].params, child.id)  # asked before a crash
+        record.value, record.status, record.error = value, child.status, error
+        record.model_id, record.metrics = (child.result or {}).get("model_id"), child.metrics
+        return self._record(study, state, search, record)
+
+    def _record(self, study, state: SearchState, search: SearchPlan, record: TrialRecord) -> dict[str, Any]:
+        """A trial's outcome, to Optuna, to the strategy and to the curve; returns its `trial` event."""
+        state.trials[record.number] = record
+        state.told.append(record.number)
+        if record.value is None:
+            study.tell(record.number, state=TrialState.FAIL, skip_if_finished=True)
+        else:
+            study.tell(record.number, record.value, skip_if_finished=True)
+        if state.optimizer is not None:
+            internal = PENALTY if record.value is None else (
+                -record.value if search.direction == "maximize" else record.value)
+            state.optimizer.tell(state.optimizer.space.encode(record.params)[None], np.array([internal]))
+        best = _best(state, search.direction)
+        state.curve.append(best.value if best else None)
+        return {**record.view(), "best_value": best.value if best else None}
+
+    def _ask(self, study, state: SearchState, search: SearchPlan, count: int) -> list[tuple[int, dict]]:
+        """Up to `count` new trials; fewer (or none) while the strategy waits for running ones."""
+        distributions = {name: _distribution(dim) for name, dim in search.space.items()}
+        if state.optimizer is None:
+            trials = [study.ask(distributions) for _ in range(count)]
+            return [(trial.number, trial.params) for trial in trials]
+        asked = []
+        for x in state.optimizer.ask(count):
+            params = {name: _snap(search.space[name], value)
+                      for name, value in state.optimizer.space.decode(x).items()}
+            study.enqueue_trial(params)
+            asked.append((study.ask(distributions).number, params))
+        return asked
+
+    def _submit_all(self, session, parent_id, run: SearchRun, state: SearchState, asked) -> list[TrialRecord]:
+        """Each asked trial as a child job; returns those whose spec was refused."""
+        parent = session.get(Job, parent_id)
+        ctx = SubmitContext(session, self.settings, session.get(User, parent.owner_id))
+        rejected = []
+        for number, params in asked:
+            record = state.trials[number] = TrialRecord(number, params)
+            payload = run.hooks().apply(run.search.base, run.base_run(), params)
+            payload["name"] = f"{parent.name or 'search'} · trial {number}"
+            try:
+                record.job_id = submission.submit(ctx, payload, trial_of=parent, trial_number=number).id
+            except SpecError as exc:  # e.g. two parameters that conflict: a failed trial, not a failed search
+                record.status, record.error = lifecycle.FAILED, exc.message
+                rejected.append(record)
+        return rejected
+
+    def _finish(self, session, parent_id, search: SearchPlan, state: SearchState, cancelled: bool = False) -> None:
+        best = _best(state, search.direction)
+        result = {
+            "best_value": best.value if best else None,
+            "best_params": best.params if best else None,
+            "evaluations": len(state.told),
+            "curve": state.curve,
+            "trials": leaderboard(state, search.direction),
+        }
+        fields: dict[str, Any] = {"result": result}
+        if best:
+            result.update(model_id=best.model_id, metrics=best.metrics, best_trial=best.job_id)
+            fields["metrics"] = best.metrics
+            status = lifecycle.CANCELLED if cancelled else lifecycle.SUCCEEDED
+        elif cancelled:
+            status = lifecycle.CANCELLED
+        else:
+            status = lifecycle.FAILED
+            first = next((r.error for r in state.trials.values() if r.error), "no trial gave a score")
+            fields.update(error_code="all_trials_failed",
+                          error=f"all {len(state.told)} trials failed; the first said: {first}")
+        if lifecycle.finish(session, parent_id, status, **fields):
+            log.info("search %s %s after %d trials", parent_id, status, len(state.told))
+
+    def _record_progress(self, session, parent_id, search: SearchPlan, state: SearchState, active: int) -> None:
+        parent = session.get(Job, parent_id)
+        best = _best(state, search.direction)
+        parent.progress = {
+            "trials_done": len(state.told), "trials": search.trials, "trials_started": len(state.trials),
+            "running": active, "fraction": len(state.told) / search.trials,
+            "best_value": best.value if best else None, "best_params": best.params if best else None,
+        }
+        if best and parent.status == RUNNING:
+            parent.metrics = {search.metric: best.value, "best_trial": best.job_id}
+
+    # -- Optuna ---------------------------------------------------------------------------
+    def _study(self, parent_id: str, search: SearchPlan, state: SearchState):
+        if self._storage is None:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            self._storage = optuna.storages.RDBStorage(self.settings.database_url)
+        return optuna.create_study(study_name=f"labtrain-{parent_id}", storage=self._storage,
+                                   direction=search.direction, load_if_exists=True,
+                                   sampler=new_sampler(search, asked=len(state.trials)))
+
+
+def new_sampler(search: SearchPlan, asked: int):
+    """Optuna's sampler for this step. A sampler keeps nothing between steps that the study does
+    not (but its random generator), so it is built anew, seeded by the search's seed and how
+    many trials were asked before: a search replays the same way, and no two steps draw alike.
+    A metaheuristic's trials come with every parameter fixed, so its sampler never draws."""
+    if search.strategy == "grid":
+        # The grid's order comes from its seed, and its trials are numbered into that order:
+        # the same seed every step, so trial n is always the same point.
+        return GridSampler({name: grid_values(dim) for name, dim in search.space.items()}, seed=search.seed)
+    seed = int(np.random.SeedSequence([search.seed, asked]).generate_state(1)[0])
+    if search.strategy == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=search.parallel > 1, **search.params)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _close_orphans(study) -> None:
+    """Trials Optuna still holds as running when the search ends were asked by a step that
+    stopped before submitting them (a dispatcher that died mid-step): record them as failed."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def _distribution(dim: dict[str, Any]):
+    if dim["type"] == "categorical":
+        return CategoricalDistribution(dim["choices"])
+    if dim["type"] == "int":
+        return IntDistribution(dim["low"], dim["high"], log=dim["log"], step=dim["step"] or 1)
+    return FloatDistribution(dim["low"], dim["high"], log=dim["log"], step=dim["step"])
+
+
+def _snap(dim: dict[str, Any], value: Any) -> Any:
+    """A metaheuristic's value on the dimension's step, as Optuna's distribution expects."""
+    step = dim.get("step")
+    if not step or dim["type"] == "categorical":
+        return value
+    snapped = dim["low"] + round((value - dim["low"]) / step) * step
+    snapped = min(max(snapped, dim["low"]), dim["high"])
+    return int(snapped) if dim["type"] == "int" else snapped
+
+
+def _best(state: SearchState, direction: str) -> TrialRecord | None:
+    scored = [state.trials[n] for n in state.told if state.trials[n].value is not None]
+    if not scored:
+        return None
+    sign = -1 if direction == "maximize" else 1
+    return min(scored, key=lambda r: (sign * r.value, r.number))
+
+
+def leaderboard(state: SearchState, direction: str) -> list[dict[str, Any]]:
+    """Every trial told, best first; trials without a score last, by number."""
+    sign = -1 if direction == "maximize" else 1
+    records = [state.trials[n] for n in state.told]
+    return [r.view() for r in sorted(records, key=lambda r: (r.value is None, sign * (r.value or 0), r.number))]

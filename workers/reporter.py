@@ -1,0 +1,59 @@
+"""Where a trainer's reports go: the job's events and progress in the database."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from service.core.db import Database
+from service.core.orm import Job, JobEvent
+from service.jobs import lifecycle
+from workers.trainers.base import Cancelled
+from workers.watch import JobWatch
+
+
+class DbReporter:
+    """Writes a trainer's events and progress to the job's rows; raises Cancelled once asked to stop."""
+
+    def __init__(self, db: Database, job_id: str, job_log: logging.Logger, checkpoint_dir: Path | None,
+                 watch: JobWatch):
+        self.db, self.job_id, self.log, self.checkpoint_dir, self.watch = db, job_id, job_log, checkpoint_dir, watch
+        self._epochs_seen: set[int] | None = None
+
+    def event(self, type_: str, data: dict[str, Any]) -> None:
+        self._check()
+        with self.db.session() as session:
+            if type_ == "epoch" and self._already_reported(session, data["epoch"]):
+                return
+            lifecycle.add_event(session, self.job_id, type_, data)
+        if type_ == "log":
+            self.log.info("%s", data.get("message", data))
+
+    def progress(self, **fields: Any) -> None:
+        self._check()
+        with self.db.session() as session:
+            job = session.get(Job, self.job_id)
+            metrics = fields.pop("metrics", None)
+            if metrics is not None:
+                job.metrics = metrics
+            job.progress = {**(job.progress or {}), **fields}
+
+    def stop_requested(self) -> bool:
+        return self.watch.stop.is_set()
+
+    def _already_reported(self, session, epoch: int) -> bool:
+        # A resumed attempt may repeat the epoch after the last checkpoint: report each epoch once.
+        if self._epochs_seen is None:
+            rows = session.scalars(select(JobEvent.data).where(JobEvent.job_id == self.job_id,
+                                                                JobEvent.type == "epoch"))
+            self._epochs_seen = {row.get("epoch") for row in rows}
+        if epoch in self._epochs_seen:
+            return True
+        self._epochs_seen.add(epoch)
+        return False
+
+    def _check(self) -> None:
+        if self.watch.stop.is_set():
+            raise Cancelled()
