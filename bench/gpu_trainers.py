@@ -7,6 +7,7 @@ captured training step (workers/trainers/torch_loop.py). Both train the same mod
 
     python bench/gpu_trainers.py [--samples 60000] [--mnist PATH] [--json OUT.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.nets.layers import validate_layers  # noqa: E402
-from service.nets.presets import preset_layers  # noqa: E402
-from service.nets.torch_builder import build_torch  # noqa: E402
-from workers.trainers.network.torch_loop import LoopConfig, LoopHooks, evaluate, fit, make_optimizer  # noqa: E402
+from service.nets.layers import validate_layers
+from service.nets.presets import preset_layers
+from service.nets.torch_builder import build_torch
+from workers.trainers.network.torch_loop import LoopConfig, LoopHooks, evaluate, fit, make_optimizer
 
 SHAPE = (28, 28, 1)
 
@@ -58,8 +59,9 @@ def naive_epoch(name: str, x: torch.Tensor, y: torch.Tensor, batch: int, device:
     return time.perf_counter() - start
 
 
-def labtrain_epochs(name: str, x: torch.Tensor, y: torch.Tensor, batch: int, device: torch.device,
-                    epochs: int = 2, graphs: bool = True) -> list[float]:
+def labtrain_epochs(
+    name: str, x: torch.Tensor, y: torch.Tensor, batch: int, device: torch.device, epochs: int = 2, graphs: bool = True
+) -> list[float]:
     model = build(name, device)
     optimizer = make_optimizer("adam", model.parameters(), 1e-3, 0.0, 0.0, device)
     xd, yd = x.to(device), y.to(device)
@@ -120,23 +122,40 @@ def service_trainer_check(path: Path) -> dict:
     from workers.trainers.network.torch_trainer import train_torch
 
     data = np.load(path)
-    arrays = ArrayData(x_train=data["x_train"][..., None], y_train=data["y_train"].astype(np.int64),
-                       x_test=data["x_test"][..., None], y_test=data["y_test"].astype(np.int64),
-                       task="classification", input_shape=SHAPE, classes=list(range(10)), pixel_max=255.0)
+    arrays = ArrayData(
+        x_train=data["x_train"][..., None],
+        y_train=data["y_train"].astype(np.int64),
+        x_test=data["x_test"][..., None],
+        y_test=data["y_test"].astype(np.int64),
+        task="classification",
+        input_shape=SHAPE,
+        classes=list(range(10)),
+        pixel_max=255.0,
+    )
     results = {}
     for name in ("feedforward", "lenet"):
         layers = validate_layers(preset_layers(name, 10, SHAPE))
         training = Training.model_validate({"epochs": 2, "batch_size": 32}).model_dump()
         training.update(loss="sparse_categorical_crossentropy", metrics=["accuracy"], weight_decay=0.0)
-        spec = {"framework": "pytorch", "network": {"api": "module", "layers": layers}, "input_shape": list(SHAPE),
-                "outputs_probabilities": ends_with_softmax(layers), "device": "gpu", "training": training}
+        spec = {
+            "framework": "pytorch",
+            "network": {"api": "module", "layers": layers},
+            "input_shape": list(SHAPE),
+            "outputs_probabilities": ends_with_softmax(layers),
+            "device": "gpu",
+            "training": training,
+        }
         with tempfile.TemporaryDirectory() as directory:
             first = _Reporter(Path(directory))
             train_torch({**spec, "training": {**training, "epochs": 1}}, arrays, first)
             resumed = _Reporter(Path(directory))  # resumes from epoch 1's checkpoint on the GPU
             trained = train_torch(spec, arrays, resumed)
-        results[name] = {"device": trained.extra["device"], "epochs_resumed": [e["epoch"] for e in resumed.epochs],
-                         "test_accuracy": trained.metrics["accuracy"], "epoch_seconds": [e["epoch_time"] for e in first.epochs + resumed.epochs]}
+        results[name] = {
+            "device": trained.extra["device"],
+            "epochs_resumed": [e["epoch"] for e in resumed.epochs],
+            "test_accuracy": trained.metrics["accuracy"],
+            "epoch_seconds": [e["epoch_time"] for e in first.epochs + resumed.epochs],
+        }
     return results
 
 
@@ -160,12 +179,22 @@ def main() -> None:
             naive_epoch(name, x[:2048], y[:2048], batch, device)  # warm the libraries for both
             naive = naive_epoch(name, x, y, batch, device)
             first, second = labtrain_epochs(name, x, y, batch, device)
-            rows.append({"network": name, "batch": batch, "naive_s": naive, "labtrain_first_epoch_s": first,
-                         "labtrain_second_epoch_s": second, "speedup_first": naive / first,
-                         "speedup_second": naive / second})
-            print(f"{name:12s} batch {batch:4d}: naive {naive:6.2f} s | labtrain first epoch (capture included) "
-                  f"{first:6.2f} s ({naive / first:5.1f}x), second {second:6.2f} s ({naive / second:5.1f}x)",
-                  flush=True)
+            rows.append(
+                {
+                    "network": name,
+                    "batch": batch,
+                    "naive_s": naive,
+                    "labtrain_first_epoch_s": first,
+                    "labtrain_second_epoch_s": second,
+                    "speedup_first": naive / first,
+                    "speedup_second": naive / second,
+                }
+            )
+            print(
+                f"{name:12s} batch {batch:4d}: naive {naive:6.2f} s | labtrain first epoch (capture included) "
+                f"{first:6.2f} s ({naive / first:5.1f}x), second {second:6.2f} s ({naive / second:5.1f}x)",
+                flush=True,
+            )
     report = {"device": card, "torch": torch.__version__, "samples": args.samples, "rows": rows}
     if args.mnist:
         report["real_data_accuracy"] = real_data_check(args.mnist, device)

@@ -5,6 +5,7 @@ on PostgreSQL + Redis and on the embedded defaults (SQLite + serverless broker).
 
     .venv/bin/python bench/job_latency.py [--jobs 50] [--burst 200] [--fresh-runs 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service_process import start_service  # noqa: E402
-from tests.processes import Client  # noqa: E402
+from bench.service_process import start_service
+from tests.processes import Client
 
-SPEC = {"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": 5},
-        "evaluation": {"test_size": 0.2, "seed": 0}}
+SPEC = {
+    "dataset": "iris",
+    "algorithm": "knn",
+    "params": {"n_neighbors": 5},
+    "evaluation": {"test_size": 0.2, "seed": 0},
+}
 
 FRESH_SCRIPT = """
 from sklearn.datasets import load_iris
@@ -34,6 +39,7 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_
 model = KNeighborsClassifier(n_neighbors=5).fit(X_train, y_train)
 print(accuracy_score(y_test, model.predict(X_test)))
 """
+
 
 def fresh_script_seconds(runs: int) -> list[float]:
     times = []
@@ -69,8 +75,11 @@ def burst_throughput(client: Client, jobs: int) -> tuple[float, int]:
     submitted = time.perf_counter() - start
     pending = set(ids)
     while pending:
-        done = {job_id for job_id in pending
-                if client.get(f"/api/v1/jobs/{job_id}").json()["status"] in ("succeeded", "failed")}
+        done = {
+            job_id
+            for job_id in pending
+            if client.get(f"/api/v1/jobs/{job_id}").json()["status"] in ("succeeded", "failed")
+        }
         pending -= done
         if pending:
             time.sleep(0.05)
@@ -95,7 +104,9 @@ def main() -> None:
     rows = []
     for mode in ("postgres+redis", "embedded"):
         with tempfile.TemporaryDirectory() as home:
-            client, processes, cleanup = start_service(mode, Path(home), LABTRAIN_MAX_QUEUED="1000")  # the burst is one user
+            client, processes, cleanup = start_service(
+                mode, Path(home), LABTRAIN_MAX_QUEUED="1000"
+            )  # the burst is one user
             try:
                 print(f"{mode}: {args.jobs} jobs one after another", flush=True)
                 latencies = sequential_latencies(client, args.jobs)
@@ -114,8 +125,10 @@ def main() -> None:
     print("\n| mode | p50 latency | p95 latency | fresh script p50 | fresh / service p50 | burst jobs/s | failed |")
     print("|---|---|---|---|---|---|---|")
     for mode, p50, p95, rate, failed in rows:
-        print(f"| {mode} | {p50 * 1000:.1f} ms | {p95 * 1000:.1f} ms | {fresh_p50 * 1000:.0f} ms | "
-              f"{fresh_p50 / p50:.1f}x | {rate:.1f} | {failed} |")
+        print(
+            f"| {mode} | {p50 * 1000:.1f} ms | {p95 * 1000:.1f} ms | {fresh_p50 * 1000:.0f} ms | "
+            f"{fresh_p50 / p50:.1f}x | {rate:.1f} | {failed} |"
+        )
 
 
 if __name__ == "__main__":

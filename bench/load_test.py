@@ -7,6 +7,7 @@ Reports requests per second, status-poll latency (p50, p99), jobs completed, err
 (5xx answers and failed connections; 429s from the queued-jobs limit are counted apart)
 and lost jobs (submitted but not succeeded once the load stops and the queue drains).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,14 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service_process import start_service  # noqa: E402
-from tests.processes import Client, run_cli  # noqa: E402
+from bench.service_process import start_service
+from tests.processes import Client, run_cli
 
-JOBS = [{"dataset": "iris", "algorithm": "knn"}, {"dataset": "wine", "algorithm": "svm"},
-        {"dataset": "breast_cancer", "algorithm": "decision_tree", "evaluation": {"cv": 3}}]
+JOBS = [
+    {"dataset": "iris", "algorithm": "knn"},
+    {"dataset": "wine", "algorithm": "svm"},
+    {"dataset": "breast_cancer", "algorithm": "decision_tree", "evaluation": {"cv": 3}},
+]
 
 
 class Student(threading.Thread):
@@ -80,8 +84,10 @@ def main() -> None:
         env = processes[0].env
         try:
             admin = Client(bench.base_url, run_cli(["users", "create", "proctor", "--admin"], env).stdout.strip())
-            clients = [Client(admin.base_url, run_cli(["users", "create", f"student{i:02d}"], env).stdout.strip())
-                       for i in range(args.students)]
+            clients = [
+                Client(admin.base_url, run_cli(["users", "create", f"student{i:02d}"], env).stdout.strip())
+                for i in range(args.students)
+            ]
             until = time.monotonic() + args.seconds
             students = [Student(client, until, seed) for seed, client in enumerate(clients)]
             started = time.perf_counter()
@@ -94,8 +100,9 @@ def main() -> None:
             drain_until = time.monotonic() + 180
             pending = set(submitted)
             while pending and time.monotonic() < drain_until:
-                pending = {j for j in pending
-                           if admin.get(f"/api/v1/jobs/{j}").json()["status"] not in ("succeeded", "failed")}
+                pending = {
+                    j for j in pending if admin.get(f"/api/v1/jobs/{j}").json()["status"] not in ("succeeded", "failed")
+                }
                 time.sleep(1)
             statuses = [admin.get(f"/api/v1/jobs/{j}").json()["status"] for j in submitted]
         finally:
@@ -107,12 +114,18 @@ def main() -> None:
     polls = sorted(ms for s in students for ms in s.poll_ms)
     requests_made = sum(s.requests for s in students)
     print(f"{args.students} students for {args.seconds:.0f} s, API: gunicorn with {args.api_workers} processes")
-    print(f"requests: {requests_made} ({requests_made / elapsed:.1f}/s), errors: {sum(s.errors for s in students)}, "
-          f"429 (queued limit): {sum(s.limited for s in students)}")
-    print(f"status polls: {len(polls)}, p50 {statistics.median(polls):.1f} ms, "
-          f"p99 {polls[int(0.99 * (len(polls) - 1))]:.1f} ms, max {polls[-1]:.1f} ms")
-    print(f"jobs: {len(submitted)} submitted, {statuses.count('succeeded')} succeeded, "
-          f"{statuses.count('failed')} failed, lost (not finished): {len(submitted) - statuses.count('succeeded') - statuses.count('failed')}")
+    print(
+        f"requests: {requests_made} ({requests_made / elapsed:.1f}/s), errors: {sum(s.errors for s in students)}, "
+        f"429 (queued limit): {sum(s.limited for s in students)}"
+    )
+    print(
+        f"status polls: {len(polls)}, p50 {statistics.median(polls):.1f} ms, "
+        f"p99 {polls[int(0.99 * (len(polls) - 1))]:.1f} ms, max {polls[-1]:.1f} ms"
+    )
+    print(
+        f"jobs: {len(submitted)} submitted, {statuses.count('succeeded')} succeeded, "
+        f"{statuses.count('failed')} failed, lost (not finished): {len(submitted) - statuses.count('succeeded') - statuses.count('failed')}"
+    )
 
 
 if __name__ == "__main__":

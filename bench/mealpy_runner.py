@@ -4,6 +4,7 @@ Runs in its own environment (mealpy pins numpy <= 1.26); bench/search.py creates
 calls this script, which prints one JSON object. The benchmark functions are the project's
 own, loaded from their file (it needs only numpy), so both sides optimise the same thing.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,8 +26,15 @@ functions = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(functions)
 
 # Each with mealpy's defaults; `epoch` is only a cap, the evaluation budget ends the run.
-MODELS = {"ga": GA.BaseGA, "sa": SA.OriginalSA, "tabu": TS.OriginalTS, "aco": ACOR.OriginalACOR,
-          "pso": PSO.OriginalPSO, "bfo": BFO.OriginalBFO, "abc": ABC.OriginalABC}
+MODELS = {
+    "ga": GA.BaseGA,
+    "sa": SA.OriginalSA,
+    "tabu": TS.OriginalTS,
+    "aco": ACOR.OriginalACOR,
+    "pso": PSO.OriginalPSO,
+    "bfo": BFO.OriginalBFO,
+    "abc": ABC.OriginalABC,
+}
 
 
 def run(name: str, objective, dimensions: int, bounds, budget: int, seed: int) -> list[float]:
@@ -39,8 +47,12 @@ def run(name: str, objective, dimensions: int, bounds, budget: int, seed: int) -
             curve.append(min(value, curve[-1]) if curve else value)
         return value
 
-    problem = {"obj_func": counted, "bounds": FloatVar(lb=[bounds[0]] * dimensions, ub=[bounds[1]] * dimensions),
-               "minmax": "min", "log_to": None}
+    problem = {
+        "obj_func": counted,
+        "bounds": FloatVar(lb=[bounds[0]] * dimensions, ub=[bounds[1]] * dimensions),
+        "minmax": "min",
+        "log_to": None,
+    }
     MODELS[name](epoch=100_000).solve(problem, termination={"max_fe": budget}, seed=seed)
     return curve
 
@@ -54,7 +66,7 @@ def main() -> None:
             bounds = functions.FUNCTIONS[function]
             runs = []
             for seed in range(seeds):
-                curve = run(name, lambda x: functions.evaluate(function, x), dims, bounds, checkpoints[-1], seed)
+                curve = run(name, lambda x, f=function: functions.evaluate(f, x), dims, bounds, checkpoints[-1], seed)
                 runs.append([curve[min(c, len(curve)) - 1] for c in checkpoints])
             out["quality"][f"{name}/{function}"] = runs
         start = time.perf_counter()

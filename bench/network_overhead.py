@@ -6,6 +6,7 @@ Service: submit to succeeded on a warm worker (PostgreSQL + Redis), same data an
 
     .venv/bin/python bench/network_overhead.py [--repeats 3] [--mnist ../shared/data/mnist-8k.npz]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service_process import start_service  # noqa: E402
-from tests.digit_images import MNIST_8K  # noqa: E402
+from bench.service_process import start_service
+from tests.digit_images import MNIST_8K
 
 KERAS_SCRIPT = """
 import sys, time
@@ -67,10 +68,18 @@ print(time.perf_counter() - start, accuracy)
 """
 
 SPECS = {
-    "keras mlp": {"dataset": "mnist", "framework": "tensorflow", "network": {"preset": "mlp"},
-                  "training": {"epochs": 5, "batch_size": 32, "seed": 0}},
-    "pytorch feedforward": {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "feedforward"},
-                            "training": {"epochs": 5, "batch_size": 32, "seed": 0}},
+    "keras mlp": {
+        "dataset": "mnist",
+        "framework": "tensorflow",
+        "network": {"preset": "mlp"},
+        "training": {"epochs": 5, "batch_size": 32, "seed": 0},
+    },
+    "pytorch feedforward": {
+        "dataset": "mnist",
+        "framework": "pytorch",
+        "network": {"preset": "feedforward"},
+        "training": {"epochs": 5, "batch_size": 32, "seed": 0},
+    },
 }
 SCRIPTS = {"keras mlp": KERAS_SCRIPT, "pytorch feedforward": TORCH_SCRIPT}
 
@@ -97,8 +106,11 @@ def service_run(client, spec: dict) -> tuple[float, float, float]:
 
 def warm_up(client) -> None:
     """One short job of each framework in each of the worker's two pool processes (run at once)."""
-    ids = [client.post("/api/v1/jobs", json={**spec, "training": {**spec["training"], "epochs": 1}}).json()["id"]
-           for spec in SPECS.values() for _ in range(2)]
+    ids = [
+        client.post("/api/v1/jobs", json={**spec, "training": {**spec["training"], "epochs": 1}}).json()["id"]
+        for spec in SPECS.values()
+        for _ in range(2)
+    ]
     for job_id in ids:
         client.wait_for(job_id, timeout=600)
 
@@ -122,23 +134,34 @@ def main() -> None:
                 for _ in range(args.repeats):  # alternate, so drift on a shared machine hits both
                     plain.append(plain_run(SCRIPTS[name], args.mnist))
                     service.append(service_run(client, spec))
-                    print(f"{name}: plain {plain[-1][0]:.2f} s (fit {plain[-1][1]:.2f} s, acc {plain[-1][2]:.4f}) | "
-                          f"service {service[-1][0]:.2f} s (epochs {service[-1][1]:.2f} s, acc {service[-1][2]:.4f})",
-                          flush=True)
-                rows.append((name, *(statistics.median(v[i] for v in plain) for i in range(3)),
-                             *(statistics.median(v[i] for v in service) for i in range(3))))
+                    print(
+                        f"{name}: plain {plain[-1][0]:.2f} s (fit {plain[-1][1]:.2f} s, acc {plain[-1][2]:.4f}) | "
+                        f"service {service[-1][0]:.2f} s (epochs {service[-1][1]:.2f} s, acc {service[-1][2]:.4f})",
+                        flush=True,
+                    )
+                rows.append(
+                    (
+                        name,
+                        *(statistics.median(v[i] for v in plain) for i in range(3)),
+                        *(statistics.median(v[i] for v in service) for i in range(3)),
+                    )
+                )
         finally:
             for process in processes:
                 process.stop()
             if cleanup:
                 cleanup()
 
-    print("\n| job | plain script (with imports) | plain fit + evaluate | service, submit to succeeded | "
-          "service / plain fit | service / plain script | accuracy plain / service |")
+    print(
+        "\n| job | plain script (with imports) | plain fit + evaluate | service, submit to succeeded | "
+        "service / plain fit | service / plain script | accuracy plain / service |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for name, p_total, p_fit, p_acc, s_total, s_fit, s_acc in rows:
-        print(f"| {name} | {p_total:.2f} s | {p_fit:.2f} s | {s_total:.2f} s | {s_total / p_fit:.3f} | "
-              f"{s_total / p_total:.3f} | {p_acc:.4f} / {s_acc:.4f} |")
+    for name, p_total, p_fit, p_acc, s_total, _s_fit, s_acc in rows:
+        print(
+            f"| {name} | {p_total:.2f} s | {p_fit:.2f} s | {s_total:.2f} s | {s_total / p_fit:.3f} | "
+            f"{s_total / p_total:.3f} | {p_acc:.4f} / {s_acc:.4f} |"
+        )
 
 
 if __name__ == "__main__":

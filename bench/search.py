@@ -8,6 +8,7 @@ mealpy pins numpy <= 1.26, so it gets its own environment beside the project's
 
     .venv/bin/python bench/search.py [--seeds 5] [--dimensions 10] [--no-compare]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.metaheuristics import Space, minimize, strategies  # noqa: E402
-from service.optimize.functions import FUNCTIONS, evaluate  # noqa: E402
+from service.metaheuristics import Space, minimize, strategies
+from service.optimize.functions import FUNCTIONS, evaluate
 
 CHECKPOINTS = (1000, 5000)
 FUNCTIONS_COMPARED = ("rastrigin", "ackley")
@@ -56,10 +57,16 @@ def mealpy_results(seeds: int, dimensions: int) -> dict:
         print(f"making {MEALPY_VENV} with {MEALPY} ...", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(MEALPY_VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", MEALPY], check=True)
-    request = {"dimensions": dimensions, "seeds": seeds, "checkpoints": list(CHECKPOINTS),
-               "functions": list(FUNCTIONS_COMPARED), "speed_evaluations": SPEED_EVALUATIONS}
-    done = subprocess.run([str(python), str(BENCH / "mealpy_runner.py"), json.dumps(request)],
-                          check=True, capture_output=True, text=True)
+    request = {
+        "dimensions": dimensions,
+        "seeds": seeds,
+        "checkpoints": list(CHECKPOINTS),
+        "functions": list(FUNCTIONS_COMPARED),
+        "speed_evaluations": SPEED_EVALUATIONS,
+    }
+    done = subprocess.run(
+        [str(python), str(BENCH / "mealpy_runner.py"), json.dumps(request)], check=True, capture_output=True, text=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -71,8 +78,10 @@ def main() -> None:
     args = parser.parse_args()
     names = sorted(strategies(), key=lambda n: (n != "random", n))
     ours: dict[str, list[float]] = {}
-    print(f"| strategy | rastrigin-{args.dimensions} @1k | @5k | ackley-{args.dimensions} @1k | @5k | "
-          "optimiser evaluations/s (trivial objective) |")
+    print(
+        f"| strategy | rastrigin-{args.dimensions} @1k | @5k | ackley-{args.dimensions} @1k | @5k | "
+        "optimiser evaluations/s (trivial objective) |"
+    )
     print("|---|---|---|---|---|---|")
     for name in names:
         cells = []
@@ -84,10 +93,14 @@ def main() -> None:
     if args.no_compare:
         return
     theirs = mealpy_results(args.seeds, args.dimensions)
-    print(f"\nmealpy ({MEALPY}, its default parameters), same functions, budgets and seeds; "
-          "ratio = ours / mealpy (below 1: ours found lower values; speed above 1: ours is faster)")
-    print(f"| strategy | rastrigin-{args.dimensions} @1k | @5k | ackley-{args.dimensions} @1k | @5k | "
-          "evaluations/s | speed ratio |")
+    print(
+        f"\nmealpy ({MEALPY}, its default parameters), same functions, budgets and seeds; "
+        "ratio = ours / mealpy (below 1: ours found lower values; speed above 1: ours is faster)"
+    )
+    print(
+        f"| strategy | rastrigin-{args.dimensions} @1k | @5k | ackley-{args.dimensions} @1k | @5k | "
+        "evaluations/s | speed ratio |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in (n for n in names if n in theirs["speed"]):
         cells = []

@@ -1,4 +1,5 @@
 """Starting a labtrain service for a benchmark: PostgreSQL + Redis, or the embedded defaults."""
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,6 @@
 """Alembic environment: the URL comes from labtrain's settings, the target from its models."""
+
 from alembic import context
-from sqlalchemy import pool
 
 from service.core.db import make_engine
 from service.core.migrate import VERSION_TABLE
@@ -13,9 +13,13 @@ target_metadata = Base.metadata
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True, render_as_batch=True,
-                      version_table=VERSION_TABLE)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+        version_table=VERSION_TABLE,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -33,8 +37,13 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     # render_as_batch lets ALTER-style migrations run on SQLite too.
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                      compare_type=True, version_table=VERSION_TABLE)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        compare_type=True,
+        version_table=VERSION_TABLE,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

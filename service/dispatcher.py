@@ -9,6 +9,7 @@ releasing a job twice. Families whose jobs take no slot (a search) are driven he
 by the driver their registry record names: their trials are jobs this dispatcher then
 schedules.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,17 +66,29 @@ class Dispatcher:
     def _reap(self, session: Session, now: datetime) -> None:
         """Running jobs whose heartbeat stopped lost their worker: run them again, or fail them."""
         stale = now - timedelta(seconds=self.settings.job_heartbeat_timeout_s)
-        for job in session.scalars(select(Job).where(Job.status == RUNNING, families.takes_slot(),
-                                                     Job.heartbeat_at < stale)):
+        for job in session.scalars(
+            select(Job).where(Job.status == RUNNING, families.takes_slot(), Job.heartbeat_at < stale)
+        ):
             if job.attempt < job.max_attempts:
-                log.warning("job %s lost its worker %s; re-queueing (attempt %d of %d done)",
-                            job.id, job.worker, job.attempt, job.max_attempts)
+                log.warning(
+                    "job %s lost its worker %s; re-queueing (attempt %d of %d done)",
+                    job.id,
+                    job.worker,
+                    job.attempt,
+                    job.max_attempts,
+                )
                 lifecycle.requeue(session, job, f"worker {job.worker} lost")
             else:
                 log.warning("job %s lost its worker %s after %d attempts; failing it", job.id, job.worker, job.attempt)
-                lifecycle.finish(session, job.id, lifecycle.FAILED, attempt=job.attempt, error_code="worker_lost",
-                            error=f"the job's worker stopped responding in each of its {job.attempt} attempts "
-                                  f"(last on {job.worker})")
+                lifecycle.finish(
+                    session,
+                    job.id,
+                    lifecycle.FAILED,
+                    attempt=job.attempt,
+                    error_code="worker_lost",
+                    error=f"the job's worker stopped responding in each of its {job.attempt} attempts "
+                    f"(last on {job.worker})",
+                )
 
     def _resend(self, session: Session, now: datetime) -> None:
         """Jobs sent but never taken: the broker may have lost them. A duplicate is dropped by the claim."""
@@ -86,8 +99,17 @@ class Dispatcher:
 
     def _fill(self, session: Session, queue: str, now: datetime) -> list[str]:
         capacity = sum(w.concurrency for w in worker_registry.online(session) if queue in w.queues.split(","))
-        busy = session.execute(select(Job.owner_id).where(Job.queue == queue, families.takes_slot(), or_(
-            Job.status == RUNNING, (Job.status == QUEUED) & Job.released_at.is_not(None)))).scalars().all()
+        busy = (
+            session.execute(
+                select(Job.owner_id).where(
+                    Job.queue == queue,
+                    families.takes_slot(),
+                    or_(Job.status == RUNNING, (Job.status == QUEUED) & Job.released_at.is_not(None)),
+                )
+            )
+            .scalars()
+            .all()
+        )
         free = capacity - len(busy)
         if free <= 0:
             return []
@@ -124,9 +146,20 @@ def round_needed(session: Session, settings: Settings) -> bool:
     now = utcnow()
     overdue = now - timedelta(seconds=settings.resend_after_s)
     stale = now - timedelta(seconds=settings.job_heartbeat_timeout_s)
-    return session.scalar(select(Job.id).where(families.takes_slot(), or_(
-        (Job.status == QUEUED) & (Job.released_at.is_(None) | (Job.released_at < overdue)),
-        (Job.status == RUNNING) & (Job.heartbeat_at < stale))).limit(1)) is not None
+    return (
+        session.scalar(
+            select(Job.id)
+            .where(
+                families.takes_slot(),
+                or_(
+                    (Job.status == QUEUED) & (Job.released_at.is_(None) | (Job.released_at < overdue)),
+                    (Job.status == RUNNING) & (Job.heartbeat_at < stale),
+                ),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:

@@ -1,5 +1,6 @@
 """Shared fixtures. Integration tests use the real PostgreSQL and Redis: when either does
 not answer, the tests fail (they never skip)."""
+
 from __future__ import annotations
 
 import os
@@ -98,9 +99,16 @@ def settings(tmp_path, pg_url, redis_url) -> Settings:
     data_dir = tmp_path / "datasets"
     data_dir.mkdir()
     (data_dir / "mnist.npz").symlink_to(MNIST_8K)
-    return Settings(home=tmp_path, database_url=pg_url, broker_url=redis_url,
-                    data_dir=data_dir, artifact_dir=tmp_path / "artifacts", max_upload_bytes=2_000_000,
-                    submit_rate_limit=None, predict_rate_limit=None)  # tests/service/test_monitoring.py sets them
+    return Settings(
+        home=tmp_path,
+        database_url=pg_url,
+        broker_url=redis_url,
+        data_dir=data_dir,
+        artifact_dir=tmp_path / "artifacts",
+        max_upload_bytes=2_000_000,
+        submit_rate_limit=None,
+        predict_rate_limit=None,
+    )  # tests/service/test_monitoring.py sets them
 
 
 @pytest.fixture
@@ -131,6 +139,7 @@ def client(app):
 @pytest.fixture
 def make_user(db):
     """Creates a user and returns its Authorization header."""
+
     def make(name: str, admin: bool = False) -> dict[str, str]:
         with db.session() as session:
             _user, token = create_user(session, name, admin=admin)

@@ -5,6 +5,7 @@ forwarders listening on our end of it, so their traffic crosses the link, and ta
 end down cuts them off as a pulled cable would. Needs root (as CI has); everything made
 is removed again.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Starting and stopping real labtrain processes for end-to-end tests."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,14 @@ class ServiceProcess:
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path, prefix: list[str] = ()):
         self.log_path, self.env = log_path, env
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "service", *args], env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self._log = open(log_path, "wb")  # noqa: SIM115 (open for the process's life; stop() closes it)
+        self.proc = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "service", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def stop(self, timeout: float = 20) -> None:
         if self.proc.poll() is None:
@@ -58,8 +64,9 @@ def deployment_env(home: Path, **overrides: str) -> dict[str, str]:
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def wait_until_healthy(base_url: str, processes: list[ServiceProcess], timeout: float = 60) -> None:
@@ -101,8 +108,9 @@ class Client:
         raise TimeoutError(f"job {job_id} did not finish in {timeout}s: {job}")
 
 
-def start_stack(env: dict[str, str], home: Path, port: int, worker_args: list[str],
-                api_workers: int = 2) -> list[ServiceProcess]:
+def start_stack(
+    env: dict[str, str], home: Path, port: int, worker_args: list[str], api_workers: int = 2
+) -> list[ServiceProcess]:
     """The processes of a deployment on PostgreSQL + Redis: dispatcher, one worker, API."""
     return [
         ServiceProcess(["dispatcher"], env, home / "dispatcher.log"),

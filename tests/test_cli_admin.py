@@ -1,29 +1,34 @@
 """`labtrain admin usage | prune | workers` against the test PostgreSQL database."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from service.core import storage
 from service.cli import main
 from service.cli.admin import parse_when
+from service.core import storage
 from service.core.orm import AuditEntry, Job, JobEvent, Model, User, Worker, utcnow
 from service.lab.users import create_user
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def admin_cli(settings, db):
     """Runs `labtrain admin ARGS` in this process with the test's settings in the environment."""
     runner = CliRunner()
-    env = {"LABTRAIN_HOME": str(settings.home), "LABTRAIN_DATABASE_URL": settings.database_url,
-           "LABTRAIN_ARTIFACT_DIR": str(settings.artifact_dir), "LABTRAIN_RETENTION_DAYS": ""}
+    env = {
+        "LABTRAIN_HOME": str(settings.home),
+        "LABTRAIN_DATABASE_URL": settings.database_url,
+        "LABTRAIN_ARTIFACT_DIR": str(settings.artifact_dir),
+        "LABTRAIN_RETENTION_DAYS": "",
+    }
 
     def run(*args: str, **extra_env: str):
         result = runner.invoke(main, ["admin", *args], env={**env, **extra_env}, catch_exceptions=False)
@@ -33,15 +38,31 @@ def admin_cli(settings, db):
     return run
 
 
-def add_job(db, owner: str, *, queue: str = "cpu", family: str = "classic", status: str = "succeeded",
-            started: timedelta | None = None, finished: timedelta | None = None, **fields) -> str:
+def add_job(
+    db,
+    owner: str,
+    *,
+    queue: str = "cpu",
+    family: str = "classic",
+    status: str = "succeeded",
+    started: timedelta | None = None,
+    finished: timedelta | None = None,
+    **fields,
+) -> str:
     """A job row; `started`/`finished` are how long ago (from the real now)."""
     now = utcnow()
     with db.session() as session:
         user = session.scalar(select(User).where(User.name == owner)) or create_user(session, owner)[0]
-        job = Job(owner_id=user.id, family=family, spec={}, queue=queue, status=status,
-                  started_at=None if started is None else now - started,
-                  finished_at=None if finished is None else now - finished, **fields)
+        job = Job(
+            owner_id=user.id,
+            family=family,
+            spec={},
+            queue=queue,
+            status=status,
+            started_at=None if started is None else now - started,
+            finished_at=None if finished is None else now - finished,
+            **fields,
+        )
         session.add(job)
         session.flush()
         return job.id
@@ -51,22 +72,22 @@ def test_parse_when():
     assert parse_when("7d", NOW) == NOW - timedelta(days=7)
     assert parse_when("12h", NOW) == NOW - timedelta(hours=12)
     assert parse_when("2w", NOW) == NOW - timedelta(weeks=2)
-    assert parse_when("2026-11-01", NOW) == datetime(2026, 11, 1, tzinfo=timezone.utc)
-    assert parse_when("2026-11-01T08:00+01:00", NOW) == datetime(2026, 11, 1, 7, tzinfo=timezone.utc)
+    assert parse_when("2026-11-01", NOW) == datetime(2026, 11, 1, tzinfo=UTC)
+    assert parse_when("2026-11-01T08:00+01:00", NOW) == datetime(2026, 11, 1, 7, tzinfo=UTC)
     with pytest.raises(click.BadParameter, match="7d"):
         parse_when("last week", NOW)
 
 
 def test_usage_counts_device_hours_per_user_and_queue(db, admin_cli):
     day, hour = timedelta(days=1), timedelta(hours=1)
-    add_job(db, "alice", started=3 * day + 2 * hour, finished=3 * day)                  # 2 h
-    add_job(db, "alice", started=day + hour, finished=day, status="failed")             # 1 h: failed jobs used it too
+    add_job(db, "alice", started=3 * day + 2 * hour, finished=3 * day)  # 2 h
+    add_job(db, "alice", started=day + hour, finished=day, status="failed")  # 1 h: failed jobs used it too
     add_job(db, "alice", queue="gpu", family="network", status="running", started=hour / 2)  # 0.5 h so far
-    add_job(db, "alice", family="search", status="running", started=2 * day)            # holds no device
-    add_job(db, "alice", status="cancelled", finished=hour)                             # never started
+    add_job(db, "alice", family="search", status="running", started=2 * day)  # holds no device
+    add_job(db, "alice", status="cancelled", finished=hour)  # never started
     add_job(db, "alice", status="queued", started=2 * day)  # re-queued after its worker was lost: not running now
-    add_job(db, "bob", started=8 * day, finished=6 * day)                               # 1 day inside 7d
-    add_job(db, "bob", started=20 * day, finished=19 * day)                             # before the window
+    add_job(db, "bob", started=8 * day, finished=6 * day)  # 1 day inside 7d
+    add_job(db, "bob", started=20 * day, finished=19 * day)  # before the window
 
     rows = json.loads(admin_cli("usage", "--since", "7d", "--json").stdout)["usage"]
     got = {(r["user"], r["queue"]): (r["jobs"], r["device_hours"]) for r in rows}
@@ -76,7 +97,9 @@ def test_usage_counts_device_hours_per_user_and_queue(db, admin_cli):
     assert got[("bob", "cpu")][0] == 1 and got[("bob", "cpu")][1] == pytest.approx(24, abs=0.01)
 
     everything = json.loads(admin_cli("usage", "--since", "2000-01-01", "--json").stdout)["usage"]
-    assert {(r["user"], r["queue"]): r["device_hours"] for r in everything}[("bob", "cpu")] == pytest.approx(72, abs=0.01)
+    assert {(r["user"], r["queue"]): r["device_hours"] for r in everything}[("bob", "cpu")] == pytest.approx(
+        72, abs=0.01
+    )
 
     table = admin_cli("usage", "--since", "7d").stdout.splitlines()
     assert table[1].split() == ["user", "queue", "jobs", "device_hours"]
@@ -101,8 +124,9 @@ def _files(settings, job_id: str, model_id: str | None = None, size: int = 1000)
 def _model(db, job_id: str, settings) -> str:
     with db.session() as session:
         job = session.get(Job, job_id)
-        model = Model(job_id=job_id, owner_id=job.owner_id, framework="sklearn", task="classification", input={},
-                      artifact_path="")
+        model = Model(
+            job_id=job_id, owner_id=job.owner_id, framework="sklearn", task="classification", input={}, artifact_path=""
+        )
         session.add(model)
         session.flush()
         model.artifact_path = str(storage.model_path(settings, model.id, ".skops"))
@@ -115,7 +139,7 @@ def test_prune_removes_old_finished_jobs_files_and_unreferenced_models(settings,
     old = add_job(db, "alice", started=41 * day, finished=40 * day)
     old_failed = add_job(db, "alice", status="failed", started=41 * day, finished=40 * day)
     recent = add_job(db, "alice", started=2 * day, finished=day)
-    running = add_job(db, "alice", status="running", started=60 * day)     # never touched, however old
+    running = add_job(db, "alice", status="running", started=60 * day)  # never touched, however old
     queued = add_job(db, "bob", status="queued")
     # A search that finished recently: its trials' models stay, the best one above all.
     search = add_job(db, "bob", family="search", started=50 * day, finished=day)
@@ -129,8 +153,10 @@ def test_prune_removes_old_finished_jobs_files_and_unreferenced_models(settings,
     with db.session() as session:
         session.get(Job, search).result = {"model_id": models[best]}
         session.get(Job, old_search).result = {"model_id": models[old_trial]}
-    files = {job_id: _files(settings, job_id, models.get(job_id))
-             for job_id in (old, old_failed, recent, running, queued, search, best, other, old_search, old_trial)}
+    files = {
+        job_id: _files(settings, job_id, models.get(job_id))
+        for job_id in (old, old_failed, recent, running, queued, search, best, other, old_search, old_trial)
+    }
     gone = [old, old_failed, old_search, old_trial]
     expected_bytes = sum(2000 + (1000 if j in models else 0) for j in gone) + 2000 * 2  # + best's, other's dirs
 
@@ -190,13 +216,28 @@ def test_prune_keeps_models_outside_the_artifact_directory(settings, db, admin_c
 def test_workers_table_and_json(db, admin_cli):
     now = utcnow()
     with db.session() as session:
-        session.add(Worker(name="gpu0@lab", queues="gpu", host="lab", pid=10, concurrency=1,
-                           gpu_name="NVIDIA H100", gpu_memory_mb=81559, heartbeat_at=now))
-        session.add(Worker(name="cpu@old", queues="cpu", host="old", pid=11, concurrency=4,
-                           heartbeat_at=now - timedelta(minutes=5)))
+        session.add(
+            Worker(
+                name="gpu0@lab",
+                queues="gpu",
+                host="lab",
+                pid=10,
+                concurrency=1,
+                gpu_name="NVIDIA H100",
+                gpu_memory_mb=81559,
+                heartbeat_at=now,
+            )
+        )
+        session.add(
+            Worker(
+                name="cpu@old", queues="cpu", host="old", pid=11, concurrency=4, heartbeat_at=now - timedelta(minutes=5)
+            )
+        )
     rows = json.loads(admin_cli("workers", "--json").stdout)
-    assert [(r["name"], r["online"], r["queues"]) for r in rows] == [("cpu@old", False, ["cpu"]),
-                                                                      ("gpu0@lab", True, ["gpu"])]
+    assert [(r["name"], r["online"], r["queues"]) for r in rows] == [
+        ("cpu@old", False, ["cpu"]),
+        ("gpu0@lab", True, ["gpu"]),
+    ]
     assert rows[0]["heartbeat_age_s"] >= 300 and rows[1]["gpu_memory_mb"] == 81559
     table = admin_cli("workers").stdout.splitlines()
     assert table[0].split() == ["name", "queues", "host", "concurrency", "gpu", "heartbeat", "state"]

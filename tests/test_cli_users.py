@@ -1,4 +1,5 @@
 """`labtrain users ...` run as real commands against a fresh PostgreSQL database."""
+
 from __future__ import annotations
 
 import pytest
@@ -60,8 +61,15 @@ def test_create_prints_a_token_that_authenticates(cli, owner_of, tmp_path, redis
     assert owner_of(token) == "ann"
     assert owner_of(token + "x") is None
 
-    app = create_app(Settings(home=tmp_path, database_url=cli.database_url, broker_url=redis_url,
-                              data_dir=tmp_path / "datasets", artifact_dir=tmp_path / "artifacts"))
+    app = create_app(
+        Settings(
+            home=tmp_path,
+            database_url=cli.database_url,
+            broker_url=redis_url,
+            data_dir=tmp_path / "datasets",
+            artifact_dir=tmp_path / "artifacts",
+        )
+    )
     try:
         client = app.test_client()
         assert client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
@@ -121,21 +129,28 @@ def test_token_without_rotate_explains_and_changes_nothing(cli, owner_of):
 
 def test_disable_and_enable(cli, owner_of):
     token = create(cli, "dis")
-    for args, expected in [(("disable", "dis"), None), (("disable", "dis"), None),
-                           (("enable", "dis"), "dis"), (("enable", "dis"), "dis")]:
+    for args, expected in [
+        (("disable", "dis"), None),
+        (("disable", "dis"), None),
+        (("enable", "dis"), "dis"),
+        (("enable", "dis"), "dis"),
+    ]:
         result = cli("users", *args)
         assert result.returncode == 0 and result.stdout == "", result.stderr
         assert owner_of(token) == expected, args
     cli("users", "disable", "dis")
-    assert "disabled" in {line.split("\t")[0]: line.split("\t")[1]
-                          for line in cli("users", "list").stdout.splitlines()}["dis"]
+    assert (
+        "disabled"
+        in {line.split("\t")[0]: line.split("\t")[1] for line in cli("users", "list").stdout.splitlines()}["dis"]
+    )
     rotated = cli("users", "token", "dis", "--rotate")
     assert rotated.returncode == 0 and "disabled" in rotated.stderr
     assert owner_of(rotated.stdout.strip()) is None  # still disabled until enabled
 
 
-@pytest.mark.parametrize("args", [("token", "ghost", "--rotate"), ("token", "ghost"), ("disable", "ghost"),
-                                  ("enable", "ghost")])
+@pytest.mark.parametrize(
+    "args", [("token", "ghost", "--rotate"), ("token", "ghost"), ("disable", "ghost"), ("enable", "ghost")]
+)
 def test_unknown_users_are_a_clear_error(cli, args):
     assert_fails(cli("users", *args), "no user named 'ghost'")
 

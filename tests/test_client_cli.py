@@ -1,5 +1,6 @@
 """The `labtrain` client commands, run as a user runs them (the installed `labtrain` script in
 subprocesses) against a real service: PostgreSQL, Redis, dispatcher, one CPU worker, the API."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,12 @@ from tests.digit_images import load_mnist_8k, render
 from tests.processes import ServiceProcess, deployment_env, run_cli, start_stack, wait_until_healthy
 
 LABTRAIN = Path(sys.executable).parent / "labtrain"
-SMALL_NET = {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "feedforward"},
-             "training": {"epochs": 1}}
+SMALL_NET = {
+    "dataset": "mnist",
+    "framework": "pytorch",
+    "network": {"preset": "feedforward"},
+    "training": {"epochs": 1},
+}
 LONG_NET = ["--dataset", "mnist", "--framework", "pytorch", "--network", "lenet", "--epochs", "100"]
 
 
@@ -55,10 +60,12 @@ def client_env(config_home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def labtrain(args: list[str], env: dict[str, str], stdin: str | None = None, timeout: float = 120,
-             cwd: Path | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(LABTRAIN), *args], env=env, input=stdin, capture_output=True, text=True,
-                            timeout=timeout, cwd=cwd)
+def labtrain(
+    args: list[str], env: dict[str, str], stdin: str | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(LABTRAIN), *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
@@ -96,6 +103,7 @@ def wait_running(env: dict[str, str], job_id: str, timeout: float = 60) -> None:
 
 # -- login and errors ------------------------------------------------------------------------
 
+
 def test_login_stores_a_private_config_that_later_commands_use(stack, alice):
     config = Path(alice["XDG_CONFIG_HOME"]) / "labtrain" / "config.json"
     assert config.stat().st_mode & 0o777 == 0o600
@@ -127,10 +135,20 @@ def test_an_invalid_spec_prints_the_field_and_exits_non_zero(alice):
 
 # -- submit, watch, jobs, status, logs --------------------------------------------------------
 
+
 def test_submit_a_yaml_file_and_watch_it_succeed(alice, tmp_path):
     spec = tmp_path / "iris.yaml"
-    spec.write_text(yaml.safe_dump({"name": "iris-knn", "dataset": "iris", "algorithm": "knn",
-                                    "params": {"n_neighbors": 5}, "evaluation": {"cv": 3, "seed": 0}}))
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "iris-knn",
+                "dataset": "iris",
+                "algorithm": "knn",
+                "params": {"n_neighbors": 5},
+                "evaluation": {"cv": 3, "seed": 0},
+            }
+        )
+    )
     job_id = submit(alice, str(spec))
     watched = labtrain(["watch", job_id], alice)
     assert watched.returncode == 0, watched.stderr
@@ -149,9 +167,29 @@ def test_submit_a_yaml_file_and_watch_it_succeed(alice, tmp_path):
 
 
 def test_submit_a_search_from_flags_and_watch_it(alice):
-    job = as_json(labtrain(["submit", "--dataset", "iris", "--algorithm", "knn", "--search", "random",
-                            "--space", "n_neighbors=int:1:15", "--space", "weights=cat:uniform,distance",
-                            "--trials", "3", "--parallel", "1", "--json"], alice))
+    job = as_json(
+        labtrain(
+            [
+                "submit",
+                "--dataset",
+                "iris",
+                "--algorithm",
+                "knn",
+                "--search",
+                "random",
+                "--space",
+                "n_neighbors=int:1:15",
+                "--space",
+                "weights=cat:uniform,distance",
+                "--trials",
+                "3",
+                "--parallel",
+                "1",
+                "--json",
+            ],
+            alice,
+        )
+    )
     assert job["spec"]["search"]["space"]["weights"]["choices"] == ["uniform", "distance"]
     watched = labtrain(["watch", job["id"], "--interval", "0.2"], alice)
     assert watched.returncode == 0, watched.stderr
@@ -160,8 +198,9 @@ def test_submit_a_search_from_flags_and_watch_it(alice):
 
 def test_watch_a_cancelled_job_exits_non_zero(alice):
     job_id = submit(alice, *LONG_NET)
-    watcher = subprocess.Popen([str(LABTRAIN), "watch", job_id], env=alice, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [str(LABTRAIN), "watch", job_id], env=alice, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_running(alice, job_id)
         cancelled = labtrain(["cancel", job_id], alice)
@@ -198,6 +237,7 @@ def test_cancel_a_queued_job(alice):
 
 
 # -- models ----------------------------------------------------------------------------------
+
 
 def test_predict_png_digits_and_download_the_model(alice, tmp_path):
     job_id = submit(alice, "-", stdin=json.dumps(SMALL_NET))
@@ -245,6 +285,7 @@ def test_json_output_and_the_readable_catalog(alice):
 
 # -- the spec flags, in-process ----------------------------------------------------------------
 
+
 def test_the_compact_space_syntax():
     assert parse_space("n=int:1:30") == ("n", {"type": "int", "low": 1, "high": 30})
     assert parse_space("lr=float:1e-4:0.1:log") == ("lr", {"type": "float", "low": 1e-4, "high": 0.1, "log": True})
@@ -256,13 +297,35 @@ def test_the_compact_space_syntax():
 
 
 def test_flags_refine_a_spec_file():
-    flags = {key: None for key in ("name", "dataset", "target", "algorithm", "framework", "network", "epochs",
-                                   "batch_size", "learning_rate", "device", "cv", "search", "space_json",
-                                   "trials", "parallel", "metric")}
+    flags = {
+        key: None
+        for key in (
+            "name",
+            "dataset",
+            "target",
+            "algorithm",
+            "framework",
+            "network",
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "device",
+            "cv",
+            "search",
+            "space_json",
+            "trials",
+            "parallel",
+            "metric",
+        )
+    }
     flags.update(param=("n_neighbors=7", "weights=distance"), space=(), cv=5)
     spec = merge({"dataset": "iris", "algorithm": "knn", "evaluation": {"seed": 1}}, spec_from_flags(flags))
-    assert spec == {"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": 7, "weights": "distance"},
-                    "evaluation": {"seed": 1, "cv": 5}}
+    assert spec == {
+        "dataset": "iris",
+        "algorithm": "knn",
+        "params": {"n_neighbors": 7, "weights": "distance"},
+        "evaluation": {"seed": 1, "cv": 5},
+    }
 
 
 def test_submit_an_optimisation_from_stdin_and_watch_it(alice):
@@ -278,15 +341,33 @@ class FakeApi:
 
     def __init__(self):
         started = "2026-01-01T00:00:00Z"
-        self.jobs = iter([
-            {"id": "j", "status": "queued", "queue": "cpu", "position": 2, "family": "network"},
-            {"id": "j", "status": "running", "family": "network", "started_at": started,
-             "progress": {"fraction": 0.5, "epoch": 1, "epochs": 2, "metrics": {"loss": 0.5, "accuracy": 0.8}}},
-            {"id": "j", "status": "succeeded", "family": "network", "started_at": started,
-             "progress": {"fraction": 1.0, "epoch": 2, "epochs": 2}, "metrics": {"accuracy": 0.9}},
-        ])
-        self.events = iter([[], [{"seq": 1, "type": "epoch", "data": {"epoch": 1, "epochs": 2, "loss": 0.5}}],
-                            [{"seq": 2, "type": "epoch", "data": {"epoch": 2, "epochs": 2, "loss": 0.25}}]])
+        self.jobs = iter(
+            [
+                {"id": "j", "status": "queued", "queue": "cpu", "position": 2, "family": "network"},
+                {
+                    "id": "j",
+                    "status": "running",
+                    "family": "network",
+                    "started_at": started,
+                    "progress": {"fraction": 0.5, "epoch": 1, "epochs": 2, "metrics": {"loss": 0.5, "accuracy": 0.8}},
+                },
+                {
+                    "id": "j",
+                    "status": "succeeded",
+                    "family": "network",
+                    "started_at": started,
+                    "progress": {"fraction": 1.0, "epoch": 2, "epochs": 2},
+                    "metrics": {"accuracy": 0.9},
+                },
+            ]
+        )
+        self.events = iter(
+            [
+                [],
+                [{"seq": 1, "type": "epoch", "data": {"epoch": 1, "epochs": 2, "loss": 0.5}}],
+                [{"seq": 2, "type": "epoch", "data": {"epoch": 2, "epochs": 2, "loss": 0.25}}],
+            ]
+        )
 
     def get(self, path, **params):
         return {"items": next(self.events)} if path.endswith("/events") else next(self.jobs)

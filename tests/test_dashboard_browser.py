@@ -4,6 +4,7 @@ dispatcher, a CPU worker with the frameworks preloaded, gunicorn).
 Chromium is Debian's package (`make debian-tools` installs it); Playwright drives it and never
 downloads a browser. Set LABTRAIN_SCREENSHOT_DIR=docs/screenshots to refresh the README's
 screenshots; otherwise they go to the test's temporary directory."""
+
 from __future__ import annotations
 
 import os
@@ -168,8 +169,9 @@ def test_a_keras_job_draws_its_curve_live_and_its_model_reads_a_drawn_digit(page
     page.mouse.up()
     page.click("[data-test=predict-drawing]")
     # The first prediction loads TensorFlow and the model into the API process: allow for it.
-    answer = page.wait_for_selector("[data-test=prediction], [data-test=prediction-result] [data-test=error]",
-                                    timeout=60_000)
+    answer = page.wait_for_selector(
+        "[data-test=prediction], [data-test=prediction-result] [data-test=error]", timeout=60_000
+    )
     prediction = answer.inner_text()
     bars = page.query_selector_all("[data-test=probability]")
     assert len(bars) == 10

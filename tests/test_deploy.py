@@ -1,6 +1,7 @@
 """The deployment files: docker-compose.yml validates with `docker-compose config`,
 .env.example documents every setting, and the process topology the compose file declares
 runs (as local processes against the machine's PostgreSQL and Redis) and trains a job."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,18 @@ COMMANDS = {
     "worker-gpu": ["labtrain", "worker", "--queues", "gpu"],
 }
 # Read by docker compose itself (interpolation, profiles), not by labtrain's Settings.
-COMPOSE_ONLY = {"COMPOSE_PROFILES", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "REDIS_PASSWORD",
-                "API_PUBLISH", "POSTGRES_PUBLISH", "REDIS_PUBLISH", "LABTRAIN_API_WORKERS", "PROMETHEUS_MULTIPROC_DIR"}
+COMPOSE_ONLY = {
+    "COMPOSE_PROFILES",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_DB",
+    "REDIS_PASSWORD",
+    "API_PUBLISH",
+    "POSTGRES_PUBLISH",
+    "REDIS_PUBLISH",
+    "LABTRAIN_API_WORKERS",
+    "PROMETHEUS_MULTIPROC_DIR",
+}
 
 
 def read_env_file(path: Path, with_defaults: bool = False) -> dict[str, str]:
@@ -83,8 +94,10 @@ def test_compose_config_validates_and_declares_the_services(tmp_path):
     for name in APP_SERVICES:
         service = services[name]
         assert service["environment"]["LABTRAIN_DATABASE_URL"] == env["LABTRAIN_DATABASE_URL"]
-        assert sorted(service["volumes"]) == [f"artifacts:{env['LABTRAIN_ARTIFACT_DIR']}:rw",
-                                              f"datasets:{env['LABTRAIN_DATA_DIR']}:rw"]
+        assert sorted(service["volumes"]) == [
+            f"artifacts:{env['LABTRAIN_ARTIFACT_DIR']}:rw",
+            f"datasets:{env['LABTRAIN_DATA_DIR']}:rw",
+        ]
         if name != "migrate":
             assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
             assert service["depends_on"]["redis"] == {"condition": "service_healthy"}
@@ -95,7 +108,8 @@ def test_compose_config_validates_and_declares_the_services(tmp_path):
     assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
     gpu = services["worker-gpu"]
     assert gpu["deploy"]["resources"]["reservations"]["devices"] == [
-        {"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}]
+        {"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}
+    ]
     assert gpu["environment"]["CUDA_VISIBLE_DEVICES"] == "0" and gpu["build"]["dockerfile"] == "docker/Dockerfile.gpu"
     assert set(config["volumes"]) >= {"artifacts", "datasets"}
 
@@ -105,8 +119,13 @@ def _compose_config(folder: Path, compose_text: str) -> subprocess.CompletedProc
     assert tool, "docker-compose is missing: `make debian-tools` installs Debian's package"
     (folder / "docker-compose.yml").write_text(compose_text)
     shutil.copy(ENV_EXAMPLE, folder / ".env")
-    return subprocess.run([tool, "-f", str(folder / "docker-compose.yml"), "--env-file", str(folder / ".env"),
-                           "config"], capture_output=True, text=True, timeout=120, cwd=folder)
+    return subprocess.run(
+        [tool, "-f", str(folder / "docker-compose.yml"), "--env-file", str(folder / ".env"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=folder,
+    )
 
 
 def test_the_readme_s_second_gpu_service_and_nfs_volume_validate(tmp_path):
@@ -145,12 +164,16 @@ def compose_stack(tmp_path, make_pg_database, make_redis_url):
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     dotenv = read_env_file(ENV_EXAMPLE)
     compose_env = {**dotenv, "LABTRAIN_API_WORKERS": "2"}  # what compose interpolates from .env
-    overrides = {"LABTRAIN_DATABASE_URL": make_pg_database(), "LABTRAIN_BROKER_URL": make_redis_url(),
-                 "LABTRAIN_HOME": str(tmp_path), "LABTRAIN_ARTIFACT_DIR": str(tmp_path / "artifacts"),
-                 "LABTRAIN_DATA_DIR": str(tmp_path / "datasets"),
-                 # Test sessions running side by side share Redis' few databases, so another
-                 # session's worker may take a message of ours: the dispatcher sends it again soon.
-                 "LABTRAIN_RESEND_AFTER_S": "3"}
+    overrides = {
+        "LABTRAIN_DATABASE_URL": make_pg_database(),
+        "LABTRAIN_BROKER_URL": make_redis_url(),
+        "LABTRAIN_HOME": str(tmp_path),
+        "LABTRAIN_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "LABTRAIN_DATA_DIR": str(tmp_path / "datasets"),
+        # Test sessions running side by side share Redis' few databases, so another
+        # session's worker may take a message of ours: the dispatcher sends it again soon.
+        "LABTRAIN_RESEND_AFTER_S": "3",
+    }
     base_env = service_env(tmp_path, **{**dotenv, **overrides})
 
     def argv(name: str) -> list[str]:
@@ -185,8 +208,12 @@ def test_the_compose_topology_runs_a_job(compose_stack):
     # The api's health check, as compose runs it in the container (port 8000 there).
     check = services["api"]["healthcheck"]["test"]
     assert check[:2] == ["CMD", "python"]
-    ready = subprocess.run([sys.executable, *[a.replace(":8000/", f":{base_url.rsplit(':', 1)[1]}/") for a in check[2:]]],
-                           capture_output=True, text=True, timeout=30)
+    ready = subprocess.run(
+        [sys.executable, *[a.replace(":8000/", f":{base_url.rsplit(':', 1)[1]}/") for a in check[2:]]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert ready.returncode == 0, ready.stderr
     assert requests.get(f"{base_url}/readyz", timeout=5).status_code == 200
 

@@ -1,5 +1,6 @@
 """The whole flow through real processes: an HTTP server, Celery workers, and either
 PostgreSQL + Redis or the embedded defaults (SQLite and the serverless broker)."""
+
 from __future__ import annotations
 
 import time
@@ -10,8 +11,15 @@ import redis
 from service.core.broker import make_celery, send_job
 from service.core.config import Settings
 from tests.conftest import free_port
-from tests.processes import (Client, ServiceProcess, deployment_env, run_cli, service_env, start_stack,
-                             wait_until_healthy)
+from tests.processes import (
+    Client,
+    ServiceProcess,
+    deployment_env,
+    run_cli,
+    service_env,
+    start_stack,
+    wait_until_healthy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +59,24 @@ def embedded_service(tmp_path_factory):
 
 
 def _submit_poll_predict(client: Client) -> dict:
-    response = client.post("/api/v1/jobs", json={"dataset": "iris", "algorithm": "svm",
-                                                  "params": {"kernel": "linear"},
-                                                  "preprocessing": {"scale": True},
-                                                  "evaluation": {"cv": 3, "seed": 2}})
+    response = client.post(
+        "/api/v1/jobs",
+        json={
+            "dataset": "iris",
+            "algorithm": "svm",
+            "params": {"kernel": "linear"},
+            "preprocessing": {"scale": True},
+            "evaluation": {"cv": 3, "seed": 2},
+        },
+    )
     assert response.status_code == 201, response.text
     job = client.wait_for(response.json()["id"])
     assert job["status"] == "succeeded", job["error"]
     assert job["metrics"]["accuracy"] > 0.85 and job["progress"]["fraction"] == 1.0
     model_id = job["result"]["model_id"]
-    answer = client.post(f"/api/v1/models/{model_id}/predict",
-                         json={"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
+    answer = client.post(
+        f"/api/v1/models/{model_id}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["labels"] == ["setosa", "virginica"]
     bad = client.post(f"/api/v1/models/{model_id}/predict", json={"instances": [[5.1, 3.5]]})
@@ -86,8 +101,9 @@ def test_submit_poll_predict_on_embedded_defaults(embedded_service):
 def test_upload_and_train_on_embedded_defaults(embedded_service):
     client, _home, _process = embedded_service
     rows = "\n".join(f"{x},{x % 3},{'odd' if x % 2 else 'even'}" for x in range(60))
-    uploaded = client.post("/api/v1/datasets", files={"file": ("numbers.csv", "x,m,parity\n" + rows)},
-                           data={"target": "parity"})
+    uploaded = client.post(
+        "/api/v1/datasets", files={"file": ("numbers.csv", "x,m,parity\n" + rows)}, data={"target": "parity"}
+    )
     assert uploaded.status_code == 201, uploaded.text
     job = client.post("/api/v1/jobs", json={"dataset": {"id": uploaded.json()["id"]}, "algorithm": "decision_tree"})
     assert client.wait_for(job.json()["id"])["status"] == "succeeded"
@@ -103,8 +119,9 @@ def test_many_jobs_at_once_all_succeed_exactly_once(pg_redis_service):
 
 def test_a_duplicate_message_cannot_run_a_job_twice(pg_redis_service):
     client, env, processes = pg_redis_service
-    job_id = client.post("/api/v1/jobs", json={"dataset": "digits", "algorithm": "random_forest",
-                                               "params": {"n_estimators": 30}}).json()["id"]
+    job_id = client.post(
+        "/api/v1/jobs", json={"dataset": "digits", "algorithm": "random_forest", "params": {"n_estimators": 30}}
+    ).json()["id"]
     celery = make_celery(Settings.from_env_map(env))
     for _ in range(3):  # the same job id delivered three more times, as a broker might after a failure
         send_job(celery, job_id, "cpu")
@@ -121,20 +138,31 @@ def test_a_duplicate_message_cannot_run_a_job_twice(pg_redis_service):
 def test_network_jobs_on_a_warm_worker_with_both_frameworks(pg_redis_service):
     client, _env, _processes = pg_redis_service
     specs = [
-        {"dataset": "mnist", "framework": "tensorflow", "network": {"preset": "mlp", "api": "subclassing"},
-         "training": {"epochs": 2, "validation_split": 0.1}},
-        {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "lenet", "api": "module"},
-         "training": {"epochs": 2, "batch_size": 64}},
+        {
+            "dataset": "mnist",
+            "framework": "tensorflow",
+            "network": {"preset": "mlp", "api": "subclassing"},
+            "training": {"epochs": 2, "validation_split": 0.1},
+        },
+        {
+            "dataset": "mnist",
+            "framework": "pytorch",
+            "network": {"preset": "lenet", "api": "module"},
+            "training": {"epochs": 2, "batch_size": 64},
+        },
     ]
     ids = [client.post("/api/v1/jobs", json=spec).json()["id"] for spec in specs]
     for job_id in ids:
         job = client.wait_for(job_id, timeout=180)
         assert job["status"] == "succeeded", job["error"]
         assert job["metrics"]["accuracy"] > 0.85
-        epochs = [e["data"] for e in client.get(f"/api/v1/jobs/{job_id}/events").json()["items"] if e["type"] == "epoch"]
+        epochs = [
+            e["data"] for e in client.get(f"/api/v1/jobs/{job_id}/events").json()["items"] if e["type"] == "epoch"
+        ]
         assert [e["epoch"] for e in epochs] == [1, 2]
-        answer = client.post(f"/api/v1/models/{job['result']['model_id']}/predict",
-                             json={"instances": [[[0] * 28] * 28]})
+        answer = client.post(
+            f"/api/v1/models/{job['result']['model_id']}/predict", json={"instances": [[[0] * 28] * 28]}
+        )
         assert answer.status_code == 200 and len(answer.json()["probabilities"][0]) == 10
     workers = client.get("/api/v1/queue").json()["queues"]["cpu"]["workers"]
     assert [w["concurrency"] for w in workers] == [2]
@@ -164,8 +192,13 @@ def test_gpu_queue_jobs_run_on_the_gpu_worker(gpu_worker_service):
         time.sleep(0.2)  # the worker registers once it is ready
     workers = client.get("/api/v1/queue").json()["queues"]["gpu"]["workers"]
     assert [(w["name"], w["concurrency"]) for w in workers] == [("gpu0@test", 1)]
-    spec = {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "feedforward"},
-            "training": {"epochs": 1}, "device": "auto"}
+    spec = {
+        "dataset": "mnist",
+        "framework": "pytorch",
+        "network": {"preset": "feedforward"},
+        "training": {"epochs": 1},
+        "device": "auto",
+    }
     job = client.post("/api/v1/jobs", json=spec).json()
     assert job["queue"] == "gpu"  # auto goes to the GPU while a GPU worker is online
     job = client.wait_for(job["id"], timeout=120)

@@ -1,6 +1,7 @@
 """A shared lab server under trouble, with real processes on PostgreSQL and Redis:
 fair share between students, cancelling running jobs, time limits, workers killed
 mid-job, and a Redis restart while jobs wait."""
+
 from __future__ import annotations
 
 import os
@@ -14,15 +15,23 @@ import redis
 from sqlalchemy import select
 
 from service.core.db import Database
-from service.jobs.limits import set_limits
 from service.core.orm import Job, User
+from service.jobs.limits import set_limits
 from tests.conftest import free_port
 from tests.processes import Client, ServiceProcess, deployment_env, run_cli, start_stack, wait_until_healthy
 
-FAST_RECOVERY = {"LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S": "3", "LABTRAIN_RESEND_AFTER_S": "3",
-                 "LABTRAIN_STOP_GRACE_S": "3", "LABTRAIN_MAX_ATTEMPTS": "2"}
-LENET = {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "lenet"},
-         "training": {"epochs": 12, "batch_size": 32}}
+FAST_RECOVERY = {
+    "LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S": "3",
+    "LABTRAIN_RESEND_AFTER_S": "3",
+    "LABTRAIN_STOP_GRACE_S": "3",
+    "LABTRAIN_MAX_ATTEMPTS": "2",
+}
+LENET = {
+    "dataset": "mnist",
+    "framework": "pytorch",
+    "network": {"preset": "lenet"},
+    "training": {"epochs": 12, "batch_size": 32},
+}
 
 
 class Lab:
@@ -62,8 +71,9 @@ class Lab:
 
 
 def start_lab(home, make_pg_database, broker_url: str, worker_args: list[str], **env_extra: str) -> Lab:
-    env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=broker_url,
-                         **FAST_RECOVERY, **env_extra)
+    env = deployment_env(
+        home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=broker_url, **FAST_RECOVERY, **env_extra
+    )
     port = free_port()
     lab = Lab(home, env, port, start_stack(env, home, port, worker_args, api_workers=2))
     wait_until_healthy(f"http://127.0.0.1:{port}", lab.processes)
@@ -98,8 +108,12 @@ def epochs_and_attempts(client: Client, job_id: str) -> tuple[list[int], list[in
 
 @pytest.fixture(scope="module")
 def cpu_lab(tmp_path_factory, make_pg_database, make_redis_url):
-    lab = start_lab(tmp_path_factory.mktemp("cpu-lab"), make_pg_database, make_redis_url(),
-                    ["--queues", "cpu", "--concurrency", "1", "--name", "w1@lab"])
+    lab = start_lab(
+        tmp_path_factory.mktemp("cpu-lab"),
+        make_pg_database,
+        make_redis_url(),
+        ["--queues", "cpu", "--concurrency", "1", "--name", "w1@lab"],
+    )
     lab.add_worker("--queues", "cpu", "--concurrency", "1", "--name", "w2@lab")
     yield lab
     lab.stop()
@@ -108,8 +122,10 @@ def cpu_lab(tmp_path_factory, make_pg_database, make_redis_url):
 @pytest.mark.parametrize("framework,preset", [("tensorflow", "mlp"), ("pytorch", "feedforward")])
 def test_cancelling_a_running_job_stops_it_within_seconds(cpu_lab, framework, preset):
     client = cpu_lab.student(f"canceller-{framework}")
-    job_id = client.post("/api/v1/jobs", json={"dataset": "mnist", "framework": framework,
-                                               "network": {"preset": preset}, "training": {"epochs": 50}}).json()["id"]
+    job_id = client.post(
+        "/api/v1/jobs",
+        json={"dataset": "mnist", "framework": framework, "network": {"preset": preset}, "training": {"epochs": 50}},
+    ).json()["id"]
     wait_epoch(client, job_id, 1)
     asked = time.monotonic()
     assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 202
@@ -134,8 +150,9 @@ def test_a_job_past_its_time_limit_fails_with_time_limit_exceeded(cpu_lab):
 def test_a_job_that_ignores_its_cancel_is_killed_after_the_grace_period(cpu_lab):
     client = cpu_lab.student("stubborn")
     # One long scikit-learn fit has no batches to stop between: only killing it ends it.
-    job_id = client.post("/api/v1/jobs", json={"dataset": "digits", "algorithm": "random_forest",
-                                               "params": {"n_estimators": 5000}}).json()["id"]
+    job_id = client.post(
+        "/api/v1/jobs", json={"dataset": "digits", "algorithm": "random_forest", "params": {"n_estimators": 5000}}
+    ).json()["id"]
     wait_status(client, job_id, ("running",))
     time.sleep(1)
     asked = time.monotonic()
@@ -189,8 +206,13 @@ def test_fair_share_lets_other_students_in_before_a_heavy_user(tmp_path, make_pg
     lab = start_lab(tmp_path, make_pg_database, make_redis_url(), ["--queues", "gpu", "--name", "gpu0@lab"])
     try:
         anna, ben, cleo = (lab.student(n) for n in ("anna", "ben", "cleo"))
-        spec = {"dataset": "digits", "framework": "pytorch", "network": {"preset": "feedforward"},
-                "training": {"epochs": 2}, "device": "gpu"}
+        spec = {
+            "dataset": "digits",
+            "framework": "pytorch",
+            "network": {"preset": "feedforward"},
+            "training": {"epochs": 2},
+            "device": "gpu",
+        }
         anna_jobs = [anna.post("/api/v1/jobs", json=spec).json()["id"] for _ in range(20)]
         # Her first job may already have started, freeing a queued place: submit until the limit answers.
         for _ in range(3):
@@ -219,12 +241,18 @@ def test_restarting_redis_loses_no_queued_job(tmp_path, make_pg_database):
     command = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     _wait_redis(port)
-    lab = start_lab(tmp_path, make_pg_database, f"redis://127.0.0.1:{port}/0",
-                    ["--queues", "cpu", "--concurrency", "2"], LABTRAIN_MAX_QUEUED="100")
+    lab = start_lab(
+        tmp_path,
+        make_pg_database,
+        f"redis://127.0.0.1:{port}/0",
+        ["--queues", "cpu", "--concurrency", "2"],
+        LABTRAIN_MAX_QUEUED="100",
+    )
     try:
         client = lab.student("many")
-        ids = [client.post("/api/v1/jobs", json={"dataset": "wine", "algorithm": "svm"}).json()["id"]
-               for _ in range(50)]
+        ids = [
+            client.post("/api/v1/jobs", json={"dataset": "wine", "algorithm": "svm"}).json()["id"] for _ in range(50)
+        ]
         server.terminate()  # Redis goes away, and everything it held with it
         server.wait()
         time.sleep(2)

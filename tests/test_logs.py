@@ -1,4 +1,5 @@
 """JSON logs: one object a line, and the job id on every line a job produces."""
+
 from __future__ import annotations
 
 import io
@@ -39,8 +40,12 @@ def test_json_lines_carry_the_job_id_set_for_the_job():
 
 
 def test_a_worker_and_dispatcher_log_json_with_the_job_id(tmp_path, make_pg_database, make_redis_url):
-    env = deployment_env(tmp_path, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url(),
-                         LABTRAIN_LOG_FORMAT="json")
+    env = deployment_env(
+        tmp_path,
+        LABTRAIN_DATABASE_URL=make_pg_database(),
+        LABTRAIN_BROKER_URL=make_redis_url(),
+        LABTRAIN_LOG_FORMAT="json",
+    )
     token = run_cli(["users", "create", "alice"], env).stdout.strip()
     port = free_port()
     processes = start_stack(env, tmp_path, port, ["--queues", "cpu", "--concurrency", "1"], api_workers=1)

@@ -1,4 +1,5 @@
 """Alembic's `upgrade head` builds exactly the schema the models describe."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,8 +28,17 @@ def test_upgrade_head_on_empty_postgres_matches_the_models(make_pg_database):
     engine = create_engine(url)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert tables == {"users", "jobs", "job_events", "datasets", "models", "workers", "dispatch_lock", "audit",
-                      "labtrain_version"}
+    assert tables == {
+        "users",
+        "jobs",
+        "job_events",
+        "datasets",
+        "models",
+        "workers",
+        "dispatch_lock",
+        "audit",
+        "labtrain_version",
+    }
     upgrade(url)  # running it again is harmless
 
 

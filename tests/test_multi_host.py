@@ -1,6 +1,7 @@
 """A worker on a second host: its own network namespace, reaching PostgreSQL and Redis over
 a veth link. Jobs run there; when the link is cut mid-job, the job recovers as any job
 whose worker was lost does: re-queued, and resumed from its checkpoint on another worker."""
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,12 @@ from tests.netns import SecondHost
 from tests.processes import Client, ServiceProcess, deployment_env, run_cli, wait_until_healthy
 from tests.test_lab_server import FAST_RECOVERY, epochs_and_attempts, wait_epoch
 
-NETWORK = {"dataset": "mnist", "framework": "pytorch", "network": {"preset": "feedforward"},
-           "training": {"epochs": 12, "batch_size": 32}}
+NETWORK = {
+    "dataset": "mnist",
+    "framework": "pytorch",
+    "network": {"preset": "feedforward"},
+    "training": {"epochs": 12, "batch_size": 32},
+}
 
 
 @pytest.fixture
@@ -27,15 +32,24 @@ def two_hosts(tmp_path, make_pg_database, make_redis_url):
     processes = []
     try:
         pg, rd = make_url(database), make_url(broker)
-        remote = {**env,
-                  "LABTRAIN_DATABASE_URL": pg.set(host=host2.gateway, port=host2.forward(pg.port or 5432))
-                  .render_as_string(hide_password=False),
-                  "LABTRAIN_BROKER_URL": f"redis://{host2.gateway}:{host2.forward(rd.port or 6379)}/{rd.database}"}
+        remote = {
+            **env,
+            "LABTRAIN_DATABASE_URL": pg.set(host=host2.gateway, port=host2.forward(pg.port or 5432)).render_as_string(
+                hide_password=False
+            ),
+            "LABTRAIN_BROKER_URL": f"redis://{host2.gateway}:{host2.forward(rd.port or 6379)}/{rd.database}",
+        }
         port = free_port()
-        processes += [ServiceProcess(["dispatcher"], env, tmp_path / "dispatcher.log"),
-                      ServiceProcess(["api", "--port", str(port), "--workers", "1"], env, tmp_path / "api.log"),
-                      ServiceProcess(["worker", "--queues", "cpu", "--concurrency", "1", "--name", "w@host2"],
-                                     remote, tmp_path / "worker-host2.log", prefix=host2.prefix)]
+        processes += [
+            ServiceProcess(["dispatcher"], env, tmp_path / "dispatcher.log"),
+            ServiceProcess(["api", "--port", str(port), "--workers", "1"], env, tmp_path / "api.log"),
+            ServiceProcess(
+                ["worker", "--queues", "cpu", "--concurrency", "1", "--name", "w@host2"],
+                remote,
+                tmp_path / "worker-host2.log",
+                prefix=host2.prefix,
+            ),
+        ]
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
         client = Client(f"http://127.0.0.1:{port}", token)
         _wait_for_worker(client, "w@host2")
@@ -69,8 +83,11 @@ def test_jobs_run_on_the_second_host_and_survive_a_cut_link(two_hosts):
     job_id = client.post("/api/v1/jobs", json=NETWORK).json()["id"]
     wait_epoch(client, job_id, 3)
     host2.cut()  # the second host drops off the network mid-job
-    processes.append(ServiceProcess(["worker", "--queues", "cpu", "--concurrency", "1", "--name", "w@host1"],
-                                    env, home / "worker-host1.log"))
+    processes.append(
+        ServiceProcess(
+            ["worker", "--queues", "cpu", "--concurrency", "1", "--name", "w@host1"], env, home / "worker-host1.log"
+        )
+    )
     job = client.wait_for(job_id, timeout=240)
     assert job["status"] == "succeeded", job["error"]
     epochs, attempts = epochs_and_attempts(client, job_id)

@@ -12,6 +12,7 @@ The operations run in a loop inside one test rather than through `schema.paramet
 the schema comes from the per-test `app` fixture, and schemathesis's fixture-based loader
 does not work with the pytest this project uses.
 """
+
 from __future__ import annotations
 
 import schemathesis
@@ -19,16 +20,30 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
-                                               response_schema_conformance, status_code_conformance)
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.service.test_authorization import build_world
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
-SETTINGS = settings(max_examples=20, deadline=None, database=None, derandomize=True,
-                    suppress_health_check=list(HealthCheck),
-                    phases=[Phase.explicit, Phase.generate])  # no shrinking: it would cost minutes
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+SETTINGS = settings(
+    max_examples=20,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)  # no shrinking: it would cost minutes
 # Which real objects a path parameter may name.
 REAL = {"job_id": ("finished", "queued"), "model_id": ("model", "finished"), "dataset_id": ("csv", "npz")}
 
@@ -60,8 +75,9 @@ def _test(operation, mode, world, headers, statuses):
     strategies = [operation.as_strategy(generation_mode=mode)]
     names = set(REAL) & {p.name for p in operation.path_parameters}
     for name in names:
-        strategies += [operation.as_strategy(generation_mode=mode, path_parameters={name: world[target]})
-                       for target in REAL[name]]
+        strategies += [
+            operation.as_strategy(generation_mode=mode, path_parameters={name: world[target]}) for target in REAL[name]
+        ]
 
     @SETTINGS
     @given(case=st.one_of(strategies))

@@ -1,4 +1,5 @@
 """Searches through real processes: the dispatcher drives them, Celery workers run the trials."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,11 +14,24 @@ def _trials(client, parent_id: str) -> list[dict]:
 
 def test_a_ga_search_over_knn_on_wine_with_5_fold_cv(pg_redis_service):  # noqa: F811
     client, _env, _processes = pg_redis_service
-    spec = {"name": "wine-knn-ga", "dataset": "wine", "algorithm": "knn",
-            "evaluation": {"cv": 5, "seed": 0}, "preprocessing": {"scale": True},
-            "search": {"strategy": "ga", "trials": 16, "parallel": 4, "seed": 3, "params": {"population": 8},
-                       "space": {"n_neighbors": {"type": "int", "low": 1, "high": 30},
-                                 "weights": {"type": "categorical", "choices": ["uniform", "distance"]}}}}
+    spec = {
+        "name": "wine-knn-ga",
+        "dataset": "wine",
+        "algorithm": "knn",
+        "evaluation": {"cv": 5, "seed": 0},
+        "preprocessing": {"scale": True},
+        "search": {
+            "strategy": "ga",
+            "trials": 16,
+            "parallel": 4,
+            "seed": 3,
+            "params": {"population": 8},
+            "space": {
+                "n_neighbors": {"type": "int", "low": 1, "high": 30},
+                "weights": {"type": "categorical", "choices": ["uniform", "distance"]},
+            },
+        },
+    }
     submitted = client.post("/api/v1/jobs", json=spec)
     assert submitted.status_code == 201, submitted.text
     search = client.wait_for(submitted.json()["id"], timeout=240)
@@ -35,19 +49,32 @@ def test_a_ga_search_over_knn_on_wine_with_5_fold_cv(pg_redis_service):  # noqa:
     assert len(result["trials"]) == 16 and result["trials"][0]["value"] == result["best_value"]
     assert len(result["curve"]) == 16 and result["curve"][-1] == result["best_value"]
     assert search["progress"]["trials_done"] == 16
-    predicted = client.post(f"/api/v1/models/{result['model_id']}/predict",
-                            json={"instances": [[13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05,
-                                                 3.4, 1050]]})
+    predicted = client.post(
+        f"/api/v1/models/{result['model_id']}/predict",
+        json={"instances": [[13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050]]},
+    )
     assert predicted.status_code == 200 and predicted.json()["predictions"] == [0]
 
 
 def test_a_tpe_search_over_an_mlp_on_mnist(pg_redis_service):  # noqa: F811
     client, _env, _processes = pg_redis_service
-    spec = {"name": "mnist-mlp-tpe", "dataset": "mnist", "framework": "tensorflow", "network": {"preset": "mlp"},
-            "training": {"epochs": 1, "batch_size": 64},
-            "search": {"strategy": "tpe", "trials": 4, "parallel": 2, "seed": 0,
-                       "space": {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-                                 "units": {"type": "int", "low": 32, "high": 128}}}}
+    spec = {
+        "name": "mnist-mlp-tpe",
+        "dataset": "mnist",
+        "framework": "tensorflow",
+        "network": {"preset": "mlp"},
+        "training": {"epochs": 1, "batch_size": 64},
+        "search": {
+            "strategy": "tpe",
+            "trials": 4,
+            "parallel": 2,
+            "seed": 0,
+            "space": {
+                "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                "units": {"type": "int", "low": 32, "high": 128},
+            },
+        },
+    }
     submitted = client.post("/api/v1/jobs", json=spec)
     assert submitted.status_code == 201, submitted.text
     search = client.wait_for(submitted.json()["id"], timeout=300)
@@ -64,8 +91,7 @@ def test_a_tpe_search_over_an_mlp_on_mnist(pg_redis_service):  # noqa: F811
     assert result["best_value"] == max(t["metrics"]["accuracy"] for t in trials)
 
     _x_train, _y_train, x_test, y_test = load_mnist_8k()
-    predicted = client.post(f"/api/v1/models/{result['model_id']}/predict",
-                            json={"instances": x_test[:50].tolist()})
+    predicted = client.post(f"/api/v1/models/{result['model_id']}/predict", json={"instances": x_test[:50].tolist()})
     assert predicted.status_code == 200, predicted.text
     accuracy = float(np.mean(np.array(predicted.json()["predictions"]) == y_test[:50]))
     assert accuracy >= 0.6  # one epoch on 6,400 digits
@@ -74,9 +100,16 @@ def test_a_tpe_search_over_an_mlp_on_mnist(pg_redis_service):  # noqa: F811
 def test_a_search_on_the_embedded_defaults(embedded_service):  # noqa: F811
     """SQLite holds the jobs and Optuna's trials; the serverless broker carries the trials."""
     client, _home, _process = embedded_service
-    spec = {"dataset": "iris", "algorithm": "decision_tree",
-            "search": {"strategy": "random", "trials": 4, "parallel": 2,
-                       "space": {"max_depth": {"type": "int", "low": 1, "high": 6}}}}
+    spec = {
+        "dataset": "iris",
+        "algorithm": "decision_tree",
+        "search": {
+            "strategy": "random",
+            "trials": 4,
+            "parallel": 2,
+            "space": {"max_depth": {"type": "int", "low": 1, "high": 6}},
+        },
+    }
     submitted = client.post("/api/v1/jobs", json=spec)
     assert submitted.status_code == 201, submitted.text
     search = client.wait_for(submitted.json()["id"], timeout=120)

@@ -6,17 +6,21 @@ TensorFlow and PyTorch before forking so every job starts warm; a GPU worker's p
 imports neither framework (CUDA cannot be re-initialised in a forked child) and runs
 each job in a fresh child, so the GPU memory TensorFlow holds is freed when it ends.
 """
+
 from __future__ import annotations
 
+import importlib
 import logging
 import socket
 
 from celery import Celery
-from celery.signals import (after_setup_logger, after_setup_task_logger, worker_process_init, worker_ready,
-                            worker_shutdown)
-
-import importlib
-
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from service.core import logs
 from service.core.broker import RUN_JOB_TASK, make_celery
@@ -77,30 +81,44 @@ def _stop_heartbeat(**_kwargs) -> None:
 
 
 def preload(gpu: bool) -> None:
-    """Import what jobs need before the pool forks, so no job pays for it."""
-    import skops.io  # noqa: F401  (model files are written with it)
-
-    import workers.trainers.classic  # noqa: F401  (scikit-learn and the classic trainer)
-
-    if not gpu:
-        import workers.trainers.network.keras_trainer  # noqa: F401  (TensorFlow)
-        import workers.trainers.network.torch_trainer  # noqa: F401  (PyTorch)
+    """Import every family's trainer before the pool forks, so no job pays for it. On a CPU
+    worker a trainer's `preload()` also loads its frameworks (TensorFlow, PyTorch); a GPU
+    worker must not, since CUDA cannot be re-initialised in a forked child."""
+    for family in families.all_families():
+        if family.trainer:
+            trainer = importlib.import_module(family.trainer)
+            if not gpu and hasattr(trainer, "preload"):
+                trainer.preload()
 
 
 def default_worker_name(queues: list[str]) -> str:
     return f"{'+'.join(queues)}@{socket.gethostname()}"
 
 
-def run_worker(settings: Settings, queues: list[str], concurrency: int, name: str | None = None,
-               loglevel: str = "INFO") -> None:
+def run_worker(
+    settings: Settings, queues: list[str], concurrency: int, name: str | None = None, loglevel: str = "INFO"
+) -> None:
     worker_name = name or default_worker_name(queues)
     gpu = "gpu" in queues
     preload(gpu)
     _state["heartbeat"] = Heartbeat(settings, worker_name, queues, concurrency)
     app = create_worker_app(settings, worker_name)
-    argv = ["worker", "--queues", ",".join(queues), "--concurrency", str(concurrency),
-            "--hostname", worker_name, "--loglevel", loglevel, "--pool", "prefork",
-            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    argv = [
+        "worker",
+        "--queues",
+        ",".join(queues),
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        worker_name,
+        "--loglevel",
+        loglevel,
+        "--pool",
+        "prefork",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     if gpu:
         argv.append("--max-tasks-per-child=1")
     app.worker_main(argv)

@@ -3,6 +3,7 @@
 GPU details come from NVIDIA's management library (nvidia-ml-py) where present, which
 reads them without creating a CUDA context (a forked child could not use CUDA then).
 """
+
 from __future__ import annotations
 
 import logging
@@ -10,9 +11,9 @@ import os
 import socket
 import threading
 
-from service.lab import worker_registry
 from service.core.config import Settings
 from service.core.db import Database
+from service.lab import worker_registry
 
 log = logging.getLogger("labtrain.worker")
 
@@ -26,8 +27,11 @@ def _gpu_handle():
     try:
         pynvml.nvmlInit()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
-        return (pynvml.nvmlDeviceGetHandleByIndex(int(visible)) if visible.isdigit()
-                else pynvml.nvmlDeviceGetHandleByUUID(visible))
+        return (
+            pynvml.nvmlDeviceGetHandleByIndex(int(visible))
+            if visible.isdigit()
+            else pynvml.nvmlDeviceGetHandleByUUID(visible)
+        )
     except Exception:  # no driver or no device: a CPU-only host
         return None
 
@@ -86,9 +90,17 @@ class Heartbeat:
                 utilization, used = gpu_usage(self._gpu)
                 with self.db.session() as session:
                     worker_registry.heartbeat(
-                        session, name=self.name, queues=self.queues, host=socket.gethostname(), pid=os.getpid(),
-                        concurrency=self.concurrency, gpu_name=self.gpu_name, gpu_memory_mb=self.gpu_memory_mb,
-                        gpu_utilization=utilization, gpu_memory_used_mb=used)
+                        session,
+                        name=self.name,
+                        queues=self.queues,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        concurrency=self.concurrency,
+                        gpu_name=self.gpu_name,
+                        gpu_memory_mb=self.gpu_memory_mb,
+                        gpu_utilization=utilization,
+                        gpu_memory_used_mb=used,
+                    )
             except Exception:  # the database may be restarting: try again next beat
                 log.warning("heartbeat of %s failed", self.name, exc_info=True)
             self._stop.wait(worker_registry.HEARTBEAT_SECONDS)

@@ -1,4 +1,5 @@
 """Where a trainer's reports go: the job's events and progress in the database."""
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,9 @@ from workers.watch import JobWatch
 class DbReporter:
     """Writes a trainer's events and progress to the job's rows; raises Cancelled once asked to stop."""
 
-    def __init__(self, db: Database, job_id: str, job_log: logging.Logger, checkpoint_dir: Path | None,
-                 watch: JobWatch):
+    def __init__(
+        self, db: Database, job_id: str, job_log: logging.Logger, checkpoint_dir: Path | None, watch: JobWatch
+    ):
         self.db, self.job_id, self.log, self.checkpoint_dir, self.watch = db, job_id, job_log, checkpoint_dir, watch
         self._epochs_seen: set[int] | None = None
 
@@ -46,8 +48,9 @@ class DbReporter:
     def _already_reported(self, session, epoch: int) -> bool:
         # A resumed attempt may repeat the epoch after the last checkpoint: report each epoch once.
         if self._epochs_seen is None:
-            rows = session.scalars(select(JobEvent.data).where(JobEvent.job_id == self.job_id,
-                                                                JobEvent.type == "epoch"))
+            rows = session.scalars(
+                select(JobEvent.data).where(JobEvent.job_id == self.job_id, JobEvent.type == "epoch")
+            )
             self._epochs_seen = {row.get("epoch") for row in rows}
         if epoch in self._epochs_seen:
             return True

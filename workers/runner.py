@@ -5,6 +5,7 @@ The family's registry record says which trainer runs it and which model its stor
 re-validates into. The database session is closed during training (a long job must not
 hold a connection) and short sessions record each event.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -79,8 +80,14 @@ class JobRunner:
         except Exception as exc:  # the job fails; the worker goes on with the next one
             job_log.error("job %s failed:\n%s", job_id, traceback.format_exc())
             message = f"{type(exc).__name__}: {exc}".strip()
-            status = self._finish(job_id, attempt, lifecycle.FAILED, watch, error_code="training_error",
-                                  error=f"{message} (the job's log has the full traceback)")
+            status = self._finish(
+                job_id,
+                attempt,
+                lifecycle.FAILED,
+                watch,
+                error_code="training_error",
+                error=f"{message} (the job's log has the full traceback)",
+            )
         finally:
             watch.close()
             # Checkpoints outlive a crash (the next attempt resumes from them), not the job's end.
@@ -93,13 +100,17 @@ class JobRunner:
     def _refuse(self, session, job_id: str, attempt: int, family_name: str, exc: Exception) -> str:
         """A job this worker cannot run at all (an unknown family, a stored spec its model refuses)."""
         log.error("job %s (%s) cannot run here: %s", job_id, family_name, exc)
-        message = str(exc) if isinstance(exc, LookupError) else \
-            f"the stored {family_name} spec does not validate: {str(exc).splitlines()[0]}"
+        message = (
+            str(exc)
+            if isinstance(exc, LookupError)
+            else f"the stored {family_name} spec does not validate: {str(exc).splitlines()[0]}"
+        )
         lifecycle.finish(session, job_id, lifecycle.FAILED, attempt=attempt, error_code="invalid_spec", error=message)
         return lifecycle.FAILED
 
-    def _succeed(self, job_id: str, attempt: int, owner_id: str, trained: TrainedModel, job_log: logging.Logger,
-                 watch: JobWatch) -> str:
+    def _succeed(
+        self, job_id: str, attempt: int, owner_id: str, trained: TrainedModel, job_log: logging.Logger, watch: JobWatch
+    ) -> str:
         if watch.stop.is_set():
             raise Cancelled()
         model_id = new_id()
@@ -108,30 +119,44 @@ class JobRunner:
             trained.write(trained.artifact, tmp)
         watch.finishing = True
         with self.db.session() as session:
-            session.add(Model(
-                id=model_id, job_id=job_id, owner_id=owner_id, framework=trained.framework,
-                algorithm=trained.algorithm, task=trained.task, input=trained.input, classes=trained.classes,
-                class_names=trained.class_names, metrics=trained.metrics, summary=trained.summary,
-                meta=trained.extra or None, artifact_path=str(path),
-            ))
+            session.add(
+                Model(
+                    id=model_id,
+                    job_id=job_id,
+                    owner_id=owner_id,
+                    framework=trained.framework,
+                    algorithm=trained.algorithm,
+                    task=trained.task,
+                    input=trained.input,
+                    classes=trained.classes,
+                    class_names=trained.class_names,
+                    metrics=trained.metrics,
+                    summary=trained.summary,
+                    meta=trained.extra or None,
+                    artifact_path=str(path),
+                )
+            )
             result = {"model_id": model_id, "metrics": trained.metrics}
             if "device" in trained.extra:
                 result["device"] = trained.extra["device"]
-            if not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED, attempt=attempt, metrics=trained.metrics,
-                                    result=result):
+            if not lifecycle.finish(
+                session, job_id, lifecycle.SUCCEEDED, attempt=attempt, metrics=trained.metrics, result=result
+            ):
                 raise RuntimeError("the job is no longer this attempt's to finish")  # rolls the model row back
         job_log.info("job %s succeeded; model %s", job_id, model_id)
         return lifecycle.SUCCEEDED
 
-    def _succeed_with_result(self, job_id: str, attempt: int, found: OptimizationResult, job_log: logging.Logger,
-                             watch: JobWatch) -> str:
+    def _succeed_with_result(
+        self, job_id: str, attempt: int, found: OptimizationResult, job_log: logging.Logger, watch: JobWatch
+    ) -> str:
         """A job whose outcome is its result (an optimisation): no model to save."""
         if watch.stop.is_set():
             raise Cancelled()
         watch.finishing = True
         with self.db.session() as session:
-            if not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED, attempt=attempt, metrics=found.metrics,
-                                    result=found.result):
+            if not lifecycle.finish(
+                session, job_id, lifecycle.SUCCEEDED, attempt=attempt, metrics=found.metrics, result=found.result
+            ):
                 raise RuntimeError("the job is no longer this attempt's to finish")
         job_log.info("job %s succeeded", job_id)
         return lifecycle.SUCCEEDED
@@ -157,4 +182,3 @@ class JobRunner:
 def _uploaded_file(session, dataset_id: str | None) -> tuple[str, str] | None:
     row = session.get(Dataset, dataset_id) if dataset_id else None
     return (row.kind, row.path) if row else None
-

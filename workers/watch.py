@@ -1,4 +1,5 @@
 """The watch beside a running job, in the job's own process: heartbeat, cancel, time limit."""
+
 from __future__ import annotations
 
 import logging
@@ -54,21 +55,23 @@ class JobWatch:
                 self._look()
             except Exception:  # a database hiccup must not kill the job; look again next time
                 log.warning("could not check job %s", self.job_id, exc_info=True)
-            if self.reason and not self.finishing:
-                if self.reason == SUPERSEDED or time.monotonic() - self._stopping_since > self.grace_s:
-                    self._kill()
+            overdue = self.reason == SUPERSEDED or time.monotonic() - self._stopping_since > self.grace_s
+            if self.reason and not self.finishing and overdue:
+                self._kill()
 
     def _look(self) -> None:
         with self.db.session() as session:
-            row = session.execute(select(Job.status, Job.attempt, Job.cancel_requested, Job.started_at)
-                                  .where(Job.id == self.job_id)).one()
+            row = session.execute(
+                select(Job.status, Job.attempt, Job.cancel_requested, Job.started_at).where(Job.id == self.job_id)
+            ).one()
             if row.status != lifecycle.RUNNING or row.attempt != self.attempt:
                 if not self.finishing:
                     self._set_reason(SUPERSEDED)
                 return
             now = utcnow()
-            session.execute(update(Job).where(Job.id == self.job_id, Job.attempt == self.attempt)
-                            .values(heartbeat_at=now))
+            session.execute(
+                update(Job).where(Job.id == self.job_id, Job.attempt == self.attempt).values(heartbeat_at=now)
+            )
         if row.cancel_requested:
             self._set_reason(CANCELLED)
         elif self.time_limit_s and (now - row.started_at).total_seconds() > self.time_limit_s:
@@ -84,14 +87,15 @@ class JobWatch:
             status, fields = outcome(self.reason, self.time_limit_s)
             with self.db.session() as session:
                 lifecycle.finish(session, self.job_id, status, attempt=self.attempt, **fields)
-        log.error("job %s did not stop within %.0f s (%s); killing its process", self.job_id, self.grace_s,
-                  self.reason)
+        log.error("job %s did not stop within %.0f s (%s); killing its process", self.job_id, self.grace_s, self.reason)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def outcome(reason: str, time_limit_s: int | None) -> tuple[str, dict[str, Any]]:
     """The final status and fields of a job stopped for `reason`."""
     if reason == OVERDUE:
-        return lifecycle.FAILED, {"error_code": "time_limit_exceeded",
-                             "error": f"the job ran longer than its time limit of {time_limit_s} s"}
+        return lifecycle.FAILED, {
+            "error_code": "time_limit_exceeded",
+            "error": f"the job ran longer than its time limit of {time_limit_s} s",
+        }
     return lifecycle.CANCELLED, {}

@@ -1,4 +1,5 @@
 """The Flask API: `create_app()` builds it; each module registers its routes with `init_app`."""
+
 from __future__ import annotations
 
 from flask import Flask

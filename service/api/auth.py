@@ -1,4 +1,5 @@
 """Bearer-token authentication and ownership: another user's object is a 404, like a missing one."""
+
 from __future__ import annotations
 
 from typing import TypeVar
@@ -8,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from service.api.context import services
 from service.core.errors import NotFound, ServiceError
-
 from service.core.orm import User, could_be_id
 from service.lab.users import user_for_token
 
@@ -33,8 +33,7 @@ def _authenticate() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send your token as 'Authorization: Bearer <token>' "
-                           "(labtrain users create NAME prints one)")
+        raise Unauthorized("send your token as 'Authorization: Bearer <token>' (labtrain users create NAME prints one)")
     user = user_for_token(db_session(), token.strip())
     if user is None:
         raise Unauthorized("the token is not valid (it may have been rotated or its user disabled)")

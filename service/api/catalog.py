@@ -1,4 +1,5 @@
 """The catalog of algorithms, the queue overview and the health check."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Flask
@@ -36,22 +37,40 @@ def queue():
     workers = worker_registry.online(session)
     counts = dict.fromkeys(((q, s) for q in QUEUES for s in (QUEUED, RUNNING)), 0)
     for queue_name, status, count in session.execute(
-            select(Job.queue, Job.status, func.count()).where(Job.status.in_((QUEUED, RUNNING)))
-            .group_by(Job.queue, Job.status)):
+        select(Job.queue, Job.status, func.count())
+        .where(Job.status.in_((QUEUED, RUNNING)))
+        .group_by(Job.queue, Job.status)
+    ):
         counts[(queue_name, status)] = count
-    mine = session.scalars(select(Job).where(Job.owner_id == current_user().id, Job.status == QUEUED)
-                           .order_by(Job.id))
-    yours = [{"id": job.id, "name": job.name, "queue": job.queue, "position": queue_position(session, job),
-              "created_at": iso(job.created_at)} for job in mine]
+    mine = session.scalars(select(Job).where(Job.owner_id == current_user().id, Job.status == QUEUED).order_by(Job.id))
+    yours = [
+        {
+            "id": job.id,
+            "name": job.name,
+            "queue": job.queue,
+            "position": queue_position(session, job),
+            "created_at": iso(job.created_at),
+        }
+        for job in mine
+    ]
     return {
-        "queues": {q: {"queued": counts[(q, QUEUED)], "running": counts[(q, RUNNING)],
-                       "workers": [_worker_view(w) for w in workers if q in w.queues.split(",")]}
-                   for q in QUEUES},
+        "queues": {
+            q: {
+                "queued": counts[(q, QUEUED)],
+                "running": counts[(q, RUNNING)],
+                "workers": [_worker_view(w) for w in workers if q in w.queues.split(",")],
+            }
+            for q in QUEUES
+        },
         "your_queued_jobs": yours,
     }
 
 
 def _worker_view(worker) -> dict:
-    return {"name": worker.name, "host": worker.host, "concurrency": worker.concurrency,
-            "gpu": {"name": worker.gpu_name, "memory_mb": worker.gpu_memory_mb} if worker.gpu_name else None,
-            "heartbeat_at": iso(worker.heartbeat_at)}
+    return {
+        "name": worker.name,
+        "host": worker.host,
+        "concurrency": worker.concurrency,
+        "gpu": {"name": worker.gpu_name, "memory_mb": worker.gpu_memory_mb} if worker.gpu_name else None,
+        "heartbeat_at": iso(worker.heartbeat_at),
+    }

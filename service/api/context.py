@@ -1,5 +1,6 @@
 """What every request handler reaches: the settings, the database, the loaded models and
 the rate limits of the app serving it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Data set routes: upload, list, get."""
+
 from __future__ import annotations
 
 from pathlib import PurePath
@@ -7,14 +8,14 @@ from typing import Any
 from flask import Blueprint, Flask, request
 from sqlalchemy import select
 
-from service.core import storage
-from service.api.context import services
 from service.api.auth import current_user, db_session, owned
+from service.api.context import services
 from service.api.serialize import dataset_view
-from service.data.tables import BUILTINS, DataError, builtin_info, describe_frame, read_csv_bytes
+from service.core import storage
 from service.core.errors import SpecError
-from service.data.arrays import IMAGE_BUILTINS, builtin_array_info, check_arrays, read_npz
 from service.core.orm import Dataset, new_id
+from service.data.arrays import IMAGE_BUILTINS, builtin_array_info, check_arrays, read_npz
+from service.data.tables import BUILTINS, DataError, builtin_info, describe_frame, read_csv_bytes
 
 bp = Blueprint("datasets", __name__, url_prefix="/api/v1/datasets")
 
@@ -31,13 +32,17 @@ def upload():
     filename = PurePath(upload_file.filename or "upload.csv").name
     suffix = PurePath(filename).suffix.lower()
     if suffix not in ("", ".csv", ".txt", ".npz"):
-        raise SpecError(f"{suffix} files are not accepted; upload a CSV file with a header row or an NPZ "
-                        "file with arrays x and y", field="file", code="invalid_dataset")
+        raise SpecError(
+            f"{suffix} files are not accepted; upload a CSV file with a header row or an NPZ file with arrays x and y",
+            field="file",
+            code="invalid_dataset",
+        )
     data = upload_file.read()
     limit = services().settings.max_upload_bytes
     if len(data) > limit:
-        raise SpecError(f"the file is larger than the limit of {limit} bytes", field="file", code="too_large",
-                        status=413)
+        raise SpecError(
+            f"the file is larger than the limit of {limit} bytes", field="file", code="too_large", status=413
+        )
     kind = "npz" if suffix == ".npz" or data[:4] == b"PK\x03\x04" else "csv"
     try:
         info = _inspect_npz(data) if kind == "npz" else _inspect_csv(data)
@@ -48,8 +53,16 @@ def upload():
     path = storage.dataset_path(services().settings, dataset_id, kind)
     storage.write_atomically(path, data)
     session = db_session()
-    dataset = Dataset(id=dataset_id, owner_id=current_user().id, name=request.form.get("name") or filename,
-                      kind=kind, path=str(path), size_bytes=len(data), rows=info["rows"], info=info)
+    dataset = Dataset(
+        id=dataset_id,
+        owner_id=current_user().id,
+        name=request.form.get("name") or filename,
+        kind=kind,
+        path=str(path),
+        size_bytes=len(data),
+        rows=info["rows"],
+        info=info,
+    )
     session.add(dataset)
     session.commit()
     return dataset_view(dataset), 201, {"Location": f"/api/v1/datasets/{dataset_id}"}
@@ -60,8 +73,7 @@ def _inspect_csv(data: bytes) -> dict[str, Any]:
     info = describe_frame(frame)
     target = request.form.get("target") or None
     if target is not None and target not in frame.columns:
-        raise DataError(f"the CSV has no column {target!r}; its columns are {', '.join(frame.columns)}",
-                        field="target")
+        raise DataError(f"the CSV has no column {target!r}; its columns are {', '.join(frame.columns)}", field="target")
     info["target"] = target
     return info
 
@@ -94,12 +106,31 @@ def _image_builtins() -> list[dict[str, Any]]:
             info = builtin_array_info(name, services().settings.data_dir)
         except DataError:
             continue  # mnist is listed once its file is installed
-        views.append({"id": name, "name": name, "builtin": True, "kind": "images", "task": info["task"],
-                      "rows": info["rows"], "shape": info["input_shape"], "classes": info["classes"]})
+        views.append(
+            {
+                "id": name,
+                "name": name,
+                "builtin": True,
+                "kind": "images",
+                "task": info["task"],
+                "rows": info["rows"],
+                "shape": info["input_shape"],
+                "classes": info["classes"],
+            }
+        )
     return views
 
 
 def _builtin_view(name: str) -> dict[str, Any]:
     info = builtin_info(name)
-    return {"id": name, "name": name, "builtin": True, "kind": "table", "task": info["task"],
-            "rows": info["rows"], "columns": info["columns"], "target": "target", "classes": info["classes"]}
+    return {
+        "id": name,
+        "name": name,
+        "builtin": True,
+        "kind": "table",
+        "task": info["task"],
+        "rows": info["rows"],
+        "columns": info["columns"],
+        "target": "target",
+        "classes": info["classes"],
+    }

@@ -1,4 +1,5 @@
 """Every error leaves the API in one JSON shape: {"error": {"code", "message", "details"}}."""
+
 from __future__ import annotations
 
 import logging
@@ -10,9 +11,18 @@ from service.core.errors import ServiceError
 
 log = logging.getLogger("labtrain.api")
 
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "wrong_state", 413: "too_large", 415: "unsupported_media_type",
-              422: "invalid_spec", 429: "rate_limited"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "wrong_state",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_spec",
+    429: "rate_limited",
+}
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None):

@@ -6,24 +6,26 @@ runs `gthread` workers: an open stream occupies one of a worker's threads, so ea
 ends after `MAX_STREAM_S`; an EventSource-style client reconnects with `Last-Event-ID`
 and carries on where it stopped.
 """
+
 from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from flask import Response
 from sqlalchemy import select
 
 from service.api.serialize import event_view
 from service.core.db import Database
-from service.jobs.lifecycle import FINISHED
 from service.core.orm import Job, JobEvent
+from service.jobs.lifecycle import FINISHED
 
-POLL_S = 0.4          # how often the database is asked for new events
-HEARTBEAT_S = 15.0    # a comment line this often keeps proxies from closing an idle stream
+POLL_S = 0.4  # how often the database is asked for new events
+HEARTBEAT_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 MAX_STREAM_S = 300.0  # bounds how long one stream holds a server thread
-RETRY_MS = 2000       # how long the client waits before reconnecting
+RETRY_MS = 2000  # how long the client waits before reconnecting
 BATCH = 500
 
 
@@ -46,8 +48,12 @@ def _job_events(db: Database, job_id: str, after: int) -> Iterator[str]:
             # The status is read before the events: once it says finished, the events that
             # read finds include the job's last ones.
             status = session.scalar(select(Job.status).where(Job.id == job_id))
-            rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after)
-                                   .order_by(JobEvent.seq).limit(BATCH)).all()
+            rows = session.scalars(
+                select(JobEvent)
+                .where(JobEvent.job_id == job_id, JobEvent.seq > after)
+                .order_by(JobEvent.seq)
+                .limit(BATCH)
+            ).all()
             views = [event_view(row) for row in rows]
         if views:
             after = views[-1]["seq"]

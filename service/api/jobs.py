@@ -1,4 +1,5 @@
 """Job routes: submit, list, get, events, log, cancel."""
+
 from __future__ import annotations
 
 import re
@@ -86,7 +87,8 @@ def events(job_id: str):
         return job_event_stream(services().db, job.id, after)
     limit = int_arg("limit", 1000, 1, 10_000)
     rows = db_session().scalars(
-        select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit))
+        select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit)
+    )
     return {"items": [event_view(e) for e in rows]}
 
 

@@ -1,9 +1,11 @@
 """Loaded models, kept in the API process (artifacts never change once written)."""
+
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class ModelCache:

@@ -1,5 +1,6 @@
 """Model routes: list, get, download, predict. Predict is answered by the predictor the
 model's framework has in the job-family registry."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Flask, request, send_file
@@ -42,8 +43,10 @@ def _model(model_id: str) -> Model:
     family = families.get(job.family)
     if not family.makes_model:
         raise Conflict(f"job {job.id} is {family.no_model}", field="id")
-    raise Conflict(f"job {job.id} is {job.status}, so it has no model to use"
-                   + (f" ({job.error})" if job.error else ""), field="status")
+    raise Conflict(
+        f"job {job.id} is {job.status}, so it has no model to use" + (f" ({job.error})" if job.error else ""),
+        field="status",
+    )
 
 
 @bp.get("")
@@ -64,8 +67,12 @@ def get_model(model_id: str):
 def download(model_id: str):
     model = _model(model_id)
     suffix = model.artifact_path.rsplit(".", 1)[-1]
-    return send_file(model.artifact_path, as_attachment=True, download_name=f"{model.id}.{suffix}",
-                     mimetype="application/octet-stream")
+    return send_file(
+        model.artifact_path,
+        as_attachment=True,
+        download_name=f"{model.id}.{suffix}",
+        mimetype="application/octet-stream",
+    )
 
 
 @bp.post("/<model_id>/predict")
@@ -89,5 +96,5 @@ def predict(model_id: str):
 def _instances():
     payload = json_body()
     if not isinstance(payload, dict) or "instances" not in payload:
-        raise SpecError("send {\"instances\": [...]}: one input per entry", field="instances")
+        raise SpecError('send {"instances": [...]}: one input per entry', field="instances")
     return payload["instances"]

@@ -5,6 +5,7 @@ per job id). Under gunicorn each process keeps its own samples in PROMETHEUS_MUL
 (service/cli/gunicorn_app.py sets it), and a scrape adds them up; the job, queue, user and worker
 figures come from the database (service/lab/prometheus.py).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -16,16 +17,19 @@ from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
 from sqlalchemy import text
 
-from service.api.context import services
 from service.api.auth import Unauthorized
+from service.api.context import services
 from service.core.errors import ServiceError
 from service.lab.prometheus import LabCollector
 
 bp = Blueprint("monitoring", __name__)
 
-REQUEST_SECONDS = Histogram("labtrain_http_request_duration_seconds", "HTTP request latency",
-                            ["method", "route", "status"],
-                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+REQUEST_SECONDS = Histogram(
+    "labtrain_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 
 class NotReady(ServiceError):
@@ -47,8 +51,7 @@ def _observe(response: Response) -> Response:
     started = g.get("request_started")
     if started is not None and request.path != "/metrics":
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(
-            time.perf_counter() - started)
+        REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
     return response
 
 

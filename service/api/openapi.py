@@ -7,6 +7,7 @@ The document is built from two sources so that it cannot drift from the code:
 - the list of paths and methods is Flask's url_map, so a route added later appears even
   before someone describes it in ROUTES below (tests/service/test_openapi.py flags it).
 """
+
 from __future__ import annotations
 
 import re
@@ -25,14 +26,32 @@ from service.jobs import families
 from service.jobs.lifecycle import STATUSES
 
 REF = "#/components/schemas/{model}"
-RESPONSE_MODELS = (r.Error, r.Job, r.JobList, r.EventList, r.CancelAnswer, r.TrainedModel, r.ModelList,
-                   r.Prediction, r.DatasetInfo, r.DatasetList, r.Catalog, r.QueueOverview, r.Health,
-                   r.Readiness)
-ERROR_TEXT = {400: "Malformed request (e.g. a body that is not JSON)", 401: "No token, or a token that is not valid",
-              404: "Unknown id, or another user's object", 409: "The object is in the wrong state for this",
-              413: "The body is larger than the upload limit", 422: "A parameter, spec or payload is invalid",
-              429: "A per-user limit is reached; the message says which",
-              503: "Not ready: the message names what does not answer"}
+RESPONSE_MODELS = (
+    r.Error,
+    r.Job,
+    r.JobList,
+    r.EventList,
+    r.CancelAnswer,
+    r.TrainedModel,
+    r.ModelList,
+    r.Prediction,
+    r.DatasetInfo,
+    r.DatasetList,
+    r.Catalog,
+    r.QueueOverview,
+    r.Health,
+    r.Readiness,
+)
+ERROR_TEXT = {
+    400: "Malformed request (e.g. a body that is not JSON)",
+    401: "No token, or a token that is not valid",
+    404: "Unknown id, or another user's object",
+    409: "The object is in the wrong state for this",
+    413: "The body is larger than the upload limit",
+    422: "A parameter, spec or payload is invalid",
+    429: "A per-user limit is reached; the message says which",
+    503: "Not ready: the message names what does not answer",
+}
 BINARY = {"type": "string", "format": "binary"}
 
 
@@ -63,86 +82,175 @@ def int_query(name: str, low: int, high: int, description: str) -> dict[str, Any
 
 # API.md's examples; tests/service/test_openapi.py submits each and expects a 201.
 JOB_EXAMPLES = {
-    "classic": {"name": "iris-knn", "dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": 5},
-                "evaluation": {"test_size": 0.2, "cv": 5, "seed": 0}},
-    "network": {"dataset": "mnist", "framework": "tensorflow", "network": {"api": "sequential", "layers": [
-        {"type": "flatten"}, {"type": "dense", "units": 128, "activation": "relu"}, {"type": "dropout", "rate": 0.2},
-        {"type": "dense", "units": 10, "activation": "softmax"}]},
-        "training": {"epochs": 5, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.001,
-                     "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}, "device": "auto"},
-    "optimize": {"optimize": {"strategy": "pso", "function": "rastrigin", "dimensions": 10, "evaluations": 5000,
-                              "seed": 1}},
-    "search": {"dataset": "wine", "algorithm": "svm", "params": {"kernel": "rbf"},
-               "search": {"strategy": "tpe", "trials": 20, "metric": "accuracy", "parallel": 2, "space": {
-                   "C": {"type": "float", "low": 0.01, "high": 100, "log": True},
-                   "kernel": {"type": "categorical", "choices": ["linear", "rbf"]}}}},
+    "classic": {
+        "name": "iris-knn",
+        "dataset": "iris",
+        "algorithm": "knn",
+        "params": {"n_neighbors": 5},
+        "evaluation": {"test_size": 0.2, "cv": 5, "seed": 0},
+    },
+    "network": {
+        "dataset": "mnist",
+        "framework": "tensorflow",
+        "network": {
+            "api": "sequential",
+            "layers": [
+                {"type": "flatten"},
+                {"type": "dense", "units": 128, "activation": "relu"},
+                {"type": "dropout", "rate": 0.2},
+                {"type": "dense", "units": 10, "activation": "softmax"},
+            ],
+        },
+        "training": {
+            "epochs": 5,
+            "batch_size": 32,
+            "optimizer": "adam",
+            "learning_rate": 0.001,
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
+        "device": "auto",
+    },
+    "optimize": {
+        "optimize": {"strategy": "pso", "function": "rastrigin", "dimensions": 10, "evaluations": 5000, "seed": 1}
+    },
+    "search": {
+        "dataset": "wine",
+        "algorithm": "svm",
+        "params": {"kernel": "rbf"},
+        "search": {
+            "strategy": "tpe",
+            "trials": 20,
+            "metric": "accuracy",
+            "parallel": 2,
+            "space": {
+                "C": {"type": "float", "low": 0.01, "high": 100, "log": True},
+                "kernel": {"type": "categorical", "choices": ["linear", "rbf"]},
+            },
+        },
+    },
 }
 
 
 def job_body() -> dict[str, Any]:
     """A job spec: one of the families' request models (a search rides inside one of them)."""
     specs = [f.request_model for f in families.all_families() if not f.wraps]
-    return {"application/json": {"schema": {"oneOf": [ref(m) for m in specs]},
-                                 "examples": {name: {"value": value} for name, value in JOB_EXAMPLES.items()}}}
+    return {
+        "application/json": {
+            "schema": {"oneOf": [ref(m) for m in specs]},
+            "examples": {name: {"value": value} for name, value in JOB_EXAMPLES.items()},
+        }
+    }
 
 
-UPLOAD_BODY = {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"],
-    "properties": {"file": {**BINARY, "description": "CSV with a header row, or NPZ with arrays x and y"},
-                   "name": {"type": "string", "description": "Default: the file's name"},
-                   "target": {"type": "string", "description": "CSV: the column to predict"}}},
-    "examples": {"csv": {"value": {"file": "a,b,label\n" + "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(20)),
-                                   "target": "label"}}}}}
+UPLOAD_BODY = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {**BINARY, "description": "CSV with a header row, or NPZ with arrays x and y"},
+                "name": {"type": "string", "description": "Default: the file's name"},
+                "target": {"type": "string", "description": "CSV: the column to predict"},
+            },
+        },
+        "examples": {
+            "csv": {
+                "value": {
+                    "file": "a,b,label\n" + "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(20)),
+                    "target": "label",
+                }
+            }
+        },
+    }
+}
 PREDICT_BODY = {
-    "application/json": {"schema": {"type": "object", "required": ["instances"], "properties": {"instances": {
-        "type": "array", "description": "Rows of features, or nested arrays of the model's input shape"}}},
-        "examples": {"iris": {"value": {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}}},
-    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": {
-        **BINARY, "description": "An image (PNG, BMP, JPEG) of a digit; repeat the field for several"}}}},
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["instances"],
+            "properties": {
+                "instances": {
+                    "type": "array",
+                    "description": "Rows of features, or nested arrays of the model's input shape",
+                }
+            },
+        },
+        "examples": {"iris": {"value": {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}},
+    },
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {**BINARY, "description": "An image (PNG, BMP, JPEG) of a digit; repeat the field for several"}
+            },
+        }
+    },
 }
 
 # Keyed by method and OpenAPI path. The path parameters, security and 401/404 answers come
 # from the url_map and the auth rules; only what the code cannot tell is written here.
 ROUTES: dict[tuple[str, str], Op] = {
-    ("POST", "/api/v1/jobs"): Op("Submit a job", r.Job, 201, body=None, errors=(400, 404, 413, 422, 429),
-                                 headers=("Location",)),
-    ("GET", "/api/v1/jobs"): Op("List jobs (your own; an admin's: all), newest first", r.JobList, query=[
-        query("status", {"type": "string", "enum": list(STATUSES)}, "Only jobs in this status"),
-        int_query("limit", 1, 500, "Page size (default 50)"),
-        query("cursor", {"type": "string"}, "next_cursor of the previous page"),
-        query("parent", {"type": "string"}, "Only the trials of this search job"),
-    ], errors=(422,)),
+    ("POST", "/api/v1/jobs"): Op(
+        "Submit a job", r.Job, 201, body=None, errors=(400, 404, 413, 422, 429), headers=("Location",)
+    ),
+    ("GET", "/api/v1/jobs"): Op(
+        "List jobs (your own; an admin's: all), newest first",
+        r.JobList,
+        query=[
+            query("status", {"type": "string", "enum": list(STATUSES)}, "Only jobs in this status"),
+            int_query("limit", 1, 500, "Page size (default 50)"),
+            query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+            query("parent", {"type": "string"}, "Only the trials of this search job"),
+        ],
+        errors=(422,),
+    ),
     ("GET", "/api/v1/jobs/{job_id}"): Op("A job", r.Job),
     ("GET", "/api/v1/jobs/{job_id}/events"): Op(
         "A job's events (epochs, trials, status changes, logs) in order",
-        {"application/json": ref(r.EventList),
-         "text/event-stream": {"type": "string", "description": "The same events as server-sent events"}},
-        query=[int_query("after", 0, 2**31 - 1, "Only events with a larger seq (default 0)"),
-               int_query("limit", 1, 10_000, "At most this many events (default 1000)")], errors=(422,)),
+        {
+            "application/json": ref(r.EventList),
+            "text/event-stream": {"type": "string", "description": "The same events as server-sent events"},
+        },
+        query=[
+            int_query("after", 0, 2**31 - 1, "Only events with a larger seq (default 0)"),
+            int_query("limit", 1, 10_000, "At most this many events (default 1000)"),
+        ],
+        errors=(422,),
+    ),
     ("GET", "/api/v1/jobs/{job_id}/log"): Op("A job's log", {"text/plain": {"type": "string"}}),
     ("POST", "/api/v1/jobs/{job_id}/cancel"): Op(
-        "Cancel a job: a queued one at once, a running one within a batch or trial", r.CancelAnswer, 202,
-        errors=(409,)),
+        "Cancel a job: a queued one at once, a running one within a batch or trial", r.CancelAnswer, 202, errors=(409,)
+    ),
     ("GET", "/api/v1/models"): Op("List models (your own; an admin's: all)", r.ModelList),
     ("GET", "/api/v1/models/{model_id}"): Op("A model, by its id or its job's id", r.TrainedModel, errors=(409,)),
     ("GET", "/api/v1/models/{model_id}/download"): Op(
-        "The model's artifact file", {"application/octet-stream": BINARY}, errors=(409,)),
+        "The model's artifact file", {"application/octet-stream": BINARY}, errors=(409,)
+    ),
     ("POST", "/api/v1/models/{model_id}/predict"): Op(
-        "Predict with a model: JSON instances, or image files for image models", r.Prediction, body=PREDICT_BODY,
-        errors=(400, 409, 413, 422, 429)),
-    ("POST", "/api/v1/datasets"): Op("Upload a data set", r.DatasetInfo, 201, body=UPLOAD_BODY,
-                                     errors=(400, 413, 422), headers=("Location",)),
+        "Predict with a model: JSON instances, or image files for image models",
+        r.Prediction,
+        body=PREDICT_BODY,
+        errors=(400, 409, 413, 422, 429),
+    ),
+    ("POST", "/api/v1/datasets"): Op(
+        "Upload a data set", r.DatasetInfo, 201, body=UPLOAD_BODY, errors=(400, 413, 422), headers=("Location",)
+    ),
     ("GET", "/api/v1/datasets"): Op("List the built-in data sets and your uploads", r.DatasetList),
     ("GET", "/api/v1/datasets/{dataset_id}"): Op("A data set", r.DatasetInfo),
     ("GET", "/api/v1/algorithms"): Op(
-        "Every algorithm, network preset, layer type and search strategy with its parameters", r.Catalog),
-    ("GET", "/api/v1/queue"): Op("Queued and running counts, workers, and your queued jobs in order",
-                                 r.QueueOverview),
+        "Every algorithm, network preset, layer type and search strategy with its parameters", r.Catalog
+    ),
+    ("GET", "/api/v1/queue"): Op("Queued and running counts, workers, and your queued jobs in order", r.QueueOverview),
     ("GET", "/api/v1/openapi.json"): Op("This document", {"application/json": {"type": "object"}}),
     ("GET", "/healthz"): Op("Liveness check", r.Health),
     ("GET", "/readyz"): Op("Readiness: 200 when the database and the broker answer", r.Readiness, errors=(503,)),
-    ("GET", "/metrics"): Op("Prometheus metrics (with LABTRAIN_METRICS_TOKEN set, that token as Bearer)",
-                            {"text/plain": {"type": "string"}}, errors=(401,)),
+    ("GET", "/metrics"): Op(
+        "Prometheus metrics (with LABTRAIN_METRICS_TOKEN set, that token as Bearer)",
+        {"text/plain": {"type": "string"}},
+        errors=(401,),
+    ),
     ("GET", "/"): Op("The web dashboard", {"text/html": {"type": "string"}}),
     ("GET", "/docs"): Op("This API's documentation page", {"text/html": {"type": "string"}}),
 }
@@ -160,12 +268,16 @@ def component_schemas() -> dict[str, Any]:
     for model in specs:
         props = schemas[model.__name__]["properties"]
         if "dataset" in props:
-            props["dataset"] = {"description": props["dataset"].get("description", ""),
-                                "anyOf": [{"type": "string", "description": "A built-in data set's name"},
-                                          ref(DatasetRef)]}
+            props["dataset"] = {
+                "description": props["dataset"].get("description", ""),
+                "anyOf": [{"type": "string", "description": "A built-in data set's name"}, ref(DatasetRef)],
+            }
         if "search" in props and wrappers:
-            props["search"] = {"description": "A hyperparameter search whose trials run this spec", "default": None,
-                               "anyOf": [*(ref(w) for w in wrappers), {"type": "null"}]}
+            props["search"] = {
+                "description": "A hyperparameter search whose trials run this spec",
+                "default": None,
+                "anyOf": [*(ref(w) for w in wrappers), {"type": "null"}],
+            }
     for family in families.all_families():
         if family.schema_patch is not None:
             family.schema_patch(schemas, ref)
@@ -203,10 +315,13 @@ def operation(rule: Rule, path: str, method: str) -> dict[str, Any]:
         "operationId": f"{rule.endpoint}.{method.lower()}",
         "summary": op.summary,
         "tags": [rule.endpoint.split(".")[0]],
-        "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-                       for name in sorted(rule.arguments)] + op.query,
-        "responses": {str(op.status): success} | {
-            str(code): {"description": ERROR_TEXT[code], "content": content(r.Error)} for code in sorted(errors)},
+        "parameters": [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+            for name in sorted(rule.arguments)
+        ]
+        + op.query,
+        "responses": {str(op.status): success}
+        | {str(code): {"description": ERROR_TEXT[code], "content": content(r.Error)} for code in sorted(errors)},
     }
     body = job_body() if (method, path) == ("POST", "/api/v1/jobs") else op.body
     if body is not None:
@@ -230,14 +345,24 @@ def build_document(app: Flask) -> dict[str, Any]:
             paths.setdefault(path, {})[method.lower()] = operation(rule, path, method)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "labtrain", "version": "1",
-                 "description": "Training jobs, models and data sets for the lab. Errors are always "
-                                "{\"error\": {\"code\", \"message\", \"details\"}}; details.field names the bad field."},
+        "info": {
+            "title": "labtrain",
+            "version": "1",
+            "description": "Training jobs, models and data sets for the lab. Errors are always "
+            '{"error": {"code", "message", "details"}}; details.field names the bad field.',
+        },
         "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {"schemas": component_schemas(),
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                                      "description": "labtrain users create NAME prints a token"}}},
+        "components": {
+            "schemas": component_schemas(),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "labtrain users create NAME prints a token",
+                }
+            },
+        },
         "security": [{"bearer": []}],
     }
 

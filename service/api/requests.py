@@ -1,4 +1,5 @@
 """Reading request bodies and query parameters, with a clear 4xx for anything malformed."""
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,17 @@ def json_body(max_depth: int | None = None) -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ServiceError(f"the request body is not valid JSON ({exc})", field="body", code="invalid_json") from None
     except RecursionError:
-        raise ServiceError("the request body nests too deeply to read; no job spec is deeper than a few "
-                           "levels", field="body", code="invalid_json") from None
+        raise ServiceError(
+            "the request body nests too deeply to read; no job spec is deeper than a few levels",
+            field="body",
+            code="invalid_json",
+        ) from None
     if max_depth is not None and _depth(payload) > max_depth:
-        raise ServiceError(f"the request body nests deeper than {max_depth} levels; no job spec needs more",
-                           field="body", code="invalid_json")
+        raise ServiceError(
+            f"the request body nests deeper than {max_depth} levels; no job spec needs more",
+            field="body",
+            code="invalid_json",
+        )
     return payload
 
 

@@ -4,6 +4,7 @@ They describe what service/api/serialize.py and the routes return; the schemathe
 checks real answers against them. Every model allows extra fields: API.md lets fields be
 added, so a new field must not make old clients (or this document) wrong.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -42,14 +43,15 @@ class Job(Open):
     name: str | None
     owner: str
     status: Literal[STATUSES]  # type: ignore[valid-type]
-    family: Literal["classic", "network", "optimize", "search"]
+    family: str = Field(description="The job family: classic, network, optimize, search (or a lab's own)")
     spec: dict[str, Any] = Field(description="The submitted spec, normalized and completed with defaults")
     queue: Literal[QUEUES]  # type: ignore[valid-type]
     position: int | None = Field(description="Place in its queue (1 = next) while queued, else null")
     progress: dict[str, Any]
     metrics: dict[str, Any] | None
-    result: dict[str, Any] | None = Field(description="model_id; for searches and optimisation jobs best_value, "
-                                                      "best_params, evaluations, curve, trials")
+    result: dict[str, Any] | None = Field(
+        description="model_id; for searches and optimisation jobs best_value, best_params, evaluations, curve, trials"
+    )
     error: JobFailure | None
     parent_id: str | None = Field(description="The search job this job is a trial of")
     trial_number: int | None

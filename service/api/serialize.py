@@ -1,4 +1,5 @@
 """JSON views of jobs, models and data sets, as API.md shows them."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.api.context import services
-from service.lab.fair_share import queue_order
-from service.jobs.lifecycle import QUEUED
 from service.core.orm import Dataset, Job, JobEvent, Model, User
+from service.jobs.lifecycle import QUEUED
+from service.lab.fair_share import queue_order
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -46,7 +47,7 @@ def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[
         "metrics": job.metrics,
         "result": job.result,
         "error": {"code": job.error_code, "message": job.error} if job.error else None,
-        "parent_id": job.parent_id,          # the search this job is a trial of
+        "parent_id": job.parent_id,  # the search this job is a trial of
         "trial_number": job.trial_number,
         "attempt": job.attempt,
         "cancel_requested": job.cancel_requested,
@@ -79,11 +80,20 @@ def model_view(model: Model) -> dict[str, Any]:
 
 
 def dataset_view(dataset: Dataset) -> dict[str, Any]:
-    view: dict[str, Any] = {"id": dataset.id, "name": dataset.name, "builtin": False, "kind": dataset.kind,
-                            "rows": dataset.rows}
+    view: dict[str, Any] = {
+        "id": dataset.id,
+        "name": dataset.name,
+        "builtin": False,
+        "kind": dataset.kind,
+        "rows": dataset.rows,
+    }
     if dataset.kind == "npz":
-        view.update(shape=dataset.info["input_shape"], task=dataset.info["task"], classes=dataset.info["classes"],
-                    has_test=dataset.info["has_test"])
+        view.update(
+            shape=dataset.info["input_shape"],
+            task=dataset.info["task"],
+            classes=dataset.info["classes"],
+            has_test=dataset.info["has_test"],
+        )
     else:
         view.update(columns=dataset.info.get("columns", []), target=dataset.info.get("target"))
     view.update(size_bytes=dataset.size_bytes, created_at=iso(dataset.created_at))

@@ -5,6 +5,7 @@ the same model generates the catalog (`GET /api/v1/algorithms`) and bounds a sea
 it. Each algorithm names its scikit-learn estimator per task; the worker's classic trainer
 builds exactly that class, so adding an algorithm is one entry here.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,7 +31,9 @@ REGRESSION_CRITERIA = ("squared_error", "friedman_mse", "absolute_error", "poiss
 
 class KnnParams(Params):
     n_neighbors: int = Field(5, ge=1, le=10_000, description="Number of neighbours that vote")
-    weights: Literal["uniform", "distance"] = Field("uniform", description="Equal votes or votes weighted by 1/distance")
+    weights: Literal["uniform", "distance"] = Field(
+        "uniform", description="Equal votes or votes weighted by 1/distance"
+    )
     metric: Literal["minkowski", "euclidean", "manhattan", "chebyshev"] = "minkowski"
     p: int = Field(2, ge=1, le=10, description="Power of the Minkowski metric (1 = Manhattan, 2 = Euclidean)")
     algorithm: Literal["auto", "ball_tree", "kd_tree", "brute"] = "auto"
@@ -40,23 +43,29 @@ class KnnParams(Params):
 class KMeansParams(Params):
     n_clusters: int = Field(8, ge=1, le=10_000, description="Number of clusters")
     init: Literal["k-means++", "random"] = "k-means++"
-    n_init: Literal["auto"] | Annotated[int, Field(ge=1, le=1000)] = Field("auto", description="Restarts with new centroids")
+    n_init: Literal["auto"] | Annotated[int, Field(ge=1, le=1000)] = Field(
+        "auto", description="Restarts with new centroids"
+    )
     max_iter: int = Field(300, ge=1, le=100_000)
     tol: float = Field(1e-4, ge=0)
     algorithm: Literal["lloyd", "elkan"] = "lloyd"
 
 
 class TreeParams(Params):
-    criterion: Literal["gini", "entropy", "log_loss", "squared_error", "friedman_mse", "absolute_error", "poisson"] | None = Field(
+    criterion: (
+        Literal["gini", "entropy", "log_loss", "squared_error", "friedman_mse", "absolute_error", "poisson"] | None
+    ) = Field(
         None,
         description="Split quality: gini, entropy or log_loss (classification); squared_error, "
         "friedman_mse, absolute_error or poisson (regression). Default: gini / squared_error",
     )
-    max_depth: Annotated[int, Field(ge=1, le=1000)] | None = Field(None, description="Deepest level; null grows until pure")
+    max_depth: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        None, description="Deepest level; null grows until pure"
+    )
     min_samples_split: int = Field(2, ge=2, le=100_000)
     min_samples_leaf: int = Field(1, ge=1, le=100_000)
-    max_features: Literal["sqrt", "log2"] | Annotated[float, Field(gt=0, le=1)] | Annotated[int, Field(ge=1)] | None = Field(
-        None, description="Features considered per split: sqrt, log2, a fraction in (0, 1] or a count"
+    max_features: Literal["sqrt", "log2"] | Annotated[float, Field(gt=0, le=1)] | Annotated[int, Field(ge=1)] | None = (
+        Field(None, description="Features considered per split: sqrt, log2, a fraction in (0, 1] or a count")
     )
     ccp_alpha: float = Field(0.0, ge=0, description="Cost-complexity pruning strength")
     class_weight: ClassWeight = Field(None, description="classification only")
@@ -75,7 +84,9 @@ class RandomForestParams(TreeParams):
 class SvmParams(Params):
     kernel: Literal["linear", "rbf", "poly"] = "rbf"
     C: float = Field(1.0, gt=0, le=1e6, description="Inverse regularisation strength")
-    gamma: Literal["scale", "auto"] | Annotated[float, Field(gt=0)] = Field("scale", description="Kernel coefficient (rbf, poly)")
+    gamma: Literal["scale", "auto"] | Annotated[float, Field(gt=0)] = Field(
+        "scale", description="Kernel coefficient (rbf, poly)"
+    )
     degree: int = Field(3, ge=1, le=10, description="Degree of the poly kernel")
     coef0: float = Field(0.0, description="Independent term of the poly kernel")
     epsilon: float = Field(0.1, ge=0, description="Width of the no-penalty tube (regression only)")
@@ -109,19 +120,24 @@ class LogisticRegressionParams(Params):
 
 class GradientBoostingParams(Params):
     loss: Literal["log_loss", "squared_error", "absolute_error", "gamma", "poisson", "quantile"] | None = Field(
-        None, description="log_loss (classification); squared_error, absolute_error, gamma, poisson or quantile "
-        "(regression). Default: log_loss / squared_error")
+        None,
+        description="log_loss (classification); squared_error, absolute_error, gamma, poisson or quantile "
+        "(regression). Default: log_loss / squared_error",
+    )
     quantile: float | None = Field(None, gt=0, lt=1, description="The quantile to predict with loss quantile")
     learning_rate: float = Field(0.1, gt=0, le=10, description="Shrinkage of each tree's contribution")
     max_iter: int = Field(100, ge=1, le=10_000, description="Boosting iterations (trees per class)")
-    max_leaf_nodes: Annotated[int, Field(ge=2, le=100_000)] | None = Field(31, description="Leaves per tree; null for no limit")
+    max_leaf_nodes: Annotated[int, Field(ge=2, le=100_000)] | None = Field(
+        31, description="Leaves per tree; null for no limit"
+    )
     max_depth: Annotated[int, Field(ge=1, le=1000)] | None = Field(None, description="Deepest level; null for no limit")
     min_samples_leaf: int = Field(20, ge=1, le=100_000)
     l2_regularization: float = Field(0.0, ge=0, le=1e6)
     max_features: float = Field(1.0, gt=0, le=1, description="Fraction of features considered per split")
     max_bins: int = Field(255, ge=2, le=255, description="Bins per feature for the histograms")
-    early_stopping: Literal["auto"] | bool = Field("auto", description="Stop when the validation score stalls; "
-                                                   "auto: when the training part has over 10,000 rows")
+    early_stopping: Literal["auto"] | bool = Field(
+        "auto", description="Stop when the validation score stalls; auto: when the training part has over 10,000 rows"
+    )
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Held out of the fit for early stopping")
     n_iter_no_change: int = Field(10, ge=1, le=10_000)
     class_weight: ClassWeight = Field(None, description="classification only")
@@ -133,7 +149,7 @@ class Algorithm:
     title: str
     estimators: dict[str, str]  # task -> the scikit-learn estimator class, as module.Class
     params: type[Params]
-    probabilities: bool         # whether predict returns class probabilities
+    probabilities: bool  # whether predict returns class probabilities
     handles_missing: bool = False  # fits on rows with missing values without imputation
 
     @property
@@ -148,33 +164,76 @@ class Algorithm:
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a
     for a in (
-        Algorithm("knn", "k-nearest neighbours", {CLASSIFICATION: "sklearn.neighbors.KNeighborsClassifier",
-                                                 REGRESSION: "sklearn.neighbors.KNeighborsRegressor"},
-                  KnnParams, True),
+        Algorithm(
+            "knn",
+            "k-nearest neighbours",
+            {
+                CLASSIFICATION: "sklearn.neighbors.KNeighborsClassifier",
+                REGRESSION: "sklearn.neighbors.KNeighborsRegressor",
+            },
+            KnnParams,
+            True,
+        ),
         Algorithm("kmeans", "K-Means clustering", {CLUSTERING: "sklearn.cluster.KMeans"}, KMeansParams, False),
-        Algorithm("decision_tree", "CART decision tree", {CLASSIFICATION: "sklearn.tree.DecisionTreeClassifier",
-                                                         REGRESSION: "sklearn.tree.DecisionTreeRegressor"},
-                  DecisionTreeParams, True),
-        Algorithm("random_forest", "Random forest", {CLASSIFICATION: "sklearn.ensemble.RandomForestClassifier",
-                                                    REGRESSION: "sklearn.ensemble.RandomForestRegressor"},
-                  RandomForestParams, True),
-        Algorithm("svm", "Support vector machine (SVC / SVR)", {CLASSIFICATION: "sklearn.svm.SVC",
-                                                               REGRESSION: "sklearn.svm.SVR"}, SvmParams, False),
-        Algorithm("pca", "Principal component analysis", {DECOMPOSITION: "sklearn.decomposition.PCA"}, PcaParams,
-                  False),
-        Algorithm("linear_regression", "Ordinary least squares",
-                  {REGRESSION: "sklearn.linear_model.LinearRegression"}, LinearRegressionParams, False),
-        Algorithm("logistic_regression", "Logistic regression",
-                  {CLASSIFICATION: "sklearn.linear_model.LogisticRegression"}, LogisticRegressionParams, True),
-        Algorithm("gradient_boosting", "Histogram-based gradient boosting",
-                  {CLASSIFICATION: "sklearn.ensemble.HistGradientBoostingClassifier",
-                   REGRESSION: "sklearn.ensemble.HistGradientBoostingRegressor"},
-                  GradientBoostingParams, True, handles_missing=True),
+        Algorithm(
+            "decision_tree",
+            "CART decision tree",
+            {CLASSIFICATION: "sklearn.tree.DecisionTreeClassifier", REGRESSION: "sklearn.tree.DecisionTreeRegressor"},
+            DecisionTreeParams,
+            True,
+        ),
+        Algorithm(
+            "random_forest",
+            "Random forest",
+            {
+                CLASSIFICATION: "sklearn.ensemble.RandomForestClassifier",
+                REGRESSION: "sklearn.ensemble.RandomForestRegressor",
+            },
+            RandomForestParams,
+            True,
+        ),
+        Algorithm(
+            "svm",
+            "Support vector machine (SVC / SVR)",
+            {CLASSIFICATION: "sklearn.svm.SVC", REGRESSION: "sklearn.svm.SVR"},
+            SvmParams,
+            False,
+        ),
+        Algorithm(
+            "pca", "Principal component analysis", {DECOMPOSITION: "sklearn.decomposition.PCA"}, PcaParams, False
+        ),
+        Algorithm(
+            "linear_regression",
+            "Ordinary least squares",
+            {REGRESSION: "sklearn.linear_model.LinearRegression"},
+            LinearRegressionParams,
+            False,
+        ),
+        Algorithm(
+            "logistic_regression",
+            "Logistic regression",
+            {CLASSIFICATION: "sklearn.linear_model.LogisticRegression"},
+            LogisticRegressionParams,
+            True,
+        ),
+        Algorithm(
+            "gradient_boosting",
+            "Histogram-based gradient boosting",
+            {
+                CLASSIFICATION: "sklearn.ensemble.HistGradientBoostingClassifier",
+                REGRESSION: "sklearn.ensemble.HistGradientBoostingRegressor",
+            },
+            GradientBoostingParams,
+            True,
+            handles_missing=True,
+        ),
     )
 }
 
-GRADIENT_BOOSTING_LOSSES = {CLASSIFICATION: ("log_loss",),
-                            REGRESSION: ("squared_error", "absolute_error", "gamma", "poisson", "quantile")}
+GRADIENT_BOOSTING_LOSSES = {
+    CLASSIFICATION: ("log_loss",),
+    REGRESSION: ("squared_error", "absolute_error", "gamma", "poisson", "quantile"),
+}
 
 
 def param_conflicts(algorithm: str, task: str, params: dict[str, Any]) -> tuple[str, str] | None:
@@ -203,8 +262,11 @@ def param_conflicts(algorithm: str, task: str, params: dict[str, Any]) -> tuple[
             return "params.loss", f"loss {loss!r} does not fit {task}; use one of {', '.join(allowed)}"
         if (loss == "quantile") != (params["quantile"] is not None):
             return "params.quantile", "loss 'quantile' needs quantile (between 0 and 1), and quantile needs that loss"
-    if algorithm == "pca" and params["svd_solver"] in ("arpack", "randomized") \
-            and not isinstance(params["n_components"], int):
+    if (
+        algorithm == "pca"
+        and params["svd_solver"] in ("arpack", "randomized")
+        and not isinstance(params["n_components"], int)
+    ):
         return "params.n_components", f"svd_solver {params['svd_solver']!r} needs a whole number of components"
     return None
 

@@ -1,6 +1,7 @@
 """Predict for scikit-learn models: JSON rows of features in, predictions (and class
 probabilities and names) out. The model file is skops, loaded trusting only scikit-learn
 and numpy types, so a predict never runs code from a file."""
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,9 @@ class SklearnPredictor:
 
     def predict(self, loaded: Any, model: Model, instances: Any, images: list[tuple[str, bytes]] | None) -> dict:
         if images is not None:
-            raise SpecError("this model takes rows of features as JSON {\"instances\": [[...]]}, not image files",
-                            field="file")
+            raise SpecError(
+                'this model takes rows of features as JSON {"instances": [[...]]}, not image files', field="file"
+            )
         frame = tabular_frame(instances, model.input["features"], model.input.get("categorical", []))
         output = predict_tabular(loaded, frame, model.task)
         if model.class_names and model.task == CLASSIFICATION:
@@ -43,17 +45,31 @@ def tabular_frame(instances: Any, features: list[str], categorical: list[str]) -
             unknown = sorted(set(row) - set(features))
             missing = [f for f in features if f not in row]
             if unknown or missing:
-                raise SpecError(f"instances[{i}]: " + "; ".join(filter(None, [
-                    f"unknown features {unknown}" if unknown else "",
-                    f"missing features {missing}" if missing else ""])), field=f"instances.{i}")
+                raise SpecError(
+                    f"instances[{i}]: "
+                    + "; ".join(
+                        filter(
+                            None,
+                            [
+                                f"unknown features {unknown}" if unknown else "",
+                                f"missing features {missing}" if missing else "",
+                            ],
+                        )
+                    ),
+                    field=f"instances.{i}",
+                )
             row = [row[f] for f in features]
         if not isinstance(row, list):
-            raise SpecError(f"instances[{i}] must be a list of {len(features)} values or an object "
-                            "keyed by feature name", field=f"instances.{i}")
+            raise SpecError(
+                f"instances[{i}] must be a list of {len(features)} values or an object keyed by feature name",
+                field=f"instances.{i}",
+            )
         if len(row) != len(features):
-            raise SpecError(f"instances[{i}] has {len(row)} features; the model expects {len(features)} "
-                            f"({', '.join(features)})", field=f"instances.{i}",
-                            details={"expected": len(features), "got": len(row)})
+            raise SpecError(
+                f"instances[{i}] has {len(row)} features; the model expects {len(features)} ({', '.join(features)})",
+                field=f"instances.{i}",
+                details={"expected": len(features), "got": len(row)},
+            )
         rows.append([_cell(value, name in categorical, i, j) for j, (value, name) in enumerate(zip(row, features))])
     frame = pd.DataFrame(rows, columns=features)
     numeric = [f for f in features if f not in categorical]
@@ -69,8 +85,9 @@ def _cell(value: Any, categorical: bool, i: int, j: int) -> Any:
     elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return value
     kind = "text or a number" if categorical else "a finite number"
-    raise SpecError(f"instances[{i}][{j}] must be {kind} (or null for a missing value), not {value!r}",
-                    field=f"instances.{i}.{j}")
+    raise SpecError(
+        f"instances[{i}][{j}] must be {kind} (or null for a missing value), not {value!r}", field=f"instances.{i}.{j}"
+    )
 
 
 def predict_tabular(pipeline: Any, frame: pd.DataFrame, task: str) -> dict[str, Any]:

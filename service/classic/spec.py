@@ -1,5 +1,6 @@
 """Classic job specs (`algorithm`): what a user sends, and the run it becomes once checked
 (service/classic/validate.py), as stored and as the classic trainer receives it."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -20,14 +21,19 @@ class Evaluation(Strict):
 class Preprocessing(Strict):
     scale: bool = Field(False, description="Standard-scale numeric features inside the saved pipeline")
     impute: Literal["mean", "median", "most_frequent"] | None = Field(
-        None, description="Fill missing feature values; without it, data with gaps is rejected")
+        None, description="Fill missing feature values; without it, data with gaps is rejected"
+    )
 
 
 class ClassicSpec(JobSpec):
     algorithm: str
     task: Literal[TASKS] | None = None  # type: ignore[valid-type]
-    params: dict[str, Any] = Field(default_factory=dict, description=(
-        "The algorithm's hyperparameters; GET /api/v1/algorithms lists each algorithm's with types and bounds"))
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "The algorithm's hyperparameters; GET /api/v1/algorithms lists each algorithm's with types and bounds"
+        ),
+    )
     evaluation: Evaluation = Field(default_factory=Evaluation)
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
 

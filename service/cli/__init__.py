@@ -5,6 +5,7 @@ modules only when one of them runs: the client commands students type all day
 (`labtrain jobs`, `labtrain watch`) then start without loading the database layers or
 the frameworks.
 """
+
 from __future__ import annotations
 
 import importlib

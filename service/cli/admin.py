@@ -3,11 +3,12 @@
 What each command does lives in service/lab (usage, retention, the worker registry); this
 module reads the options and prints.
 """
+
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -32,9 +33,10 @@ def parse_when(value: str, now: datetime) -> datetime:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is neither an age such as 7d, 12h or 2w "
-                                 "nor a date such as 2026-11-01") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        raise click.BadParameter(
+            f"{value!r} is neither an age such as 7d, 12h or 2w nor a date such as 2026-11-01"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @click.group()
@@ -55,9 +57,9 @@ def _table(header: list[str], rows: list[list[Any]]) -> None:
 
 # ---------------------------------------------------------------- usage
 
+
 @admin.command("usage")
-@click.option("--since", default="30d", show_default=True,
-              help="an age (7d, 12h, 2w) or a date (2026-11-01, UTC)")
+@click.option("--since", default="30d", show_default=True, help="an age (7d, 12h, 2w) or a date (2026-11-01, UTC)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def usage(since: str, as_json: bool) -> None:
     """Device-hours per user and queue (a running job counts up to now)."""
@@ -69,16 +71,21 @@ def usage(since: str, as_json: bool) -> None:
         click.echo(json.dumps({"since": start.isoformat(), "until": now.isoformat(), "usage": rows}, indent=2))
         return
     click.echo(f"device-hours from {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC")
-    _table(["user", "queue", "jobs", "device_hours"],
-           [[r["user"], r["queue"], r["jobs"], f"{r['device_hours']:.2f}"] for r in rows])
+    _table(
+        ["user", "queue", "jobs", "device_hours"],
+        [[r["user"], r["queue"], r["jobs"], f"{r['device_hours']:.2f}"] for r in rows],
+    )
 
 
 # ---------------------------------------------------------------- prune
 
+
 @admin.command("prune")
-@click.option("--older-than", default=None,
-              help="jobs that finished before this age (30d) or date (2026-11-01); "
-                   "default: LABTRAIN_RETENTION_DAYS days")
+@click.option(
+    "--older-than",
+    default=None,
+    help="jobs that finished before this age (30d) or date (2026-11-01); default: LABTRAIN_RETENTION_DAYS days",
+)
 @click.option("--dry-run", is_flag=True, help="only print what would be removed")
 @click.option("--keep-models", is_flag=True, help="remove the jobs' directories but keep every model")
 @click.option("--by", "actor", default="admin", show_default=True, help="who prunes (audit log)")
@@ -103,12 +110,15 @@ def prune(older_than: str | None, dry_run: bool, keep_models: bool, actor: str) 
     if not dry_run:  # the rows are gone (committed) before the files: no row points at a missing file
         retention.remove_files(pruned)
     freed = pruned.bytes
-    click.echo(f"{verb} {len(pruned.directories)} job directories and {len(pruned.removed_models)} models of "
-               f"{pruned.old_jobs} jobs finished before {cutoff:%Y-%m-%d %H:%M} UTC: "
-               f"{freed} bytes ({freed / 2**20:.1f} MiB) {'would be ' if dry_run else ''}freed")
+    click.echo(
+        f"{verb} {len(pruned.directories)} job directories and {len(pruned.removed_models)} models of "
+        f"{pruned.old_jobs} jobs finished before {cutoff:%Y-%m-%d %H:%M} UTC: "
+        f"{freed} bytes ({freed / 2**20:.1f} MiB) {'would be ' if dry_run else ''}freed"
+    )
 
 
 # ---------------------------------------------------------------- workers
+
 
 @admin.command("workers")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
@@ -116,14 +126,23 @@ def workers(as_json: bool) -> None:
     """Workers as their last heartbeat described them; online when it is recent."""
     now = utcnow()
     with _session() as session:
-        rows = [{
-            "name": w.name, "queues": w.queues.split(","), "host": w.host, "pid": w.pid,
-            "concurrency": w.concurrency, "gpu_name": w.gpu_name, "gpu_memory_mb": w.gpu_memory_mb,
-            "gpu_utilization": getattr(w, "gpu_utilization", None),
-            "started_at": w.started_at.isoformat(), "heartbeat_at": w.heartbeat_at.isoformat(),
-            "heartbeat_age_s": round((now - w.heartbeat_at).total_seconds(), 1),
-            "online": (now - w.heartbeat_at).total_seconds() <= ONLINE_SECONDS,
-        } for w in session.scalars(select(Worker).order_by(Worker.name))]
+        rows = [
+            {
+                "name": w.name,
+                "queues": w.queues.split(","),
+                "host": w.host,
+                "pid": w.pid,
+                "concurrency": w.concurrency,
+                "gpu_name": w.gpu_name,
+                "gpu_memory_mb": w.gpu_memory_mb,
+                "gpu_utilization": getattr(w, "gpu_utilization", None),
+                "started_at": w.started_at.isoformat(),
+                "heartbeat_at": w.heartbeat_at.isoformat(),
+                "heartbeat_age_s": round((now - w.heartbeat_at).total_seconds(), 1),
+                "online": (now - w.heartbeat_at).total_seconds() <= ONLINE_SECONDS,
+            }
+            for w in session.scalars(select(Worker).order_by(Worker.name))
+        ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -133,6 +152,18 @@ def workers(as_json: bool) -> None:
             return "-"
         return row["gpu_name"] + (f" ({row['gpu_memory_mb']} MiB)" if row["gpu_memory_mb"] else "")
 
-    _table(["name", "queues", "host", "concurrency", "gpu", "heartbeat", "state"],
-           [[r["name"], ",".join(r["queues"]), r["host"], r["concurrency"], gpu(r),
-             f"{r['heartbeat_age_s']:.0f}s ago", "online" if r["online"] else "offline"] for r in rows])
+    _table(
+        ["name", "queues", "host", "concurrency", "gpu", "heartbeat", "state"],
+        [
+            [
+                r["name"],
+                ",".join(r["queues"]),
+                r["host"],
+                r["concurrency"],
+                gpu(r),
+                f"{r['heartbeat_age_s']:.0f}s ago",
+                "online" if r["online"] else "offline",
+            ]
+            for r in rows
+        ],
+    )

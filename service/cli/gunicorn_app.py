@@ -4,6 +4,7 @@ The API's package is imported only in each gunicorn process, once serve() has se
 PROMETHEUS_MULTIPROC_DIR: prometheus_client fixes its multi-process mode when it is first
 imported, so nothing may import it (nor service.api, which does) before then.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,13 +55,15 @@ def _child_exit(_server, worker) -> None:
 
 def serve(host: str, port: int, processes: int, threads: int) -> None:
     _metrics_dir()
-    _GunicornApp({
-        "child_exit": _child_exit,
-        "bind": f"{host}:{port}",
-        "workers": processes,
-        "threads": threads,
-        "worker_class": "gthread",
-        "timeout": 120,
-        "accesslog": "-",
-        "errorlog": "-",
-    }).run()
+    _GunicornApp(
+        {
+            "child_exit": _child_exit,
+            "bind": f"{host}:{port}",
+            "workers": processes,
+            "threads": threads,
+            "worker_class": "gthread",
+            "timeout": 120,
+            "accesslog": "-",
+            "errorlog": "-",
+        }
+    ).run()

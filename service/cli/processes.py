@@ -1,5 +1,6 @@
 """The service's processes: `labtrain api`, `dispatcher`, `up` (all of them on one machine)
 and `db upgrade`. `labtrain worker` is in service/cli/worker.py."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,9 @@ def db_upgrade() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", "processes", default=2, show_default=True, type=int, help="gunicorn processes")
-@click.option("--threads", default=8, show_default=True, type=int,
-              help="threads per process (an open event stream holds one)")
+@click.option(
+    "--threads", default=8, show_default=True, type=int, help="threads per process (an open event stream holds one)"
+)
 def api(host: str, port: int, processes: int, threads: int) -> None:
     """Serve the HTTP API with gunicorn."""
     serve(host, port, processes, threads)
@@ -73,14 +75,19 @@ def up(host: str, port: int, concurrency: int | None) -> None:
 
     concurrency = concurrency or min(2, os.cpu_count() or 1)
     command = [sys.executable, "-m", "service"]
-    supervisor = Supervisor([
-        Child("dispatcher", [*command, "dispatcher"]),
-        Child("worker", [*command, "worker", "--queues", "cpu", "--concurrency", str(concurrency)]),
-        Child("api", [*command, "api", "--host", host, "--port", str(port)]),
-    ])
-    click.echo(f"labtrain is starting on http://{host}:{port}\n"
-               f"  database: {_safe_url(settings.database_url)}\n  broker:   {_safe_url(settings.broker_url)}\n"
-               f"  admin token (user 'local', also in {settings.home / 'token'}):\n{token}", err=True)
+    supervisor = Supervisor(
+        [
+            Child("dispatcher", [*command, "dispatcher"]),
+            Child("worker", [*command, "worker", "--queues", "cpu", "--concurrency", str(concurrency)]),
+            Child("api", [*command, "api", "--host", host, "--port", str(port)]),
+        ]
+    )
+    click.echo(
+        f"labtrain is starting on http://{host}:{port}\n"
+        f"  database: {_safe_url(settings.database_url)}\n  broker:   {_safe_url(settings.broker_url)}\n"
+        f"  admin token (user 'local', also in {settings.home / 'token'}):\n{token}",
+        err=True,
+    )
     supervisor.run()
 
 

@@ -4,6 +4,7 @@ A child that dies (a worker killed by the kernel for memory, say) is started aga
 back-off that doubles with each quick death, and the log says why; the others go on. Only
 SIGINT or SIGTERM stops everything.
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,8 +75,13 @@ class Supervisor:
             return
         if now - child.started_at >= HEALTHY_AFTER_S:
             child.delay = FIRST_DELAY_S
-        log.warning("%s (pid %d) %s; starting it again in %.0f s", child.name, child.proc.pid,
-                    exit_reason(returncode), child.delay)
+        log.warning(
+            "%s (pid %d) %s; starting it again in %.0f s",
+            child.name,
+            child.proc.pid,
+            exit_reason(returncode),
+            child.delay,
+        )
         child.restart_at = now + child.delay
         child.delay = min(child.delay * 2, MAX_DELAY_S)
 

@@ -1,5 +1,6 @@
 """`labtrain users ...`: accounts and their tokens. A token is printed once, alone on stdout
 (so scripts can capture it); the database keeps only its hash."""
+
 from __future__ import annotations
 
 import click
@@ -37,8 +38,9 @@ def _existing(session: Session, name: str) -> User:
 def users_create(name: str, admin: bool) -> None:
     """Create a user and print its token (alone on stdout, shown only this once)."""
     if not name or len(name) > MAX_NAME or not name.isprintable() or name != name.strip():
-        raise click.ClickException(f"a user name is 1 to {MAX_NAME} printable characters, "
-                                   "without leading or trailing spaces")
+        raise click.ClickException(
+            f"a user name is 1 to {MAX_NAME} printable characters, without leading or trailing spaces"
+        )
     with _session() as session:
         if find_user(session, name) is not None:
             raise click.ClickException(f"user {name!r} exists already")
@@ -65,13 +67,15 @@ def users_token(name: str, rotate: bool) -> None:
         if not rotate:
             raise click.ClickException(
                 "tokens are stored hashed and cannot be shown again; "
-                f"`labtrain users token {name} --rotate` prints a new one and ends the old one")
+                f"`labtrain users token {name} --rotate` prints a new one and ends the old one"
+            )
         token = rotate_token(session, user)
         disabled = user.disabled
     click.echo(token)
     if disabled:
-        click.echo(f"note: {name!r} is disabled; the new token works once `labtrain users enable {name}` runs",
-                   err=True)
+        click.echo(
+            f"note: {name!r} is disabled; the new token works once `labtrain users enable {name}` runs", err=True
+        )
 
 
 @users.command("disable")

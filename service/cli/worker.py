@@ -1,4 +1,5 @@
 """`labtrain worker`: a Celery worker that trains jobs."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """A small HTTP client for the labtrain API that turns every expected failure into a
 one-line message (click prints it on stderr and exits non-zero) instead of a traceback."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,10 +36,12 @@ class Api:
         except requests.ConnectionError:
             raise click.ClickException(
                 f"cannot connect to the labtrain API at {self.base}: is the server running and the URL right? "
-                "(`labtrain login --url ...` or LABTRAIN_URL)") from None
+                "(`labtrain login --url ...` or LABTRAIN_URL)"
+            ) from None
         except requests.Timeout:
-            raise click.ClickException(f"the labtrain API at {self.base} did not answer within {self.timeout:g} s") \
-                from None
+            raise click.ClickException(
+                f"the labtrain API at {self.base} did not answer within {self.timeout:g} s"
+            ) from None
         except requests.RequestException as exc:
             raise click.ClickException(f"request to {url} failed: {exc}") from None
         if response.status_code >= 400:
@@ -56,12 +59,16 @@ class Api:
 def _error(response: requests.Response) -> ApiError:
     try:
         error = response.json()["error"]
-        return ApiError(response.status_code, error.get("code", ""), error.get("message") or response.reason,
-                        error.get("details"))
+        return ApiError(
+            response.status_code, error.get("code", ""), error.get("message") or response.reason, error.get("details")
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         # Not our API's JSON (a proxy's error page, or not a labtrain server at all).
-        return ApiError(response.status_code, "http_error",
-                        f"the server answered {response.status_code} {response.reason} for {response.url}")
+        return ApiError(
+            response.status_code,
+            "http_error",
+            f"the server answered {response.status_code} {response.reason} for {response.url}",
+        )
 
 
 def _json(response: requests.Response) -> Any:

@@ -1,4 +1,5 @@
 """The client commands, for `labtrain` to register (service/cli.py)."""
+
 from __future__ import annotations
 
 from service.client.job_commands import cancel, jobs, logs, status, submit, watch

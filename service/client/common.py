@@ -1,23 +1,24 @@
 """What every client command shares: the --json flag, the connection, JSON output."""
+
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
+from service.client.api import Api
 from service.client.config import current_login
 
 
 def json_option(command: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (only JSON on stdout).")(
-        command)
+        command
+    )
 
 
 def connect():
-    # requests loads only when a client command runs, not for `labtrain worker` and the like.
-    from service.client.api import Api
-
     return Api(current_login())
 
 

@@ -1,4 +1,5 @@
 """Where the client finds its server and token: the stored login, overridden by the environment."""
+
 from __future__ import annotations
 
 import json
@@ -59,6 +60,6 @@ def current_login() -> Login:
     token = os.environ.get(TOKEN_ENV) or stored.get("token")
     if not url or not token:
         raise click.ClickException(
-            "not logged in: run `labtrain login --url URL --token TOKEN` "
-            f"(or set {URL_ENV} and {TOKEN_ENV})")
+            f"not logged in: run `labtrain login --url URL --token TOKEN` (or set {URL_ENV} and {TOKEN_ENV})"
+        )
     return Login(url.rstrip("/"), token)

@@ -1,7 +1,8 @@
 """Human-readable text for jobs: tables, ages, progress lines and final metrics."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -14,12 +15,12 @@ def parse_time(value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def seconds_since(value: str | None) -> float | None:
     moment = parse_time(value)
-    return max(0.0, (datetime.now(timezone.utc) - moment).total_seconds()) if moment else None
+    return max(0.0, (datetime.now(UTC) - moment).total_seconds()) if moment else None
 
 
 def duration(seconds: float | None) -> str:
@@ -69,13 +70,13 @@ def progress_text(job: dict[str, Any]) -> str:
         return f"queued: position {position} in the {job.get('queue')} queue" if position else "queued"
     if status != "running":
         return status
-    if job.get("family") == "search" or "trials_done" in progress:
+    if "trials_done" in progress:  # a search
         planned = progress.get("trials") or (job.get("spec") or {}).get("search", {}).get("trials", "?")
         text = f"trials {progress.get('trials_done', 0)}/{planned}"
         if progress.get("best_value") is not None:
             text += f" best {number(progress['best_value'])} {_params(progress.get('best_params'))}"
         return text
-    if job.get("family") == "optimize" or "evaluations" in progress:
+    if "evaluations" in progress:  # an optimisation
         budget = (job.get("spec") or {}).get("optimize", {}).get("evaluations", "?")
         text = f"evaluations {progress.get('evaluations', 0)}/{budget}"
         if progress.get("best_value") is not None:

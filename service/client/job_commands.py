@@ -1,20 +1,19 @@
 """`labtrain submit`, `jobs`, `status`, `watch`, `logs` and `cancel`."""
+
 from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from service.client import display
+from service.client.api import Api
 from service.client.common import connect, emit_json, json_option, note
 from service.client.display import TERMINAL
 from service.client.spec import merge, read_spec_file, spec_from_flags
 from service.client.watch import follow
-
-if TYPE_CHECKING:
-    from service.client.api import Api
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
@@ -34,8 +33,12 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]))
 @click.option("--cv", type=int, help="Folds of cross-validation.")
 @click.option("--search", metavar="STRATEGY", help="Hyperparameter search: grid, random, tpe, ga, pso, ...")
-@click.option("--space", multiple=True, metavar="NAME=TYPE:...",
-              help="Search dimension: n=int:1:30, lr=float:1e-4:0.1:log, w=cat:uniform,distance.")
+@click.option(
+    "--space",
+    multiple=True,
+    metavar="NAME=TYPE:...",
+    help="Search dimension: n=int:1:30, lr=float:1e-4:0.1:log, w=cat:uniform,distance.",
+)
 @click.option("--space-json", help="Search dimensions as a JSON object (as API.md writes them).")
 @click.option("--trials", type=int)
 @click.option("--parallel", type=int)
@@ -53,7 +56,7 @@ def submit(file: str | None, then_watch: bool, as_json: bool, **options: Any) ->
         --space n_neighbors=int:1:30 --space weights=cat:uniform,distance
     """
     spec = merge(read_spec_file(file) if file else {}, spec_from_flags(options))
-    if not any(key in spec for key in ("algorithm", "framework", "optimize")):
+    if not spec:  # what else a spec needs, the server says (naming the field)
         raise click.UsageError("give a job spec FILE, or --dataset with --algorithm or --framework")
     api = connect()
     job = api.post("/jobs", json=spec)
@@ -86,10 +89,22 @@ def jobs(status: str | None, limit: int, all_pages: bool, as_json: bool) -> None
         return emit_json({"items": items, "next_cursor": cursor})
     if not items:
         return note("no jobs")
-    click.echo(display.table(
-        ["ID", "NAME", "STATUS", "PROGRESS", "POSITION", "AGE"],
-        [[j["id"], j.get("name"), j["status"], display.percent(j), j.get("position"),
-          display.duration(display.seconds_since(j.get("created_at")))] for j in items]))
+    click.echo(
+        display.table(
+            ["ID", "NAME", "STATUS", "PROGRESS", "POSITION", "AGE"],
+            [
+                [
+                    j["id"],
+                    j.get("name"),
+                    j["status"],
+                    display.percent(j),
+                    j.get("position"),
+                    display.duration(display.seconds_since(j.get("created_at"))),
+                ]
+                for j in items
+            ],
+        )
+    )
     if cursor:
         note(f"more jobs: --all, or --limit above {limit}")
 
@@ -110,8 +125,10 @@ def status(job_id: str, as_json: bool) -> None:
     if job["status"] in TERMINAL:
         for text in display.final_lines(job)[1:]:
             click.echo(text)
-    click.echo(f"  created {job.get('created_at')}, started {job.get('started_at') or '-'}, "
-               f"finished {job.get('finished_at') or '-'}")
+    click.echo(
+        f"  created {job.get('created_at')}, started {job.get('started_at') or '-'}, "
+        f"finished {job.get('finished_at') or '-'}"
+    )
 
 
 @click.command()

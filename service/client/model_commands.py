@@ -1,4 +1,5 @@
 """`labtrain predict` and `download`: using a trained model."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,17 @@ from service.client.common import connect, emit_json, json_option
 
 @click.command()
 @click.argument("model_id")
-@click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="An image (PNG, BMP, JPEG) for an image model; repeat for more.")
-@click.option("--instances", help="Rows of features or arrays of the input shape, as JSON: '[[5.1, 3.5, 1.4, 0.2]]'; "
-                                  "- reads them from stdin.")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="An image (PNG, BMP, JPEG) for an image model; repeat for more.",
+)
+@click.option(
+    "--instances",
+    help="Rows of features or arrays of the input shape, as JSON: '[[5.1, 3.5, 1.4, 0.2]]'; - reads them from stdin.",
+)
 @json_option
 def predict(model_id: str, files: tuple[str, ...], instances: str | None, as_json: bool) -> None:
     """Ask a model for predictions on images (--file) or JSON instances (--instances)."""
@@ -29,8 +37,17 @@ def predict(model_id: str, files: tuple[str, ...], instances: str | None, as_jso
     api = connect()
     if files:
         with ExitStack() as stack:
-            parts = [("file", (Path(f).name, stack.enter_context(open(f, "rb")),
-                               mimetypes.guess_type(f)[0] or "application/octet-stream")) for f in files]
+            parts = [
+                (
+                    "file",
+                    (
+                        Path(f).name,
+                        stack.enter_context(open(f, "rb")),
+                        mimetypes.guess_type(f)[0] or "application/octet-stream",
+                    ),
+                )
+                for f in files
+            ]
             answer = api.post(f"/models/{model_id}/predict", files=parts)
         names = [Path(f).name for f in files]
     else:

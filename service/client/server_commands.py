@@ -1,4 +1,5 @@
 """`labtrain login`, `queue` and `algorithms`: the connection and what the server offers."""
+
 from __future__ import annotations
 
 import os
@@ -7,18 +8,22 @@ from typing import Any
 import click
 
 from service.client import display
+from service.client.api import Api
 from service.client.common import connect, emit_json, json_option
 from service.client.config import URL_ENV, Login, save_login
 
 
 @click.command()
-@click.option("--url", default=lambda: os.environ.get(URL_ENV, "http://127.0.0.1:8000"),
-              show_default="$LABTRAIN_URL or http://127.0.0.1:8000", help="The labtrain server.")
+@click.option(
+    "--url",
+    default=lambda: os.environ.get(URL_ENV, "http://127.0.0.1:8000"),
+    show_default="$LABTRAIN_URL or http://127.0.0.1:8000",
+    help="The labtrain server.",
+)
 @click.option("--token", prompt=True, hide_input=True, help="Your token (`labtrain users create` printed it).")
 @json_option
 def login(url: str, token: str, as_json: bool) -> None:
     """Check a token against the server and remember both for later commands."""
-    from service.client.api import Api
 
     if "://" not in url:
         url = f"http://{url}"  # `labtrain login --url gpu-server:8000` means plain HTTP
@@ -49,9 +54,21 @@ def queue(as_json: bool) -> None:
     mine = answer.get("your_queued_jobs") or []
     if mine:
         click.echo("\nyour queued jobs:")
-        click.echo(display.table(["POSITION", "ID", "NAME", "QUEUE", "AGE"],
-                                 [[j["position"], j["id"], j["name"], j["queue"],
-                                   display.duration(display.seconds_since(j["created_at"]))] for j in mine]))
+        click.echo(
+            display.table(
+                ["POSITION", "ID", "NAME", "QUEUE", "AGE"],
+                [
+                    [
+                        j["position"],
+                        j["id"],
+                        j["name"],
+                        j["queue"],
+                        display.duration(display.seconds_since(j["created_at"])),
+                    ]
+                    for j in mine
+                ],
+            )
+        )
 
 
 @click.command()
@@ -61,27 +78,29 @@ def algorithms(as_json: bool) -> None:
     catalog = connect().get("/algorithms")
     if as_json:
         return emit_json(catalog)
-    click.echo("Algorithms (\"algorithm\", parameters in \"params\")")
+    click.echo('Algorithms ("algorithm", parameters in "params")')
     for algorithm in catalog.get("algorithms", []):
         click.echo(f"  {algorithm['name']}: {algorithm.get('title', '')} [{', '.join(algorithm.get('tasks', []))}]")
         _parameters(algorithm.get("parameters", []))
     networks = catalog.get("networks", {})
-    click.echo("\nNetworks (\"framework\", \"network\")")
+    click.echo('\nNetworks ("framework", "network")')
     for framework, apis in networks.get("frameworks", {}).items():
         click.echo(f"  {framework}: apis {', '.join(apis)}")
     for preset in networks.get("presets", []):
         click.echo(f"  preset {preset['name']}: {preset.get('title', '')}")
-    layers = [f"{layer['type']}({', '.join(p['name'] for p in layer.get('parameters', []))})"
-              for layer in networks.get("layers", [])]
+    layers = [
+        f"{layer['type']}({', '.join(p['name'] for p in layer.get('parameters', []))})"
+        for layer in networks.get("layers", [])
+    ]
     click.echo(f"  layers: {', '.join(layers)}")
     click.echo("  training:")
     _parameters(networks.get("training", []))
-    click.echo("\nSearch strategies (\"search\")")
+    click.echo('\nSearch strategies ("search")')
     for strategy in (catalog.get("search") or {}).get("strategies", []):
         click.echo(f"  {strategy['name']}: {strategy.get('title', '')}")
         _parameters(strategy.get("parameters", []))
     optimize = catalog.get("optimize", {})
-    click.echo("\nOptimisation (\"optimize\")")
+    click.echo('\nOptimisation ("optimize")')
     for strategy in optimize.get("strategies", []):
         click.echo(f"  {strategy['name']}: {strategy.get('title', '')}")
         _parameters(strategy.get("parameters", []))

@@ -1,8 +1,10 @@
 """Job specs from a file and from `labtrain submit`'s flags."""
+
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,7 +15,7 @@ def read_spec_file(path: str) -> dict[str, Any]:
     import yaml  # only `submit FILE` needs it
 
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
     try:
@@ -21,8 +23,9 @@ def read_spec_file(path: str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise click.ClickException(f"{path} is neither valid YAML nor JSON: {exc}") from None
     if not isinstance(spec, dict):
-        raise click.ClickException(f"{path} must hold one job spec, a mapping such as "
-                                   '{"dataset": "iris", "algorithm": "knn"}')
+        raise click.ClickException(
+            f'{path} must hold one job spec, a mapping such as {{"dataset": "iris", "algorithm": "knn"}}'
+        )
     return spec
 
 
@@ -53,8 +56,9 @@ def parse_space(text: str) -> tuple[str, dict[str, Any]]:
             raise click.BadParameter(f"{text!r}: give the choices, e.g. {name}=cat:a,b", param_hint="--space")
         return name, {"type": "categorical", "choices": choices}
     if kind not in ("int", "float"):
-        raise click.BadParameter(f"{text!r}: the type is int, float or cat (e.g. {name}=int:1:30)",
-                                 param_hint="--space")
+        raise click.BadParameter(
+            f"{text!r}: the type is int, float or cat (e.g. {name}=int:1:30)", param_hint="--space"
+        )
     parts = rest.split(":")
     if len(parts) < 2:
         raise click.BadParameter(f"{text!r}: give low and high, e.g. {name}={kind}:1:30", param_hint="--space")
@@ -63,7 +67,7 @@ def parse_space(text: str) -> tuple[str, dict[str, Any]]:
         if extra == "log":
             dimension["log"] = True
         elif extra.startswith("step="):
-            dimension["step"] = loose_value(extra[len("step="):])
+            dimension["step"] = loose_value(extra[len("step=") :])
         else:
             raise click.BadParameter(f"{text!r}: {extra!r} is neither 'log' nor 'step=S'", param_hint="--space")
     return name, dimension
@@ -86,8 +90,9 @@ def spec_from_flags(options: dict[str, Any]) -> dict[str, Any]:
     if options["name"]:
         spec["name"] = options["name"]
     if options["dataset"]:
-        spec["dataset"] = ({"id": options["dataset"], "target": options["target"]} if options["target"]
-                           else options["dataset"])
+        spec["dataset"] = (
+            {"id": options["dataset"], "target": options["target"]} if options["target"] else options["dataset"]
+        )
     if options["algorithm"]:
         spec["algorithm"] = options["algorithm"]
     params = dict(key_value(p, "--param") for p in options["param"])

@@ -1,18 +1,17 @@
 """`labtrain watch`: follow a job until it ends, on one live terminal line or as plain lines."""
+
 from __future__ import annotations
 
 import shutil
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from service.client import display
+from service.client.api import Api
 from service.client.display import TERMINAL
-
-if TYPE_CHECKING:
-    from service.client.api import Api
 
 
 class Screen:

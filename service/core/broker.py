@@ -3,6 +3,7 @@
 The message carries only the job id (DESIGN.md decision 1); the web side sends the task
 by name and never imports the task code.
 """
+
 from __future__ import annotations
 
 from celery import Celery

@@ -1,4 +1,5 @@
 """Settings read from the environment each time they are asked for (never frozen at import)."""
+
 from __future__ import annotations
 
 import os
@@ -67,11 +68,11 @@ class Settings:
         return self.broker_url.startswith("sqla+")
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         return cls.from_env_map(os.environ)
 
     @classmethod
-    def from_env_map(cls, environ) -> "Settings":
+    def from_env_map(cls, environ) -> Settings:
         """Settings from a mapping of environment variables (the process's own by default)."""
         home = Path(environ.get("LABTRAIN_HOME") or Path.home() / ".labtrain").expanduser()
         data_dir = Path(environ.get("LABTRAIN_DATA_DIR") or home / "datasets").expanduser()

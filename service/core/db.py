@@ -1,8 +1,9 @@
 """Engine and session factory. Each process (API, each worker child) makes its own."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine

@@ -1,4 +1,5 @@
 """Errors the domain raises for bad input; the API turns them into 4xx answers."""
+
 from __future__ import annotations
 
 from typing import Any, get_args, get_origin
@@ -12,8 +13,15 @@ class ServiceError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None,
-                 details: dict[str, Any] | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.field = field

@@ -5,12 +5,13 @@ Every line written while a job runs carries its `job_id`: the runner sets it in 
 variable for the job's duration (and its watch thread sets its own), and a filter on the
 handlers copies it onto each record.
 """
+
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 JOB_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("labtrain_job_id", default=None)
 TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -26,7 +27,7 @@ class JobIdFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat().replace("+00:00", "Z"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

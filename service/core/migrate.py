@@ -1,4 +1,5 @@
 """Applying Alembic migrations from code (`labtrain db upgrade`)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,9 +1,10 @@
 """The database rows (SQLAlchemy 2.0 ORM, typed). Alembic's migrations create exactly these."""
+
 from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -28,7 +29,7 @@ def could_be_id(object_id: str) -> bool:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UtcDateTime(TypeDecorator):
@@ -39,12 +40,12 @@ class UtcDateTime(TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -157,7 +158,7 @@ class Worker(Base):
     concurrency: Mapped[int] = mapped_column(Integer)
     gpu_name: Mapped[str | None] = mapped_column(String(255))
     gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)
-    gpu_utilization: Mapped[int | None] = mapped_column(Integer)      # percent, at the last heartbeat
+    gpu_utilization: Mapped[int | None] = mapped_column(Integer)  # percent, at the last heartbeat
     gpu_memory_used_mb: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

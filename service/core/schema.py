@@ -1,5 +1,6 @@
 """What every spec model shares: the strict base, and how a model describes its fields in
 the catalog (`GET /api/v1/algorithms`)."""
+
 from __future__ import annotations
 
 from typing import Any

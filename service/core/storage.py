@@ -3,12 +3,14 @@
 Models are written with skops, which rebuilds objects without running pickled code;
 on load only scikit-learn and numpy types are trusted (DESIGN.md decision 7).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from service.core.config import Settings
 

@@ -1,5 +1,6 @@
 """Array data sets for networks: MNIST (Keras `mnist.npz` layout), scikit-learn's digits,
 and uploaded NPZ files. NPZ files are read with allow_pickle=False: never unpickled."""
+
 from __future__ import annotations
 
 import io
@@ -11,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from service.data.tasks import CLASSIFICATION, REGRESSION
 from service.data.tables import DataError
+from service.data.tasks import CLASSIFICATION, REGRESSION
 
 IMAGE_BUILTINS = ("mnist", "digits")
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -29,10 +30,10 @@ class ArrayData:
     y_test: np.ndarray
     task: str
     input_shape: tuple[int, ...]
-    classes: list[Any] | None          # label of each output unit (classification)
+    classes: list[Any] | None  # label of each output unit (classification)
     class_names: list[str] | None = None
     features: list[str] | None = None  # column names (tables)
-    pixel_max: float | None = None     # raw value of the brightest pixel (images)
+    pixel_max: float | None = None  # raw value of the brightest pixel (images)
 
     @property
     def image(self) -> bool:
@@ -78,8 +79,10 @@ def check_arrays(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         if x.dtype.kind not in "uif" or y.dtype.kind not in "uifb":
             raise DataError(f"x and y must hold numbers; they hold {x.dtype} and {y.dtype}")
         if x.ndim not in (2, 3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
-            raise DataError(f"x must be (rows, features), (rows, height, width) or (rows, height, width, 1 or 3); "
-                            f"it is {list(x.shape)}")
+            raise DataError(
+                f"x must be (rows, features), (rows, height, width) or (rows, height, width, 1 or 3); "
+                f"it is {list(x.shape)}"
+            )
         if y.ndim != 1 or len(y) != len(x):
             raise DataError(f"y must be one label per row of x: x has {len(x)} rows, y has shape {list(y.shape)}")
         if len(x) < 2:
@@ -116,13 +119,23 @@ def builtin_array_info(name: str, data_dir: Path) -> dict[str, Any]:
     if name == "mnist":
         path = mnist_path(data_dir)
         if not path.exists():
-            raise DataError(f"mnist is not installed on this server: put the Keras mnist.npz file at {path} "
-                            "(or set LABTRAIN_DATA_DIR to the folder that holds it)", field="dataset")
+            raise DataError(
+                f"mnist is not installed on this server: put the Keras mnist.npz file at {path} "
+                "(or set LABTRAIN_DATA_DIR to the folder that holds it)",
+                field="dataset",
+            )
         info = check_arrays(load_npz_file(path))
         info["class_names"] = [str(c) for c in info["classes"]]
         return info
-    return {"input_shape": [8, 8, 1], "rows": 1797, "has_test": False, "task": CLASSIFICATION,
-            "classes": list(range(10)), "class_names": [str(c) for c in range(10)], "pixel_max": 16.0}
+    return {
+        "input_shape": [8, 8, 1],
+        "rows": 1797,
+        "has_test": False,
+        "task": CLASSIFICATION,
+        "classes": list(range(10)),
+        "class_names": [str(c) for c in range(10)],
+        "pixel_max": 16.0,
+    }
 
 
 def with_channel(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:

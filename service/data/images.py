@@ -9,6 +9,7 @@ lighting and noise, cropped, scaled, centred and stretched to full contrast.
 `to_input` then fits that 28x28 digit to the input shape and value range of a model
 (for example scikit-learn's 8x8 `digits`, valued 0..16).
 """
+
 from __future__ import annotations
 
 import io
@@ -29,24 +30,24 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PIXELS = 50_000_000
 FORMATS = ("PNG", "BMP", "JPEG")
 
-DIGIT_BOX = 20      # MNIST fits each digit in a 20x20 box ...
-CANVAS = 28         # ... inside a 28x28 field ...
-CENTRE = 14.0       # ... with its centre of mass at pixel (14, 14), as in the data set.
+DIGIT_BOX = 20  # MNIST fits each digit in a 20x20 box ...
+CANVAS = 28  # ... inside a 28x28 field ...
+CENTRE = 14.0  # ... with its centre of mass at pixel (14, 14), as in the data set.
 # Larger pictures are box-reduced to this longest side first: plenty of detail for a
 # 20-pixel digit, and it bounds the work per upload.
 WORK_SIDE = 1024
 
 BORDER_FRACTION = 0.02  # thickness of the frame that samples the background
-PAPER_GRID = 64         # the paper's lighting is modelled on a grid this coarse ...
-PAPER_ROUNDS = 4        # ... refitted this often, each time leaving out what stands ...
-PAPER_SIGMAS = 2.5      # ... this many deviations above it (ink)
-MIN_PAPER = 32.0        # paper darker than this is not scaled up further
-NOISE_SIGMAS = 3.0      # levels within this many noise deviations of the paper are not ink
-BLANK_SIGMAS = 6.0      # the brightest ink must stand this many deviations above the paper
-MIN_CONTRAST = 16.0     # grey levels ink must stand out by; less is a blank page
-FAINT_FRACTION = 0.05   # fainter than this fraction of the brightest ink is haze, not ink
-STROKE_FRACTION = 0.2   # a stroke is ink at least this fraction of the brightest ink
-MIN_PART = 0.05         # strokes with less mass than this share of the largest are specks
+PAPER_GRID = 64  # the paper's lighting is modelled on a grid this coarse ...
+PAPER_ROUNDS = 4  # ... refitted this often, each time leaving out what stands ...
+PAPER_SIGMAS = 2.5  # ... this many deviations above it (ink)
+MIN_PAPER = 32.0  # paper darker than this is not scaled up further
+NOISE_SIGMAS = 3.0  # levels within this many noise deviations of the paper are not ink
+BLANK_SIGMAS = 6.0  # the brightest ink must stand this many deviations above the paper
+MIN_CONTRAST = 16.0  # grey levels ink must stand out by; less is a blank page
+FAINT_FRACTION = 0.05  # fainter than this fraction of the brightest ink is haze, not ink
+STROKE_FRACTION = 0.2  # a stroke is ink at least this fraction of the brightest ink
+MIN_PART = 0.05  # strokes with less mass than this share of the largest are specks
 
 
 def mnist_digit(data: bytes) -> np.ndarray:
@@ -107,8 +108,9 @@ def _decode(data: bytes) -> np.ndarray:
 def _check_size(img: Image.Image) -> None:
     width, height = img.size
     if width * height > MAX_IMAGE_PIXELS:
-        raise ImageError(f"the image is too large: {width}x{height} pixels; "
-                         f"send at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels")
+        raise ImageError(
+            f"the image is too large: {width}x{height} pixels; send at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels"
+        )
 
 
 def _flatten(img: Image.Image) -> Image.Image:
@@ -169,8 +171,9 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     height, width = gray.shape
     scale = min(1.0, PAPER_GRID / max(height, width))
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = np.asarray(Image.fromarray(gray.astype(np.float32)).resize(small_size, Image.Resampling.BOX),
-                       dtype=np.float64)
+    small = np.asarray(
+        Image.fromarray(gray.astype(np.float32)).resize(small_size, Image.Resampling.BOX), dtype=np.float64
+    )
     terms = _quadratic_terms(*small.shape)
     values = small.ravel()
     # Start from the frame, less any ink that crosses it; later rounds take in the inside.
@@ -257,7 +260,7 @@ def _centre(digit: np.ndarray) -> np.ndarray:
     cy, cx = ndimage.center_of_mass(digit)
     top = _offset(CENTRE - cy, digit.shape[0])
     left = _offset(CENTRE - cx, digit.shape[1])
-    canvas[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
     return canvas
 
 

@@ -4,6 +4,7 @@ of theirs. Another user's upload is the same 404 as an unknown id, so ids leak n
 The views say what the spec checks need to know of a data set (rows, columns, shapes), so
 that a spec that cannot run on its data is a 422 at submit time, not a failed job.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,11 +31,11 @@ class DatasetRef(Strict):
 class DatasetView:
     """A table (built-in or uploaded CSV), as the spec checks see it."""
 
-    spec_value: Any            # what the stored spec names: "iris" or {"id", "target"}
+    spec_value: Any  # what the stored spec names: "iris" or {"id", "target"}
     rows: int
     columns: list[dict[str, Any]]
     target: str | None
-    task: str | None           # the built-in's task, or None to infer from the target
+    task: str | None  # the built-in's task, or None to infer from the target
 
 
 @dataclass
@@ -56,16 +57,17 @@ def supervised_task(view: DatasetView, task: str | None = None) -> str:
     """The task a supervised job does on this table: `task`, or what its target column holds."""
     target = target_column(view)
     if target is None:
-        raise SpecError("supervised learning needs a target column; name it in dataset.target",
-                        field="dataset.target")
+        raise SpecError("supervised learning needs a target column; name it in dataset.target", field="dataset.target")
     natural = view.task or infer_task(target)
     task = task or natural
     if view.task and task != view.task:
-        raise SpecError(f"{view.spec_value} is a {view.task} data set, but this algorithm does {task}; "
-                        f"choose an algorithm that does {view.task}", field="task")
+        raise SpecError(
+            f"{view.spec_value} is a {view.task} data set, but this algorithm does {task}; "
+            f"choose an algorithm that does {view.task}",
+            field="task",
+        )
     if task == REGRESSION and target["kind"] != "numeric":
-        raise SpecError(f"regression needs a numeric target; column {target['name']!r} holds text",
-                        field="task")
+        raise SpecError(f"regression needs a numeric target; column {target['name']!r} holds text", field="task")
     return task
 
 
@@ -79,14 +81,18 @@ class DatasetRefs:
         """The table a spec names; a 422 that says what to name instead, or a 404 for an id not yours."""
         if isinstance(ref, str):
             if ref not in BUILTINS:
-                raise SpecError(f"unknown data set {ref!r}; use a built-in ({', '.join(BUILTINS)}) or "
-                                "{\"id\": <uploaded data set id>, \"target\": <column>}", field="dataset",
-                                code="unknown_dataset")
+                raise SpecError(
+                    f"unknown data set {ref!r}; use a built-in ({', '.join(BUILTINS)}) or "
+                    '{"id": <uploaded data set id>, "target": <column>}',
+                    field="dataset",
+                    code="unknown_dataset",
+                )
             info = builtin_info(ref)
-            return DatasetView(spec_value=ref, rows=info["rows"], columns=info["columns"], target="target",
-                               task=info["task"])
+            return DatasetView(
+                spec_value=ref, rows=info["rows"], columns=info["columns"], target="target", task=info["task"]
+            )
         if not isinstance(ref, dict):
-            raise SpecError("dataset must be a built-in name or {\"id\": ..., \"target\": ...}", field="dataset")
+            raise SpecError('dataset must be a built-in name or {"id": ..., "target": ...}', field="dataset")
         parsed = _parse_ref(ref)
         row = self.uploaded(parsed.id)
         if row.kind != "csv":
@@ -94,10 +100,13 @@ class DatasetRefs:
         columns = row.info["columns"]
         target = parsed.target or row.info.get("target")
         if target is not None and target not in {c["name"] for c in columns}:
-            raise SpecError(f"the data set has no column {target!r}; its columns are "
-                            f"{', '.join(c['name'] for c in columns)}", field="dataset.target")
-        return DatasetView(spec_value={"id": row.id, "target": target}, rows=row.rows, columns=columns,
-                           target=target, task=None)
+            raise SpecError(
+                f"the data set has no column {target!r}; its columns are {', '.join(c['name'] for c in columns)}",
+                field="dataset.target",
+            )
+        return DatasetView(
+            spec_value={"id": row.id, "target": target}, rows=row.rows, columns=columns, target=target, task=None
+        )
 
     def arrays(self, ref: Any) -> ArrayView:
         """The data set a network job names: images (mnist, digits, NPZ) or a table of numbers."""
@@ -118,13 +127,13 @@ class DatasetRefs:
         features = [c for c in view.columns if c["name"] != view.target]
         text = [c["name"] for c in features if c["kind"] != "numeric"]
         if text:
-            raise SpecError(f"networks take numeric features; columns {', '.join(text[:5])} hold text",
-                            field="dataset")
+            raise SpecError(f"networks take numeric features; columns {', '.join(text[:5])} hold text", field="dataset")
         target = target_column(view)
         gaps = [c["name"] for c in features if c["missing"]] + ([view.target] if target["missing"] else [])
         if gaps:
-            raise SpecError(f"networks need complete rows; columns {', '.join(gaps[:5])} have missing values",
-                            field="dataset")
+            raise SpecError(
+                f"networks need complete rows; columns {', '.join(gaps[:5])} have missing values", field="dataset"
+            )
         outputs = target["distinct"] if task == CLASSIFICATION else 1
         return ArrayView(view.spec_value, (len(features),), task, outputs, view.rows)
 

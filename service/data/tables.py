@@ -3,11 +3,12 @@
 Both the API (to inspect an upload and check a spec against it) and the workers (to
 train) read tables through this module, so they always agree on columns and kinds.
 """
+
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,19 @@ def load_builtin(name: str) -> Table:
     return Table(X=X, y=y, target="target", numeric=list(X.columns), categorical=[], class_names=class_names)
 
 
-@lru_cache(maxsize=None)
+@cache
 def builtin_info(name: str) -> dict[str, Any]:
     table = load_builtin(name)
     info = describe_frame(pd.concat([table.X, table.y], axis=1))
-    info.update(name=name, builtin=True, kind="table", task=BUILTINS[name][1], target="target",
-                features=list(table.X.columns), classes=table.class_names)
+    info.update(
+        name=name,
+        builtin=True,
+        kind="table",
+        task=BUILTINS[name][1],
+        target="target",
+        features=list(table.X.columns),
+        classes=table.class_names,
+    )
     return info
 
 
@@ -113,15 +121,17 @@ def describe_frame(frame: pd.DataFrame) -> dict[str, Any]:
     for name in frame.columns:
         series = frame[name]
         counts = series.value_counts(dropna=True)
-        columns.append({
-            "name": str(name),
-            "kind": "numeric" if is_numeric(series) else "categorical",
-            "integer": bool(is_numeric(series) and np.all(np.mod(series.dropna(), 1) == 0)),
-            "missing": int(series.isna().sum()),
-            "distinct": int(counts.size),
-            "min_count": int(counts.min()) if counts.size else 0,
-            "min": float(series.min()) if is_numeric(series) and counts.size else None,
-        })
+        columns.append(
+            {
+                "name": str(name),
+                "kind": "numeric" if is_numeric(series) else "categorical",
+                "integer": bool(is_numeric(series) and np.all(np.mod(series.dropna(), 1) == 0)),
+                "missing": int(series.isna().sum()),
+                "distinct": int(counts.size),
+                "min_count": int(counts.min()) if counts.size else 0,
+                "min": float(series.min()) if is_numeric(series) and counts.size else None,
+            }
+        )
     return {"rows": int(len(frame)), "columns": columns}
 
 

@@ -1,4 +1,5 @@
 """The learning tasks a data set or a job can have."""
+
 from __future__ import annotations
 
 CLASSIFICATION = "classification"

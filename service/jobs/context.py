@@ -1,4 +1,5 @@
 """What validating a job spec may consult."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

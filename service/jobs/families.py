@@ -7,13 +7,15 @@ built-in families, and any module named in LABTRAIN_FAMILIES (a lab's own famili
 test's), the first time it is asked. It imports them by name because it sits below them
 in the layers (docs/architecture.md): a family may use the jobs package, never the reverse.
 """
+
 from __future__ import annotations
 
 import importlib
 import math
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement
@@ -51,9 +53,9 @@ class Driver(Protocol):
 class SearchHooks:
     """How a hyperparameter search varies this family's jobs."""
 
-    check: Callable[[Run, str], None]                       # a 422 unless `name` is something a trial can vary
+    check: Callable[[Run, str], None]  # a 422 unless `name` is something a trial can vary
     apply: Callable[[dict[str, Any], Run, dict[str, Any]], dict[str, Any]]  # a trial's payload: params put in
-    metric: Callable[[Run, str | None], str]                 # the score trials are ranked by (or a 422)
+    metric: Callable[[Run, str | None], str]  # the score trials are ranked by (or a 422)
     score: Callable[[Run, dict[str, Any] | None, str], float | None]  # a finished trial's score
 
 
@@ -75,22 +77,22 @@ def score_in(metrics: dict[str, Any] | None, name: str) -> float | None:
 
 @dataclass(frozen=True)
 class Family:
-    name: str                                # what Job.family stores
-    key: str                                 # the spec key that selects it
-    summary: str                             # the key as error messages list it
-    request_model: type[BaseModel]           # what a user sends (the OpenAPI document shows it)
-    run_model: type[Run]                     # the validated spec: stored, and what the trainer receives
+    name: str  # what Job.family stores
+    key: str  # the spec key that selects it
+    summary: str  # the key as error messages list it
+    request_model: type[BaseModel]  # what a user sends (the OpenAPI document shows it)
+    run_model: type[Run]  # the validated spec: stored, and what the trainer receives
     validate: Callable[[dict[str, Any], SubmitContext], ValidatedJob]
-    catalog_key: str                         # its section of GET /api/v1/algorithms ...
-    catalog: Callable[[], Any]               # ... and what the section holds
-    kind: Callable[[dict[str, Any]], str]    # what a stored spec runs (algorithm, framework, ...), for metrics
-    trainer: str | None = None               # the worker module with load_data(run, source) and train(run, data, report)
+    catalog_key: str  # its section of GET /api/v1/algorithms ...
+    catalog: Callable[[], Any]  # ... and what the section holds
+    kind: Callable[[dict[str, Any]], str]  # what a stored spec runs (algorithm, framework, ...), for metrics
+    trainer: str | None = None  # the worker module with load_data(run, source) and train(run, data, report)
     makes_model: bool = True
-    no_model: str = ""                       # what such a job gives instead of a model (for the 409)
-    takes_slot: bool = True                  # False: never sent to a worker (its driver runs it)
+    no_model: str = ""  # what such a job gives instead of a model (for the 409)
+    takes_slot: bool = True  # False: never sent to a worker (its driver runs it)
     predictors: Mapping[str, Predictor] = field(default_factory=dict)  # by model framework
-    search: SearchHooks | None = None        # None: its jobs cannot carry a search
-    wraps: bool = False                      # its key wraps another family's spec (a search)
+    search: SearchHooks | None = None  # None: its jobs cannot carry a search
+    wraps: bool = False  # its key wraps another family's spec (a search)
     driver: Callable[[Settings, Database, str], Driver] | None = None
     schemas: tuple[type[BaseModel], ...] = ()  # more models the OpenAPI document shows ...
     schema_patch: Callable[[dict[str, Any], Callable[[type[BaseModel]], dict[str, str]]], None] | None = None
@@ -145,7 +147,8 @@ def chosen_by(payload: Any) -> Family:
     present = [f for f in candidates if f.key in payload]
     if len(present) != 1:
         raise SpecError(
-            "a job spec names exactly one of: " + ", ".join(f.summary for f in candidates)
+            "a job spec names exactly one of: "
+            + ", ".join(f.summary for f in candidates)
             + (f"; this one names {' and '.join(f.key for f in present)}" if present else ""),
             field=candidates[0].key if not present else present[1].key,
         )

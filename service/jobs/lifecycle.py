@@ -3,6 +3,7 @@
 queued -> running -> succeeded | failed | cancelled. Every transition is one guarded
 UPDATE, so two processes can never both move the same job.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,10 +19,27 @@ STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 
 
-def create_job(session: Session, owner: User, *, family: str, spec: dict[str, Any], queue: str,
-               name: str | None, time_limit_s: int | None = None, max_attempts: int = 3) -> Job:
-    job = Job(owner_id=owner.id, family=family, spec=spec, queue=queue, name=name, status=QUEUED,
-              time_limit_s=time_limit_s, max_attempts=max_attempts)
+def create_job(
+    session: Session,
+    owner: User,
+    *,
+    family: str,
+    spec: dict[str, Any],
+    queue: str,
+    name: str | None,
+    time_limit_s: int | None = None,
+    max_attempts: int = 3,
+) -> Job:
+    job = Job(
+        owner_id=owner.id,
+        family=family,
+        spec=spec,
+        queue=queue,
+        name=name,
+        status=QUEUED,
+        time_limit_s=time_limit_s,
+        max_attempts=max_attempts,
+    )
     session.add(job)
     session.flush()
     add_event(session, job.id, "status", {"status": QUEUED, "by": owner.name})
@@ -78,11 +96,13 @@ def finish(session: Session, job_id: str, status: str, attempt: int | None = Non
 def request_cancel(session: Session, job: Job, by: User) -> str:
     """Cancel a queued job at once; ask a running one to stop. Returns the status after."""
     if job.status in FINISHED:
-        raise Conflict(f"job {job.id} has already {job.status}; only queued or running jobs can be cancelled",
-                       field="status")
+        raise Conflict(
+            f"job {job.id} has already {job.status}; only queued or running jobs can be cancelled", field="status"
+        )
     now = utcnow()
     cancelled = session.execute(
-        update(Job).where(Job.id == job.id, Job.status == QUEUED)
+        update(Job)
+        .where(Job.id == job.id, Job.status == QUEUED)
         .values(status=CANCELLED, cancel_requested=True, finished_at=now)
     ).rowcount
     if cancelled:
@@ -97,13 +117,19 @@ def request_cancel(session: Session, job: Job, by: User) -> str:
 def cancel_trials(session: Session, parent_id: str, by: User) -> None:
     """Cancel a search's queued trials now and ask its running ones to stop; the search
     driver ends the search once none is left."""
-    for child in session.scalars(select(Job).where(Job.parent_id == parent_id, Job.status.in_((QUEUED, RUNNING)),
-                                                   Job.cancel_requested.is_(False))):
+    for child in session.scalars(
+        select(Job).where(
+            Job.parent_id == parent_id, Job.status.in_((QUEUED, RUNNING)), Job.cancel_requested.is_(False)
+        )
+    ):
         request_cancel(session, child, by)
 
 
 def requeue(session: Session, job: Job, reason: str) -> None:
     """Put a running job whose worker was lost back in the queue (it resumes from its checkpoint)."""
-    session.execute(update(Job).where(Job.id == job.id, Job.status == RUNNING, Job.attempt == job.attempt)
-                    .values(status=QUEUED, released_at=None, worker=None, heartbeat_at=None))
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == RUNNING, Job.attempt == job.attempt)
+        .values(status=QUEUED, released_at=None, worker=None, heartbeat_at=None)
+    )
     add_event(session, job.id, "status", {"status": QUEUED, "reason": reason, "attempt": job.attempt})

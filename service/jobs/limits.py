@@ -1,4 +1,5 @@
 """Per-user limits: configured defaults, overridden per user by an admin."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from service.core.config import Settings
 from service.core.errors import ServiceError
-from service.jobs.lifecycle import QUEUED, RUNNING, add_event
 from service.core.orm import AuditEntry, Job, User
+from service.jobs.lifecycle import QUEUED, RUNNING, add_event
 
 LIMIT_NAMES = ("max_running_cpu", "max_running_gpu", "max_queued", "max_run_time_s")
 
@@ -28,12 +29,14 @@ def effective_limits(settings: Settings, user: User) -> dict[str, int]:
 def check_can_queue(session: Session, settings: Settings, user: User) -> None:
     """A 429 naming the limit when the user already has as many queued jobs as allowed."""
     limit = effective_limits(settings, user)["max_queued"]
-    queued = session.scalar(select(func.count()).select_from(Job).where(Job.owner_id == user.id,
-                                                                       Job.status == QUEUED))
+    queued = session.scalar(select(func.count()).select_from(Job).where(Job.owner_id == user.id, Job.status == QUEUED))
     if queued >= limit:
-        raise LimitReached(f"queued-jobs limit reached: you have {queued} queued jobs and the limit is {limit}; "
-                           "wait for some to start or cancel some", field="max_queued",
-                           details={"limit": "max_queued", "value": limit})
+        raise LimitReached(
+            f"queued-jobs limit reached: you have {queued} queued jobs and the limit is {limit}; "
+            "wait for some to start or cancel some",
+            field="max_queued",
+            details={"limit": "max_queued", "value": limit},
+        )
 
 
 def set_limits(session: Session, user: User, changes: dict[str, int | None], actor: str) -> dict[str, Any]:
@@ -53,6 +56,15 @@ def set_limits(session: Session, user: User, changes: dict[str, int | None], act
     session.add(AuditEntry(actor=actor, action="set_limits", target=user.name, details=changes))
     active = session.scalars(select(Job.id).where(Job.owner_id == user.id, Job.status.in_((QUEUED, RUNNING))))
     for job_id in active:
-        add_event(session, job_id, "log", {"message": f"limits of {user.name} changed by {actor}",
-                                           "audit": "set_limits", "by": actor, "changes": changes})
+        add_event(
+            session,
+            job_id,
+            "log",
+            {
+                "message": f"limits of {user.name} changed by {actor}",
+                "audit": "set_limits",
+                "by": actor,
+                "changes": changes,
+            },
+        )
     return limits

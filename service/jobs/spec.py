@@ -6,6 +6,7 @@ normalized. The run is what the job row stores, what the API shows as `spec`, an
 worker re-validates and hands its trainer, typed. These models import no database code,
 so trainers can take them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ class JobSpec(Strict):
     """The fields every family's request model has."""
 
     name: str | None = Field(None, min_length=1, max_length=255)
-    dataset: Any = Field(description="A built-in name or {\"id\": ..., \"target\": ...}")
+    dataset: Any = Field(description='A built-in name or {"id": ..., "target": ...}')
     device: Literal["auto", "cpu", "gpu"] = "auto"
     search: Any = Field(None, description="A hyperparameter search over this spec (service/search/spec.py)")
 

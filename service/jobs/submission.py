@@ -2,14 +2,15 @@
 sets it names resolved as that user may see them), the user's limits applied, its row
 written. The API submits this way, and so does the search driver for each trial.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from service.core.orm import Job
 from service.jobs import families, lifecycle
-from service.jobs.limits import check_can_queue, effective_limits
 from service.jobs.context import SubmitContext
+from service.jobs.limits import check_can_queue, effective_limits
 from service.jobs.spec import ValidatedJob
 
 
@@ -27,9 +28,15 @@ def submit(ctx: SubmitContext, payload: Any, *, trial_of: Job | None = None, tri
     if trial_of is None:
         check_can_queue(ctx.session, ctx.settings, ctx.user)
     job = lifecycle.create_job(
-        ctx.session, ctx.user, family=validated.family, spec=validated.spec, queue=validated.queue,
-        name=validated.name, time_limit_s=effective_limits(ctx.settings, ctx.user)["max_run_time_s"],
-        max_attempts=ctx.settings.max_attempts)
+        ctx.session,
+        ctx.user,
+        family=validated.family,
+        spec=validated.spec,
+        queue=validated.queue,
+        name=validated.name,
+        time_limit_s=effective_limits(ctx.settings, ctx.user)["max_run_time_s"],
+        max_attempts=ctx.settings.max_attempts,
+    )
     if trial_of is not None:
         job.parent_id, job.trial_number, job.priority = trial_of.id, trial_number, trial_of.priority
         ctx.session.flush()

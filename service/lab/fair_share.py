@@ -5,6 +5,7 @@ weight halving every half-life, as SLURM's fair-share factor decays; each job al
 placed ahead counts as a minute of use, so owners take turns), then priority, then age.
 Only jobs that hold a worker slot count (a search's trials do; the search does not).
 """
+
 from __future__ import annotations
 
 import heapq
@@ -30,9 +31,15 @@ def usage_by_owner(session: Session, queue: str, half_life_s: float, now: dateti
     horizon = now - timedelta(seconds=half_life_s * 10)  # older use weighs under 0.1 %
     # A re-queued job keeps the start of its lost attempt but runs nothing now: left out until
     # it starts again (which sets a new start).
-    rows = session.execute(select(Job.owner_id, Job.started_at, Job.finished_at).where(
-        Job.queue == queue, families.takes_slot(), Job.status != QUEUED, Job.started_at.is_not(None),
-        or_(Job.finished_at.is_(None), Job.finished_at >= horizon)))
+    rows = session.execute(
+        select(Job.owner_id, Job.started_at, Job.finished_at).where(
+            Job.queue == queue,
+            families.takes_slot(),
+            Job.status != QUEUED,
+            Job.started_at.is_not(None),
+            or_(Job.finished_at.is_(None), Job.finished_at >= horizon),
+        )
+    )
     decay = math.log(2) / half_life_s
     usage: dict[str, float] = defaultdict(float)
     for owner, started, finished in rows:
@@ -47,8 +54,9 @@ def waiting_in_order(session: Session, queue: str, settings: Settings, now: date
     """Queued jobs not yet sent to the broker, in the order fair share would send them:
     repeatedly the next job (by priority, then age) of the owner with the least use."""
     now = now or utcnow()
-    waiting = session.scalars(select(Job).where(Job.queue == queue, Job.status == QUEUED, families.takes_slot(),
-                                                Job.released_at.is_(None)))
+    waiting = session.scalars(
+        select(Job).where(Job.queue == queue, Job.status == QUEUED, families.takes_slot(), Job.released_at.is_(None))
+    )
     mine: dict[str, list[Job]] = defaultdict(list)
     for job in sorted(waiting, key=lambda job: (-job.priority, job.id)):
         mine[job.owner_id].append(job)
@@ -72,6 +80,9 @@ def waiting_in_order(session: Session, queue: str, settings: Settings, now: date
 
 def queue_order(session: Session, queue: str, settings: Settings) -> list[str]:
     """Ids of every queued job of `queue` in the order they will start: already sent first."""
-    sent = session.scalars(select(Job.id).where(Job.queue == queue, Job.status == QUEUED,
-                                                Job.released_at.is_not(None)).order_by(Job.released_at, Job.id))
+    sent = session.scalars(
+        select(Job.id)
+        .where(Job.queue == queue, Job.status == QUEUED, Job.released_at.is_not(None))
+        .order_by(Job.released_at, Job.id)
+    )
     return list(sent) + [job.id for job in waiting_in_order(session, queue, settings)]

@@ -5,10 +5,11 @@ are computed from it when Prometheus asks, identical whichever API process answe
 Counters count job rows (they only grow: rows are never deleted, `admin prune` removes
 files only); histograms are built from the stored start and end times.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
@@ -45,15 +46,19 @@ class LabCollector:
             yield from self._workers(session)
 
     def _jobs(self, session):
-        by_status = GaugeMetricFamily("labtrain_jobs", "Jobs by status, queue and family now",
-                                      labels=["status", "queue", "family"])
-        created = CounterMetricFamily("labtrain_jobs_created", "Jobs submitted (searches' trials included)",
-                                      labels=["queue", "family"])
-        finished = CounterMetricFamily("labtrain_jobs_finished", "Jobs that ended, by outcome",
-                                       labels=["status", "queue", "family"])
+        by_status = GaugeMetricFamily(
+            "labtrain_jobs", "Jobs by status, queue and family now", labels=["status", "queue", "family"]
+        )
+        created = CounterMetricFamily(
+            "labtrain_jobs_created", "Jobs submitted (searches' trials included)", labels=["queue", "family"]
+        )
+        finished = CounterMetricFamily(
+            "labtrain_jobs_finished", "Jobs that ended, by outcome", labels=["status", "queue", "family"]
+        )
         depth = GaugeMetricFamily("labtrain_queue_depth", "Jobs waiting for a worker", labels=["queue"])
-        rows = session.execute(select(Job.status, Job.queue, Job.family, func.count())
-                               .group_by(Job.status, Job.queue, Job.family)).all()
+        rows = session.execute(
+            select(Job.status, Job.queue, Job.family, func.count()).group_by(Job.status, Job.queue, Job.family)
+        ).all()
         totals: Counter = Counter()
         waiting = dict.fromkeys(QUEUES, 0)
         slotless = families.slotless()  # a search holds no device: left out of queue figures
@@ -74,34 +79,49 @@ class LabCollector:
         wait = defaultdict(list)
         duration = defaultdict(list)
         now = utcnow()
-        rows = session.execute(select(Job.queue, Job.family, Job.spec, Job.created_at, Job.started_at, Job.finished_at)
-                               .where(families.takes_slot(), Job.started_at.is_not(None)))
+        rows = session.execute(
+            select(Job.queue, Job.family, Job.spec, Job.created_at, Job.started_at, Job.finished_at).where(
+                families.takes_slot(), Job.started_at.is_not(None)
+            )
+        )
         for queue, family, spec, created, started, finished in rows:
             wait[(queue,)].append((started - created).total_seconds())
             if finished is not None:
                 duration[(queue, family, job_kind(family, spec or {}))].append((finished - started).total_seconds())
         yield _histogram("labtrain_queue_wait_seconds", "Time from submit to start", ["queue"], wait, WAIT_BUCKETS)
-        yield _histogram("labtrain_job_duration_seconds", "Run time of finished jobs",
-                         ["queue", "family", "kind"], duration, DURATION_BUCKETS)
-        oldest = GaugeMetricFamily("labtrain_queue_oldest_wait_seconds", "How long the oldest waiting job has waited",
-                                   labels=["queue"])
+        yield _histogram(
+            "labtrain_job_duration_seconds",
+            "Run time of finished jobs",
+            ["queue", "family", "kind"],
+            duration,
+            DURATION_BUCKETS,
+        )
+        oldest = GaugeMetricFamily(
+            "labtrain_queue_oldest_wait_seconds", "How long the oldest waiting job has waited", labels=["queue"]
+        )
         for queue in QUEUES:
-            first = session.scalar(select(func.min(Job.created_at)).where(
-                Job.queue == queue, Job.status == QUEUED, families.takes_slot()))
+            first = session.scalar(
+                select(func.min(Job.created_at)).where(Job.queue == queue, Job.status == QUEUED, families.takes_slot())
+            )
             oldest.add_metric([queue], (now - first).total_seconds() if first else 0.0)
         yield oldest
 
     def _users(self, session):
         names = dict(session.execute(select(User.id, User.name)).all())
-        running = GaugeMetricFamily("labtrain_user_running_jobs", "Running jobs per user and queue",
-                                    labels=["user", "queue"])
+        running = GaugeMetricFamily(
+            "labtrain_user_running_jobs", "Running jobs per user and queue", labels=["user", "queue"]
+        )
         for owner, queue, count in session.execute(
-                select(Job.owner_id, Job.queue, func.count()).where(Job.status == RUNNING, families.takes_slot())
-                .group_by(Job.owner_id, Job.queue)):
+            select(Job.owner_id, Job.queue, func.count())
+            .where(Job.status == RUNNING, families.takes_slot())
+            .group_by(Job.owner_id, Job.queue)
+        ):
             running.add_metric([names.get(owner, owner), queue], count)
-        usage = GaugeMetricFamily("labtrain_user_usage_device_seconds",
-                                  "Decayed device-seconds per user and queue, as fair share weighs them",
-                                  labels=["user", "queue"])
+        usage = GaugeMetricFamily(
+            "labtrain_user_usage_device_seconds",
+            "Decayed device-seconds per user and queue, as fair share weighs them",
+            labels=["user", "queue"],
+        )
         now = utcnow()
         for queue in QUEUES:
             for owner, seconds in usage_by_owner(session, queue, self.settings.usage_half_life_s, now).items():
@@ -110,13 +130,16 @@ class LabCollector:
 
     def _workers(self, session):
         labels = ["worker", "host", "queues"]
-        age = GaugeMetricFamily("labtrain_worker_heartbeat_age_seconds", "Seconds since the worker's last heartbeat",
-                                labels=labels)
+        age = GaugeMetricFamily(
+            "labtrain_worker_heartbeat_age_seconds", "Seconds since the worker's last heartbeat", labels=labels
+        )
         slots = GaugeMetricFamily("labtrain_worker_concurrency", "Jobs the worker runs at once", labels=labels)
-        util = GaugeMetricFamily("labtrain_gpu_utilization_percent", "GPU utilisation at the last heartbeat",
-                                 labels=[*labels, "gpu"])
-        used = GaugeMetricFamily("labtrain_gpu_memory_used_bytes", "GPU memory in use at the last heartbeat",
-                                 labels=[*labels, "gpu"])
+        util = GaugeMetricFamily(
+            "labtrain_gpu_utilization_percent", "GPU utilisation at the last heartbeat", labels=[*labels, "gpu"]
+        )
+        used = GaugeMetricFamily(
+            "labtrain_gpu_memory_used_bytes", "GPU memory in use at the last heartbeat", labels=[*labels, "gpu"]
+        )
         total = GaugeMetricFamily("labtrain_gpu_memory_total_bytes", "GPU memory", labels=[*labels, "gpu"])
         now = utcnow()
         for worker in session.scalars(select(Worker).order_by(Worker.name)):
@@ -134,12 +157,12 @@ class LabCollector:
         yield from (age, slots, util, used, total)
 
 
-def _histogram(name: str, documentation: str, labels: list[str], samples: dict[tuple, list[float]],
-               bounds: tuple[float, ...]) -> HistogramMetricFamily:
+def _histogram(
+    name: str, documentation: str, labels: list[str], samples: dict[tuple, list[float]], bounds: tuple[float, ...]
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, documentation, labels=labels)
     for key, values in sorted(samples.items()):
         buckets = [(str(float(b)), sum(1 for v in values if v <= b)) for b in bounds]
         buckets.append(("+Inf", len(values)))
         family.add_metric(list(key), buckets, sum_value=sum(values))
     return family
-

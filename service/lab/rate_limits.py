@@ -4,6 +4,7 @@ Counts live in Redis when one is configured (shared by every API process and hos
 in the process's memory (each gunicorn process then counts on its own). A request over the
 limit is a 429 with `Retry-After`.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,6 +37,8 @@ class RateLimits:
             return
         reset = self.limiter.get_window_stats(item, "labtrain", action, user_id).reset_time
         retry_after = max(1, math.ceil(reset - time.time()))
-        raise RateLimited(f"too many {action} requests: the limit is {self.rules[action]}; "
-                          f"try again in {retry_after} s", field=action,
-                          details={"limit": self.rules[action], "retry_after": retry_after})
+        raise RateLimited(
+            f"too many {action} requests: the limit is {self.rules[action]}; try again in {retry_after} s",
+            field=action,
+            details={"limit": self.rules[action], "retry_after": retry_after},
+        )

@@ -15,6 +15,7 @@ A prune is planned first (what would go, and its size), then recorded in the dat
 then the files are removed: the rows are gone (committed) before the files, so no row
 ever points at a missing file.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -45,7 +46,7 @@ class PrunePlan:
     cutoff: datetime
     old_jobs: int = 0
     directories: list[tuple[Path, int]] = field(default_factory=list)  # (path, bytes)
-    models: list[ModelFile] = field(default_factory=list)              # in the order found
+    models: list[ModelFile] = field(default_factory=list)  # in the order found
 
     @property
     def removed_models(self) -> list[ModelFile]:
@@ -69,13 +70,14 @@ def plan(session: Session, settings: Settings, cutoff: datetime, keep_models: bo
     if keep_models:
         return found
     kept = not_(old)
-    referenced = set(session.scalars(select(Job.result["model_id"].as_string())
-                                     .where(kept, Job.result.is_not(None))))
+    referenced = set(session.scalars(select(Job.result["model_id"].as_string()).where(kept, Job.result.is_not(None))))
     kept_parents = select(Job.id).where(kept)
     candidates = session.scalars(
-        select(Model).join(Job, Job.id == Model.job_id)
+        select(Model)
+        .join(Job, Job.id == Model.job_id)
         .where(old, or_(Job.parent_id.is_(None), Job.parent_id.not_in(kept_parents)))
-        .order_by(Model.id))
+        .order_by(Model.id)
+    )
     for model in candidates:
         if model.id in referenced:
             continue
@@ -95,14 +97,31 @@ def record(session: Session, pruned: PrunePlan, actor: str) -> None:
     model_jobs = {m.job_id for m in removed}
     pruned_jobs = sorted({path.name for path, _size in pruned.directories} | model_jobs)
     for job_id in pruned_jobs:
-        add_event(session, job_id, "log", {
-            "message": f"files removed by {actor} (retention: finished before {pruned.cutoff:%Y-%m-%d %H:%M} UTC)"
-                       + ("; its model was removed" if job_id in model_jobs else ""),
-            "audit": "prune", "by": actor})
-    session.add(AuditEntry(actor=actor, action="prune", target=f"finished before {pruned.cutoff.isoformat()}",
-                           details={"cutoff": pruned.cutoff.isoformat(), "jobs": len(pruned_jobs),
-                                    "job_directories": len(pruned.directories),
-                                    "models": [m.model_id for m in removed], "bytes_freed": pruned.bytes}))
+        add_event(
+            session,
+            job_id,
+            "log",
+            {
+                "message": f"files removed by {actor} (retention: finished before {pruned.cutoff:%Y-%m-%d %H:%M} UTC)"
+                + ("; its model was removed" if job_id in model_jobs else ""),
+                "audit": "prune",
+                "by": actor,
+            },
+        )
+    session.add(
+        AuditEntry(
+            actor=actor,
+            action="prune",
+            target=f"finished before {pruned.cutoff.isoformat()}",
+            details={
+                "cutoff": pruned.cutoff.isoformat(),
+                "jobs": len(pruned_jobs),
+                "job_directories": len(pruned.directories),
+                "models": [m.model_id for m in removed],
+                "bytes_freed": pruned.bytes,
+            },
+        )
+    )
 
 
 def remove_files(pruned: PrunePlan) -> None:

@@ -1,4 +1,5 @@
 """Device usage per user and queue over a window of time (`labtrain admin usage`)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -17,9 +18,15 @@ def device_usage(session: Session, since: datetime, now: datetime) -> list[dict[
     `started_at` to `finished_at` (a running job's up to now), the part inside the window.
     A job that holds no slot (a search: its trials are jobs of their own and count) is left out."""
     rows = session.execute(
-        select(User.name, Job.queue, Job.started_at, Job.finished_at).join(User, User.id == Job.owner_id)
-        .where(families.takes_slot(), Job.started_at.is_not(None), Job.started_at < now,
-               or_(Job.finished_at >= since, Job.finished_at.is_(None) & (Job.status == RUNNING))))
+        select(User.name, Job.queue, Job.started_at, Job.finished_at)
+        .join(User, User.id == Job.owner_id)
+        .where(
+            families.takes_slot(),
+            Job.started_at.is_not(None),
+            Job.started_at < now,
+            or_(Job.finished_at >= since, Job.finished_at.is_(None) & (Job.status == RUNNING)),
+        )
+    )
     totals: dict[tuple[str, str], list[float]] = {}
     for user, queue, started, finished in rows:
         seconds = (min(finished or now, now) - max(started, since)).total_seconds()
@@ -28,5 +35,7 @@ def device_usage(session: Session, since: datetime, now: datetime) -> list[dict[
         total = totals.setdefault((user, queue), [0, 0.0])
         total[0] += 1
         total[1] += seconds
-    return [{"user": user, "queue": queue, "jobs": jobs, "device_hours": round(seconds / 3600, 4)}
-            for (user, queue), (jobs, seconds) in sorted(totals.items())]
+    return [
+        {"user": user, "queue": queue, "jobs": jobs, "device_hours": round(seconds / 3600, 4)}
+        for (user, queue), (jobs, seconds) in sorted(totals.items())
+    ]

@@ -1,4 +1,5 @@
 """Users and their API tokens. Tokens are shown once and stored only as a hash."""
+
 from __future__ import annotations
 
 import hashlib

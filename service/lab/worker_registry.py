@@ -1,4 +1,5 @@
 """Which workers are online: each worker's main process heartbeats a row here."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -13,9 +14,19 @@ HEARTBEAT_SECONDS = 5.0
 ONLINE_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
-def heartbeat(session: Session, *, name: str, queues: list[str], host: str, pid: int, concurrency: int,
-              gpu_name: str | None, gpu_memory_mb: int | None, gpu_utilization: int | None = None,
-              gpu_memory_used_mb: int | None = None) -> None:
+def heartbeat(
+    session: Session,
+    *,
+    name: str,
+    queues: list[str],
+    host: str,
+    pid: int,
+    concurrency: int,
+    gpu_name: str | None,
+    gpu_memory_mb: int | None,
+    gpu_utilization: int | None = None,
+    gpu_memory_used_mb: int | None = None,
+) -> None:
     worker = session.get(Worker, name)
     if worker is None:
         worker = Worker(name=name)

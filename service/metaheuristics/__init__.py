@@ -8,6 +8,7 @@ values (ints rounded, log-scaled floats, categories by equal bins) and back. So 
 implementation of each algorithm searches any mix of int, float and categorical
 parameters, and the benchmark functions as well.
 """
+
 from service.metaheuristics.abc import ArtificialBeeColony
 from service.metaheuristics.aco import AntColonyR
 from service.metaheuristics.base import Dimension, Optimizer, Space, minimize
@@ -19,9 +20,19 @@ from service.metaheuristics.sa import SimulatedAnnealing
 from service.metaheuristics.tabu import TabuSearch
 
 # Every optimiser by the name a spec uses for it ("strategy"); random search is the baseline.
-OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (
-    RandomSearch, GeneticAlgorithm, SimulatedAnnealing, TabuSearch, AntColonyR, ParticleSwarm,
-    BacterialForaging, ArtificialBeeColony)}
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    cls.name: cls
+    for cls in (
+        RandomSearch,
+        GeneticAlgorithm,
+        SimulatedAnnealing,
+        TabuSearch,
+        AntColonyR,
+        ParticleSwarm,
+        BacterialForaging,
+        ArtificialBeeColony,
+    )
+}
 # The course's seven metaheuristics, in the course's order: every optimiser but the random baseline.
 METAHEURISTICS: tuple[str, ...] = tuple(name for name in OPTIMIZERS if name != RandomSearch.name)
 

@@ -5,6 +5,7 @@ batch: the employed bees try a neighbour of every source, the onlookers try neig
 picked in proportion to their fitness, and a scout replaces the source exhausted longest (trials
 above `limit`) by a random one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,7 @@ class ArtificialBeeColony(BatchOptimizer):
         "modification_rate": (0.0, "chance each further coordinate is perturbed too (Akay & Karaboga 2012); 0 = one"),
     }
     BOUNDS = {
-        "colony_size": (4, 10_000),     # at least two food sources
+        "colony_size": (4, 10_000),  # at least two food sources
         "limit": (1, 1_000_000),
         "modification_rate": (0.0, 1.0),
     }

@@ -6,6 +6,7 @@ samples every coordinate from a Gaussian centred on it, whose sd is xi times the
 from that member to the rest of the archive: the archive contracting plays the role of
 evaporation. The m new solutions replace the worst ones when they are better.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ class AntColonyR(BatchOptimizer):
     BOUNDS = {
         "archive": (2, 10_000),
         "ants": (1, 10_000),
-        "q": (1e-6, 10.0),              # Socha & Dorigo tune q in 1e-4 .. 0.1; q = 0 divides by 0
+        "q": (1e-6, 10.0),  # Socha & Dorigo tune q in 1e-4 .. 0.1; q = 0 divides by 0
         "xi": (0.0, 10.0),
     }
 
@@ -36,16 +37,16 @@ class AntColonyR(BatchOptimizer):
         self.q = float(get("q", 1e-4))
         self.xi = float(get("xi", 0.85))
         ranks = np.arange(self.k)
-        weights = np.exp(-ranks ** 2 / (2 * (self.q * self.k) ** 2))
+        weights = np.exp(-(ranks**2) / (2 * (self.q * self.k) ** 2))
         self.p = weights / weights.sum()
-        self.archive: np.ndarray | None = None   # k x d, sorted by value
+        self.archive: np.ndarray | None = None  # k x d, sorted by value
         self.values: np.ndarray | None = None
 
     def _propose(self) -> np.ndarray:
         if self.archive is None:
             return self.rng.random((self.k, self.space.size))
         guides = self.rng.choice(self.k, size=self.m, p=self.p)
-        centre = self.archive[guides]                                   # m x d
+        centre = self.archive[guides]  # m x d
         # sd per ant and coordinate: mean distance from the guide to the whole archive.
         spread = np.abs(self.archive[None, :, :] - centre[:, None, :]).sum(axis=1) / (self.k - 1)
         return np.clip(centre + self.rng.normal(size=centre.shape) * self.xi * spread, 0.0, 1.0)

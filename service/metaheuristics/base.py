@@ -1,9 +1,11 @@
 """The search space, the ask/tell contract and the evaluation loop."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +13,7 @@ import numpy as np
 @dataclass(frozen=True)
 class Dimension:
     name: str
-    type: str                     # int | float | categorical
+    type: str  # int | float | categorical
     low: float = 0.0
     high: float = 1.0
     log: bool = False
@@ -52,7 +54,7 @@ class Space:
         return np.array([d.encode(point[d.name]) for d in self.dims])
 
     @classmethod
-    def box(cls, dimensions: int, low: float, high: float) -> "Space":
+    def box(cls, dimensions: int, low: float, high: float) -> Space:
         """A continuous box, as the benchmark functions take: x0 .. x{n-1} in [low, high]."""
         return cls(tuple(Dimension(f"x{i}", "float", low, high) for i in range(dimensions)))
 
@@ -104,7 +106,7 @@ class BatchOptimizer(Optimizer):
     def ask(self, n: int) -> np.ndarray:
         if self._batch is None:
             self._batch, self._given, self._xs, self._vs = self._propose(), 0, [], []
-        out = self._batch[self._given:self._given + max(n, 0)]
+        out = self._batch[self._given : self._given + max(n, 0)]
         self._given += len(out)
         return out.copy()
 
@@ -132,9 +134,13 @@ class Result:
     curve: list[float] = field(default_factory=list)  # best value after each evaluation
 
 
-def minimize(optimizer: Optimizer, objective: Callable[[dict[str, Any]], float], budget: int,
-             should_stop: Callable[[], bool] = lambda: False,
-             evaluate_batch: Callable[[list[dict[str, Any]]], list[float]] | None = None) -> Result:
+def minimize(
+    optimizer: Optimizer,
+    objective: Callable[[dict[str, Any]], float],
+    budget: int,
+    should_stop: Callable[[], bool] = lambda: False,
+    evaluate_batch: Callable[[list[dict[str, Any]]], list[float]] | None = None,
+) -> Result:
     """Evaluate exactly `budget` points (fewer only when stopped) and follow the best."""
     curve: list[float] = []
     best, best_point = math.inf, None

@@ -9,6 +9,7 @@ Cell-to-cell swarming (attractant/repellent) is left out: it only matters for th
 collective shape, and without it the bacteria are independent, so their moves batch cleanly.
 Defaults are scaled for budgets of a few thousand evaluations (Passino used S=50, Nc=100).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,7 +41,7 @@ class BacterialForaging(BatchOptimizer):
         "reproduction_steps": (1, 1000),
         "elimination_events": (1, 1000),
         "elimination_probability": (0.0, 1.0),
-        "step_size": (1e-9, 1.0),       # the decay divides by it
+        "step_size": (1e-9, 1.0),  # the decay divides by it
         "step_size_end": (0.0, 1.0),
     }
 
@@ -48,8 +49,9 @@ class BacterialForaging(BatchOptimizer):
         super().__init__(space, budget, seed, **params)
         p = {k: self.params.get(k, default) for k, (default, _) in self.PARAMS.items()}
         self.S = max(2, int(p["bacteria"]) // 2 * 2)  # reproduction splits exactly half
-        self.Nc, self.Nre, self.Ned = (max(1, int(p[k])) for k in
-                                       ("chemotactic_steps", "reproduction_steps", "elimination_events"))
+        self.Nc, self.Nre, self.Ned = (
+            max(1, int(p[k])) for k in ("chemotactic_steps", "reproduction_steps", "elimination_events")
+        )
         self.Ns, self.Ped = max(0, int(p["swim_length"])), float(p["elimination_probability"])
         self.C0, self.C_end = float(p["step_size"]), float(p["step_size_end"])
         d = space.size

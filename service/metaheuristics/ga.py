@@ -4,6 +4,7 @@ SBX is Deb & Agrawal (1995); the mutation scale shrinks geometrically over the b
 search ends fine-grained without a separate local search. Elites keep their known values and
 are not evaluated again, so after the first generation each batch is `population - elites`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,7 @@ class GeneticAlgorithm(BatchOptimizer):
         "population": (4, 10_000),
         "tournament": (1, 100),
         "crossover_rate": (0.0, 1.0),
-        "eta_c": (0.0, 1000.0),         # Deb uses 2-20; 0 spreads children widest
+        "eta_c": (0.0, 1000.0),  # Deb uses 2-20; 0 spreads children widest
         "mutation_rate": (0.0, 1.0),
         "mutation_scale": (1e-9, 1.0),  # a zero scale would divide in the geometric decay
         "final_scale": (1e-12, 1.0),
@@ -47,7 +48,7 @@ class GeneticAlgorithm(BatchOptimizer):
         self.scale0 = float(get("mutation_scale", 0.3))
         self.scale1 = float(get("final_scale", 0.001))
         self.n_elite = min(max(0, int(get("elites", 2))), self.size - 1)
-        self.pop: np.ndarray | None = None     # current generation and its values
+        self.pop: np.ndarray | None = None  # current generation and its values
         self.fit: np.ndarray | None = None
 
     def _propose(self) -> np.ndarray:

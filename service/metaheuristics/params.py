@@ -4,6 +4,7 @@ One strict pydantic model per strategy checks the `params` of optimisation jobs 
 hyperparameter searches before anything is stored, and describes them in the catalog. The
 algorithms keep their own clamps; these bounds are what the service accepts.
 """
+
 from __future__ import annotations
 
 import sys
@@ -17,8 +18,12 @@ from service.core.schema import describe_params
 from service.metaheuristics import OPTIMIZERS
 
 
-def params_model(name: str, params: dict[str, tuple[Any, str]], bounds: dict[str, tuple[Any, Any]],
-                 choices: dict[str, tuple[str, ...]] | None = None) -> type[BaseModel]:
+def params_model(
+    name: str,
+    params: dict[str, tuple[Any, str]],
+    bounds: dict[str, tuple[Any, Any]],
+    choices: dict[str, tuple[str, ...]] | None = None,
+) -> type[BaseModel]:
     """A strict model with one field per parameter: its default, bounds, choices and description."""
     fields: dict[str, Any] = {}
     for param, (default, description) in params.items():
@@ -49,8 +54,10 @@ def validate_strategy_params(strategy: str, params: Any, field: str) -> dict[str
     if strategy not in models:
         # The strategy sits beside its params: "search.params" -> "search.strategy".
         parent = field.rpartition(".")[0]
-        raise SpecError(f"unknown strategy {strategy!r}; choose one of {', '.join(models)}",
-                        field=f"{parent}.strategy" if parent else "strategy")
+        raise SpecError(
+            f"unknown strategy {strategy!r}; choose one of {', '.join(models)}",
+            field=f"{parent}.strategy" if parent else "strategy",
+        )
     return validate_params(models[strategy], params, field)
 
 
@@ -64,8 +71,10 @@ def validate_params(model: type[BaseModel], params: Any, field: str) -> dict[str
 
 
 def strategies_catalog() -> list[dict[str, Any]]:
-    return [{"name": name, "title": _title(cls), "parameters": describe_params(strategy_models()[name])}
-            for name, cls in OPTIMIZERS.items()]
+    return [
+        {"name": name, "title": _title(cls), "parameters": describe_params(strategy_models()[name])}
+        for name, cls in OPTIMIZERS.items()
+    ]
 
 
 def _title(cls: type) -> str:

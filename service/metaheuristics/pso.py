@@ -3,6 +3,7 @@
 Synchronous PSO: the whole swarm is one batch, so it can be evaluated in parallel; personal and
 neighbourhood bests are updated once the batch is complete.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,9 +24,9 @@ class ParticleSwarm(BatchOptimizer):
     }
     BOUNDS = {
         "swarm_size": (2, 10_000),
-        "w": (0.0, 1.0),                # w >= 1 lets velocities grow without bound
+        "w": (0.0, 1.0),  # w >= 1 lets velocities grow without bound
         "w_end": (0.0, 1.0),
-        "c1": (0.0, 4.0),               # Clerc & Kennedy's analysis: c1 + c2 up to about 4
+        "c1": (0.0, 4.0),  # Clerc & Kennedy's analysis: c1 + c2 up to about 4
         "c2": (0.0, 4.0),
         "v_max": (0.0, 1.0),
     }
@@ -67,8 +68,11 @@ class ParticleSwarm(BatchOptimizer):
         better = f < self.pbest_f
         self.pbest[better], self.pbest_f[better] = self.x[better], f[better]
         r1, r2 = self.rng.random(self.x.shape), self.rng.random(self.x.shape)
-        self.v = (self._inertia() * self.v + self.c1 * r1 * (self.pbest - self.x)
-                  + self.c2 * r2 * (self._neighbour_best() - self.x))
+        self.v = (
+            self._inertia() * self.v
+            + self.c1 * r1 * (self.pbest - self.x)
+            + self.c2 * r2 * (self._neighbour_best() - self.x)
+        )
         self.v = np.clip(self.v, -self.v_max, self.v_max)
         x = self.x + self.v
         # Absorbing walls: a particle that hits a bound stops there, so it does not stick pushing outwards.

@@ -1,4 +1,5 @@
 """Uniform random search: the baseline every heuristic must beat."""
+
 from __future__ import annotations
 
 import numpy as np

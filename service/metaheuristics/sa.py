@@ -10,6 +10,7 @@ The start is the best of a small random sample whose spread also sets the initia
 (White 1984) unless `t0` is given. The temperature drops by `alpha` after each chain of
 `chain` evaluations.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,8 @@ class SimulatedAnnealing(BatchOptimizer):
         "batch": (1, "neighbours proposed per ask; the best of them faces the Metropolis test"),
     }
     BOUNDS = {
-        "t0": (0.0, None),              # 0 accepts improvements only
-        "alpha": (0.0, 1.0),            # usual range 0.8-0.99
+        "t0": (0.0, None),  # 0 accepts improvements only
+        "alpha": (0.0, 1.0),  # usual range 0.8-0.99
         "chain": (1, 100_000),
         "step": (1e-9, 1.0),
         "cycles": (1, 10_000),
@@ -56,8 +57,8 @@ class SimulatedAnnealing(BatchOptimizer):
         self.x: np.ndarray | None = None
         self.fx = math.inf
         self.temp = 0.0
-        self.moves = 0                                    # evaluations in the current chain
-        self.tried = np.zeros(space.size)                 # per coordinate, since the last adjustment
+        self.moves = 0  # evaluations in the current chain
+        self.tried = np.zeros(space.size)  # per coordinate, since the last adjustment
         self.taken = np.zeros(space.size)
         self._axes = np.zeros(self.width, dtype=int)
 

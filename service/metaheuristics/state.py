@@ -6,6 +6,7 @@ text, lists, dicts, tuples, numpy arrays (stored exactly, as base64 bytes) and i
 generator's state. Anything else is a TypeError, so an optimiser that grows an attribute
 of another kind fails its round-trip test instead of failing a running search.
 """
+
 from __future__ import annotations
 
 import base64
@@ -39,8 +40,11 @@ def _encode(value: Any) -> Any:
         return _encode(value.item())
     if isinstance(value, np.ndarray):
         data = np.ascontiguousarray(value)
-        return {"__ndarray__": base64.b64encode(data.tobytes()).decode(), "dtype": data.dtype.str,
-                "shape": list(data.shape)}
+        return {
+            "__ndarray__": base64.b64encode(data.tobytes()).decode(),
+            "dtype": data.dtype.str,
+            "shape": list(data.shape),
+        }
     if isinstance(value, np.random.Generator):
         return {"__generator__": value.bit_generator.state}
     if isinstance(value, tuple):

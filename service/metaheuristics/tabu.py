@@ -7,6 +7,7 @@ minimum). The cube is cut into cells of side `cell * step`; a visited cell stays
 (aspiration). When the best has not improved for `patience` iterations the step shrinks and
 the search restarts from the best point, on a finer grid with an empty tabu list.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,12 +30,12 @@ class TabuSearch(BatchOptimizer):
     }
     BOUNDS = {
         "neighbours": (1, 10_000),
-        "step": (1e-9, 1.0),            # the cell's name takes log(step)
+        "step": (1e-9, 1.0),  # the cell's name takes log(step)
         "tenure": (0, 10_000),
         "cell": (1e-3, 1000.0),
         "patience": (1, 10_000),
         "shrink": (0.0, 1.0),
-        "min_step": (1e-12, 1.0),       # 0 would let the step underflow to 0 on a long run
+        "min_step": (1e-12, 1.0),  # 0 would let the step underflow to 0 on a long run
     }
 
     def __init__(self, space, budget, seed=0, **params):
@@ -49,12 +50,12 @@ class TabuSearch(BatchOptimizer):
         self.min_step = float(get("min_step", 1e-7))
         self.x: np.ndarray | None = None
         self.fx = math.inf
-        self.tabu: dict[tuple, int] = {}      # cell -> iteration until which it is tabu
+        self.tabu: dict[tuple, int] = {}  # cell -> iteration until which it is tabu
         self.iteration = self.stale = 0
-        self.tabu_hits = 0                    # candidates refused as tabu, for inspection
+        self.tabu_hits = 0  # candidates refused as tabu, for inspection
 
     def _propose(self) -> np.ndarray:
-        self._best_before = self.best_value   # for aspiration and stagnation, once told
+        self._best_before = self.best_value  # for aspiration and stagnation, once told
         if self.x is None:
             return self.rng.random((1, self.space.size))
         moves = self.x + self.rng.normal(0.0, self.step, (self.width, self.space.size))
@@ -71,9 +72,9 @@ class TabuSearch(BatchOptimizer):
         if self.x is None:
             self._move(xs[0], float(values[0]))
             return
-        for i in np.argsort(values):                     # if every candidate is tabu, stay put
+        for i in np.argsort(values):  # if every candidate is tabu, stay put
             tabu = self.tabu.get(self._key(xs[i]), -1) >= self.iteration
-            if not tabu or values[i] < before_batch:   # aspiration: a new best is always allowed
+            if not tabu or values[i] < before_batch:  # aspiration: a new best is always allowed
                 self._move(xs[i], float(values[i]))
                 break
             self.tabu_hits += 1
@@ -88,5 +89,5 @@ class TabuSearch(BatchOptimizer):
     def _move(self, x: np.ndarray, value: float) -> None:
         self.x, self.fx = np.array(x, dtype=float), value
         self.tabu[self._key(self.x)] = self.iteration + self.tenure
-        if len(self.tabu) > 4 * self.tenure + 16:   # forget cells whose tenure ran out
+        if len(self.tabu) > 4 * self.tenure + 16:  # forget cells whose tenure ran out
             self.tabu = {k: v for k, v in self.tabu.items() if v >= self.iteration}

@@ -1,9 +1,14 @@
 """Loading saved networks for prediction, in each framework's safe format: `.keras`
 (Keras's safe mode refuses code in the file) and PyTorch weights read with
-weights_only=True into a module rebuilt from the stored layer list."""
+weights_only=True into a module rebuilt from the stored layer list.
+
+Each framework is imported when the first model of its kind is loaded: an API process
+that serves scikit-learn models only never pays TensorFlow's seconds of import."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +24,7 @@ def load_network(framework: str, path: str, meta: dict[str, Any], input_shape: l
 
 
 def _load_keras(path: str) -> Predictor:
-    import keras
+    import keras  # a heavy framework, loaded on first use (see the module's docstring)
 
     import service.nets.keras_builder  # noqa: F401  (registers the subclassed model for loading)
 
@@ -29,7 +34,7 @@ def _load_keras(path: str) -> Predictor:
 
 
 def _load_torch(path: str, meta: dict[str, Any], input_shape: list[int]) -> Predictor:
-    import torch
+    import torch  # a heavy framework, loaded on first use (see the module's docstring)
 
     from service.nets.torch_builder import build_torch
 

@@ -1,16 +1,18 @@
 """The network family's record in the job-family registry."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
 from service.jobs.families import Family, register
-from service.nets.validate import validate_network
 from service.nets import search
 from service.nets.layers import LAYER_TYPES, MAX_LAYERS
 from service.nets.predict import NetworkPredictor
 from service.nets.spec import NetworkRun, NetworkSpec, catalog
+from service.nets.validate import validate_network
 
 PREDICTOR = NetworkPredictor()
 
@@ -18,24 +20,35 @@ PREDICTOR = NetworkPredictor()
 def layers_schema(schemas: dict[str, Any], ref: Callable[[type[BaseModel]], dict[str, str]]) -> None:
     """The spec takes `layers` as Any and checks each layer by its type's model afterwards (so
     an error names the layer); the OpenAPI document shows those models."""
-    schemas["NetworkDef"]["properties"]["layers"] = {"default": None, "anyOf": [
-        {"type": "array", "minItems": 1, "maxItems": MAX_LAYERS,
-         "items": {"anyOf": [ref(m) for m in LAYER_TYPES.values()]}},
-        {"type": "null"}]}
+    schemas["NetworkDef"]["properties"]["layers"] = {
+        "default": None,
+        "anyOf": [
+            {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_LAYERS,
+                "items": {"anyOf": [ref(m) for m in LAYER_TYPES.values()]},
+            },
+            {"type": "null"},
+        ],
+    }
 
-FAMILY = register(Family(
-    name="network",
-    key="framework",
-    summary="framework (a network)",
-    request_model=NetworkSpec,
-    run_model=NetworkRun,
-    validate=validate_network,
-    catalog_key="networks",
-    catalog=catalog,
-    kind=lambda spec: spec.get("framework", "unknown"),
-    trainer="workers.trainers.network",
-    predictors={"tensorflow": PREDICTOR, "pytorch": PREDICTOR},
-    search=search.HOOKS,
-    schemas=tuple(LAYER_TYPES.values()),
-    schema_patch=layers_schema,
-))
+
+FAMILY = register(
+    Family(
+        name="network",
+        key="framework",
+        summary="framework (a network)",
+        request_model=NetworkSpec,
+        run_model=NetworkRun,
+        validate=validate_network,
+        catalog_key="networks",
+        catalog=catalog,
+        kind=lambda spec: spec.get("framework", "unknown"),
+        trainer="workers.trainers.network",
+        predictors={"tensorflow": PREDICTOR, "pytorch": PREDICTOR},
+        search=search.HOOKS,
+        schemas=tuple(LAYER_TYPES.values()),
+        schema_patch=layers_schema,
+    )
+)

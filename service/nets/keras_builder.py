@@ -3,6 +3,7 @@
 Scaling of raw pixels or features is the model's first layer, so a saved model takes
 raw input. Importing this module imports TensorFlow: do it only where it is needed.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,13 @@ def keras_layer(layer: dict[str, Any]) -> keras.layers.Layer:
     if kind == "dropout":
         return kl.Dropout(layer["rate"])
     if kind == "conv2d":
-        return kl.Conv2D(layer["filters"], layer["kernel_size"], strides=layer["strides"],
-                         padding=layer["padding"], activation=layer["activation"])
+        return kl.Conv2D(
+            layer["filters"],
+            layer["kernel_size"],
+            strides=layer["strides"],
+            padding=layer["padding"],
+            activation=layer["activation"],
+        )
     if kind == "maxpool2d":
         return kl.MaxPooling2D(layer["pool_size"], strides=layer["strides"])
     if kind == "avgpool2d":
@@ -64,8 +70,7 @@ def prepare_layer(prepare: dict[str, Any]) -> keras.layers.Layer | None:
 class LayerListModel(keras.Model):
     """The layer list as a subclassed model with its own call() (api 'subclassing')."""
 
-    def __init__(self, layer_specs: list[dict[str, Any]], input_shape: list[int], prepare: dict[str, Any],
-                 **kwargs):
+    def __init__(self, layer_specs: list[dict[str, Any]], input_shape: list[int], prepare: dict[str, Any], **kwargs):
         super().__init__(**kwargs)
         self.layer_specs, self.input_dims, self.prepare_spec = layer_specs, list(input_shape), prepare
         self.prepare = prepare_layer(prepare)
@@ -78,15 +83,20 @@ class LayerListModel(keras.Model):
         return x
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "layer_specs": self.layer_specs, "input_shape": self.input_dims,
-                "prepare": self.prepare_spec}
+        return {
+            **super().get_config(),
+            "layer_specs": self.layer_specs,
+            "input_shape": self.input_dims,
+            "prepare": self.prepare_spec,
+        }
 
 
-def build_keras(layers: list[dict[str, Any]], input_shape: tuple[int, ...], api: str,
-                prepare: dict[str, Any]) -> keras.Model:
+def build_keras(
+    layers: list[dict[str, Any]], input_shape: tuple[int, ...], api: str, prepare: dict[str, Any]
+) -> keras.Model:
     front = prepare_layer(prepare)
     if api == "sequential":
-        stack = [keras.Input(shape=input_shape)] + ([front] if front else []) + [keras_layer(l) for l in layers]
+        stack = [keras.Input(shape=input_shape)] + ([front] if front else []) + [keras_layer(layer) for layer in layers]
         return keras.Sequential(stack)
     if api == "functional":
         inputs = keras.Input(shape=input_shape)

@@ -5,6 +5,7 @@ cannot connect is a 422 naming the layer at submit time, and it counts each laye
 parameters the way Keras and PyTorch both do. Image shapes are (height, width,
 channels) here on both frameworks; the PyTorch builder maps them to its own layout.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,11 +91,13 @@ def validate_layers(layers: Any, field: str = "network.layers") -> list[dict[str
     for index, layer in enumerate(layers):
         where = f"{field}.{index}"
         if not isinstance(layer, dict):
-            raise SpecError(f"layer {index} must be an object with a \"type\"", field=where)
+            raise SpecError(f'layer {index} must be an object with a "type"', field=where)
         cls = LAYER_TYPES.get(layer.get("type"))  # type: ignore[arg-type]
         if cls is None:
-            raise SpecError(f"layer {index}: unknown type {layer.get('type')!r}; use one of "
-                            f"{', '.join(LAYER_TYPES)}", field=f"{where}.type")
+            raise SpecError(
+                f"layer {index}: unknown type {layer.get('type')!r}; use one of {', '.join(LAYER_TYPES)}",
+                field=f"{where}.type",
+            )
         try:
             normalized.append(cls.model_validate(layer).model_dump())
         except ValidationError as exc:
@@ -107,12 +110,13 @@ def validate_layers(layers: Any, field: str = "network.layers") -> list[dict[str
 @dataclass(frozen=True)
 class LayerShape:
     output: tuple[int, ...]
-    trainable: int        # parameters the optimiser updates
-    non_trainable: int    # e.g. batch-norm running statistics (buffers in PyTorch)
+    trainable: int  # parameters the optimiser updates
+    non_trainable: int  # e.g. batch-norm running statistics (buffers in PyTorch)
 
 
-def infer_shapes(layers: list[dict[str, Any]], input_shape: tuple[int, ...],
-                 field: str = "network.layers") -> list[LayerShape]:
+def infer_shapes(
+    layers: list[dict[str, Any]], input_shape: tuple[int, ...], field: str = "network.layers"
+) -> list[LayerShape]:
     """Output shape and parameter counts of every layer, or a 422 at the first that cannot connect."""
     shape = tuple(input_shape)
     shapes = []
@@ -120,8 +124,9 @@ def infer_shapes(layers: list[dict[str, Any]], input_shape: tuple[int, ...],
         try:
             shape, trainable, fixed = _step(layer, shape)
         except _ShapeError as exc:
-            raise SpecError(f"layer {index} ({layer['type']}): {exc}", field=f"{field}.{index}",
-                            code="invalid_network") from None
+            raise SpecError(
+                f"layer {index} ({layer['type']}): {exc}", field=f"{field}.{index}", code="invalid_network"
+            ) from None
         shapes.append(LayerShape(shape, trainable, fixed))
     return shapes
 
@@ -149,8 +154,10 @@ def _step(layer: dict[str, Any], shape: tuple[int, ...]) -> tuple[tuple[int, ...
             raise _ShapeError(f"cannot reshape {list(shape)} ({math.prod(shape)} values) to {list(target)}")
         return target, 0, 0
     if len(shape) != 3:
-        raise _ShapeError(f"{kind} needs an image input (height, width, channels) but gets shape {list(shape)}; "
-                          "add a reshape layer before it")
+        raise _ShapeError(
+            f"{kind} needs an image input (height, width, channels) but gets shape {list(shape)}; "
+            "add a reshape layer before it"
+        )
     height, width, channels = shape
     if kind == "conv2d":
         k, s = layer["kernel_size"], layer["strides"]
@@ -188,5 +195,7 @@ def ends_with_softmax(layers: list[dict[str, Any]]) -> bool:
 
 
 def catalog() -> list[dict[str, Any]]:
-    return [{"type": name, "parameters": [p for p in describe_params(cls) if p["name"] != "type"]}
-            for name, cls in LAYER_TYPES.items()]
+    return [
+        {"type": name, "parameters": [p for p in describe_params(cls) if p["name"] != "type"]}
+        for name, cls in LAYER_TYPES.items()
+    ]

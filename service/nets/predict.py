@@ -1,5 +1,6 @@
 """Predict for networks: JSON inputs of the model's shape, or pictures of digits for
 image models (prepared the way MNIST was made, then sized and scaled for the model)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,11 +38,15 @@ def array_batch(instances: Any, input_shape: list[int]) -> np.ndarray:
         try:
             row = np.asarray(instance, dtype=np.float32)
         except (ValueError, TypeError):
-            raise SpecError(f"instances[{i}] must be nested lists of numbers of shape {list(shape)}",
-                            field=f"instances.{i}") from None
+            raise SpecError(
+                f"instances[{i}] must be nested lists of numbers of shape {list(shape)}", field=f"instances.{i}"
+            ) from None
         if row.shape not in accepted:
-            raise SpecError(f"instances[{i}] has shape {list(row.shape)}; the model expects {list(shape)}",
-                            field=f"instances.{i}", details={"expected": list(shape), "got": list(row.shape)})
+            raise SpecError(
+                f"instances[{i}] has shape {list(row.shape)}; the model expects {list(shape)}",
+                field=f"instances.{i}",
+                details={"expected": list(shape), "got": list(row.shape)},
+            )
         if not np.isfinite(row).all():
             raise SpecError(f"instances[{i}] holds a value that is not a finite number", field=f"instances.{i}")
         rows.append(row.reshape(shape))
@@ -60,8 +65,9 @@ def image_batch(images: list[tuple[str, bytes]], model_input: dict) -> np.ndarra
         try:
             digit = mnist_digit(data)
         except ImageError as exc:
-            raise SpecError(f"file {index} ({filename or 'unnamed'}): {exc}", field=f"file.{index}",
-                            code="invalid_image") from None
+            raise SpecError(
+                f"file {index} ({filename or 'unnamed'}): {exc}", field=f"file.{index}", code="invalid_image"
+            ) from None
         inputs.append(to_input(digit, shape[0], shape[1], model_input.get("pixel_max") or 255.0))
     return np.stack(inputs)[..., None]
 

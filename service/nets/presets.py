@@ -1,4 +1,5 @@
 """The course's networks as layer lists."""
+
 from __future__ import annotations
 
 from typing import Any

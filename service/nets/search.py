@@ -1,5 +1,6 @@
 """How a hyperparameter search varies a network job: its training options, every hidden
 dense layer's units and every dropout layer's rate."""
+
 from __future__ import annotations
 
 import copy
@@ -29,8 +30,10 @@ def check(run: NetworkRun, name: str) -> None:
         dense = [layer for layer in layers if layer["type"] == "dense"]
         present = len(dense) > 1 if name == "units" else any(layer["type"] == "dropout" for layer in layers)
         if not present:
-            raise SpecError(f"this network has no {'hidden dense' if name == 'units' else 'dropout'} layer "
-                            f"for {name!r} to change", field=field)
+            raise SpecError(
+                f"this network has no {'hidden dense' if name == 'units' else 'dropout'} layer for {name!r} to change",
+                field=field,
+            )
 
 
 def apply(payload: dict[str, Any], run: NetworkRun, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Network job specs (`framework` + `network`): what a user sends, and the run it becomes
 once checked (service/nets/validate.py), as stored and as the network trainers receive it."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -33,15 +34,20 @@ class Training(Strict):
     epochs: int = Field(5, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=65_536)
     optimizer: Literal[OPTIMIZERS] = Field(  # type: ignore[valid-type]
-        "adam", description="Either framework's spelling: adam or Adam, rmsprop or RMSprop, ...")
+        "adam", description="Either framework's spelling: adam or Adam, rmsprop or RMSprop, ..."
+    )
     learning_rate: float = Field(1e-3, gt=0, le=10)
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd and rmsprop")
     weight_decay: float | None = Field(None, ge=0, le=1, description="Default 0.004 for adamw, else 0")
     loss: Literal[losses.NAMES] | None = Field(  # type: ignore[valid-type]
-        None, description="Keras's or PyTorch's name (cross_entropy, mse_loss, ...). Default: "
-        "sparse_categorical_crossentropy for classes, mse for numbers")
+        None,
+        description="Keras's or PyTorch's name (cross_entropy, mse_loss, ...). Default: "
+        "sparse_categorical_crossentropy for classes, mse for numbers",
+    )
     metrics: list[Literal["accuracy", "mae", "mse"]] | None = None
-    validation_split: float = Field(0.0, ge=0, lt=1, description="Last fraction of the training rows, as Keras takes it")
+    validation_split: float = Field(
+        0.0, ge=0, lt=1, description="Last fraction of the training rows, as Keras takes it"
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     early_stopping: EarlyStopping | None = None
     keep_checkpoints: bool = Field(False, description="Keep the per-epoch checkpoints after the job ends")
@@ -105,8 +111,9 @@ class NetworkRun(Run):
 def catalog() -> dict[str, Any]:
     return {
         "frameworks": {name: list(apis) for name, apis in APIS.items()},
-        "presets": [{"name": name, "title": preset["title"], "frameworks": list(APIS)}
-                    for name, preset in PRESETS.items()],
+        "presets": [
+            {"name": name, "title": preset["title"], "frameworks": list(APIS)} for name, preset in PRESETS.items()
+        ],
         "layers": layers_catalog(),
         "training": describe_params(Training),
         "losses": losses.catalog(),

@@ -5,6 +5,7 @@ takes them; the first module turns them into PyTorch's (batch, channels, height,
 once, and every later layer works in that layout. Scaling of raw pixels or features
 is part of the module, so a saved model takes raw input.
 """
+
 from __future__ import annotations
 
 import math
@@ -82,11 +83,10 @@ def layer_modules(layers: list[dict[str, Any]], input_shape: tuple[int, ...]) ->
             modules.append(nn.Dropout(layer["rate"]))
         elif kind == "conv2d":
             padding = "same" if layer["padding"] == "same" else 0
-            conv = nn.Conv2d(shape[2], layer["filters"], layer["kernel_size"], stride=layer["strides"],
-                             padding=padding)
+            conv = nn.Conv2d(shape[2], layer["filters"], layer["kernel_size"], stride=layer["strides"], padding=padding)
             modules.append(conv)
             k, s = layer["kernel_size"], layer["strides"]
-            side = (lambda n: n) if padding == "same" else (lambda n: (n - k) // s + 1)
+            side = (lambda n: n) if padding == "same" else (lambda n, k=k, s=s: (n - k) // s + 1)
             shape = (side(shape[0]), side(shape[1]), layer["filters"])
         elif kind in ("maxpool2d", "avgpool2d"):
             pool = nn.MaxPool2d if kind == "maxpool2d" else nn.AvgPool2d
@@ -124,8 +124,9 @@ class LayerListNet(nn.Module):
         return x
 
 
-def build_torch(layers: list[dict[str, Any]], input_shape: tuple[int, ...], api: str,
-                prepare: dict[str, Any]) -> nn.Module:
+def build_torch(
+    layers: list[dict[str, Any]], input_shape: tuple[int, ...], api: str, prepare: dict[str, Any]
+) -> nn.Module:
     front = Prepare(prepare, image=len(input_shape) == 3)
     body = layer_modules(layers, input_shape)
     if api == "sequential":
@@ -138,6 +139,5 @@ def build_torch(layers: list[dict[str, Any]], input_shape: tuple[int, ...], api:
 def count_parameters(module: nn.Module) -> dict[str, int]:
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     # Buffers such as batch-norm running statistics, the counterpart of Keras's non-trainable weights.
-    fixed = sum(b.numel() for name, b in module.named_buffers()
-                if name.endswith(("running_mean", "running_var")))
+    fixed = sum(b.numel() for name, b in module.named_buffers() if name.endswith(("running_mean", "running_var")))
     return {"trainable": trainable, "non_trainable": fixed, "total": trainable + fixed}

@@ -12,9 +12,10 @@ the ants that are left. `local_search=True` adds a 2-opt pass on each iteration'
 those improvement steps are NOT counted as evaluations (they compare edge swaps, not tours),
 which is why it is off by default.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def two_opt(dist: np.ndarray, tour) -> np.ndarray:
     t = np.array(tour)
     n = len(t)
     i, j = np.triu_indices(n, k=2)
-    valid = ~((i == 0) & (j == n - 1))      # those two edges are adjacent in the cycle
+    valid = ~((i == 0) & (j == n - 1))  # those two edges are adjacent in the cycle
     i, j = i[valid], j[valid]
     while n > 3:
         a, b = t[i], t[(i + 1) % n]
@@ -64,7 +65,7 @@ def two_opt(dist: np.ndarray, tour) -> np.ndarray:
         best = int(np.argmin(delta))
         if delta[best] >= -1e-12:
             break
-        t[i[best] + 1: j[best] + 1] = t[i[best] + 1: j[best] + 1][::-1]
+        t[i[best] + 1 : j[best] + 1] = t[i[best] + 1 : j[best] + 1][::-1]
     return t
 
 
@@ -93,11 +94,20 @@ def _nearest_neighbour_length(dist: np.ndarray) -> float:
     return total + dist[here, 0]
 
 
-def solve_tsp(coords: np.ndarray, evaluations: int, seed: int = 0, ants: int = 10,
-              alpha: float = 1.0, beta: float = 2.0, evaporation: float = 0.1, q0: float = 0.9,
-              local_evaporation: float = 0.1,
-              local_search: bool = False, should_stop: Callable[[], bool] = lambda: False,
-              on_tour: TourCallback | None = None) -> tuple[list[int], float, list[float]]:
+def solve_tsp(
+    coords: np.ndarray,
+    evaluations: int,
+    seed: int = 0,
+    ants: int = 10,
+    alpha: float = 1.0,
+    beta: float = 2.0,
+    evaporation: float = 0.1,
+    q0: float = 0.9,
+    local_evaporation: float = 0.1,
+    local_search: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_tour: TourCallback | None = None,
+) -> tuple[list[int], float, list[float]]:
     """Run ACS for exactly `evaluations` tours; return (best tour, its length, best after each tour).
 
     `should_stop` is asked before each tour: when it says so, the tours so far are the answer.
@@ -105,9 +115,9 @@ def solve_tsp(coords: np.ndarray, evaluations: int, seed: int = 0, ants: int = 1
     dist = distances(coords)
     n = len(dist)
     rng = np.random.default_rng(seed)
-    eta = 1.0 / (dist + np.eye(n))          # the diagonal is never used; avoid dividing by 0
+    eta = 1.0 / (dist + np.eye(n))  # the diagonal is never used; avoid dividing by 0
     np.fill_diagonal(eta, 0.0)
-    heur = eta ** beta
+    heur = eta**beta
     tau0 = 1.0 / (n * _nearest_neighbour_length(dist))
     tau = np.full((n, n), tau0)
     best, best_len, curve = None, np.inf, []
@@ -137,9 +147,13 @@ def solve_tsp(coords: np.ndarray, evaluations: int, seed: int = 0, ants: int = 1
     return _as_list(best), float(best_len), curve
 
 
-def random_tours(coords: np.ndarray, evaluations: int, seed: int = 0,
-                 should_stop: Callable[[], bool] = lambda: False,
-                 on_tour: TourCallback | None = None) -> tuple[list[int], float, list[float]]:
+def random_tours(
+    coords: np.ndarray,
+    evaluations: int,
+    seed: int = 0,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_tour: TourCallback | None = None,
+) -> tuple[list[int], float, list[float]]:
     """The baseline: uniformly random tours, with solve_tsp's arguments and answer."""
     dist = distances(coords)
     rng = np.random.default_rng(seed)
@@ -168,9 +182,9 @@ def _construct(tau, heur, alpha, q0, xi, tau0, rng) -> np.ndarray:
     for step in range(1, n):
         score = (tau[here] ** alpha if alpha != 1 else tau[here]) * heur[here] * free
         if rng.random() < q0:
-            nxt = int(np.argmax(score))               # exploitation
+            nxt = int(np.argmax(score))  # exploitation
         else:
-            total = score.sum()                       # biased exploration (Ant System rule)
+            total = score.sum()  # biased exploration (Ant System rule)
             nxt = int(rng.choice(n, p=score / total)) if total > 0 else int(np.flatnonzero(free)[0])
         # Local update pulls a used edge back towards tau0, steering later ants elsewhere.
         tau[here, nxt] = tau[nxt, here] = (1 - xi) * tau[here, nxt] + xi * tau0

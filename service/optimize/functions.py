@@ -1,4 +1,5 @@
 """Benchmark functions for optimisation jobs, with their usual bounds; all have minimum 0."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,7 @@ def evaluate(name: str, x: np.ndarray) -> float:
     if name == "rosenbrock":
         return float(np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
     if name == "ackley":
-        return float(-20 * np.exp(-0.2 * np.sqrt(np.mean(x * x))) - np.exp(np.mean(np.cos(2 * np.pi * x)))
-                     + 20 + np.e)
+        return float(-20 * np.exp(-0.2 * np.sqrt(np.mean(x * x))) - np.exp(np.mean(np.cos(2 * np.pi * x))) + 20 + np.e)
     if name == "griewank":
         return float(1 + np.sum(x * x) / 4000 - np.prod(np.cos(x / np.sqrt(np.arange(1, n + 1)))))
     raise ValueError(f"unknown function {name!r}")

@@ -4,6 +4,7 @@ There is no data set: the spec names the problem. The run (what is stored and wh
 trainer receives) holds everything the trainer needs, a TSP's cities included, so a job
 runs exactly the instance it was given. The checks are in service/optimize/validate.py.
 """
+
 from __future__ import annotations
 
 from functools import cache
@@ -41,12 +42,17 @@ class OptimizeDef(Strict):
     dimensions: int | None = Field(None, ge=1, le=1000, description="Default 10; not for tsp")
     evaluations: int = Field(1000, ge=1, le=200_000, description="Objective evaluations (tours for tsp)")
     seed: int = Field(0, ge=0, le=2**32 - 1)
-    bounds: list[Bound] | None = Field(None, min_length=2, max_length=2,
-                                       description="[low, high] for every coordinate; default the function's usual box")
+    bounds: list[Bound] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="[low, high] for every coordinate; default the function's usual box",
+    )
     params: Any = Field(default_factory=dict, description="The strategy's parameters")
     instance: str | None = Field(None, description="tsp: a named instance")
     cities: list[Annotated[list[Coordinate], Field(min_length=2, max_length=2)]] | None = Field(
-        None, min_length=4, max_length=1000, description="tsp: your own cities as [[x, y], ...]")
+        None, min_length=4, max_length=1000, description="tsp: your own cities as [[x, y], ...]"
+    )
 
 
 class OptimizeSpec(Strict):
@@ -97,13 +103,20 @@ def catalog() -> dict[str, Any]:
 
 def functions_catalog() -> list[dict[str, Any]]:
     """The problems an optimisation job can name, for GET /api/v1/algorithms."""
-    described = [{"name": name, "title": FUNCTION_TITLES[name], "bounds": list(bounds), "minimum": 0.0}
-                 for name, bounds in FUNCTIONS.items()]
-    described.append({
-        "name": TSP, "title": "Travelling salesman: the shortest closed tour through all cities",
-        "strategies": list(TSP_STRATEGIES),
-        "instances": [{"name": i.name, "title": i.title, "cities": len(i.cities), "optimum": i.optimum}
-                      for i in INSTANCES.values()],
-        "aco_parameters": describe_params(tsp_model()),
-    })
+    described = [
+        {"name": name, "title": FUNCTION_TITLES[name], "bounds": list(bounds), "minimum": 0.0}
+        for name, bounds in FUNCTIONS.items()
+    ]
+    described.append(
+        {
+            "name": TSP,
+            "title": "Travelling salesman: the shortest closed tour through all cities",
+            "strategies": list(TSP_STRATEGIES),
+            "instances": [
+                {"name": i.name, "title": i.title, "cities": len(i.cities), "optimum": i.optimum}
+                for i in INSTANCES.values()
+            ],
+            "aco_parameters": describe_params(tsp_model()),
+        }
+    )
     return described

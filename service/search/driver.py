@@ -8,6 +8,7 @@ grid, random and TPE; the seven metaheuristics are our own ask/tell optimisers. 
 steps the search's state is kept as JSON in its job folder (service/search/state.py), so
 a restarted dispatcher carries on where the last one stopped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,8 @@ from service.core.db import Database
 from service.core.errors import SpecError
 from service.core.orm import Job, User, utcnow
 from service.jobs import lifecycle, submission
-from service.jobs.lifecycle import FINISHED, QUEUED, RUNNING
 from service.jobs.context import SubmitContext
+from service.jobs.lifecycle import FINISHED, QUEUED, RUNNING
 from service.search import state as saved
 from service.search.grid import GridSampler
 from service.search.spec import SearchPlan, SearchRun, grid_values
@@ -39,8 +40,8 @@ from service.search.state import SearchState, TrialRecord
 log = logging.getLogger("labtrain.search")
 
 SEARCH = "search"
-LEASE_S = 30          # another dispatcher takes a search over after this long without a step
-PENALTY = 1e12        # what a metaheuristic is told for a failed trial (it minimises)
+LEASE_S = 30  # another dispatcher takes a search over after this long without a step
+PENALTY = 1e12  # what a metaheuristic is told for a failed trial (it minimises)
 
 
 @dataclass
@@ -55,20 +56,23 @@ class Trial:
     error: str | None
 
     @classmethod
-    def of(cls, job: Job) -> "Trial":
+    def of(cls, job: Job) -> Trial:
         return cls(job.id, job.trial_number, job.status, job.metrics, job.result, job.error)
 
 
 def pending_searches(session: Session, seen: dict[str, tuple]) -> list[str]:
     """Searches that need a step: new, cancelled, or whose trials changed since `seen` was noted."""
-    parents = session.execute(select(Job.id, Job.status, Job.cancel_requested).where(
-        Job.family == SEARCH, Job.status.in_((QUEUED, RUNNING)))).all()
+    parents = session.execute(
+        select(Job.id, Job.status, Job.cancel_requested).where(Job.family == SEARCH, Job.status.in_((QUEUED, RUNNING)))
+    ).all()
     if not parents:
         return []
     counts: dict[str, dict[str, int]] = {}
     for parent_id, status, count in session.execute(
-            select(Job.parent_id, Job.status, func.count()).where(Job.parent_id.in_([p.id for p in parents]))
-            .group_by(Job.parent_id, Job.status)):
+        select(Job.parent_id, Job.status, func.count())
+        .where(Job.parent_id.in_([p.id for p in parents]))
+        .group_by(Job.parent_id, Job.status)
+    ):
         counts.setdefault(parent_id, {})[status] = count
     due = []
     for parent in parents:
@@ -111,8 +115,11 @@ class SearchDriver:
         study = self._study(parent_id, search, state)
         active = sum(1 for c in children if c.status not in FINISHED)
         try:
-            outcomes = [self._tell(study, state, run, c) for c in children
-                        if c.status in FINISHED and c.trial_number not in state.told]
+            outcomes = [
+                self._tell(study, state, run, c)
+                for c in children
+                if c.status in FINISHED and c.trial_number not in state.told
+            ]
             while True:
                 asked = []
                 if not cancel and len(state.told) < search.trials:
@@ -147,27 +154,42 @@ class SearchDriver:
     def _lease(self, session: Session, parent_id: str) -> bool:
         """Take (or renew) the search for this driver; False while another driver holds it."""
         now = utcnow()
-        taken = session.execute(update(Job).where(
-            Job.id == parent_id, Job.family == SEARCH, Job.status.in_((QUEUED, RUNNING)),
-            or_(Job.worker.is_(None), Job.worker == self.name,
-                Job.heartbeat_at < now - timedelta(seconds=LEASE_S)),
-        ).values(worker=self.name, heartbeat_at=now)).rowcount
+        taken = session.execute(
+            update(Job)
+            .where(
+                Job.id == parent_id,
+                Job.family == SEARCH,
+                Job.status.in_((QUEUED, RUNNING)),
+                or_(Job.worker.is_(None), Job.worker == self.name, Job.heartbeat_at < now - timedelta(seconds=LEASE_S)),
+            )
+            .values(worker=self.name, heartbeat_at=now)
+        ).rowcount
         if not taken:
             return False
-        started = session.execute(update(Job).where(Job.id == parent_id, Job.status == QUEUED).values(
-            status=RUNNING, attempt=1, started_at=now)).rowcount
+        started = session.execute(
+            update(Job)
+            .where(Job.id == parent_id, Job.status == QUEUED)
+            .values(status=RUNNING, attempt=1, started_at=now)
+        ).rowcount
         if started:
             lifecycle.add_event(session, parent_id, "status", {"status": RUNNING, "worker": self.name})
         return True
 
     def _tell(self, study, state: SearchState, run: SearchRun, child: Trial) -> dict[str, Any]:
         search = run.search
-        value = run.hooks().score(run.base_run(), child.metrics, search.metric) \
-            if child.status == lifecycle.SUCCEEDED else None
-        error = child.error if child.status != lifecycle.SUCCEEDED else (
-            None if value is not None else f"the trial's metrics have no {search.metric}")
+        value = (
+            run.hooks().score(run.base_run(), child.metrics, search.metric)
+            if child.status == lifecycle.SUCCEEDED
+            else None
+        )
+        error = (
+            child.error
+            if child.status != lifecycle.SUCCEEDED
+            else (None if value is not None else f"the trial's metrics have no {search.metric}")
+        )
         record = state.trials.get(child.trial_number) or TrialRecord(
-            child.trial_number, study.trials[child.trial_number].params, child.id)  # asked before a crash
+            child.trial_number, study.trials[child.trial_number].params, child.id
+        )  # asked before a crash
         record.value, record.status, record.error = value, child.status, error
         record.model_id, record.metrics = (child.result or {}).get("model_id"), child.metrics
         return self._record(study, state, search, record)
@@ -181,8 +203,9 @@ class SearchDriver:
         else:
             study.tell(record.number, record.value, skip_if_finished=True)
         if state.optimizer is not None:
-            internal = PENALTY if record.value is None else (
-                -record.value if search.direction == "maximize" else record.value)
+            internal = (
+                PENALTY if record.value is None else (-record.value if search.direction == "maximize" else record.value)
+            )
             state.optimizer.tell(state.optimizer.space.encode(record.params)[None], np.array([internal]))
         best = _best(state, search.direction)
         state.curve.append(best.value if best else None)
@@ -196,8 +219,7 @@ class SearchDriver:
             return [(trial.number, trial.params) for trial in trials]
         asked = []
         for x in state.optimizer.ask(count):
-            params = {name: _snap(search.space[name], value)
-                      for name, value in state.optimizer.space.decode(x).items()}
+            params = {name: _snap(search.space[name], value) for name, value in state.optimizer.space.decode(x).items()}
             study.enqueue_trial(params)
             asked.append((study.ask(distributions).number, params))
         return asked
@@ -237,8 +259,9 @@ class SearchDriver:
         else:
             status = lifecycle.FAILED
             first = next((r.error for r in state.trials.values() if r.error), "no trial gave a score")
-            fields.update(error_code="all_trials_failed",
-                          error=f"all {len(state.told)} trials failed; the first said: {first}")
+            fields.update(
+                error_code="all_trials_failed", error=f"all {len(state.told)} trials failed; the first said: {first}"
+            )
         if lifecycle.finish(session, parent_id, status, **fields):
             log.info("search %s %s after %d trials", parent_id, status, len(state.told))
 
@@ -246,9 +269,13 @@ class SearchDriver:
         parent = session.get(Job, parent_id)
         best = _best(state, search.direction)
         parent.progress = {
-            "trials_done": len(state.told), "trials": search.trials, "trials_started": len(state.trials),
-            "running": active, "fraction": len(state.told) / search.trials,
-            "best_value": best.value if best else None, "best_params": best.params if best else None,
+            "trials_done": len(state.told),
+            "trials": search.trials,
+            "trials_started": len(state.trials),
+            "running": active,
+            "fraction": len(state.told) / search.trials,
+            "best_value": best.value if best else None,
+            "best_params": best.params if best else None,
         }
         if best and parent.status == RUNNING:
             parent.metrics = {search.metric: best.value, "best_trial": best.job_id}
@@ -258,9 +285,13 @@ class SearchDriver:
         if self._storage is None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             self._storage = optuna.storages.RDBStorage(self.settings.database_url)
-        return optuna.create_study(study_name=f"labtrain-{parent_id}", storage=self._storage,
-                                   direction=search.direction, load_if_exists=True,
-                                   sampler=new_sampler(search, asked=len(state.trials)))
+        return optuna.create_study(
+            study_name=f"labtrain-{parent_id}",
+            storage=self._storage,
+            direction=search.direction,
+            load_if_exists=True,
+            sampler=new_sampler(search, asked=len(state.trials)),
+        )
 
 
 def new_sampler(search: SearchPlan, asked: int):

@@ -1,4 +1,5 @@
 """Optuna's grid sampler as a search uses it."""
+
 from __future__ import annotations
 
 from optuna.samplers import GridSampler as OptunaGridSampler

@@ -1,5 +1,6 @@
 """The `search` part of a job spec: a hyperparameter search whose trials are jobs of their own.
 What a user sends, and the search as stored once checked (service/search/validate.py)."""
+
 from __future__ import annotations
 
 import math
@@ -93,17 +94,23 @@ def grid_values(dim: dict[str, Any]) -> list[Any]:
 
 def catalog() -> dict[str, Any]:
     """The search strategies with their parameters, and what a search spec and space take."""
-    optuna_titles = {"grid": "Grid search: every point of the grid (Optuna's GridSampler)",
-                     "random": "Random search (Optuna's RandomSampler)",
-                     "tpe": "Tree-structured Parzen Estimator (Optuna's TPESampler)"}
-    strategies = [{"name": name, "title": title,
-                   "parameters": describe_params(TpeParams if name == "tpe" else NoParams)}
-                  for name, title in optuna_titles.items()]
+    optuna_titles = {
+        "grid": "Grid search: every point of the grid (Optuna's GridSampler)",
+        "random": "Random search (Optuna's RandomSampler)",
+        "tpe": "Tree-structured Parzen Estimator (Optuna's TPESampler)",
+    }
+    strategies = [
+        {"name": name, "title": title, "parameters": describe_params(TpeParams if name == "tpe" else NoParams)}
+        for name, title in optuna_titles.items()
+    ]
     strategies += [s for s in strategies_catalog() if s["name"] in METAHEURISTICS]
     return {
         "strategies": strategies,
         "fields": describe_params(SearchDef),
         "dimension": describe_params(SpaceDimension),
-        "network_space": {"training": "any training option except early_stopping",
-                          "units": "every hidden dense layer's units", "dropout": "every dropout layer's rate"},
+        "network_space": {
+            "training": "any training option except early_stopping",
+            "units": "every hidden dense layer's units",
+            "dropout": "every dropout layer's rate",
+        },
     }

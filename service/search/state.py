@@ -9,6 +9,7 @@ spec. Nothing here names a module path, so moving code cannot break a running se
 Searches started before the state became JSON kept a pickle instead; it is read once,
 with only the classes it can name mapped to where they live now, and rewritten as JSON.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from service.core import storage
-from service.metaheuristics import OPTIMIZERS, METAHEURISTICS, Dimension, Optimizer, Space
+from service.metaheuristics import METAHEURISTICS, OPTIMIZERS, Dimension, Optimizer, Space
 from service.metaheuristics.state import dump_state, load_state
 from service.search.spec import SearchPlan
 
@@ -41,15 +42,21 @@ class TrialRecord:
     metrics: dict[str, Any] | None = None
 
     def view(self) -> dict[str, Any]:
-        return {"number": self.number, "id": self.job_id, "params": self.params, "value": self.value,
-                "status": self.status, "error": self.error}
+        return {
+            "number": self.number,
+            "id": self.job_id,
+            "params": self.params,
+            "value": self.value,
+            "status": self.status,
+            "error": self.error,
+        }
 
 
 @dataclass
 class SearchState:
-    optimizer: Optimizer | None                      # a metaheuristic's; None for Optuna's samplers
+    optimizer: Optimizer | None  # a metaheuristic's; None for Optuna's samplers
     trials: dict[int, TrialRecord] = field(default_factory=dict)
-    told: list[int] = field(default_factory=list)    # trial numbers in the order their scores came
+    told: list[int] = field(default_factory=list)  # trial numbers in the order their scores came
     curve: list[float | None] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -62,7 +69,7 @@ class SearchState:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], search: SearchPlan) -> "SearchState":
+    def from_json(cls, data: dict[str, Any], search: SearchPlan) -> SearchState:
         optimizer = new_optimizer(search)
         if optimizer is not None and data.get("optimizer") is not None:
             load_state(optimizer, data["optimizer"])
@@ -74,9 +81,19 @@ def new_optimizer(search: SearchPlan) -> Optimizer | None:
     """The search's metaheuristic, fresh; None when Optuna samples (grid, random, tpe)."""
     if search.strategy not in METAHEURISTICS:
         return None
-    space = Space(tuple(Dimension(name, dim["type"], dim.get("low") or 0.0, dim.get("high") or 1.0,
-                                  dim.get("log", False), tuple(dim.get("choices") or ()))
-                        for name, dim in search.space.items()))
+    space = Space(
+        tuple(
+            Dimension(
+                name,
+                dim["type"],
+                dim.get("low") or 0.0,
+                dim.get("high") or 1.0,
+                dim.get("log", False),
+                tuple(dim.get("choices") or ()),
+            )
+            for name, dim in search.space.items()
+        )
+    )
     return OPTIMIZERS[search.strategy](space, search.trials, search.seed, **search.params)
 
 

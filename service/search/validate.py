@@ -5,6 +5,7 @@ bound and each choice put in: a bound the algorithm would refuse is a 422 naming
 `search.space.n_neighbors.low`. What a trial may vary and how it is scored are the searched
 family's (its SearchHooks in the registry).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,17 @@ from service.jobs.context import SubmitContext
 from service.jobs.spec import ValidatedJob, parse_spec
 from service.metaheuristics import METAHEURISTICS
 from service.metaheuristics.params import validate_strategy_params
-from service.search.spec import (MAX_GRID, MINIMIZED, NoParams, SearchDef, SearchPlan, SearchRun, SpaceDimension,
-                                 TpeParams, grid_values)
+from service.search.spec import (
+    MAX_GRID,
+    MINIMIZED,
+    NoParams,
+    SearchDef,
+    SearchPlan,
+    SearchRun,
+    SpaceDimension,
+    TpeParams,
+    grid_values,
+)
 
 
 def validate_search(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
@@ -37,16 +47,26 @@ def validate_search(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob
             try:
                 submission.validate(ctx, hooks.apply(base_payload, base.run, {name: value}))
             except SpecError as exc:
-                raise SpecError(f"search.space.{name}: {name}={value!r} is not accepted: {exc.message}",
-                                field=f"search.space.{name}.{where}") from None
+                raise SpecError(
+                    f"search.space.{name}: {name}={value!r} is not accepted: {exc.message}",
+                    field=f"search.space.{name}.{where}",
+                ) from None
     metric = hooks.metric(base.run, search.metric)
     direction = search.direction or ("minimize" if metric in MINIMIZED else "maximize")
     trials = search.trials
     if search.strategy == "grid":
         trials = min(trials, _grid_size(space))
-    plan = SearchPlan(strategy=search.strategy, space=space, trials=trials, metric=metric, direction=direction,
-                      parallel=search.parallel, seed=search.seed,
-                      params=strategy_params(search.strategy, search.params), base=base_payload)
+    plan = SearchPlan(
+        strategy=search.strategy,
+        space=space,
+        trials=trials,
+        metric=metric,
+        direction=direction,
+        parallel=search.parallel,
+        seed=search.seed,
+        params=strategy_params(search.strategy, search.params),
+        base=base_payload,
+    )
     run = SearchRun.model_validate({**base.spec, "search": plan.model_dump(mode="json"), "trial_family": base.family})
     return ValidatedJob(family="search", run=run, queue=base.queue, name=base.name)
 
@@ -86,8 +106,13 @@ def _check_dimension(name: str, dim: SpaceDimension) -> dict[str, Any]:
     if dim.type == "int":
         if dim.step is not None and dim.step != int(dim.step):
             raise SpecError("an int dimension needs a whole step", field=f"{field}.step")
-        return {"type": "int", "low": int(dim.low), "high": int(dim.high), "log": dim.log,
-                "step": int(dim.step) if dim.step else None}
+        return {
+            "type": "int",
+            "low": int(dim.low),
+            "high": int(dim.high),
+            "log": dim.log,
+            "step": int(dim.step) if dim.step else None,
+        }
     return {"type": "float", "low": float(dim.low), "high": float(dim.high), "log": dim.log, "step": dim.step}
 
 
@@ -101,10 +126,15 @@ def _grid_size(space: dict[str, dict[str, Any]]) -> int:
     size = 1
     for name, dim in space.items():
         if dim["type"] == "float" and dim["step"] is None:
-            raise SpecError("grid search needs a step for float dimensions (or make it categorical)",
-                            field=f"search.space.{name}.step")
+            raise SpecError(
+                "grid search needs a step for float dimensions (or make it categorical)",
+                field=f"search.space.{name}.step",
+            )
         size *= len(grid_values(dim))
         if size > MAX_GRID:
-            raise SpecError(f"the grid has more than {MAX_GRID} points; use larger steps, fewer "
-                            "dimensions, or random, tpe or a metaheuristic", field="search.space")
+            raise SpecError(
+                f"the grid has more than {MAX_GRID} points; use larger steps, fewer "
+                "dimensions, or random, tpe or a metaheuristic",
+                field="search.space",
+            )
     return size

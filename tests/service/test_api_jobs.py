@@ -1,4 +1,5 @@
 """Submitting, reading, listing and cancelling jobs through the API (PostgreSQL + Redis)."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,13 @@ import json
 import pytest
 import redis
 
-IRIS_KNN = {"name": "iris-knn", "dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": 5},
-            "evaluation": {"test_size": 0.2, "cv": 5, "seed": 0}}
+IRIS_KNN = {
+    "name": "iris-knn",
+    "dataset": "iris",
+    "algorithm": "knn",
+    "params": {"n_neighbors": 5},
+    "evaluation": {"test_size": 0.2, "cv": 5, "seed": 0},
+}
 
 
 def assert_error(response, status, field=None, code=None):
@@ -45,56 +51,77 @@ def test_submit_stores_a_queued_job_and_leaves_sending_to_the_dispatcher(client,
     assert events[0]["type"] == "status" and events[0]["data"] == {"status": "queued", "by": "alice"}
 
 
-@pytest.mark.parametrize("spec,field,code", [
-    ({"dataset": "iris", "algorithm": "nope"}, "algorithm", "unknown_algorithm"),
-    ({"dataset": "nope", "algorithm": "knn"}, "dataset", "unknown_dataset"),
-    ({"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": -1}}, "params.n_neighbors", None),
-    ({"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": "5"}}, "params.n_neighbors", None),
-    ({"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": 2.5}}, "params.n_neighbors", None),
-    ({"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": True}}, "params.n_neighbors", None),
-    ({"dataset": "iris", "algorithm": "knn", "params": {"k": 3}}, "params.k", None),
-    ({"dataset": "iris", "algorithm": "knn", "params": {"weights": "far"}}, "params.weights", None),
-    ({"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": 500}}, "params.n_neighbors", None),
-    ({"dataset": "iris", "algorithm": "knn", "params": []}, "params", None),
-    ({"dataset": "iris", "algorithm": "svm", "params": {"kernel": "sigmoid"}}, "params.kernel", None),
-    ({"dataset": "iris", "algorithm": "svm", "params": {"gamma": -1}}, "params.gamma", None),
-    ({"dataset": "iris", "algorithm": "svm", "params": {"C": 0}}, "params.C", None),
-    ({"dataset": "iris", "algorithm": "decision_tree", "params": {"criterion": "squared_error"}},
-     "params.criterion", None),
-    ({"dataset": "diabetes", "algorithm": "random_forest", "params": {"class_weight": "balanced"}},
-     "params.class_weight", None),
-    ({"dataset": "iris", "algorithm": "kmeans", "params": {"n_clusters": 151}}, "params.n_clusters", None),
-    ({"dataset": "iris", "algorithm": "pca", "params": {"n_components": 5}}, "params.n_components", None),
-    ({"dataset": "iris", "algorithm": "linear_regression"}, "task", None),
-    ({"dataset": "iris", "algorithm": "logistic_regression", "params": {"l1_ratio": 0.5}}, "params.solver", None),
-    ({"dataset": "iris", "algorithm": "logistic_regression", "params": {"l1_ratio": 1.0}}, "params.solver", None),
-    ({"dataset": "iris", "algorithm": "logistic_regression", "params": {"solver": "liblinear"}},
-     "params.solver", None),
-    ({"dataset": "iris", "algorithm": "random_forest", "params": {"bootstrap": False, "max_samples": 0.5}},
-     "params.max_samples", None),
-    ({"dataset": "iris", "algorithm": "pca", "params": {"svd_solver": "arpack", "n_components": 4}},
-     "params.n_components", None),
-    ({"dataset": "iris", "algorithm": "pca", "params": {"svd_solver": "randomized", "n_components": 0.9}},
-     "params.n_components", None),
-    ({"dataset": "diabetes", "algorithm": "logistic_regression"}, "task", None),
-    ({"dataset": "iris", "algorithm": "knn", "task": "clustering"}, "task", None),
-    ({"dataset": "iris", "algorithm": "knn", "task": "telepathy"}, "task", None),
-    ({"dataset": "iris", "algorithm": "knn", "evaluation": {"test_size": 1.5}}, "evaluation.test_size", None),
-    ({"dataset": "iris", "algorithm": "knn", "evaluation": {"test_size": 0.01}}, "evaluation.test_size", None),
-    ({"dataset": "iris", "algorithm": "knn", "evaluation": {"cv": 1}}, "evaluation.cv", None),
-    ({"dataset": "iris", "algorithm": "knn", "evaluation": {"seed": -3}}, "evaluation.seed", None),
-    ({"dataset": "iris", "algorithm": "knn", "evaluation": {"folds": 3}}, "evaluation.folds", None),
-    ({"dataset": "iris", "algorithm": "knn", "device": "gpu"}, "device", None),
-    ({"dataset": "iris", "algorithm": "knn", "device": "tpu"}, "device", None),
-    ({"dataset": "iris", "algorithm": "knn", "colour": "red"}, "colour", None),
-    ({"dataset": 7, "algorithm": "knn"}, "dataset", None),
-    ({"dataset": {"target": "x"}, "algorithm": "knn"}, "dataset.id", None),
-    ({"algorithm": "knn"}, "dataset", None),
-    ({"dataset": "iris"}, "algorithm", None),
-    ({"dataset": "iris", "algorithm": "knn", "optimize": {}}, "optimize", None),
-    ({"dataset": "iris", "algorithm": 5}, "algorithm", None),
-    ({"dataset": "iris", "algorithm": "knn", "name": ""}, "name", None),
-])
+@pytest.mark.parametrize(
+    "spec,field,code",
+    [
+        ({"dataset": "iris", "algorithm": "nope"}, "algorithm", "unknown_algorithm"),
+        ({"dataset": "nope", "algorithm": "knn"}, "dataset", "unknown_dataset"),
+        ({"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": -1}}, "params.n_neighbors", None),
+        ({"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": "5"}}, "params.n_neighbors", None),
+        ({"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": 2.5}}, "params.n_neighbors", None),
+        ({"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": True}}, "params.n_neighbors", None),
+        ({"dataset": "iris", "algorithm": "knn", "params": {"k": 3}}, "params.k", None),
+        ({"dataset": "iris", "algorithm": "knn", "params": {"weights": "far"}}, "params.weights", None),
+        ({"dataset": "iris", "algorithm": "knn", "params": {"n_neighbors": 500}}, "params.n_neighbors", None),
+        ({"dataset": "iris", "algorithm": "knn", "params": []}, "params", None),
+        ({"dataset": "iris", "algorithm": "svm", "params": {"kernel": "sigmoid"}}, "params.kernel", None),
+        ({"dataset": "iris", "algorithm": "svm", "params": {"gamma": -1}}, "params.gamma", None),
+        ({"dataset": "iris", "algorithm": "svm", "params": {"C": 0}}, "params.C", None),
+        (
+            {"dataset": "iris", "algorithm": "decision_tree", "params": {"criterion": "squared_error"}},
+            "params.criterion",
+            None,
+        ),
+        (
+            {"dataset": "diabetes", "algorithm": "random_forest", "params": {"class_weight": "balanced"}},
+            "params.class_weight",
+            None,
+        ),
+        ({"dataset": "iris", "algorithm": "kmeans", "params": {"n_clusters": 151}}, "params.n_clusters", None),
+        ({"dataset": "iris", "algorithm": "pca", "params": {"n_components": 5}}, "params.n_components", None),
+        ({"dataset": "iris", "algorithm": "linear_regression"}, "task", None),
+        ({"dataset": "iris", "algorithm": "logistic_regression", "params": {"l1_ratio": 0.5}}, "params.solver", None),
+        ({"dataset": "iris", "algorithm": "logistic_regression", "params": {"l1_ratio": 1.0}}, "params.solver", None),
+        (
+            {"dataset": "iris", "algorithm": "logistic_regression", "params": {"solver": "liblinear"}},
+            "params.solver",
+            None,
+        ),
+        (
+            {"dataset": "iris", "algorithm": "random_forest", "params": {"bootstrap": False, "max_samples": 0.5}},
+            "params.max_samples",
+            None,
+        ),
+        (
+            {"dataset": "iris", "algorithm": "pca", "params": {"svd_solver": "arpack", "n_components": 4}},
+            "params.n_components",
+            None,
+        ),
+        (
+            {"dataset": "iris", "algorithm": "pca", "params": {"svd_solver": "randomized", "n_components": 0.9}},
+            "params.n_components",
+            None,
+        ),
+        ({"dataset": "diabetes", "algorithm": "logistic_regression"}, "task", None),
+        ({"dataset": "iris", "algorithm": "knn", "task": "clustering"}, "task", None),
+        ({"dataset": "iris", "algorithm": "knn", "task": "telepathy"}, "task", None),
+        ({"dataset": "iris", "algorithm": "knn", "evaluation": {"test_size": 1.5}}, "evaluation.test_size", None),
+        ({"dataset": "iris", "algorithm": "knn", "evaluation": {"test_size": 0.01}}, "evaluation.test_size", None),
+        ({"dataset": "iris", "algorithm": "knn", "evaluation": {"cv": 1}}, "evaluation.cv", None),
+        ({"dataset": "iris", "algorithm": "knn", "evaluation": {"seed": -3}}, "evaluation.seed", None),
+        ({"dataset": "iris", "algorithm": "knn", "evaluation": {"folds": 3}}, "evaluation.folds", None),
+        ({"dataset": "iris", "algorithm": "knn", "device": "gpu"}, "device", None),
+        ({"dataset": "iris", "algorithm": "knn", "device": "tpu"}, "device", None),
+        ({"dataset": "iris", "algorithm": "knn", "colour": "red"}, "colour", None),
+        ({"dataset": 7, "algorithm": "knn"}, "dataset", None),
+        ({"dataset": {"target": "x"}, "algorithm": "knn"}, "dataset.id", None),
+        ({"algorithm": "knn"}, "dataset", None),
+        ({"dataset": "iris"}, "algorithm", None),
+        ({"dataset": "iris", "algorithm": "knn", "optimize": {}}, "optimize", None),
+        ({"dataset": "iris", "algorithm": 5}, "algorithm", None),
+        ({"dataset": "iris", "algorithm": "knn", "name": ""}, "name", None),
+    ],
+)
 def test_invalid_specs_are_422_naming_the_field(client, alice, spec, field, code):
     error = assert_error(client.post("/api/v1/jobs", json=spec, headers=alice), 422, field, code)
     assert field.split(".")[-1] in error["message"] or error["details"]["field"] == field
@@ -103,16 +130,24 @@ def test_invalid_specs_are_422_naming_the_field(client, alice, spec, field, code
 
 @pytest.mark.parametrize("ref", [{"id": "0123"}, {"id": "0123", "target": "label"}])
 def test_an_unknown_dataset_id_is_404(client, alice, ref):
-    error = assert_error(client.post("/api/v1/jobs", json={"dataset": ref, "algorithm": "knn"}, headers=alice),
-                         404, "dataset.id", "not_found")
+    error = assert_error(
+        client.post("/api/v1/jobs", json={"dataset": ref, "algorithm": "knn"}, headers=alice),
+        404,
+        "dataset.id",
+        "not_found",
+    )
     assert error["message"] == "no data set with id '0123'"
     assert client.get("/api/v1/jobs", headers=alice).get_json()["items"] == []
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2", "\u00e9t\u00e9".encode("latin-1")])
 def test_malformed_json_is_400(client, alice, body):
-    assert_error(client.post("/api/v1/jobs", data=body, headers={**alice, "Content-Type": "application/json"}),
-                 400, "body", "invalid_json")
+    assert_error(
+        client.post("/api/v1/jobs", data=body, headers={**alice, "Content-Type": "application/json"}),
+        400,
+        "body",
+        "invalid_json",
+    )
 
 
 @pytest.mark.parametrize("body", [[1, 2], "knn", 5, None])
@@ -121,8 +156,14 @@ def test_a_spec_that_is_not_an_object_is_422(client, alice, body):
 
 
 def test_every_route_needs_a_valid_token(client, alice):
-    for method, path in [("get", "/api/v1/jobs"), ("post", "/api/v1/jobs"), ("get", "/api/v1/models"),
-                         ("get", "/api/v1/algorithms"), ("get", "/api/v1/datasets"), ("get", "/api/v1/queue")]:
+    for method, path in [
+        ("get", "/api/v1/jobs"),
+        ("post", "/api/v1/jobs"),
+        ("get", "/api/v1/models"),
+        ("get", "/api/v1/algorithms"),
+        ("get", "/api/v1/datasets"),
+        ("get", "/api/v1/queue"),
+    ]:
         assert_error(getattr(client, method)(path), 401, code="unauthorized")
         assert_error(getattr(client, method)(path, headers={"Authorization": "Bearer wrong"}), 401)
         assert_error(getattr(client, method)(path, headers={"Authorization": "Basic abc"}), 401)
@@ -193,8 +234,16 @@ def test_queue_overview_counts_jobs_and_lists_mine(client, alice, bob):
 
 def test_catalog_lists_every_algorithm_with_its_parameters(client, alice):
     algorithms = {a["name"]: a for a in client.get("/api/v1/algorithms", headers=alice).get_json()["algorithms"]}
-    assert set(algorithms) >= {"knn", "kmeans", "decision_tree", "random_forest", "svm", "pca",
-                               "linear_regression", "logistic_regression"}
+    assert set(algorithms) >= {
+        "knn",
+        "kmeans",
+        "decision_tree",
+        "random_forest",
+        "svm",
+        "pca",
+        "linear_regression",
+        "logistic_regression",
+    }
     knn = {p["name"]: p for p in algorithms["knn"]["parameters"]}
     assert knn["n_neighbors"]["default"] == 5
     assert knn["n_neighbors"]["accepts"] == [{"type": "integer", "minimum": 1, "maximum": 10000}]

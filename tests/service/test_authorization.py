@@ -3,6 +3,7 @@ with exactly the 404 an unknown id gets, so ids reveal nothing; listings show on
 
 The probes are one table; a route added to the API without a probe fails
 `test_every_route_is_probed`."""
+
 from __future__ import annotations
 
 import io
@@ -51,8 +52,9 @@ class Probe:
             kwargs["json"] = json.loads(json.dumps(self.json).replace("{id}", json.dumps(object_id)[1:-1]))
         if self.image:
             kwargs.update(data={"file": (io.BytesIO(PNG), "digit.png")}, content_type="multipart/form-data")
-        return client.open(self.path.replace("{id}", object_id), method=self.method,
-                           headers={**headers, **self.headers}, **kwargs)
+        return client.open(
+            self.path.replace("{id}", object_id), method=self.method, headers={**headers, **self.headers}, **kwargs
+        )
 
 
 def _job_on(dataset: dict, owner_status: int, **spec) -> dict:
@@ -64,8 +66,7 @@ PROBES = [
     Probe("get queued job", "queued", "GET", "/api/v1/jobs/{id}"),
     Probe("job events", "finished", "GET", "/api/v1/jobs/{id}/events"),
     Probe("job events after", "finished", "GET", "/api/v1/jobs/{id}/events?after=1"),
-    Probe("job events stream", "finished", "GET", "/api/v1/jobs/{id}/events",
-          headers={"Accept": "text/event-stream"}),
+    Probe("job events stream", "finished", "GET", "/api/v1/jobs/{id}/events", headers={"Accept": "text/event-stream"}),
     Probe("job log", "finished", "GET", "/api/v1/jobs/{id}/log"),
     Probe("cancel finished job", "finished", "POST", "/api/v1/jobs/{id}/cancel", owner_status=409),
     Probe("get model", "model", "GET", "/api/v1/models/{id}"),
@@ -75,35 +76,63 @@ PROBES = [
     Probe("download model by job id", "finished", "GET", "/api/v1/models/{id}/download"),
     Probe("predict", "model", "POST", "/api/v1/models/{id}/predict", json={"instances": IRIS_ROWS}),
     Probe("predict by job id", "finished", "POST", "/api/v1/models/{id}/predict", json={"instances": IRIS_ROWS}),
-    Probe("predict bad payload", "model", "POST", "/api/v1/models/{id}/predict", json={"rows": []},
-          owner_status=422),
+    Probe("predict bad payload", "model", "POST", "/api/v1/models/{id}/predict", json={"rows": []}, owner_status=422),
     Probe("predict image", "model", "POST", "/api/v1/models/{id}/predict", image=True, owner_status=422),
     Probe("get csv dataset", "csv", "GET", "/api/v1/datasets/{id}"),
     Probe("get npz dataset", "npz", "GET", "/api/v1/datasets/{id}"),
     Probe("classic job on csv", "csv", "POST", "/api/v1/jobs", **_job_on({"id": "{id}"}, 201, algorithm="knn")),
-    Probe("classic job on csv, target", "csv", "POST", "/api/v1/jobs",
-          **_job_on({"id": "{id}", "target": "b"}, 201, algorithm="knn")),
+    Probe(
+        "classic job on csv, target",
+        "csv",
+        "POST",
+        "/api/v1/jobs",
+        **_job_on({"id": "{id}", "target": "b"}, 201, algorithm="knn"),
+    ),
     Probe("classic job on npz", "npz", "POST", "/api/v1/jobs", **_job_on({"id": "{id}"}, 422, algorithm="knn")),
-    Probe("network job on csv", "csv", "POST", "/api/v1/jobs",
-          **_job_on({"id": "{id}"}, 201, framework="pytorch", network=DENSE)),
-    Probe("network job on npz", "npz", "POST", "/api/v1/jobs",
-          **_job_on({"id": "{id}"}, 201, framework="tensorflow", network=DENSE)),
+    Probe(
+        "network job on csv",
+        "csv",
+        "POST",
+        "/api/v1/jobs",
+        **_job_on({"id": "{id}"}, 201, framework="pytorch", network=DENSE),
+    ),
+    Probe(
+        "network job on npz",
+        "npz",
+        "POST",
+        "/api/v1/jobs",
+        **_job_on({"id": "{id}"}, 201, framework="tensorflow", network=DENSE),
+    ),
     # Last: for the owner it cancels the queued job.
     Probe("cancel queued job", "queued", "POST", "/api/v1/jobs/{id}/cancel", owner_status=202),
 ]
 
-LISTINGS = ["/api/v1/jobs", "/api/v1/jobs?status=queued", "/api/v1/jobs?status=succeeded", "/api/v1/models",
-            "/api/v1/datasets", "/api/v1/queue"]
+LISTINGS = [
+    "/api/v1/jobs",
+    "/api/v1/jobs?status=queued",
+    "/api/v1/jobs?status=succeeded",
+    "/api/v1/models",
+    "/api/v1/datasets",
+    "/api/v1/queue",
+]
 # Routes that touch no existing object, with where they are checked.
-OTHER_ROUTES = [("GET", "/api/v1/algorithms"), ("POST", "/api/v1/datasets"), ("GET", "/healthz"),
-                # The dashboard's page and files hold no data: it calls the API with the user's token.
-                ("GET", "/"), ("GET", "/dashboard/app.js"),
-                # The OpenAPI document needs a token like all of /api (tests/service/test_openapi.py);
-                # the docs page and its files hold no data.
-                ("GET", "/api/v1/openapi.json"), ("GET", "/docs"), ("GET", "/docs/static/docs.js"),
-                # Readiness names no user; metrics count by user name, for the admin's Prometheus
-                # (a token of its own when LABTRAIN_METRICS_TOKEN is set: tests/service/test_monitoring.py).
-                ("GET", "/readyz"), ("GET", "/metrics")]
+OTHER_ROUTES = [
+    ("GET", "/api/v1/algorithms"),
+    ("POST", "/api/v1/datasets"),
+    ("GET", "/healthz"),
+    # The dashboard's page and files hold no data: it calls the API with the user's token.
+    ("GET", "/"),
+    ("GET", "/dashboard/app.js"),
+    # The OpenAPI document needs a token like all of /api (tests/service/test_openapi.py);
+    # the docs page and its files hold no data.
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/static/docs.js"),
+    # Readiness names no user; metrics count by user name, for the admin's Prometheus
+    # (a token of its own when LABTRAIN_METRICS_TOKEN is set: tests/service/test_monitoring.py).
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+]
 
 
 def build_world(client, headers, run_queued) -> dict[str, str]:
@@ -114,8 +143,13 @@ def build_world(client, headers, run_queued) -> dict[str, str]:
     csv = upload(client, headers, NUMERIC_CSV, target="label")
     npz = upload(client, headers, _npz(), "arrays.npz")
     assert csv.status_code == npz.status_code == 201
-    return {"finished": finished["id"], "queued": queued["id"], "model": finished["result"]["model_id"],
-            "csv": csv.get_json()["id"], "npz": npz.get_json()["id"]}
+    return {
+        "finished": finished["id"],
+        "queued": queued["id"],
+        "model": finished["result"]["model_id"],
+        "csv": csv.get_json()["id"],
+        "npz": npz.get_json()["id"],
+    }
 
 
 @pytest.fixture
@@ -132,16 +166,26 @@ def comparable(response, object_id: str) -> tuple[int, str, dict]:
 
 def snapshot(client, headers, ids: dict[str, str], db) -> dict[str, Any]:
     """Everything the owner can see of the objects, and how many rows each table holds."""
-    view = {path: client.get(path, headers=headers).get_json() for path in [
-        f"/api/v1/jobs/{ids['finished']}", f"/api/v1/jobs/{ids['queued']}",
-        f"/api/v1/jobs/{ids['finished']}/events", f"/api/v1/jobs/{ids['queued']}/events",
-        f"/api/v1/models/{ids['model']}", f"/api/v1/datasets/{ids['csv']}", f"/api/v1/datasets/{ids['npz']}",
-        *LISTINGS]}
-    view["predict"] = client.post(f"/api/v1/models/{ids['model']}/predict", headers=headers,
-                                  json={"instances": IRIS_ROWS}).get_json()
+    view = {
+        path: client.get(path, headers=headers).get_json()
+        for path in [
+            f"/api/v1/jobs/{ids['finished']}",
+            f"/api/v1/jobs/{ids['queued']}",
+            f"/api/v1/jobs/{ids['finished']}/events",
+            f"/api/v1/jobs/{ids['queued']}/events",
+            f"/api/v1/models/{ids['model']}",
+            f"/api/v1/datasets/{ids['csv']}",
+            f"/api/v1/datasets/{ids['npz']}",
+            *LISTINGS,
+        ]
+    }
+    view["predict"] = client.post(
+        f"/api/v1/models/{ids['model']}/predict", headers=headers, json={"instances": IRIS_ROWS}
+    ).get_json()
     with db.session() as session:
-        view["rows"] = {t.__name__: session.scalar(select(func.count()).select_from(t))
-                        for t in (Job, JobEvent, Model, Dataset)}
+        view["rows"] = {
+            t.__name__: session.scalar(select(func.count()).select_from(t)) for t in (Job, JobEvent, Model, Dataset)
+        }
     return view
 
 
@@ -153,8 +197,10 @@ def test_another_users_objects_answer_like_unknown_ids(client, alice, bob, world
         unknown_id = new_id()
         unknown = probe.send(client, bob, unknown_id)
         if foreign.status_code != 404 or comparable(foreign, world[probe.target]) != comparable(unknown, unknown_id):
-            mismatches.append(f"{probe.name}: {foreign.status_code} {foreign.get_data(as_text=True)[:200]} "
-                              f"vs {unknown.status_code} {unknown.get_data(as_text=True)[:200]}")
+            mismatches.append(
+                f"{probe.name}: {foreign.status_code} {foreign.get_data(as_text=True)[:200]} "
+                f"vs {unknown.status_code} {unknown.get_data(as_text=True)[:200]}"
+            )
     assert not mismatches, "\n".join(mismatches)
 
     after = snapshot(client, alice, world, db)
@@ -198,11 +244,20 @@ def test_every_route_is_probed(app):
 def test_an_admin_sees_and_cancels_another_users_job(client, alice, make_user, world):
     admin = make_user("root", admin=True)
     assert client.get(f"/api/v1/jobs/{world['queued']}", headers=admin).get_json()["owner"] == "alice"
-    listed = {path: client.get(path, headers=admin).get_data(as_text=True)
-              for path in ("/api/v1/jobs", "/api/v1/models", "/api/v1/datasets")}
-    assert all(world[name] in listed[path] for name, path in [
-        ("finished", "/api/v1/jobs"), ("queued", "/api/v1/jobs"), ("model", "/api/v1/models"),
-        ("csv", "/api/v1/datasets"), ("npz", "/api/v1/datasets")])
+    listed = {
+        path: client.get(path, headers=admin).get_data(as_text=True)
+        for path in ("/api/v1/jobs", "/api/v1/models", "/api/v1/datasets")
+    }
+    assert all(
+        world[name] in listed[path]
+        for name, path in [
+            ("finished", "/api/v1/jobs"),
+            ("queued", "/api/v1/jobs"),
+            ("model", "/api/v1/models"),
+            ("csv", "/api/v1/datasets"),
+            ("npz", "/api/v1/datasets"),
+        ]
+    )
 
     response = client.post(f"/api/v1/jobs/{world['queued']}/cancel", headers=admin)
     assert response.status_code == 202 and response.get_json()["status"] == "cancelled"
@@ -226,8 +281,10 @@ def test_a_disabled_user_gets_401_everywhere(client, make_user, world, run_queue
     for name, response in answers.items():
         assert response.status_code == 401, name
         assert_error(response, 401, code="unauthorized")
-    assert client.get(f"/api/v1/jobs/{own['queued']}", headers=carol).get_json()["error"]["message"] == \
-        client.get("/api/v1/jobs", headers={"Authorization": "Bearer lt_unknown"}).get_json()["error"]["message"]
+    assert (
+        client.get(f"/api/v1/jobs/{own['queued']}", headers=carol).get_json()["error"]["message"]
+        == client.get("/api/v1/jobs", headers={"Authorization": "Bearer lt_unknown"}).get_json()["error"]["message"]
+    )
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])

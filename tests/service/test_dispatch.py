@@ -1,5 +1,6 @@
 """The dispatcher on PostgreSQL and Redis: slots, fair share, per-user limits, lost workers,
 lost messages, and two dispatchers at once."""
+
 from __future__ import annotations
 
 import json
@@ -10,14 +11,13 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
-from service.jobs import lifecycle
-
-from service.lab import worker_registry
 from service.core.broker import make_celery
-from service.dispatcher import Dispatcher
-from service.lab.fair_share import queue_order, usage_by_owner
-from service.jobs.limits import set_limits
 from service.core.orm import Job, JobEvent, User, utcnow
+from service.dispatcher import Dispatcher
+from service.jobs import lifecycle
+from service.jobs.limits import set_limits
+from service.lab import worker_registry
+from service.lab.fair_share import queue_order, usage_by_owner
 from service.lab.users import create_user
 
 SPEC = {"dataset": "iris", "algorithm": "knn"}
@@ -37,13 +37,23 @@ def lab(db):
     def submit(name: str, queue: str = "gpu", count: int = 1) -> list[str]:
         with db.session() as session:
             owner = session.get(User, users[name].id)
-            return [lifecycle.create_job(session, owner, family="classic", spec=SPEC, queue=queue, name=None).id
-                    for _ in range(count)]
+            return [
+                lifecycle.create_job(session, owner, family="classic", spec=SPEC, queue=queue, name=None).id
+                for _ in range(count)
+            ]
 
     def worker(queue: str = "gpu", concurrency: int = 1, name: str = "w1") -> None:
         with db.session() as session:
-            worker_registry.heartbeat(session, name=name, queues=[queue], host="lab", pid=1,
-                                      concurrency=concurrency, gpu_name=None, gpu_memory_mb=None)
+            worker_registry.heartbeat(
+                session,
+                name=name,
+                queues=[queue],
+                host="lab",
+                pid=1,
+                concurrency=concurrency,
+                gpu_name=None,
+                gpu_memory_mb=None,
+            )
 
     return users, submit, worker
 
@@ -57,8 +67,9 @@ def start(db, job_id: str, seconds_ago: float = 0.0) -> None:
     """A worker takes the job (and, for usage, started it `seconds_ago`)."""
     with db.session() as session:
         assert lifecycle.claim(session, job_id, "w1")
-        session.execute(update(Job).where(Job.id == job_id).values(
-            started_at=utcnow() - timedelta(seconds=seconds_ago)))
+        session.execute(
+            update(Job).where(Job.id == job_id).values(started_at=utcnow() - timedelta(seconds=seconds_ago))
+        )
 
 
 def finish(db, job_id: str) -> None:
@@ -166,8 +177,11 @@ def test_a_job_whose_worker_stopped_heartbeating_is_requeued_then_failed(db, dis
     for attempt in (1, 2):
         start(db, job_id)
         with db.session() as session:  # the worker dies: its heartbeat gets old
-            session.execute(update(Job).where(Job.id == job_id).values(
-                heartbeat_at=utcnow() - timedelta(seconds=settings.job_heartbeat_timeout_s + 1)))
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(heartbeat_at=utcnow() - timedelta(seconds=settings.job_heartbeat_timeout_s + 1))
+            )
         released = round_(db, dispatcher)
         with db.session() as session:
             job = session.get(Job, job_id)
@@ -187,8 +201,11 @@ def test_a_message_the_broker_lost_is_sent_again(db, dispatcher, lab, settings):
     client = redis.Redis.from_url(settings.broker_url)
     client.flushdb()  # as a restarted Redis without persistence would be
     with db.session() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(
-            released_at=utcnow() - timedelta(seconds=settings.resend_after_s + 1)))
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(released_at=utcnow() - timedelta(seconds=settings.resend_after_s + 1))
+        )
     round_(db, dispatcher)
     assert any(job_id in m.decode() for m in client.lrange("cpu", 0, -1))
 
@@ -198,6 +215,5 @@ def test_queued_limit_is_a_429_naming_it(client, alice, settings):
 
     for _ in range(settings.max_queued):
         assert client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice).status_code == 201
-    error = assert_error(client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice), 429, "max_queued",
-                         "limit_reached")
+    error = assert_error(client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice), 429, "max_queued", "limit_reached")
     assert "limit is 20" in error["message"]

@@ -1,5 +1,6 @@
 """A job's events as server-sent events: the same events as the JSON route, resumable with
 Last-Event-ID, polled with short sessions, ended with the job or after a bounded time."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ import types
 import pytest
 from sqlalchemy import update
 
-from service.jobs import lifecycle
 from service.api import events_stream
 from service.core.orm import Job
+from service.jobs import lifecycle
 from tests.service.test_api_datasets_models import submit_and_run
 from tests.service.test_api_jobs import IRIS_KNN
 
@@ -115,4 +116,5 @@ def test_the_dashboard_is_served_with_its_own_assets(client):
         response = client.get(f"/dashboard/{asset}")
         assert response.status_code == 200, asset
         assert b"https://" not in response.data and b"http://" not in response.data.replace(
-            b"http://www.w3.org/2000/svg", b""), asset
+            b"http://www.w3.org/2000/svg", b""
+        ), asset

@@ -4,6 +4,7 @@ Real MNIST test digits are drawn as image files, processed, and compared with th
 originals: a classifier trained on raw MNIST must read them about as well as the raw
 digits, and the pixels must be close to the originals.
 """
+
 from __future__ import annotations
 
 import io
@@ -97,11 +98,14 @@ def test_rendered_mnist_digits_come_back_as_mnist(upload, digits, knn):
     assert np.abs(centres - 14.0).max() <= 0.75
 
 
-@pytest.mark.parametrize("page, box", [
-    ((1200, 900), (40, 60, 300, 300)),     # small digit in the top-left corner of a big page
-    ((900, 200), (700, 10, 180, 180)),     # wide strip, digit at the right end
-    ((150, 700), (5, 480, 140, 140)),      # tall strip, digit near the bottom
-])
+@pytest.mark.parametrize(
+    "page, box",
+    [
+        ((1200, 900), (40, 60, 300, 300)),  # small digit in the top-left corner of a big page
+        ((900, 200), (700, 10, 180, 180)),  # wide strip, digit at the right end
+        ((150, 700), (5, 480, 140, 140)),  # tall strip, digit near the bottom
+    ],
+)
 def test_digits_anywhere_on_any_page_are_centred_and_sized(page, box, digits):
     originals, _ = digits
     for digit in originals[:10]:
@@ -195,16 +199,22 @@ def _gif() -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"hello", "the file is not an image (PNG, BMP or JPEG)"),
-    (b"sepal_length,sepal_width,species\n5.1,3.5,setosa\n4.9,3.0,setosa\n",
-     "the file is not an image (PNG, BMP or JPEG)"),
-    (b"\x89PNG\r\n\x1a\n", "the file is not an image (PNG, BMP or JPEG)"),
-    (_gif(), "the file is not an image (PNG, BMP or JPEG)"),
-    (b"", "the file is empty"),
-    (b"\xff" * (MAX_IMAGE_BYTES + 1), "the file is larger than 10 MB"),
-    ("a string", "the upload must be the bytes of an image file"),
-], ids=["text", "csv", "png-signature-only", "gif", "empty", "too-many-bytes", "not-bytes"])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"hello", "the file is not an image (PNG, BMP or JPEG)"),
+        (
+            b"sepal_length,sepal_width,species\n5.1,3.5,setosa\n4.9,3.0,setosa\n",
+            "the file is not an image (PNG, BMP or JPEG)",
+        ),
+        (b"\x89PNG\r\n\x1a\n", "the file is not an image (PNG, BMP or JPEG)"),
+        (_gif(), "the file is not an image (PNG, BMP or JPEG)"),
+        (b"", "the file is empty"),
+        (b"\xff" * (MAX_IMAGE_BYTES + 1), "the file is larger than 10 MB"),
+        ("a string", "the upload must be the bytes of an image file"),
+    ],
+    ids=["text", "csv", "png-signature-only", "gif", "empty", "too-many-bytes", "not-bytes"],
+)
 def test_what_is_not_an_image_is_refused(data, message):
     with pytest.raises(ImageError) as caught:
         mnist_digit(data)
@@ -225,12 +235,16 @@ def test_decompression_bombs_are_refused(width, height):
         mnist_digit(_png_claiming(width, height))
 
 
-@pytest.mark.parametrize("data", [
-    encode(Image.new("L", (300, 200), 255), "PNG"),
-    encode(Image.new("RGB", (300, 200), (0, 0, 0)), "BMP"),
-    encode(Image.new("RGBA", (300, 200), (0, 0, 0, 0)), "PNG"),
-    _blank(190, noise=6.0),
-], ids=["white", "black", "transparent", "grey-noisy-paper"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        encode(Image.new("L", (300, 200), 255), "PNG"),
+        encode(Image.new("RGB", (300, 200), (0, 0, 0)), "BMP"),
+        encode(Image.new("RGBA", (300, 200), (0, 0, 0, 0)), "PNG"),
+        _blank(190, noise=6.0),
+    ],
+    ids=["white", "black", "transparent", "grey-noisy-paper"],
+)
 def test_blank_pictures_are_refused(data):
     with pytest.raises(ImageError, match="^the image is blank: no digit found$"):
         mnist_digit(data)
@@ -240,7 +254,7 @@ def test_to_input_fits_the_digits_data_set(digits):
     digit = mnist_digit(render(digits[0][0]))
     small = to_input(digit, 8, 8, 16.0)
     assert small.shape == (8, 8) and small.dtype == np.float32
-    assert 0.0 <= small.min() and 8.0 < small.max() <= 16.0
+    assert small.min() >= 0.0 and 8.0 < small.max() <= 16.0
     # Area averages: the mean brightness is about kept.
     assert small.mean() == pytest.approx(digit.mean() * 16.0 / 255.0, rel=0.1)
 

@@ -1,13 +1,14 @@
 """The job state machine on PostgreSQL: atomic claims, guarded transitions, ordered events."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 
-from service.jobs import lifecycle
 from service.core.errors import Conflict
 from service.core.orm import Job, JobEvent
+from service.jobs import lifecycle
 from service.lab.users import create_user
 
 SPEC = {"dataset": "iris", "algorithm": "knn"}

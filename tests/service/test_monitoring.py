@@ -1,4 +1,5 @@
 """Readiness, Prometheus metrics, rate limits and CORS (against PostgreSQL and Redis)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -94,13 +95,19 @@ def test_metrics_count_the_jobs_that_ran(client, alice, bob, run_queued):
     usage = {labels: v for (name, labels), v in found.items() if name == "labtrain_user_usage_device_seconds"}
     assert usage[(("queue", "cpu"), ("user", "alice"))] > 0
     # HTTP latency by route template, not by path (one series for every job id).
-    submits = value(found, "labtrain_http_request_duration_seconds_count", method="POST", route="/api/v1/jobs",
-                    status="201")
+    submits = value(
+        found, "labtrain_http_request_duration_seconds_count", method="POST", route="/api/v1/jobs", status="201"
+    )
     assert submits >= 3
-    assert value(found, "labtrain_http_request_duration_seconds_count", method="POST", route="/api/v1/jobs",
-                 status="422") >= 1
-    assert not [labels for (name, labels) in found if name.startswith("labtrain_http") and
-                any(ids[0] in str(v) for _k, v in labels)]
+    assert (
+        value(found, "labtrain_http_request_duration_seconds_count", method="POST", route="/api/v1/jobs", status="422")
+        >= 1
+    )
+    assert not [
+        labels
+        for (name, labels) in found
+        if name.startswith("labtrain_http") and any(ids[0] in str(v) for _k, v in labels)
+    ]
 
 
 def test_metrics_can_require_a_token(settings, db):
@@ -127,8 +134,9 @@ def test_submit_and_predict_are_rate_limited_per_user(settings, db, make_user, r
     run_queued(first[0].get_json()["id"])
     model_id = client.get(f"/api/v1/jobs/{first[0].get_json()['id']}", headers=alice).get_json()["result"]["model_id"]
     predict = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
-    assert [client.post(f"/api/v1/models/{model_id}/predict", json=predict, headers=alice).status_code
-            for _ in range(2)] == [200, 200]
+    assert [
+        client.post(f"/api/v1/models/{model_id}/predict", json=predict, headers=alice).status_code for _ in range(2)
+    ] == [200, 200]
     over = client.post(f"/api/v1/models/{model_id}/predict", json=predict, headers=alice)
     assert_error(over, 429, code="rate_limited")
     assert "Retry-After" in over.headers
@@ -141,6 +149,7 @@ def test_submit_and_predict_are_rate_limited_per_user(settings, db, make_user, r
 def test_cors_is_off(client, alice):
     response = client.get("/api/v1/jobs", headers={**alice, "Origin": "https://elsewhere.example"})
     assert response.status_code == 200 and "Access-Control-Allow-Origin" not in response.headers
-    preflight = client.options("/api/v1/jobs", headers={"Origin": "https://elsewhere.example",
-                                                        "Access-Control-Request-Method": "POST"})
+    preflight = client.options(
+        "/api/v1/jobs", headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"}
+    )
     assert "Access-Control-Allow-Origin" not in preflight.headers

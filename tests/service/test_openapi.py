@@ -1,6 +1,7 @@
 """The OpenAPI document and the docs page: a valid document, every route in it, request
 schemas that are the validators' own, examples the API accepts, and a page that loads
 nothing from other hosts. (tests/test_schemathesis.py checks the answers against it.)"""
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,8 @@ import pytest
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from service.api.openapi import REF, is_static, openapi_path
-from service.search.spec import SearchDef, SpaceDimension
 from service.classic.spec import ClassicSpec, Evaluation
+from service.search.spec import SearchDef, SpaceDimension
 
 SCHEMAS = "#/components/schemas/"
 
@@ -51,8 +52,12 @@ def test_the_document_is_valid_openapi_31(document):
 def test_every_route_is_in_the_document(app, document):
     rules = [rule for rule in app.url_map.iter_rules() if not is_static(rule)]
     assert len(rules) >= 20
-    missing = [f"{method} {rule.rule}" for rule in rules for method in rule.methods - {"HEAD", "OPTIONS"}
-               if method.lower() not in document["paths"].get(openapi_path(rule), {})]
+    missing = [
+        f"{method} {rule.rule}"
+        for rule in rules
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+        if method.lower() not in document["paths"].get(openapi_path(rule), {})
+    ]
     assert not missing
     # and the other way round: nothing documented that the app does not serve
     served = {(openapi_path(rule), method.lower()) for rule in rules for method in rule.methods}
@@ -62,8 +67,12 @@ def test_every_route_is_in_the_document(app, document):
 def test_every_route_is_described(document):
     # A route missing from service/api/openapi.py's ROUTES is in the document with a
     # placeholder; describe it there (its query parameters, body, answers).
-    undescribed = [f"{method.upper()} {path}" for path, ops in document["paths"].items()
-                   for method, op in ops.items() if op["summary"] == "Not described yet"]
+    undescribed = [
+        f"{method.upper()} {path}"
+        for path, ops in document["paths"].items()
+        for method, op in ops.items()
+        if op["summary"] == "Not described yet"
+    ]
     assert not undescribed
 
 

@@ -1,4 +1,5 @@
 """Optimisation jobs (`optimize`): spec checks through the API, runs, results, cancellation, catalog."""
+
 from __future__ import annotations
 
 import math
@@ -10,24 +11,129 @@ import pytest
 
 from service.core.errors import SpecError
 from service.optimize import aco_tsp
-from service.optimize.validate import validate_optimize
 from service.optimize.aco_tsp import distances, tour_length, two_opt_best
 from service.optimize.functions import evaluate
 from service.optimize.tsp_instances import INSTANCES, tsplib_length
+from service.optimize.validate import validate_optimize
 from tests.service.test_api_datasets_models import submit_and_run
 from tests.service.test_api_jobs import assert_error
 from workers.trainers import Cancelled
 from workers.trainers import optimize as optimize_trainer
 
-SPHERE_PSO = {"name": "sphere-pso", "optimize": {"strategy": "pso", "function": "sphere", "dimensions": 5,
-                                                 "evaluations": 2000, "seed": 1}}
+SPHERE_PSO = {
+    "name": "sphere-pso",
+    "optimize": {"strategy": "pso", "function": "sphere", "dimensions": 5, "evaluations": 2000, "seed": 1},
+}
 BERLIN_ACO = {"optimize": {"strategy": "aco", "function": "tsp", "instance": "berlin52", "evaluations": 2000}}
 
 # TSPLIB's optimal tours (its .opt.tour files), 0-based.
-BERLIN52_TOUR = [0, 48, 31, 44, 18, 40, 7, 8, 9, 42, 32, 50, 10, 51, 13, 12, 46, 25, 26, 27, 11, 24, 3, 5, 14, 4,
-                 23, 47, 37, 36, 39, 38, 35, 34, 33, 43, 45, 15, 28, 49, 19, 22, 29, 1, 6, 41, 20, 16, 2, 17, 30, 21]
-EIL51_TOUR = [32, 38, 9, 48, 8, 29, 33, 49, 15, 20, 28, 1, 19, 34, 35, 2, 27, 30, 25, 7, 21, 0, 31, 10, 37, 4, 36,
-              16, 3, 17, 46, 11, 45, 50, 26, 5, 47, 22, 6, 42, 23, 13, 24, 12, 40, 39, 18, 41, 43, 14, 44]
+BERLIN52_TOUR = [
+    0,
+    48,
+    31,
+    44,
+    18,
+    40,
+    7,
+    8,
+    9,
+    42,
+    32,
+    50,
+    10,
+    51,
+    13,
+    12,
+    46,
+    25,
+    26,
+    27,
+    11,
+    24,
+    3,
+    5,
+    14,
+    4,
+    23,
+    47,
+    37,
+    36,
+    39,
+    38,
+    35,
+    34,
+    33,
+    43,
+    45,
+    15,
+    28,
+    49,
+    19,
+    22,
+    29,
+    1,
+    6,
+    41,
+    20,
+    16,
+    2,
+    17,
+    30,
+    21,
+]
+EIL51_TOUR = [
+    32,
+    38,
+    9,
+    48,
+    8,
+    29,
+    33,
+    49,
+    15,
+    20,
+    28,
+    1,
+    19,
+    34,
+    35,
+    2,
+    27,
+    30,
+    25,
+    7,
+    21,
+    0,
+    31,
+    10,
+    37,
+    4,
+    36,
+    16,
+    3,
+    17,
+    46,
+    11,
+    45,
+    50,
+    26,
+    5,
+    47,
+    22,
+    6,
+    42,
+    23,
+    13,
+    24,
+    12,
+    40,
+    39,
+    18,
+    41,
+    43,
+    14,
+    44,
+]
 
 
 def opt(**fields):
@@ -41,49 +147,52 @@ def tsp(**fields):
 SQUARE = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
 
-@pytest.mark.parametrize("spec,field", [
-    (opt(strategy="nope"), "optimize.strategy"),
-    (opt(strategy=3), "optimize.strategy"),
-    ({"optimize": {"function": "sphere"}}, "optimize.strategy"),
-    (opt(function="himmelblau"), "optimize.function"),
-    (opt(dimensions=0), "optimize.dimensions"),
-    (opt(dimensions=1001), "optimize.dimensions"),
-    (opt(dimensions=2.0), "optimize.dimensions"),
-    (opt(evaluations=200_001), "optimize.evaluations"),
-    (opt(evaluations=0), "optimize.evaluations"),
-    (opt(evaluations=True), "optimize.evaluations"),
-    (opt(seed=-1), "optimize.seed"),
-    (opt(params={"nope": 1}), "optimize.params.nope"),
-    (opt(strategy="ga", params={"crossover_rate": 1.5}), "optimize.params.crossover_rate"),
-    (opt(params={"topology": "star"}), "optimize.params.topology"),
-    (opt(params=[1]), "optimize.params"),
-    (opt(bounds=[1, 1]), "optimize.bounds"),
-    (opt(bounds=[2, -2]), "optimize.bounds"),
-    (opt(bounds=[0]), "optimize.bounds"),
-    (opt(bounds=[0, 1e7]), "optimize.bounds.1"),
-    (opt(bounds=[0, float("inf")]), "optimize.bounds.1"),
-    (opt(instance="berlin52"), "optimize.instance"),
-    (opt(cities=SQUARE), "optimize.cities"),
-    (opt(colour="red"), "optimize.colour"),
-    (tsp(instance="berlin52", strategy="ga"), "optimize.strategy"),
-    (tsp(instance="berlin52", cities=SQUARE), "optimize.cities"),
-    (tsp(), "optimize.instance"),
-    (tsp(instance="berlin53"), "optimize.instance"),
-    (tsp(instance="berlin52", dimensions=5), "optimize.dimensions"),
-    (tsp(instance="berlin52", bounds=[0, 1]), "optimize.bounds"),
-    (tsp(cities=SQUARE[:3]), "optimize.cities"),
-    (tsp(cities=[[0, 0], [1, float("nan")], [1, 1], [0, 1]]), "optimize.cities.1.1"),
-    (tsp(cities=[[0, 0, 0], [1, 0], [1, 1], [0, 1]]), "optimize.cities.0"),
-    (tsp(cities=[[0, 0], [1, 0], [0, 0], [0, 1]]), "optimize.cities.2"),
-    (tsp(cities=[[0, 0], [1, 0], [1, 1], [0, 1]] * 251), "optimize.cities"),
-    (tsp(instance="eil51", params={"q0": 2}), "optimize.params.q0"),
-    (tsp(instance="eil51", params={"archive": 50}), "optimize.params.archive"),   # ACO_R's, not ACS's
-    (tsp(instance="eil51", strategy="random", params={"ants": 5}), "optimize.params.ants"),
-    ({**opt(), "device": "gpu"}, "device"),
-    ({**opt(), "dataset": "iris"}, "dataset"),
-    ({**opt(), "name": ""}, "name"),
-    ({"optimize": "sphere"}, "optimize"),
-])
+@pytest.mark.parametrize(
+    "spec,field",
+    [
+        (opt(strategy="nope"), "optimize.strategy"),
+        (opt(strategy=3), "optimize.strategy"),
+        ({"optimize": {"function": "sphere"}}, "optimize.strategy"),
+        (opt(function="himmelblau"), "optimize.function"),
+        (opt(dimensions=0), "optimize.dimensions"),
+        (opt(dimensions=1001), "optimize.dimensions"),
+        (opt(dimensions=2.0), "optimize.dimensions"),
+        (opt(evaluations=200_001), "optimize.evaluations"),
+        (opt(evaluations=0), "optimize.evaluations"),
+        (opt(evaluations=True), "optimize.evaluations"),
+        (opt(seed=-1), "optimize.seed"),
+        (opt(params={"nope": 1}), "optimize.params.nope"),
+        (opt(strategy="ga", params={"crossover_rate": 1.5}), "optimize.params.crossover_rate"),
+        (opt(params={"topology": "star"}), "optimize.params.topology"),
+        (opt(params=[1]), "optimize.params"),
+        (opt(bounds=[1, 1]), "optimize.bounds"),
+        (opt(bounds=[2, -2]), "optimize.bounds"),
+        (opt(bounds=[0]), "optimize.bounds"),
+        (opt(bounds=[0, 1e7]), "optimize.bounds.1"),
+        (opt(bounds=[0, float("inf")]), "optimize.bounds.1"),
+        (opt(instance="berlin52"), "optimize.instance"),
+        (opt(cities=SQUARE), "optimize.cities"),
+        (opt(colour="red"), "optimize.colour"),
+        (tsp(instance="berlin52", strategy="ga"), "optimize.strategy"),
+        (tsp(instance="berlin52", cities=SQUARE), "optimize.cities"),
+        (tsp(), "optimize.instance"),
+        (tsp(instance="berlin53"), "optimize.instance"),
+        (tsp(instance="berlin52", dimensions=5), "optimize.dimensions"),
+        (tsp(instance="berlin52", bounds=[0, 1]), "optimize.bounds"),
+        (tsp(cities=SQUARE[:3]), "optimize.cities"),
+        (tsp(cities=[[0, 0], [1, float("nan")], [1, 1], [0, 1]]), "optimize.cities.1.1"),
+        (tsp(cities=[[0, 0, 0], [1, 0], [1, 1], [0, 1]]), "optimize.cities.0"),
+        (tsp(cities=[[0, 0], [1, 0], [0, 0], [0, 1]]), "optimize.cities.2"),
+        (tsp(cities=[[0, 0], [1, 0], [1, 1], [0, 1]] * 251), "optimize.cities"),
+        (tsp(instance="eil51", params={"q0": 2}), "optimize.params.q0"),
+        (tsp(instance="eil51", params={"archive": 50}), "optimize.params.archive"),  # ACO_R's, not ACS's
+        (tsp(instance="eil51", strategy="random", params={"ants": 5}), "optimize.params.ants"),
+        ({**opt(), "device": "gpu"}, "device"),
+        ({**opt(), "dataset": "iris"}, "dataset"),
+        ({**opt(), "name": ""}, "name"),
+        ({"optimize": "sphere"}, "optimize"),
+    ],
+)
 def test_invalid_optimize_specs_are_422_naming_the_field(client, alice, spec, field):
     error = assert_error(client.post("/api/v1/jobs", json=spec, headers=alice), 422, field)
     assert error["message"]
@@ -265,7 +374,11 @@ def test_catalog_lists_strategies_and_problems(client, alice):
     assert set(functions) == {"sphere", "rastrigin", "rosenbrock", "ackley", "griewank", "tsp"}
     assert functions["sphere"]["bounds"] == [-5.12, 5.12] and functions["rastrigin"]["title"]
     instances = {i["name"]: i for i in functions["tsp"]["instances"]}
-    assert instances["berlin52"] == {"name": "berlin52", "title": instances["berlin52"]["title"], "cities": 52,
-                                     "optimum": 7542}
+    assert instances["berlin52"] == {
+        "name": "berlin52",
+        "title": instances["berlin52"]["title"],
+        "cities": 52,
+        "optimum": 7542,
+    }
     assert instances["eil51"]["optimum"] == 426 and instances["random30"]["optimum"] is None
     assert {p["name"] for p in functions["tsp"]["aco_parameters"]} >= {"ants", "alpha", "beta", "q0"}

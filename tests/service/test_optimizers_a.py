@@ -3,6 +3,7 @@
 Fixed seeds throughout; budgets are exact, so every comparison is at an equal number of
 objective evaluations.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 
 from service.metaheuristics import OPTIMIZERS, Space, minimize
-from service.optimize.aco_tsp import distances, solve_tsp, tour_length, two_opt_best
 from service.metaheuristics.base import Dimension
+from service.optimize.aco_tsp import distances, solve_tsp, tour_length, two_opt_best
 from service.optimize.functions import FUNCTIONS, evaluate
 
 MINE = ["ga", "sa", "tabu", "aco"]
@@ -58,8 +59,7 @@ def test_exact_evaluation_count(strategy, budget):
     # 137 is a multiple of no population or batch size used here.
     space, objective = benchmark("sphere")
     calls = []
-    result = minimize(OPTIMIZERS[strategy](space, budget, seed=1),
-                      lambda p: calls.append(1) or objective(p), budget)
+    result = minimize(OPTIMIZERS[strategy](space, budget, seed=1), lambda p: calls.append(1) or objective(p), budget)
     assert result.evaluations == budget == len(calls) == len(result.curve)
     assert all(a >= b for a, b in zip(result.curve, result.curve[1:]))
 
@@ -69,9 +69,12 @@ def test_exact_evaluation_count(strategy, budget):
 def test_should_stop_between_evaluations(strategy, k):
     space, objective = benchmark("sphere")
     calls = []
-    result = minimize(OPTIMIZERS[strategy](space, 1000, seed=2),
-                      lambda p: calls.append(1) or objective(p), 1000,
-                      should_stop=lambda: len(calls) >= k)
+    result = minimize(
+        OPTIMIZERS[strategy](space, 1000, seed=2),
+        lambda p: calls.append(1) or objective(p),
+        1000,
+        should_stop=lambda: len(calls) >= k,
+    )
     assert len(calls) == k == result.evaluations
 
 
@@ -103,9 +106,13 @@ def test_same_seed_same_result(strategy):
 
 @pytest.mark.parametrize("strategy", MINE)
 def test_mixed_space(strategy):
-    space = Space((Dimension("layers", "int", 1, 8),
-                   Dimension("lr", "float", 1e-4, 1e-1, log=True),
-                   Dimension("activation", "categorical", choices=("relu", "tanh", "sigmoid"))))
+    space = Space(
+        (
+            Dimension("layers", "int", 1, 8),
+            Dimension("lr", "float", 1e-4, 1e-1, log=True),
+            Dimension("activation", "categorical", choices=("relu", "tanh", "sigmoid")),
+        )
+    )
     seen = []
 
     def objective(p):
@@ -121,7 +128,7 @@ def test_mixed_space(strategy):
         assert p["activation"] in ("relu", "tanh", "sigmoid")
     best = result.best_point
     assert best["layers"] == 5 and best["activation"] == "tanh"
-    assert abs(math.log10(best["lr"]) + 2.5) < 0.3     # within 0.3 decades of lr = 10^-2.5
+    assert abs(math.log10(best["lr"]) + 2.5) < 0.3  # within 0.3 decades of lr = 10^-2.5
 
 
 def test_aco_tsp_within_ten_percent_of_multistart_two_opt():

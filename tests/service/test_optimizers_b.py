@@ -1,5 +1,6 @@
 """Particle swarm, bacterial foraging and artificial bee colony: quality on benchmarks, the exact
 evaluation budget, stopping between evaluations, whole-population batches and mixed spaces."""
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,7 @@ def test_rastrigin_10_beats_random_search(strategy):
 def test_exact_budget(strategy, budget):
     space, objective = benchmark("rastrigin", 5)
     calls = []
-    result = minimize(OPTIMIZERS[strategy](space, budget, seed=3),
-                      lambda p: calls.append(p) or objective(p), budget)
+    result = minimize(OPTIMIZERS[strategy](space, budget, seed=3), lambda p: calls.append(p) or objective(p), budget)
     assert result.evaluations == budget == len(calls) == len(result.curve)
     assert result.best_value == min(objective(p) for p in calls)
 
@@ -55,16 +55,26 @@ def test_exact_budget(strategy, budget):
 def test_stop_between_evaluations(strategy, k):
     space, objective = benchmark("sphere", 4)
     calls = []
-    result = minimize(OPTIMIZERS[strategy](space, 1000, seed=0),
-                      lambda p: calls.append(p) or objective(p), 1000, should_stop=lambda: len(calls) >= k)
+    result = minimize(
+        OPTIMIZERS[strategy](space, 1000, seed=0),
+        lambda p: calls.append(p) or objective(p),
+        1000,
+        should_stop=lambda: len(calls) >= k,
+    )
     assert len(calls) == k == result.evaluations
 
 
-@pytest.mark.parametrize("strategy, size_param, expected", [
-    ("pso", {}, 20), ("pso", {"swarm_size": 33}, 33),
-    ("abc", {}, 10), ("abc", {"colony_size": 50}, 25),
-    ("bfo", {}, 10), ("bfo", {"bacteria": 16}, 16),
-])
+@pytest.mark.parametrize(
+    "strategy, size_param, expected",
+    [
+        ("pso", {}, 20),
+        ("pso", {"swarm_size": 33}, 33),
+        ("abc", {}, 10),
+        ("abc", {"colony_size": 50}, 25),
+        ("bfo", {}, 10),
+        ("bfo", {"bacteria": 16}, 16),
+    ],
+)
 def test_whole_population_is_asked_at_once(strategy, size_param, expected):
     space, objective = benchmark("sphere", 6)
     optimizer = OPTIMIZERS[strategy](space, 1000, seed=0, **size_param)
@@ -101,8 +111,13 @@ def test_same_seed_same_run(strategy):
 # a step rarely changes the value, so it gets a larger budget and only has to be near the optimum.
 @pytest.mark.parametrize("strategy, budget, tolerance", [("pso", 300, 1e-2), ("abc", 300, 1e-2), ("bfo", 1000, 1.1)])
 def test_mixed_space(strategy, budget, tolerance):
-    space = Space((Dimension("layers", "int", 1, 8), Dimension("lr", "float", 1e-5, 1e-1, log=True),
-                   Dimension("activation", "categorical", choices=("relu", "tanh", "sigmoid"))))
+    space = Space(
+        (
+            Dimension("layers", "int", 1, 8),
+            Dimension("lr", "float", 1e-5, 1e-1, log=True),
+            Dimension("activation", "categorical", choices=("relu", "tanh", "sigmoid")),
+        )
+    )
     seen = []
 
     def cost(p):

@@ -4,6 +4,7 @@ Each trial is a child job; here `run_queued` runs them as a worker's pool proces
 and the driver is stepped directly. tests/test_search_end_to_end.py runs searches on real
 worker processes through the dispatcher.
 """
+
 from __future__ import annotations
 
 import time
@@ -11,16 +12,25 @@ import time
 import pytest
 from sqlalchemy import select
 
+from service.core.orm import Job
 from service.jobs import lifecycle
 from service.search.driver import SearchDriver
-from service.core.orm import Job
 from tests.service.test_api_jobs import assert_error
 
 KNN_SEARCH = {
-    "name": "knn-search", "dataset": "iris", "algorithm": "knn",
-    "search": {"strategy": "random", "trials": 6, "parallel": 2, "seed": 1,
-               "space": {"n_neighbors": {"type": "int", "low": 1, "high": 30},
-                         "weights": {"type": "categorical", "choices": ["uniform", "distance"]}}},
+    "name": "knn-search",
+    "dataset": "iris",
+    "algorithm": "knn",
+    "search": {
+        "strategy": "random",
+        "trials": 6,
+        "parallel": 2,
+        "seed": 1,
+        "space": {
+            "n_neighbors": {"type": "int", "low": 1, "high": 30},
+            "weights": {"type": "categorical", "choices": ["uniform", "distance"]},
+        },
+    },
 }
 
 
@@ -37,8 +47,9 @@ def drive(settings, db, run_queued):
                 parent = session.get(Job, parent_id)
                 if parent.status in ("succeeded", "failed", "cancelled"):
                     return
-                queued = session.scalars(select(Job.id).where(Job.parent_id == parent_id,
-                                                              Job.status == "queued").order_by(Job.id)).all()
+                queued = session.scalars(
+                    select(Job.id).where(Job.parent_id == parent_id, Job.status == "queued").order_by(Job.id)
+                ).all()
             if not run_trials:
                 return
             for child_id in queued:
@@ -86,8 +97,9 @@ def test_a_random_search_runs_its_trials_as_child_jobs(client, alice, db, drive)
     events = client.get(f"/api/v1/jobs/{parent['id']}/events", headers=alice).get_json()["items"]
     assert [e["data"]["number"] for e in events if e["type"] == "trial"] == list(range(6))
     # The best trial's model answers predictions like any model.
-    predicted = client.post(f"/api/v1/models/{result['model_id']}/predict", headers=alice,
-                            json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    predicted = client.post(
+        f"/api/v1/models/{result['model_id']}/predict", headers=alice, json={"instances": [[5.1, 3.5, 1.4, 0.2]]}
+    )
     assert predicted.status_code == 200 and predicted.get_json()["predictions"] == [0]
     # The search's own id names its best model too.
     by_search = client.get(f"/api/v1/models/{parent['id']}", headers=alice).get_json()
@@ -106,9 +118,18 @@ def test_parallel_bounds_the_trials_queued_or_running_at_once(client, alice, db,
 
 
 def test_grid_search_tries_each_point_once_and_caps_trials_at_the_grid(client, alice, db, drive):
-    spec = {**KNN_SEARCH, "search": {"strategy": "grid", "trials": 50, "parallel": 3, "space": {
-        "n_neighbors": {"type": "int", "low": 1, "high": 9, "step": 4},
-        "weights": {"type": "categorical", "choices": ["uniform", "distance"]}}}}
+    spec = {
+        **KNN_SEARCH,
+        "search": {
+            "strategy": "grid",
+            "trials": 50,
+            "parallel": 3,
+            "space": {
+                "n_neighbors": {"type": "int", "low": 1, "high": 9, "step": 4},
+                "weights": {"type": "categorical", "choices": ["uniform", "distance"]},
+            },
+        },
+    }
     parent = client.post("/api/v1/jobs", json=spec, headers=alice).get_json()
     assert parent["spec"]["search"]["trials"] == 6
     drive(parent["id"])
@@ -117,10 +138,19 @@ def test_grid_search_tries_each_point_once_and_caps_trials_at_the_grid(client, a
 
 
 def test_a_metaheuristic_search_with_cv_scores_trials_by_the_fold_mean(client, alice, db, drive):
-    spec = {"dataset": "wine", "algorithm": "knn", "evaluation": {"cv": 5, "seed": 0},
-            "preprocessing": {"scale": True},
-            "search": {"strategy": "pso", "trials": 8, "parallel": 4, "params": {"swarm_size": 4},
-                       "space": {"n_neighbors": {"type": "int", "low": 1, "high": 25}}}}
+    spec = {
+        "dataset": "wine",
+        "algorithm": "knn",
+        "evaluation": {"cv": 5, "seed": 0},
+        "preprocessing": {"scale": True},
+        "search": {
+            "strategy": "pso",
+            "trials": 8,
+            "parallel": 4,
+            "params": {"swarm_size": 4},
+            "space": {"n_neighbors": {"type": "int", "low": 1, "high": 25}},
+        },
+    }
     parent = client.post("/api/v1/jobs", json=spec, headers=alice)
     assert parent.status_code == 201, parent.get_json()
     parent = parent.get_json()
@@ -179,46 +209,68 @@ def _space(**dims):
     return _with_search(space=dims)
 
 
-@pytest.mark.parametrize("spec,field", [
-    (_space(n_neighbors={"type": "int", "low": 0, "high": 10}), "search.space.n_neighbors.low"),
-    (_space(n_neighbors={"type": "int", "low": 1, "high": 500}), "search.space.n_neighbors.high"),
-    (_space(weights={"type": "categorical", "choices": ["uniform", "far"]}), "search.space.weights.choices.1"),
-    (_space(k={"type": "int", "low": 1, "high": 5}), "search.space.k"),
-    (_space(n_neighbors={"type": "int", "low": 5, "high": 5}), "search.space.n_neighbors.high"),
-    (_space(n_neighbors={"type": "int", "low": 1.5, "high": 5}), "search.space.n_neighbors.low"),
-    (_space(n_neighbors={"type": "int", "high": 5}), "search.space.n_neighbors.low"),
-    (_space(n_neighbors={"type": "int", "low": 1, "high": 5, "choices": [1]}), "search.space.n_neighbors.choices"),
-    (_space(weights={"type": "categorical"}), "search.space.weights.choices"),
-    (_space(weights={"type": "categorical", "choices": ["uniform", "uniform"]}), "search.space.weights.choices"),
-    (_space(n_neighbors={"type": "int", "low": 0, "high": 5, "log": True}), "search.space.n_neighbors.low"),
-    (_space(n_neighbors={"type": "integer", "low": 1, "high": 5}), "search.space.n_neighbors.type"),
-    (_space(), "search.space"),
-    (_with_search(strategy="hillclimb"), "search.strategy"),
-    (_with_search(trials=0), "search.trials"),
-    (_with_search(parallel=0), "search.parallel"),
-    (_with_search(metric="r2"), "search.metric"),
-    (_with_search(params={"population": 10}), "search.params.population"),
-    (_with_search(strategy="ga", params={"colonies": 3}), "search.params.colonies"),
-    (_with_search(strategy="grid", space={"p": {"type": "float", "low": 1, "high": 2}}), "search.space.p.low"),
-    ({"dataset": "iris", "algorithm": "svm", "search": {"strategy": "grid", "space": {
-        "C": {"type": "float", "low": 0.1, "high": 2}}}}, "search.space.C.step"),
-    (_with_search(strategy="grid", space={"n_neighbors": {"type": "int", "low": 1, "high": 100}, "leaf_size": {
-        "type": "int", "low": 1, "high": 200}}), "search.space"),
-    (_with_search(bogus=1), "search.bogus"),
-    ({**KNN_SEARCH, "search": "ga"}, "search"),
-    ({**KNN_SEARCH, "evaluation": {"cv": 3}, "search": {**KNN_SEARCH["search"], "metric": "f1_macro"}},
-     "search.metric"),
-])
+@pytest.mark.parametrize(
+    "spec,field",
+    [
+        (_space(n_neighbors={"type": "int", "low": 0, "high": 10}), "search.space.n_neighbors.low"),
+        (_space(n_neighbors={"type": "int", "low": 1, "high": 500}), "search.space.n_neighbors.high"),
+        (_space(weights={"type": "categorical", "choices": ["uniform", "far"]}), "search.space.weights.choices.1"),
+        (_space(k={"type": "int", "low": 1, "high": 5}), "search.space.k"),
+        (_space(n_neighbors={"type": "int", "low": 5, "high": 5}), "search.space.n_neighbors.high"),
+        (_space(n_neighbors={"type": "int", "low": 1.5, "high": 5}), "search.space.n_neighbors.low"),
+        (_space(n_neighbors={"type": "int", "high": 5}), "search.space.n_neighbors.low"),
+        (_space(n_neighbors={"type": "int", "low": 1, "high": 5, "choices": [1]}), "search.space.n_neighbors.choices"),
+        (_space(weights={"type": "categorical"}), "search.space.weights.choices"),
+        (_space(weights={"type": "categorical", "choices": ["uniform", "uniform"]}), "search.space.weights.choices"),
+        (_space(n_neighbors={"type": "int", "low": 0, "high": 5, "log": True}), "search.space.n_neighbors.low"),
+        (_space(n_neighbors={"type": "integer", "low": 1, "high": 5}), "search.space.n_neighbors.type"),
+        (_space(), "search.space"),
+        (_with_search(strategy="hillclimb"), "search.strategy"),
+        (_with_search(trials=0), "search.trials"),
+        (_with_search(parallel=0), "search.parallel"),
+        (_with_search(metric="r2"), "search.metric"),
+        (_with_search(params={"population": 10}), "search.params.population"),
+        (_with_search(strategy="ga", params={"colonies": 3}), "search.params.colonies"),
+        (_with_search(strategy="grid", space={"p": {"type": "float", "low": 1, "high": 2}}), "search.space.p.low"),
+        (
+            {
+                "dataset": "iris",
+                "algorithm": "svm",
+                "search": {"strategy": "grid", "space": {"C": {"type": "float", "low": 0.1, "high": 2}}},
+            },
+            "search.space.C.step",
+        ),
+        (
+            _with_search(
+                strategy="grid",
+                space={
+                    "n_neighbors": {"type": "int", "low": 1, "high": 100},
+                    "leaf_size": {"type": "int", "low": 1, "high": 200},
+                },
+            ),
+            "search.space",
+        ),
+        (_with_search(bogus=1), "search.bogus"),
+        ({**KNN_SEARCH, "search": "ga"}, "search"),
+        (
+            {**KNN_SEARCH, "evaluation": {"cv": 3}, "search": {**KNN_SEARCH["search"], "metric": "f1_macro"}},
+            "search.metric",
+        ),
+    ],
+)
 def test_bad_searches_are_422s_naming_the_field(client, alice, spec, field):
     assert_error(client.post("/api/v1/jobs", json=spec, headers=alice), 422, field=field)
 
 
 def test_bad_network_searches_are_422s(client, alice):
-    base = {"dataset": "digits", "framework": "pytorch", "network": {"preset": "feedforward"},
-            "training": {"epochs": 1}}
+    base = {
+        "dataset": "digits",
+        "framework": "pytorch",
+        "network": {"preset": "feedforward"},
+        "training": {"epochs": 1},
+    }
     cases = [
-        ({"learning_rate": {"type": "float", "low": 1e-4, "high": 20, "log": True}},
-         "search.space.learning_rate.high"),
+        ({"learning_rate": {"type": "float", "low": 1e-4, "high": 20, "log": True}}, "search.space.learning_rate.high"),
         ({"filters": {"type": "int", "low": 2, "high": 8}}, "search.space.filters"),
         ({"dropout": {"type": "float", "low": 0.1, "high": 0.5}}, "search.space.dropout"),
         ({"units": {"type": "int", "low": 0, "high": 64}}, "search.space.units.low"),
@@ -226,8 +278,15 @@ def test_bad_network_searches_are_422s(client, alice):
     for space, field in cases:
         spec = {**base, "search": {"strategy": "tpe", "trials": 3, "space": space}}
         assert_error(client.post("/api/v1/jobs", json=spec, headers=alice), 422, field=field)
-    ok = {**base, "search": {"strategy": "tpe", "trials": 3, "metric": "test_loss",
-                             "space": {"units": {"type": "int", "low": 8, "high": 64}}}}
+    ok = {
+        **base,
+        "search": {
+            "strategy": "tpe",
+            "trials": 3,
+            "metric": "test_loss",
+            "space": {"units": {"type": "int", "low": 8, "high": 64}},
+        },
+    }
     response = client.post("/api/v1/jobs", json=ok, headers=alice)
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["spec"]["search"]["direction"] == "minimize"
@@ -244,8 +303,10 @@ def test_the_catalog_lists_every_search_strategy_with_its_parameters(client, ali
 
 
 def test_a_restarted_driver_carries_on_and_another_waits_for_the_lease(client, alice, settings, db, run_queued):
-    spec = {**KNN_SEARCH, "search": {**KNN_SEARCH["search"], "strategy": "ga", "trials": 8, "parallel": 2,
-                                     "params": {"population": 4}}}
+    spec = {
+        **KNN_SEARCH,
+        "search": {**KNN_SEARCH["search"], "strategy": "ga", "trials": 8, "parallel": 2, "params": {"population": 4}},
+    }
     parent = client.post("/api/v1/jobs", json=spec, headers=alice).get_json()
     SearchDriver(settings, db, "dispatcher@a").run_pending()
     first = children_of(db, parent["id"])
@@ -271,12 +332,12 @@ def test_a_restarted_driver_carries_on_and_another_waits_for_the_lease(client, a
     assert [t["number"] for t in sorted(job["result"]["trials"], key=lambda t: t["number"])] == list(range(8))
 
 
-def test_a_trial_asked_but_never_submitted_is_failed_in_optuna_when_the_search_ends(
-        client, alice, settings, db, drive):
+def test_a_trial_asked_but_never_submitted_is_failed_in_optuna_when_the_search_ends(client, alice, settings, db, drive):
     import optuna
 
-    parent = client.post("/api/v1/jobs", json={**KNN_SEARCH, "search": {**KNN_SEARCH["search"], "trials": 2}},
-                         headers=alice).get_json()
+    parent = client.post(
+        "/api/v1/jobs", json={**KNN_SEARCH, "search": {**KNN_SEARCH["search"], "trials": 2}}, headers=alice
+    ).get_json()
     drive.driver.run_pending()
     storage = optuna.storages.RDBStorage(settings.database_url)
     study = optuna.load_study(study_name=f"labtrain-{parent['id']}", storage=storage)

@@ -1,4 +1,5 @@
 """The strategies' parameter schemas: defaults, bounds, errors, and bounds the algorithms can run at."""
+
 from __future__ import annotations
 
 import inspect
@@ -8,8 +9,8 @@ import pytest
 
 from service.core.errors import SpecError
 from service.metaheuristics import OPTIMIZERS, Space, minimize
-from service.optimize import aco_tsp
 from service.metaheuristics.params import strategies_catalog, validate_params, validate_strategy_params
+from service.optimize import aco_tsp
 from service.optimize.spec import tsp_model
 
 NAMES = ["ga", "sa", "tabu", "aco", "pso", "bfo", "abc", "random"]
@@ -57,7 +58,7 @@ def test_out_of_bounds_unknown_and_mistyped_params_name_the_field(strategy):
 
 def test_specific_errors():
     assert error_field("ga", {"crossover_rate": 1.5}, "optimize.params") == "optimize.params.crossover_rate"
-    assert error_field("ga", {"population": 2.5}) == "search.params.population"   # a whole number
+    assert error_field("ga", {"population": 2.5}) == "search.params.population"  # a whole number
     assert error_field("pso", {"topology": "star"}) == "search.params.topology"
     assert error_field("random", {"population": 10}) == "search.params.population"
     assert error_field("ga", [1, 2]) == "search.params"

@@ -1,4 +1,5 @@
 """The classic trainer gives exactly what plain scikit-learn gives for the same split and seed."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,13 +49,24 @@ class ListReporter:
 
 def make_spec(algorithm, task, params=None, *, test_size=0.2, cv=None, seed=0, scale=False, impute=None):
     full = ALGORITHMS[algorithm].params.model_validate(params or {}).model_dump()
-    return ClassicRun.model_validate({
-        "dataset": "x", "algorithm": algorithm, "task": task, "params": full,
-        "evaluation": {"test_size": test_size, "cv": cv, "seed": seed},
-        "preprocessing": {"scale": scale, "impute": impute}})
+    return ClassicRun.model_validate(
+        {
+            "dataset": "x",
+            "algorithm": algorithm,
+            "task": task,
+            "params": full,
+            "evaluation": {"test_size": test_size, "cv": cv, "seed": seed},
+            "preprocessing": {"scale": scale, "impute": impute},
+        }
+    )
+
 
 CLASSIFIERS = [
-    ("knn", {"n_neighbors": 7, "weights": "distance"}, lambda s: KNeighborsClassifier(n_neighbors=7, weights="distance")),
+    (
+        "knn",
+        {"n_neighbors": 7, "weights": "distance"},
+        lambda s: KNeighborsClassifier(n_neighbors=7, weights="distance"),
+    ),
     ("decision_tree", {"max_depth": 3}, lambda s: DecisionTreeClassifier(max_depth=3, random_state=s)),
     ("random_forest", {"n_estimators": 20}, lambda s: RandomForestClassifier(n_estimators=20, random_state=s)),
     ("svm", {"kernel": "poly", "degree": 2}, lambda s: SVC(kernel="poly", degree=2, random_state=s)),
@@ -67,8 +79,11 @@ CLASSIFIERS = [
 @pytest.mark.parametrize("dataset", ["iris", "wine"])
 def test_classification_matches_plain_sklearn(algorithm, params, plain, dataset):
     seed = 3
-    result = train(make_spec(algorithm, "classification", params, cv=4, seed=seed, scale=True),
-                   load_builtin(dataset), ListReporter())
+    result = train(
+        make_spec(algorithm, "classification", params, cv=4, seed=seed, scale=True),
+        load_builtin(dataset),
+        ListReporter(),
+    )
 
     X, y = getattr(datasets, f"load_{dataset}")(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=seed, stratify=y)
@@ -87,8 +102,11 @@ def test_classification_matches_plain_sklearn(algorithm, params, plain, dataset)
 
 REGRESSORS = [
     ("knn", {"n_neighbors": 4}, lambda s: KNeighborsRegressor(n_neighbors=4)),
-    ("decision_tree", {"max_depth": 4, "criterion": "absolute_error"},
-     lambda s: DecisionTreeRegressor(max_depth=4, criterion="absolute_error", random_state=s)),
+    (
+        "decision_tree",
+        {"max_depth": 4, "criterion": "absolute_error"},
+        lambda s: DecisionTreeRegressor(max_depth=4, criterion="absolute_error", random_state=s),
+    ),
     ("random_forest", {"n_estimators": 15}, lambda s: RandomForestRegressor(n_estimators=15, random_state=s)),
     ("svm", {"kernel": "rbf", "C": 50.0, "epsilon": 0.2}, lambda s: SVR(kernel="rbf", C=50.0, epsilon=0.2)),
     ("linear_regression", {}, lambda s: LinearRegression()),
@@ -98,8 +116,11 @@ REGRESSORS = [
 @pytest.mark.parametrize("algorithm,params,plain", REGRESSORS, ids=[r[0] for r in REGRESSORS])
 def test_regression_matches_plain_sklearn(algorithm, params, plain):
     seed = 1
-    result = train(make_spec(algorithm, "regression", params, test_size=0.25, cv=3, seed=seed),
-                   load_builtin("diabetes"), ListReporter())
+    result = train(
+        make_spec(algorithm, "regression", params, test_size=0.25, cv=3, seed=seed),
+        load_builtin("diabetes"),
+        ListReporter(),
+    )
 
     X, y = datasets.load_diabetes(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=seed)
@@ -117,8 +138,7 @@ def test_regression_matches_plain_sklearn(algorithm, params, plain):
 def test_kmeans_metrics_match_plain_sklearn():
     from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-    result = train(make_spec("kmeans", "clustering", {"n_clusters": 3}, seed=5), load_builtin("iris"),
-                   ListReporter())
+    result = train(make_spec("kmeans", "clustering", {"n_clusters": 3}, seed=5), load_builtin("iris"), ListReporter())
     X, y = datasets.load_iris(return_X_y=True)
     plain = KMeans(n_clusters=3, random_state=5).fit(X)
     assert result.metrics["inertia"] == pytest.approx(plain.inertia_, rel=1e-12)
@@ -128,14 +148,16 @@ def test_kmeans_metrics_match_plain_sklearn():
 
 
 def test_pca_reports_explained_variance_per_component():
-    result = train(make_spec("pca", "decomposition", {"n_components": 3}, scale=True), load_builtin("wine"),
-                   ListReporter())
+    result = train(
+        make_spec("pca", "decomposition", {"n_components": 3}, scale=True), load_builtin("wine"), ListReporter()
+    )
     X, _ = datasets.load_wine(return_X_y=True)
     plain = make_pipeline(StandardScaler(), PCA(n_components=3)).fit(X)
     assert result.metrics["explained_variance_ratio"] == pytest.approx(plain[-1].explained_variance_ratio_.tolist())
     assert result.metrics["n_components"] == 3
     assert result.metrics["cumulative_explained_variance"][-1] == pytest.approx(
-        plain[-1].explained_variance_ratio_.sum())
+        plain[-1].explained_variance_ratio_.sum()
+    )
     assert result.artifact.transform(X[:2]).shape == (2, 3)
 
 
@@ -150,8 +172,11 @@ def test_categorical_and_missing_values_are_encoded_inside_the_pipeline():
     table = table_from_frame(frame, "label")
     assert table.categorical == ["colour"] and table.numeric == ["size"]
 
-    result = train(make_spec("decision_tree", "classification", {"max_depth": 4}, impute="median", scale=True),
-                   table, ListReporter())
+    result = train(
+        make_spec("decision_tree", "classification", {"max_depth": 4}, impute="median", scale=True),
+        table,
+        ListReporter(),
+    )
     assert result.classes == ["no", "yes"]
     assert result.metrics["accuracy"] > 0.8
     predicted = result.artifact.predict(pd.DataFrame({"colour": ["red", "purple"], "size": [np.nan, 20.0]}))

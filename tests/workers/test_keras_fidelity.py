@@ -1,5 +1,6 @@
 """The `mlp` preset trains like the TensorFlow 2 quickstart it stands for: same data, same
 seed, 5 epochs at batch 32, and the test accuracy within a point of the plain script's."""
+
 from __future__ import annotations
 
 import subprocess
@@ -38,14 +39,22 @@ print(model.evaluate(x_test, y_test, verbose=0)[1])
 
 
 def test_mlp_preset_matches_the_keras_quickstart():
-    plain = subprocess.run([sys.executable, "-c", QUICKSTART, str(MNIST_8K)], capture_output=True, text=True,
-                           timeout=600, check=True)
+    plain = subprocess.run(
+        [sys.executable, "-c", QUICKSTART, str(MNIST_8K)], capture_output=True, text=True, timeout=600, check=True
+    )
     plain_accuracy = float(plain.stdout.strip().splitlines()[-1])
 
     with np.load(MNIST_8K) as npz:
-        data = ArrayData(x_train=npz["x_train"][..., None], y_train=npz["y_train"].astype(np.int64),
-                         x_test=npz["x_test"][..., None], y_test=npz["y_test"].astype(np.int64),
-                         task="classification", input_shape=(28, 28, 1), classes=list(range(10)), pixel_max=255.0)
+        data = ArrayData(
+            x_train=npz["x_train"][..., None],
+            y_train=npz["y_train"].astype(np.int64),
+            x_test=npz["x_test"][..., None],
+            y_test=npz["y_test"].astype(np.int64),
+            task="classification",
+            input_shape=(28, 28, 1),
+            classes=list(range(10)),
+            pixel_max=255.0,
+        )
     layers = validate_layers(preset_layers("mlp", 10, (28, 28, 1)))
     trained = train(network_spec("tensorflow", layers, "sequential", epochs=5, seed=0), data, ListReporter())
     ours = trained.metrics["accuracy"]

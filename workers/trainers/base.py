@@ -6,11 +6,13 @@ registry record: `load_data(run, source)` reads the data set the run names, and
 makes no model). `run` is the family's typed run model. Trainers import neither the
 database nor Celery, so each can be tested on tiny data with no services.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 
 class Cancelled(Exception):
@@ -43,12 +45,12 @@ class DataSource:
 
 @dataclass
 class TrainedModel:
-    artifact: Any                     # the object the worker saves ...
+    artifact: Any  # the object the worker saves ...
     write: Callable[[Any, Path], None]  # ... with this, in its framework's own format ...
-    suffix: str                       # ... to a file with this suffix
-    framework: str                    # sklearn | tensorflow | pytorch
+    suffix: str  # ... to a file with this suffix
+    framework: str  # sklearn | tensorflow | pytorch
     task: str
-    input: dict[str, Any]             # {"features": [...]} or {"shape": [...]}
+    input: dict[str, Any]  # {"features": [...]} or {"shape": [...]}
     metrics: dict[str, Any]
     algorithm: str | None = None
     classes: list[Any] | None = None

@@ -1,17 +1,18 @@
 """Loading a job's data set, as the trainers want it: tables for classic jobs, arrays
 (images, or a table's numbers) for networks."""
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from service.data.tasks import CLASSIFICATION
 from service.data.arrays import ArrayData, check_arrays, load_npz_file, mnist_path, with_channel
 from service.data.tables import BUILTINS, Table, load_builtin, read_csv_file, table_from_frame
+from service.data.tasks import CLASSIFICATION
 
 
 class Split(Protocol):
@@ -21,7 +22,7 @@ class Split(Protocol):
     seed: int
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin(name: str) -> Table:
     # Built-ins are small and never change: keep them loaded for the worker's lifetime.
     return load_builtin(name)
@@ -43,8 +44,14 @@ def load_table(dataset: Any, uploaded_path: str | None) -> Table:
     return _uploaded(uploaded_path, dataset.get("target"))
 
 
-def load_arrays(dataset: Any, input_shape: tuple[int, ...], task: str, evaluation: Split,
-                uploaded: tuple[str, str] | None, data_dir: Path) -> ArrayData:
+def load_arrays(
+    dataset: Any,
+    input_shape: tuple[int, ...],
+    task: str,
+    evaluation: Split,
+    uploaded: tuple[str, str] | None,
+    data_dir: Path,
+) -> ArrayData:
     """The arrays a network job trains on: (x_train, y_train, x_test, y_test), labels as class indices."""
     if dataset == "mnist":
         arrays = load_npz_file(mnist_path(data_dir))
@@ -68,8 +75,9 @@ def load_arrays(dataset: Any, input_shape: tuple[int, ...], task: str, evaluatio
     return _from_table(_uploaded(path, dataset.get("target")), input_shape, evaluation, task)
 
 
-def _from_arrays(arrays: dict[str, np.ndarray], info: dict[str, Any], input_shape: tuple[int, ...],
-                 evaluation: Split) -> ArrayData:
+def _from_arrays(
+    arrays: dict[str, np.ndarray], info: dict[str, Any], input_shape: tuple[int, ...], evaluation: Split
+) -> ArrayData:
     classes = info["classes"]
     if "x_train" in arrays:
         parts = [arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]]
@@ -79,9 +87,16 @@ def _from_arrays(arrays: dict[str, np.ndarray], info: dict[str, Any], input_shap
     if classes is not None:
         y_train, y_test = np.searchsorted(classes, y_train), np.searchsorted(classes, y_test)
     return ArrayData(
-        x_train=with_channel(x_train, input_shape), y_train=y_train, x_test=with_channel(x_test, input_shape),
-        y_test=y_test, task=info["task"], input_shape=input_shape, classes=classes,
-        class_names=info.get("class_names"), pixel_max=info.get("pixel_max"))
+        x_train=with_channel(x_train, input_shape),
+        y_train=y_train,
+        x_test=with_channel(x_test, input_shape),
+        y_test=y_test,
+        task=info["task"],
+        input_shape=input_shape,
+        classes=classes,
+        class_names=info.get("class_names"),
+        pixel_max=info.get("pixel_max"),
+    )
 
 
 def _from_table(table: Table, input_shape: tuple[int, ...], evaluation: Split, task: str) -> ArrayData:
@@ -92,12 +107,21 @@ def _from_table(table: Table, input_shape: tuple[int, ...], evaluation: Split, t
         classes_array, y = np.unique(y, return_inverse=True)
         classes = classes_array.tolist()
     x_train, y_train, x_test, y_test = _split(x, y, evaluation, stratify=task == CLASSIFICATION)
-    return ArrayData(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, task=task,
-                     input_shape=input_shape, classes=classes, class_names=table.class_names,
-                     features=list(map(str, table.X.columns)))
+    return ArrayData(
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        task=task,
+        input_shape=input_shape,
+        classes=classes,
+        class_names=table.class_names,
+        features=list(map(str, table.X.columns)),
+    )
 
 
 def _split(x: np.ndarray, y: np.ndarray, evaluation: Split, stratify: bool):
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=evaluation.test_size, random_state=evaluation.seed, stratify=y if stratify else None)
+        x, y, test_size=evaluation.test_size, random_state=evaluation.seed, stratify=y if stratify else None
+    )
     return x_train, y_train, x_test, y_test

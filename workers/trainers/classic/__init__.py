@@ -4,6 +4,7 @@ The metrics are exactly what plain scikit-learn gives for the same split and see
 `train_test_split(..., random_state=seed, stratify=y)` for the hold-out part and
 `(Stratified)KFold(cv, shuffle=True, random_state=seed)` on the training part.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,10 +56,12 @@ def build_pipeline(table: Table, impute: str | None, scale: bool, estimator) -> 
     if table.categorical:
         categorical_steps = [("impute", SimpleImputer(strategy="most_frequent"))] if impute else []
         categorical_steps.append(("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)))
-        prepare = ColumnTransformer([
-            ("numeric", Pipeline(numeric_steps) if numeric_steps else "passthrough", table.numeric),
-            ("categorical", Pipeline(categorical_steps), table.categorical),
-        ])
+        prepare = ColumnTransformer(
+            [
+                ("numeric", Pipeline(numeric_steps) if numeric_steps else "passthrough", table.numeric),
+                ("categorical", Pipeline(categorical_steps), table.categorical),
+            ]
+        )
         return Pipeline([("prepare", prepare), ("model", estimator)])
     return Pipeline([*numeric_steps, ("model", estimator)])
 
@@ -103,21 +106,23 @@ def train(run: ClassicRun, data: Table, report: Reporter) -> TrainedModel:
     )
 
 
-def _fit_supervised(pipeline: Pipeline, data: Table, task: str, evaluation: Evaluation,
-                    report: Reporter) -> dict[str, Any]:
+def _fit_supervised(
+    pipeline: Pipeline, data: Table, task: str, evaluation: Evaluation, report: Reporter
+) -> dict[str, Any]:
     seed, cv = evaluation.seed, evaluation.cv
     classification = task == CLASSIFICATION
     X_train, X_test, y_train, y_test = train_test_split(
-        data.X, data.y, test_size=evaluation.test_size, random_state=seed,
-        stratify=data.y if classification else None)
+        data.X, data.y, test_size=evaluation.test_size, random_state=seed, stratify=data.y if classification else None
+    )
     metrics: dict[str, Any] = {}
     steps = (cv or 0) + 1
     if cv:
         metrics["cv"] = _cross_validate(pipeline, X_train, y_train, task, cv, seed, report, steps)
     pipeline.fit(X_train, y_train)
     predicted = pipeline.predict(X_test)
-    metrics.update(classification_metrics(y_test, predicted) if classification
-                   else regression_metrics(y_test, predicted))
+    metrics.update(
+        classification_metrics(y_test, predicted) if classification else regression_metrics(y_test, predicted)
+    )
     metrics["rows"] = {"train": int(len(X_train)), "test": int(len(X_test))}
     return metrics
 
@@ -132,8 +137,7 @@ def _cross_validate(pipeline, X, y, task, cv, seed, report, steps) -> dict[str, 
         scores.append(float(scorer(model, X.iloc[score_rows], y.iloc[score_rows])))
         report.event("log", {"message": f"fold {fold}/{cv}: {CV_SCORING[task]} {scores[-1]:.4f}"})
         report.progress(fraction=fold / steps)
-    return {"metric": CV_SCORING[task], "folds": scores, "mean": float(np.mean(scores)),
-            "std": float(np.std(scores))}
+    return {"metric": CV_SCORING[task], "folds": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores))}
 
 
 def _cluster_metrics(pipeline: Pipeline, data: Table) -> dict[str, Any]:

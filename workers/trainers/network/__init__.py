@@ -1,5 +1,6 @@
 """Network jobs: Keras and PyTorch networks built from a layer list, trained epoch by epoch
 with a report and a checkpoint after each. What both frameworks share is in `common`."""
+
 from __future__ import annotations
 
 import importlib
@@ -11,8 +12,7 @@ from workers.trainers.datasets import load_arrays
 
 
 def load_data(run: NetworkRun, source: DataSource) -> ArrayData:
-    return load_arrays(run.dataset, tuple(run.input_shape), run.task, run.evaluation, source.uploaded,
-                       source.data_dir)
+    return load_arrays(run.dataset, tuple(run.input_shape), run.task, run.evaluation, source.uploaded, source.data_dir)
 
 
 def preload() -> None:

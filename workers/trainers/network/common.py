@@ -1,11 +1,13 @@
 """What the Keras and PyTorch trainers share: input scaling, checkpoints, epoch reports and
 test metrics. Each framework's fitting is in its own module."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,7 +29,9 @@ def input_preparation(data: ArrayData) -> dict[str, Any]:
     return {"mean": x.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
 
 
-def split_validation(data: ArrayData, fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+def split_validation(
+    data: ArrayData, fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """The last `fraction` of the training rows, unshuffled, as Keras's validation_split takes them."""
     if not fraction:
         return data.x_train, data.y_train, None, None
@@ -57,8 +61,9 @@ def checkpoints(directory: Path | None, suffix: str) -> list[Checkpoint]:
     """The job's checkpoints, newest first."""
     if directory is None or not directory.exists():
         return []
-    found = [Checkpoint(int(m.group(1)), p) for p in directory.glob(f"epoch-*{suffix}")
-             if (m := CHECKPOINT.match(p.name))]
+    found = [
+        Checkpoint(int(m.group(1)), p) for p in directory.glob(f"epoch-*{suffix}") if (m := CHECKPOINT.match(p.name))
+    ]
     return sorted(found, key=lambda c: c.epoch, reverse=True)
 
 
@@ -73,8 +78,13 @@ def resume(report: Reporter, suffix: str, load: Callable[[Path], T]) -> tuple[T,
         try:
             state = load(checkpoint.path)
         except Exception as exc:  # truncated, corrupt or gone: any of them means "not this one"
-            report.event("log", {"message": f"the checkpoint of epoch {checkpoint.epoch} could not be read "
-                                            f"({type(exc).__name__}: {str(exc)[:200]}); skipping it"})
+            report.event(
+                "log",
+                {
+                    "message": f"the checkpoint of epoch {checkpoint.epoch} could not be read "
+                    f"({type(exc).__name__}: {str(exc)[:200]}); skipping it"
+                },
+            )
             checkpoint.path.unlink(missing_ok=True)
             continue
         report.event("log", {"message": f"resuming from the checkpoint of epoch {checkpoint.epoch}"})

@@ -1,6 +1,8 @@
 """Fitting a network with Keras (TensorFlow backend), reporting every epoch."""
+
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -13,9 +15,15 @@ from service.data.tasks import CLASSIFICATION
 from service.nets.keras_builder import build_keras, count_parameters, summary_text
 from service.nets.spec import NetworkRun, TrainingPlan
 from workers.trainers.base import Cancelled, Reporter, TrainedModel
-from workers.trainers.network.common import (epoch_report, held_out_metrics, input_preparation, keep_last_checkpoint,
-                                             model_input, resume,
-                                             save_checkpoint)
+from workers.trainers.network.common import (
+    epoch_report,
+    held_out_metrics,
+    input_preparation,
+    keep_last_checkpoint,
+    model_input,
+    resume,
+    save_checkpoint,
+)
 
 SUFFIX = ".keras"
 
@@ -23,10 +31,8 @@ SUFFIX = ".keras"
 def enable_memory_growth() -> None:
     # TensorFlow otherwise takes all GPU memory at start and keeps it until the process ends.
     for gpu in tf.config.list_physical_devices("GPU"):
-        try:
+        with contextlib.suppress(RuntimeError):  # already initialised in this process
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised in this process
-            pass
 
 
 def make_optimizer(training: TrainingPlan) -> keras.optimizers.Optimizer:
@@ -98,28 +104,54 @@ def train_keras(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedMo
     callbacks: list[keras.callbacks.Callback] = [callback]
     stopping = training.early_stopping
     if stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=stopping.monitor, patience=stopping.patience, min_delta=stopping.min_delta,
-            restore_best_weights=stopping.restore_best_weights))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stopping.monitor,
+                patience=stopping.patience,
+                min_delta=stopping.min_delta,
+                restore_best_weights=stopping.restore_best_weights,
+            )
+        )
     y_train = data.y_train if data.task == CLASSIFICATION else data.y_train.astype("float32")
-    history = model.fit(data.x_train, y_train, epochs=training.epochs, batch_size=training.batch_size,
-                        validation_split=training.validation_split or 0.0, shuffle=True, verbose=0,
-                        callbacks=callbacks, initial_epoch=start_epoch)
+    history = model.fit(
+        data.x_train,
+        y_train,
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        validation_split=training.validation_split or 0.0,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+        initial_epoch=start_epoch,
+    )
     if callback.cancelled:
         raise Cancelled()
     keep_last_checkpoint(report.checkpoint_dir, SUFFIX)
 
     # Direct calls in chunks: predict() would trace a new function for a one-off pass.
-    outputs = np.concatenate([np.asarray(model(data.x_test[i:i + 1024], training=False))
-                              for i in range(0, len(data.x_test), 1024)])
+    outputs = np.concatenate(
+        [np.asarray(model(data.x_test[i : i + 1024], training=False)) for i in range(0, len(data.x_test), 1024)]
+    )
     test_loss = float(make_loss(run)(data.y_test, outputs))
     metrics = held_out_metrics(data, outputs, test_loss)
     metrics["epochs_run"] = len(history.epoch) + start_epoch
     devices = [d.name for d in tf.config.list_logical_devices("GPU")]
     return TrainedModel(
-        artifact=model, write=save_model, suffix=SUFFIX, framework="tensorflow", task=data.task,
-        input=model_input(data), metrics=metrics, classes=data.classes, class_names=data.class_names,
+        artifact=model,
+        write=save_model,
+        suffix=SUFFIX,
+        framework="tensorflow",
+        task=data.task,
+        input=model_input(data),
+        metrics=metrics,
+        classes=data.classes,
+        class_names=data.class_names,
         summary=summary_text(model),
-        extra={"network": run.network.model_dump(), "prepare": prepare, "parameters": count_parameters(model),
-               "device": devices[0] if devices else "cpu", "outputs_probabilities": run.outputs_probabilities},
+        extra={
+            "network": run.network.model_dump(),
+            "prepare": prepare,
+            "parameters": count_parameters(model),
+            "device": devices[0] if devices else "cpu",
+            "outputs_probabilities": run.outputs_probabilities,
+        },
     )

@@ -7,11 +7,12 @@ step, running loss and accuracy) is captured once as a CUDA graph and replayed p
 batch: one launch instead of dozens. The loop reads nothing back from the device until
 an epoch ends. It imports only torch, so it runs wherever PyTorch does.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -22,13 +23,13 @@ class LoopConfig:
     epochs: int
     batch_size: int
     classification: bool
-    outputs_probabilities: bool = False   # the network ends with softmax (else logits)
-    regression_loss: str = "mse"          # mse | mae | huber (canonical names: service/nets/losses.py)
+    outputs_probabilities: bool = False  # the network ends with softmax (else logits)
+    regression_loss: str = "mse"  # mse | mae | huber (canonical names: service/nets/losses.py)
     validation: tuple[torch.Tensor, torch.Tensor] | None = None
     seed: int = 0
-    start_epoch: int = 0                  # epochs already done (resuming from a checkpoint)
+    start_epoch: int = 0  # epochs already done (resuming from a checkpoint)
     cuda_graphs: bool = True
-    warmup_steps: int = 3                 # eager steps before capture, as CUDA graphs require
+    warmup_steps: int = 3  # eager steps before capture, as CUDA graphs require
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Stopped(Exception):
 @dataclass
 class LoopHooks:
     should_stop: Callable[[], bool] = lambda: False
-    on_epoch: Callable[[EpochResult], bool | None] = lambda result: None   # True stops early
+    on_epoch: Callable[[EpochResult], bool | None] = lambda result: None  # True stops early
     history: list[EpochResult] = field(default_factory=list)
 
 
@@ -55,13 +56,20 @@ def make_loss(config: LoopConfig) -> Callable[[torch.Tensor, torch.Tensor], torc
             # The network already applies softmax: take the log and use the negative log-likelihood.
             return lambda out, y: nn.functional.nll_loss(torch.log(out.clamp_min(1e-12)), y)
         return nn.functional.cross_entropy
-    base = {"mse": nn.functional.mse_loss, "mae": nn.functional.l1_loss,
-            "huber": nn.functional.smooth_l1_loss}[config.regression_loss]
+    base = {"mse": nn.functional.mse_loss, "mae": nn.functional.l1_loss, "huber": nn.functional.smooth_l1_loss}[
+        config.regression_loss
+    ]
     return lambda out, y: base(out.squeeze(-1), y)
 
 
-def fit(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-        config: LoopConfig, hooks: LoopHooks) -> list[EpochResult]:
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: LoopConfig,
+    hooks: LoopHooks,
+) -> list[EpochResult]:
     """Train in place; x and y already on the model's device. Returns one result per epoch run."""
     device = x.device
     loss_fn = make_loss(config)
@@ -77,7 +85,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: 
         for begin in range(0, n, config.batch_size):
             if hooks.should_stop():
                 raise Stopped()
-            index = order[begin:begin + config.batch_size]
+            index = order[begin : begin + config.batch_size]
             step.run(x.index_select(0, index), y.index_select(0, index))
         metrics = step.epoch_metrics(n)
         if config.validation is not None:
@@ -161,13 +169,14 @@ class _Step:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: LoopConfig,
-             chunk: int = 4096) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: LoopConfig, chunk: int = 4096
+) -> dict[str, float]:
     model.eval()
     loss_fn = make_loss(config)
     loss_total, correct = 0.0, 0
     for begin in range(0, x.shape[0], chunk):
-        xb, yb = x[begin:begin + chunk], y[begin:begin + chunk]
+        xb, yb = x[begin : begin + chunk], y[begin : begin + chunk]
         out = model(xb)
         loss_total += float(loss_fn(out, yb)) * xb.shape[0]
         if config.classification:
@@ -181,23 +190,28 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: LoopCon
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+    return torch.cat([model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])
 
 
-def make_optimizer(name: str, params, learning_rate: float, momentum: float, weight_decay: float,
-                   device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params, learning_rate: float, momentum: float, weight_decay: float, device: torch.device
+) -> torch.optim.Optimizer:
     """The optimiser with Keras's defaults where the frameworks differ; CUDA-graph safe on a GPU."""
     cuda = device.type == "cuda"
     if name == "adam":
-        return torch.optim.Adam(params, lr=learning_rate, eps=1e-7, weight_decay=weight_decay,
-                                capturable=cuda, fused=cuda or None)
+        return torch.optim.Adam(
+            params, lr=learning_rate, eps=1e-7, weight_decay=weight_decay, capturable=cuda, fused=cuda or None
+        )
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=learning_rate, eps=1e-7, weight_decay=weight_decay,
-                                 capturable=cuda, fused=cuda or None)
+        return torch.optim.AdamW(
+            params, lr=learning_rate, eps=1e-7, weight_decay=weight_decay, capturable=cuda, fused=cuda or None
+        )
     if name == "sgd":
-        return torch.optim.SGD(params, lr=learning_rate, momentum=momentum, weight_decay=weight_decay,
-                               fused=cuda or None)
+        return torch.optim.SGD(
+            params, lr=learning_rate, momentum=momentum, weight_decay=weight_decay, fused=cuda or None
+        )
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=learning_rate, alpha=0.9, eps=1e-7, momentum=momentum,
-                                   weight_decay=weight_decay, capturable=cuda)
+        return torch.optim.RMSprop(
+            params, lr=learning_rate, alpha=0.9, eps=1e-7, momentum=momentum, weight_decay=weight_decay, capturable=cuda
+        )
     raise ValueError(f"unknown optimizer {name!r}")

@@ -1,10 +1,10 @@
 """Fitting a network with PyTorch: the data set moves to the device once, the loop in
 torch_loop.py trains it, and every epoch is reported and checkpointed."""
+
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -14,11 +14,26 @@ from service.data.tasks import CLASSIFICATION
 from service.nets.spec import EarlyStopping, NetworkRun
 from service.nets.torch_builder import build_torch, count_parameters
 from workers.trainers.base import Cancelled, Reporter, TrainedModel
-from workers.trainers.network.common import (epoch_report, held_out_metrics, input_preparation, keep_last_checkpoint,
-                                             model_input, resume,
-                                             save_checkpoint, split_validation)
-from workers.trainers.network.torch_loop import (EpochResult, LoopConfig, LoopHooks, Stopped, evaluate, fit,
-                                                 make_optimizer, predict)
+from workers.trainers.network.common import (
+    epoch_report,
+    held_out_metrics,
+    input_preparation,
+    keep_last_checkpoint,
+    model_input,
+    resume,
+    save_checkpoint,
+    split_validation,
+)
+from workers.trainers.network.torch_loop import (
+    EpochResult,
+    LoopConfig,
+    LoopHooks,
+    Stopped,
+    evaluate,
+    fit,
+    make_optimizer,
+    predict,
+)
 
 SUFFIX = ".pt"
 
@@ -79,8 +94,9 @@ def train_torch(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedMo
     torch.manual_seed(training.seed)
     prepare = input_preparation(data)
     model = build_torch(network.layers, tuple(run.input_shape), network.api, prepare).to(device)
-    optimizer = make_optimizer(training.optimizer, model.parameters(), training.learning_rate,
-                               training.momentum, training.weight_decay, device)
+    optimizer = make_optimizer(
+        training.optimizer, model.parameters(), training.learning_rate, training.momentum, training.weight_decay, device
+    )
     start_epoch = 0
     resumed = resume(report, SUFFIX, lambda path: torch.load(path, map_location=device, weights_only=True))
     if resumed is not None:
@@ -91,9 +107,16 @@ def train_torch(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedMo
     x_fit, y_fit, x_val, y_val = split_validation(data, training.validation_split)
     x, y = as_tensors(x_fit, y_fit, classification, device)
     validation = as_tensors(x_val, y_val, classification, device) if x_val is not None else None
-    config = LoopConfig(epochs=training.epochs, batch_size=training.batch_size, classification=classification,
-                        outputs_probabilities=run.outputs_probabilities, regression_loss=training.canonical_loss,
-                        validation=validation, seed=training.seed, start_epoch=start_epoch)
+    config = LoopConfig(
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        classification=classification,
+        outputs_probabilities=run.outputs_probabilities,
+        regression_loss=training.canonical_loss,
+        validation=validation,
+        seed=training.seed,
+        start_epoch=start_epoch,
+    )
     stopper = EarlyStopper(training.early_stopping, model)
 
     def on_epoch(result: EpochResult) -> bool:
@@ -117,16 +140,29 @@ def train_torch(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedMo
     metrics = held_out_metrics(data, outputs, test_loss)
     metrics["epochs_run"] = start_epoch + len(history)
     return TrainedModel(
-        artifact=model.cpu(), write=save_weights, suffix=SUFFIX, framework="pytorch", task=data.task,
-        input=model_input(data), metrics=metrics, classes=data.classes, class_names=data.class_names,
+        artifact=model.cpu(),
+        write=save_weights,
+        suffix=SUFFIX,
+        framework="pytorch",
+        task=data.task,
+        input=model_input(data),
+        metrics=metrics,
+        classes=data.classes,
+        class_names=data.class_names,
         summary=summary_text(model),
-        extra={"network": network.model_dump(), "prepare": prepare, "parameters": count_parameters(model),
-               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-               "outputs_probabilities": run.outputs_probabilities},
+        extra={
+            "network": network.model_dump(),
+            "prepare": prepare,
+            "parameters": count_parameters(model),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "outputs_probabilities": run.outputs_probabilities,
+        },
     )
 
 
 def summary_text(model: torch.nn.Module) -> str:
     counts = count_parameters(model)
-    return (f"{model}\n\nTrainable params: {counts['trainable']:,}\n"
-            f"Non-trainable params (buffers): {counts['non_trainable']:,}\nTotal params: {counts['total']:,}")
+    return (
+        f"{model}\n\nTrainable params: {counts['trainable']:,}\n"
+        f"Non-trainable params (buffers): {counts['non_trainable']:,}\nTotal params: {counts['total']:,}"
+    )

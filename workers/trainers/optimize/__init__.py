@@ -3,6 +3,7 @@
 The outcome is a result, not a model. A stop request is honoured before the next evaluation.
 Evaluations are cheap and every progress report is a database write, so reports are throttled.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,9 +19,9 @@ from service.optimize.spec import ContinuousProblem, OptimizeRun, TspProblem
 from service.optimize.tsp_instances import tsplib_length
 from workers.trainers.base import Cancelled, DataSource, OptimizationResult, Reporter
 
-MAX_CURVE = 10_000      # points of the convergence curve kept in the result
-REPORTS = 100           # progress reports per job, at most
-MIN_INTERVAL_S = 0.25   # and at most four a second
+MAX_CURVE = 10_000  # points of the convergence curve kept in the result
+REPORTS = 100  # progress reports per job, at most
+MIN_INTERVAL_S = 0.25  # and at most four a second
 
 
 def load_data(run: OptimizeRun, source: DataSource) -> None:
@@ -39,7 +40,7 @@ def train(run: OptimizeRun, data: None, report: Reporter) -> OptimizationResult:
     return OptimizationResult(result=result, metrics=metrics)
 
 
-def _continuous(o: ContinuousProblem, report: Reporter, progress: "Progress") -> tuple[dict[str, Any], list[float]]:
+def _continuous(o: ContinuousProblem, report: Reporter, progress: Progress) -> tuple[dict[str, Any], list[float]]:
     space = Space.box(o.dimensions, *o.bounds)
     keys = [d.name for d in space.dims]
     best, calls = math.inf, 0
@@ -54,17 +55,31 @@ def _continuous(o: ContinuousProblem, report: Reporter, progress: "Progress") ->
     optimizer = OPTIMIZERS[o.strategy](space, o.evaluations, seed=o.seed, **o.params)
     found = minimize(optimizer, objective, o.evaluations, should_stop=report.stop_requested)
     _stop_if_short(found.evaluations, o.evaluations)
-    return {"best_value": found.best_value, "best_params": [float(found.best_point[k]) for k in keys],
-            "evaluations": found.evaluations}, found.curve
+    return {
+        "best_value": found.best_value,
+        "best_params": [float(found.best_point[k]) for k in keys],
+        "evaluations": found.evaluations,
+    }, found.curve
 
 
-def _tsp(o: TspProblem, report: Reporter, progress: "Progress") -> tuple[dict[str, Any], list[float]]:
+def _tsp(o: TspProblem, report: Reporter, progress: Progress) -> tuple[dict[str, Any], list[float]]:
     solve = solve_tsp if o.strategy == "aco" else random_tours
-    tour, length, curve = solve(np.array(o.cities, dtype=float), o.evaluations, seed=o.seed,
-                                should_stop=report.stop_requested, on_tour=progress, **o.params)
+    tour, length, curve = solve(
+        np.array(o.cities, dtype=float),
+        o.evaluations,
+        seed=o.seed,
+        should_stop=report.stop_requested,
+        on_tour=progress,
+        **o.params,
+    )
     _stop_if_short(len(curve), o.evaluations)
-    result = {"best_value": length, "best_params": tour, "evaluations": len(curve),
-              "instance": o.instance, "cities": len(o.cities)}
+    result = {
+        "best_value": length,
+        "best_params": tour,
+        "evaluations": len(curve),
+        "instance": o.instance,
+        "cities": len(o.cities),
+    }
     if o.optimum:
         # The known optimum is in TSPLIB's metric (edges rounded), so the gap is measured in it too.
         result["optimum"] = o.optimum
@@ -82,7 +97,7 @@ def _stop_if_short(done: int, budget: int) -> None:
 def downsample(curve: list[float]) -> dict[str, Any]:
     """At most MAX_CURVE points: each the best after `curve_step` more evaluations; the last is the final best."""
     step = max(math.ceil(len(curve) / MAX_CURVE), 1)
-    kept = curve[step - 1::step]
+    kept = curve[step - 1 :: step]
     if len(curve) % step:
         kept.append(curve[-1])
     return {"curve": [float(v) for v in kept], "curve_step": step}
