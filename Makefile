@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench clean debian-tools
+.PHONY: install run test test-fast lint bench clean debian-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,18 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/labtrain up
 
-test: $(STAMP) debian-tools
+# Everything: the import rules, lint and format, then every test against the real PostgreSQL and Redis.
+test: $(STAMP) debian-tools lint
 	$(PY) -m pytest
+
+# For daily work: the tests marked `fast`, on SQLite with no servers, in under a minute.
+test-fast: $(STAMP)
+	LABTRAIN_TEST_SERVERS=none $(PY) -m pytest -m fast -q
+
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Debian packages the tests use: docker-compose validates docker-compose.yml without a Docker
 # engine (tests/test_deploy.py); Chromium runs the dashboard's browser tests (Playwright drives

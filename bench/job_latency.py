@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.service_process import start_service
-from tests.processes import Client
+from tests.support.processes import Client
 
 SPEC = {
     "dataset": "iris",

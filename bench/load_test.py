@@ -24,7 +24,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.service_process import start_service
-from tests.processes import Client, run_cli
+from tests.support.processes import Client, run_cli
 
 JOBS = [
     {"dataset": "iris", "algorithm": "knn"},

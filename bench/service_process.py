@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from tests.conftest import free_port
-from tests.processes import Client, ServiceProcess, run_cli, service_env, start_stack, wait_until_healthy
+from tests.support.processes import Client, ServiceProcess, run_cli, service_env, start_stack, wait_until_healthy
 
 PG_ADMIN = os.environ.get("LABTRAIN_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("LABTRAIN_BENCH_REDIS", "redis://127.0.0.1:6379/9")

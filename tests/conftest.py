@@ -1,5 +1,10 @@
-"""Shared fixtures. Integration tests use the real PostgreSQL and Redis: when either does
-not answer, the tests fail (they never skip)."""
+"""Shared fixtures. Tests use the real PostgreSQL and Redis: when either does not answer,
+the tests fail (they never skip).
+
+The fast tier (`make test-fast`, LABTRAIN_TEST_SERVERS=none) runs the tests marked `fast`
+on a temporary SQLite database and the serverless broker, with no server at all; `make
+test` runs every test, the fast ones included, against the real servers. A fast test that
+asks for PostgreSQL or Redis itself fails, saying so."""
 
 from __future__ import annotations
 
@@ -17,10 +22,23 @@ from service.core.db import Database
 from service.core.migrate import upgrade
 from service.core.orm import Base
 from service.lab.users import create_user
-from tests.digit_images import MNIST_8K
+from tests.support.digit_images import MNIST_8K
 
 PG_ADMIN_URL = os.environ.get("LABTRAIN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("LABTRAIN_TEST_REDIS", "redis://127.0.0.1:6379")
+FAST_TIER = os.environ.get("LABTRAIN_TEST_SERVERS", "real") == "none"
+# Redis database numbers a test session takes; a claim key in database 0 keeps two sessions
+# on one machine (two developers, a developer and CI) from taking each other's messages.
+REDIS_NUMBERS = range(15, 0, -1)
+REDIS_CLAIM = "labtrain-tests:claimed-db:{}"
+
+
+def _needs_servers(what: str) -> None:
+    if FAST_TIER:
+        pytest.fail(
+            f"{what} is not there in the fast tier (LABTRAIN_TEST_SERVERS=none); a test that needs it "
+            "must not be marked fast"
+        )
 
 
 def free_port() -> int:
@@ -42,6 +60,7 @@ def _pg_admin():
 @pytest.fixture(scope="session")
 def make_pg_database():
     """Creates empty PostgreSQL databases for this test session and drops them at the end."""
+    _needs_servers("PostgreSQL")
     admin = _pg_admin()
     created = []
 
@@ -61,24 +80,35 @@ def make_pg_database():
 
 @pytest.fixture(scope="session")
 def make_redis_url():
-    """Hands out Redis database numbers (flushed first) so test runs do not see each other's messages."""
-    numbers = iter(range(15, 1, -1))
-    used = []
+    """Hands out Redis database numbers (flushed first) that no other test session on this machine
+    holds, so test runs do not see each other's messages."""
+    _needs_servers("Redis")
+    claims = redis.Redis.from_url(f"{REDIS_BASE}/0")
+    try:
+        claims.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {REDIS_BASE} does not answer ({exc}); start it and run again")
+    taken: list[int] = []
 
     def make() -> str:
-        url = f"{REDIS_BASE}/{next(numbers)}"
-        client = redis.Redis.from_url(url)
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            pytest.fail(f"Redis at {REDIS_BASE} does not answer ({exc}); start it and run again")
-        client.flushdb()
-        used.append(client)
-        return url
+        for number in REDIS_NUMBERS:
+            if number not in taken and claims.set(REDIS_CLAIM.format(number), os.getpid(), nx=True, ex=4 * 3600):
+                taken.append(number)
+                client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
+                client.flushdb()
+                client.close()
+                return f"{REDIS_BASE}/{number}"
+        pytest.fail(
+            "every Redis database number is claimed by other test sessions; wait, or clear the "
+            f"{REDIS_CLAIM.format('*')} keys in database 0"
+        )
 
     yield make
-    for client in used:
+    for number in taken:
+        client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
         client.flushdb()
+        client.close()
+        claims.delete(REDIS_CLAIM.format(number))
 
 
 @pytest.fixture(scope="session")
@@ -93,31 +123,53 @@ def redis_url(make_redis_url) -> str:
     return make_redis_url()
 
 
+@pytest.fixture(scope="session")
+def database_url(request, tmp_path_factory) -> str:
+    """The session's database: PostgreSQL, or a SQLite file in the fast tier."""
+    if FAST_TIER:
+        url = f"sqlite:///{tmp_path_factory.mktemp('database') / 'labtrain.db'}"
+        upgrade(url)
+        return url
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-def settings(tmp_path, pg_url, redis_url) -> Settings:
+def broker_url(request, tmp_path) -> str:
+    """Redis, or the serverless broker (a SQLite file) in the fast tier."""
+    if FAST_TIER:
+        return f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, broker_url) -> Settings:
     """Settings for one test; its data directory holds the MNIST subset as `mnist.npz`."""
     data_dir = tmp_path / "datasets"
     data_dir.mkdir()
     (data_dir / "mnist.npz").symlink_to(MNIST_8K)
     return Settings(
         home=tmp_path,
-        database_url=pg_url,
-        broker_url=redis_url,
+        database_url=database_url,
+        broker_url=broker_url,
         data_dir=data_dir,
         artifact_dir=tmp_path / "artifacts",
         max_upload_bytes=2_000_000,
         submit_rate_limit=None,
         predict_rate_limit=None,
-    )  # tests/service/test_monitoring.py sets them
+    )  # tests/service/api/test_monitoring.py sets them
 
 
 @pytest.fixture
 def db(settings):
     """The session database, emptied before each test."""
     database = Database(settings.database_url)
+    tables = [t.name for t in Base.metadata.sorted_tables if t.name != "dispatch_lock"]
     with database.engine.begin() as conn:
-        names = ", ".join(t.name for t in Base.metadata.sorted_tables if t.name != "dispatch_lock")
-        conn.execute(text(f"TRUNCATE {names} CASCADE"))
+        if database.url.startswith("sqlite"):
+            for name in reversed(tables):  # children before parents
+                conn.execute(text(f"DELETE FROM {name}"))
+        else:
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
     yield database
     database.dispose()
 
@@ -165,3 +217,10 @@ def run_queued(settings, db):
 
     runner = JobRunner(settings, db, "test-worker")
     return runner.run
+
+
+def pytest_ignore_collect(collection_path, config):
+    """In the fast tier, modules with no fast test are not even imported (some load TensorFlow)."""
+    if FAST_TIER and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return "pytest.mark.fast" not in collection_path.read_text()
+    return None

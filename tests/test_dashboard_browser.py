@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.processes import deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import deployment_env, run_cli, start_stack, wait_until_healthy
 
 CHROMIUM = os.environ.get("LABTRAIN_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 TIMEOUT_MS = 10_000

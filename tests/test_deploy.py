@@ -17,7 +17,7 @@ import yaml
 
 from service.core.config import Settings
 from tests.conftest import free_port
-from tests.processes import Client, ServiceProcess, run_cli, service_env, wait_until_healthy
+from tests.support.processes import Client, ServiceProcess, run_cli, service_env, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

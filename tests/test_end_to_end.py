@@ -11,7 +11,7 @@ import redis
 from service.core.broker import make_celery, send_job
 from service.core.config import Settings
 from tests.conftest import free_port
-from tests.processes import (
+from tests.support.processes import (
     Client,
     ServiceProcess,
     deployment_env,

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import free_port
-from tests.netns import SecondHost
-from tests.processes import Client, ServiceProcess, deployment_env, run_cli, wait_until_healthy
-from tests.test_lab_server import FAST_RECOVERY, epochs_and_attempts, wait_epoch
+from tests.service.lab.test_lab_server import FAST_RECOVERY, epochs_and_attempts, wait_epoch
+from tests.support.netns import SecondHost
+from tests.support.processes import Client, ServiceProcess, deployment_env, run_cli, wait_until_healthy
 
 NETWORK = {
     "dataset": "mnist",

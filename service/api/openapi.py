@@ -5,7 +5,7 @@ The document is built from two sources so that it cannot drift from the code:
   (each job family's request model and the models its registry record lists), response
   schemas those of service/api/responses.py;
 - the list of paths and methods is Flask's url_map, so a route added later appears even
-  before someone describes it in ROUTES below (tests/service/test_openapi.py flags it).
+  before someone describes it in ROUTES below (tests/service/api/test_openapi.py flags it).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def int_query(name: str, low: int, high: int, description: str) -> dict[str, Any
     return query(name, {"type": "integer", "minimum": low, "maximum": high}, description)
 
 
-# API.md's examples; tests/service/test_openapi.py submits each and expects a 201.
+# API.md's examples; tests/service/api/test_openapi.py submits each and expects a 201.
 JOB_EXAMPLES = {
     "classic": {
         "name": "iris-knn",

@@ -1,0 +1,295 @@
+"""Isolation between users: every route that takes an object answers another user's object
+with exactly the 404 an unknown id gets, so ids reveal nothing; listings show only one's own.
+
+The probes are one table; a route added to the API without a probe fails
+`test_every_route_is_probed`."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select, update
+
+from service.core.orm import Dataset, Job, JobEvent, Model, User, new_id
+from tests.service.api.test_api_datasets_models import submit_and_run, upload
+from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
+from tests.support.digit_images import render
+
+pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
+
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+NUMERIC_CSV = ("a,b,label\n" + "\n".join(f"{i % 7},{i % 5},{int(i % 7 > 3)}" for i in range(60))).encode()
+DENSE = {"layers": [{"type": "dense", "units": 2, "activation": "softmax"}]}
+PNG = render(np.eye(28, dtype=np.uint8) * 255)
+
+
+def _npz() -> bytes:
+    x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    buffer = io.BytesIO()
+    np.savez(buffer, x=x, y=(x[:, 0] > 0).astype(np.int64))
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request on one kind of object: `{id}` in the path or the JSON body is its id."""
+
+    name: str
+    target: str  # finished | queued | model | csv | npz
+    method: str
+    path: str
+    json: Any = None
+    image: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    owner_status: int = 200  # what the owner gets: shows the probe reaches the object
+
+    def send(self, client, headers: dict[str, str], object_id: str):
+        kwargs: dict[str, Any] = {}
+        if self.json is not None:
+            kwargs["json"] = json.loads(json.dumps(self.json).replace("{id}", json.dumps(object_id)[1:-1]))
+        if self.image:
+            kwargs.update(data={"file": (io.BytesIO(PNG), "digit.png")}, content_type="multipart/form-data")
+        return client.open(
+            self.path.replace("{id}", object_id), method=self.method, headers={**headers, **self.headers}, **kwargs
+        )
+
+
+def _job_on(dataset: dict, owner_status: int, **spec) -> dict:
+    return {"json": {"dataset": dataset, **spec}, "owner_status": owner_status}
+
+
+PROBES = [
+    Probe("get job", "finished", "GET", "/api/v1/jobs/{id}"),
+    Probe("get queued job", "queued", "GET", "/api/v1/jobs/{id}"),
+    Probe("job events", "finished", "GET", "/api/v1/jobs/{id}/events"),
+    Probe("job events after", "finished", "GET", "/api/v1/jobs/{id}/events?after=1"),
+    Probe("job events stream", "finished", "GET", "/api/v1/jobs/{id}/events", headers={"Accept": "text/event-stream"}),
+    Probe("job log", "finished", "GET", "/api/v1/jobs/{id}/log"),
+    Probe("cancel finished job", "finished", "POST", "/api/v1/jobs/{id}/cancel", owner_status=409),
+    Probe("get model", "model", "GET", "/api/v1/models/{id}"),
+    Probe("get model by job id", "finished", "GET", "/api/v1/models/{id}"),
+    Probe("get model of a queued job", "queued", "GET", "/api/v1/models/{id}", owner_status=409),
+    Probe("download model", "model", "GET", "/api/v1/models/{id}/download"),
+    Probe("download model by job id", "finished", "GET", "/api/v1/models/{id}/download"),
+    Probe("predict", "model", "POST", "/api/v1/models/{id}/predict", json={"instances": IRIS_ROWS}),
+    Probe("predict by job id", "finished", "POST", "/api/v1/models/{id}/predict", json={"instances": IRIS_ROWS}),
+    Probe("predict bad payload", "model", "POST", "/api/v1/models/{id}/predict", json={"rows": []}, owner_status=422),
+    Probe("predict image", "model", "POST", "/api/v1/models/{id}/predict", image=True, owner_status=422),
+    Probe("get csv dataset", "csv", "GET", "/api/v1/datasets/{id}"),
+    Probe("get npz dataset", "npz", "GET", "/api/v1/datasets/{id}"),
+    Probe("classic job on csv", "csv", "POST", "/api/v1/jobs", **_job_on({"id": "{id}"}, 201, algorithm="knn")),
+    Probe(
+        "classic job on csv, target",
+        "csv",
+        "POST",
+        "/api/v1/jobs",
+        **_job_on({"id": "{id}", "target": "b"}, 201, algorithm="knn"),
+    ),
+    Probe("classic job on npz", "npz", "POST", "/api/v1/jobs", **_job_on({"id": "{id}"}, 422, algorithm="knn")),
+    Probe(
+        "network job on csv",
+        "csv",
+        "POST",
+        "/api/v1/jobs",
+        **_job_on({"id": "{id}"}, 201, framework="pytorch", network=DENSE),
+    ),
+    Probe(
+        "network job on npz",
+        "npz",
+        "POST",
+        "/api/v1/jobs",
+        **_job_on({"id": "{id}"}, 201, framework="tensorflow", network=DENSE),
+    ),
+    # Last: for the owner it cancels the queued job.
+    Probe("cancel queued job", "queued", "POST", "/api/v1/jobs/{id}/cancel", owner_status=202),
+]
+
+LISTINGS = [
+    "/api/v1/jobs",
+    "/api/v1/jobs?status=queued",
+    "/api/v1/jobs?status=succeeded",
+    "/api/v1/models",
+    "/api/v1/datasets",
+    "/api/v1/queue",
+]
+# Routes that touch no existing object, with where they are checked.
+OTHER_ROUTES = [
+    ("GET", "/api/v1/algorithms"),
+    ("POST", "/api/v1/datasets"),
+    ("GET", "/healthz"),
+    # The dashboard's page and files hold no data: it calls the API with the user's token.
+    ("GET", "/"),
+    ("GET", "/dashboard/app.js"),
+    # The OpenAPI document needs a token like all of /api (tests/service/api/test_openapi.py);
+    # the docs page and its files hold no data.
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/static/docs.js"),
+    # Readiness names no user; metrics count by user name, for the admin's Prometheus
+    # (a token of its own when LABTRAIN_METRICS_TOKEN is set: tests/service/api/test_monitoring.py).
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+]
+
+
+def build_world(client, headers, run_queued) -> dict[str, str]:
+    """A finished job with its model, a queued job, an uploaded CSV and an uploaded NPZ."""
+    finished = submit_and_run(client, headers, run_queued, IRIS_KNN)
+    assert finished["status"] == "succeeded", finished["error"]
+    queued = client.post("/api/v1/jobs", json=IRIS_KNN, headers=headers).get_json()
+    csv = upload(client, headers, NUMERIC_CSV, target="label")
+    npz = upload(client, headers, _npz(), "arrays.npz")
+    assert csv.status_code == npz.status_code == 201
+    return {
+        "finished": finished["id"],
+        "queued": queued["id"],
+        "model": finished["result"]["model_id"],
+        "csv": csv.get_json()["id"],
+        "npz": npz.get_json()["id"],
+    }
+
+
+@pytest.fixture
+def world(client, alice, run_queued):
+    return build_world(client, alice, run_queued)
+
+
+def comparable(response, object_id: str) -> tuple[int, str, dict]:
+    body = response.get_json()
+    if body and "error" in body:
+        body["error"]["message"] = body["error"]["message"].replace(object_id, "<id>")
+    return response.status_code, response.mimetype, body
+
+
+def snapshot(client, headers, ids: dict[str, str], db) -> dict[str, Any]:
+    """Everything the owner can see of the objects, and how many rows each table holds."""
+    view = {
+        path: client.get(path, headers=headers).get_json()
+        for path in [
+            f"/api/v1/jobs/{ids['finished']}",
+            f"/api/v1/jobs/{ids['queued']}",
+            f"/api/v1/jobs/{ids['finished']}/events",
+            f"/api/v1/jobs/{ids['queued']}/events",
+            f"/api/v1/models/{ids['model']}",
+            f"/api/v1/datasets/{ids['csv']}",
+            f"/api/v1/datasets/{ids['npz']}",
+            *LISTINGS,
+        ]
+    }
+    view["predict"] = client.post(
+        f"/api/v1/models/{ids['model']}/predict", headers=headers, json={"instances": IRIS_ROWS}
+    ).get_json()
+    with db.session() as session:
+        view["rows"] = {
+            t.__name__: session.scalar(select(func.count()).select_from(t)) for t in (Job, JobEvent, Model, Dataset)
+        }
+    return view
+
+
+def test_another_users_objects_answer_like_unknown_ids(client, alice, bob, world, db):
+    before = snapshot(client, alice, world, db)
+    mismatches = []
+    for probe in PROBES:
+        foreign = probe.send(client, bob, world[probe.target])
+        unknown_id = new_id()
+        unknown = probe.send(client, bob, unknown_id)
+        if foreign.status_code != 404 or comparable(foreign, world[probe.target]) != comparable(unknown, unknown_id):
+            mismatches.append(
+                f"{probe.name}: {foreign.status_code} {foreign.get_data(as_text=True)[:200]} "
+                f"vs {unknown.status_code} {unknown.get_data(as_text=True)[:200]}"
+            )
+    assert not mismatches, "\n".join(mismatches)
+
+    after = snapshot(client, alice, world, db)
+    assert after == before
+    assert after[f"/api/v1/jobs/{world['queued']}"]["status"] == "queued"
+    assert after["predict"]["predictions"] == [0, 2]
+
+
+@pytest.mark.parametrize("odd_id", ["a\x00b", "x" * 65, "\u00e9t\u00e9 .."])
+def test_ids_that_cannot_exist_are_plain_404s(client, alice, world, odd_id):
+    # Never a 500 (PostgreSQL refuses NUL bytes); spec ids longer than any id are a 422 naming the field.
+    for probe in PROBES:
+        response = probe.send(client, alice, odd_id)
+        expected = 422 if probe.json and "dataset" in probe.json and len(odd_id) > 64 else 404
+        assert_error(response, expected, field="dataset.id" if probe.path == "/api/v1/jobs" else "id")
+
+
+@pytest.mark.parametrize("path", LISTINGS)
+def test_listings_show_only_ones_own_objects(client, bob, world, path):
+    response = client.get(path, headers=bob)
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert not [name for name, object_id in world.items() if object_id in text]
+
+
+def test_the_probes_reach_the_objects_for_their_owner(client, alice, world):
+    # Without this a probe could be 404 for everyone and the isolation test would prove nothing.
+    answers = {p.name: p.send(client, alice, world[p.target]).status_code for p in PROBES}
+    assert answers == {p.name: p.owner_status for p in PROBES}
+
+
+def test_every_route_is_probed(app):
+    adapter = app.url_map.bind("localhost")
+    probed = {adapter.match(p.path.split("?")[0], method=p.method)[0] for p in PROBES}
+    probed |= {adapter.match(path.split("?")[0], method="GET")[0] for path in LISTINGS}
+    probed |= {adapter.match(path, method=method)[0] for method, path in OTHER_ROUTES}
+    routes = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    assert routes - probed == set(), "add a probe for each new route to PROBES (or LISTINGS, OTHER_ROUTES)"
+
+
+def test_an_admin_sees_and_cancels_another_users_job(client, alice, make_user, world):
+    admin = make_user("root", admin=True)
+    assert client.get(f"/api/v1/jobs/{world['queued']}", headers=admin).get_json()["owner"] == "alice"
+    listed = {
+        path: client.get(path, headers=admin).get_data(as_text=True)
+        for path in ("/api/v1/jobs", "/api/v1/models", "/api/v1/datasets")
+    }
+    assert all(
+        world[name] in listed[path]
+        for name, path in [
+            ("finished", "/api/v1/jobs"),
+            ("queued", "/api/v1/jobs"),
+            ("model", "/api/v1/models"),
+            ("csv", "/api/v1/datasets"),
+            ("npz", "/api/v1/datasets"),
+        ]
+    )
+
+    response = client.post(f"/api/v1/jobs/{world['queued']}/cancel", headers=admin)
+    assert response.status_code == 202 and response.get_json()["status"] == "cancelled"
+    job = client.get(f"/api/v1/jobs/{world['queued']}", headers=alice).get_json()
+    assert job["status"] == "cancelled"
+    events = client.get(f"/api/v1/jobs/{world['queued']}/events", headers=alice).get_json()["items"]
+    assert events[-1]["data"] == {"status": "cancelled", "by": "root"}
+
+
+def test_a_disabled_user_gets_401_everywhere(client, make_user, world, run_queued, db):
+    carol = make_user("carol")
+    own = build_world(client, carol, run_queued)
+    with db.session() as session:
+        session.execute(update(User).where(User.name == "carol").values(disabled=True))
+
+    requests = [(f"{p.name} on own", p, own) for p in PROBES] + [(f"{p.name} on alice's", p, world) for p in PROBES]
+    answers = {name: p.send(client, carol, ids[p.target]) for name, p, ids in requests}
+    answers.update({path: client.get(path, headers=carol) for path in LISTINGS + ["/api/v1/algorithms"]})
+    answers["upload"] = upload(client, carol, NUMERIC_CSV)
+    answers["submit"] = client.post("/api/v1/jobs", json=IRIS_KNN, headers=carol)
+    for name, response in answers.items():
+        assert response.status_code == 401, name
+        assert_error(response, 401, code="unauthorized")
+    assert (
+        client.get(f"/api/v1/jobs/{own['queued']}", headers=carol).get_json()["error"]["message"]
+        == client.get("/api/v1/jobs", headers={"Authorization": "Bearer lt_unknown"}).get_json()["error"]["message"]
+    )
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
+def test_healthz_needs_no_token(client, headers):
+    response = client.get("/healthz", headers=headers)
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}

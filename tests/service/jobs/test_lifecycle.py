@@ -1,0 +1,81 @@
+"""The job state machine on PostgreSQL: atomic claims, guarded transitions, ordered events."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import select
+
+from service.core.errors import Conflict
+from service.core.orm import Job, JobEvent
+from service.jobs import lifecycle
+from service.lab.users import create_user
+
+pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
+
+SPEC = {"dataset": "iris", "algorithm": "knn"}
+
+
+def _queued_job(db):
+    with db.session() as session:
+        user, _ = create_user(session, "carol")
+        job = lifecycle.create_job(session, user, family="classic", spec=SPEC, queue="cpu", name=None)
+    return job.id, user
+
+
+def test_only_one_of_many_concurrent_claims_wins(db):
+    job_id, _ = _queued_job(db)
+
+    def claim(n):
+        with db.session() as session:
+            return lifecycle.claim(session, job_id, f"worker-{n}")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(claim, range(16)))
+    assert sum(attempt is not None for attempt in results) == 1  # one claim wins, as attempt 1
+    assert 1 in results
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        assert job.status == "running" and job.attempt == 1 and job.started_at is not None
+        statuses = session.scalars(select(JobEvent.data).where(JobEvent.job_id == job_id)).all()
+    assert [s["status"] for s in statuses] == ["queued", "running"]
+
+
+def test_finish_only_moves_a_running_job(db):
+    job_id, _ = _queued_job(db)
+    with db.session() as session:
+        assert not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED)  # still queued
+        assert lifecycle.claim(session, job_id, "w")
+        assert lifecycle.finish(session, job_id, lifecycle.FAILED, error="boom", error_code="training_error")
+        assert not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED)  # already failed
+        job = session.get(Job, job_id)
+        assert job.status == "failed" and job.finished_at and job.error == "boom"
+
+
+def test_cancel_running_sets_the_flag_and_finished_is_a_conflict(db):
+    job_id, user = _queued_job(db)
+    with db.session() as session:
+        lifecycle.claim(session, job_id, "w")
+        assert lifecycle.request_cancel(session, session.get(Job, job_id), user) == "running"
+        assert session.get(Job, job_id).cancel_requested
+        lifecycle.finish(session, job_id, lifecycle.CANCELLED)
+    with db.session() as session:
+        try:
+            lifecycle.request_cancel(session, session.get(Job, job_id), user)
+        except Conflict as exc:
+            assert exc.status == 409
+        else:
+            raise AssertionError("cancelling a finished job must be a conflict")
+
+
+def test_concurrent_event_writers_get_distinct_sequence_numbers(db):
+    job_id, _ = _queued_job(db)
+
+    def write(n):
+        with db.session() as session:
+            return lifecycle.add_event(session, job_id, "log", {"n": n}).seq
+
+    with ThreadPoolExecutor(6) as pool:
+        seqs = list(pool.map(write, range(30)))
+    assert sorted(seqs) == list(range(2, 32))

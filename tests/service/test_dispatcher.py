@@ -1,0 +1,219 @@
+"""The dispatcher on PostgreSQL and Redis: slots, fair share, per-user limits, lost workers,
+lost messages, and two dispatchers at once."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlalchemy import select, update
+
+from service.core.broker import make_celery
+from service.core.orm import Job, JobEvent, User, utcnow
+from service.dispatcher import Dispatcher
+from service.jobs import lifecycle
+from service.jobs.limits import set_limits
+from service.lab import worker_registry
+from service.lab.fair_share import queue_order, usage_by_owner
+from service.lab.users import create_user
+
+SPEC = {"dataset": "iris", "algorithm": "knn"}
+
+
+@pytest.fixture
+def dispatcher(settings):
+    return Dispatcher(settings, make_celery(settings), name="test-dispatcher")
+
+
+@pytest.fixture
+def lab(db):
+    """Three students and a helper to submit jobs and to register workers."""
+    with db.session() as session:
+        users = {name: create_user(session, name)[0] for name in ("anna", "ben", "cleo")}
+
+    def submit(name: str, queue: str = "gpu", count: int = 1) -> list[str]:
+        with db.session() as session:
+            owner = session.get(User, users[name].id)
+            return [
+                lifecycle.create_job(session, owner, family="classic", spec=SPEC, queue=queue, name=None).id
+                for _ in range(count)
+            ]
+
+    def worker(queue: str = "gpu", concurrency: int = 1, name: str = "w1") -> None:
+        with db.session() as session:
+            worker_registry.heartbeat(
+                session,
+                name=name,
+                queues=[queue],
+                host="lab",
+                pid=1,
+                concurrency=concurrency,
+                gpu_name=None,
+                gpu_memory_mb=None,
+            )
+
+    return users, submit, worker
+
+
+def round_(db, dispatcher) -> list[str]:
+    with db.session() as session:
+        return dispatcher.run_round(session)
+
+
+def start(db, job_id: str, seconds_ago: float = 0.0) -> None:
+    """A worker takes the job (and, for usage, started it `seconds_ago`)."""
+    with db.session() as session:
+        assert lifecycle.claim(session, job_id, "w1")
+        session.execute(
+            update(Job).where(Job.id == job_id).values(started_at=utcnow() - timedelta(seconds=seconds_ago))
+        )
+
+
+def finish(db, job_id: str) -> None:
+    with db.session() as session:
+        lifecycle.finish(session, job_id, lifecycle.SUCCEEDED)
+
+
+def test_jobs_are_sent_only_to_free_slots_with_only_their_id(db, dispatcher, lab, settings):
+    _users, submit, worker = lab
+    ids = submit("anna", queue="cpu", count=3)
+    assert round_(db, dispatcher) == []  # no worker online: nothing is sent
+    worker("cpu", concurrency=2)
+    assert round_(db, dispatcher) == ids[:2]
+    assert round_(db, dispatcher) == []  # both slots taken until a job ends
+    bodies = [json.loads(m) for m in redis.Redis.from_url(settings.broker_url).lrange("cpu", 0, -1)]
+    assert sorted(json.loads(b["headers"]["argsrepr"].replace("'", '"'))[0] for b in bodies) == sorted(ids[:2])
+    start(db, ids[0])
+    finish(db, ids[0])
+    assert round_(db, dispatcher) == [ids[2]]
+
+
+def test_fair_share_puts_light_users_before_heavy_ones(db, dispatcher, lab, settings):
+    users, submit, worker = lab
+    worker("gpu")
+    anna = submit("anna", count=20)
+    assert round_(db, dispatcher) == [anna[0]]
+    start(db, anna[0], seconds_ago=30)
+    ben, cleo = submit("ben")[0], submit("cleo")[0]
+    with db.session() as session:
+        order = queue_order(session, "gpu", settings)
+    assert order[:3] == [ben, cleo, anna[1]]  # anna has used the GPU; ben and cleo have not
+    finish(db, anna[0])
+    assert round_(db, dispatcher) == [ben]
+    start(db, ben, seconds_ago=5)
+    finish(db, ben)
+    assert round_(db, dispatcher) == [cleo]
+    with db.session() as session:
+        usage = usage_by_owner(session, "gpu", settings.usage_half_life_s, utcnow())
+    assert usage[users["anna"].id] > usage[users["ben"].id] > 0
+
+
+def test_usage_decays_with_its_half_life(db, lab, settings):
+    users, submit, _worker = lab
+    job = submit("anna")[0]
+    start(db, job, seconds_ago=2 * 3600)
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == job).values(finished_at=utcnow() - timedelta(seconds=3600)))
+        usage = usage_by_owner(session, "gpu", 3600.0, utcnow())[users["anna"].id]
+    # an hour of GPU that ended an hour ago, halving every hour: 3600 * (0.5 - 0.25) / ln 2
+    assert usage == pytest.approx(3600 * 0.25 / 0.6931471805599453, rel=1e-3)
+
+
+def test_a_requeued_job_counts_no_usage_while_it_waits(db, lab):
+    users, submit, _worker = lab
+    job_id = submit("anna")[0]
+    start(db, job_id, seconds_ago=600)
+    with db.session() as session:
+        assert usage_by_owner(session, "gpu", 3600.0, utcnow())[users["anna"].id] > 500
+        lifecycle.requeue(session, session.get(Job, job_id), "worker w1 lost")
+    with db.session() as session:
+        assert users["anna"].id not in usage_by_owner(session, "gpu", 3600.0, utcnow())
+
+
+def test_per_user_running_limit_and_admin_override(db, dispatcher, lab):
+    users, submit, worker = lab
+    worker("gpu", concurrency=3)
+    anna = submit("anna", count=3)
+    assert round_(db, dispatcher) == [anna[0]]  # default: one running GPU job per user
+    with db.session() as session:
+        set_limits(session, session.get(User, users["anna"].id), {"max_running_gpu": 2}, actor="root")
+    assert round_(db, dispatcher) == [anna[1]]
+    with db.session() as session:
+        audit = [e.data for e in session.scalars(select(JobEvent).where(JobEvent.job_id == anna[2]))]
+    assert any(d.get("audit") == "set_limits" and d["by"] == "root" for d in audit)
+
+
+def test_two_dispatchers_never_release_a_job_twice(db, settings, lab):
+    _users, submit, worker = lab
+    worker("cpu", concurrency=10)
+    submit("anna", queue="cpu", count=4)
+    submit("ben", queue="cpu", count=4)
+    with db.session() as session:
+        set_limits(session, session.scalar(select(User).where(User.name == "anna")), {"max_running_cpu": 10}, "root")
+        set_limits(session, session.scalar(select(User).where(User.name == "ben")), {"max_running_cpu": 10}, "root")
+    dispatchers = [Dispatcher(settings, make_celery(settings), name=f"d{i}") for i in range(4)]
+
+    def go(d):
+        released = []
+        for _ in range(5):
+            released += round_(db, d)
+        return released
+
+    with ThreadPoolExecutor(4) as pool:
+        released = sum(pool.map(go, dispatchers), [])
+    assert len(released) == len(set(released)) == 8
+
+
+def test_a_job_whose_worker_stopped_heartbeating_is_requeued_then_failed(db, dispatcher, lab, settings):
+    _users, submit, worker = lab
+    worker("gpu")
+    job_id = submit("anna")[0]
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(max_attempts=2))
+    assert round_(db, dispatcher) == [job_id]
+    for attempt in (1, 2):
+        start(db, job_id)
+        with db.session() as session:  # the worker dies: its heartbeat gets old
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(heartbeat_at=utcnow() - timedelta(seconds=settings.job_heartbeat_timeout_s + 1))
+            )
+        released = round_(db, dispatcher)
+        with db.session() as session:
+            job = session.get(Job, job_id)
+            assert job.attempt == attempt
+            # re-queued and sent again in the same round, until the attempts are spent
+            assert (job.status, released) == (("queued", [job_id]) if attempt == 1 else ("failed", []))
+    assert job.error_code == "worker_lost" and "2 attempts" in job.error
+    with db.session() as session:  # the first attempt, if it were still alive, could not finish it
+        assert not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED, attempt=1)
+
+
+def test_a_message_the_broker_lost_is_sent_again(db, dispatcher, lab, settings):
+    _users, submit, worker = lab
+    worker("cpu")
+    job_id = submit("anna", queue="cpu")[0]
+    assert round_(db, dispatcher) == [job_id]
+    client = redis.Redis.from_url(settings.broker_url)
+    client.flushdb()  # as a restarted Redis without persistence would be
+    with db.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(released_at=utcnow() - timedelta(seconds=settings.resend_after_s + 1))
+        )
+    round_(db, dispatcher)
+    assert any(job_id in m.decode() for m in client.lrange("cpu", 0, -1))
+
+
+def test_queued_limit_is_a_429_naming_it(client, alice, settings):
+    from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
+
+    for _ in range(settings.max_queued):
+        assert client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice).status_code == 201
+    error = assert_error(client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice), 429, "max_queued", "limit_reached")
+    assert "limit is 20" in error["message"]

@@ -1,0 +1,119 @@
+"""Starting and stopping real labtrain processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+class ServiceProcess:
+    """`python -m service ARGS` with its output in a log file, stopped on exit. `prefix` runs it
+    through another command first (e.g. `ip netns exec NAME` for a second host)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, prefix: list[str] = ()):
+        self.log_path, self.env = log_path, env
+        self._log = open(log_path, "wb")  # noqa: SIM115 (open for the process's life; stop() closes it)
+        self.proc = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "service", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def service_env(home: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABTRAIN_")}
+    env["LABTRAIN_HOME"] = str(home)
+    # Tests submit bursts of jobs; the rate limits have tests of their own.
+    env["LABTRAIN_SUBMIT_RATE_LIMIT"] = env["LABTRAIN_PREDICT_RATE_LIMIT"] = ""
+    env.update(overrides)
+    return env
+
+
+def deployment_env(home: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a deployment living in `home`: its data directory holds the MNIST
+    subset, and its database (LABTRAIN_DATABASE_URL in `overrides`) is migrated."""
+    from tests.support.digit_images import MNIST_8K
+
+    (home / "datasets").mkdir()
+    (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
+    env = service_env(home, **overrides)
+    upgraded = run_cli(["db", "upgrade"], env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def wait_until_healthy(base_url: str, processes: list[ServiceProcess], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.proc.poll() is not None:
+                raise RuntimeError(f"process exited early:\n{process.output()[-3000:]}")
+        try:
+            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or no worker booted yet
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{base_url} did not become healthy in {timeout}s")
+
+
+class Client:
+    """A tiny HTTP client for a running service."""
+
+    def __init__(self, base_url: str, token: str):
+        self.base_url = base_url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.session.get(self.base_url + path, timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.session.post(self.base_url + path, timeout=30, **kwargs)
+
+    def wait_for(self, job_id: str, timeout: float = 90, poll: float = 0.05) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.get(f"/api/v1/jobs/{job_id}").json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(poll)
+        raise TimeoutError(f"job {job_id} did not finish in {timeout}s: {job}")
+
+
+def start_stack(
+    env: dict[str, str], home: Path, port: int, worker_args: list[str], api_workers: int = 2
+) -> list[ServiceProcess]:
+    """The processes of a deployment on PostgreSQL + Redis: dispatcher, one worker, API."""
+    return [
+        ServiceProcess(["dispatcher"], env, home / "dispatcher.log"),
+        ServiceProcess(["worker", *worker_args], env, home / f"worker-{len(list(home.glob('worker-*.log')))}.log"),
+        ServiceProcess(["api", "--port", str(port), "--workers", str(api_workers)], env, home / "api.log"),
+    ]

@@ -1,0 +1,211 @@
+"""Keras and PyTorch trainers on real MNIST digits, with no services: presets on both
+frameworks, parameter parity across all model APIs, events, checkpoints, cancellation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.data.arrays import ArrayData
+from service.nets import keras_builder, torch_builder
+from service.nets.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
+from service.nets.presets import preset_layers
+from service.nets.spec import NetworkRun, Training
+from tests.support.digit_images import load_mnist_8k
+from tests.workers.trainers.test_classic import ListReporter
+from workers.trainers import Cancelled
+from workers.trainers.network import train
+
+SHAPE = (28, 28, 1)
+CUSTOM = [
+    {"type": "reshape", "shape": [28, 28, 1]},
+    {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "gelu"},
+    {"type": "batchnorm"},
+    {"type": "avgpool2d", "pool_size": 2},
+    {"type": "conv2d", "filters": 6, "kernel_size": 3, "strides": 2, "activation": "tanh"},
+    {"type": "maxpool2d", "pool_size": 2, "strides": 1},
+    {"type": "flatten"},
+    {"type": "dropout", "rate": 0.1},
+    {"type": "dense", "units": 24, "activation": "sigmoid"},
+    {"type": "batchnorm"},
+    {"type": "activation", "activation": "relu"},
+    {"type": "dense", "units": 10, "activation": "softmax"},
+]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x_train, y_train, x_test, y_test = load_mnist_8k()
+    return ArrayData(
+        x_train=x_train[:1000, ..., None],
+        y_train=y_train[:1000].astype(np.int64),
+        x_test=x_test[:200, ..., None],
+        y_test=y_test[:200].astype(np.int64),
+        task="classification",
+        input_shape=SHAPE,
+        classes=list(range(10)),
+        pixel_max=255.0,
+    )
+
+
+def network_spec(framework, layers, api, epochs=2, *, input_shape=SHAPE, task="classification", **training):
+    """The run a network job with these layers would store (what the trainer receives)."""
+    defaults = (
+        {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+        if task == "classification"
+        else {"loss": "mse", "metrics": ["mae"]}
+    )
+    return NetworkRun.model_validate(
+        {
+            "dataset": "mnist",
+            "framework": framework,
+            "task": task,
+            "network": {"preset": None, "api": api, "layers": layers},
+            "input_shape": list(input_shape),
+            "outputs_probabilities": ends_with_softmax(layers),
+            "parameters": parameter_counts(infer_shapes(layers, tuple(input_shape))),
+            "training": Training.model_validate({"epochs": epochs, "batch_size": 32, **training}).model_dump()
+            | {"weight_decay": 0.0, **defaults, **{k: v for k, v in training.items() if k in defaults}},
+            "evaluation": {"test_size": 0.2, "seed": 0},
+            "device": "cpu",
+            "device_requested": "cpu",
+        }
+    )
+
+
+@pytest.mark.parametrize("name", ["mlp", "feedforward", "lenet", "custom"])
+def test_every_api_of_both_frameworks_has_the_same_parameters(name):
+    layers = validate_layers(CUSTOM if name == "custom" else preset_layers(name, 10, SHAPE))
+    flat = name == "custom"
+    shape = (784,) if flat else SHAPE
+    prepare = {"mean": [0.0] * 784, "std": [1.0] * 784} if flat else {"scale": 1 / 255}
+    expected = parameter_counts(infer_shapes(layers, shape))
+    counts = {
+        f"keras/{api}": keras_builder.count_parameters(keras_builder.build_keras(layers, shape, api, prepare))
+        for api in ("sequential", "functional", "subclassing")
+    }
+    counts |= {
+        f"torch/{api}": torch_builder.count_parameters(torch_builder.build_torch(layers, shape, api, prepare))
+        for api in ("sequential", "module")
+    }
+    assert all(count == expected for count in counts.values()), (expected, counts)
+    if name == "mlp":
+        assert expected["trainable"] == 101_770  # the Keras quickstart's figure
+    if name == "lenet":
+        assert expected["trainable"] == 61_706
+
+
+@pytest.mark.parametrize(
+    "framework,api",
+    [
+        ("tensorflow", "sequential"),
+        ("tensorflow", "functional"),
+        ("tensorflow", "subclassing"),
+        ("pytorch", "sequential"),
+        ("pytorch", "module"),
+    ],
+)
+@pytest.mark.parametrize("preset", ["mlp", "feedforward", "lenet"])
+def test_presets_train_report_every_epoch_and_predict(digits, tmp_path, framework, api, preset):
+    layers = validate_layers(preset_layers(preset, 10, SHAPE))
+    reporter = ListReporter()
+    reporter.checkpoint_dir = tmp_path / "checkpoints"
+    trained = train(network_spec(framework, layers, api, validation_split=0.1), digits, reporter)
+
+    epochs = [data for kind, data in reporter.events if kind == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"} <= set(epochs[-1])
+    assert reporter.progress_calls[-1]["fraction"] == 1.0 and reporter.progress_calls[-1]["epochs"] == 2
+    assert [p.name for p in reporter.checkpoint_dir.iterdir()] == [
+        f"epoch-0002{'.keras' if framework == 'tensorflow' else '.pt'}"
+    ]
+    metrics = trained.metrics
+    assert metrics["epochs_run"] == 2 and 0.3 < metrics["accuracy"] <= 1.0
+    assert len(metrics["confusion_matrix"]["matrix"]) == 10
+    assert trained.extra["parameters"]["trainable"] == parameter_counts(infer_shapes(layers, SHAPE))["trainable"]
+    assert trained.input == {"shape": [28, 28, 1], "kind": "image", "pixel_max": 255.0}
+    assert "Trainable params" in trained.summary or "Total params" in trained.summary
+
+
+@pytest.mark.parametrize(
+    "framework,preset,api", [("pytorch", "feedforward", "sequential"), ("tensorflow", "mlp", "subclassing")]
+)
+def test_a_job_resumes_from_its_last_checkpoint(digits, tmp_path, framework, preset, api):
+    layers = validate_layers(preset_layers(preset, 10, SHAPE))
+    first = ListReporter()
+    first.checkpoint_dir = tmp_path
+    train(network_spec(framework, layers, api, epochs=1), digits, first)
+    resumed = ListReporter()
+    resumed.checkpoint_dir = tmp_path
+    trained = train(network_spec(framework, layers, api, epochs=3), digits, resumed)
+    assert [d["epoch"] for k, d in resumed.events if k == "epoch"] == [2, 3]
+    assert any("resuming from the checkpoint of epoch 1" in d.get("message", "") for k, d in resumed.events)
+    assert trained.metrics["epochs_run"] == 3
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "pytorch"])
+def test_a_cancel_stops_within_one_batch(digits, framework):
+    class StopAfter(ListReporter):
+        def __init__(self, batches):
+            super().__init__()
+            self.asked, self.batches = 0, batches
+
+        def stop_requested(self):
+            self.asked += 1
+            return self.asked > self.batches
+
+    reporter = StopAfter(5)
+    layers = validate_layers(preset_layers("mlp", 10, SHAPE))
+    with pytest.raises(Cancelled):
+        train(network_spec(framework, layers, "sequential", epochs=3), digits, reporter)
+    assert reporter.asked <= 7  # it stopped right after the asking that said stop
+    assert not [d for k, d in reporter.events if k == "epoch"]
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "pytorch"])
+def test_early_stopping_ends_training_before_the_last_epoch(digits, framework):
+    layers = validate_layers(preset_layers("mlp", 10, SHAPE))
+    spec = network_spec(
+        framework,
+        layers,
+        "sequential",
+        epochs=30,
+        learning_rate=0.05,
+        validation_split=0.2,
+        early_stopping={"monitor": "val_loss", "patience": 1, "min_delta": 0.0, "restore_best_weights": True},
+    )
+    reporter = ListReporter()
+    trained = train(spec, digits, reporter)
+    assert trained.metrics["epochs_run"] < 30
+
+
+def test_regression_on_a_table_with_pytorch_and_keras():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3)).astype(np.float32) * [1, 10, 100]
+    y = (x @ np.array([1.0, 0.2, 0.03]) + 5).astype(np.float32)
+    data = ArrayData(
+        x_train=x[:240],
+        y_train=y[:240],
+        x_test=x[240:],
+        y_test=y[240:],
+        task="regression",
+        input_shape=(3,),
+        classes=None,
+        features=["a", "b", "c"],
+    )
+    layers = validate_layers([{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dense", "units": 1}])
+    for framework in ("tensorflow", "pytorch"):
+        spec = network_spec(
+            framework,
+            layers,
+            "sequential",
+            epochs=40,
+            learning_rate=0.01,
+            input_shape=(3,),
+            task="regression",
+            loss="mse",
+            metrics=["mae"],
+        )
+        trained = train(spec, data, ListReporter())
+        assert trained.metrics["r2"] > 0.9, (framework, trained.metrics)
+        assert trained.input["features"] == ["a", "b", "c"]
