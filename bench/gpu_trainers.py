@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,10 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.nets.layers import validate_layers
+from service.data.arrays import ArrayData
+from service.nets.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
 from service.nets.presets import preset_layers
+from service.nets.spec import NetworkRun, Training
 from service.nets.torch_builder import build_torch
 from workers.trainers.network.torch_loop import LoopConfig, LoopHooks, evaluate, fit, make_optimizer
+from workers.trainers.network.torch_trainer import train_torch
 
 SHAPE = (28, 28, 1)
 
@@ -114,13 +118,6 @@ class _Reporter:
 
 def service_trainer_check(path: Path) -> dict:
     """The service's PyTorch trainer as a job runs it: device choice, checkpoints, resume, metrics."""
-    import tempfile
-
-    from service.data.arrays import ArrayData
-    from service.nets.layers import ends_with_softmax
-    from service.nets.spec import Training
-    from workers.trainers.network.torch_trainer import train_torch
-
     data = np.load(path)
     arrays = ArrayData(
         x_train=data["x_train"][..., None],
@@ -138,18 +135,24 @@ def service_trainer_check(path: Path) -> dict:
         training = Training.model_validate({"epochs": 2, "batch_size": 32}).model_dump()
         training.update(loss="sparse_categorical_crossentropy", metrics=["accuracy"], weight_decay=0.0)
         spec = {
+            "dataset": "mnist",
             "framework": "pytorch",
-            "network": {"api": "module", "layers": layers},
+            "task": "classification",
+            "network": {"preset": None, "api": "module", "layers": layers},
             "input_shape": list(SHAPE),
             "outputs_probabilities": ends_with_softmax(layers),
-            "device": "gpu",
+            "parameters": parameter_counts(infer_shapes(layers, SHAPE)),
             "training": training,
+            "evaluation": {"test_size": 0.2, "seed": 0},
+            "device": "gpu",
+            "device_requested": "gpu",
         }
         with tempfile.TemporaryDirectory() as directory:
             first = _Reporter(Path(directory))
-            train_torch({**spec, "training": {**training, "epochs": 1}}, arrays, first)
+            one_epoch = NetworkRun.model_validate({**spec, "training": {**training, "epochs": 1}})
+            train_torch(one_epoch, arrays, first)
             resumed = _Reporter(Path(directory))  # resumes from epoch 1's checkpoint on the GPU
-            trained = train_torch(spec, arrays, resumed)
+            trained = train_torch(NetworkRun.model_validate(spec), arrays, resumed)
         results[name] = {
             "device": trained.extra["device"],
             "epochs_resumed": [e["epoch"] for e in resumed.epochs],

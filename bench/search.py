@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.metaheuristics import Space, minimize, strategies
+from service.metaheuristics import OPTIMIZERS, Space, minimize
 from service.optimize.functions import FUNCTIONS, evaluate
 
 CHECKPOINTS = (1000, 5000)
@@ -36,7 +36,7 @@ MEALPY = "mealpy==3.0.3"
 
 def run(strategy: str, function: str, dimensions: int, seed: int) -> list[float]:
     space = Space.box(dimensions, *FUNCTIONS[function])
-    optimizer = strategies()[strategy](space, CHECKPOINTS[-1], seed=seed)
+    optimizer = OPTIMIZERS[strategy](space, CHECKPOINTS[-1], seed=seed)
     names = [d.name for d in space.dims]
     result = minimize(optimizer, lambda p: evaluate(function, np.array([p[n] for n in names])), CHECKPOINTS[-1])
     return [result.curve[c - 1] for c in CHECKPOINTS]
@@ -44,7 +44,7 @@ def run(strategy: str, function: str, dimensions: int, seed: int) -> list[float]
 
 def speed(strategy: str, dimensions: int, evaluations: int = SPEED_EVALUATIONS) -> float:
     space = Space.box(dimensions, -1.0, 1.0)
-    optimizer = strategies()[strategy](space, evaluations, seed=0)
+    optimizer = OPTIMIZERS[strategy](space, evaluations, seed=0)
     start = time.perf_counter()
     minimize(optimizer, lambda p: 0.0, evaluations)
     return evaluations / (time.perf_counter() - start)
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--dimensions", type=int, default=10)
     parser.add_argument("--no-compare", action="store_true", help="skip the comparison with mealpy")
     args = parser.parse_args()
-    names = sorted(strategies(), key=lambda n: (n != "random", n))
+    names = sorted(OPTIMIZERS, key=lambda n: (n != "random", n))
     ours: dict[str, list[float]] = {}
     print(
         f"| strategy | rastrigin-{args.dimensions} @1k | @5k | ackley-{args.dimensions} @1k | @5k | "

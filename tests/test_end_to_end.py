@@ -109,6 +109,55 @@ def test_upload_and_train_on_embedded_defaults(embedded_service):
     assert client.wait_for(job.json()["id"])["status"] == "succeeded"
 
 
+def test_gradient_boosting_classifies_and_regresses_end_to_end(pg_redis_service):
+    """The algorithm added through the classic family alone: submitted over HTTP, run by a
+    real worker, and answering predict."""
+    client, _env, _processes = pg_redis_service
+    wine = client.post(
+        "/api/v1/jobs",
+        json={
+            "dataset": "wine",
+            "algorithm": "gradient_boosting",
+            "params": {"max_iter": 60, "learning_rate": 0.2},
+            "evaluation": {"cv": 3},
+        },
+    )
+    diabetes = client.post(
+        "/api/v1/jobs",
+        json={
+            "dataset": "diabetes",
+            "algorithm": "gradient_boosting",
+            "params": {"loss": "absolute_error", "max_iter": 80},
+        },
+    )
+    assert wine.status_code == diabetes.status_code == 201, (wine.text, diabetes.text)
+    assert wine.json()["spec"]["task"] == "classification" and diabetes.json()["spec"]["task"] == "regression"
+
+    classified = client.wait_for(wine.json()["id"])
+    assert classified["status"] == "succeeded", classified["error"]
+    assert classified["metrics"]["accuracy"] > 0.85 and len(classified["metrics"]["cv"]["folds"]) == 3
+    predicted = client.post(
+        f"/api/v1/models/{classified['result']['model_id']}/predict",
+        json={
+            "instances": [
+                [13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050],
+                [12.37, 0.94, 1.36, 10.6, 88, 1.98, 0.57, 0.28, 0.42, 1.95, 1.05, 1.82, 520],
+            ]
+        },
+    )
+    assert predicted.status_code == 200, predicted.text
+    answer = predicted.json()
+    assert answer["labels"] == ["class_0", "class_1"] and len(answer["probabilities"][0]) == 3
+
+    regressed = client.wait_for(diabetes.json()["id"])
+    assert regressed["status"] == "succeeded", regressed["error"]
+    assert regressed["metrics"]["r2"] > 0.1  # better than predicting the mean
+    model = client.get(f"/api/v1/models/{regressed['id']}").json()
+    assert model["algorithm"] == "gradient_boosting" and model["task"] == "regression"
+    numbers = client.post(f"/api/v1/models/{model['id']}/predict", json={"instances": [[0.0] * 10]}).json()
+    assert isinstance(numbers["predictions"][0], float)
+
+
 def test_many_jobs_at_once_all_succeed_exactly_once(pg_redis_service):
     client, _env, _processes = pg_redis_service
     ids = [client.post("/api/v1/jobs", json={"dataset": "wine", "algorithm": "knn"}).json()["id"] for _ in range(20)]

@@ -23,6 +23,7 @@ from service.api import responses as r
 from service.api.auth import PUBLIC_PATHS
 from service.data.refs import DatasetRef
 from service.jobs import families
+from service.jobs.families import MAX_INSTANCES
 from service.jobs.lifecycle import STATUSES
 
 REF = "#/components/schemas/{model}"
@@ -172,7 +173,16 @@ PREDICT_BODY = {
             "properties": {
                 "instances": {
                     "type": "array",
-                    "description": "Rows of features, or nested arrays of the model's input shape",
+                    "minItems": 1,
+                    "maxItems": MAX_INSTANCES,
+                    "description": "Rows of features (a list of values in feature order, or an object keyed by "
+                    "feature name), or nested arrays of the model's input shape",
+                    "items": {
+                        "anyOf": [
+                            {"type": "array", "items": {}, "description": "A row, or an input of the model's shape"},
+                            {"type": "object", "additionalProperties": True, "description": "A row by feature name"},
+                        ]
+                    },
                 }
             },
         },
@@ -325,7 +335,10 @@ def operation(rule: Rule, path: str, method: str) -> dict[str, Any]:
     }
     body = job_body() if (method, path) == ("POST", "/api/v1/jobs") else op.body
     if body is not None:
-        described["requestBody"] = {"required": True, "content": body}
+        # A body of several media types (predict: JSON or images) is described as optional:
+        # openapi-python-client 0.29 emits code that cannot import for a required one
+        # (openapi-generators/openapi-python-client#1451). A predict without one is a 4xx.
+        described["requestBody"] = {"required": len(body) == 1, "content": body}
     if public:
         described["security"] = []
     return described

@@ -100,11 +100,13 @@ class Family:
 
 
 _families: dict[str, Family] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()
 _loaded = False
+_loading = False
 
 
 def register(family: Family) -> Family:
+    _load()  # the built-in families first, so they keep their order whoever registers next
     if family.name in _families and _families[family.name] is not family:
         raise ValueError(f"a job family named {family.name!r} is registered already")
     _families[family.name] = family
@@ -116,14 +118,19 @@ def unregister(name: str) -> None:
 
 
 def _load() -> None:
-    global _loaded
+    global _loaded, _loading
     if _loaded:
         return
-    with _lock:
-        if not _loaded:
+    with _lock:  # other threads wait here until the families are all in
+        if _loaded or _loading:  # _loading: this thread's imports registering (the lock is re-entrant)
+            return
+        _loading = True
+        try:
             for module in (*BUILTIN, *Settings.from_env().extra_families):
                 importlib.import_module(module)
             _loaded = True
+        finally:
+            _loading = False
 
 
 def all_families() -> list[Family]:

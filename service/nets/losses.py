@@ -35,7 +35,7 @@ LOSSES = (
         "huber",
         REGRESSION,
         "Huber loss with delta 1: squared near 0, absolute far out (PyTorch's smooth L1 with beta 1)",
-        ("Huber", "huber_loss", "HuberLoss", "smooth_l1_loss", "SmoothL1Loss"),
+        ("huber_loss", "HuberLoss", "smooth_l1_loss", "SmoothL1Loss"),
     ),
 )
 BY_NAME = {name: loss for loss in LOSSES for name in (loss.name, *loss.aliases)}

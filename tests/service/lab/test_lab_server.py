@@ -179,6 +179,29 @@ def test_a_killed_worker_loses_nothing_the_job_resumes_on_another(cpu_lab):
     assert job["metrics"]["accuracy"] > 0.9
 
 
+def test_a_checkpoint_left_unreadable_by_a_killed_worker_is_skipped_and_the_job_succeeds(cpu_lab):
+    client = cpu_lab.student("resumer")
+    job_id = client.post("/api/v1/jobs", json=LENET).json()["id"]
+    wait_epoch(client, job_id, 3)  # epoch 3 reported: the checkpoints of epochs 1 and 2 are written
+    name = _worker_name(cpu_lab, job_id)
+    cpu_lab.kill_worker(name)
+    folder = cpu_lab.home / "artifacts" / "jobs" / job_id / "checkpoints"
+    kept = sorted(folder.glob("epoch-*.pt"))
+    assert len(kept) >= 2, kept  # the newest two (a third for a moment); a cut write leaves only a hidden file
+    newest = kept[-1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 3])  # as a dying disk write would leave it
+    cpu_lab.add_worker("--queues", "cpu", "--concurrency", "1", "--name", f"{name}-replaced")
+
+    job = client.wait_for(job_id, timeout=120)
+    assert job["status"] == "succeeded", job["error"]
+    epochs, attempts = epochs_and_attempts(client, job_id)
+    assert epochs == list(range(1, 13)) and attempts == [1, 2]  # each epoch reported once
+    messages = [e["data"].get("message", "") for e in client.get(f"/api/v1/jobs/{job_id}/events").json()["items"]]
+    skipped = int(newest.name[6:10])
+    assert any(f"checkpoint of epoch {skipped} could not be read" in m for m in messages), messages
+    assert any(f"resuming from the checkpoint of epoch {skipped - 1}" in m for m in messages), messages
+
+
 def _worker_name(lab: Lab, job_id: str) -> str:
     with lab.db.session() as session:
         return session.get(Job, job_id).worker

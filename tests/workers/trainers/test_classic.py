@@ -8,7 +8,12 @@ import pytest
 from sklearn import datasets
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, mean_absolute_error, r2_score
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
@@ -74,6 +79,11 @@ CLASSIFIERS = [
     ("svm", {"kernel": "poly", "degree": 2}, lambda s: SVC(kernel="poly", degree=2, random_state=s)),
     ("svm", {"kernel": "linear", "C": 0.5}, lambda s: SVC(kernel="linear", C=0.5, random_state=s)),
     ("logistic_regression", {"max_iter": 500}, lambda s: LogisticRegression(max_iter=500, random_state=s)),
+    (
+        "gradient_boosting",
+        {"max_iter": 30, "max_leaf_nodes": 8},
+        lambda s: HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=8, random_state=s),
+    ),
 ]
 
 
@@ -112,6 +122,13 @@ REGRESSORS = [
     ("random_forest", {"n_estimators": 15}, lambda s: RandomForestRegressor(n_estimators=15, random_state=s)),
     ("svm", {"kernel": "rbf", "C": 50.0, "epsilon": 0.2}, lambda s: SVR(kernel="rbf", C=50.0, epsilon=0.2)),
     ("linear_regression", {}, lambda s: LinearRegression()),
+    (
+        "gradient_boosting",
+        {"loss": "absolute_error", "max_iter": 40, "max_leaf_nodes": None, "max_depth": 3},
+        lambda s: HistGradientBoostingRegressor(
+            loss="absolute_error", max_iter=40, max_leaf_nodes=None, max_depth=3, random_state=s
+        ),
+    ),
 ]
 
 

@@ -179,10 +179,11 @@ def test_early_stopping_ends_training_before_the_last_epoch(digits, framework):
     assert trained.metrics["epochs_run"] < 30
 
 
-def test_regression_on_a_table_with_pytorch_and_keras():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 3)).astype(np.float32) * [1, 10, 100]
-    y = (x @ np.array([1.0, 0.2, 0.03]) + 5).astype(np.float32)
+def linear_table(seed, scales, weights, bias):
+    """300 rows of three features and a target linear in them, split 240/60; and a small network for it."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(300, 3)).astype(np.float32) * scales
+    y = (x @ np.array(weights) + bias).astype(np.float32)
     data = ArrayData(
         x_train=x[:240],
         y_train=y[:240],
@@ -194,6 +195,11 @@ def test_regression_on_a_table_with_pytorch_and_keras():
         features=["a", "b", "c"],
     )
     layers = validate_layers([{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dense", "units": 1}])
+    return data, layers
+
+
+def test_regression_on_a_table_with_pytorch_and_keras():
+    data, layers = linear_table(0, scales=[1, 10, 100], weights=[1.0, 0.2, 0.03], bias=5)
     for framework in ("tensorflow", "pytorch"):
         spec = network_spec(
             framework,
@@ -209,3 +215,86 @@ def test_regression_on_a_table_with_pytorch_and_keras():
         trained = train(spec, data, ListReporter())
         assert trained.metrics["r2"] > 0.9, (framework, trained.metrics)
         assert trained.input["features"] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    "framework,loss",
+    [("pytorch", "huber"), ("tensorflow", "smooth_l1_loss"), ("pytorch", "l1_loss"), ("tensorflow", "mse_loss")],
+)
+def test_regression_losses_under_either_frameworks_names_train(framework, loss):
+    data, layers = linear_table(1, scales=[1, 1, 1], weights=[1.0, -2.0, 0.5], bias=3)
+    spec = network_spec(
+        framework,
+        layers,
+        "sequential",
+        epochs=40,
+        learning_rate=0.01,
+        input_shape=(3,),
+        task="regression",
+        loss=loss,
+        metrics=["mae"],
+    )
+    trained = train(spec, data, ListReporter())
+    assert trained.metrics["r2"] > 0.9, (framework, loss, trained.metrics)
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow"])
+def test_pytorchs_cross_entropy_trains_like_keras_sparse_crossentropy(digits, framework):
+    layers = validate_layers(preset_layers("feedforward", 10, SHAPE))
+    keras_named = train(network_spec(framework, layers, "sequential", epochs=1, seed=4), digits, ListReporter())
+    torch_named = train(
+        network_spec(framework, layers, "sequential", epochs=1, seed=4, loss="cross_entropy"), digits, ListReporter()
+    )
+    assert torch_named.metrics["accuracy"] == keras_named.metrics["accuracy"]  # the same loss, so the same fit
+
+
+@pytest.mark.parametrize(
+    "framework,preset,api", [("pytorch", "feedforward", "sequential"), ("tensorflow", "mlp", "subclassing")]
+)
+def test_an_unreadable_newest_checkpoint_is_skipped_for_the_one_before(digits, tmp_path, framework, preset, api):
+    layers = validate_layers(preset_layers(preset, 10, SHAPE))
+    first = ListReporter()
+    first.checkpoint_dir = tmp_path
+    # Stopped after two epochs, as a worker killed during the third would leave it.
+    first_spec = network_spec(framework, layers, api, epochs=5)
+    with pytest.raises(Cancelled):
+        train(first_spec, digits, StopAfterEpochs(first, 2))
+    suffix = ".keras" if framework == "tensorflow" else ".pt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"epoch-0001{suffix}", f"epoch-0002{suffix}"]
+    newest = tmp_path / f"epoch-0002{suffix}"
+    newest.write_bytes(newest.read_bytes()[:100])  # half-written
+
+    resumed = ListReporter()
+    resumed.checkpoint_dir = tmp_path
+    trained = train(network_spec(framework, layers, api, epochs=3), digits, resumed)
+    messages = [d["message"] for k, d in resumed.events if k == "log"]
+    assert any("checkpoint of epoch 2 could not be read" in m for m in messages), messages
+    assert any("resuming from the checkpoint of epoch 1" in m for m in messages), messages
+    assert [d["epoch"] for k, d in resumed.events if k == "epoch"] == [2, 3]
+    assert trained.metrics["epochs_run"] == 3
+
+
+def test_when_no_checkpoint_can_be_read_the_job_starts_over(digits, tmp_path):
+    (tmp_path / "epoch-0004.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "epoch-0003.pt").write_bytes(b"")
+    reporter = ListReporter()
+    reporter.checkpoint_dir = tmp_path
+    layers = validate_layers(preset_layers("feedforward", 10, SHAPE))
+    trained = train(network_spec("pytorch", layers, "sequential", epochs=2), digits, reporter)
+    messages = [d["message"] for k, d in reporter.events if k == "log"]
+    assert sum("could not be read" in m for m in messages) == 2
+    assert any("starting over from epoch 1" in m for m in messages)
+    assert [d["epoch"] for k, d in reporter.events if k == "epoch"] == [1, 2]
+    assert trained.metrics["epochs_run"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch-0002.pt"]
+
+
+class StopAfterEpochs(ListReporter):
+    """Asks the trainer to stop once `epochs` epochs were reported (as a lost worker would stop)."""
+
+    def __init__(self, inner: ListReporter, epochs: int):
+        super().__init__()
+        self.checkpoint_dir, self.epochs = inner.checkpoint_dir, epochs
+
+    def stop_requested(self):
+        return sum(1 for kind, _ in self.events if kind == "epoch") >= self.epochs

@@ -14,7 +14,8 @@ import numpy as np
 from service.core.storage import atomic_path
 from service.data.arrays import ArrayData
 from service.data.tasks import CLASSIFICATION
-from workers.trainers.base import Reporter
+from service.nets.spec import NetworkRun
+from workers.trainers.base import Reporter, TrainedModel
 from workers.trainers.scores import classification_metrics, regression_metrics
 
 T = TypeVar("T")
@@ -127,3 +128,38 @@ def model_input(data: ArrayData) -> dict[str, Any]:
     if data.features:
         described["features"] = data.features
     return described
+
+
+def trained_network(
+    run: NetworkRun,
+    data: ArrayData,
+    prepare: dict[str, Any],
+    *,
+    artifact: Any,
+    write: Callable[[Any, Path], None],
+    suffix: str,
+    metrics: dict[str, Any],
+    summary: str,
+    parameters: dict[str, int],
+    device: str,
+) -> TrainedModel:
+    """What either framework's trainer returns: the model, and all predict needs to rebuild and run it."""
+    return TrainedModel(
+        artifact=artifact,
+        write=write,
+        suffix=suffix,
+        framework=run.framework,
+        task=data.task,
+        input=model_input(data),
+        metrics=metrics,
+        classes=data.classes,
+        class_names=data.class_names,
+        summary=summary,
+        extra={
+            "network": run.network.model_dump(),
+            "prepare": prepare,
+            "parameters": parameters,
+            "device": device,
+            "outputs_probabilities": run.outputs_probabilities,
+        },
+    )

@@ -20,9 +20,9 @@ from workers.trainers.network.common import (
     held_out_metrics,
     input_preparation,
     keep_last_checkpoint,
-    model_input,
     resume,
     save_checkpoint,
+    trained_network,
 )
 
 SUFFIX = ".keras"
@@ -136,22 +136,15 @@ def train_keras(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedMo
     metrics = held_out_metrics(data, outputs, test_loss)
     metrics["epochs_run"] = len(history.epoch) + start_epoch
     devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-    return TrainedModel(
+    return trained_network(
+        run,
+        data,
+        prepare,
         artifact=model,
         write=save_model,
         suffix=SUFFIX,
-        framework="tensorflow",
-        task=data.task,
-        input=model_input(data),
         metrics=metrics,
-        classes=data.classes,
-        class_names=data.class_names,
         summary=summary_text(model),
-        extra={
-            "network": run.network.model_dump(),
-            "prepare": prepare,
-            "parameters": count_parameters(model),
-            "device": devices[0] if devices else "cpu",
-            "outputs_probabilities": run.outputs_probabilities,
-        },
+        parameters=count_parameters(model),
+        device=devices[0] if devices else "cpu",
     )

@@ -19,10 +19,10 @@ from workers.trainers.network.common import (
     held_out_metrics,
     input_preparation,
     keep_last_checkpoint,
-    model_input,
     resume,
     save_checkpoint,
     split_validation,
+    trained_network,
 )
 from workers.trainers.network.torch_loop import (
     EpochResult,
@@ -139,24 +139,18 @@ def train_torch(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedMo
     outputs = predict(model, x_test).float().cpu().numpy()
     metrics = held_out_metrics(data, outputs, test_loss)
     metrics["epochs_run"] = start_epoch + len(history)
-    return TrainedModel(
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return trained_network(
+        run,
+        data,
+        prepare,
         artifact=model.cpu(),
         write=save_weights,
         suffix=SUFFIX,
-        framework="pytorch",
-        task=data.task,
-        input=model_input(data),
         metrics=metrics,
-        classes=data.classes,
-        class_names=data.class_names,
         summary=summary_text(model),
-        extra={
-            "network": network.model_dump(),
-            "prepare": prepare,
-            "parameters": count_parameters(model),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "outputs_probabilities": run.outputs_probabilities,
-        },
+        parameters=count_parameters(model),
+        device=device_name,
     )
 
 
