@@ -19,7 +19,6 @@ from service.search.driver import SearchDriver
 from service.search.state import LEGACY_STATE_FILE, STATE_FILE
 from workers.runner import JobRunner
 
-
 OLD_DEPLOYMENT = Path(__file__).parent / "legacy_deployment"
 GA_SEARCH, TPE_SEARCH = "01a225b048ecb08e1d5b7a", "01a225b048fedef6bde3fd"
 

@@ -47,13 +47,13 @@ export async function jobPage(container, [jobId], signal) {
   }
 
   function showCurves() {
-    if (job.family === "search" || job.family === "optimize") {
+    if (searchesOrOptimises(job, trials)) {
       const chart = h("div", { class: "chart-box", "data-test": "convergence-chart" });
       fill(curves, h("div", { class: "card" }, h("h2", {}, "Convergence"), chart));
       lineChart(chart, convergence(job, trials));
       return;
     }
-    if (!epochs.length && job.family !== "network") {
+    if (!epochs.length && !(job.spec || {}).training) {  // no epochs yet, nor will there be
       fill(curves);
       return;
     }
@@ -136,17 +136,30 @@ function convergence(job, trials) {
   if (Array.isArray(result.curve) && result.curve.length) {
     const step = result.curve_step || 1;
     points = result.curve.map((value, i) => [(i + 1) * step, value]).filter(([, y]) => y !== null);
-  } else if (job.family === "optimize") {
+  } else if (countsEvaluations(job, trials)) {
     points = trials.map((t) => [t.evaluations, t.best_value]);
   } else {
     points = trials.map((t, i) => [i + 1, t.best_value]).filter(([, y]) => y !== null && y !== undefined);
   }
   const series = [{ name: "best value", points }];
-  if (job.family === "search" && !result.curve) {
+  if (!countsEvaluations(job, trials) && !result.curve) {  // a search: each trial's own value too
     series.push({ name: "trial value", points: trials.map((t, i) => [i + 1, t.value]).filter(([, y]) => typeof y === "number"),
                   dashed: true });
   }
-  return { series, xLabel: job.family === "optimize" ? "evaluations" : "trial", yLabel: "best value", xInteger: true };
+  return { series, xLabel: countsEvaluations(job, trials) ? "evaluations" : "trial", yLabel: "best value", xInteger: true };
+}
+
+// What a job reports says how to draw it: trials (a search) or evaluations (an optimisation)
+// are a convergence curve; epochs are loss and metric curves.
+function searchesOrOptimises(job, trials) {
+  const progress = job.progress || {};
+  return trials.length > 0 || "trials_done" in progress || "evaluations" in progress ||
+    Array.isArray((job.result || {}).curve);
+}
+
+function countsEvaluations(job, trials) {
+  return "evaluations" in (job.progress || {}) || trials.some((t) => "evaluations" in t) ||
+    (job.result || {}).curve_step !== undefined;
 }
 
 function metricsTable(metrics) {
