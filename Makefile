@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint bench clean debian-tools
+.PHONY: install run test test-fast lint bench clean debian-tools run-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) run-tools
 	$(VENV)/bin/labtrain up
 
 # Everything: the import rules, lint and format, then every test against the real PostgreSQL and Redis.
@@ -30,13 +30,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Debian packages the tests use: docker-compose validates docker-compose.yml without a Docker
-# engine (tests/test_deploy.py); Chromium runs the dashboard's browser tests (Playwright drives
-# it; `playwright install` would download from a CDN). Installed when missing if we are root;
-# otherwise the command is printed.
-DEBIAN_TOOLS := docker-compose chromium
-debian-tools:
-	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+# Debian packages: bubblewrap makes the sandbox code jobs run in (workers/sandbox), for `make
+# run` and the tests; the tests also use docker-compose, which validates docker-compose.yml
+# without a Docker engine (tests/test_deploy.py), and Chromium for the dashboard's browser tests
+# (Playwright drives it; `playwright install` would download from a CDN). Installed when
+# missing if we are root; otherwise the command is printed. Each entry is command:package.
+RUN_TOOLS := bwrap:bubblewrap
+TEST_TOOLS := $(RUN_TOOLS) docker-compose:docker-compose chromium:chromium
+define install_missing
+	@missing=""; for entry in $(1); do command -v $${entry%%:*} >/dev/null 2>&1 || missing="$$missing $${entry#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -44,6 +46,13 @@ debian-tools:
 	    echo "missing:$$missing; install with: sudo apt-get install -y$$missing" >&2; \
 	  fi; \
 	fi
+endef
+
+run-tools:
+	$(call install_missing,$(RUN_TOOLS))
+
+debian-tools:
+	$(call install_missing,$(TEST_TOOLS))
 
 bench: $(STAMP)
 	$(PY) bench/job_latency.py

@@ -180,6 +180,41 @@ def test_a_keras_job_draws_its_curve_live_and_its_model_reads_a_drawn_digit(page
     page.screenshot(path=str(screenshots / "model-page.png"), full_page=True)
 
 
+STUDENT_SCRIPT = """import time
+import labtrain_job
+for epoch in range(1, 4):
+    time.sleep(0.3)
+    print(f"epoch {epoch} done", flush=True)
+    labtrain_job.report(epoch=epoch, loss=1 / epoch, accuracy=0.5 + epoch / 10, epochs=3)
+(labtrain_job.outputs_dir() / "result.txt").write_text("accuracy 0.8\\n")
+"""
+
+
+def test_a_students_script_uploaded_from_the_form_draws_curves_logs_and_artifacts(page, stack, tmp_path):
+    _base, tokens = stack
+    script = tmp_path / "train.py"
+    script.write_text(STUDENT_SCRIPT)
+    sign_in(page, tokens["alice"])
+    page.click("[data-test=nav-submit]")
+    page.select_option("[data-test=field-kind]", "code")
+    page.click("[data-test=submit-job]")  # no file chosen yet: the form says so at the file input
+    assert "choose a .py file" in page.inner_text("[data-test=form-message]")
+    page.set_input_files("[data-test=field-code-file]", str(script))
+    page.fill("[data-test=field-code-args]", "--unused 1")
+    page.fill("[data-test=field-name]", "my-script")
+    page.click("[data-test=submit-job]")
+    job_id_of(page)
+    page.wait_for_selector("#job-status:text('succeeded')", timeout=120_000)
+    assert page.inner_text("[data-test=job-name]") == "my-script"
+    page.wait_for_selector("[data-test=loss-chart][data-points='3']")
+    page.wait_for_selector("[data-test=job-log]:has-text('epoch 3 done')")
+    link = page.wait_for_selector("[data-test=artifact]")
+    assert link.inner_text() == "result.txt"
+    with page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_text() == "accuracy 0.8\n"
+
+
 def test_a_second_user_sees_none_of_the_first_users_jobs(page, stack):
     _base, tokens = stack
     sign_in(page, tokens["alice"])

@@ -29,6 +29,7 @@ from service.core.db import Database
 from service.jobs import families
 from workers.heartbeat import Heartbeat
 from workers.runner import JobRunner
+from workers.sandbox import probe
 
 log = logging.getLogger("labtrain.worker")
 
@@ -101,7 +102,12 @@ def run_worker(
     worker_name = name or default_worker_name(queues)
     gpu = "gpu" in queues
     preload(gpu)
-    _state["heartbeat"] = Heartbeat(settings, worker_name, queues, concurrency)
+    sandbox = probe.capabilities(settings)
+    if "sandbox_error" in sandbox:
+        log.warning("code jobs cannot run on this worker: %s", sandbox["sandbox_error"])
+    elif settings.code_sandbox != "required":
+        log.warning("LABTRAIN_CODE_SANDBOX=off: code jobs run UNSANDBOXED here, as plain processes of the worker")
+    _state["heartbeat"] = Heartbeat(settings, worker_name, queues, concurrency, sandbox)
     app = create_worker_app(settings, worker_name)
     argv = [
         "worker",

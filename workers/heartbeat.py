@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+from typing import Any
 
 from service.core.config import Settings
 from service.core.db import Database
@@ -63,9 +64,17 @@ def gpu_usage(handle) -> tuple[int | None, int | None]:
 
 
 class Heartbeat:
-    def __init__(self, settings: Settings, name: str, queues: list[str], concurrency: int):
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        queues: list[str],
+        concurrency: int,
+        capabilities: dict[str, Any] | None = None,
+    ):
         self.db = Database(settings.database_url, null_pool=True)
         self.name, self.queues, self.concurrency = name, queues, concurrency
+        self.capabilities = capabilities
         self._gpu = _gpu_handle()
         self.gpu_name, self.gpu_memory_mb = gpu_details(self._gpu)
         self._stop = threading.Event()
@@ -100,6 +109,7 @@ class Heartbeat:
                         gpu_memory_mb=self.gpu_memory_mb,
                         gpu_utilization=utilization,
                         gpu_memory_used_mb=used,
+                        capabilities=self.capabilities,
                     )
             except Exception:  # the database may be restarting: try again next beat
                 log.warning("heartbeat of %s failed", self.name, exc_info=True)

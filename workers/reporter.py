@@ -14,6 +14,8 @@ from service.jobs import lifecycle
 from workers.trainers.base import Cancelled
 from workers.watch import JobWatch
 
+MAX_LOG_BYTES = 20 * 1024 * 1024  # of a job's own output, in its log
+
 
 class DbReporter:
     """Writes a trainer's events and progress to the job's rows; raises Cancelled once asked to stop."""
@@ -23,6 +25,7 @@ class DbReporter:
     ):
         self.db, self.job_id, self.log, self.checkpoint_dir, self.watch = db, job_id, job_log, checkpoint_dir, watch
         self._epochs_seen: set[int] | None = None
+        self._logged = 0
 
     def event(self, type_: str, data: dict[str, Any]) -> None:
         self._check()
@@ -41,6 +44,16 @@ class DbReporter:
             if metrics is not None:
                 job.metrics = metrics
             job.progress = {**(job.progress or {}), **fields}
+
+    def output(self, stream: str, line: str) -> None:
+        """A line the job's program printed goes to the job's log (bounded: MAX_LOG_BYTES a job)."""
+        if self._logged > MAX_LOG_BYTES:
+            return
+        self._logged += len(line) + 1
+        if self._logged > MAX_LOG_BYTES:
+            self.log.warning("the job printed more than %d bytes; the rest is not in its log", MAX_LOG_BYTES)
+            return
+        self.log.log(logging.WARNING if stream == "stderr" else logging.INFO, "%s", line)
 
     def stop_requested(self) -> bool:
         return self.watch.stop.is_set()

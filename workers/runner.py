@@ -22,7 +22,7 @@ from service.core.db import Database
 from service.core.orm import Dataset, Job, Model, new_id
 from service.jobs import families, lifecycle
 from workers.reporter import DbReporter
-from workers.trainers import Cancelled, DataSource, OptimizationResult, TrainedModel
+from workers.trainers import Cancelled, DataSource, JobFailed, JobResult, TrainedModel
 from workers.watch import CANCELLED, SUPERSEDED, JobWatch, outcome
 
 log = logging.getLogger("labtrain.worker")
@@ -64,9 +64,10 @@ class JobRunner:
         try:
             job_log.info("job %s started on %s (attempt %d)", job_id, self.worker_name, attempt)
             trainer = importlib.import_module(family.trainer)
-            data = trainer.load_data(run, DataSource(self.settings.data_dir, uploaded))
+            source = DataSource(self.settings.data_dir, uploaded, self.settings, job_id, attempt)
+            data = trainer.load_data(run, source)
             trained = trainer.train(run, data, reporter)
-            if isinstance(trained, OptimizationResult):
+            if isinstance(trained, JobResult):
                 status = self._succeed_with_result(job_id, attempt, trained, job_log, watch)
             else:
                 status = self._succeed(job_id, attempt, owner_id, trained, job_log, watch)
@@ -77,6 +78,11 @@ class JobRunner:
             job_log.info("job %s stopped: %s", job_id, watch.reason or CANCELLED)
             status, fields = outcome(watch.reason or CANCELLED, time_limit)
             self._finish(job_id, attempt, status, watch, **fields)
+        except JobFailed as failed:  # a failure the trainer could name
+            job_log.error("job %s failed: %s", job_id, failed.message)
+            status = self._finish(
+                job_id, attempt, lifecycle.FAILED, watch, error_code=failed.code, error=failed.message
+            )
         except Exception as exc:  # the job fails; the worker goes on with the next one
             job_log.error("job %s failed:\n%s", job_id, traceback.format_exc())
             message = f"{type(exc).__name__}: {exc}".strip()
@@ -147,7 +153,7 @@ class JobRunner:
         return lifecycle.SUCCEEDED
 
     def _succeed_with_result(
-        self, job_id: str, attempt: int, found: OptimizationResult, job_log: logging.Logger, watch: JobWatch
+        self, job_id: str, attempt: int, found: JobResult, job_log: logging.Logger, watch: JobWatch
     ) -> str:
         """A job whose outcome is its result (an optimisation): no model to save."""
         if watch.stop.is_set():

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request, send_file
 from sqlalchemy import select
 
 from service.api.auth import current_user, db_session, owned
@@ -13,12 +14,13 @@ from service.api.events_stream import job_event_stream
 from service.api.requests import MAX_SPEC_DEPTH, int_arg, json_body
 from service.api.serialize import event_view, job_view
 from service.core import storage
-from service.core.errors import SpecError
+from service.core.errors import NotFound, SpecError
 from service.core.orm import ID_PATTERN, Job, JobEvent, User, could_be_id
 from service.jobs import lifecycle, submission
 from service.jobs.context import SubmitContext
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
+MAX_LOG_READ = 4 * 1024 * 1024  # bytes of log one request returns; follow with offset for more
 
 
 def init_app(app: Flask) -> None:
@@ -94,10 +96,43 @@ def events(job_id: str):
 
 @bp.get("/<job_id>/log")
 def job_log(job_id: str):
+    """The job's log; from byte `offset` on when given (what `labtrain logs -f` follows), with
+    the offset to ask from next in X-Log-Offset."""
     job = owned(Job, job_id, "job")
+    offset = int_arg("offset", 0, 0, 2**62)
     path = storage.job_log_path(services().settings, job.id)
-    text = path.read_text(errors="replace") if path.exists() else ""
-    return Response(text, mimetype="text/plain")
+    data = b""
+    if path.exists():
+        with open(path, "rb") as log_file:
+            offset = min(offset, os.fstat(log_file.fileno()).st_size)  # past the end is the end
+            log_file.seek(offset)
+            data = log_file.read(MAX_LOG_READ)
+    response = Response(data.decode(errors="replace"), mimetype="text/plain")
+    response.headers["X-Log-Offset"] = str(offset + len(data))
+    return response
+
+
+@bp.get("/<job_id>/artifacts")
+def artifacts(job_id: str):
+    """The files a code job left in its outputs/ folder (listed once the job has ended)."""
+    job = owned(Job, job_id, "job")
+    folder = storage.job_outputs_dir(services().settings, job.id)
+    return {"items": [{"path": path, "size": size} for path, size in storage.regular_files(folder)]}
+
+
+@bp.get("/<job_id>/artifacts/<path:artifact>")
+def artifact(job_id: str, artifact: str):
+    job = owned(Job, job_id, "job")
+    path = storage.file_inside(storage.job_outputs_dir(services().settings, job.id), artifact)
+    if path is None:
+        raise NotFound(
+            f"job {job.id} has no artifact {artifact!r}; GET /api/v1/jobs/{job.id}/artifacts lists them", field="path"
+        )
+    response = send_file(path, as_attachment=True, download_name=path.name, mimetype="application/octet-stream")
+    # A student's file is data, never a page of this site: no sniffing, no scripts if opened.
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
 
 
 @bp.post("/<job_id>/cancel")

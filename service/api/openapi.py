@@ -42,6 +42,9 @@ RESPONSE_MODELS = (
     r.QueueOverview,
     r.Health,
     r.Readiness,
+    r.SourceInfo,
+    r.SourceList,
+    r.ArtifactList,
 )
 ERROR_TEXT = {
     400: "Malformed request (e.g. a body that is not JSON)",
@@ -144,6 +147,19 @@ def job_body() -> dict[str, Any]:
     }
 
 
+SOURCE_BODY = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {**BINARY, "description": "train.py, a notebook, or a project as .zip or .tar.gz"},
+                "name": {"type": "string", "description": "Default: the file's name"},
+            },
+        },
+        "examples": {"script": {"value": {"file": "import labtrain_job\nlabtrain_job.report(epoch=1, loss=0.5)\n"}}},
+    }
+}
 UPLOAD_BODY = {
     "multipart/form-data": {
         "schema": {
@@ -229,7 +245,27 @@ ROUTES: dict[tuple[str, str], Op] = {
         ],
         errors=(422,),
     ),
-    ("GET", "/api/v1/jobs/{job_id}/log"): Op("A job's log", {"text/plain": {"type": "string"}}),
+    ("GET", "/api/v1/jobs/{job_id}/log"): Op(
+        "A job's log (what its training or its script printed); X-Log-Offset says where to ask from next",
+        {"text/plain": {"type": "string"}},
+        query=[int_query("offset", 0, 2**62, "Only the log from this byte on (default 0)")],
+        errors=(422,),
+        headers=("X-Log-Offset",),
+    ),
+    ("GET", "/api/v1/jobs/{job_id}/artifacts"): Op("The files a code job left in its outputs/ folder", r.ArtifactList),
+    ("GET", "/api/v1/jobs/{job_id}/artifacts/{artifact}"): Op(
+        "One artifact file, as a download", {"application/octet-stream": BINARY}
+    ),
+    ("POST", "/api/v1/sources"): Op(
+        "Upload code: one .py or .ipynb file, or a project as .zip or .tar.gz",
+        r.SourceInfo,
+        201,
+        body=SOURCE_BODY,
+        errors=(400, 413, 422),
+        headers=("Location",),
+    ),
+    ("GET", "/api/v1/sources"): Op("List your uploaded code", r.SourceList),
+    ("GET", "/api/v1/sources/{source_id}"): Op("An uploaded source and its files", r.SourceInfo),
     ("POST", "/api/v1/jobs/{job_id}/cancel"): Op(
         "Cancel a job: a queued one at once, a running one within a batch or trial", r.CancelAnswer, 202, errors=(409,)
     ),

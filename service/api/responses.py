@@ -138,6 +138,34 @@ class Catalog(Open):
     networks: dict[str, Any]
     optimize: dict[str, Any]
     search: dict[str, Any]
+    code: dict[str, Any] | None = Field(None, description="Code jobs: resources, their defaults and limits")
+
+
+class SourceFile(Open):
+    path: str
+    size: int
+
+
+class SourceInfo(Open):
+    id: str
+    name: str
+    kind: str = Field(description="py, ipynb, zip or tar.gz")
+    files: list[SourceFile]
+    size: int = Field(description="Bytes, unpacked")
+    created_at: Time
+
+
+class SourceList(Open):
+    items: list[SourceInfo]
+
+
+class Artifact(Open):
+    path: str
+    size: int
+
+
+class ArtifactList(Open):
+    items: list[Artifact]
 
 
 class Gpu(Open):

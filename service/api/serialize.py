@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.api.context import services
-from service.core.orm import Dataset, Job, JobEvent, Model, User
+from service.core.orm import Dataset, Job, JobEvent, Model, Source, User
 from service.jobs.lifecycle import QUEUED
 from service.lab.fair_share import queue_order
 
@@ -98,3 +98,14 @@ def dataset_view(dataset: Dataset) -> dict[str, Any]:
         view.update(columns=dataset.info.get("columns", []), target=dataset.info.get("target"))
     view.update(size_bytes=dataset.size_bytes, created_at=iso(dataset.created_at))
     return view
+
+
+def source_view(source: Source) -> dict[str, Any]:
+    return {
+        "id": source.id,
+        "name": source.name,
+        "kind": source.kind,
+        "files": source.files,
+        "size": source.size_bytes,
+        "created_at": iso(source.created_at),
+    }

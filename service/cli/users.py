@@ -107,6 +107,8 @@ def _set_disabled(name: str, disabled: bool) -> None:
 @click.option("--max-running-gpu", type=int, help="running jobs on the gpu queue")
 @click.option("--max-queued", type=int, help="jobs waiting at once; one more is refused with 429")
 @click.option("--max-run-time-s", type=int, help="seconds a job may run before it fails")
+@click.option("--max-memory-mb", type=int, help="memory a code job may ask for (resources.memory_mb)")
+@click.option("--max-cpus", type=int, help="CPUs a code job may ask for (resources.cpus)")
 @click.option("--reset", is_flag=True, help="drop this user's overrides: the configured defaults apply")
 @click.option("--by", "actor", default="admin", show_default=True, help="who makes the change (audit log)")
 def users_limits(name: str, reset: bool, actor: str, **values: int | None) -> None:

@@ -1,9 +1,10 @@
-"""The client commands, for `labtrain` to register (service/cli.py)."""
+"""The client commands, for `labtrain` to register (service/cli/__init__.py)."""
 
 from __future__ import annotations
 
+from service.client.code_commands import artifacts, run
 from service.client.job_commands import cancel, jobs, logs, status, submit, watch
 from service.client.model_commands import download, predict
 from service.client.server_commands import algorithms, login, queue
 
-COMMANDS = [login, submit, jobs, status, watch, logs, cancel, predict, download, queue, algorithms]
+COMMANDS = [login, submit, run, jobs, status, watch, logs, artifacts, cancel, predict, download, queue, algorithms]

@@ -162,6 +162,9 @@ def _wait(api: Api, job_id: str, interval: float) -> dict[str, Any]:
         time.sleep(interval)
 
 
+MAX_LOG_CHUNK = 4 * 1024 * 1024  # what the API returns at most per request
+
+
 @click.command()
 @click.argument("job_id")
 @click.option("-f", "--follow", "keep_following", is_flag=True, help="Keep printing new lines until the job ends.")
@@ -170,14 +173,17 @@ def _wait(api: Api, job_id: str, interval: float) -> dict[str, Any]:
 def logs(job_id: str, keep_following: bool, interval: float, as_json: bool) -> None:
     """A job's log (what its training printed)."""
     api = connect()
-    shown = 0
+    offset, text = 0, ""
     while True:
-        # The job before the log: once the job has ended, the log fetched after it is complete.
+        # The job before the log: once the job has ended, the log read after it is complete.
         job = api.get(f"/jobs/{job_id}")
-        text = api.request("GET", f"/jobs/{job_id}/log").text
+        response = api.request("GET", f"/jobs/{job_id}/log", params={"offset": offset})
+        offset = int(response.headers.get("X-Log-Offset", offset + len(response.content)))
+        text += response.text
         if not as_json:
-            click.echo(text[shown:], nl=False)
-            shown = len(text)
+            click.echo(response.text, nl=False)
+        if response.content and offset and len(response.content) >= MAX_LOG_CHUNK:
+            continue  # more is waiting: read it before sleeping
         if not keep_following or job["status"] in TERMINAL:
             break
         time.sleep(interval)

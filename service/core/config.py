@@ -58,6 +58,20 @@ class Settings:
     log_format: str = "text"  # or "json": one JSON object a line, with the job id on job lines
     # Modules that register job families of a lab's own, besides the built-in ones.
     extra_families: tuple[str, ...] = ()
+    # Students' code (code jobs): uploads, and what a job may ask for. An admin may override
+    # max_memory_mb and max_cpus per user, like the other limits.
+    max_source_files: int = 2000
+    max_source_bytes: int = 200 * 1024 * 1024  # unpacked
+    code_memory_mb: int = 2048  # a job's default
+    max_memory_mb: int = 8192
+    max_cpus: int = 2
+    code_max_processes: int = 512
+    max_outputs_mb: int = 512  # the largest file a job may write, and what its outputs/ may hold
+    max_job_disk_mb: int = 2048  # all a job may write in its folder
+    # "required": code runs only in a sandbox (bubblewrap and cgroups); "off": as a plain process,
+    # for one person's own machine only (the job and the log say so).
+    code_sandbox: str = "required"
+    cgroup_root: Path | None = None  # a cgroup subtree delegated to a worker that is not root
 
     @property
     def embedded_database(self) -> bool:
@@ -104,6 +118,16 @@ class Settings:
             metrics_token=environ.get("LABTRAIN_METRICS_TOKEN") or None,
             log_format="json" if environ.get("LABTRAIN_LOG_FORMAT", "").lower() == "json" else "text",
             extra_families=tuple(m.strip() for m in environ.get("LABTRAIN_FAMILIES", "").split(",") if m.strip()),
+            max_source_files=_env_int(environ, "LABTRAIN_MAX_SOURCE_FILES", 2000),
+            max_source_bytes=_env_int(environ, "LABTRAIN_MAX_SOURCE_BYTES", 200 * 1024 * 1024),
+            code_memory_mb=_env_int(environ, "LABTRAIN_CODE_MEMORY_MB", 2048),
+            max_memory_mb=_env_int(environ, "LABTRAIN_MAX_MEMORY_MB", 8192),
+            max_cpus=_env_int(environ, "LABTRAIN_MAX_CPUS", 2),
+            code_max_processes=_env_int(environ, "LABTRAIN_CODE_MAX_PROCESSES", 512),
+            max_outputs_mb=_env_int(environ, "LABTRAIN_MAX_OUTPUTS_MB", 512),
+            max_job_disk_mb=_env_int(environ, "LABTRAIN_MAX_JOB_DISK_MB", 2048),
+            code_sandbox="off" if environ.get("LABTRAIN_CODE_SANDBOX", "").lower() == "off" else "required",
+            cgroup_root=Path(environ["LABTRAIN_CGROUP_ROOT"]) if environ.get("LABTRAIN_CGROUP_ROOT") else None,
         )
 
     def ensure_dirs(self) -> None:

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -79,6 +79,21 @@ class Dataset(Base):
     rows: Mapped[int] = mapped_column(Integer)
     # Column names, kinds and missing-value counts (CSV) or array shapes (NPZ).
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Source(Base):
+    """A student's code: one file or an unpacked project, stored read-only."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # py | ipynb | zip | tar.gz
+    size_bytes: Mapped[int] = mapped_column(BigInteger)  # unpacked
+    files: Mapped[list[Any]]  # [{"path", "size"}], in path order
+    path: Mapped[str] = mapped_column(Text)  # the folder holding the files
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -160,6 +175,8 @@ class Worker(Base):
     gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)
     gpu_utilization: Mapped[int | None] = mapped_column(Integer)  # percent, at the last heartbeat
     gpu_memory_used_mb: Mapped[int | None] = mapped_column(Integer)
+    # What it can run beyond the built-in families: {"sandbox": how} or {"sandbox_error": why not}.
+    capabilities: Mapped[dict[str, Any] | None]
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 

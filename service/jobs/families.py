@@ -27,7 +27,13 @@ from service.core.orm import Job, Model
 from service.jobs.context import SubmitContext
 from service.jobs.spec import Run, ValidatedJob
 
-BUILTIN = ("service.classic.family", "service.nets.family", "service.optimize.family", "service.search.family")
+BUILTIN = (
+    "service.classic.family",
+    "service.nets.family",
+    "service.optimize.family",
+    "service.code.family",
+    "service.search.family",
+)
 
 
 MAX_INSTANCES = 10_000  # inputs per predict request

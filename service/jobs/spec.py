@@ -55,6 +55,7 @@ class ValidatedJob:
     run: Run
     queue: str
     name: str | None
+    time_limit_s: int | None = None  # where the spec asks for less run time than the user's limit
 
     @property
     def spec(self) -> dict[str, Any]:

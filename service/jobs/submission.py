@@ -27,6 +27,7 @@ def submit(ctx: SubmitContext, payload: Any, *, trial_of: Job | None = None, tri
     validated = validate(ctx, payload)
     if trial_of is None:
         check_can_queue(ctx.session, ctx.settings, ctx.user)
+    limit = effective_limits(ctx.settings, ctx.user)["max_run_time_s"]
     job = lifecycle.create_job(
         ctx.session,
         ctx.user,
@@ -34,7 +35,7 @@ def submit(ctx: SubmitContext, payload: Any, *, trial_of: Job | None = None, tri
         spec=validated.spec,
         queue=validated.queue,
         name=validated.name,
-        time_limit_s=effective_limits(ctx.settings, ctx.user)["max_run_time_s"],
+        time_limit_s=min(validated.time_limit_s or limit, limit),
         max_attempts=ctx.settings.max_attempts,
     )
     if trial_of is not None:

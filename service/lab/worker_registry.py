@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -26,6 +27,7 @@ def heartbeat(
     gpu_memory_mb: int | None,
     gpu_utilization: int | None = None,
     gpu_memory_used_mb: int | None = None,
+    capabilities: dict[str, Any] | None = None,
 ) -> None:
     worker = session.get(Worker, name)
     if worker is None:
@@ -34,6 +36,7 @@ def heartbeat(
     worker.queues, worker.host, worker.pid, worker.concurrency = ",".join(queues), host, pid, concurrency
     worker.gpu_name, worker.gpu_memory_mb = gpu_name, gpu_memory_mb
     worker.gpu_utilization, worker.gpu_memory_used_mb = gpu_utilization, gpu_memory_used_mb
+    worker.capabilities = capabilities
     worker.heartbeat_at = utcnow()
 
 

@@ -17,7 +17,13 @@ from service.metaheuristics.params import strategies_catalog
 OPTUNA_STRATEGIES = ("grid", "random", "tpe")
 STRATEGIES = OPTUNA_STRATEGIES + METAHEURISTICS
 MAX_GRID = 10_000
-MINIMIZED = {"test_loss", "mae", "rmse", "inertia"}  # scores where lower is better
+MINIMIZED = {"test_loss", "mae", "rmse", "mse", "inertia"}  # scores where lower is better
+LOWER_IS_BETTER = ("loss", "error", "perplexity")  # ... and any a script names like these (val_loss)
+
+
+def default_direction(metric: str) -> str:
+    lower = metric in MINIMIZED or any(word in metric.lower() for word in LOWER_IS_BETTER)
+    return "minimize" if lower else "maximize"
 
 
 class SpaceDimension(Strict):

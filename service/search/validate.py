@@ -19,13 +19,13 @@ from service.metaheuristics import METAHEURISTICS
 from service.metaheuristics.params import validate_strategy_params
 from service.search.spec import (
     MAX_GRID,
-    MINIMIZED,
     NoParams,
     SearchDef,
     SearchPlan,
     SearchRun,
     SpaceDimension,
     TpeParams,
+    default_direction,
     grid_values,
 )
 
@@ -52,7 +52,7 @@ def validate_search(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob
                     field=f"search.space.{name}.{where}",
                 ) from None
     metric = hooks.metric(base.run, search.metric)
-    direction = search.direction or ("minimize" if metric in MINIMIZED else "maximize")
+    direction = search.direction or default_direction(metric)
     trials = search.trials
     if search.strategy == "grid":
         trials = min(trials, _grid_size(space))

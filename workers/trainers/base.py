@@ -2,7 +2,7 @@
 
 A trainer is a module of workers/trainers with two functions, named by its job family's
 registry record: `load_data(run, source)` reads the data set the run names, and
-`train(run, data, report)` returns a TrainedModel (or an OptimizationResult where the job
+`train(run, data, report)` returns a TrainedModel (or a JobResult where the job
 makes no model). `run` is the family's typed run model. Trainers import neither the
 database nor Celery, so each can be tested on tiny data with no services.
 """
@@ -14,10 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from service.core.config import Settings
+
 
 class Cancelled(Exception):
     """Raised by a reporter when the job was cancelled, and by a trainer that stopped on request;
     the runner records why the job stopped."""
+
+
+class JobFailed(Exception):
+    """Raised by a trainer when the job fails for a reason it can name: the job fails with this
+    error code and message (not the generic training_error)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
 
 
 class Reporter(Protocol):
@@ -30,6 +41,10 @@ class Reporter(Protocol):
 
     def progress(self, **fields: Any) -> None: ...
 
+    def output(self, stream: str, line: str) -> None:
+        """A line the job's program printed (stdout or stderr): into the job's log, no event."""
+        ...
+
     def stop_requested(self) -> bool:
         """Cheap enough to ask after every batch: whether the job should stop now."""
         ...
@@ -37,10 +52,14 @@ class Reporter(Protocol):
 
 @dataclass
 class DataSource:
-    """Where a job's data is: the server's data directory and the file of the upload it names."""
+    """Where a job's data is (the server's data directory, the file of the upload it names), and,
+    for trainers that run more than a fit (code jobs), the job and the worker's settings."""
 
     data_dir: Path
     uploaded: tuple[str, str] | None = None  # (kind, path) of the uploaded data set, if the job names one
+    settings: Settings | None = None
+    job_id: str = ""
+    attempt: int = 1
 
 
 @dataclass
@@ -60,7 +79,7 @@ class TrainedModel:
 
 
 @dataclass
-class OptimizationResult:
+class JobResult:
     """What a trainer returns when its outcome is a result, not a model: the job's `result` and `metrics`."""
 
     result: dict[str, Any]

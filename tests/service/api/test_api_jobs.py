@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from service.core import storage
 from tests.support.broker import waiting_messages
 
 pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
@@ -188,6 +189,21 @@ def test_another_users_job_is_a_404_like_an_unknown_one(client, alice, bob):
     assert_error(client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=bob), 404)
     assert client.get("/api/v1/jobs", headers=bob).get_json()["items"] == []
     assert client.get(f"/api/v1/jobs/{job['id']}", headers=alice).get_json()["status"] == "queued"
+
+
+def test_the_log_is_read_from_an_offset_and_past_its_end_is_its_end(client, alice, settings):
+    job = client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice).get_json()
+    path = storage.job_log_path(settings, job["id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"first line\nsecond line\n")
+    whole = client.get(f"/api/v1/jobs/{job['id']}/log", headers=alice)
+    assert whole.text == "first line\nsecond line\n" and whole.headers["X-Log-Offset"] == "23"
+    rest = client.get(f"/api/v1/jobs/{job['id']}/log?offset=11", headers=alice)
+    assert rest.text == "second line\n" and rest.headers["X-Log-Offset"] == "23"
+    for offset in (23, 10**15, 2**62):
+        past = client.get(f"/api/v1/jobs/{job['id']}/log?offset={offset}", headers=alice)
+        assert past.status_code == 200 and past.text == "" and past.headers["X-Log-Offset"] == "23"
+    assert_error(client.get(f"/api/v1/jobs/{job['id']}/log?offset=-1", headers=alice), 422, "offset")
 
 
 def test_admins_see_everyones_jobs(client, alice, make_user):

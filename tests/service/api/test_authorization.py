@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
+from service.core import storage
 from service.core.orm import Dataset, Job, JobEvent, Model, User, new_id
 from tests.service.api.test_api_datasets_models import submit_and_run, upload
 from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
@@ -105,6 +106,13 @@ PROBES = [
         "/api/v1/jobs",
         **_job_on({"id": "{id}"}, 201, framework="tensorflow", network=DENSE),
     ),
+    Probe("get source", "source", "GET", "/api/v1/sources/{id}"),
+    Probe(
+        "code job on a source", "source", "POST", "/api/v1/jobs", json={"code": {"source": "{id}"}}, owner_status=201
+    ),
+    Probe("job artifacts", "code", "GET", "/api/v1/jobs/{id}/artifacts"),
+    Probe("job artifact", "code", "GET", "/api/v1/jobs/{id}/artifacts/result.txt"),
+    Probe("job log from an offset", "finished", "GET", "/api/v1/jobs/{id}/log?offset=3"),
     # Last: for the owner it cancels the queued job.
     Probe("cancel queued job", "queued", "POST", "/api/v1/jobs/{id}/cancel", owner_status=202),
 ]
@@ -116,11 +124,13 @@ LISTINGS = [
     "/api/v1/models",
     "/api/v1/datasets",
     "/api/v1/queue",
+    "/api/v1/sources",
 ]
 # Routes that touch no existing object, with where they are checked.
 OTHER_ROUTES = [
     ("GET", "/api/v1/algorithms"),
     ("POST", "/api/v1/datasets"),
+    ("POST", "/api/v1/sources"),
     ("GET", "/healthz"),
     # The dashboard's page and files hold no data: it calls the API with the user's token.
     ("GET", "/"),
@@ -137,15 +147,28 @@ OTHER_ROUTES = [
 ]
 
 
-def build_world(client, headers, run_queued) -> dict[str, str]:
-    """A finished job with its model, a queued job, an uploaded CSV and an uploaded NPZ."""
+def build_world(client, headers, run_queued, settings) -> dict[str, str]:
+    """A finished job with its model, a queued job, an uploaded CSV and an uploaded NPZ, a source
+    and a code job on it with an artifact (put where a finished code job leaves them)."""
     finished = submit_and_run(client, headers, run_queued, IRIS_KNN)
     assert finished["status"] == "succeeded", finished["error"]
     queued = client.post("/api/v1/jobs", json=IRIS_KNN, headers=headers).get_json()
     csv = upload(client, headers, NUMERIC_CSV, target="label")
     npz = upload(client, headers, _npz(), "arrays.npz")
     assert csv.status_code == npz.status_code == 201
+    source = client.post(
+        "/api/v1/sources",
+        data={"file": (io.BytesIO(b"print('hi')\n"), "train.py")},
+        headers=headers,
+        content_type="multipart/form-data",
+    ).get_json()
+    code = client.post("/api/v1/jobs", json={"code": {"source": source["id"]}}, headers=headers).get_json()
+    outputs = storage.job_outputs_dir(settings, code["id"])
+    outputs.mkdir(parents=True)
+    (outputs / "result.txt").write_text("0.97\n")
     return {
+        "source": source["id"],
+        "code": code["id"],
         "finished": finished["id"],
         "queued": queued["id"],
         "model": finished["result"]["model_id"],
@@ -155,8 +178,8 @@ def build_world(client, headers, run_queued) -> dict[str, str]:
 
 
 @pytest.fixture
-def world(client, alice, run_queued):
-    return build_world(client, alice, run_queued)
+def world(client, alice, run_queued, settings):
+    return build_world(client, alice, run_queued, settings)
 
 
 def comparable(response, object_id: str) -> tuple[int, str, dict]:
@@ -216,8 +239,9 @@ def test_ids_that_cannot_exist_are_plain_404s(client, alice, world, odd_id):
     # Never a 500 (PostgreSQL refuses NUL bytes); spec ids longer than any id are a 422 naming the field.
     for probe in PROBES:
         response = probe.send(client, alice, odd_id)
-        expected = 422 if probe.json and "dataset" in probe.json and len(odd_id) > 64 else 404
-        assert_error(response, expected, field="dataset.id" if probe.path == "/api/v1/jobs" else "id")
+        expected = 422 if probe.json and len(odd_id) > 64 and probe.path == "/api/v1/jobs" else 404
+        named = "code.source" if probe.json and "code" in probe.json else "dataset.id"
+        assert_error(response, expected, field=named if probe.path == "/api/v1/jobs" else "id")
 
 
 @pytest.mark.parametrize("path", LISTINGS)
@@ -269,9 +293,9 @@ def test_an_admin_sees_and_cancels_another_users_job(client, alice, make_user, w
     assert events[-1]["data"] == {"status": "cancelled", "by": "root"}
 
 
-def test_a_disabled_user_gets_401_everywhere(client, make_user, world, run_queued, db):
+def test_a_disabled_user_gets_401_everywhere(client, make_user, world, run_queued, db, settings):
     carol = make_user("carol")
-    own = build_world(client, carol, run_queued)
+    own = build_world(client, carol, run_queued, settings)
     with db.session() as session:
         session.execute(update(User).where(User.name == "carol").values(disabled=True))
 

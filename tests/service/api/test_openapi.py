@@ -88,7 +88,8 @@ def test_path_parameters_come_from_the_routes(document):
 
 def test_the_submit_body_is_the_validators_schema(document):
     body = document["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert body == {"oneOf": [{"$ref": SCHEMAS + name} for name in ("ClassicSpec", "NetworkSpec", "OptimizeSpec")]}
+    families = ("ClassicSpec", "NetworkSpec", "OptimizeSpec", "CodeSpec")
+    assert body == {"oneOf": [{"$ref": SCHEMAS + name} for name in families]}
     schemas = document["components"]["schemas"]
     classic = ClassicSpec.model_json_schema(ref_template=REF)
     documented = schemas["ClassicSpec"]["properties"]

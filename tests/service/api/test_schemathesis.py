@@ -45,12 +45,17 @@ SETTINGS = settings(
     phases=[Phase.explicit, Phase.generate],
 )  # no shrinking: it would cost minutes
 # Which real objects a path parameter may name.
-REAL = {"job_id": ("finished", "queued"), "model_id": ("model", "finished"), "dataset_id": ("csv", "npz")}
+REAL = {
+    "job_id": ("finished", "queued", "code"),
+    "model_id": ("model", "finished"),
+    "dataset_id": ("csv", "npz"),
+    "source_id": ("source",),
+}
 
 
-def test_api_conforms_to_its_openapi_document(app, client, make_user, run_queued):
+def test_api_conforms_to_its_openapi_document(app, client, make_user, run_queued, settings):
     headers = make_user("fuzzer")  # made inside the test: the db fixture empties the tables per test
-    world = build_world(client, headers, run_queued)
+    world = build_world(client, headers, run_queued, settings)
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, headers=headers)
     failures, seen = [], {}
     for result in schema.get_all_operations():

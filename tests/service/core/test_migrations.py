@@ -37,6 +37,7 @@ def test_upgrade_head_on_empty_postgres_matches_the_models(make_pg_database):
         "workers",
         "dispatch_lock",
         "audit",
+        "sources",
         "labtrain_version",
     }
     upgrade(url)  # running it again is harmless
@@ -58,7 +59,7 @@ def test_a_database_with_the_legacy_version_table_is_adopted(make_pg_database):
         conn.execute(text("ALTER TABLE labtrain_version RENAME TO alembic_version"))
     upgrade(url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM labtrain_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM labtrain_version")).scalar() == "0006"
         assert "alembic_version" not in inspect(conn).get_table_names()
         assert "parent_id" in {c["name"] for c in inspect(conn).get_columns("jobs")}
     engine.dispose()

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from tests.service.jobs.toy_family import ToyRun
-from workers.trainers.base import DataSource, OptimizationResult, Reporter
+from workers.trainers.base import DataSource, JobResult, Reporter
 
 
 def load_data(run: ToyRun, source: DataSource) -> None:
     return None
 
 
-def train(run: ToyRun, data: None, report: Reporter) -> OptimizationResult:
+def train(run: ToyRun, data: None, report: Reporter) -> JobResult:
     said = []
     for step in range(1, run.toy.count + 1):
         said.append(f"{run.toy.word} {step}")
         report.event("log", {"message": said[-1]})
         report.progress(fraction=step / run.toy.count)
-    return OptimizationResult(result={"said": said}, metrics={"count": run.toy.count})
+    return JobResult(result={"said": said}, metrics={"count": run.toy.count})

@@ -17,7 +17,7 @@ from service.optimize.aco_tsp import random_tours, solve_tsp
 from service.optimize.functions import evaluate
 from service.optimize.spec import ContinuousProblem, OptimizeRun, TspProblem
 from service.optimize.tsp_instances import tsplib_length
-from workers.trainers.base import Cancelled, DataSource, OptimizationResult, Reporter
+from workers.trainers.base import Cancelled, DataSource, JobResult, Reporter
 
 MAX_CURVE = 10_000  # points of the convergence curve kept in the result
 REPORTS = 100  # progress reports per job, at most
@@ -28,7 +28,7 @@ def load_data(run: OptimizeRun, source: DataSource) -> None:
     return None  # the spec is the whole problem
 
 
-def train(run: OptimizeRun, data: None, report: Reporter) -> OptimizationResult:
+def train(run: OptimizeRun, data: None, report: Reporter) -> JobResult:
     o = run.optimize
     progress = Progress(report, o.evaluations)
     result, curve = _tsp(o, report, progress) if isinstance(o, TspProblem) else _continuous(o, report, progress)
@@ -37,7 +37,7 @@ def train(run: OptimizeRun, data: None, report: Reporter) -> OptimizationResult:
     metrics = {"best_value": result["best_value"], "evaluations": result["evaluations"]}
     if "gap" in result:
         metrics["gap"] = result["gap"]
-    return OptimizationResult(result=result, metrics=metrics)
+    return JobResult(result=result, metrics=metrics)
 
 
 def _continuous(o: ContinuousProblem, report: Reporter, progress: Progress) -> tuple[dict[str, Any], list[float]]:

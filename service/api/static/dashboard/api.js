@@ -42,6 +42,26 @@ export async function api(path, { method = "GET", json, form, signal } = {}) {
   return data;
 }
 
+// A job's log from byte `offset` on: the text, and the offset to ask from next time.
+export async function logFrom(jobId, offset, signal) {
+  const response = await fetch(`/api/v1/jobs/${encodeURIComponent(jobId)}/log?offset=${offset}`,
+                               { headers: authHeaders(), signal });
+  if (!response.ok) throw new ApiError(response.status, null);
+  return { text: await response.text(), offset: Number(response.headers.get("X-Log-Offset") || offset) };
+}
+
+// Saves a file the API serves behind the token (a link cannot send the Authorization header).
+export async function download(path, filename, signal) {
+  const response = await fetch(`/api/v1${path}`, { headers: authHeaders(), signal });
+  if (!response.ok) throw new ApiError(response.status, null);
+  const url = URL.createObjectURL(await response.blob());
+  const link = Object.assign(document.createElement("a"), { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
 function parseEvent(block) {
   let data = "";
   for (const line of block.split("\n")) {

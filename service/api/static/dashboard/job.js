@@ -1,6 +1,7 @@
 // One job: live learning or convergence curves from the event stream, metrics, the
-// confusion matrix, a search's leaderboard, the spec, the log and a cancel button.
-import { api, followJobEvents } from "./api.js";
+// confusion matrix, a search's leaderboard, a code job's artifacts, the spec, the log (live
+// while it runs) and a cancel button.
+import { api, download, followJobEvents, logFrom } from "./api.js";
 import { lineChart, heatMap } from "./charts.js";
 import { h, fill, statusBadge, progressBar, formatNumber, formatTime, errorBox, FINISHED } from "./ui.js";
 
@@ -18,8 +19,21 @@ export async function jobPage(container, [jobId], signal) {
        h("section", { class: "card" }, h("div", { class: "page-head" }, h("h2", {}, "Log"),
          h("button", { type: "button", class: "link", onclick: () => showLog() }, "Refresh")), log));
 
+  let logOffset = 0;
   async function showLog() {
-    log.textContent = (await api(`/jobs/${jobId}/log`, { signal })) || "(empty)";
+    const chunk = await logFrom(jobId, logOffset, signal);
+    if (logOffset === 0) log.textContent = "";
+    log.textContent += chunk.text;
+    logOffset = chunk.offset;
+    if (!log.textContent) log.textContent = "(empty)";
+  }
+
+  // While the job runs its log grows (a code job's prints): show what is new every few seconds.
+  async function followLog() {
+    while (!signal.aborted && !FINISHED.includes(job.status)) {
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await showLog().catch(() => {});
+    }
   }
 
   function showHead() {
@@ -96,13 +110,25 @@ export async function jobPage(container, [jobId], signal) {
         h("pre", {}, JSON.stringify(result.best_params, null, 1).slice(0, 2000))));
     }
     if (Array.isArray(result.trials)) parts.push(leaderboard(result.trials, job.spec.search || {}));
+    if (result.artifacts) parts.push(artifactList());
     fill(results, parts);
+  }
+
+  // What a code job left in outputs/, each downloadable (the token goes with the request).
+  function artifactList() {
+    const list = h("ul", { class: "artifacts", "data-test": "artifacts" });
+    api(`/jobs/${jobId}/artifacts`, { signal }).then((answer) => fill(list, answer.items.map((item) =>
+      h("li", {}, h("button", { type: "button", class: "link", "data-test": "artifact",
+                                onclick: () => download(`/jobs/${jobId}/artifacts/${item.path}`,
+                                                        item.path.split("/").pop(), signal) }, item.path),
+        h("span", { class: "muted" }, ` ${formatNumber(item.size)} bytes`))))).catch(() => {});
+    return h("section", { class: "card" }, h("h2", {}, "Artifacts"), list);
   }
 
   function onEvent(event) {
     if (event.type === "epoch") {
       epochs.push(event.data);
-      job.progress = { ...job.progress, fraction: event.data.epoch / event.data.epochs };
+      if (event.data.epochs) job.progress = { ...job.progress, fraction: event.data.epoch / event.data.epochs };
       showHead();
       showCurves();
     } else if (event.type === "trial") {
@@ -117,7 +143,7 @@ export async function jobPage(container, [jobId], signal) {
   showHead();
   showCurves();
   showResults();
-  showLog().catch(() => {});
+  showLog().then(followLog).catch(() => {});
   await followJobEvents(jobId, { onEvent, isDone: () => FINISHED.includes(job.status), signal });
   if (signal.aborted) return;
   // The stream ended with the job: fetch what it left (metrics, model, result curve, log).

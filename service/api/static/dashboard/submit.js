@@ -61,7 +61,8 @@ function labelled(text, input) {
 
 export async function submitPage(container, _params, signal) {
   const [catalog, datasets] = await Promise.all([api("/algorithms", { signal }), api("/datasets", { signal })]);
-  const kind = select("kind", [["classic", "Classic machine learning"], ["network", "Neural network"]], "classic");
+  const kind = select("kind", [["classic", "Classic machine learning"], ["network", "Neural network"],
+                               ["code", "Your own script"]], "classic");
   const name = h("input", { id: "name", name: "name", "data-field": "name", "data-test": "field-name", type: "text",
                             placeholder: "optional" });
   const fields = h("div");
@@ -122,7 +123,38 @@ export async function submitPage(container, _params, signal) {
     };
   }
 
-  const showFields = () => (kind.value === "classic" ? classicFields() : networkFields());
+  // A student's own code: the file (or a project as .zip / .tar.gz) is uploaded first, then run.
+  function codeFields() {
+    const file = h("input", { id: "code-file", name: "file", "data-field": "code.source", "data-test": "field-code-file",
+                              type: "file", accept: ".py,.zip,.tar.gz,.tgz" });
+    const entrypoint = h("input", { id: "code-entrypoint", "data-field": "code.entrypoint", type: "text",
+                                    "data-test": "field-code-entrypoint", placeholder: "train.py (needed for a project)" });
+    const args = h("input", { id: "code-args", "data-field": "code.args", type: "text", "data-test": "field-code-args",
+                              placeholder: "--epochs 5 --lr 0.001" });
+    const dataset = select("dataset", [["", "none"], ...datasetOptions(true)], "");
+    const device = select("device", [["auto", "auto"], ["cpu", "cpu"], ["gpu", "gpu"]], "auto");
+    const memory = h("input", { id: "resources-memory_mb", "data-field": "resources.memory_mb", type: "number",
+                                min: 64, step: 64, "data-test": "field-memory", placeholder: `${catalog.code.defaults.memory_mb}` });
+    fill(fields, labelled("Script or project", file), labelled("Entrypoint", entrypoint), labelled("Arguments", args),
+         labelled("Data set", dataset), labelled("Device", device), labelled("Memory (MB)", memory),
+         h("p", { class: "muted" }, "In the script, import labtrain_job: report(epoch=..., loss=...) draws live curves, ",
+           "and files saved under labtrain_job.outputs_dir() become the job's artifacts."));
+    build = async () => {
+      if (!file.files.length) throw Object.assign(new Error("choose a .py file or a project (.zip, .tar.gz)"),
+                                                  { field: "code.source" });
+      const form = new FormData();
+      form.append("file", file.files[0]);
+      const source = await api("/sources", { method: "POST", form, signal });
+      const spec = { code: { source: source.id, args: args.value.trim() ? args.value.trim().split(/\s+/) : [] },
+                     device: device.value };
+      if (entrypoint.value.trim()) spec.code.entrypoint = entrypoint.value.trim();
+      if (dataset.value) spec.dataset = datasetValue(dataset.value);
+      if (memory.value !== "") spec.resources = { memory_mb: Number(memory.value) };
+      return spec;
+    };
+  }
+
+  const showFields = () => ({ classic: classicFields, network: networkFields, code: codeFields })[kind.value]();
   kind.addEventListener("change", showFields);
   showFields();
 
@@ -132,9 +164,9 @@ export async function submitPage(container, _params, signal) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     form.querySelectorAll(".invalid").forEach((el) => el.classList.remove("invalid"));
-    const spec = build();
-    if (name.value.trim()) spec.name = name.value.trim();
     try {
+      const spec = await build();
+      if (name.value.trim()) spec.name = name.value.trim();
       const job = await api("/jobs", { method: "POST", json: spec, signal });
       location.hash = `#/jobs/${job.id}`;
     } catch (error) {

@@ -1,0 +1,71 @@
+"""Code job specs (`code`): what a user sends, and the run it becomes once checked
+(service/code/validate.py), as stored and as the code trainer receives it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.core.schema import Strict
+from service.jobs.spec import JobSpec, Run
+
+Arg = str
+
+
+class CodeDef(Strict):
+    source: str = Field(min_length=1, max_length=64, description="The id POST /api/v1/sources gave")
+    entrypoint: str | None = Field(
+        None, min_length=1, max_length=1024, description="The .py file to run; default: the source's only file"
+    )
+    args: list[Arg] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Its command-line arguments; {name} is replaced by a search's value",
+    )
+
+
+class Resources(Strict):
+    memory_mb: int | None = Field(
+        None,
+        ge=64,
+        le=1_048_576,
+        description="Memory the job may use; over it, "
+        "the job is killed (default and upper bound: GET /api/v1/algorithms, code)",
+    )
+    cpus: int | None = Field(None, ge=1, le=256, description="CPUs the job's processes may use at once")
+    time_limit_s: int | None = Field(None, ge=1, description="Run time allowed (at most your limit)")
+
+
+class CodeSpec(JobSpec):
+    dataset: Any = Field(
+        None, description='A built-in name or {"id": ...}: mounted read-only, its path in $JOB_DATASET'
+    )
+    code: CodeDef
+    resources: Resources = Field(default_factory=Resources)
+
+
+class CodePlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    entrypoint: str
+    args: list[str]
+
+
+class ResourcePlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    memory_mb: int
+    cpus: int
+    time_limit_s: int
+
+
+class CodeRun(Run):
+    """A code job as stored and as its trainer receives it."""
+
+    dataset: str | dict[str, Any] | None = None
+    code: CodePlan
+    resources: ResourcePlan
+    device: Literal["cpu", "gpu"]
+    device_requested: Literal["auto", "cpu", "gpu"]

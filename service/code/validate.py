@@ -1,0 +1,134 @@
+"""Checking a code job spec at submit time: the source is the user's, the entrypoint is in
+it, the data set exists, the resources are within the user's limits, and a worker can make
+a sandbox for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.code.spec import CodePlan, CodeRun, CodeSpec, ResourcePlan
+from service.core.errors import NotFound, SpecError
+from service.core.orm import Source, could_be_id
+from service.data.arrays import IMAGE_BUILTINS
+from service.data.tables import BUILTINS
+from service.jobs.context import SubmitContext
+from service.jobs.limits import effective_limits
+from service.jobs.spec import ValidatedJob, parse_spec
+from service.lab import worker_registry
+
+RUNNABLE = (".py",)
+
+
+def validate_code(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
+    spec = parse_spec(CodeSpec, payload)
+    source = _source(ctx, spec.code.source)
+    entrypoint = _entrypoint(source, spec.code.entrypoint)
+    dataset = _dataset(ctx, spec.dataset)
+    resources = _resources(ctx, spec)
+    queue = (
+        "gpu"
+        if spec.device == "gpu" or (spec.device == "auto" and worker_registry.gpu_worker_online(ctx.session))
+        else "cpu"
+    )
+    _check_sandbox(ctx, queue)
+    run = CodeRun(
+        name=spec.name,
+        dataset=dataset,
+        code=CodePlan(source=source.id, entrypoint=entrypoint, args=spec.code.args),
+        resources=resources,
+        device=queue,
+        device_requested=spec.device,
+    )
+    return ValidatedJob(family="code", run=run, queue=queue, name=spec.name, time_limit_s=resources.time_limit_s)
+
+
+def _source(ctx: SubmitContext, source_id: str) -> Source:
+    row = ctx.session.get(Source, source_id) if could_be_id(source_id) else None
+    if row is None or (row.owner_id != ctx.user.id and not ctx.user.is_admin):
+        raise NotFound(
+            f"no source with id {source_id!r}; upload your code with POST /api/v1/sources", field="code.source"
+        )
+    return row
+
+
+def _entrypoint(source: Source, asked: str | None) -> str:
+    paths = [f["path"] for f in source.files]
+    if asked is None:
+        runnable = [p for p in paths if p.endswith(RUNNABLE)]
+        if len(runnable) == 1:
+            return runnable[0]
+        raise SpecError(
+            f"name the file to run in code.entrypoint; the source holds {', '.join(runnable[:10])}",
+            field="code.entrypoint",
+        )
+    if asked not in paths:
+        raise SpecError(
+            f"the source has no file {asked!r}; it holds {', '.join(paths[:10])}"
+            + (" and more" if len(paths) > 10 else ""),
+            field="code.entrypoint",
+        )
+    if asked.endswith(".ipynb"):
+        raise SpecError(
+            "notebooks do not run as code jobs yet; export it as a script (File > Download > .py)",
+            field="code.entrypoint",
+        )
+    if not asked.endswith(RUNNABLE):
+        raise SpecError(f"{asked!r} is not a Python script (.py)", field="code.entrypoint")
+    return asked
+
+
+def _dataset(ctx: SubmitContext, ref: Any) -> str | dict[str, Any] | None:
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        if ref in IMAGE_BUILTINS:
+            ctx.data.arrays(ref)  # a 422 when mnist is not installed here
+            return ref
+        if ref in BUILTINS:
+            return ref
+        raise SpecError(
+            f"unknown data set {ref!r}; use a built-in ({', '.join((*IMAGE_BUILTINS, *BUILTINS))}) "
+            'or {"id": <uploaded data set id>}',
+            field="dataset",
+            code="unknown_dataset",
+        )
+    if not isinstance(ref, dict) or set(ref) - {"id", "target"} or not isinstance(ref.get("id"), str):
+        raise SpecError('dataset must be a built-in name or {"id": <uploaded data set id>}', field="dataset")
+    return {"id": ctx.data.uploaded(ref["id"]).id}
+
+
+def _resources(ctx: SubmitContext, spec: CodeSpec) -> ResourcePlan:
+    limits = effective_limits(ctx.settings, ctx.user)
+    asked = spec.resources
+    bounds = {
+        "memory_mb": (limits["max_memory_mb"], min(ctx.settings.code_memory_mb, limits["max_memory_mb"])),
+        "cpus": (limits["max_cpus"], 1),
+        "time_limit_s": (limits["max_run_time_s"], limits["max_run_time_s"]),
+    }
+    chosen = {}
+    for name, (most, default) in bounds.items():
+        value = getattr(asked, name)
+        if value is not None and value > most:
+            raise SpecError(
+                f"resources.{name} may be at most {most} for you (ask an admin for more)",
+                field=f"resources.{name}",
+                details={"limit": most},
+            )
+        chosen[name] = value if value is not None else default
+    return ResourcePlan(**chosen)
+
+
+def _check_sandbox(ctx: SubmitContext, queue: str) -> None:
+    """Refuse code jobs at once where every online worker of the queue said it cannot sandbox them."""
+    if ctx.settings.code_sandbox != "required":
+        return
+    workers = [w for w in worker_registry.online(ctx.session) if queue in w.queues.split(",")]
+    capable = [w for w in workers if (w.capabilities or {}).get("sandbox")]
+    if workers and not capable:
+        reason = (workers[0].capabilities or {}).get("sandbox_error", "it did not say why")
+        raise SpecError(
+            f"no {queue} worker here can run code in a sandbox ({reason}); an admin must install "
+            'bubblewrap and give the workers cgroups (README, "Code jobs")',
+            field="code",
+            code="sandbox_unavailable",
+        )

@@ -1,0 +1,207 @@
+"""Escape attempts, each a real job in a real sandbox on a real worker (PostgreSQL, Redis, a
+dispatcher, one worker, the API): each is contained, its job ends with a clear status, the
+next job on the same worker succeeds, and none of the service's data is within reach."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import select
+
+import service
+from service.core.db import Database
+from service.core.orm import Worker
+from tests.conftest import free_port
+from tests.support.processes import Client, deployment_env, run_cli, start_stack, wait_until_healthy
+
+ATTACK = Path(__file__).with_name("attack.py")
+
+
+class Lab:
+    def __init__(self, home: Path, env: dict[str, str], port: int, client: Client, source: str):
+        self.home, self.env, self.port, self.client, self.source = home, env, port, client, source
+
+    def job(self, *args: str, timeout: float = 120, **spec) -> dict:
+        created = self.client.post("/api/v1/jobs", json={"code": {"source": self.source, "args": list(args)}, **spec})
+        assert created.status_code == 201, created.text
+        return self.client.wait_for(created.json()["id"], timeout=timeout)
+
+    def result(self, job: dict) -> dict:
+        response = self.client.get(f"/api/v1/jobs/{job['id']}/artifacts/result.json")
+        assert response.status_code == 200, (job, response.text)
+        return response.json()
+
+    def next_job_succeeds(self) -> None:
+        job = self.job("ok")
+        assert job["status"] == "succeeded", job["error"]
+        assert self.result(job) == {"ok": True}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, make_pg_database, make_redis_url):
+    home = tmp_path_factory.mktemp("sandbox-lab")
+    env = deployment_env(
+        home,
+        LABTRAIN_DATABASE_URL=make_pg_database(),
+        LABTRAIN_BROKER_URL=make_redis_url(),
+        LABTRAIN_MAX_OUTPUTS_MB="5",
+        LABTRAIN_STOP_GRACE_S="4",
+        LABTRAIN_CODE_MAX_PROCESSES="100",
+        LABTRAIN_CODE_MEMORY_MB="400",
+    )
+    created = run_cli(["users", "create", "mallory"], env)
+    assert created.returncode == 0, created.stderr
+    (home / "token").write_text("the admin's token\n")  # what `labtrain up` keeps there
+    port = free_port()
+    processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "1"])
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", processes)
+        client = Client(f"http://127.0.0.1:{port}", created.stdout.strip())
+        source = client.post("/api/v1/sources", files={"file": ("attack.py", ATTACK.read_bytes())})
+        assert source.status_code == 201, source.text
+        yield Lab(home, env, port, client, source.json()["id"])
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def host_processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_no_network_reaches_anything(lab):
+    job = lab.job("net", "5432", "6379", str(lab.port))
+    assert job["status"] == "succeeded", job["error"]
+    seen = lab.result(job)
+    assert "connected" not in seen.values() and seen["dns"] == "failed", seen
+    lab.next_job_succeeds()
+
+
+def test_the_services_files_are_out_of_reach(lab):
+    other = lab.job("ok")
+    with Database(lab.env["LABTRAIN_DATABASE_URL"]).session() as session:
+        worker_pid = session.scalar(select(Worker.pid))
+    artifacts = lab.home / "artifacts"
+    targets = [
+        str(lab.home / "token"),
+        str(lab.home / "labtrain.db"),
+        str(artifacts / "jobs" / other["id"] / "job.log"),
+        str(artifacts / "sources"),
+        f"/proc/{worker_pid}/environ",
+        "/proc/1/environ",
+        "/etc/shadow",
+        "/etc/passwd",
+        str(Path.home() / ".bash_history"),
+        str(Path(service.__file__)),
+        str(Path(sys.prefix) / "pyvenv.cfg"),
+    ]
+    job = lab.job("read", *targets)
+    assert job["status"] == "succeeded", job["error"]
+    seen = lab.result(job)
+    readable = {path: what for path, what in seen.items() if path != "/" and what.startswith("read")}
+    assert readable == {str(Path(sys.prefix) / "pyvenv.cfg"): readable.get(str(Path(sys.prefix) / "pyvenv.cfg"))}, (
+        readable
+    )  # the Python environment, read-only, and nothing else
+    python_roots = {Path(prefix).resolve().parts[1] for prefix in (sys.prefix, sys.base_prefix)}
+    system = {"bin", "dev", "etc", "job", "lib", "lib32", "lib64", "libx32", "opt", "proc", "sbin", "tmp", "usr"}
+    assert set(seen["/"]) <= system | python_roots, seen["/"]
+    lab.next_job_succeeds()
+
+
+def test_the_environment_is_the_jobs_alone(lab):
+    seen = lab.result(lab.job("environ"))
+    names = set(seen["environ"])
+    assert not [n for n in names if n.startswith("LABTRAIN_") or "DATABASE" in n or "BROKER" in n or "REDIS" in n]
+    assert not [value for value in seen["environ"].values() if "postgresql" in value or "redis://" in value]
+    assert {"JOB_EVENTS_FD", "JOB_OUTPUTS_DIR", "JOB_CHECKPOINT_DIR"} <= names
+    assert seen["uid"] == 65534 and seen["pid"] < 10  # nobody, in a PID namespace of its own
+
+
+def test_writes_stay_in_the_job_folder(lab):
+    marker = f"escaped-{uuid.uuid4().hex}"
+    targets = ["/usr/lib/" + marker, "/etc/" + marker, f"/tmp/{marker}", str(lab.home / marker), f"/job/src/{marker}"]
+    job = lab.job("write", *targets)
+    assert job["status"] == "succeeded", job["error"]
+    seen = lab.result(job)
+    assert seen["/usr/lib/" + marker] in ("OSError", "PermissionError") and seen["/etc/" + marker] != "written"
+    assert seen[str(lab.home / marker)] != "written"
+    assert seen[f"/tmp/{marker}"] == "written" and not Path(f"/tmp/{marker}").exists()  # a private /tmp
+    assert not (lab.home / marker).exists()
+    lab.next_job_succeeds()
+
+
+def test_a_fork_bomb_is_contained(lab):
+    job = lab.job("fork")
+    assert job["status"] == "succeeded", job["error"]
+    seen = lab.result(job)
+    assert seen["children"] < 100 and "Resource temporarily unavailable" in seen["error"], seen
+    lab.next_job_succeeds()
+
+
+def test_a_job_over_its_memory_is_killed_alone(lab):
+    job = lab.job("memory", resources={"memory_mb": 300})
+    assert job["status"] == "failed" and job["error"]["code"] == "memory_limit_exceeded", job
+    assert "300 MB" in job["error"]["message"]
+    lab.next_job_succeeds()
+
+
+def test_a_job_that_ignores_sigterm_is_killed_on_cancel(lab):
+    created = lab.client.post("/api/v1/jobs", json={"code": {"source": lab.source, "args": ["sigterm"]}}).json()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not lab.client.get(f"/api/v1/jobs/{created['id']}").json()["progress"]:
+        time.sleep(0.1)
+    asked = time.monotonic()
+    assert lab.client.post(f"/api/v1/jobs/{created['id']}/cancel").status_code == 202
+    job = lab.client.wait_for(created["id"], timeout=30)
+    assert job["status"] == "cancelled" and time.monotonic() - asked < 15, job
+    assert host_processes_with("attack.py sigterm") == []
+    lab.next_job_succeeds()
+
+
+def test_a_job_past_its_time_limit_is_stopped_and_says_so(lab):
+    job = lab.job("sigterm", resources={"time_limit_s": 3}, timeout=60)
+    assert job["status"] == "failed" and job["error"]["code"] == "time_limit_exceeded", job
+    assert host_processes_with("attack.py sigterm") == []
+    lab.next_job_succeeds()
+
+
+def test_no_daemon_outlives_its_job(lab):
+    marker = f"daemon-{uuid.uuid4().hex}"
+    job = lab.job("daemon", marker)
+    assert job["status"] == "succeeded" and lab.result(job) == {"started": True}
+    time.sleep(0.5)
+    assert host_processes_with(marker) == []
+    lab.next_job_succeeds()
+
+
+def test_writing_past_the_outputs_limit_fails_the_job(lab):
+    job = lab.job("outputs")
+    assert job["status"] == "failed" and job["error"]["code"] == "outputs_limit_exceeded", job
+    listed = lab.client.get(f"/api/v1/jobs/{job['id']}/artifacts").json()["items"]
+    assert all(item["size"] <= 5 * 1024 * 1024 for item in listed)
+    lab.next_job_succeeds()
+
+
+def test_an_artifact_path_cannot_leave_the_jobs_outputs(lab):
+    job = lab.job("ok")
+    base = f"http://127.0.0.1:{lab.port}/api/v1/jobs/{job['id']}/artifacts/"
+    for path in ("../job.log", "..%2Fjob.log", "%2e%2e/job.log", "/etc/passwd", "result.json/../../job.log"):
+        answer = requests.get(base + path, headers=lab.client.session.headers, timeout=10)
+        assert answer.status_code == 404, (path, answer.status_code, answer.text[:200])
+    downloaded = requests.get(base + "result.json", headers=lab.client.session.headers, timeout=10)
+    assert json.loads(downloaded.content) == {"ok": True}
+    assert downloaded.headers["Content-Security-Policy"].startswith("sandbox")

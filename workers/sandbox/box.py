@@ -1,0 +1,344 @@
+"""One sandbox: a student's program run by bubblewrap in its own namespaces, inside a cgroup.
+
+What the program sees: the system and the Python environment read-only, its job folder at
+/job (writable), its data set read-only under /data, a private /tmp, and an environment
+this module writes from scratch (nothing of the worker's). It has no network (its own
+empty network namespace), its own PID namespace (the worker's processes are not there),
+and it dies with the worker (`--die-with-parent`; the namespace's init takes every
+process with it). When the worker runs as root, the program runs as an unprivileged uid
+(nobody) with no capabilities; otherwise as the worker's own user inside a user namespace.
+
+How it starts: `sh` writes its own pid into the job's cgroup(s), then becomes `prlimit`
+(which caps the size of any one file), which becomes `bwrap`: every process of the sandbox
+is born inside the limits. The program reports through a pipe (JOB_EVENTS_FD) that only
+this side reads; its stdout and stderr are read line by line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import labtrain_job
+from workers.sandbox.cgroups import Hierarchy, JobCgroup, Limits
+
+SANDBOX_UID = 65534  # nobody: used when the worker is root
+JOB_ROOT = "/job"
+LABTRAIN_JOB_DIR = "/opt/labtrain"
+# Parts of /etc a program may need (shared libraries, time zone, certificates, fonts); the
+# rest (passwords, the service's configuration) is not there.
+ETC_ENTRIES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "ssl",
+    "ca-certificates",
+    "fonts",
+    "alternatives",
+    "mime.types",
+)
+MAX_EVENT_LINE = 8192
+MAX_EVENTS = 100_000
+MAX_OUTPUT_LINE = 4096
+STDERR_TAIL = 20
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    writable: bool = False
+
+
+@dataclass
+class SandboxSpec:
+    name: str  # the cgroup's name: unique per job attempt
+    workdir: Path  # the job's folder, mounted writable at /job
+    argv: list[str]  # the program and its arguments, as the sandbox sees them
+    cwd: str  # inside
+    env: dict[str, str]  # besides the base environment
+    limits: Limits
+    file_size_limit: int  # bytes any one file may reach
+    mounts: list[Mount] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)  # host device nodes to expose (a GPU's)
+
+
+def python_mounts() -> list[Mount]:
+    """The Python this worker runs (its installation and its virtual environment), read-only."""
+    prefixes = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
+    return [Mount(prefix, str(prefix)) for prefix in sorted(prefixes) if not str(prefix).startswith("/usr")]
+
+
+def labtrain_job_mount() -> Mount:
+    return Mount(Path(labtrain_job.__file__).resolve().parent, f"{LABTRAIN_JOB_DIR}/labtrain_job")
+
+
+def bwrap_command(spec: SandboxSpec, events_fd: int, as_root: bool) -> list[str]:
+    args = [
+        "bwrap",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "sandbox",
+    ]
+    if not as_root:
+        args += ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+    args += _system()
+    made: set[str] = {"/", "/usr", "/etc", "/tmp", "/dev", "/dev/shm", "/proc"}
+    mounts = [*python_mounts(), labtrain_job_mount(), Mount(spec.workdir, JOB_ROOT, writable=True), *spec.mounts]
+    for mount in mounts:  # in this order: a mount inside /job goes over the job folder's own
+        args += _parents(mount.target, made)
+        args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
+        made.add(mount.target)
+    for device in spec.devices:
+        args += ["--dev-bind", device, device]
+    args += ["--chdir", spec.cwd, "--clearenv"]
+    for name, value in {**base_env(spec), "JOB_EVENTS_FD": str(events_fd)}.items():
+        args += ["--setenv", name, value]
+    args.append("--")
+    if as_root:  # drop to an unprivileged uid, with no capability left to regain
+        args += [
+            "setpriv",
+            "--reuid",
+            str(SANDBOX_UID),
+            "--regid",
+            str(SANDBOX_UID),
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ]
+    return args + spec.argv
+
+
+def base_env(spec: SandboxSpec) -> dict[str, str]:
+    threads = str(max(1, int(spec.limits.cpus)))
+    return {
+        "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": f"{JOB_ROOT}/home",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "USER": "student",  # there is no /etc/passwd to look the uid up in
+        "LOGNAME": "student",
+        "PYTHONPATH": LABTRAIN_JOB_DIR,
+        "PYTHONUNBUFFERED": "1",  # the job's log shows each line as it is printed
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": threads,  # as many threads as the job has CPUs
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "TF_CPP_MIN_LOG_LEVEL": "1",
+        **spec.env,
+    }
+
+
+def launch_command(spec: SandboxSpec, group: JobCgroup | None, inner: list[str]) -> list[str]:
+    """`sh` joins the cgroup(s), then becomes prlimit, which becomes the sandbox."""
+    join = "".join(f'echo $$ > "{path}" && ' for path in group.procs_files) if group else ""
+    return ["sh", "-c", f'{join}exec "$@"', "sh", "prlimit", f"--fsize={spec.file_size_limit}", "--", *inner]
+
+
+def _system() -> list[str]:
+    # /tmp and /dev/shm private, writable by the program (PyTorch's data loaders share memory there).
+    args = ["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev",
+            "--perms", "01777", "--tmpfs", "/tmp", "--perms", "01777", "--tmpfs", "/dev/shm",
+            "--perms", "0755", "--dir", "/etc"]  # fmt: skip
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():  # a merged /usr (Debian, Ubuntu, Fedora)
+            args += ["--symlink", os.readlink(path), f"/{name}"]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), f"/{name}"]
+    for name in ETC_ENTRIES:
+        if (Path("/etc") / name).exists():
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    return args
+
+
+def _parents(target: str, made: set[str]) -> list[str]:
+    """Directories leading to a mount point, world-readable (bwrap would copy the host's modes,
+    and /root is 0700: the unprivileged program could not reach a Python installed there)."""
+    args = []
+    parts = Path(target).parts
+    for depth in range(2, len(parts)):
+        folder = str(Path(*parts[:depth]))
+        if folder not in made:
+            args += ["--perms", "0755", "--dir", folder]
+            made.add(folder)
+    return args
+
+
+class Sandbox:
+    """A running sandbox: its output, its reports, and stopping it."""
+
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        hierarchy: Hierarchy | None,
+        on_output: Callable[[str, str], None],
+        enforce: bool = True,
+    ):
+        self.spec, self.hierarchy, self.on_output, self.enforce = spec, hierarchy, on_output, enforce
+        self.group: JobCgroup | None = None
+        self.proc: subprocess.Popen | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
+        self.dropped_events = 0
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        read_end, write_end = os.pipe()
+        try:
+            if self.enforce:
+                self.group = self.hierarchy.create(self.spec.name, self.spec.limits)
+                inner = bwrap_command(self.spec, write_end, as_root=os.geteuid() == 0)
+            else:
+                inner = self._unsandboxed(write_end)
+            self.proc = subprocess.Popen(
+                launch_command(self.spec, self.group, inner),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_end,),
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                cwd=self.spec.workdir,
+                start_new_session=not self.enforce,
+            )
+        except BaseException:
+            os.close(read_end)
+            self.close()
+            raise
+        finally:
+            os.close(write_end)
+        self._read(self.proc.stdout, lambda line: self.on_output("stdout", line))
+        self._read(self.proc.stderr, self._stderr_line)
+        self._read(os.fdopen(read_end, "rb"), self._event_line)
+
+    def _unsandboxed(self, events_fd: int) -> list[str]:
+        """The program as a plain process (single-user local mode only, when the settings say so)."""
+        env = {
+            **base_env(self.spec),
+            "JOB_EVENTS_FD": str(events_fd),
+            "HOME": str(self.spec.workdir / "home"),
+            "PYTHONPATH": str(Path(labtrain_job.__file__).resolve().parent.parent),
+        }
+        env = {k: v.replace(JOB_ROOT, str(self.spec.workdir)) for k, v in env.items()}
+        argv = [a.replace(JOB_ROOT, str(self.spec.workdir)) for a in self.spec.argv]
+        cwd = self.spec.cwd.replace(JOB_ROOT, str(self.spec.workdir))
+        return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", f'cd "{cwd}" && exec "$@"', "sh", *argv]
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def events(self, timeout: float) -> list[dict[str, Any]]:
+        """Reports waiting (up to `timeout` seconds for the first)."""
+        try:
+            found = [self._events.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                found.append(self._events.get_nowait())
+            except queue.Empty:
+                return found
+
+    def terminate(self) -> None:
+        """SIGTERM to the program and whatever it started (not to bwrap, which would kill them at once)."""
+        if self.group is not None:
+            self.group.signal_all(signal.SIGTERM, spare=self.proc.pid if self.proc else None)
+        elif self.proc is not None:
+            _signal_session(self.proc.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.group is not None:
+            self.group.kill_all()
+        elif self.proc is not None:
+            _signal_session(self.proc.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        returncode = self.proc.wait(timeout)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        return returncode
+
+    def stop(self, grace_s: float) -> None:
+        """Ask it to end, then make it."""
+        self.terminate()
+        deadline = time.monotonic() + grace_s
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.kill()
+
+    def oom_killed(self) -> bool:
+        return self.group is not None and self.group.oom_killed()
+
+    def close(self) -> None:
+        """Nothing of the sandbox left: its processes killed, its cgroup removed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+            self.proc.wait(timeout=10)
+        if self.group is not None:
+            self.group.remove()
+
+    # -- reading what it says -------------------------------------------------------------
+    def _read(self, stream, handle: Callable[[str], None]) -> None:
+        def pump():
+            with stream:
+                for raw in iter(lambda: stream.readline(MAX_EVENT_LINE + 1), b""):
+                    handle(raw[:MAX_OUTPUT_LINE].decode(errors="replace").rstrip("\n"))
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _stderr_line(self, line: str) -> None:
+        self.stderr_tail.append(line)
+        self.on_output("stderr", line)
+
+    def _event_line(self, line: str) -> None:
+        event = parse_event(line)
+        if event is None or self._events.qsize() + self.dropped_events >= MAX_EVENTS:
+            self.dropped_events += 1
+            return
+        self._events.put(event)
+
+
+def parse_event(line: str) -> dict[str, Any] | None:
+    """A report as `labtrain_job.report` writes it, or None for anything else (never trusted)."""
+    try:
+        raw = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), dict):
+        return None
+    metrics = {
+        str(k)[:64]: float(v)
+        for k, v in list(raw["metrics"].items())[:50]
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < float("inf")
+    }
+    epoch = raw.get("epoch")
+    if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool) or not 1 <= epoch <= 1_000_000):
+        return None
+    return {"epoch": epoch, "metrics": metrics}
+
+
+def _signal_session(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)
