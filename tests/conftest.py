@@ -31,6 +31,7 @@ FAST_TIER = os.environ.get("LABTRAIN_TEST_SERVERS", "real") == "none"
 # on one machine (two developers, a developer and CI) from taking each other's messages.
 REDIS_NUMBERS = range(15, 0, -1)
 REDIS_CLAIM = "labtrain-tests:claimed-db:{}"
+REDIS_CLAIM_TTL_S = 2 * 3600
 
 
 def _needs_servers(what: str) -> None:
@@ -78,6 +79,39 @@ def make_pg_database():
     admin.dispose()
 
 
+def _claim(claims: redis.Redis, key: str, holder: str) -> bool:
+    """Takes a claim, or one whose holder was a test session on this machine that is gone (a
+    killed run never releases its claims)."""
+    if claims.set(key, holder, nx=True, ex=REDIS_CLAIM_TTL_S):
+        return True
+    current = (claims.get(key) or b"").decode()
+    host, _, pid = current.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+        return False
+    # Replace only the stale value seen, so two sessions never both win the same number.
+    with claims.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if (pipe.get(key) or b"").decode() != current:
+                return False
+            pipe.multi()
+            pipe.set(key, holder, ex=REDIS_CLAIM_TTL_S)
+            pipe.execute()
+            return True
+        except redis.WatchError:
+            return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @pytest.fixture(scope="session")
 def make_redis_url():
     """Hands out Redis database numbers (flushed first) that no other test session on this machine
@@ -89,10 +123,11 @@ def make_redis_url():
     except redis.RedisError as exc:
         pytest.fail(f"Redis at {REDIS_BASE} does not answer ({exc}); start it and run again")
     taken: list[int] = []
+    holder = f"{socket.gethostname()}:{os.getpid()}"
 
     def make() -> str:
         for number in REDIS_NUMBERS:
-            if number not in taken and claims.set(REDIS_CLAIM.format(number), os.getpid(), nx=True, ex=4 * 3600):
+            if number not in taken and _claim(claims, REDIS_CLAIM.format(number), holder):
                 taken.append(number)
                 client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
                 client.flushdb()
