@@ -13,6 +13,8 @@ still works and does nothing harmful: `report` prints, the folders are ./checkpo
     torch.save(model.state_dict(), labtrain_job.outputs_dir() / "model.pt")  # an artifact
 
     model.fit(x, y, epochs=5, callbacks=[labtrain_job.keras_callback()])  # Keras: every epoch
+
+    labtrain_job.save_model(model, x_test[:64])  # served by POST /api/v1/models/<id>/predict
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["checkpoint_dir", "dataset_path", "in_job", "keras_callback", "outputs_dir", "report"]
+__all__ = [
+    "ModelExportError",
+    "checkpoint_dir",
+    "dataset_path",
+    "in_job",
+    "keras_callback",
+    "outputs_dir",
+    "report",
+    "save_model",
+]
 
 _EVENTS_FD = "JOB_EVENTS_FD"
 _MAX_METRICS = 50
@@ -65,7 +76,9 @@ def outputs_dir() -> Path:
 
 
 def dataset_path() -> Path | None:
-    """The data set the job names (read-only): MNIST's .npz, an uploaded .csv or .npz; None without one."""
+    """The data set the job names (read-only): MNIST's .npz, digits as .npz, a table as .csv, an
+    uploaded .csv or .npz, or an image-folder data set's folder (one folder of images per class,
+    named after the class); None without one."""
     path = os.environ.get("JOB_DATASET")
     return Path(path) if path else None
 
@@ -97,3 +110,6 @@ def _send(line: dict[str, Any]) -> None:
         os.write(int(fd), (text + "\n").encode())
     except OSError:  # the worker stopped reading (the job is ending): nothing to do
         pass
+
+
+from labtrain_job.models import ModelExportError, save_model  # noqa: E402  (it uses _send above)

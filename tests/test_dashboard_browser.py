@@ -7,11 +7,15 @@ screenshots; otherwise they go to the test's temporary directory."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tests.conftest import free_port
 from tests.support.processes import deployment_env, run_cli, start_stack, wait_until_healthy
@@ -213,6 +217,88 @@ def test_a_students_script_uploaded_from_the_form_draws_curves_logs_and_artifact
     with page.expect_download() as download:
         link.click()
     assert Path(download.value.path()).read_text() == "accuracy 0.8\n"
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Notes every request: nothing in a rendered notebook may reach it."""
+
+    seen: list[str] = []
+
+    def do_GET(self):
+        self.seen.append(self.path)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def listener():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    _Recorder.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], _Recorder.seen
+    server.shutdown()
+
+
+def hostile_notebook(port: int) -> str:
+    """A notebook whose outputs hold a figure, and markup that would run script, fire a handler,
+    frame a page and fetch from a local server if the dashboard let it."""
+    markup = (
+        f"<script>document.title = 'script ran'; fetch('http://127.0.0.1:{port}/from-script')</script>"
+        f"<b id='bold'>bold words</b>"
+        f"<img src='http://127.0.0.1:{port}/image.png' onerror=\"document.title = 'handler ran'\">"
+        f"<img src='x' onerror=\"fetch('http://127.0.0.1:{port}/from-handler')\">"
+        f"<iframe src='http://127.0.0.1:{port}/frame'></iframe>"
+        f"<a href='javascript:parent.document.title=1' id='link'>link</a>"
+        f"<svg><script>fetch('http://127.0.0.1:{port}/from-svg')</script></svg>"
+    )
+    book = new_notebook(
+        cells=[
+            new_markdown_cell("# Rendered here"),
+            new_code_cell("print('printed by the cell')"),
+            new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()"),
+            new_code_cell(f"from IPython.display import HTML, display\ndisplay(HTML({markup!r}))"),
+        ]
+    )
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nbformat.writes(book)
+
+
+def test_a_notebook_is_shown_rendered_with_its_students_markup_inert(page, stack, tmp_path, listener):
+    _base, tokens = stack
+    port, seen = listener
+    path = tmp_path / "week5.ipynb"
+    path.write_text(hostile_notebook(port))
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    sign_in(page, tokens["alice"])
+    page.click("[data-test=nav-submit]")
+    page.select_option("[data-test=field-kind]", "code")
+    page.set_input_files("[data-test=field-code-file]", str(path))
+    page.click("[data-test=submit-job]")
+    job_id_of(page)
+    page.wait_for_selector("#job-status:text('succeeded')", timeout=120_000)
+
+    notebook = page.frame_locator("[data-test=notebook-frame]")
+    assert notebook.locator("h1").inner_text(timeout=TIMEOUT_MS) == "Rendered here"
+    assert "printed by the cell" in notebook.locator("body").inner_text()
+    assert notebook.locator("#bold").inner_text() == "bold words"  # harmless markup still shows
+    figure = notebook.locator("img[src^='data:image/png']")
+    assert figure.count() == 1 and figure.evaluate("img => img.naturalWidth") > 0
+    assert notebook.locator("script, iframe, [onerror]").count() == 0
+    assert notebook.locator("#link").get_attribute("href") is None  # javascript: links are dropped
+    assert page.get_attribute("[data-test=notebook-frame]", "sandbox") == ""
+    page.wait_for_timeout(1000)  # time for anything that had slipped through to run
+    assert page.title() == "labtrain" and "ran" not in page.title()
+    assert seen == []  # the local server heard nothing
+    assert not [url for url in requests if f":{port}/" in url]
+
+    with page.expect_download() as download:
+        page.click("[data-test=notebook-download]")
+    executed = nbformat.read(download.value.path(), as_version=4)
+    assert executed.cells[1].outputs[0]["text"] == "printed by the cell\n"
 
 
 def test_a_second_user_sees_none_of_the_first_users_jobs(page, stack):

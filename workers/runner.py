@@ -142,7 +142,7 @@ class JobRunner:
                     artifact_path=str(path),
                 )
             )
-            result = {"model_id": model_id, "metrics": trained.metrics}
+            result = {**trained.result, "model_id": model_id, "metrics": trained.metrics}
             if "device" in trained.extra:
                 result["device"] = trained.extra["device"]
             if not lifecycle.finish(

@@ -12,9 +12,11 @@ from service.api.auth import current_user, db_session, owned
 from service.api.context import services
 from service.api.serialize import dataset_view
 from service.core import storage
+from service.core.config import Settings
 from service.core.errors import SpecError
 from service.core.orm import Dataset, new_id
-from service.data.arrays import IMAGE_BUILTINS, builtin_array_info, check_arrays, read_npz
+from service.data.arrays import IMAGE_BUILTINS, builtin_array_info, check_arrays, is_npz, read_npz
+from service.data.image_folders import IMAGE_FOLDER, FolderLimits, unpack_image_folder
 from service.data.tables import BUILTINS, DataError, builtin_info, describe_frame, read_csv_bytes
 
 bp = Blueprint("datasets", __name__, url_prefix="/api/v1/datasets")
@@ -31,27 +33,35 @@ def upload():
         raise SpecError("send the data as a multipart form field named 'file'", field="file")
     filename = PurePath(upload_file.filename or "upload.csv").name
     suffix = PurePath(filename).suffix.lower()
-    if suffix not in ("", ".csv", ".txt", ".npz"):
+    if suffix not in ("", ".csv", ".txt", ".npz", ".zip"):
         raise SpecError(
-            f"{suffix} files are not accepted; upload a CSV file with a header row or an NPZ file with arrays x and y",
+            f"{suffix} files are not accepted; upload a CSV file with a header row, an NPZ file with arrays "
+            "x and y, or a .zip of image folders (class_name/image.png)",
             field="file",
             code="invalid_dataset",
         )
     data = upload_file.read()
-    limit = services().settings.max_upload_bytes
-    if len(data) > limit:
+    settings = services().settings
+    if len(data) > settings.max_upload_bytes:
         raise SpecError(
-            f"the file is larger than the limit of {limit} bytes", field="file", code="too_large", status=413
+            f"the file is larger than the limit of {settings.max_upload_bytes} bytes",
+            field="file",
+            code="too_large",
+            status=413,
         )
-    kind = "npz" if suffix == ".npz" or data[:4] == b"PK\x03\x04" else "csv"
-    try:
-        info = _inspect_npz(data) if kind == "npz" else _inspect_csv(data)
-    except DataError as exc:
-        raise SpecError(str(exc), field=exc.field, code="invalid_dataset") from None
-
+    kind = _kind(suffix, data)
     dataset_id = new_id()
-    path = storage.dataset_path(services().settings, dataset_id, kind)
-    storage.write_atomically(path, data)
+    if kind == IMAGE_FOLDER:
+        path = storage.dataset_dir(settings, dataset_id)
+        info = unpack_image_folder(data, path, _folder_limits(settings))
+        size = info["bytes"]
+    else:
+        try:
+            info = _inspect_npz(data) if kind == "npz" else _inspect_csv(data)
+        except DataError as exc:
+            raise SpecError(str(exc), field=exc.field, code="invalid_dataset") from None
+        path, size = storage.dataset_path(settings, dataset_id, kind), len(data)
+        storage.write_atomically(path, data)
     session = db_session()
     dataset = Dataset(
         id=dataset_id,
@@ -59,13 +69,27 @@ def upload():
         name=request.form.get("name") or filename,
         kind=kind,
         path=str(path),
-        size_bytes=len(data),
+        size_bytes=size,
         rows=info["rows"],
         info=info,
     )
     session.add(dataset)
     session.commit()
     return dataset_view(dataset), 201, {"Location": f"/api/v1/datasets/{dataset_id}"}
+
+
+def _kind(suffix: str, data: bytes) -> str:
+    if suffix == ".zip":
+        return IMAGE_FOLDER
+    if suffix == ".npz":
+        return "npz"
+    if data[:4] == b"PK\x03\x04":  # a zip under another name: an NPZ holds nothing but .npy arrays
+        return "npz" if is_npz(data) else IMAGE_FOLDER
+    return "csv"
+
+
+def _folder_limits(settings: Settings) -> FolderLimits:
+    return FolderLimits(settings.max_dataset_images, settings.max_dataset_bytes, settings.max_image_pixels)
 
 
 def _inspect_csv(data: bytes) -> dict[str, Any]:

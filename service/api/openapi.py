@@ -21,9 +21,9 @@ from werkzeug.routing import Rule
 
 from service.api import responses as r
 from service.api.auth import PUBLIC_PATHS
+from service.data.instances import MAX_INSTANCES
 from service.data.refs import DatasetRef
 from service.jobs import families
-from service.jobs.families import MAX_INSTANCES
 from service.jobs.lifecycle import STATUSES
 
 REF = "#/components/schemas/{model}"
@@ -166,7 +166,11 @@ UPLOAD_BODY = {
             "type": "object",
             "required": ["file"],
             "properties": {
-                "file": {**BINARY, "description": "CSV with a header row, or NPZ with arrays x and y"},
+                "file": {
+                    **BINARY,
+                    "description": "CSV with a header row, NPZ with arrays x and y, or a .zip of image folders "
+                    "(class_name/image.png: PNG, JPEG or BMP)",
+                },
                 "name": {"type": "string", "description": "Default: the file's name"},
                 "target": {"type": "string", "description": "CSV: the column to predict"},
             },

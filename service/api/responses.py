@@ -87,7 +87,7 @@ class CancelAnswer(Open):
 class TrainedModel(Open):
     id: str
     job_id: str
-    framework: str = Field(description="sklearn, tensorflow or pytorch")
+    framework: str = Field(description="sklearn, tensorflow or pytorch; onnx for a model from students' code")
     algorithm: str | None
     task: str
     input: dict[str, Any] = Field(description="features (tables) or shape (arrays and images)")
@@ -97,6 +97,13 @@ class TrainedModel(Open):
     summary: str | None
     parameters: Any = None
     device: Any = None
+    format: str | None = Field(None, description="A model from students' code: onnx or skops")
+    trained_with: str | None = Field(None, description="A model from students' code: pytorch, tensorflow or sklearn")
+    picture: dict[str, Any] | None = Field(
+        None,
+        description="An ONNX model that takes pictures: {size: [height, width], channels, digits}; digits "
+        "means pictures are read as MNIST digits (found, centred, x / 255.0)",
+    )
     created_at: Time
 
 
@@ -117,14 +124,18 @@ class DatasetInfo(Open):
     id: str
     name: str
     builtin: bool
-    kind: str = Field(description="table or images (built-ins); csv or npz (uploads)")
-    rows: int
+    kind: str = Field(description="table or images (built-ins); csv, npz or images (an image-folder zip) (uploads)")
+    rows: int = Field(description="Rows, or images")
     task: str | None = None
     columns: list[Any] | None = None
     target: str | None = None
-    shape: list[int] | None = None
-    classes: list[Any] | None = None
+    shape: list[int] | None = Field(None, description="A network's input: [height, width, channels] for images")
+    classes: list[Any] | None = Field(None, description="An image folder's: its class folders' names, sorted")
     has_test: bool | None = None
+    class_counts: dict[str, int] | None = Field(None, description="An image folder's: images per class")
+    image_size: list[int] | None = Field(None, description="An image folder's most common [height, width]")
+    sizes_vary: bool | None = Field(None, description="Whether an image folder's images differ in size")
+    color: str | None = Field(None, description="An image folder's: grayscale when every image is, else rgb")
     size_bytes: int | None = None
     created_at: Time | None = None
 

@@ -10,7 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.api.context import services
+from service.code.predict import picture_input
 from service.core.orm import Dataset, Job, JobEvent, Model, Source, User
+from service.data.image_folders import IMAGE_FOLDER
 from service.jobs.lifecycle import QUEUED
 from service.lab.fair_share import queue_order
 
@@ -75,8 +77,19 @@ def model_view(model: Model) -> dict[str, Any]:
         "summary": model.summary,
         "parameters": (model.meta or {}).get("parameters"),
         "device": (model.meta or {}).get("device"),
+        # A model from students' code: the format it is served in and the framework that trained it.
+        "format": (model.meta or {}).get("format"),
+        "trained_with": (model.meta or {}).get("trained_with"),
+        "picture": _picture(model),
         "created_at": iso(model.created_at),
     }
+
+
+def _picture(model: Model) -> dict[str, Any] | None:
+    """An ONNX model that takes pictures: the size they are resized to (its page offers an upload)."""
+    if (model.meta or {}).get("format") != "onnx":
+        return None
+    return picture_input(model.input["shape"], model.meta.get("preprocess"))
 
 
 def dataset_view(dataset: Dataset) -> dict[str, Any]:
@@ -93,6 +106,17 @@ def dataset_view(dataset: Dataset) -> dict[str, Any]:
             task=dataset.info["task"],
             classes=dataset.info["classes"],
             has_test=dataset.info["has_test"],
+        )
+    elif dataset.kind == IMAGE_FOLDER:
+        info = dataset.info
+        view.update(
+            shape=info["input_shape"],
+            task=info["task"],
+            classes=info["classes"],
+            class_counts=info["class_counts"],
+            image_size=info["image_size"],
+            sizes_vary=info["sizes_vary"],
+            color=info["color"],
         )
     else:
         view.update(columns=dataset.info.get("columns", []), target=dataset.info.get("target"))

@@ -13,8 +13,8 @@ import pandas as pd
 from service.core.errors import SpecError
 from service.core.orm import Model
 from service.core.storage import load_sklearn
+from service.data.instances import MAX_INSTANCES
 from service.data.tasks import CLASSIFICATION, DECOMPOSITION
-from service.jobs.families import MAX_INSTANCES
 
 
 class SklearnPredictor:

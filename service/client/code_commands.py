@@ -3,6 +3,7 @@ artifacts` (what a job left in outputs/), built on the Python API (service/clien
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from service.client.watch import follow
 @click.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.option("--entrypoint", help="The script to run in a folder (default: its only .py file).")
+@click.option("--entrypoint", help="The script or notebook to run in a folder (default: its only one).")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A notebook parameter (set after its cell tagged `parameters`); VALUE is read as JSON, else as text.",
+)
 @click.option("--dataset", help="A built-in data set (mnist, iris, ...) or an uploaded data set's id.")
 @click.option("--gpu", is_flag=True, help="Run on a GPU worker.")
 @click.option("--memory", help="Memory the job may use: 4G, 512M (default: the server's).")
@@ -33,6 +42,7 @@ def run(
     path: Path,
     args: tuple[str, ...],
     entrypoint: str | None,
+    params: tuple[str, ...],
     dataset: str | None,
     gpu: bool,
     memory: str | None,
@@ -48,6 +58,7 @@ def run(
     \b
     labtrain run train.py --dataset mnist -- --epochs 5 --lr 0.001
     labtrain run . --entrypoint train.py --gpu --memory 8G
+    labtrain run week5.ipynb --dataset mnist -p epochs=3 -p lr=0.01
     Everything after `--` goes to the script. In the script, `import labtrain_job` and call
     labtrain_job.report(epoch=..., loss=...) for live curves; files saved to
     labtrain_job.outputs_dir() become the job's artifacts.
@@ -56,12 +67,14 @@ def run(
         memory_value = memory_mb(memory) if memory else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--memory") from None
+    parameters = dict(_parameter(param) for param in params)
     lab = Lab()
     chosen_dataset = {"id": dataset} if dataset and len(dataset) == 22 and dataset.isalnum() else dataset
     job = lab.run(
         path,
         *args,
         entrypoint=entrypoint,
+        parameters=parameters,
         dataset=chosen_dataset,
         gpu=gpu,
         memory=memory_value,
@@ -110,3 +123,13 @@ def artifacts(job_id: str, download_to: Path | None, as_json: bool) -> None:
         note(f"job {job_id} has no artifacts (files a code job writes to outputs/ are listed once it ends)")
     for item in items:
         click.echo(f"{item['size']:>12}  {item['path']}")
+
+
+def _parameter(text: str) -> tuple[str, object]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise click.BadParameter(f"{text!r} is not NAME=VALUE", param_hint="--param")
+    try:
+        return name.strip(), json.loads(value)
+    except ValueError:
+        return name.strip(), value  # plain text: -p optimizer=adam

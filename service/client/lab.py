@@ -64,6 +64,7 @@ class Lab:
         path: str | Path,
         *args: str,
         entrypoint: str | None = None,
+        parameters: dict[str, Any] | None = None,
         dataset: Any = None,
         gpu: bool = False,
         memory: str | int | None = None,
@@ -71,7 +72,8 @@ class Lab:
         time_limit_s: int | None = None,
         name: str | None = None,
     ) -> Job:
-        """Upload `path` and run it as a code job; returns the job (queued)."""
+        """Upload `path` and run it as a code job; returns the job (queued). `parameters` are a
+        notebook's (set after its cell tagged `parameters`)."""
         path = Path(path)
         source = self.upload(path)
         if entrypoint is None and path.is_file():
@@ -79,6 +81,8 @@ class Lab:
         spec: dict[str, Any] = {"code": {"source": source["id"], "args": list(args)}}
         if entrypoint:
             spec["code"]["entrypoint"] = entrypoint
+        if parameters:
+            spec["code"]["parameters"] = parameters
         if dataset is not None:
             spec["dataset"] = dataset
         if gpu:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.code import search
+from service.code.predict import OnnxPredictor
 from service.code.spec import CodeRun, CodeSpec, Resources
 from service.code.validate import validate_code
 from service.core.config import Settings
@@ -23,10 +24,10 @@ def catalog() -> dict[str, Any]:
             "outputs_mb": settings.max_outputs_mb,
             "disk_mb": settings.max_job_disk_mb,
         },
-        "sources": ["py", "zip", "tar.gz"],
+        "sources": ["py", "ipynb", "zip", "tar.gz"],
         "job_module": {
             "import": "labtrain_job",
-            "functions": ["report", "checkpoint_dir", "outputs_dir", "dataset_path", "keras_callback"],
+            "functions": ["report", "checkpoint_dir", "outputs_dir", "dataset_path", "keras_callback", "save_model"],
         },
     }
 
@@ -44,7 +45,9 @@ FAMILY = register(
         kind=lambda spec: "code",
         trainer="workers.trainers.code",
         makes_model=False,
-        no_model="a code job: what it writes to outputs/ is in its artifacts (GET /api/v1/jobs/<id>/artifacts)",
+        no_model="a code job that saved no model (labtrain_job.save_model(model, example_input) saves one to "
+        "serve); what it wrote to outputs/ is in its artifacts (GET /api/v1/jobs/<id>/artifacts)",
+        predictors={"onnx": OnnxPredictor()},
         search=search.HOOKS,
     )
 )

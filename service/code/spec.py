@@ -16,12 +16,18 @@ Arg = str
 class CodeDef(Strict):
     source: str = Field(min_length=1, max_length=64, description="The id POST /api/v1/sources gave")
     entrypoint: str | None = Field(
-        None, min_length=1, max_length=1024, description="The .py file to run; default: the source's only file"
+        None, min_length=1, max_length=1024, description="The .py or .ipynb file to run; default: the source's only one"
     )
     args: list[Arg] = Field(
         default_factory=list,
         max_length=200,
         description="Its command-line arguments; {name} is replaced by a search's value",
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="A notebook's parameters: set in a cell after the one tagged `parameters` (papermill's "
+        "convention); a search varies them by name",
     )
 
 
@@ -51,6 +57,7 @@ class CodePlan(BaseModel):
     source: str
     entrypoint: str
     args: list[str]
+    parameters: dict[str, Any] = {}  # a notebook's (stored specs from before notebooks have none)
 
 
 class ResourcePlan(BaseModel):

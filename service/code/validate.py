@@ -4,7 +4,11 @@ a sandbox for it."""
 
 from __future__ import annotations
 
+import keyword
+from pathlib import Path
 from typing import Any
+
+import nbformat
 
 from service.code.spec import CodePlan, CodeRun, CodeSpec, ResourcePlan
 from service.core.errors import NotFound, SpecError
@@ -16,13 +20,17 @@ from service.jobs.limits import effective_limits
 from service.jobs.spec import ValidatedJob, parse_spec
 from service.lab import worker_registry
 
-RUNNABLE = (".py",)
+RUNNABLE = (".py", ".ipynb")
+NOTEBOOK = ".ipynb"
 
 
 def validate_code(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
     spec = parse_spec(CodeSpec, payload)
     source = _source(ctx, spec.code.source)
     entrypoint = _entrypoint(source, spec.code.entrypoint)
+    if entrypoint.endswith(NOTEBOOK):
+        _check_notebook(Path(source.path) / entrypoint, entrypoint)
+    _check_parameters(entrypoint, spec.code.parameters)
     dataset = _dataset(ctx, spec.dataset)
     resources = _resources(ctx, spec)
     queue = (
@@ -34,7 +42,7 @@ def validate_code(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
     run = CodeRun(
         name=spec.name,
         dataset=dataset,
-        code=CodePlan(source=source.id, entrypoint=entrypoint, args=spec.code.args),
+        code=CodePlan(source=source.id, entrypoint=entrypoint, args=spec.code.args, parameters=spec.code.parameters),
         resources=resources,
         device=queue,
         device_requested=spec.device,
@@ -67,14 +75,41 @@ def _entrypoint(source: Source, asked: str | None) -> str:
             + (" and more" if len(paths) > 10 else ""),
             field="code.entrypoint",
         )
-    if asked.endswith(".ipynb"):
-        raise SpecError(
-            "notebooks do not run as code jobs yet; export it as a script (File > Download > .py)",
-            field="code.entrypoint",
-        )
     if not asked.endswith(RUNNABLE):
-        raise SpecError(f"{asked!r} is not a Python script (.py)", field="code.entrypoint")
+        raise SpecError(f"{asked!r} is neither a Python script (.py) nor a notebook (.ipynb)", field="code.entrypoint")
     return asked
+
+
+def _check_notebook(path: Path, name: str) -> None:
+    """A notebook Jupyter can read, so that a damaged file is a 422 now rather than a failed job."""
+    try:
+        nbformat.validate(nbformat.reads(path.read_text(encoding="utf-8"), as_version=nbformat.NO_CONVERT))
+    except Exception as exc:  # JSON, encoding, schema: nbformat raises many types
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise SpecError(
+            f"{name!r} is not a notebook Jupyter can read ({reason}); save it again from Jupyter or Colab "
+            "(File > Download > .ipynb)",
+            field="code.entrypoint",
+        ) from None
+
+
+def _check_parameters(entrypoint: str, parameters: dict[str, Any]) -> None:
+    if parameters and not entrypoint.endswith(NOTEBOOK):
+        raise SpecError(
+            "parameters are a notebook's (set after its cell tagged `parameters`); give a script its values "
+            'in code.args, e.g. ["--lr", "0.01"]',
+            field="code.parameters",
+        )
+    for name in parameters:
+        if not is_parameter_name(name):
+            raise SpecError(
+                f"{name!r} cannot be a notebook parameter: use a Python variable name (letters, digits, _)",
+                field=f"code.parameters.{name}"[:200],
+            )
+
+
+def is_parameter_name(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name) and len(name) <= 100
 
 
 def _dataset(ctx: SubmitContext, ref: Any) -> str | dict[str, Any] | None:

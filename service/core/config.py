@@ -72,6 +72,11 @@ class Settings:
     # for one person's own machine only (the job and the log say so).
     code_sandbox: str = "required"
     cgroup_root: Path | None = None  # a cgroup subtree delegated to a worker that is not root
+    # Image-folder data sets (a zip of class_name/image.png folders): images in one upload, the
+    # bytes they unpack to, and the pixels one image may declare (checked before it is decoded).
+    max_dataset_images: int = 50_000
+    max_dataset_bytes: int = 500 * 1024 * 1024
+    max_image_pixels: int = 25_000_000
 
     @property
     def embedded_database(self) -> bool:
@@ -128,6 +133,9 @@ class Settings:
             max_job_disk_mb=_env_int(environ, "LABTRAIN_MAX_JOB_DISK_MB", 2048),
             code_sandbox="off" if environ.get("LABTRAIN_CODE_SANDBOX", "").lower() == "off" else "required",
             cgroup_root=Path(environ["LABTRAIN_CGROUP_ROOT"]) if environ.get("LABTRAIN_CGROUP_ROOT") else None,
+            max_dataset_images=_env_int(environ, "LABTRAIN_MAX_DATASET_IMAGES", 50_000),
+            max_dataset_bytes=_env_int(environ, "LABTRAIN_MAX_DATASET_BYTES", 500 * 1024 * 1024),
+            max_image_pixels=_env_int(environ, "LABTRAIN_MAX_IMAGE_PIXELS", 25_000_000),
         )
 
     def ensure_dirs(self) -> None:

@@ -73,11 +73,11 @@ class Dataset(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str] = mapped_column(String(255))
-    kind: Mapped[str] = mapped_column(String(16))  # csv | npz
+    kind: Mapped[str] = mapped_column(String(16))  # csv | npz | images (a folder of class folders)
     path: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int] = mapped_column(Integer)
     rows: Mapped[int] = mapped_column(Integer)
-    # Column names, kinds and missing-value counts (CSV) or array shapes (NPZ).
+    # Column names, kinds and missing-value counts (CSV), array shapes (NPZ), or classes and sizes (images).
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -37,6 +37,11 @@ def dataset_path(settings: Settings, dataset_id: str, kind: str) -> Path:
     return settings.artifact_dir / "datasets" / f"{dataset_id}.{kind}"
 
 
+def dataset_dir(settings: Settings, dataset_id: str) -> Path:
+    """An image-folder data set: its class folders, unpacked (a code job sees it as /data/<id>)."""
+    return settings.artifact_dir / "datasets" / dataset_id
+
+
 def model_path(settings: Settings, model_id: str, suffix: str) -> Path:
     return settings.artifact_dir / "models" / f"{model_id}{suffix}"
 

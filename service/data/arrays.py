@@ -34,6 +34,7 @@ class ArrayData:
     class_names: list[str] | None = None
     features: list[str] | None = None  # column names (tables)
     pixel_max: float | None = None  # raw value of the brightest pixel (images)
+    resize: dict[str, Any] | None = None  # an image folder's {"size", "color"}: how predict fits pictures
 
     @property
     def image(self) -> bool:
@@ -53,6 +54,17 @@ def read_npz(data: bytes | Path) -> dict[str, np.ndarray]:
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         reason = "it holds Python objects, which are never loaded" if "pickle" in str(exc) else str(exc)
         raise DataError(f"the file is not a usable NPZ archive ({reason}); save it with numpy.savez") from None
+
+
+def is_npz(data: bytes) -> bool:
+    """Whether a zip is an NPZ (numpy.savez writes nothing but .npy entries) rather than another
+    archive (an image folder). Bytes that are no readable zip count as NPZ: its reader says why."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return True
+    return bool(names) and all(name.endswith(".npy") for name in names)
 
 
 @lru_cache(maxsize=8)

@@ -77,6 +77,24 @@ def to_input(digit: np.ndarray, height: int, width: int, pixel_max: float) -> np
 
 def _decode(data: bytes) -> np.ndarray:
     """Grey levels 0..255 (float32) of an upload, upright, transparency shown as white."""
+    gray = _flatten(_open(data, "L"))
+    if max(gray.size) > WORK_SIDE:
+        gray.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
+    return np.asarray(gray, dtype=np.float32)
+
+
+def picture(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
+    """An uploaded picture as it is (no digit finding): upright, transparency shown as white,
+    resized to (height, width), grey (1 channel) or RGB (3), levels 0..255 as float32 of shape
+    (height, width, channels)."""
+    img = _open(data, "L" if channels == 1 else "RGB")
+    img = _flatten(img) if channels == 1 else _on_white(img).convert("RGB")
+    img = img.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return np.asarray(img, dtype=np.float32).reshape(height, width, channels)
+
+
+def _open(data: bytes, mode: str) -> Image.Image:
+    """The upload decoded (PNG, BMP or JPEG, within the size limits) and turned upright."""
     if not isinstance(data, (bytes, bytearray)):
         raise ImageError("the upload must be the bytes of an image file")
     if len(data) == 0:
@@ -88,10 +106,10 @@ def _decode(data: bytes) -> np.ndarray:
             if img.format == "JPEG":
                 # Let the JPEG decoder scale down while decoding: cheap, and big photos
                 # never need full resolution.
-                img.draft("L", (WORK_SIDE, WORK_SIDE))
+                img.draft(mode, (WORK_SIDE, WORK_SIDE))
             _check_size(img)
             img.load()
-            gray = _flatten(ImageOps.exif_transpose(img))
+            return ImageOps.exif_transpose(img)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -100,9 +118,6 @@ def _decode(data: bytes) -> np.ndarray:
         raise ImageError("the file is not an image (PNG, BMP or JPEG)") from exc
     except Exception as exc:  # Pillow's decoders raise many types on corrupt input
         raise ImageError("the image cannot be decoded: the file is damaged or truncated") from exc
-    if max(gray.size) > WORK_SIDE:
-        gray.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
-    return np.asarray(gray, dtype=np.float32)
 
 
 def _check_size(img: Image.Image) -> None:
@@ -118,11 +133,16 @@ def _flatten(img: Image.Image) -> Image.Image:
     if img.mode.startswith("I"):  # 16-bit PNG: convert("L") would clip, so scale down
         levels = np.asarray(img, dtype=np.float64) / 257.0
         return Image.fromarray(np.clip(np.round(levels), 0, 255).astype(np.uint8))
+    return _on_white(img).convert("L")
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    """Transparent parts become white paper."""
     if img.has_transparency_data:
         rgba = img.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(paper, rgba).convert("L")
-    return img.convert("L")
+        return Image.alpha_composite(paper, rgba)
+    return img
 
 
 def _frame(shape: tuple[int, int]) -> np.ndarray:

@@ -18,6 +18,7 @@ from service.core.errors import NotFound, SpecError, spec_error_from
 from service.core.orm import Dataset, User, could_be_id
 from service.core.schema import Strict
 from service.data.arrays import IMAGE_BUILTINS, builtin_array_info
+from service.data.image_folders import CHANNELS, IMAGE_FOLDER, image_input
 from service.data.tables import BUILTINS, DataError, builtin_info, infer_task
 from service.data.tasks import CLASSIFICATION, REGRESSION
 
@@ -47,6 +48,7 @@ class ArrayView:
     task: str
     n_outputs: int
     rows: int
+    image: dict[str, Any] | None = None  # an image folder's pictures: the size and colour they are resized to
 
 
 def target_column(view: DatasetView) -> dict[str, Any] | None:
@@ -108,20 +110,29 @@ class DatasetRefs:
             spec_value={"id": row.id, "target": target}, rows=row.rows, columns=columns, target=target, task=None
         )
 
-    def arrays(self, ref: Any) -> ArrayView:
-        """The data set a network job names: images (mnist, digits, NPZ) or a table of numbers."""
+    def arrays(self, ref: Any, image: dict[str, Any] | None = None) -> ArrayView:
+        """The data set a network job names: images (mnist, digits, NPZ, an image folder resized as
+        `image` asks) or a table of numbers."""
+        row = self.uploaded(_parse_ref(ref).id) if isinstance(ref, dict) else None
+        if row is not None and row.kind == IMAGE_FOLDER:
+            plan = image_input(row.info, image)
+            shape = (*plan["size"], CHANNELS[plan["color"]])
+            return ArrayView({"id": row.id}, shape, CLASSIFICATION, len(row.info["classes"]), row.rows, plan)
+        if image is not None:
+            raise SpecError(
+                "image (the size and colour pictures are resized to) applies to image-folder data sets only",
+                field="image",
+            )
         if isinstance(ref, str) and ref in IMAGE_BUILTINS:
             try:
                 info = builtin_array_info(ref, self.data_dir)
             except DataError as exc:
                 raise SpecError(str(exc), field="dataset", code="unknown_dataset") from None
             return ArrayView(ref, tuple(info["input_shape"]), info["task"], len(info["classes"]), info["rows"])
-        if isinstance(ref, dict):
-            row = self.uploaded(_parse_ref(ref).id)
-            if row.kind == "npz":
-                info = row.info
-                outputs = len(info["classes"]) if info["classes"] is not None else 1
-                return ArrayView({"id": row.id}, tuple(info["input_shape"]), info["task"], outputs, row.rows)
+        if row is not None and row.kind == "npz":
+            info = row.info
+            outputs = len(info["classes"]) if info["classes"] is not None else 1
+            return ArrayView({"id": row.id}, tuple(info["input_shape"]), info["task"], outputs, row.rows)
         view = self.table(ref)  # a table: a built-in or an uploaded CSV
         task = supervised_task(view)
         features = [c for c in view.columns if c["name"] != view.target]

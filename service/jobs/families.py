@@ -36,9 +36,6 @@ BUILTIN = (
 )
 
 
-MAX_INSTANCES = 10_000  # inputs per predict request
-
-
 class Predictor(Protocol):
     """Answers predict for the models of one framework, in the API process."""
 

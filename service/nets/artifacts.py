@@ -48,9 +48,3 @@ def _load_torch(path: str, meta: dict[str, Any], input_shape: list[int]) -> Pred
             return model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 
     return predict
-
-
-def softmax(outputs: np.ndarray) -> np.ndarray:
-    shifted = outputs - outputs.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)

@@ -3,11 +3,12 @@ once checked (service/nets/validate.py), as stored and as the network trainers r
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
 from service.core.schema import Strict, describe_params
+from service.data.image_folders import COLORS, DEFAULT_SIDE, MAX_SIDE
 from service.jobs.spec import JobSpec, Run
 from service.nets import losses
 from service.nets.layers import catalog as layers_catalog
@@ -63,11 +64,35 @@ class NetworkEvaluation(Strict):
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+
+
+class ImageInput(Strict):
+    """What an image-folder data set's pictures are resized to before the network sees them."""
+
+    size: list[Side] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description=f"[height, width] in pixels; default: the data set's most common size, its longest "
+        f"side at most {DEFAULT_SIDE}",
+    )
+    color: Literal[COLORS] | None = Field(  # type: ignore[valid-type]
+        None, description="rgb or grayscale; default: grayscale when every image is, else rgb"
+    )
+
+
+class ImagePlan(Strict):
+    size: list[int]
+    color: Literal[COLORS]  # type: ignore[valid-type]
+
+
 class NetworkSpec(JobSpec):
     framework: Literal["tensorflow", "pytorch"]
     network: NetworkDef
     training: Training = Field(default_factory=Training)
     evaluation: NetworkEvaluation = Field(default_factory=NetworkEvaluation)
+    image: ImageInput | None = Field(None, description="Image-folder data sets: the size and colour of the input")
 
 
 class NetworkPlan(Strict):
@@ -102,6 +127,7 @@ class NetworkRun(Run):
     evaluation: NetworkEvaluation
     device: Literal["cpu", "gpu"]  # where `auto` was sent: the trainer uses a GPU on the gpu queue
     device_requested: Literal["auto", "cpu", "gpu"]
+    image: ImagePlan | None = None  # an image folder's pictures, resized to this
 
     @property
     def keeps_checkpoints(self) -> bool:

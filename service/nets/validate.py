@@ -31,7 +31,7 @@ def validate_network(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
             field="network.layers" if spec.network.preset is None else "network.preset",
         )
 
-    data = ctx.data.arrays(spec.dataset)
+    data = ctx.data.arrays(spec.dataset, spec.image.model_dump() if spec.image else None)
     if spec.network.preset:
         layers = validate_layers(
             preset_layers(spec.network.preset, data.n_outputs, data.input_shape), field="network.preset"
@@ -63,6 +63,7 @@ def validate_network(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
         evaluation=spec.evaluation,
         device=queue,
         device_requested=spec.device,
+        image=data.image,
     )
     return ValidatedJob(family="network", run=run, queue=queue, name=spec.name)
 

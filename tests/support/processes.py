@@ -7,9 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+
+from tests.conftest import free_port
 
 
 class ServiceProcess:
@@ -117,3 +121,20 @@ def start_stack(
         ServiceProcess(["worker", *worker_args], env, home / f"worker-{len(list(home.glob('worker-*.log')))}.log"),
         ServiceProcess(["api", "--port", str(port), "--workers", str(api_workers)], env, home / "api.log"),
     ]
+
+
+@contextmanager
+def serving(env: dict[str, str], home: Path, user: str, worker_args: list[str]) -> Iterator[Client]:
+    """A deployment's processes (dispatcher, one worker, API) running, and a client of a new
+    user `user`; the processes stop on exit."""
+    created = run_cli(["users", "create", user], env)
+    assert created.returncode == 0, created.stderr
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    processes = start_stack(env, home, port, worker_args)
+    try:
+        wait_until_healthy(url, processes)
+        yield Client(url, created.stdout.strip())
+    finally:
+        for process in processes:
+            process.stop()

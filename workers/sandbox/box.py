@@ -50,7 +50,7 @@ ETC_ENTRIES = (
     "alternatives",
     "mime.types",
 )
-MAX_EVENT_LINE = 8192
+MAX_EVENT_LINE = 16384
 MAX_EVENTS = 100_000
 MAX_OUTPUT_LINE = 4096
 STDERR_TAIL = 20
@@ -227,9 +227,9 @@ class Sandbox:
             raise
         finally:
             os.close(write_end)
-        self._read(self.proc.stdout, lambda line: self.on_output("stdout", line))
-        self._read(self.proc.stderr, self._stderr_line)
-        self._read(os.fdopen(read_end, "rb"), self._event_line)
+        self._read(self.proc.stdout, lambda line: self.on_output("stdout", line), MAX_OUTPUT_LINE)
+        self._read(self.proc.stderr, self._stderr_line, MAX_OUTPUT_LINE)
+        self._read(os.fdopen(read_end, "rb"), self._event_line, MAX_EVENT_LINE)
 
     def _unsandboxed(self, events_fd: int) -> list[str]:
         """The program as a plain process (single-user local mode only, when the settings say so)."""
@@ -298,11 +298,11 @@ class Sandbox:
             self.group.remove()
 
     # -- reading what it says -------------------------------------------------------------
-    def _read(self, stream, handle: Callable[[str], None]) -> None:
+    def _read(self, stream, handle: Callable[[str], None], most: int) -> None:
         def pump():
             with stream:
                 for raw in iter(lambda: stream.readline(MAX_EVENT_LINE + 1), b""):
-                    handle(raw[:MAX_OUTPUT_LINE].decode(errors="replace").rstrip("\n"))
+                    handle(raw[:most].decode(errors="replace").rstrip("\n"))
 
         thread = threading.Thread(target=pump, daemon=True)
         thread.start()
@@ -321,22 +321,51 @@ class Sandbox:
 
 
 def parse_event(line: str) -> dict[str, Any] | None:
-    """A report as `labtrain_job.report` writes it, or None for anything else (never trusted)."""
+    """A line labtrain_job wrote (a report, a notebook's cell, a saved model or its error) as
+    {"kind": ..., ...}, or None for anything else: the values are checked, never trusted."""
     try:
         raw = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), dict):
+    if not isinstance(raw, dict):
         return None
-    metrics = {
-        str(k)[:64]: float(v)
-        for k, v in list(raw["metrics"].items())[:50]
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < float("inf")
-    }
-    epoch = raw.get("epoch")
-    if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool) or not 1 <= epoch <= 1_000_000):
-        return None
-    return {"epoch": epoch, "metrics": metrics}
+    if isinstance(raw.get("metrics"), dict):
+        metrics = {
+            str(k)[:64]: float(v)
+            for k, v in list(raw["metrics"].items())[:50]
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < float("inf")
+        }
+        epoch = raw.get("epoch")
+        if epoch is not None and not _count(epoch):
+            return None
+        return {"kind": "report", "epoch": epoch, "metrics": metrics}
+    if "cell" in raw:
+        if not (_count(raw["cell"]) and _count(raw.get("cells"))):
+            return None
+        return {"kind": "cell", "cell": raw["cell"], "cells": raw["cells"], "line": _text(raw.get("line"), 200)}
+    failed = raw.get("cell_failed")
+    if isinstance(failed, dict):
+        number, total = failed.get("cell"), failed.get("cells")
+        return {
+            "kind": "cell_failed",
+            "cell": number if _count(number) else None,
+            "cells": total if _count(total) else None,
+            "line": _text(failed.get("line"), 200),
+            "error": _text(failed.get("error"), 4000),
+        }
+    if "model_saved" in raw:
+        return {"kind": "model_saved", "path": _text(raw["model_saved"], 200)}
+    if "model_error" in raw:
+        return {"kind": "model_error", "message": _text(raw["model_error"], 6000)}
+    return None
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1_000_000
+
+
+def _text(value: Any, most: int) -> str:
+    return value[:most] if isinstance(value, str) else ""
 
 
 def _signal_session(pid: int, signum: int) -> None:

@@ -76,6 +76,7 @@ class TrainedModel:
     class_names: list[str] | None = None
     summary: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)  # more of the job's result (a code job's exit, artifacts)
 
 
 @dataclass

@@ -11,8 +11,11 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from service.data.arrays import ArrayData, check_arrays, load_npz_file, mnist_path, with_channel
+from service.data.image_folders import IMAGE_FOLDER, read_image_folder
+from service.data.images import ImageError
 from service.data.tables import BUILTINS, Table, load_builtin, read_csv_file, table_from_frame
 from service.data.tasks import CLASSIFICATION
+from workers.trainers.base import JobFailed
 
 
 class Split(Protocol):
@@ -51,8 +54,10 @@ def load_arrays(
     evaluation: Split,
     uploaded: tuple[str, str] | None,
     data_dir: Path,
+    image: dict[str, Any] | None = None,
 ) -> ArrayData:
-    """The arrays a network job trains on: (x_train, y_train, x_test, y_test), labels as class indices."""
+    """The arrays a network job trains on: (x_train, y_train, x_test, y_test), labels as class
+    indices; an image folder's pictures resized as `image` says ({"size", "color"})."""
     if dataset == "mnist":
         arrays = load_npz_file(mnist_path(data_dir))
         return _from_arrays(arrays, check_arrays(arrays), input_shape, evaluation)
@@ -72,6 +77,8 @@ def load_arrays(
     if kind == "npz":
         arrays = load_npz_file(Path(path))
         return _from_arrays(arrays, check_arrays(arrays), input_shape, evaluation)
+    if kind == IMAGE_FOLDER:
+        return _from_image_folder(Path(path), image, input_shape, evaluation)
     return _from_table(_uploaded(path, dataset.get("target")), input_shape, evaluation, task)
 
 
@@ -96,7 +103,20 @@ def _from_arrays(
         classes=classes,
         class_names=info.get("class_names"),
         pixel_max=info.get("pixel_max"),
+        resize=info.get("resize"),
     )
+
+
+def _from_image_folder(
+    folder: Path, image: dict[str, Any], input_shape: tuple[int, ...], evaluation: Split
+) -> ArrayData:
+    try:
+        x, y, names = read_image_folder(folder, image["size"], image["color"])
+    except ImageError as exc:
+        raise JobFailed("invalid_dataset", str(exc)) from None
+    classes = list(range(len(names)))
+    info = {"task": CLASSIFICATION, "classes": classes, "class_names": names, "pixel_max": 255.0, "resize": image}
+    return _from_arrays({"x": x, "y": y}, info, input_shape, evaluation)
 
 
 def _from_table(table: Table, input_shape: tuple[int, ...], evaluation: Split, task: str) -> ArrayData:

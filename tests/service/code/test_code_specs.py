@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 from sqlalchemy import select
 
 from service.core.orm import User
@@ -25,7 +27,10 @@ def script(client, alice):
 
 @pytest.fixture
 def project(client, alice):
-    archive = zipped({"train.py": SCRIPT, "evaluate.py": SCRIPT, "notebook.ipynb": b"{}", "README.md": b"hi"})
+    good = nbformat.writes(new_notebook(cells=[new_code_cell("lr = 0.5")])).encode()
+    archive = zipped(
+        {"train.py": SCRIPT, "evaluate.py": SCRIPT, "notebook.ipynb": b"{}", "good.ipynb": good, "README.md": b"hi"}
+    )
     return upload(client, alice, archive, "project.zip").get_json()["id"]
 
 
@@ -38,7 +43,12 @@ def test_a_script_is_a_job_with_defaults_filled_in(client, alice, script, settin
     assert created.status_code == 201, created.get_json()
     job = created.get_json()
     assert job["family"] == "code" and job["queue"] == "cpu"
-    assert job["spec"]["code"] == {"source": script, "entrypoint": "train.py", "args": ["--epochs", "2"]}
+    assert job["spec"]["code"] == {
+        "source": script,
+        "entrypoint": "train.py",
+        "args": ["--epochs", "2"],
+        "parameters": {},
+    }
     assert job["spec"]["resources"] == {
         "memory_mb": settings.code_memory_mb,
         "cpus": 1,
@@ -78,7 +88,11 @@ def test_a_project_needs_its_entrypoint_named(client, alice, project):
     assert submit(client, alice, code={"source": project, "entrypoint": "evaluate.py"}).status_code == 201
     assert_error(submit(client, alice, code={"source": project, "entrypoint": "README.md"}), 422, "code.entrypoint")
     notebook = submit(client, alice, code={"source": project, "entrypoint": "notebook.ipynb"})
-    assert_error(notebook, 422, "code.entrypoint")
+    assert_error(notebook, 422, "code.entrypoint")  # "{}" is JSON, but no notebook
+    assert "is not a notebook Jupyter can read" in notebook.get_json()["error"]["message"]
+    good = submit(client, alice, code={"source": project, "entrypoint": "good.ipynb", "parameters": {"lr": 0.1}})
+    assert good.status_code == 201, good.get_json()
+    assert good.get_json()["spec"]["code"]["parameters"] == {"lr": 0.1}
 
 
 def test_another_users_source_is_unknown(client, bob, script):

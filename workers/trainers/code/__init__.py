@@ -10,13 +10,14 @@ once the job ends, `outputs/`: the regular files the script left there, never a 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,8 @@ from service.data.arrays import mnist_path
 from service.data.tables import load_builtin
 from workers.sandbox.box import JOB_ROOT, SANDBOX_UID, Mount, Sandbox, SandboxSpec
 from workers.sandbox.cgroups import CgroupError, Hierarchy, Limits
-from workers.trainers.base import Cancelled, DataSource, JobFailed, JobResult, Reporter
+from workers.trainers.base import Cancelled, DataSource, JobFailed, JobResult, Reporter, TrainedModel
+from workers.trainers.code.served import saved_model
 
 MB = 1024 * 1024
 DISK_CHECK_S = 1.0
@@ -45,7 +47,7 @@ class CodeInputs:
     job_id: str
     attempt: int
     source_dir: Path
-    dataset: Path | None  # the file mounted read-only at /data/<its name>
+    dataset: Path | None  # the file (or an image folder's folder) mounted read-only at /data/<its name>
     dataset_name: str | None
 
     @property
@@ -83,7 +85,7 @@ def builtin_file(settings: Settings, name: str) -> Path:
     return path
 
 
-def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult:
+def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult | TrainedModel:
     settings = inputs.settings
     workdir = inputs.job_dir / "sandbox"
     checkpoints = report.checkpoint_dir or inputs.job_dir / "checkpoints"
@@ -115,7 +117,7 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult:
         box.close()
         artifacts = _harvest(workdir / "outputs", storage.job_outputs_dir(settings, inputs.job_id))
         shutil.rmtree(workdir, ignore_errors=True)
-    _fail_unless_ok(run, returncode, oom, box.stderr_tail, settings)
+    _fail_unless_ok(run, returncode, oom, box.stderr_tail, settings, follow)
     result: dict[str, Any] = {
         "exit_code": 0,
         "artifacts": len(artifacts),
@@ -123,7 +125,23 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult:
     }
     if follow.epoch:
         result["epochs"] = follow.epoch
-    return JobResult(result=result, metrics=follow.metrics)
+    if is_notebook(run):
+        stem = PurePosixPath(run.code.entrypoint).stem
+        result["notebook"] = {"executed": f"{stem}.ipynb", "html": f"{stem}.html", "cells": follow.cells}
+    model = saved_model(storage.job_outputs_dir(settings, inputs.job_id), follow.metrics, result)
+    return model or JobResult(result=result, metrics=follow.metrics)
+
+
+def is_notebook(run: CodeRun) -> bool:
+    return run.code.entrypoint.endswith(".ipynb")
+
+
+def program(run: CodeRun) -> list[str]:
+    """What the sandbox runs: the script, or the notebook runner with the notebook's parameters."""
+    if is_notebook(run):
+        parameters = json.dumps(run.code.parameters)
+        return [sys.executable, "-m", "labtrain_job.notebook", run.code.entrypoint, "--parameters", parameters]
+    return [sys.executable, run.code.entrypoint, *run.code.args]
 
 
 def _spec(run: CodeRun, inputs: CodeInputs, workdir: Path, checkpoints: Path) -> SandboxSpec:
@@ -143,7 +161,7 @@ def _spec(run: CodeRun, inputs: CodeInputs, workdir: Path, checkpoints: Path) ->
     return SandboxSpec(
         name=f"{inputs.job_id}-{inputs.attempt}",
         workdir=workdir,
-        argv=[sys.executable, run.code.entrypoint, *run.code.args],
+        argv=program(run),
         cwd=f"{JOB_ROOT}/src",
         env=env,
         limits=Limits(
@@ -252,7 +270,9 @@ def _harvest(outputs: Path, into: Path) -> list[tuple[str, int]]:
     return found
 
 
-def _fail_unless_ok(run: CodeRun, returncode: int, oom: bool, stderr_tail, settings: Settings) -> None:
+def _fail_unless_ok(
+    run: CodeRun, returncode: int, oom: bool, stderr_tail, settings: Settings, follow: _Follower
+) -> None:
     if oom:
         raise JobFailed(
             "memory_limit_exceeded",
@@ -261,6 +281,15 @@ def _fail_unless_ok(run: CodeRun, returncode: int, oom: bool, stderr_tail, setti
         )
     if returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
         raise JobFailed("outputs_limit_exceeded", f"a file the job wrote went past {settings.max_outputs_mb} MB")
+    if follow.model_error:  # save_model said why it could not save the model (the script may have gone on)
+        raise JobFailed("model_export_failed", f"save_model could not save the model: {follow.model_error}")
+    if returncode != 0 and follow.cell_failed:
+        failed = follow.cell_failed
+        where = f"cell {failed['cell']} of {failed['cells']}" if failed["cell"] else "a cell"
+        raise JobFailed(
+            "cell_failed",
+            f"{where} failed" + (f" (`{failed['line']}`)" if failed["line"] else "") + f": {failed['error']}",
+        )
     if returncode != 0:
         if returncode < 0 or returncode > 128:  # killed by a signal (bwrap passes it on as 128 + its number)
             number = -returncode if returncode < 0 else returncode - 128
@@ -290,8 +319,31 @@ class _Follower:
         self.metrics: dict[str, float] = {}
         self.epoch = 0
         self.total: int | None = None
+        self.cells: int | None = None  # a notebook's code cells
+        self.cell_failed: dict[str, Any] | None = None
+        self.model_error: str | None = None
 
     def handle(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        if kind == "report":
+            self._report(event)
+        elif kind == "cell":
+            self.cells = event["cells"]
+            self.report.event(
+                "log",
+                {"message": f"cell {event['cell']}/{event['cells']}: {event['line']}", **_without(event, "kind")},
+            )
+            self.report.progress(
+                cell=event["cell"], cells=event["cells"], fraction=(event["cell"] - 1) / event["cells"]
+            )
+        elif kind == "cell_failed":
+            self.cell_failed = event
+        elif kind == "model_error":
+            self.model_error = event["message"]
+        elif kind == "model_saved":
+            self.model_error = None  # a later save_model that worked
+
+    def _report(self, event: dict[str, Any]) -> None:
         values = dict(event["metrics"])
         if "epochs" in values:  # the script says how many epochs it will run
             self.total = int(values.pop("epochs"))
@@ -305,5 +357,11 @@ class _Follower:
         self.report.event("epoch", data)
         progress: dict[str, Any] = {"epoch": epoch, "metrics": dict(self.metrics)}
         if self.total:
-            progress.update(epochs=self.total, fraction=min(epoch / self.total, 1.0))
+            progress["epochs"] = self.total
+            if self.cells is None:  # a notebook's progress is its cells'
+                progress["fraction"] = min(epoch / self.total, 1.0)
         self.report.progress(**progress)
+
+
+def _without(event: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k != key}

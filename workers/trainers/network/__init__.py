@@ -12,7 +12,10 @@ from workers.trainers.datasets import load_arrays
 
 
 def load_data(run: NetworkRun, source: DataSource) -> ArrayData:
-    return load_arrays(run.dataset, tuple(run.input_shape), run.task, run.evaluation, source.uploaded, source.data_dir)
+    image = run.image.model_dump() if run.image else None
+    return load_arrays(
+        run.dataset, tuple(run.input_shape), run.task, run.evaluation, source.uploaded, source.data_dir, image
+    )
 
 
 def preload() -> None:

@@ -125,6 +125,8 @@ def model_input(data: ArrayData) -> dict[str, Any]:
     described: dict[str, Any] = {"shape": list(data.input_shape), "kind": "image" if data.image else "table"}
     if data.image:
         described["pixel_max"] = data.pixel_max
+    if data.resize:  # an image folder's: predict resizes pictures the same way
+        described["resize"] = data.resize
     if data.features:
         described["features"] = data.features
     return described

@@ -6,7 +6,6 @@ export async function modelPage(container, [modelId], signal) {
   const model = await api(`/models/${modelId}`, { signal });
   const answer = h("div", { "data-test": "prediction-result" });
   const names = model.class_names || model.classes || [];
-  const isImage = Boolean(model.input && model.input.shape);
 
   async function predict(request) {
     fill(answer, h("p", { class: "muted" }, "Predicting…"));
@@ -40,8 +39,57 @@ export async function modelPage(container, [modelId], signal) {
       Object.entries(model.metrics || {}).filter(([, v]) => typeof v === "number")
         .map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, formatNumber(v)))))));
 
-  const inputs = isImage ? imageInputs(predict) : featureInputs(model, predict);
-  fill(container, summary, h("section", { class: "card" }, h("h2", {}, "Try it"), inputs, answer));
+  fill(container, summary, h("section", { class: "card" }, h("h2", {}, "Try it"), tryInputs(model, predict), answer));
+}
+
+// What the model takes: a drawn or uploaded digit, an uploaded picture resized as training's
+// were, a row of features, or (a model from students' code) one JSON input of its shape.
+function tryInputs(model, predict) {
+  const input = model.input || {};
+  const picture = model.picture;
+  if (input.resize) return pictureInputs(input.resize.size, input.resize.color, predict);
+  if (input.kind === "image" || (picture && picture.digits)) return imageInputs(predict);
+  if (picture) return pictureInputs(picture.size, picture.channels === 1 ? "grayscale" : "rgb", predict);
+  if (input.features || !input.shape) return featureInputs(model, predict);
+  return arrayInputs(input.shape, predict);
+}
+
+function arrayInputs(shape, predict) {
+  const text = h("textarea", { id: "instance", rows: 4, "data-test": "instance",
+                               placeholder: `one input of shape [${shape.join(", ")}] as JSON, e.g. nested lists` });
+  const form = h("form", { class: "try", onsubmit: (event) => {
+    event.preventDefault();
+    let instance;
+    try {
+      instance = JSON.parse(text.value);
+    } catch {
+      form.append(errorBox(new Error("the input is not valid JSON")));
+      return;
+    }
+    predict({ json: { instances: [instance] } });
+  } }, h("label", { for: "instance" }, `Input of shape [${shape.join(", ")}]`), text,
+    h("button", { type: "submit", "data-test": "predict-instance" }, "Predict"));
+  return form;
+}
+
+function sendImage(predict, blob, name) {
+  const form = new FormData();
+  form.append("file", blob, name);
+  return predict({ form });
+}
+
+function fileInput(predict) {
+  const file = h("input", { type: "file", accept: "image/png,image/jpeg,image/bmp", "data-test": "image-file",
+                            id: "image-file" });
+  file.addEventListener("change", () => file.files[0] && sendImage(predict, file.files[0], file.files[0].name));
+  return file;
+}
+
+// A model of pictures that are not digits: an upload is resized as its training images were.
+function pictureInputs([height, width], color, predict) {
+  return h("div", { class: "try" },
+    h("div", {}, h("label", { for: "image-file" }, "Upload an image"), fileInput(predict),
+      h("p", { class: "muted" }, `It is resized to ${width}x${height} pixels, ${color}.`)));
 }
 
 function imageInputs(predict) {
@@ -81,20 +129,12 @@ function imageInputs(predict) {
   canvas.addEventListener("pointerup", stop);
   canvas.addEventListener("pointercancel", stop);
 
-  const send = (blob, name) => {
-    const form = new FormData();
-    form.append("file", blob, name);
-    return predict({ form });
-  };
-  const file = h("input", { type: "file", accept: "image/png,image/jpeg,image/bmp", "data-test": "image-file",
-                            id: "image-file" });
-  file.addEventListener("change", () => file.files[0] && send(file.files[0], file.files[0].name));
   return h("div", { class: "try" },
     h("div", {}, canvas, h("div", { class: "buttons" },
       h("button", { type: "button", "data-test": "predict-drawing",
-                    onclick: () => canvas.toBlob((blob) => send(blob, "drawing.png"), "image/png") }, "Predict the drawing"),
+                    onclick: () => canvas.toBlob((blob) => sendImage(predict, blob, "drawing.png"), "image/png") }, "Predict the drawing"),
       h("button", { type: "button", class: "secondary", "data-test": "clear-canvas", onclick: clear }, "Clear"))),
-    h("div", {}, h("label", { for: "image-file" }, "Or upload an image"), file));
+    h("div", {}, h("label", { for: "image-file" }, "Or upload an image"), fileInput(predict)));
 }
 
 function featureInputs(model, predict) {

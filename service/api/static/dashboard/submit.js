@@ -126,7 +126,7 @@ export async function submitPage(container, _params, signal) {
   // A student's own code: the file (or a project as .zip / .tar.gz) is uploaded first, then run.
   function codeFields() {
     const file = h("input", { id: "code-file", name: "file", "data-field": "code.source", "data-test": "field-code-file",
-                              type: "file", accept: ".py,.zip,.tar.gz,.tgz" });
+                              type: "file", accept: ".py,.ipynb,.zip,.tar.gz,.tgz" });
     const entrypoint = h("input", { id: "code-entrypoint", "data-field": "code.entrypoint", type: "text",
                                     "data-test": "field-code-entrypoint", placeholder: "train.py (needed for a project)" });
     const args = h("input", { id: "code-args", "data-field": "code.args", type: "text", "data-test": "field-code-args",
@@ -135,12 +135,12 @@ export async function submitPage(container, _params, signal) {
     const device = select("device", [["auto", "auto"], ["cpu", "cpu"], ["gpu", "gpu"]], "auto");
     const memory = h("input", { id: "resources-memory_mb", "data-field": "resources.memory_mb", type: "number",
                                 min: 64, step: 64, "data-test": "field-memory", placeholder: `${catalog.code.defaults.memory_mb}` });
-    fill(fields, labelled("Script or project", file), labelled("Entrypoint", entrypoint), labelled("Arguments", args),
+    fill(fields, labelled("Script, notebook or project", file), labelled("Entrypoint", entrypoint), labelled("Arguments", args),
          labelled("Data set", dataset), labelled("Device", device), labelled("Memory (MB)", memory),
-         h("p", { class: "muted" }, "In the script, import labtrain_job: report(epoch=..., loss=...) draws live curves, ",
+         h("p", { class: "muted" }, "In the script or notebook, import labtrain_job: report(epoch=..., loss=...) draws live curves, ",
            "and files saved under labtrain_job.outputs_dir() become the job's artifacts."));
     build = async () => {
-      if (!file.files.length) throw Object.assign(new Error("choose a .py file or a project (.zip, .tar.gz)"),
+      if (!file.files.length) throw Object.assign(new Error("choose a .py file, a notebook (.ipynb) or a project (.zip, .tar.gz)"),
                                                   { field: "code.source" });
       const form = new FormData();
       form.append("file", file.files[0]);
