@@ -36,10 +36,13 @@ MAX_LINE = 200
 
 def main(argv: list[str] | None = None) -> int:
     options = _arguments(argv)
-    path = Path(options.notebook)
+    path = Path(options.notebook).resolve()
     notebook = nbformat.read(path, as_version=4)
     inject_parameters(notebook, json.loads(options.parameters))
     _prepare_kernel_environment()
+    # The kernel runs in the notebook's folder, as in Jupyter; so does this runner, so that on a
+    # laptop the executed notebook lands in the same ./outputs as what its cells save there.
+    os.chdir(path.parent)
     runner = _Runner(notebook, path.parent)
     fd = os.environ.get("JOB_EVENTS_FD")
     try:

@@ -30,7 +30,7 @@ def validate_code(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
     entrypoint = _entrypoint(source, spec.code.entrypoint)
     if entrypoint.endswith(NOTEBOOK):
         _check_notebook(Path(source.path) / entrypoint, entrypoint)
-    _check_parameters(entrypoint, spec.code.parameters)
+    _check_parameters(entrypoint, spec.code.parameters, spec.code.args)
     dataset = _dataset(ctx, spec.dataset)
     resources = _resources(ctx, spec)
     queue = (
@@ -93,7 +93,13 @@ def _check_notebook(path: Path, name: str) -> None:
         ) from None
 
 
-def _check_parameters(entrypoint: str, parameters: dict[str, Any]) -> None:
+def _check_parameters(entrypoint: str, parameters: dict[str, Any], args: list[str]) -> None:
+    if args and entrypoint.endswith(NOTEBOOK):
+        raise SpecError(
+            "a notebook takes no command-line arguments; give its values in code.parameters (set after its "
+            'cell tagged `parameters`), e.g. {"epochs": 3}, or `labtrain run NOTEBOOK -p epochs=3`',
+            field="code.args",
+        )
     if parameters and not entrypoint.endswith(NOTEBOOK):
         raise SpecError(
             "parameters are a notebook's (set after its cell tagged `parameters`); give a script its values "

@@ -93,6 +93,8 @@ def test_a_project_needs_its_entrypoint_named(client, alice, project):
     good = submit(client, alice, code={"source": project, "entrypoint": "good.ipynb", "parameters": {"lr": 0.1}})
     assert good.status_code == 201, good.get_json()
     assert good.get_json()["spec"]["code"]["parameters"] == {"lr": 0.1}
+    with_args = submit(client, alice, code={"source": project, "entrypoint": "good.ipynb", "args": ["--lr", "1"]})
+    assert_error(with_args, 422, "code.args")  # a notebook's values are parameters
 
 
 def test_another_users_source_is_unknown(client, bob, script):
