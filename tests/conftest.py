@@ -112,38 +112,66 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def make_redis_url():
-    """Hands out Redis database numbers (flushed first) that no other test session on this machine
-    holds, so test runs do not see each other's messages."""
-    _needs_servers("Redis")
-    claims = redis.Redis.from_url(f"{REDIS_BASE}/0")
-    try:
-        claims.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_BASE} does not answer ({exc}); start it and run again")
-    taken: list[int] = []
-    holder = f"{socket.gethostname()}:{os.getpid()}"
+class RedisNumbers:
+    """Redis database numbers (flushed when taken and when given back) that no other test
+    session on this machine holds, so test runs do not see each other's messages."""
 
-    def make() -> str:
+    def __init__(self):
+        self.claims = redis.Redis.from_url(f"{REDIS_BASE}/0")
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.taken: list[int] = []
+
+    def take(self) -> str:
         for number in REDIS_NUMBERS:
-            if number not in taken and _claim(claims, REDIS_CLAIM.format(number), holder):
-                taken.append(number)
-                client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
-                client.flushdb()
-                client.close()
+            if number not in self.taken and _claim(self.claims, REDIS_CLAIM.format(number), self.holder):
+                self.taken.append(number)
+                self._flush(number)
                 return f"{REDIS_BASE}/{number}"
         pytest.fail(
             "every Redis database number is claimed by other test sessions; wait, or clear the "
             f"{REDIS_CLAIM.format('*')} keys in database 0"
         )
 
-    yield make
-    for number in taken:
+    def give_back(self, url: str) -> None:
+        number = int(url.rsplit("/", 1)[1])
+        if number in self.taken:
+            self._flush(number)
+            self.claims.delete(REDIS_CLAIM.format(number))
+            self.taken.remove(number)
+
+    @staticmethod
+    def _flush(number: int) -> None:
         client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
         client.flushdb()
         client.close()
-        claims.delete(REDIS_CLAIM.format(number))
+
+
+@pytest.fixture(scope="session")
+def redis_numbers():
+    _needs_servers("Redis")
+    numbers = RedisNumbers()
+    try:
+        numbers.claims.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {REDIS_BASE} does not answer ({exc}); start it and run again")
+    yield numbers
+    for number in list(numbers.taken):
+        numbers.give_back(f"{REDIS_BASE}/{number}")
+
+
+@pytest.fixture(scope="module")
+def make_redis_url(redis_numbers):
+    """Redis URLs for one test module's deployments, given back when the module ends (a whole
+    suite would otherwise need more database numbers than Redis has)."""
+    urls: list[str] = []
+
+    def make() -> str:
+        urls.append(redis_numbers.take())
+        return urls[-1]
+
+    yield make
+    for url in urls:
+        redis_numbers.give_back(url)
 
 
 @pytest.fixture(scope="session")
@@ -154,8 +182,8 @@ def pg_url(make_pg_database) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_url(make_redis_url) -> str:
-    return make_redis_url()
+def redis_url(redis_numbers) -> str:
+    return redis_numbers.take()
 
 
 @pytest.fixture(scope="session")
