@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.core import wakeups
 from service.core.broker import QUEUES, make_celery, send_job
 from service.core.config import Settings
 from service.core.db import Database
@@ -34,6 +36,7 @@ from service.lab import worker_registry
 from service.lab.fair_share import waiting_in_order
 
 log = logging.getLogger("labtrain.dispatcher")
+STOP_CHECK_S = 0.5  # how often a waiting dispatcher looks whether it was asked to stop
 
 
 class Dispatcher:
@@ -163,11 +166,21 @@ def round_needed(session: Session, settings: Settings) -> bool:
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
-    """The dispatcher process: a round whenever one is needed, until `stop` is set."""
+    """The dispatcher process: a round whenever something changed its decision (a job was
+    submitted, finished or cancelled; a worker came online), heard as a notification on
+    PostgreSQL, and on a timer besides: every `dispatch_interval_s` on SQLite, which cannot
+    notify, and every `dispatch_safety_s` on PostgreSQL, which catches a lost wake-up and
+    what no one announces (a heartbeat going stale, a job the broker lost)."""
     db = Database(settings.database_url)
     dispatcher = Dispatcher(settings, make_celery(settings))
     drivers = [family.driver(settings, db, dispatcher.name) for family in families.all_families() if family.driver]
-    log.info("%s dispatching every %.2f s", dispatcher.name, settings.dispatch_interval_s)
+    listener = (
+        wakeups.Listener(settings.database_url, (wakeups.JOB_EVENTS, wakeups.WORKERS))
+        if wakeups.notifies(settings.database_url)
+        else None
+    )
+    timer = settings.dispatch_safety_s if listener else settings.dispatch_interval_s
+    log.info("%s dispatching when woken, and every %.2f s", dispatcher.name, timer)
     while not stop.is_set():
         try:
             for driver in drivers:
@@ -182,5 +195,23 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
         except Exception:  # the database may be restarting: keep going
             log.exception("dispatch round failed")
             stop.wait(1.0)
-        stop.wait(settings.dispatch_interval_s)
+        _wait_for_a_change(listener, timer, stop)
+    if listener:
+        listener.close()
     db.dispose()
+
+
+def _wait_for_a_change(listener: wakeups.Listener | None, timer: float, stop: threading.Event) -> None:
+    """Until a wake-up that may change a round's decision, or the timer."""
+    if listener is None:
+        stop.wait(timer)
+        return
+    deadline = time.monotonic() + timer
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        # Epoch and log events wake the streams, not this: only a new status or worker counts.
+        if any(_changes_decision(wake) for wake in listener.wait(min(left, STOP_CHECK_S))):
+            return
+
+
+def _changes_decision(wake: wakeups.Wake) -> bool:
+    return wake.channel == wakeups.WORKERS or wake.payload.get("type") == "status"

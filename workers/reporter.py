@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from workers.trainers.base import Cancelled
 from workers.watch import JobWatch
 
 MAX_LOG_BYTES = 20 * 1024 * 1024  # of a job's own output, in its log
+PROGRESS_EVERY_S = 0.25
 
 
 class DbReporter:
@@ -26,6 +28,8 @@ class DbReporter:
         self.db, self.job_id, self.log, self.checkpoint_dir, self.watch = db, job_id, job_log, checkpoint_dir, watch
         self._epochs_seen: set[int] | None = None
         self._logged = 0
+        self._pending: dict[str, Any] = {}  # progress not written yet
+        self._progress_at = 0.0
 
     def event(self, type_: str, data: dict[str, Any]) -> None:
         self._check()
@@ -33,17 +37,34 @@ class DbReporter:
             if type_ == "epoch" and self._already_reported(session, data["epoch"]):
                 return
             lifecycle.add_event(session, self.job_id, type_, data)
+            self._write_progress(session)  # what progress waits goes in the same transaction
         if type_ == "log":
             self.log.info("%s", data.get("message", data))
 
     def progress(self, **fields: Any) -> None:
+        """Progress is written at most every PROGRESS_EVERY_S, or with the next event, so a short
+        job's many steps (a fold, a trial) do not each cost a transaction; metrics at once."""
         self._check()
-        with self.db.session() as session:
-            job = session.get(Job, self.job_id)
-            metrics = fields.pop("metrics", None)
-            if metrics is not None:
-                job.metrics = metrics
-            job.progress = {**(job.progress or {}), **fields}
+        self._pending.update(fields)
+        if "metrics" in fields or time.monotonic() - self._progress_at >= PROGRESS_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the progress still waiting (the runner calls it before the job's outcome)."""
+        if self._pending:
+            with self.db.session() as session:
+                self._write_progress(session)
+
+    def _write_progress(self, session) -> None:
+        if not self._pending:
+            return
+        fields, self._pending = self._pending, {}
+        self._progress_at = time.monotonic()
+        job = session.get(Job, self.job_id)
+        metrics = fields.pop("metrics", None)
+        if metrics is not None:
+            job.metrics = metrics
+        job.progress = {**(job.progress or {}), **fields}
 
     def output(self, stream: str, line: str) -> None:
         """A line the job's program printed goes to the job's log (bounded: MAX_LOG_BYTES a job)."""

@@ -57,7 +57,9 @@ class JobRunner:
 
         job_log, handler = self._open_job_log(job_id)
         checkpoints = storage.job_dir(self.settings, job_id) / "checkpoints"
-        watch = JobWatch(self.db, job_id, attempt, time_limit, self.settings.stop_grace_s)
+        watch = JobWatch(
+            self.db, job_id, attempt, time_limit, self.settings.stop_grace_s, self.settings.job_heartbeat_timeout_s
+        )
         watch.start()
         reporter = DbReporter(self.db, job_id, job_log, checkpoints, watch)
         status: str | None = None
@@ -67,6 +69,7 @@ class JobRunner:
             source = DataSource(self.settings.data_dir, uploaded, self.settings, job_id, attempt)
             data = trainer.load_data(run, source)
             trained = trainer.train(run, data, reporter)
+            reporter.flush()
             if isinstance(trained, JobResult):
                 status = self._succeed_with_result(job_id, attempt, trained, job_log, watch)
             else:

@@ -18,27 +18,40 @@ from service.jobs import lifecycle
 
 log = logging.getLogger("labtrain.worker")
 
-WATCH_SECONDS = 0.5
+WATCH_SECONDS = 0.5  # how often it looks for a cancel (a read)
+HEARTBEAT_WRITE_SECONDS = 5.0  # how often it renews the heartbeat (a write), at most
 CANCELLED, OVERDUE, SUPERSEDED = "cancelled", "time_limit_exceeded", "superseded"
 
 
 class JobWatch:
     """Runs beside the training in the job's own process.
 
-    Twice a second it renews the job's heartbeat (so a lost worker is noticed) and looks
-    for a reason to stop: a cancel, the time limit, or another attempt having taken the
-    job over. Trainers stop cooperatively within a batch; a job that has not stopped after
+    Twice a second it looks for a reason to stop: a cancel, the time limit, or another
+    attempt having taken the job over; every few seconds it renews the job's
+    heartbeat, so a lost worker is noticed (a write is dearer than a look, and the training
+    shares the machine with it). Trainers stop cooperatively within a batch; a job that has not stopped after
     the grace period is recorded and its process killed, so the device is free at once.
     """
 
-    def __init__(self, db: Database, job_id: str, attempt: int, time_limit_s: int | None, grace_s: float):
+    def __init__(
+        self,
+        db: Database,
+        job_id: str,
+        attempt: int,
+        time_limit_s: int | None,
+        grace_s: float,
+        heartbeat_timeout_s: float = 60.0,
+    ):
         self.db, self.job_id, self.attempt = db, job_id, attempt
+        # Several beats within the timeout after which the dispatcher takes the job as lost.
+        self.beat_s = min(HEARTBEAT_WRITE_SECONDS, heartbeat_timeout_s / 6)
         self.time_limit_s, self.grace_s = time_limit_s, grace_s
         self.reason: str | None = None
         self.finishing = False  # set before the runner records the outcome itself
         self.stop = threading.Event()
         self._done = threading.Event()
         self._stopping_since = 0.0
+        self._beat_at = time.monotonic()  # the claim wrote the first heartbeat
         self._thread = threading.Thread(target=self._run, name=f"watch-{job_id}", daemon=True)
 
     def start(self) -> None:
@@ -69,9 +82,11 @@ class JobWatch:
                     self._set_reason(SUPERSEDED)
                 return
             now = utcnow()
-            session.execute(
-                update(Job).where(Job.id == self.job_id, Job.attempt == self.attempt).values(heartbeat_at=now)
-            )
+            if time.monotonic() - self._beat_at >= self.beat_s:
+                self._beat_at = time.monotonic()
+                session.execute(
+                    update(Job).where(Job.id == self.job_id, Job.attempt == self.attempt).values(heartbeat_at=now)
+                )
         if row.cancel_requested:
             self._set_reason(CANCELLED)
         elif self.time_limit_s and (now - row.started_at).total_seconds() > self.time_limit_s:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service.api import auth, catalog, dashboard, datasets, errors, jobs, models, monitoring, openapi, sources
+from service.api import (
+    auth,
+    catalog,
+    dashboard,
+    datasets,
+    errors,
+    events,
+    jobs,
+    models,
+    monitoring,
+    openapi,
+    sources,
+)
 from service.api.context import Services
 from service.api.model_cache import ModelCache
 from service.core.config import Settings
@@ -24,6 +36,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         models=ModelCache(settings.model_cache_size),
         rate_limits=RateLimits(settings),
     )
-    for module in (errors, monitoring, auth, jobs, models, datasets, sources, catalog, dashboard, openapi):
+    for module in (errors, monitoring, auth, jobs, events, models, datasets, sources, catalog, dashboard, openapi):
         module.init_app(app)
     return app

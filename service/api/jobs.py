@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from service.api.auth import current_user, db_session, owned
 from service.api.context import services
-from service.api.events_stream import job_event_stream
+from service.api.events import stream
 from service.api.requests import MAX_SPEC_DEPTH, int_arg, json_body
 from service.api.serialize import event_view, job_view
 from service.core import storage
@@ -86,7 +86,7 @@ def events(job_id: str):
         last_id = request.headers.get("Last-Event-ID", "")
         if last_id.isascii() and last_id.isdigit():
             after = min(int(last_id), 2**31 - 1)
-        return job_event_stream(services().db, job.id, after)
+        return stream({"kind": "job", "job": job.id, "after": after})
     limit = int_arg("limit", 1000, 1, 10_000)
     rows = db_session().scalars(
         select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit)

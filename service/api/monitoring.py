@@ -12,9 +12,9 @@ import hmac
 import os
 import time
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from kombu import Connection
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest, multiprocess
 from sqlalchemy import text
 
 from service.api.auth import Unauthorized
@@ -30,6 +30,9 @@ REQUEST_SECONDS = Histogram(
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+# Summed over the API's live processes; a stream is counted while its client is connected.
+OPEN_STREAMS = Gauge("labtrain_open_event_streams", "Event streams open now", ["kind"], multiprocess_mode="livesum")
 
 
 class NotReady(ServiceError):
@@ -63,7 +66,11 @@ def readyz():
     if any(value != "ok" for value in checks.values()):
         failing = ", ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")
         raise NotReady(f"not ready: {failing}", details={"checks": checks})
-    return {"status": "ready", "checks": checks}
+    answer = {"status": "ready", "checks": checks}
+    hub = current_app.extensions.get("labtrain.streams")
+    if hub is not None:  # served by `labtrain api`: this process's streams (they work either way)
+        answer["streams"] = {"open": hub.open_streams, "wake_ups": hub.state}
+    return answer
 
 
 def _check(probe) -> str:

@@ -249,6 +249,27 @@ ROUTES: dict[tuple[str, str], Op] = {
         ],
         errors=(422,),
     ),
+    ("GET", "/api/v1/events"): Op(
+        "The caller's jobs (an admin's: everyone's) as they change, as server-sent `job` events: first "
+        "every queued or running job, then each job whenever its status, progress or events move on, and "
+        "once more when it finishes. The dashboard's job list follows it; a client that reconnects gets "
+        "them all again",
+        {
+            "text/event-stream": {
+                "type": "object",
+                "description": "One server-sent event",
+                "properties": {
+                    "event": {"type": "string", "enum": ["job"]},
+                    "data": {
+                        "type": "string",
+                        "description": "The job as JSON: id, name, family, status, progress, last_event (its "
+                        "newest event's seq), finished_at",
+                    },
+                },
+                "required": ["event", "data"],
+            }
+        },
+    ),
     ("GET", "/api/v1/jobs/{job_id}/log"): Op(
         "A job's log (what its training or its script printed); X-Log-Offset says where to ask from next",
         {"text/plain": {"type": "string"}},

@@ -1,4 +1,6 @@
-"""Running the API under gunicorn from our own command line (`labtrain api`).
+"""Running the API under gunicorn from our own command line (`labtrain api`): uvicorn
+workers, each serving service/api/streams.py's app (Flask on a thread pool, the event streams
+as coroutines, so an open stream costs no thread).
 
 The API's package is imported only in each gunicorn process, once serve() has set
 PROMETHEUS_MULTIPROC_DIR: prometheus_client fixes its multi-process mode when it is first
@@ -13,6 +15,7 @@ import shutil
 import tempfile
 
 from gunicorn.app.base import BaseApplication
+from uvicorn_worker import UvicornWorker
 
 from service.core import logs
 from service.core.config import Settings
@@ -29,13 +32,19 @@ class _GunicornApp(BaseApplication):
 
     def load(self):
         from service.api import create_app  # here, not at the top: see the module's docstring
+        from service.api.streams import StreamingApp
 
         settings = Settings.from_env()
         if settings.log_format == "json":  # gunicorn's own loggers too: every line one JSON object
             for name in ("", "gunicorn.error", "gunicorn.access"):
                 logs.use_format(logging.getLogger(name).handlers, "json")
         logs.configure(settings.log_format)
-        return create_app(settings)
+        return StreamingApp(create_app(settings), threads=self.options["threads"])
+
+
+class ApiWorker(UvicornWorker):
+    # The app's startup runs the stream hub; no server header, like gunicorn's own workers.
+    CONFIG_KWARGS = {"lifespan": "on", "server_header": False, "timeout_graceful_shutdown": 5}
 
 
 def _metrics_dir() -> None:
@@ -61,7 +70,7 @@ def serve(host: str, port: int, processes: int, threads: int) -> None:
             "bind": f"{host}:{port}",
             "workers": processes,
             "threads": threads,
-            "worker_class": "gthread",
+            "worker_class": "service.cli.gunicorn_app.ApiWorker",
             "timeout": 120,
             "accesslog": "-",
             "errorlog": "-",

@@ -45,7 +45,10 @@ class Settings:
     # A cancelled or overdue job that has not stopped after this long is killed.
     stop_grace_s: float = 30.0
     max_attempts: int = 3
+    # How often the dispatcher runs a round on a timer: on SQLite, its only way to see a change;
+    # on PostgreSQL, notifications wake it at once and the timer only catches what they miss.
     dispatch_interval_s: float = 0.05
+    dispatch_safety_s: float = 1.0
     # `labtrain admin prune` removes finished jobs' files after this many days by default.
     retention_days: int = 30
     # Per-user request rates ("30/minute"; empty: no limit) and where they are counted
@@ -116,6 +119,7 @@ class Settings:
             stop_grace_s=_env_float(environ, "LABTRAIN_STOP_GRACE_S", 30.0),
             max_attempts=_env_int(environ, "LABTRAIN_MAX_ATTEMPTS", 3),
             dispatch_interval_s=_env_float(environ, "LABTRAIN_DISPATCH_INTERVAL_S", 0.05),
+            dispatch_safety_s=_env_float(environ, "LABTRAIN_DISPATCH_SAFETY_S", 1.0),
             retention_days=_env_int(environ, "LABTRAIN_RETENTION_DAYS", 30),
             submit_rate_limit=environ.get("LABTRAIN_SUBMIT_RATE_LIMIT", "120/minute") or None,
             predict_rate_limit=environ.get("LABTRAIN_PREDICT_RATE_LIMIT", "1200/minute") or None,

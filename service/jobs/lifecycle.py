@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service.core import wakeups
 from service.core.errors import Conflict
 from service.core.orm import Job, JobEvent, User, utcnow
 
@@ -52,12 +53,17 @@ def add_event(session: Session, job_id: str, type_: str, data: dict[str, Any]) -
     The counter lives on the job row: the UPDATE locks that row until commit, so
     concurrent writers to one job get consecutive numbers and never collide.
     """
-    seq = session.execute(
-        update(Job).where(Job.id == job_id).values(event_seq=Job.event_seq + 1).returning(Job.event_seq)
-    ).scalar_one()
+    seq, owner_id = session.execute(
+        update(Job).where(Job.id == job_id).values(event_seq=Job.event_seq + 1).returning(Job.event_seq, Job.owner_id)
+    ).one()
     event = JobEvent(job_id=job_id, seq=seq, type=type_, data=data, time=utcnow())
     session.add(event)
     session.flush()
+    # Delivered at commit: the streams of this job and of its owner wake, and the dispatcher
+    # looks again when a job's status changed (submitted, finished, cancelled).
+    wakeups.notify(
+        session, wakeups.JOB_EVENTS, {"job": job_id, "owner": owner_id, "type": type_, "status": data.get("status")}
+    )
     return event
 
 

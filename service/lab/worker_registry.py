@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from service.core import wakeups
 from service.core.orm import Worker, utcnow
 
 HEARTBEAT_SECONDS = 5.0
@@ -30,6 +31,9 @@ def heartbeat(
     capabilities: dict[str, Any] | None = None,
 ) -> None:
     worker = session.get(Worker, name)
+    since = utcnow() - timedelta(seconds=ONLINE_SECONDS)
+    if worker is None or worker.heartbeat_at < since or worker.concurrency != concurrency:
+        wakeups.notify(session, wakeups.WORKERS, {"worker": name})  # new slots: the dispatcher looks again
     if worker is None:
         worker = Worker(name=name)
         session.add(worker)

@@ -129,6 +129,8 @@ LISTINGS = [
 # Routes that touch no existing object, with where they are checked.
 OTHER_ROUTES = [
     ("GET", "/api/v1/algorithms"),
+    # The caller's jobs as they change: tests/service/api/test_events_stream.py.
+    ("GET", "/api/v1/events"),
     ("POST", "/api/v1/datasets"),
     ("POST", "/api/v1/sources"),
     ("GET", "/healthz"),

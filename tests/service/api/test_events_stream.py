@@ -1,8 +1,11 @@
-"""A job's events as server-sent events: the same events as the JSON route, resumable with
-Last-Event-ID, polled with short sessions, ended with the job or after a bounded time."""
+"""A job's events as server-sent events, as a plain WSGI server (here Flask's test client)
+streams them: the same events as the JSON route, resumable with Last-Event-ID, polled with
+short sessions, ended with the job or after a bounded time. `labtrain api` streams them
+without polling (tests/service/api/test_streams_server.py)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 import types
@@ -10,7 +13,7 @@ import types
 import pytest
 from sqlalchemy import update
 
-from service.api import events_stream
+from service.api import event_feeds
 from service.core.orm import Job
 from service.jobs import lifecycle
 from tests.service.api.test_api_datasets_models import submit_and_run
@@ -27,13 +30,13 @@ def parse(text: str) -> list[dict]:
     for block in text.split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
         if "data" in fields:
-            events.append({"id": fields["id"], "event": fields["event"], "data": json.loads(fields["data"])})
+            events.append({"id": fields.get("id"), "event": fields["event"], "data": json.loads(fields["data"])})
     return events
 
 
 @pytest.fixture
 def fast(monkeypatch):
-    monkeypatch.setattr(events_stream, "POLL_S", 0.02)
+    monkeypatch.setattr(event_feeds, "POLL_S", 0.02)
 
 
 def test_a_finished_jobs_stream_holds_its_events_and_ends(client, alice, run_queued, fast):
@@ -72,16 +75,19 @@ def test_a_running_job_streams_new_events_as_they_come_and_ends_with_it(client, 
         sleeps.append(pool.checkedout())
         time.sleep(0.01)
 
-    monkeypatch.setattr(events_stream, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    monkeypatch.setattr(event_feeds, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
     response = client.get(f"/api/v1/jobs/{job_id}/events", headers={**alice, **SSE}, buffered=False)
     chunks = iter(response.response)
     assert next(chunks).decode().startswith("retry: ")
     first = parse(next(chunks).decode())
     assert [e["data"]["data"] for e in first] == [{"status": "queued", "by": "alice"}]
 
+    waiting = concurrent.futures.ThreadPoolExecutor(1).submit(next, chunks)  # the stream polls, idle
+    while len(sleeps) < 3:
+        time.sleep(0.01)
     with db.session() as session:
         lifecycle.add_event(session, job_id, "epoch", {"epoch": 1, "epochs": 2, "loss": 0.5})
-    assert [e["data"]["data"] for e in parse(next(chunks).decode())] == [{"epoch": 1, "epochs": 2, "loss": 0.5}]
+    assert [e["data"]["data"] for e in parse(waiting.result(10).decode())] == [{"epoch": 1, "epochs": 2, "loss": 0.5}]
     with db.session() as session:
         lifecycle.add_event(session, job_id, "epoch", {"epoch": 2, "epochs": 2, "loss": 0.25})
         lifecycle.add_event(session, job_id, "status", {"status": "succeeded"})
@@ -93,13 +99,42 @@ def test_a_running_job_streams_new_events_as_they_come_and_ends_with_it(client, 
 
 def test_an_idle_stream_sends_heartbeats_and_ends_after_its_time_bound(client, alice, monkeypatch, fast):
     job_id = client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice).get_json()["id"]
-    monkeypatch.setattr(events_stream, "HEARTBEAT_S", 0.05)
-    monkeypatch.setattr(events_stream, "MAX_STREAM_S", 0.5)
+    monkeypatch.setattr(event_feeds, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(event_feeds, "MAX_POLL_STREAM_S", 0.5)
     started = time.monotonic()
     text = client.get(f"/api/v1/jobs/{job_id}/events", headers={**alice, **SSE}).get_data(as_text=True)
     assert 0.5 <= time.monotonic() - started < 5
     assert ": heartbeat" in text
     assert [e["event"] for e in parse(text)] == ["status"]  # the job is still queued: the client reconnects
+
+
+def first_jobs(client, headers) -> list[dict]:
+    """The first `job` events of GET /api/v1/events: the caller's queued and running jobs."""
+    response = client.get("/api/v1/events", headers=headers, buffered=False)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    chunks = iter(response.response)
+    assert next(chunks).decode().startswith("retry: ")
+    events = parse(next(chunks).decode())
+    response.close()
+    assert {e["event"] for e in events} == {"job"}
+    return [e["data"] for e in events]
+
+
+def test_the_jobs_stream_shows_a_user_their_own_jobs_and_an_admin_everyones(client, alice, bob, make_user, fast):
+    mine = client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice).get_json()["id"]
+    theirs = client.post("/api/v1/jobs", json=IRIS_KNN, headers=bob).get_json()["id"]
+    seen = first_jobs(client, alice)
+    assert [j["id"] for j in seen] == [mine] and seen[0]["status"] == "queued" and seen[0]["last_event"] == 1
+    assert [j["id"] for j in first_jobs(client, bob)] == [theirs]
+    assert {j["id"] for j in first_jobs(client, make_user("root", admin=True))} == {mine, theirs}
+    assert client.get("/api/v1/events").status_code == 401
+
+
+def test_on_a_plain_wsgi_server_the_jobs_stream_sends_the_state_now_and_ends(client, alice):
+    job_id = client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice).get_json()["id"]
+    text = client.get("/api/v1/events", headers=alice).get_data(as_text=True)  # returns: it ended
+    assert text.startswith("retry: ")
+    assert [(e["event"], e["data"]["id"], e["data"]["status"]) for e in parse(text)] == [("job", job_id, "queued")]
 
 
 def test_another_users_job_stream_is_a_404(client, alice, bob):

@@ -70,39 +70,51 @@ function parseEvent(block) {
   return data ? JSON.parse(data) : null;
 }
 
-// Follows a job's server-sent events. EventSource cannot send an Authorization header,
-// so this reads the stream with fetch and reconnects with Last-Event-ID as EventSource
-// would, until `isDone()` says the job has finished or `signal` aborts.
-export async function followJobEvents(jobId, { onEvent, isDone, signal }) {
-  let lastId = 0;
+// Reads one server-sent event stream until it ends. EventSource cannot send an
+// Authorization header, so this reads it with fetch.
+async function readEvents(path, headers, onEvent, signal) {
+  const response = await fetch(`/api/v1${path}`, { headers: authHeaders({ Accept: "text/event-stream", ...headers }), signal });
+  if (!response.ok) throw new ApiError(response.status, await response.json());
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const event = parseEvent(buffer.slice(0, end));
+      buffer = buffer.slice(end + 2);
+      if (event) onEvent(event);
+    }
+  }
+}
+
+// Reconnects as EventSource would: after the stream's retry delay, until `done()` or `signal`.
+async function reconnecting(open, done, signal) {
   while (!signal.aborted) {
     try {
-      const response = await fetch(`/api/v1/jobs/${encodeURIComponent(jobId)}/events`, {
-        headers: authHeaders({ Accept: "text/event-stream", "Last-Event-ID": String(lastId) }),
-        signal,
-      });
-      if (!response.ok) throw new ApiError(response.status, await response.json());
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const event = parseEvent(buffer.slice(0, end));
-          buffer = buffer.slice(end + 2);
-          if (event) {
-            lastId = event.seq;
-            onEvent(event);
-          }
-        }
-      }
+      await open();
     } catch (error) {
       if (signal.aborted) return;
       if (error instanceof ApiError && error.status < 500) throw error;
     }
-    if (isDone()) return;
+    if (done()) return;
     await new Promise((resolve) => setTimeout(resolve, 2000)); // the stream's retry delay
   }
+}
+
+// Follows a job's events, resuming with Last-Event-ID, until `isDone()` says the job has
+// finished or `signal` aborts.
+export async function followJobEvents(jobId, { onEvent, isDone, signal }) {
+  let lastId = 0;
+  await reconnecting(() => readEvents(`/jobs/${encodeURIComponent(jobId)}/events`, { "Last-Event-ID": String(lastId) },
+                                      (event) => { lastId = event.seq; onEvent(event); }, signal),
+                     isDone, signal);
+}
+
+// Calls `onChange(job)` whenever one of the user's jobs changes (a job's status, progress or
+// events), until `signal` aborts; after a reconnection every running job comes again.
+export async function followMyJobs({ onChange, signal }) {
+  await reconnecting(() => readEvents("/events", {}, onChange, signal), () => false, signal);
 }

@@ -1,5 +1,5 @@
 // The dashboard's router, sign-in, job list and queue pages.
-import { api, token } from "./api.js";
+import { api, followMyJobs, token } from "./api.js";
 import { h, fill, statusBadge, progressBar, formatTime, errorBox } from "./ui.js";
 import { jobPage } from "./job.js";
 import { submitPage } from "./submit.js";
@@ -77,7 +77,14 @@ async function jobsPage(container, _params, signal) {
   const table = h("div", { "data-test": "job-list" });
   fill(container, h("div", { class: "page-head" }, h("h1", {}, "Jobs"),
                     h("a", { class: "button", href: "#/submit" }, "Submit a job")), table);
-  await every(3000, signal, async () => {
+  // The list is drawn again when a job changes (the server says so), not on a timer.
+  let pending = null;
+  followMyJobs({ signal, onChange: () => {
+    pending = pending || setTimeout(() => { pending = null; refresh().catch(() => {}); }, 250);
+  } }).catch(() => {});
+  await refresh();
+
+  async function refresh() {
     const { items } = await api("/jobs?limit=100", { signal });
     if (signal.aborted) return;
     // Only admins get other users' jobs, so an owner column appears only for them.
@@ -97,7 +104,7 @@ async function jobsPage(container, _params, signal) {
         h("td", {}, statusBadge(job.status), job.position ? h("span", { class: "muted" }, ` #${job.position}`) : null),
         h("td", {}, progressBar(job.status === "succeeded" ? 1 : job.progress.fraction)),
         h("td", {}, formatTime(job.created_at)))))));
-  });
+  }
 }
 
 async function queuePage(container, _params, signal) {

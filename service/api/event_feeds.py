@@ -1,0 +1,142 @@
+"""What the event streams send, read from the database one step at a time.
+
+A feed says what an open stream has not sent yet: `JobFeed` a job's events in order (its
+`seq` is the SSE id, so a client resumes with Last-Event-ID), `JobsFeed` the state of a
+user's jobs each time one changes (the dashboard's job list). Each `read` takes a short
+session of its own, so an open stream holds no connection or transaction between reads.
+
+Two loops drive feeds: the API server's (service/api/streams.py), woken by the stream hub
+with no thread held while it waits, and `poll_stream` here for a plain WSGI server (Flask's
+test client, `flask run`), which holds its thread and asks every POLL_S.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from flask import Response
+from sqlalchemy import or_, select
+
+from service.api.serialize import event_view, iso
+from service.api.stream_hub import ALL, job_key, user_key
+from service.core.db import Database
+from service.core.orm import Job, JobEvent
+from service.jobs.lifecycle import FINISHED
+
+POLL_S = 0.4  # how often a plain WSGI server's stream asks the database
+MAX_POLL_STREAM_S = 300.0  # a plain WSGI server's stream holds a thread: it ends after this
+HEARTBEAT_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
+RETRY_MS = 2000  # how long the client waits before reconnecting
+BATCH = 500
+HEARTBEAT = ": heartbeat\n\n"
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # nginx would buffer it
+
+
+class Feed(Protocol):
+    keys: tuple[str, ...]  # what wakes it (service/api/stream_hub.py)
+
+    def read(self, db: Database) -> tuple[str, bool]:
+        """What to send now (maybe nothing), and whether the stream is done."""
+
+
+def format_event(view: dict[str, Any], event: str, event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(view, separators=(',', ':'))}\n\n"
+
+
+@dataclass
+class JobFeed:
+    job_id: str
+    after: int
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (job_key(self.job_id),)
+
+    def read(self, db: Database) -> tuple[str, bool]:
+        with db.sessions() as session:
+            # The status is read before the events: once it says finished, the events that
+            # read finds include the job's last ones.
+            status = session.scalar(select(Job.status).where(Job.id == self.job_id))
+            rows = session.scalars(
+                select(JobEvent)
+                .where(JobEvent.job_id == self.job_id, JobEvent.seq > self.after)
+                .order_by(JobEvent.seq)
+                .limit(BATCH)
+            ).all()
+            views = [event_view(row) for row in rows]
+        if views:
+            self.after = views[-1]["seq"]
+        done = len(views) < BATCH and (status is None or status in FINISHED)
+        return "".join(format_event(view, view["type"], view["seq"]) for view in views), done
+
+
+@dataclass
+class JobsFeed:
+    """The user's jobs (an admin's: everyone's) as they change: first every queued or running
+    one, then each job again whenever its status, progress or events move on; a job is sent
+    one last time when it finishes."""
+
+    user_id: str
+    everyone: bool = False
+    sent: dict[str, tuple] = field(default_factory=dict)  # job id -> what was sent of it
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (ALL,) if self.everyone else (user_key(self.user_id),)
+
+    def read(self, db: Database) -> tuple[str, bool]:
+        with db.sessions() as session:
+            query = select(Job).where(or_(Job.status.not_in(FINISHED), Job.id.in_(list(self.sent))))
+            if not self.everyone:
+                query = query.where(Job.owner_id == self.user_id)
+            jobs = session.scalars(query.order_by(Job.created_at).limit(BATCH)).all()
+            chunks = []
+            for job in jobs:
+                state = (job.status, job.event_seq, json.dumps(job.progress or {}, sort_keys=True))
+                if self.sent.get(job.id) != state:
+                    chunks.append(format_event(job_state(job), "job"))
+                self.sent[job.id] = state
+                if job.status in FINISHED:
+                    del self.sent[job.id]  # sent as finished: no need to look at it again
+        return "".join(chunks), False
+
+
+def job_state(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "family": job.family,
+        "status": job.status,
+        "progress": job.progress or {},
+        "last_event": job.event_seq,
+        "finished_at": iso(job.finished_at),
+    }
+
+
+def stream_response(body: Any) -> Response:
+    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
+
+
+def poll_stream(db: Database, feed: Feed) -> Iterator[str]:
+    """A feed on a plain WSGI server: it holds the request's thread, so it ends after
+    MAX_POLL_STREAM_S (the client reconnects with Last-Event-ID)."""
+    started = last_write = time.monotonic()
+    yield f"retry: {RETRY_MS}\n\n"
+    while True:
+        text, done = feed.read(db)
+        if text:
+            last_write = time.monotonic()
+            yield text
+        if done or time.monotonic() - started >= MAX_POLL_STREAM_S:
+            return
+        if text:
+            continue  # more may be waiting: read again before sleeping
+        if time.monotonic() - last_write >= HEARTBEAT_S:
+            last_write = time.monotonic()
+            yield HEARTBEAT
+        time.sleep(POLL_S)

@@ -1,0 +1,147 @@
+"""One per API process: wakes the open event streams when their job (or their user's jobs)
+gets an event, so an idle stream costs a small object, not a thread or a query.
+
+On PostgreSQL one LISTEN connection per process hears every job event (service/core/wakeups.py).
+On SQLite one task per process asks the database for new events every `poll_s`, for all the
+streams of the process at once. Either way a stream also looks on its own every heartbeat,
+so a lost wake-up delays it, never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+
+import anyio
+import psycopg
+from sqlalchemy import func, select
+
+from service.core import wakeups
+from service.core.db import Database
+from service.core.orm import Job, JobEvent
+
+log = logging.getLogger(__name__)
+
+RECONNECT_S = 1.0
+ALL = "all"  # every job's change (an admin's job list)
+
+
+def job_key(job_id: str) -> str:
+    return f"job:{job_id}"
+
+
+def user_key(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+class StreamHub:
+    def __init__(self, db: Database, url: str, poll_s: float):
+        self.db, self.url, self.poll_s = db, url, poll_s
+        self._waiting: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task | None = None
+        self.connected = False  # whether wake-ups arrive now (PostgreSQL) or polling runs (SQLite)
+        self.listens = wakeups.notifies(url)
+
+    @property
+    def open_streams(self) -> int:
+        return len({id(event) for events in self._waiting.values() for event in events})
+
+    @property
+    def state(self) -> str:
+        """listening (PostgreSQL notifications), polling (SQLite), or reconnecting: then streams
+        still get their events, at their next heartbeat."""
+        if not self.connected:
+            return "reconnecting" if self.listens else "starting"
+        return "listening" if self.listens else "polling"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen() if self.listens else self._poll(), name="stream-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    @contextlib.contextmanager
+    def watching(self, *keys: str) -> Iterator[asyncio.Event]:
+        """An event set when any of `keys` changes. Enter it before reading the database, so a
+        change that lands between the read and the wait still wakes the stream."""
+        event = asyncio.Event()
+        for key in keys:
+            self._waiting[key].add(event)
+        try:
+            yield event
+        finally:
+            for key in keys:
+                waiting = self._waiting.get(key)
+                if waiting is not None:
+                    waiting.discard(event)
+                    if not waiting:
+                        del self._waiting[key]
+
+    def wake(self, *keys: str) -> None:
+        for key in (*keys, ALL):
+            for event in self._waiting.get(key, ()):
+                event.set()
+
+    def wake_all(self) -> None:
+        for events in self._waiting.values():
+            for event in events:
+                event.set()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    wakeups.conninfo(self.url), autocommit=True, connect_timeout=5
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {wakeups.JOB_EVENTS}")
+                    self.connected = True
+                    self.wake_all()  # anything written while no one was listening
+                    async for note in conn.notifies():
+                        wake = wakeups.parse(note.channel, note.payload)
+                        self.wake(job_key(str(wake.payload.get("job"))), user_key(str(wake.payload.get("owner"))))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("stream wake-ups lost; listening again in %.0f s", RECONNECT_S, exc_info=True)
+            self.connected = False
+            self.wake_all()
+            await asyncio.sleep(RECONNECT_S)
+
+    async def _poll(self) -> None:
+        last = await anyio.to_thread.run_sync(self._newest_event)
+        self.connected = True
+        while True:
+            await asyncio.sleep(self.poll_s)
+            if not self._waiting:
+                continue
+            try:
+                last, changed = await anyio.to_thread.run_sync(self._changed_since, last)
+            except Exception:
+                log.warning("stream poll failed", exc_info=True)
+                continue
+            for job_id, owner_id in changed:
+                self.wake(job_key(job_id), user_key(owner_id))
+
+    def _newest_event(self) -> int:
+        with self.db.sessions() as session:
+            return session.scalar(select(func.max(JobEvent.id))) or 0
+
+    def _changed_since(self, last: int) -> tuple[int, list[tuple[str, str]]]:
+        # SQLite writes one transaction at a time, so event ids become visible in order.
+        with self.db.sessions() as session:
+            rows = session.execute(
+                select(JobEvent.id, JobEvent.job_id, Job.owner_id)
+                .join(Job, Job.id == JobEvent.job_id)
+                .where(JobEvent.id > last)
+                .order_by(JobEvent.id)
+            ).all()
+        if not rows:
+            return last, []
+        return rows[-1][0], sorted({(job_id, owner_id) for _, job_id, owner_id in rows})

@@ -1,0 +1,112 @@
+"""Waking the processes that wait for a change, instead of having them poll the database.
+
+On PostgreSQL a writer calls `notify` inside its transaction: `pg_notify` is delivered when
+(and only if) the transaction commits, so a woken reader always finds what woke it. The
+readers (the dispatcher, the API's event streams) hold one LISTEN connection per process.
+A notification can still be lost (a listener reconnecting, a dropped connection), so every
+reader also looks on a timer: a wake-up makes it faster, never correct.
+
+SQLite has no notifications: there `notify` does nothing and the readers poll.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+JOB_EVENTS = "labtrain_job_events"  # an event was added to a job: {"job", "owner", "type", "status"}
+WORKERS = "labtrain_workers"  # a worker came online (or changed what it offers)
+MAX_PAYLOAD = 7900  # PostgreSQL refuses a payload of 8000 bytes or more
+
+
+def notifies(url: str) -> bool:
+    """Whether the database at `url` delivers notifications (PostgreSQL does, SQLite does not)."""
+    return make_url(url).get_backend_name() == "postgresql"
+
+
+def notify(session: Session, channel: str, payload: dict[str, Any]) -> None:
+    """Send `payload` to the listeners of `channel` when the session's transaction commits."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    data = json.dumps(payload, separators=(",", ":"))[:MAX_PAYLOAD]
+    session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": data})
+
+
+def conninfo(url: str) -> str:
+    """A SQLAlchemy URL as psycopg's connection string."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class Wake:
+    channel: str
+    payload: dict[str, Any]
+
+
+def parse(channel: str, payload: str) -> Wake:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        data = {}
+    return Wake(channel, data if isinstance(data, dict) else {})
+
+
+class Listener:
+    """A blocking LISTEN connection for one process (the dispatcher). `wait` returns the
+    wake-ups that came within `timeout` seconds, or none; a lost connection is opened again
+    on the next call, and until then `wait` just sleeps (the caller's timer round covers)."""
+
+    def __init__(self, url: str, channels: tuple[str, ...]):
+        self.url, self.channels = url, channels
+        self._conn: psycopg.Connection | None = None
+        self._retry_at = 0.0
+
+    def wait(self, timeout: float) -> list[Wake]:
+        conn = self._connection()
+        if conn is None:
+            time.sleep(timeout)
+            return []
+        try:
+            # The first one within the timeout, then whatever else has come, without waiting.
+            notes = [*conn.notifies(timeout=timeout, stop_after=1)]
+            if notes:
+                notes += conn.notifies(timeout=0)
+        except (psycopg.Error, OSError):
+            log.warning("lost the notification connection; polling until it is back", exc_info=True)
+            self.close()
+            return []
+        return [parse(note.channel, note.payload) for note in notes]
+
+    def _connection(self) -> psycopg.Connection | None:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        if time.monotonic() < self._retry_at:
+            return None
+        try:
+            conn = psycopg.connect(conninfo(self.url), autocommit=True, connect_timeout=5)
+            for channel in self.channels:
+                conn.execute(f"LISTEN {channel}")  # channel names are our constants, not input
+        except psycopg.Error:
+            log.warning("cannot listen for notifications; polling until the database answers", exc_info=True)
+            self._retry_at = time.monotonic() + 2.0
+            return None
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn = None
