@@ -183,15 +183,11 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     log.info("%s dispatching when woken, and every %.2f s", dispatcher.name, timer)
     while not stop.is_set():
         try:
-            for driver in drivers:
-                driver.run_pending()
-            with db.session() as session:
-                needed = round_needed(session, settings)
-            if needed:
-                with db.session() as session:
-                    released = dispatcher.run_round(session)
-                if released:
-                    log.info("released %d job(s): %s", len(released), ", ".join(released))
+            # A round first: a freed slot takes a job already waiting (a search's next trial)
+            # at once, while the drivers' steps (a sampler's ask and tell) run after it.
+            _round_if_needed(db, dispatcher, settings)
+            if sum(driver.run_pending() for driver in drivers):
+                _round_if_needed(db, dispatcher, settings)  # the trials they just submitted
         except Exception:  # the database may be restarting: keep going
             log.exception("dispatch round failed")
             stop.wait(1.0)
@@ -199,6 +195,16 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     if listener:
         listener.close()
     db.dispose()
+
+
+def _round_if_needed(db: Database, dispatcher: Dispatcher, settings: Settings) -> None:
+    with db.session() as session:
+        needed = round_needed(session, settings)
+    if needed:
+        with db.session() as session:
+            released = dispatcher.run_round(session)
+        if released:
+            log.info("released %d job(s): %s", len(released), ", ".join(released))
 
 
 def _wait_for_a_change(listener: wakeups.Listener | None, timer: float, stop: threading.Event) -> None:

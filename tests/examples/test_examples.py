@@ -22,11 +22,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from tests.conftest import free_port
 from tests.service.code.test_code_jobs import Lab
 from tests.support.digit_images import encode as encode_digit
 from tests.support.digit_images import load_mnist_8k, picture
-from tests.support.processes import deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import deployment_env, serving
 from tests.support.shape_images import SHAPES, shape_image
 from tests.support.shape_images import encode as encode_shape
 
@@ -91,16 +90,8 @@ def lab(tmp_path_factory, make_pg_database, make_redis_url):
         LABTRAIN_BROKER_URL=make_redis_url(),
         LABTRAIN_CODE_MEMORY_MB="3000",
     )
-    created = run_cli(["users", "create", "student"], env)
-    assert created.returncode == 0, created.stderr
-    port = free_port()
-    processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2", "--name", "w1"])
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", processes)
-        yield Lab(home, env, port, created.stdout.strip(), processes)
-    finally:
-        for process in processes:
-            process.stop()
+    with serving(env, home, "student", ["--queues", "cpu", "--concurrency", "2", "--name", "w1"], kind=Lab) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import requests
@@ -123,18 +125,45 @@ def start_stack(
     ]
 
 
+@dataclass
+class Deployment:
+    """A running deployment (dispatcher, workers, API) and the token of its user."""
+
+    home: Path
+    env: dict[str, str]
+    port: int
+    token: str
+    processes: list[ServiceProcess]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @cached_property
+    def client(self) -> Client:
+        return Client(self.url, self.token)
+
+
 @contextmanager
-def serving(env: dict[str, str], home: Path, user: str, worker_args: list[str]) -> Iterator[Client]:
-    """A deployment's processes (dispatcher, one worker, API) running, and a client of a new
-    user `user`; the processes stop on exit."""
+def serving(
+    env: dict[str, str],
+    home: Path,
+    user: str,
+    worker_args: list[str],
+    more_workers: tuple[list[str], ...] = (),
+    kind: type[Deployment] = Deployment,
+) -> Iterator[Deployment]:
+    """A deployment's processes (dispatcher, a worker and `more_workers`, the API) running, with a
+    new user `user`; the processes stop on exit. `kind` may add helpers to what is yielded."""
     created = run_cli(["users", "create", user], env)
     assert created.returncode == 0, created.stderr
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     processes = start_stack(env, home, port, worker_args)
+    for n, args in enumerate(more_workers, start=2):
+        processes.append(ServiceProcess(["worker", *args], env, home / f"worker-more-{n}.log"))
     try:
-        wait_until_healthy(url, processes)
-        yield Client(url, created.stdout.strip())
+        wait_until_healthy(f"http://127.0.0.1:{port}", processes)
+        yield kind(home, env, port, created.stdout.strip(), processes)
     finally:
         for process in processes:
             process.stop()

@@ -19,19 +19,15 @@ from sqlalchemy import select
 
 from service.core.db import Database
 from service.core.orm import Job
-from tests.conftest import free_port
-from tests.support.processes import Client, ServiceProcess, deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import Deployment, ServiceProcess, deployment_env, serving
 from tests.workers.sandbox.test_escapes import host_processes_with
 
 SCRIPTS = Path(__file__).with_name("scripts")
 FAST_RECOVERY = {"LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S": "3", "LABTRAIN_RESEND_AFTER_S": "3"}
 
 
-class Lab:
-    def __init__(self, home, env, port, token, processes):
-        self.home, self.env, self.port, self.token, self.processes = home, env, port, token, processes
-        self.url = f"http://127.0.0.1:{port}"
-        self.client = Client(self.url, token)
+class Lab(Deployment):
+    """A deployment running code jobs, with what their tests ask of it."""
 
     def source(self, script: str) -> str:
         created = self.client.post("/api/v1/sources", files={"file": (script, (SCRIPTS / script).read_bytes())})
@@ -63,19 +59,10 @@ def lab(tmp_path_factory, make_pg_database, make_redis_url):
         LABTRAIN_CODE_MEMORY_MB="3000",
         **FAST_RECOVERY,
     )
-    created = run_cli(["users", "create", "student"], env)
-    assert created.returncode == 0, created.stderr
-    port = free_port()
-    processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "1", "--name", "w1"])
-    processes.append(
-        ServiceProcess(["worker", "--queues", "cpu", "--concurrency", "1", "--name", "w2"], env, home / "worker-w2.log")
-    )
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", processes)
-        yield Lab(home, env, port, created.stdout.strip(), processes)
-    finally:
-        for process in processes:
-            process.stop()
+    workers = (["--queues", "cpu", "--concurrency", "1", "--name", "w1"],)
+    more = (["--queues", "cpu", "--concurrency", "1", "--name", "w2"],)
+    with serving(env, home, "student", *workers, more_workers=more, kind=Lab) as lab:
+        yield lab
 
 
 def printed_epochs(log: str) -> list[dict]:

@@ -49,8 +49,8 @@ seen = {"path": str(root), "counts": counts, "size": size, "write": write}
 def lab(tmp_path_factory, make_pg_database, make_redis_url):
     home = tmp_path_factory.mktemp("image-lab")
     env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
-    with serving(env, home, "student", ["--queues", "cpu", "--concurrency", "1"]) as client:
-        yield client
+    with serving(env, home, "student", ["--queues", "cpu", "--concurrency", "1"]) as deployment:
+        yield deployment.client
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,15 @@ from sqlalchemy import select
 import service
 from service.core.db import Database
 from service.core.orm import Worker
-from tests.conftest import free_port
-from tests.support.processes import Client, deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import Deployment, deployment_env, serving
 
 ATTACK = Path(__file__).with_name("attack.py")
 
 
-class Lab:
-    def __init__(self, home: Path, env: dict[str, str], port: int, client: Client, source: str):
-        self.home, self.env, self.port, self.client, self.source = home, env, port, client, source
+class Lab(Deployment):
+    """A deployment whose user uploaded the attack script (attack.py), run with its arguments."""
+
+    source: str = ""
 
     def job(self, *args: str, timeout: float = 120, **spec) -> dict:
         created = self.client.post("/api/v1/jobs", json={"code": {"source": self.source, "args": list(args)}, **spec})
@@ -55,20 +55,12 @@ def lab(tmp_path_factory, make_pg_database, make_redis_url):
         LABTRAIN_CODE_MAX_PROCESSES="100",
         LABTRAIN_CODE_MEMORY_MB="400",
     )
-    created = run_cli(["users", "create", "mallory"], env)
-    assert created.returncode == 0, created.stderr
     (home / "token").write_text("the admin's token\n")  # what `labtrain up` keeps there
-    port = free_port()
-    processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "1"])
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", processes)
-        client = Client(f"http://127.0.0.1:{port}", created.stdout.strip())
-        source = client.post("/api/v1/sources", files={"file": ("attack.py", ATTACK.read_bytes())})
+    with serving(env, home, "mallory", ["--queues", "cpu", "--concurrency", "1"], kind=Lab) as lab:
+        source = lab.client.post("/api/v1/sources", files={"file": ("attack.py", ATTACK.read_bytes())})
         assert source.status_code == 201, source.text
-        yield Lab(home, env, port, client, source.json()["id"])
-    finally:
-        for process in processes:
-            process.stop()
+        lab.source = source.json()["id"]
+        yield lab
 
 
 def host_processes_with(marker: str) -> list[int]:
