@@ -41,7 +41,11 @@ def db_upgrade() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", "processes", default=2, show_default=True, type=int, help="gunicorn processes")
 @click.option(
-    "--threads", default=8, show_default=True, type=int, help="threads per process (an open event stream holds one)"
+    "--threads",
+    default=8,
+    show_default=True,
+    type=int,
+    help="threads per process for the Flask routes (open event streams take none)",
 )
 def api(host: str, port: int, processes: int, threads: int) -> None:
     """Serve the HTTP API with gunicorn."""
