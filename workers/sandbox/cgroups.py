@@ -19,6 +19,8 @@ from pathlib import Path
 CGROUP_MOUNT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpu")
 CPU_PERIOD_US = 100_000
+# An empty group younger than this may be one another worker is filling: sweep leaves it.
+STALE_AFTER_S = 120.0
 
 
 class CgroupError(RuntimeError):
@@ -111,12 +113,19 @@ class Hierarchy:
     def describe(self) -> str:
         return f"cgroup v{self.version} (memory, pids, cpu) under {', '.join(map(str, self.parents.values()))}"
 
-    def sweep(self) -> None:
+    def sweep(self, older_than_s: float = STALE_AFTER_S) -> None:
         """Remove the empty groups sandboxes left (a worker killed before it could clean up).
-        A group with processes in it is some other worker's running sandbox: never touched."""
+        A group with processes in it is some other worker's running sandbox, and a young empty
+        one is a sandbox another worker is making (its group exists a moment before its
+        process is put in): neither is touched."""
         first = next(iter(self.parents.values()))
-        for name in [folder.name for folder in first.iterdir() if folder.is_dir()]:
-            stale = JobCgroup(self.version, {c: parent / name for c, parent in self.parents.items()})
+        for folder in [folder for folder in first.iterdir() if folder.is_dir()]:
+            try:
+                if time.time() - folder.stat().st_mtime < older_than_s:
+                    continue
+            except OSError:  # gone meanwhile
+                continue
+            stale = JobCgroup(self.version, {c: parent / folder.name for c, parent in self.parents.items()})
             if stale.pids():
                 continue
             for folder in stale.folders.values():
