@@ -134,14 +134,15 @@ class StreamHub:
             return session.scalar(select(func.max(JobEvent.id))) or 0
 
     def _changed_since(self, last: int) -> tuple[int, list[tuple[str, str]]]:
-        # SQLite writes one transaction at a time, so event ids become visible in order.
+        # SQLite writes one transaction at a time, so event ids become visible in order. One row
+        # per job that changed, however many events it got (after an idle hour, too).
         with self.db.sessions() as session:
             rows = session.execute(
-                select(JobEvent.id, JobEvent.job_id, Job.owner_id)
+                select(JobEvent.job_id, Job.owner_id, func.max(JobEvent.id))
                 .join(Job, Job.id == JobEvent.job_id)
                 .where(JobEvent.id > last)
-                .order_by(JobEvent.id)
+                .group_by(JobEvent.job_id, Job.owner_id)
             ).all()
         if not rows:
             return last, []
-        return rows[-1][0], sorted({(job_id, owner_id) for _, job_id, owner_id in rows})
+        return max(newest for _, _, newest in rows), sorted((job_id, owner_id) for job_id, owner_id, _ in rows)

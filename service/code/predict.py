@@ -16,8 +16,8 @@ import numpy as np
 
 from service.core.errors import Conflict, SpecError
 from service.core.orm import Model
-from service.data.images import ImageError, mnist_digit, picture, to_input
-from service.data.instances import MAX_INSTANCES, array_batch, class_output
+from service.data.images import mnist_digit, picture, to_input
+from service.data.instances import array_batch, class_labels, class_output, picture_batch, pictures_sent
 
 MNIST_SIDE = 28
 MIN_SIDE = 8  # narrower inputs are sequences or tables (40 steps of 1 value), not pictures
@@ -55,7 +55,7 @@ def model_output(outputs: np.ndarray, model: Model) -> dict[str, Any]:
     if model.task == "classification":
         answer = class_output(outputs.reshape(len(outputs), -1), model.classes, model.meta["outputs_probabilities"])
         if model.class_names:
-            answer["labels"] = [model.class_names[int(i)] for i in answer["predictions"]]
+            answer["labels"] = class_labels(answer["predictions"], model.classes, model.class_names)
         return answer
     rows = outputs.reshape(len(outputs), -1)
     if model.task == "regression" and rows.shape[1] == 1:
@@ -101,10 +101,7 @@ def picture_input(shape: list[int], preprocess: dict[str, Any] | None) -> dict[s
 
 
 def image_batch(images: list[tuple[str, bytes]], shape: list[int], meta: dict[str, Any]) -> np.ndarray:
-    if not images:
-        raise SpecError("send one or more images as multipart form fields named 'file'", field="file")
-    if len(images) > MAX_INSTANCES:
-        raise SpecError(f"send at most {MAX_INSTANCES} images per request", field="file")
+    pictures_sent(images)
     preprocess = meta.get("preprocess")
     layout = image_layout(shape, preprocess)
     if layout is None:
@@ -115,19 +112,15 @@ def image_batch(images: list[tuple[str, bytes]], shape: list[int], meta: dict[st
         )
     height, width, channels, arrangement = layout
     mnist = _digits(layout, preprocess)
-    rows = []
-    for index, (filename, data) in enumerate(images):
-        try:
-            if mnist:  # the digit found, centred and scaled the way MNIST was made, then x / 255.0
-                pixels = to_input(mnist_digit(data), height, width, 1.0)[..., None]
-            else:
-                pixels = _prepared(picture(data, height, width, channels), preprocess or {})
-        except ImageError as exc:
-            raise SpecError(
-                f"file {index} ({filename or 'unnamed'}): {exc}", field=f"file.{index}", code="invalid_image"
-            ) from None
-        rows.append(_arranged(pixels, arrangement))
-    return np.stack(rows)
+
+    def prepare(data: bytes) -> np.ndarray:
+        if mnist:  # the digit found, centred and scaled the way MNIST was made, then x / 255.0
+            pixels = to_input(mnist_digit(data), height, width, 1.0)[..., None]
+        else:
+            pixels = _prepared(picture(data, height, width, channels), preprocess or {})
+        return _arranged(pixels, arrangement)
+
+    return picture_batch(images, prepare)
 
 
 def _prepared(pixels: np.ndarray, preprocess: dict[str, Any]) -> np.ndarray:

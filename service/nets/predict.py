@@ -10,8 +10,8 @@ import numpy as np
 
 from service.core.errors import SpecError
 from service.core.orm import Model
-from service.data.images import ImageError, mnist_digit, picture, to_input
-from service.data.instances import array_batch, class_output
+from service.data.images import mnist_digit, picture, to_input
+from service.data.instances import array_batch, class_labels, class_output, picture_batch, pictures_sent
 from service.data.tasks import CLASSIFICATION
 from service.nets.artifacts import load_network
 
@@ -24,27 +24,17 @@ class NetworkPredictor:
         batch = image_batch(images, model.input) if images is not None else array_batch(instances, model.input["shape"])
         answer = network_output(loaded(batch), model.task, model.classes, model.meta["outputs_probabilities"])
         if model.class_names and model.task == CLASSIFICATION:
-            position = {label: i for i, label in enumerate(model.classes)}
-            answer["labels"] = [model.class_names[position[p]] for p in answer["predictions"]]
+            answer["labels"] = class_labels(answer["predictions"], model.classes, model.class_names)
         return answer
 
 
 def image_batch(images: list[tuple[str, bytes]], model_input: dict) -> np.ndarray:
     """Uploaded pictures as a batch of the model's input."""
-    if not images:
-        raise SpecError("send one or more images as multipart form fields named 'file'", field="file")
+    pictures_sent(images)
     shape = model_input["shape"]
     if model_input.get("kind") != "image" or (shape[-1] != 1 and not model_input.get("resize")):
         raise SpecError(f"this model takes inputs of shape {shape}, not images; send JSON instances", field="file")
-    inputs = []
-    for index, (filename, data) in enumerate(images):
-        try:
-            inputs.append(_image_input(data, model_input))
-        except ImageError as exc:
-            raise SpecError(
-                f"file {index} ({filename or 'unnamed'}): {exc}", field=f"file.{index}", code="invalid_image"
-            ) from None
-    return np.stack(inputs)
+    return picture_batch(images, lambda data: _image_input(data, model_input))
 
 
 def _image_input(data: bytes, model_input: dict) -> np.ndarray:
