@@ -63,7 +63,7 @@ def service_search(trials: int) -> tuple[float, float, int]:
         try:
             started = time.perf_counter()
             job_id = client.post("/api/v1/jobs", json=spec).json()["id"]
-            job = client.wait_for(job_id, timeout=1800, poll=0.05)
+            job = client.follow(job_id, timeout=1800)
             elapsed = time.perf_counter() - started
             assert job["status"] == "succeeded", job
             failed = sum(1 for t in job["result"]["trials"] if t.get("status") != "succeeded")

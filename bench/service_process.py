@@ -17,6 +17,7 @@ REDIS = os.environ.get("LABTRAIN_BENCH_REDIS", "redis://127.0.0.1:6379/9")
 
 def start_service(mode: str, home: Path, api_workers: int = 2, **extra_env: str):
     """(client, processes, cleanup) for a fresh service of `mode` with its state under `home`."""
+    extra_env.setdefault("LABTRAIN_CHECKPOINT_EVERY_S", "30")  # the default, not the tests' every epoch
     port = free_port()
     if mode == "embedded":
         process = ServiceProcess(["up", "--port", str(port)], service_env(home, **extra_env), home / "up.log")

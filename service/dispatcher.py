@@ -168,9 +168,10 @@ def round_needed(session: Session, settings: Settings) -> bool:
 def run_forever(settings: Settings, stop: threading.Event) -> None:
     """The dispatcher process: a round whenever something changed its decision (a job was
     submitted, finished or cancelled; a worker came online), heard as a notification on
-    PostgreSQL, and on a timer besides: every `dispatch_interval_s` on SQLite, which cannot
-    notify, and every `dispatch_safety_s` on PostgreSQL, which catches a lost wake-up and
-    what no one announces (a heartbeat going stale, a job the broker lost)."""
+    PostgreSQL, and on SQLite, which cannot notify, seen as a commit (it asks every
+    `dispatch_interval_s`, reading no table); and every `dispatch_safety_s` besides, which
+    catches a lost wake-up and what no one announces (a heartbeat going stale, a job the
+    broker lost)."""
     db = Database(settings.database_url)
     dispatcher = Dispatcher(settings, make_celery(settings))
     drivers = [family.driver(settings, db, dispatcher.name) for family in families.all_families() if family.driver]
@@ -179,7 +180,8 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
         if wakeups.notifies(settings.database_url)
         else None
     )
-    timer = settings.dispatch_safety_s if listener else settings.dispatch_interval_s
+    commits = None if listener else wakeups.SqliteChanges(settings.database_url)
+    timer = settings.dispatch_safety_s
     log.info("%s dispatching when woken, and every %.2f s", dispatcher.name, timer)
     while not stop.is_set():
         try:
@@ -191,9 +193,11 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
         except Exception:  # the database may be restarting: keep going
             log.exception("dispatch round failed")
             stop.wait(1.0)
-        _wait_for_a_change(listener, timer, stop)
+        _wait_for_a_change(listener, commits, settings, stop)
     if listener:
         listener.close()
+    if commits:
+        commits.close()
     db.dispose()
 
 
@@ -207,15 +211,18 @@ def _round_if_needed(db: Database, dispatcher: Dispatcher, settings: Settings) -
             log.info("released %d job(s): %s", len(released), ", ".join(released))
 
 
-def _wait_for_a_change(listener: wakeups.Listener | None, timer: float, stop: threading.Event) -> None:
-    """Until a wake-up that may change a round's decision, or the timer."""
-    if listener is None:
-        stop.wait(timer)
-        return
-    deadline = time.monotonic() + timer
+def _wait_for_a_change(
+    listener: wakeups.Listener | None, commits: wakeups.SqliteChanges | None, settings: Settings, stop: threading.Event
+) -> None:
+    """Until a wake-up that may change a round's decision (on SQLite: any commit), or the timer."""
+    deadline = time.monotonic() + settings.dispatch_safety_s
     while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        if listener is None:
+            stop.wait(min(left, settings.dispatch_interval_s))
+            if commits.changed():
+                return
         # Epoch and log events wake the streams, not this: only a new status or worker counts.
-        if any(_changes_decision(wake) for wake in listener.wait(min(left, STOP_CHECK_S))):
+        elif any(_changes_decision(wake) for wake in listener.wait(min(left, STOP_CHECK_S))):
             return
 
 

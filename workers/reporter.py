@@ -4,67 +4,101 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from service.core.db import Database
-from service.core.orm import Job, JobEvent
+from service.core.orm import Job, JobEvent, utcnow
 from service.jobs import lifecycle
 from workers.trainers.base import Cancelled
 from workers.watch import JobWatch
 
 MAX_LOG_BYTES = 20 * 1024 * 1024  # of a job's own output, in its log
-PROGRESS_EVERY_S = 0.25
+WRITE_EVERY_S = 0.25  # log events and progress wait at most this long to be written
 
 
 class DbReporter:
     """Writes a trainer's events and progress to the job's rows; raises Cancelled once asked to stop."""
 
     def __init__(
-        self, db: Database, job_id: str, job_log: logging.Logger, checkpoint_dir: Path | None, watch: JobWatch
+        self,
+        db: Database,
+        job_id: str,
+        job_log: logging.Logger,
+        checkpoint_dir: Path | None,
+        watch: JobWatch,
+        checkpoint_every_s: float = 0.0,
     ):
         self.db, self.job_id, self.log, self.checkpoint_dir, self.watch = db, job_id, job_log, checkpoint_dir, watch
+        self.checkpoint_every_s = checkpoint_every_s
+        self._checkpoint_at = time.monotonic()
         self._epochs_seen: set[int] | None = None
         self._logged = 0
         self._pending: dict[str, Any] = {}  # progress not written yet
-        self._progress_at = 0.0
+        self._logs: list[tuple[str, dict[str, Any], datetime]] = []  # log events not written yet
+        self._written_at = 0.0
 
+    # A short job's many steps (a fold, a trial) would each cost a transaction: log events and
+    # progress wait up to WRITE_EVERY_S and go together, with the next other event, or with the
+    # job's outcome; other events (an epoch, a trial) and metrics are written at once.
     def event(self, type_: str, data: dict[str, Any]) -> None:
         self._check()
+        if type_ == "log":
+            self.log.info("%s", data.get("message", data))
+            self._logs.append((type_, data, utcnow()))
+            self._write_if_due()
+            return
         with self.db.session() as session:
             if type_ == "epoch" and self._already_reported(session, data["epoch"]):
                 return
+            self.write_pending(session)  # the log lines before it keep their place
             lifecycle.add_event(session, self.job_id, type_, data)
-            self._write_progress(session)  # what progress waits goes in the same transaction
-        if type_ == "log":
-            self.log.info("%s", data.get("message", data))
 
     def progress(self, **fields: Any) -> None:
-        """Progress is written at most every PROGRESS_EVERY_S, or with the next event, so a short
-        job's many steps (a fold, a trial) do not each cost a transaction; metrics at once."""
         self._check()
         self._pending.update(fields)
-        if "metrics" in fields or time.monotonic() - self._progress_at >= PROGRESS_EVERY_S:
+        if "metrics" in fields:
             self.flush()
+        else:
+            self._write_if_due()
 
     def flush(self) -> None:
-        """Write the progress still waiting (the runner calls it before the job's outcome)."""
-        if self._pending:
+        """Write what waits in a transaction of its own."""
+        if self._pending or self._logs:
             with self.db.session() as session:
-                self._write_progress(session)
+                self.write_pending(session)
 
-    def _write_progress(self, session) -> None:
+    def write_pending(self, session) -> None:
+        """Write what waits in the caller's transaction (the runner's, with the job's outcome)."""
+        self._written_at = time.monotonic()
+        if self._logs:
+            lifecycle.add_events(session, self.job_id, self._logs)
+            self._logs = []
         if not self._pending:
             return
         fields, self._pending = self._pending, {}
-        self._progress_at = time.monotonic()
         job = session.get(Job, self.job_id)
         metrics = fields.pop("metrics", None)
         if metrics is not None:
             job.metrics = metrics
         job.progress = {**(job.progress or {}), **fields}
+
+    def checkpoint_due(self, last: bool) -> bool:
+        """The final epoch's checkpoint, and others at most every checkpoint_every_s: a save costs
+        a short epoch a few percent, and a lost worker costs at most that much training."""
+        if self.checkpoint_dir is None:
+            return False
+        if last or time.monotonic() - self._checkpoint_at >= self.checkpoint_every_s:
+            self._checkpoint_at = time.monotonic()
+            return True
+        return False
+
+    def _write_if_due(self) -> None:
+        if time.monotonic() - self._written_at >= WRITE_EVERY_S:
+            self.flush()
 
     def output(self, stream: str, line: str) -> None:
         """A line the job's program printed goes to the job's log (bounded: MAX_LOG_BYTES a job)."""
@@ -77,6 +111,10 @@ class DbReporter:
         self.log.log(logging.WARNING if stream == "stderr" else logging.INFO, "%s", line)
 
     def stop_requested(self) -> bool:
+        # Asked after every batch and by a code job's supervisor: what waits is written on time
+        # even while the job reports nothing new (a long notebook cell after its `cell i/N`).
+        if self._logs or self._pending:
+            self._write_if_due()
         return self.watch.stop.is_set()
 
     def _already_reported(self, session, epoch: int) -> bool:

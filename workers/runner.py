@@ -61,7 +61,7 @@ class JobRunner:
             self.db, job_id, attempt, time_limit, self.settings.stop_grace_s, self.settings.job_heartbeat_timeout_s
         )
         watch.start()
-        reporter = DbReporter(self.db, job_id, job_log, checkpoints, watch)
+        reporter = DbReporter(self.db, job_id, job_log, checkpoints, watch, self.settings.checkpoint_every_s)
         status: str | None = None
         try:
             job_log.info("job %s started on %s (attempt %d)", job_id, self.worker_name, attempt)
@@ -69,22 +69,21 @@ class JobRunner:
             source = DataSource(self.settings.data_dir, uploaded, self.settings, job_id, attempt)
             data = trainer.load_data(run, source)
             trained = trainer.train(run, data, reporter)
-            reporter.flush()
             if isinstance(trained, JobResult):
-                status = self._succeed_with_result(job_id, attempt, trained, job_log, watch)
+                status = self._succeed_with_result(job_id, attempt, trained, job_log, reporter)
             else:
-                status = self._succeed(job_id, attempt, owner_id, trained, job_log, watch)
+                status = self._succeed(job_id, attempt, owner_id, trained, job_log, reporter)
         except Cancelled:
             if watch.reason == SUPERSEDED:
                 job_log.warning("job %s attempt %d was taken over by another attempt; stopping", job_id, attempt)
                 return None
             job_log.info("job %s stopped: %s", job_id, watch.reason or CANCELLED)
             status, fields = outcome(watch.reason or CANCELLED, time_limit)
-            self._finish(job_id, attempt, status, watch, **fields)
+            self._finish(job_id, attempt, status, reporter, **fields)
         except JobFailed as failed:  # a failure the trainer could name
             job_log.error("job %s failed: %s", job_id, failed.message)
             status = self._finish(
-                job_id, attempt, lifecycle.FAILED, watch, error_code=failed.code, error=failed.message
+                job_id, attempt, lifecycle.FAILED, reporter, error_code=failed.code, error=failed.message
             )
         except Exception as exc:  # the job fails; the worker goes on with the next one
             job_log.error("job %s failed:\n%s", job_id, traceback.format_exc())
@@ -93,7 +92,7 @@ class JobRunner:
                 job_id,
                 attempt,
                 lifecycle.FAILED,
-                watch,
+                reporter,
                 error_code="training_error",
                 error=f"{message} (the job's log has the full traceback)",
             )
@@ -117,9 +116,17 @@ class JobRunner:
         lifecycle.finish(session, job_id, lifecycle.FAILED, attempt=attempt, error_code="invalid_spec", error=message)
         return lifecycle.FAILED
 
+    # The outcome's transaction also writes the log lines and progress the reporter holds.
     def _succeed(
-        self, job_id: str, attempt: int, owner_id: str, trained: TrainedModel, job_log: logging.Logger, watch: JobWatch
+        self,
+        job_id: str,
+        attempt: int,
+        owner_id: str,
+        trained: TrainedModel,
+        job_log: logging.Logger,
+        reporter: DbReporter,
     ) -> str:
+        watch = reporter.watch
         if watch.stop.is_set():
             raise Cancelled()
         model_id = new_id()
@@ -128,6 +135,7 @@ class JobRunner:
             trained.write(trained.artifact, tmp)
         watch.finishing = True
         with self.db.session() as session:
+            reporter.write_pending(session)
             session.add(
                 Model(
                     id=model_id,
@@ -156,13 +164,14 @@ class JobRunner:
         return lifecycle.SUCCEEDED
 
     def _succeed_with_result(
-        self, job_id: str, attempt: int, found: JobResult, job_log: logging.Logger, watch: JobWatch
+        self, job_id: str, attempt: int, found: JobResult, job_log: logging.Logger, reporter: DbReporter
     ) -> str:
         """A job whose outcome is its result (an optimisation): no model to save."""
-        if watch.stop.is_set():
+        if reporter.watch.stop.is_set():
             raise Cancelled()
-        watch.finishing = True
+        reporter.watch.finishing = True
         with self.db.session() as session:
+            reporter.write_pending(session)
             if not lifecycle.finish(
                 session, job_id, lifecycle.SUCCEEDED, attempt=attempt, metrics=found.metrics, result=found.result
             ):
@@ -170,9 +179,10 @@ class JobRunner:
         job_log.info("job %s succeeded", job_id)
         return lifecycle.SUCCEEDED
 
-    def _finish(self, job_id: str, attempt: int, status: str, watch: JobWatch, **fields: Any) -> str:
-        watch.finishing = True
+    def _finish(self, job_id: str, attempt: int, status: str, reporter: DbReporter, **fields: Any) -> str:
+        reporter.watch.finishing = True
         with self.db.session() as session:
+            reporter.write_pending(session)
             lifecycle.finish(session, job_id, status, attempt=attempt, **fields)
         return status
 

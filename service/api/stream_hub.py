@@ -2,8 +2,9 @@
 gets an event, so an idle stream costs a small object, not a thread or a query.
 
 On PostgreSQL one LISTEN connection per process hears every job event (service/core/wakeups.py).
-On SQLite one task per process asks the database for new events every `poll_s`, for all the
-streams of the process at once. Either way a stream also looks on its own every heartbeat,
+On SQLite one task per process asks SQLite every CHANGE_CHECK_S whether anything was
+committed (wakeups.SqliteChanges, which reads no table) and only then, or every `poll_s`
+at the latest, asks for new events, for all the streams of the process at once. Either way a stream also looks on its own every heartbeat,
 so a lost wake-up delays it, never loses it.
 """
 
@@ -26,6 +27,7 @@ from service.core.orm import Job, JobEvent
 log = logging.getLogger(__name__)
 
 RECONNECT_S = 1.0
+CHANGE_CHECK_S = 0.02  # SQLite: how often the hub asks whether anything was committed
 ALL = "all"  # every job's change (an admin's job list)
 
 
@@ -116,18 +118,27 @@ class StreamHub:
 
     async def _poll(self) -> None:
         last = await anyio.to_thread.run_sync(self._newest_event)
+        commits = await anyio.to_thread.run_sync(wakeups.SqliteChanges, self.url)
         self.connected = True
-        while True:
-            await asyncio.sleep(self.poll_s)
-            if not self._waiting:
-                continue
-            try:
-                last, changed = await anyio.to_thread.run_sync(self._changed_since, last)
-            except Exception:
-                log.warning("stream poll failed", exc_info=True)
-                continue
-            for job_id, owner_id in changed:
-                self.wake(job_key(job_id), user_key(owner_id))
+        looked = asyncio.get_running_loop().time()
+        try:
+            while True:
+                await asyncio.sleep(CHANGE_CHECK_S)
+                if not self._waiting:
+                    continue
+                now = asyncio.get_running_loop().time()
+                try:
+                    if not await anyio.to_thread.run_sync(commits.changed) and now - looked < self.poll_s:
+                        continue
+                    looked = now
+                    last, changed = await anyio.to_thread.run_sync(self._changed_since, last)
+                except Exception:
+                    log.warning("stream poll failed", exc_info=True)
+                    continue
+                for job_id, owner_id in changed:
+                    self.wake(job_key(job_id), user_key(owner_id))
+        finally:
+            commits.close()
 
     def _newest_event(self) -> int:
         with self.db.sessions() as session:

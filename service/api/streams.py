@@ -26,7 +26,7 @@ from service.api.monitoring import OPEN_STREAMS
 from service.api.stream_hub import StreamHub
 from service.core.db import Database
 
-HUB_POLL_S = 0.25  # SQLite: how often the hub looks for new events, for all streams at once
+HUB_POLL_S = 1.0  # SQLite: the hub looks for new events at least this often (sooner on a commit)
 READERS = 8  # database reads of streams at once, per process (below the connection pool's size)
 
 

@@ -44,10 +44,13 @@ class Settings:
     resend_after_s: float = 60.0
     # A cancelled or overdue job that has not stopped after this long is killed.
     stop_grace_s: float = 30.0
+    # A network job writes a checkpoint at its last epoch and at most this often before it.
+    checkpoint_every_s: float = 30.0
     max_attempts: int = 3
-    # How often the dispatcher runs a round on a timer: on SQLite, its only way to see a change;
-    # on PostgreSQL, notifications wake it at once and the timer only catches what they miss.
-    dispatch_interval_s: float = 0.05
+    # On SQLite, how often the dispatcher asks whether anything was committed (its only way to
+    # see a change; the question reads no table). Either way it runs a round every
+    # dispatch_safety_s, which catches what no one announces and any wake-up lost.
+    dispatch_interval_s: float = 0.02
     dispatch_safety_s: float = 1.0
     # `labtrain admin prune` removes finished jobs' files after this many days by default.
     retention_days: int = 30
@@ -117,8 +120,9 @@ class Settings:
             job_heartbeat_timeout_s=_env_float(environ, "LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S", 60.0),
             resend_after_s=_env_float(environ, "LABTRAIN_RESEND_AFTER_S", 60.0),
             stop_grace_s=_env_float(environ, "LABTRAIN_STOP_GRACE_S", 30.0),
+            checkpoint_every_s=_env_float(environ, "LABTRAIN_CHECKPOINT_EVERY_S", 30.0),
             max_attempts=_env_int(environ, "LABTRAIN_MAX_ATTEMPTS", 3),
-            dispatch_interval_s=_env_float(environ, "LABTRAIN_DISPATCH_INTERVAL_S", 0.05),
+            dispatch_interval_s=_env_float(environ, "LABTRAIN_DISPATCH_INTERVAL_S", 0.02),
             dispatch_safety_s=_env_float(environ, "LABTRAIN_DISPATCH_SAFETY_S", 1.0),
             retention_days=_env_int(environ, "LABTRAIN_RETENTION_DAYS", 30),
             submit_rate_limit=environ.get("LABTRAIN_SUBMIT_RATE_LIMIT", "120/minute") or None,

@@ -6,13 +6,17 @@ readers (the dispatcher, the API's event streams) hold one LISTEN connection per
 A notification can still be lost (a listener reconnecting, a dropped connection), so every
 reader also looks on a timer: a wake-up makes it faster, never correct.
 
-SQLite has no notifications: there `notify` does nothing and the readers poll.
+SQLite has no notifications: there `notify` does nothing and the readers poll, cheaply:
+`SqliteChanges` asks SQLite whether anyone committed (`PRAGMA data_version`, which reads no
+table), and only then does a reader run its queries.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +36,29 @@ MAX_PAYLOAD = 7900  # PostgreSQL refuses a payload of 8000 bytes or more
 def notifies(url: str) -> bool:
     """Whether the database at `url` delivers notifications (PostgreSQL does, SQLite does not)."""
     return make_url(url).get_backend_name() == "postgresql"
+
+
+class SqliteChanges:
+    """Whether another connection committed to a SQLite database since the last look."""
+
+    def __init__(self, url: str):
+        path = make_url(url).database
+        # Its own connection: data_version counts the commits of every other one.
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._version = self._read()
+
+    def _read(self) -> int:
+        with self._lock:
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def changed(self) -> bool:
+        version = self._read()
+        changed, self._version = version != self._version, version
+        return changed
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def notify(session: Session, channel: str, payload: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ UPDATE, so two processes can never both move the same job.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -48,23 +49,37 @@ def create_job(
 
 
 def add_event(session: Session, job_id: str, type_: str, data: dict[str, Any]) -> JobEvent:
-    """Append an event with the job's next sequence number.
+    """Append an event with the job's next sequence number."""
+    return add_events(session, job_id, [(type_, data, utcnow())])[0]
+
+
+def add_events(session: Session, job_id: str, events: list[tuple[str, dict[str, Any], datetime]]) -> list[JobEvent]:
+    """Append (type, data, time) events with the job's next sequence numbers, in one statement
+    and one wake-up however many there are (a worker sends a short job's log lines together).
 
     The counter lives on the job row: the UPDATE locks that row until commit, so
     concurrent writers to one job get consecutive numbers and never collide.
     """
-    seq, owner_id = session.execute(
-        update(Job).where(Job.id == job_id).values(event_seq=Job.event_seq + 1).returning(Job.event_seq, Job.owner_id)
+    last, owner_id = session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(event_seq=Job.event_seq + len(events))
+        .returning(Job.event_seq, Job.owner_id)
     ).one()
-    event = JobEvent(job_id=job_id, seq=seq, type=type_, data=data, time=utcnow())
-    session.add(event)
+    first = last - len(events) + 1
+    rows = [
+        JobEvent(job_id=job_id, seq=first + i, type=type_, data=data, time=at)
+        for i, (type_, data, at) in enumerate(events)
+    ]
+    session.add_all(rows)
     session.flush()
     # Delivered at commit: the streams of this job and of its owner wake, and the dispatcher
     # looks again when a job's status changed (submitted, finished, cancelled).
+    type_, data, _ = events[-1]
     wakeups.notify(
         session, wakeups.JOB_EVENTS, {"job": job_id, "owner": owner_id, "type": type_, "status": data.get("status")}
     )
-    return event
+    return rows
 
 
 def claim(session: Session, job_id: str, worker: str) -> int | None:

@@ -4,9 +4,10 @@ A search job never occupies a worker. Each step the driver tells the strategy th
 of the trials that finished, then asks it for new trials and submits each as a child job,
 through the same submit path as the API and scheduled by the same fair share, until
 `parallel` are queued or running. Optuna keeps the trials in our database and supplies
-grid, random and TPE; the seven metaheuristics are our own ask/tell optimisers. Between
-steps the search's state is kept as JSON in its job folder (service/search/state.py), so
-a restarted dispatcher carries on where the last one stopped.
+grid, random and TPE, its trials in a journal file (service/search/studies.py); the seven
+metaheuristics are our own ask/tell optimisers. Between steps the search's state is kept as
+JSON in its job folder (service/search/state.py), so a restarted dispatcher carries on where
+the last one stopped.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from service.jobs import lifecycle, submission
 from service.jobs.context import SubmitContext
 from service.jobs.lifecycle import FINISHED, QUEUED, RUNNING
 from service.search import state as saved
+from service.search import studies
 from service.search.grid import GridSampler
 from service.search.spec import SearchPlan, SearchRun, grid_values
 from service.search.state import SearchState, TrialRecord
@@ -60,6 +62,17 @@ class Trial:
         return cls(job.id, job.trial_number, job.status, job.metrics, job.result, job.error)
 
 
+def _children(session: Session, parent_id: str, told: set[int]) -> list[Trial]:
+    """A search's trials; whole rows only for those finished and not yet told (a long search
+    would otherwise read every trial's metrics at every step)."""
+    rows = session.execute(
+        select(Job.id, Job.trial_number, Job.status).where(Job.parent_id == parent_id).order_by(Job.trial_number)
+    ).all()
+    untold = [row.id for row in rows if row.status in FINISHED and row.trial_number not in told]
+    whole = {job.id: Trial.of(job) for job in session.scalars(select(Job).where(Job.id.in_(untold)))} if untold else {}
+    return [whole.get(row.id) or Trial(row.id, row.trial_number, row.status, None, None, None) for row in rows]
+
+
 def pending_searches(session: Session, seen: dict[str, tuple]) -> list[str]:
     """Searches that need a step: new, cancelled, or whose trials changed since `seen` was noted."""
     parents = session.execute(
@@ -85,7 +98,7 @@ def pending_searches(session: Session, seen: dict[str, tuple]) -> list[str]:
 class SearchDriver:
     def __init__(self, settings: Settings, db: Database, name: str):
         self.settings, self.db, self.name = settings, db, name
-        self._storage = None
+        self._journals: dict[str, optuna.storages.JournalStorage] = {}  # by search, while it runs
         self._seen: dict[str, tuple] = {}
 
     def run_pending(self) -> int:
@@ -100,19 +113,19 @@ class SearchDriver:
         return len(due)
 
     # -- one step -------------------------------------------------------------------------
-    # Optuna writes through its own connection; with SQLite there is one writer at a time, so
-    # a step never holds a transaction of ours while Optuna works: read, then Optuna, then write.
+    # A step never holds a transaction of ours while Optuna works (with SQLite, one writer at
+    # a time): read, then Optuna, then write.
     def step(self, parent_id: str) -> None:
         with self.db.session() as session:
             if not self._lease(session, parent_id):
                 return
             parent = session.get(Job, parent_id)
             run, cancel = SearchRun.model_validate(parent.spec), parent.cancel_requested
-            children = [Trial.of(c) for c in session.scalars(select(Job).where(Job.parent_id == parent_id))]
-        search = run.search
-        folder = storage.job_dir(self.settings, parent_id)
-        state = saved.load(folder, search)
-        study = self._study(parent_id, search, state)
+            search = run.search
+            folder = storage.job_dir(self.settings, parent_id)
+            state = saved.load(folder, search)
+            children = _children(session, parent_id, told=set(state.told))
+        study = self._study(parent_id, folder, search, state)
         active = sum(1 for c in children if c.status not in FINISHED)
         try:
             outcomes = [
@@ -139,6 +152,7 @@ class SearchDriver:
                     self._record_progress(session, parent_id, search, state, active)
                 if finished:
                     _close_orphans(study)
+                    self._journals.pop(parent_id, None)
                 if not rejected:
                     break
                 # A trial whose spec was refused is a failed trial: tell it, then ask again.
@@ -281,13 +295,16 @@ class SearchDriver:
             parent.metrics = {search.metric: best.value, "best_trial": best.job_id}
 
     # -- Optuna ---------------------------------------------------------------------------
-    def _study(self, parent_id: str, search: SearchPlan, state: SearchState):
-        if self._storage is None:
+    def _study(self, parent_id: str, folder, search: SearchPlan, state: SearchState):
+        name = f"labtrain-{parent_id}"
+        if parent_id not in self._journals:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            self._storage = optuna.storages.RDBStorage(self.settings.database_url)
+            self._journals[parent_id] = studies.open_journal(
+                folder, name, self.settings.database_url, begun=bool(state.trials)
+            )
         return optuna.create_study(
-            study_name=f"labtrain-{parent_id}",
-            storage=self._storage,
+            study_name=name,
+            storage=self._journals[parent_id],
             direction=search.direction,
             load_if_exists=True,
             sampler=new_sampler(search, asked=len(state.trials)),

@@ -2,7 +2,7 @@
 
 The trials (their parameters, scores and models), the order their scores came in, the
 best-so-far curve and, for a metaheuristic, the optimiser's own state (as data: see
-service/metaheuristics/state.py). Optuna keeps its trials in its own tables; its samplers
+service/metaheuristics/state.py). Optuna keeps its trials in its own journal (studies.py); its samplers
 hold nothing that matters between steps, so each step builds its sampler anew from the
 spec. Nothing here names a module path, so moving code cannot break a running search.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -52,6 +53,8 @@ def service_env(home: Path, **overrides: str) -> dict[str, str]:
     env["LABTRAIN_HOME"] = str(home)
     # Tests submit bursts of jobs; the rate limits have tests of their own.
     env["LABTRAIN_SUBMIT_RATE_LIMIT"] = env["LABTRAIN_PREDICT_RATE_LIMIT"] = ""
+    # Tests stop workers between short epochs and expect each epoch's checkpoint.
+    env["LABTRAIN_CHECKPOINT_EVERY_S"] = "0"
     env.update(overrides)
     return env
 
@@ -112,6 +115,26 @@ class Client:
                 return job
             time.sleep(poll)
         raise TimeoutError(f"job {job_id} did not finish in {timeout}s: {job}")
+
+    def follow(self, job_id: str, timeout: float = 600) -> dict:
+        """Wait for the job's end on its event stream, as `labtrain run` does: no polling, so a
+        benchmark takes no CPU from the job it times; then the job."""
+        finished = ("succeeded", "failed", "cancelled")
+        headers = {"Accept": "text/event-stream"}
+        with self.session.get(
+            f"{self.base_url}/api/v1/jobs/{job_id}/events", headers=headers, stream=True, timeout=timeout
+        ) as stream:
+            kind = None
+            for line in stream.iter_lines(decode_unicode=True):
+                if line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif (
+                    line.startswith("data: ")
+                    and kind == "status"
+                    and json.loads(line.removeprefix("data: ")).get("status") in finished
+                ):
+                    break
+        return self.get(f"/api/v1/jobs/{job_id}").json()
 
 
 def start_stack(

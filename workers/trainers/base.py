@@ -39,6 +39,10 @@ class Reporter(Protocol):
 
     def event(self, type_: str, data: dict[str, Any]) -> None: ...
 
+    def checkpoint_due(self, last: bool) -> bool:
+        """Asked at each epoch's end: whether to write a checkpoint now (`last`: the final epoch)."""
+        ...
+
     def progress(self, **fields: Any) -> None: ...
 
     def output(self, stream: str, line: str) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import time
 
+import optuna
 import pytest
 from sqlalchemy import select
 
+from service.core import storage
 from service.core.orm import Job
 from service.jobs import lifecycle
+from service.search import studies
 from service.search.driver import SearchDriver
 from tests.service.api.test_api_jobs import assert_error
 
@@ -335,17 +338,17 @@ def test_a_restarted_driver_carries_on_and_another_waits_for_the_lease(client, a
 
 
 def test_a_trial_asked_but_never_submitted_is_failed_in_optuna_when_the_search_ends(client, alice, settings, db, drive):
-    import optuna
 
     parent = client.post(
         "/api/v1/jobs", json={**KNN_SEARCH, "search": {**KNN_SEARCH["search"], "trials": 2}}, headers=alice
     ).get_json()
     drive.driver.run_pending()
-    storage = optuna.storages.RDBStorage(settings.database_url)
-    study = optuna.load_study(study_name=f"labtrain-{parent['id']}", storage=storage)
+    journal = studies.open_journal(
+        storage.job_dir(settings, parent["id"]), f"labtrain-{parent['id']}", settings.database_url, begun=True
+    )
+    study = optuna.load_study(study_name=f"labtrain-{parent['id']}", storage=journal)
     orphan = study.ask()  # as a dispatcher that died between asking and submitting would leave it
     drive(parent["id"])
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     assert states[orphan.number] == optuna.trial.TrialState.FAIL
     assert [states[n] for n in (0, 1)] == [optuna.trial.TrialState.COMPLETE] * 2
-    storage.engine.dispose()

@@ -41,6 +41,9 @@ class ListReporter:
     def stop_requested(self):
         return False
 
+    def checkpoint_due(self, last):
+        return self.checkpoint_dir is not None
+
     def event(self, type_, data):
         self.events.append((type_, data))
         self._maybe_cancel()

@@ -127,6 +127,29 @@ def test_presets_train_report_every_epoch_and_predict(digits, tmp_path, framewor
     assert "Trainable params" in trained.summary or "Total params" in trained.summary
 
 
+class LastEpochOnly(ListReporter):
+    """Says a checkpoint is due only at the last epoch (as the clock does for short epochs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def checkpoint_due(self, last):
+        self.asked.append(last)
+        return last
+
+
+@pytest.mark.parametrize("framework,preset", [("pytorch", "feedforward"), ("tensorflow", "mlp")])
+def test_a_checkpoint_is_written_only_when_the_reporter_says_it_is_due(digits, tmp_path, framework, preset):
+    layers = validate_layers(preset_layers(preset, 10, SHAPE))
+    reporter = LastEpochOnly()
+    reporter.checkpoint_dir = tmp_path
+    train(network_spec(framework, layers, "sequential", epochs=3), digits, reporter)
+    assert reporter.asked == [False, False, True]
+    suffix = ".pt" if framework == "pytorch" else ".keras"
+    assert [p.name for p in tmp_path.iterdir()] == [f"epoch-0003{suffix}"]
+
+
 @pytest.mark.parametrize(
     "framework,preset,api", [("pytorch", "feedforward", "sequential"), ("tensorflow", "mlp", "subclassing")]
 )

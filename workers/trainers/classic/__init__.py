@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import skops.io
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
@@ -131,10 +132,16 @@ def _cross_validate(pipeline, X, y, task, cv, seed, report, steps) -> dict[str, 
     splitter_cls = StratifiedKFold if task == CLASSIFICATION else KFold
     splitter = splitter_cls(n_splits=cv, shuffle=True, random_state=seed)
     scorer = get_scorer(CV_SCORING[task])
+    # The folds' models are thrown away, so a table of numbers goes to them as arrays: the same
+    # numbers, half scikit-learn's checking of data frames on small sets (a search's trials).
+    # (Categorical columns are picked by name: those tables stay frames.)
+    numeric = "prepare" not in pipeline.named_steps and all(pd.api.types.is_numeric_dtype(t) for t in X.dtypes)
+    X, y = (X.to_numpy(), y.to_numpy()) if numeric else (X, y)
+    rows = (lambda data, index: data[index]) if numeric else (lambda data, index: data.iloc[index])
     scores = []
     for fold, (fit_rows, score_rows) in enumerate(splitter.split(X, y), start=1):
-        model = clone(pipeline).fit(X.iloc[fit_rows], y.iloc[fit_rows])
-        scores.append(float(scorer(model, X.iloc[score_rows], y.iloc[score_rows])))
+        model = clone(pipeline).fit(rows(X, fit_rows), rows(y, fit_rows))
+        scores.append(float(scorer(model, rows(X, score_rows), rows(y, score_rows))))
         report.event("log", {"message": f"fold {fold}/{cv}: {CV_SCORING[task]} {scores[-1]:.4f}"})
         report.progress(fraction=fold / steps)
     return {"metric": CV_SCORING[task], "folds": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores))}

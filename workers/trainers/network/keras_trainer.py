@@ -80,7 +80,7 @@ class ServiceCallback(keras.callbacks.Callback):
         # Report, then checkpoint: an attempt that dies between the two repeats this epoch,
         # and the repeated report is dropped (never a missing one).
         epoch_report(self.report, epoch + 1, self.epochs, logs or {}, seconds)
-        if self.report.checkpoint_dir is not None:
+        if self.report.checkpoint_due(last=epoch + 1 == self.epochs):
             # Weights and optimizer state: a resumed job continues exactly.
             save_checkpoint(self.report.checkpoint_dir, epoch + 1, SUFFIX, self.model.save)
 

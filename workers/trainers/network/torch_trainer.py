@@ -122,7 +122,7 @@ def train_torch(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedMo
     def on_epoch(result: EpochResult) -> bool:
         # Report, then checkpoint (see keras_trainer.ServiceCallback).
         epoch_report(report, result.epoch, config.epochs, result.metrics, result.seconds)
-        if report.checkpoint_dir is not None:
+        if report.checkpoint_due(last=result.epoch == config.epochs):
             state = {"epoch": result.epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
             save_checkpoint(report.checkpoint_dir, result.epoch, SUFFIX, lambda path: torch.save(state, path))
         return stopper.should_stop(result.metrics)
