@@ -102,6 +102,8 @@ def real_data_check(path: Path, device: torch.device) -> dict:
 class _Reporter:
     """The least a trainer needs: it records epochs and never asks to stop."""
 
+    gpu_memory_mb = None  # the whole GPU
+
     def __init__(self, checkpoint_dir: Path):
         self.checkpoint_dir, self.epochs = checkpoint_dir, []
 
@@ -113,6 +115,12 @@ class _Reporter:
         pass
 
     def stop_requested(self):
+        return False
+
+    def checkpoint_due(self, last):
+        return True
+
+    def preempt_requested(self):
         return False
 
 

@@ -8,7 +8,9 @@ cell the job hears `cell 7/23`; what cells print goes to the job's log as they p
 one tagged `parameters` (papermill's convention). Colab-only lines get a clear message
 (labtrain_job/colab.py). Whatever happens, the executed notebook (every output and figure)
 and its HTML rendering are written to outputs/; a failing cell fails the job, naming the
-cell, its first line and the error.
+cell, its first line and the error. Asked to yield (SIGUSR1: preemption), the runner passes the
+signal on to the kernel, where `labtrain_job.preempted()` turns True (the Keras callback and
+the PyTorch helper checkpoint and stop), runs no further cell, and exits with status 0.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
+import labtrain_job
 from labtrain_job import _send, outputs_dir
 
 PARAMETERS_TAG = "parameters"
@@ -44,19 +49,49 @@ def main(argv: list[str] | None = None) -> int:
     # laptop the executed notebook lands in the same ./outputs as what its cells save there.
     os.chdir(path.parent)
     runner = _Runner(notebook, path.parent)
+    _pass_preemption_on(runner)
     fd = os.environ.get("JOB_EVENTS_FD")
     try:
         # The kernel reports down the job's pipe too (jupyter_client closes other descriptors).
         runner.execute(pass_fds=(int(fd),) if fd else ())
         return 0
+    except _Yielded:
+        return 0
     except CellExecutionError as exc:
+        if labtrain_job.preempted():  # the cell stopped to yield (its checkpoint saved)
+            return 0
         runner.failed(_error_text(exc))
         return 1
     except DeadKernelError:
+        if labtrain_job.preempted():
+            return 0
         runner.failed("the kernel died (it may have run out of memory)")
         return 1
     finally:
         _write_outputs(notebook, path.stem)
+
+
+class _Yielded(Exception):
+    """The job was asked to yield before a cell: no further cell runs."""
+
+
+def _pass_preemption_on(runner: _Runner) -> None:
+    """SIGUSR1 sets preempted() here and goes on to the kernel, where the cells run."""
+    sigusr1 = getattr(signal, "SIGUSR1", None)
+    if sigusr1 is None or threading.current_thread() is not threading.main_thread():
+        return
+
+    def pass_on(signum, frame):
+        labtrain_job._on_sigusr1(signum, frame)
+        provisioner = getattr(runner.km, "provisioner", None) if runner.km is not None else None
+        pid = getattr(provisioner, "pid", None)
+        if pid:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(sigusr1, pass_on)
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -107,6 +142,9 @@ class _Runner(NotebookClient):
         )
 
     def _starting(self, cell: Any, cell_index: int) -> None:
+        if labtrain_job.preempted():
+            print("--- asked to yield: no further cell runs", flush=True)
+            raise _Yielded()
         self.current = cell_index
         number, total = self.position(cell_index)
         line = first_line(cell.source)

@@ -25,14 +25,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.core import wakeups
-from service.core.broker import QUEUES, make_celery, send_job
+from service.core.broker import QUEUES, make_celery, send_job, worker_queue
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.orm import DispatchLock, Job, User, utcnow
 from service.jobs import families, lifecycle
 from service.jobs.lifecycle import QUEUED, RUNNING
 from service.jobs.limits import effective_limits
-from service.lab import worker_registry
+from service.lab import gpu_packing, preemption, worker_registry
 from service.lab.fair_share import waiting_in_order
 
 log = logging.getLogger("labtrain.dispatcher")
@@ -53,6 +53,8 @@ class Dispatcher:
         released = []
         for queue in QUEUES:
             released += self._fill(session, queue, now)
+            for job_id in preemption.ask_to_yield(session, self.settings, queue, now):
+                log.info("asked job %s to yield its %s slot to a waiting debug job", job_id, queue)
         return released
 
     def _lock(self, session: Session) -> None:
@@ -94,14 +96,22 @@ class Dispatcher:
                 )
 
     def _resend(self, session: Session, now: datetime) -> None:
-        """Jobs sent but never taken: the broker may have lost them. A duplicate is dropped by the claim."""
+        """Jobs sent but never taken: the broker may have lost them. A duplicate is dropped by the claim.
+        A job sent to one GPU worker that has gone is placed again."""
         overdue = now - timedelta(seconds=self.settings.resend_after_s)
+        online = {w.name for w in worker_registry.online(session)}
         for job in session.scalars(select(Job).where(Job.status == QUEUED, Job.released_at < overdue)):
-            if self._send(job):
+            if job.worker and job.worker not in online:
+                job.released_at, job.worker, job.gpu_share = None, None, None
+            elif self._send(job):
                 job.released_at = now
 
     def _fill(self, session: Session, queue: str, now: datetime) -> list[str]:
-        capacity = sum(w.concurrency for w in worker_registry.online(session) if queue in w.queues.split(","))
+        """The free slots of `queue` take its waiting jobs in fair-share order. A CPU job may go to
+        any worker of the queue; a GPU job is placed on the GPU it fits best by memory and sent
+        to that worker (service/lab/gpu_packing.py): one that fits no GPU now waits, and smaller
+        ones behind it may go first."""
+        workers = [w for w in worker_registry.online(session) if w.serves(queue)]
         busy = (
             session.execute(
                 select(Job.owner_id).where(
@@ -113,7 +123,11 @@ class Dispatcher:
             .scalars()
             .all()
         )
-        free = capacity - len(busy)
+        gpus = gpu_packing.gpus(session, workers) if queue == "gpu" else None
+        if gpus is not None:
+            free = sum(gpu.free_slots for gpu in gpus.values())
+        else:
+            free = sum(w.concurrency for w in workers) - len(busy)
         if free <= 0:
             return []
         per_owner = Counter(busy)
@@ -127,17 +141,27 @@ class Dispatcher:
                 limits[job.owner_id] = effective_limits(self.settings, owner)[f"max_running_{queue}"]
             if per_owner[job.owner_id] >= limits[job.owner_id]:
                 continue
+            gpu, need = None, job.gpu_memory_mb or self.settings.gpu_memory_network_mb
+            if gpus is not None:
+                gpu = gpu_packing.place(gpus, need)
+                if gpu is None:
+                    continue
+                job.worker, job.gpu_share = gpu.worker, gpu.share(need)
             if not self._send(job):
+                job.worker, job.gpu_share = None, None
                 break  # the broker is down: try again next round
             job.released_at = now
+            if gpu is not None:
+                gpu.take(need)
             per_owner[job.owner_id] += 1
             free -= 1
             released.append(job.id)
         return released
 
     def _send(self, job: Job) -> bool:
+        """To the job's queue, or to its worker's own queue where it was placed on that worker's GPU."""
         try:
-            send_job(self.celery, job.id, job.queue)
+            send_job(self.celery, job.id, worker_queue(job.worker) if job.queue == "gpu" and job.worker else job.queue)
             return True
         except Exception:
             log.warning("the broker did not take job %s; it stays queued", job.id, exc_info=True)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import requests
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from sqlalchemy import create_engine, text
 
 from tests.conftest import free_port
 from tests.support.processes import deployment_env, run_cli, start_stack, wait_until_healthy
@@ -49,7 +51,7 @@ def stack(tmp_path_factory, make_pg_database, make_redis_url):
     processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2"])
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
-        yield f"http://127.0.0.1:{port}", tokens
+        yield f"http://127.0.0.1:{port}", tokens, env
     finally:
         for process in processes:
             process.stop()
@@ -100,7 +102,7 @@ def job_id_of(page) -> str:
 
 
 def test_sign_in_submit_a_knn_job_from_the_form_and_see_it_succeed(page, stack):
-    _base, tokens = stack
+    _base, tokens, _env = stack
     page.goto("/")
     page.fill("[data-test=token-input]", "lt_not_a_token")
     page.click("[data-test=signin-submit]")
@@ -134,7 +136,7 @@ def test_sign_in_submit_a_knn_job_from_the_form_and_see_it_succeed(page, stack):
 
 
 def test_a_keras_job_draws_its_curve_live_and_its_model_reads_a_drawn_digit(page, stack, screenshots):
-    _base, tokens = stack
+    _base, tokens, _env = stack
     sign_in(page, tokens["alice"])
     page.click("[data-test=nav-submit]")
     page.select_option("[data-test=field-kind]", "network")
@@ -195,7 +197,7 @@ for epoch in range(1, 4):
 
 
 def test_a_students_script_uploaded_from_the_form_draws_curves_logs_and_artifacts(page, stack, tmp_path):
-    _base, tokens = stack
+    _base, tokens, _env = stack
     script = tmp_path / "train.py"
     script.write_text(STUDENT_SCRIPT)
     sign_in(page, tokens["alice"])
@@ -267,7 +269,7 @@ def hostile_notebook(port: int) -> str:
 
 
 def test_a_notebook_is_shown_rendered_with_its_students_markup_inert(page, stack, tmp_path, listener):
-    _base, tokens = stack
+    _base, tokens, _env = stack
     port, seen = listener
     path = tmp_path / "week5.ipynb"
     path.write_text(hostile_notebook(port))
@@ -302,7 +304,7 @@ def test_a_notebook_is_shown_rendered_with_its_students_markup_inert(page, stack
 
 
 def test_a_second_user_sees_none_of_the_first_users_jobs(page, stack):
-    _base, tokens = stack
+    _base, tokens, _env = stack
     sign_in(page, tokens["alice"])
     page.wait_for_selector("[data-test=job-row]")
     alice_jobs = [row.get_attribute("data-job-id") for row in page.query_selector_all("[data-test=job-row]")]
@@ -315,3 +317,23 @@ def test_a_second_user_sees_none_of_the_first_users_jobs(page, stack):
     assert not page.query_selector_all("[data-test=job-row]")
     page.goto(f"/#/jobs/{alice_jobs[0]}")
     assert "no job with id" in page.wait_for_selector("[data-test=error-message]").inner_text()
+
+
+def test_a_debug_job_and_a_preempted_job_say_so_on_their_page(page, stack):
+    base, tokens, env = stack
+    headers = {"Authorization": f"Bearer {tokens['alice']}"}
+    spec = {"dataset": "iris", "algorithm": "knn", "tier": "debug"}
+    job_id = requests.post(f"{base}/api/v1/jobs", json=spec, headers=headers, timeout=30).json()["id"]
+    sign_in(page, tokens["alice"])
+    page.goto(f"/#/jobs/{job_id}")
+    page.wait_for_selector("#job-status:text('succeeded')", timeout=60_000)
+    assert page.inner_text("[data-test=job-tier]").strip() == "debug"
+    assert page.query_selector("[data-test=job-preemptions]") is None
+    # A job that yielded its slot twice (what the dispatcher and the worker record, written here).
+    engine = create_engine(env["LABTRAIN_DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE jobs SET preemptions = 2 WHERE id = :id"), {"id": job_id})
+    engine.dispose()
+    page.reload()
+    page.wait_for_selector("[data-test=job-preemptions]")
+    assert page.inner_text("[data-test=job-preemptions]").startswith("Preempted 2 times")

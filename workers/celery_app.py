@@ -23,10 +23,11 @@ from celery.signals import (
 )
 
 from service.core import logs
-from service.core.broker import RUN_JOB_TASK, make_celery
+from service.core.broker import RUN_JOB_TASK, make_celery, worker_queue
 from service.core.config import Settings
 from service.core.db import Database
 from service.jobs import families
+from workers import mps
 from workers.heartbeat import Heartbeat
 from workers.runner import JobRunner
 from workers.sandbox import probe
@@ -102,6 +103,8 @@ def run_worker(
     worker_name = name or default_worker_name(queues)
     gpu = "gpu" in queues
     preload(gpu)
+    if gpu and settings.gpu_mps:
+        mps.start_daemon()
     sandbox = probe.capabilities(settings)
     if "sandbox_error" in sandbox:
         log.warning("code jobs cannot run on this worker: %s", sandbox["sandbox_error"])
@@ -109,10 +112,12 @@ def run_worker(
         log.warning("LABTRAIN_CODE_SANDBOX=off: code jobs run UNSANDBOXED here, as plain processes of the worker")
     _state["heartbeat"] = Heartbeat(settings, worker_name, queues, concurrency, sandbox)
     app = create_worker_app(settings, worker_name)
+    # A GPU worker also reads its own queue: the dispatcher sends it the jobs it packed onto its GPU.
+    consumed = [*queues, worker_queue(worker_name)] if gpu else queues
     argv = [
         "worker",
         "--queues",
-        ",".join(queues),
+        ",".join(consumed),
         "--concurrency",
         str(concurrency),
         "--hostname",

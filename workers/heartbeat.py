@@ -15,26 +15,9 @@ from typing import Any
 from service.core.config import Settings
 from service.core.db import Database
 from service.lab import worker_registry
+from workers import gpu_share
 
 log = logging.getLogger("labtrain.worker")
-
-
-def _gpu_handle():
-    """The NVML handle of this worker's GPU (the first of CUDA_VISIBLE_DEVICES), or None."""
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
-        return (
-            pynvml.nvmlDeviceGetHandleByIndex(int(visible))
-            if visible.isdigit()
-            else pynvml.nvmlDeviceGetHandleByUUID(visible)
-        )
-    except Exception:  # no driver or no device: a CPU-only host
-        return None
 
 
 def gpu_details(handle) -> tuple[str | None, int | None]:
@@ -75,7 +58,7 @@ class Heartbeat:
         self.db = Database(settings.database_url, null_pool=True)
         self.name, self.queues, self.concurrency = name, queues, concurrency
         self.capabilities = capabilities
-        self._gpu = _gpu_handle()
+        self._gpu = gpu_share.gpu_handle()
         self.gpu_name, self.gpu_memory_mb = gpu_details(self._gpu)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="labtrain-heartbeat", daemon=True)

@@ -31,10 +31,13 @@ class DbReporter:
         checkpoint_dir: Path | None,
         watch: JobWatch,
         checkpoint_every_s: float = 0.0,
+        gpu_memory_mb: int | None = None,
     ):
         self.db, self.job_id, self.log, self.checkpoint_dir, self.watch = db, job_id, job_log, checkpoint_dir, watch
         self.checkpoint_every_s = checkpoint_every_s
+        self.gpu_memory_mb = gpu_memory_mb
         self._checkpoint_at = time.monotonic()
+        self.yielded = False  # a checkpoint was written after a preemption was asked: stop now
         self._epochs_seen: set[int] | None = None
         self._logged = 0
         self._pending: dict[str, Any] = {}  # progress not written yet
@@ -91,6 +94,9 @@ class DbReporter:
         a short epoch a few percent, and a lost worker costs at most that much training."""
         if self.checkpoint_dir is None:
             return False
+        if self.preempt_requested():
+            self.yielded = True  # this epoch's checkpoint is the one the next attempt resumes from
+            return True
         if last or time.monotonic() - self._checkpoint_at >= self.checkpoint_every_s:
             self._checkpoint_at = time.monotonic()
             return True
@@ -115,7 +121,10 @@ class DbReporter:
         # even while the job reports nothing new (a long notebook cell after its `cell i/N`).
         if self._logs or self._pending:
             self._write_if_due()
-        return self.watch.stop.is_set()
+        return self.watch.stop.is_set() or self.yielded
+
+    def preempt_requested(self) -> bool:
+        return self.watch.preempting
 
     def _already_reported(self, session, epoch: int) -> bool:
         # A resumed attempt may repeat the epoch after the last checkpoint: report each epoch once.

@@ -22,7 +22,7 @@ from service.core.db import Database
 from service.core.orm import Dataset, Job, Model, new_id
 from service.jobs import families, lifecycle
 from workers.reporter import DbReporter
-from workers.trainers import Cancelled, DataSource, JobFailed, JobResult, TrainedModel
+from workers.trainers import Cancelled, DataSource, JobFailed, JobResult, Preempted, TrainedModel
 from workers.watch import CANCELLED, SUPERSEDED, JobWatch, outcome
 
 log = logging.getLogger("labtrain.worker")
@@ -48,6 +48,7 @@ class JobRunner:
                 return None
             job = session.get(Job, job_id)
             family_name, stored, owner_id, time_limit = job.family, job.spec, job.owner_id, job.time_limit_s
+            gpu_memory_mb = job.gpu_memory_mb
             try:
                 family = families.get(family_name)
                 run = family.run_model.model_validate(stored)
@@ -61,7 +62,9 @@ class JobRunner:
             self.db, job_id, attempt, time_limit, self.settings.stop_grace_s, self.settings.job_heartbeat_timeout_s
         )
         watch.start()
-        reporter = DbReporter(self.db, job_id, job_log, checkpoints, watch, self.settings.checkpoint_every_s)
+        reporter = DbReporter(
+            self.db, job_id, job_log, checkpoints, watch, self.settings.checkpoint_every_s, gpu_memory_mb
+        )
         status: str | None = None
         try:
             job_log.info("job %s started on %s (attempt %d)", job_id, self.worker_name, attempt)
@@ -73,7 +76,12 @@ class JobRunner:
                 status = self._succeed_with_result(job_id, attempt, trained, job_log, reporter)
             else:
                 status = self._succeed(job_id, attempt, owner_id, trained, job_log, reporter)
+        except Preempted:
+            self._yield(job_id, attempt, reporter, job_log)
         except Cancelled:
+            if watch.reason is None and reporter.yielded:
+                self._yield(job_id, attempt, reporter, job_log)
+                return None
             if watch.reason == SUPERSEDED:
                 job_log.warning("job %s attempt %d was taken over by another attempt; stopping", job_id, attempt)
                 return None
@@ -178,6 +186,15 @@ class JobRunner:
                 raise RuntimeError("the job is no longer this attempt's to finish")
         job_log.info("job %s succeeded", job_id)
         return lifecycle.SUCCEEDED
+
+    def _yield(self, job_id: str, attempt: int, reporter: DbReporter, job_log: logging.Logger) -> None:
+        """Asked to yield its slot, the job stopped after a checkpoint: back to the queue, this
+        attempt not counted, its checkpoints kept for the next."""
+        reporter.watch.finishing = True
+        with self.db.session() as session:
+            reporter.write_pending(session)
+            requeued = lifecycle.requeue_preempted(session, job_id, attempt)
+        job_log.info("job %s yielded its slot%s", job_id, "" if requeued else " (but was no longer this attempt's)")
 
     def _finish(self, job_id: str, attempt: int, status: str, reporter: DbReporter, **fields: Any) -> str:
         reporter.watch.finishing = True

@@ -48,6 +48,7 @@ class JobWatch:
         self.time_limit_s, self.grace_s = time_limit_s, grace_s
         self.reason: str | None = None
         self.finishing = False  # set before the runner records the outcome itself
+        self.preempting = False
         self.stop = threading.Event()
         self._done = threading.Event()
         self._stopping_since = 0.0
@@ -75,7 +76,9 @@ class JobWatch:
     def _look(self) -> None:
         with self.db.session() as session:
             row = session.execute(
-                select(Job.status, Job.attempt, Job.cancel_requested, Job.started_at).where(Job.id == self.job_id)
+                select(Job.status, Job.attempt, Job.cancel_requested, Job.started_at, Job.preempt_requested).where(
+                    Job.id == self.job_id
+                )
             ).one()
             if row.status != lifecycle.RUNNING or row.attempt != self.attempt:
                 if not self.finishing:
@@ -87,6 +90,7 @@ class JobWatch:
                 session.execute(
                     update(Job).where(Job.id == self.job_id, Job.attempt == self.attempt).values(heartbeat_at=now)
                 )
+        self.preempting = bool(row.preempt_requested)  # asked to yield: the trainer stops at an epoch end
         if row.cancel_requested:
             self._set_reason(CANCELLED)
         elif self.time_limit_s and (now - row.started_at).total_seconds() > self.time_limit_s:

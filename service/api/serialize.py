@@ -53,6 +53,10 @@ def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[
         "trial_number": job.trial_number,
         "attempt": job.attempt,
         "cancel_requested": job.cancel_requested,
+        "tier": job.tier,
+        "gpu_memory_mb": job.gpu_memory_mb,  # what it holds of a shared GPU (GPU jobs)
+        "preemptions": job.preemptions,  # times it yielded its slot to a debug job
+        "preempt_requested": job.preempt_requested,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),

@@ -53,6 +53,10 @@ def event_text(event: dict[str, Any]) -> str | None:
         worker = f" on {data['worker']}" if data.get("worker") else ""
         attempt = f" (attempt {data['attempt']})" if (data.get("attempt") or 1) > 1 else ""
         return f"started{worker}{attempt}"
+    if event["type"] == "status" and data.get("status") == "queued" and data.get("reason"):
+        if data["reason"] == "preempted":
+            return "back in the queue: it yielded its slot to a debug job, and resumes from its checkpoint"
+        return f"back in the queue: {data['reason']}"
     return None
 
 

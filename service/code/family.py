@@ -44,6 +44,7 @@ FAMILY = register(
         catalog=catalog,
         kind=lambda spec: "code",
         trainer="workers.trainers.code",
+        preemptible=True,  # the script is signalled (labtrain_job.preempted()) and stopped after the grace
         makes_model=False,
         no_model="a code job that saved no model (labtrain_job.save_model(model, example_input) saves one to "
         "serve); what it wrote to outputs/ is in its artifacts (GET /api/v1/jobs/<id>/artifacts)",

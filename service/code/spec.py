@@ -41,6 +41,9 @@ class Resources(Strict):
     )
     cpus: int | None = Field(None, ge=1, le=256, description="CPUs the job's processes may use at once")
     time_limit_s: int | None = Field(None, ge=1, description="Run time allowed (at most your limit)")
+    gpu_memory_mb: int | None = Field(
+        None, ge=1, description="GPU memory the job holds on a shared GPU (default: the lab's setting for code jobs)"
+    )
 
 
 class CodeSpec(JobSpec):

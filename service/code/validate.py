@@ -19,6 +19,7 @@ from service.jobs.context import SubmitContext
 from service.jobs.limits import effective_limits
 from service.jobs.spec import ValidatedJob, parse_spec
 from service.lab import worker_registry
+from service.lab.gpu_requests import gpu_memory_for
 
 RUNNABLE = (".py", ".ipynb")
 NOTEBOOK = ".ipynb"
@@ -47,7 +48,19 @@ def validate_code(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
         device=queue,
         device_requested=spec.device,
     )
-    return ValidatedJob(family="code", run=run, queue=queue, name=spec.name, time_limit_s=resources.time_limit_s)
+    gpu_memory = (
+        gpu_memory_for(ctx.session, spec.resources.gpu_memory_mb, ctx.settings.gpu_memory_code_mb)
+        if queue == "gpu"
+        else None
+    )
+    return ValidatedJob(
+        family="code",
+        run=run,
+        queue=queue,
+        name=spec.name,
+        time_limit_s=spec.resources.time_limit_s,  # what it asked: a debug job's default is shorter
+        gpu_memory_mb=gpu_memory,
+    )
 
 
 def _source(ctx: SubmitContext, source_id: str) -> Source:

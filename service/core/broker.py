@@ -45,6 +45,11 @@ def _tune_embedded_transport(settings: Settings) -> None:
     sqla_transport.Transport.polling_interval = settings.embedded_poll_interval
 
 
+def worker_queue(worker_name: str) -> str:
+    """The queue only this worker reads: a GPU job goes to the worker whose GPU it was packed onto."""
+    return f"worker.{worker_name}"
+
+
 def send_job(app: Celery, job_id: str, queue: str) -> None:
     app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
 

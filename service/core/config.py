@@ -46,6 +46,14 @@ class Settings:
     stop_grace_s: float = 30.0
     # A network job writes a checkpoint at its last epoch and at most this often before it.
     checkpoint_every_s: float = 30.0
+    # Tiers and preemption (service/jobs/tiers.py, service/lab/preemption.py): a debug job's
+    # longest run, and how long one waits before a running batch job is asked to yield.
+    debug_time_limit_s: int = 600
+    preempt_after_s: float = 120.0
+    # GPU memory a job holds on a shared GPU when it does not say (resources.gpu_memory_mb).
+    gpu_memory_network_mb: int = 1024
+    gpu_memory_code_mb: int = 4096
+    gpu_mps: bool = False  # a GPU worker starts NVIDIA MPS (workers/mps.py)
     max_attempts: int = 3
     # On SQLite, how often the dispatcher asks whether anything was committed (its only way to
     # see a change; the question reads no table). Either way it runs a round every
@@ -121,6 +129,11 @@ class Settings:
             resend_after_s=_env_float(environ, "LABTRAIN_RESEND_AFTER_S", 60.0),
             stop_grace_s=_env_float(environ, "LABTRAIN_STOP_GRACE_S", 30.0),
             checkpoint_every_s=_env_float(environ, "LABTRAIN_CHECKPOINT_EVERY_S", 30.0),
+            debug_time_limit_s=_env_int(environ, "LABTRAIN_DEBUG_TIME_LIMIT_S", 600),
+            preempt_after_s=_env_float(environ, "LABTRAIN_PREEMPT_AFTER_S", 120.0),
+            gpu_memory_network_mb=_env_int(environ, "LABTRAIN_GPU_MEMORY_NETWORK_MB", 1024),
+            gpu_memory_code_mb=_env_int(environ, "LABTRAIN_GPU_MEMORY_CODE_MB", 4096),
+            gpu_mps=environ.get("LABTRAIN_GPU_MPS", "") in ("1", "true", "yes"),
             max_attempts=_env_int(environ, "LABTRAIN_MAX_ATTEMPTS", 3),
             dispatch_interval_s=_env_float(environ, "LABTRAIN_DISPATCH_INTERVAL_S", 0.02),
             dispatch_safety_s=_env_float(environ, "LABTRAIN_DISPATCH_SAFETY_S", 1.0),

@@ -7,7 +7,19 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -127,6 +139,15 @@ class Job(Base):
     # A search's trials are jobs of their own, each pointing at the search job.
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), index=True)
     trial_number: Mapped[int | None] = mapped_column(Integer)
+    # debug (short, may preempt) or batch (service/jobs/tiers.py).
+    tier: Mapped[str] = mapped_column(String(16), default="batch", server_default="batch")
+    # On a shared GPU: the memory the job holds (MB), and the share of its GPU that is, set when
+    # the dispatcher places it (fair share counts GPU-seconds times the share).
+    gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)
+    gpu_share: Mapped[float | None] = mapped_column(Float)
+    # The dispatcher asked the running job to checkpoint and yield its slot; how often it did.
+    preempt_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class JobEvent(Base):
@@ -179,6 +200,13 @@ class Worker(Base):
     capabilities: Mapped[dict[str, Any] | None]
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    def serves(self, queue: str) -> bool:
+        return queue in self.queues.split(",")
+
+    @property
+    def has_gpu(self) -> bool:
+        return self.serves("gpu")
 
 
 class DispatchLock(Base):

@@ -93,6 +93,7 @@ class Family:
     makes_model: bool = True
     no_model: str = ""  # what such a job gives instead of a model (for the 409)
     takes_slot: bool = True  # False: never sent to a worker (its driver runs it)
+    preemptible: bool = False  # its jobs can checkpoint and yield their slot (service/lab/preemption.py)
     predictors: Mapping[str, Predictor] = field(default_factory=dict)  # by model framework
     search: SearchHooks | None = None  # None: its jobs cannot carry a search
     wraps: bool = False  # its key wraps another family's spec (a search)

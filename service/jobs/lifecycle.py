@@ -31,8 +31,12 @@ def create_job(
     name: str | None,
     time_limit_s: int | None = None,
     max_attempts: int = 3,
+    tier: str = "batch",
+    gpu_memory_mb: int | None = None,
 ) -> Job:
     job = Job(
+        tier=tier,
+        gpu_memory_mb=gpu_memory_mb,
         owner_id=owner.id,
         family=family,
         spec=spec,
@@ -146,11 +150,35 @@ def cancel_trials(session: Session, parent_id: str, by: User) -> None:
         request_cancel(session, child, by)
 
 
+def requeue_preempted(session: Session, job_id: str, attempt: int) -> bool:
+    """Put a running job that yielded its slot back in the queue: the attempt is given back
+    (a preemption is not a failure) and it resumes from its checkpoint."""
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == RUNNING, Job.attempt == attempt)
+        .values(
+            status=QUEUED,
+            attempt=Job.attempt - 1,
+            preemptions=Job.preemptions + 1,
+            preempt_requested=False,
+            released_at=None,
+            worker=None,
+            heartbeat_at=None,
+            gpu_share=None,
+        )
+    ).rowcount
+    if done:
+        add_event(session, job_id, "status", {"status": QUEUED, "reason": "preempted", "attempt": attempt})
+    return bool(done)
+
+
 def requeue(session: Session, job: Job, reason: str) -> None:
     """Put a running job whose worker was lost back in the queue (it resumes from its checkpoint)."""
     session.execute(
         update(Job)
         .where(Job.id == job.id, Job.status == RUNNING, Job.attempt == job.attempt)
-        .values(status=QUEUED, released_at=None, worker=None, heartbeat_at=None)
+        .values(
+            status=QUEUED, released_at=None, worker=None, heartbeat_at=None, preempt_requested=False, gpu_share=None
+        )
     )
     add_event(session, job.id, "status", {"status": QUEUED, "reason": reason, "attempt": job.attempt})

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.core.errors import spec_error_from
 from service.core.schema import Strict
+from service.jobs.tiers import BATCH, TIER_HELP, Tier
 
 
 class JobSpec(Strict):
@@ -25,6 +26,7 @@ class JobSpec(Strict):
     dataset: Any = Field(description='A built-in name or {"id": ..., "target": ...}')
     device: Literal["auto", "cpu", "gpu"] = "auto"
     search: Any = Field(None, description="A hyperparameter search over this spec (service/search/spec.py)")
+    tier: Tier = Field(BATCH, description=TIER_HELP)
 
 
 class Run(BaseModel):
@@ -56,6 +58,7 @@ class ValidatedJob:
     queue: str
     name: str | None
     time_limit_s: int | None = None  # where the spec asks for less run time than the user's limit
+    gpu_memory_mb: int | None = None  # what a GPU job holds of its GPU (service/lab/gpu_requests.py)
 
     @property
     def spec(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.core.orm import Job
-from service.jobs import families, lifecycle
+from service.jobs import families, lifecycle, tiers
 from service.jobs.context import SubmitContext
 from service.jobs.limits import check_can_queue, effective_limits
 from service.jobs.spec import ValidatedJob
@@ -28,6 +28,7 @@ def submit(ctx: SubmitContext, payload: Any, *, trial_of: Job | None = None, tri
     if trial_of is None:
         check_can_queue(ctx.session, ctx.settings, ctx.user)
     limit = effective_limits(ctx.settings, ctx.user)["max_run_time_s"]
+    tier = tiers.tier_of(payload)
     job = lifecycle.create_job(
         ctx.session,
         ctx.user,
@@ -35,8 +36,10 @@ def submit(ctx: SubmitContext, payload: Any, *, trial_of: Job | None = None, tri
         spec=validated.spec,
         queue=validated.queue,
         name=validated.name,
-        time_limit_s=min(validated.time_limit_s or limit, limit),
+        time_limit_s=tiers.time_limit(tier, validated.time_limit_s, limit, ctx.settings),
         max_attempts=ctx.settings.max_attempts,
+        tier=tier,
+        gpu_memory_mb=validated.gpu_memory_mb if validated.queue == "gpu" else None,
     )
     if trial_of is not None:
         job.parent_id, job.trial_number, job.priority = trial_of.id, trial_number, trial_of.priority

@@ -1,9 +1,11 @@
 """Fair share: the order in which waiting jobs get a worker slot (DESIGN.md decision 5).
 
-Waiting jobs are ordered by their owner's recent usage (device-seconds, each second's
-weight halving every half-life, as SLURM's fair-share factor decays; each job already
-placed ahead counts as a minute of use, so owners take turns), then priority, then age.
-Only jobs that hold a worker slot count (a search's trials do; the search does not).
+Waiting jobs are ordered by tier (debug jobs before batch ones: service/jobs/tiers.py), then
+by their owner's recent usage (device-seconds, each second's weight halving every half-life,
+as SLURM's fair-share factor decays; each job already placed ahead counts as a minute of
+use, so owners take turns), then priority, then age. A second of a shared GPU counts as the
+share of the GPU the job held (service/lab/gpu_packing.py). Only jobs that hold a worker
+slot count (a search's trials do; the search does not).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.core.config import Settings
 from service.core.orm import Job, utcnow
-from service.jobs import families
+from service.jobs import families, tiers
 from service.jobs.lifecycle import QUEUED
 
 # Each job placed ahead in the order counts as this much use for its owner, so that owners
@@ -32,7 +34,7 @@ def usage_by_owner(session: Session, queue: str, half_life_s: float, now: dateti
     # A re-queued job keeps the start of its lost attempt but runs nothing now: left out until
     # it starts again (which sets a new start).
     rows = session.execute(
-        select(Job.owner_id, Job.started_at, Job.finished_at).where(
+        select(Job.owner_id, Job.started_at, Job.finished_at, Job.gpu_share).where(
             Job.queue == queue,
             families.takes_slot(),
             Job.status != QUEUED,
@@ -42,11 +44,12 @@ def usage_by_owner(session: Session, queue: str, half_life_s: float, now: dateti
     )
     decay = math.log(2) / half_life_s
     usage: dict[str, float] = defaultdict(float)
-    for owner, started, finished in rows:
+    for owner, started, finished, share in rows:
         end = finished or now
         # The integral of exp(-decay * age) over the job's run, ages measured from now.
         age_end, age_start = (now - end).total_seconds(), (now - started).total_seconds()
-        usage[owner] += (math.exp(-decay * max(age_end, 0)) - math.exp(-decay * max(age_start, 0))) / decay
+        seconds = (math.exp(-decay * max(age_end, 0)) - math.exp(-decay * max(age_start, 0))) / decay
+        usage[owner] += seconds * (share if share is not None else 1.0)
     return usage
 
 
@@ -57,10 +60,18 @@ def waiting_in_order(session: Session, queue: str, settings: Settings, now: date
     waiting = session.scalars(
         select(Job).where(Job.queue == queue, Job.status == QUEUED, families.takes_slot(), Job.released_at.is_(None))
     )
+    by_tier: dict[int, list[Job]] = defaultdict(list)
+    for job in waiting:
+        by_tier[tiers.RANK.get(job.tier, tiers.RANK[tiers.BATCH])].append(job)
+    usage = usage_by_owner(session, queue, settings.usage_half_life_s, now)
+    return [job for rank in sorted(by_tier) for job in _turns(by_tier[rank], usage)]
+
+
+def _turns(waiting: list[Job], usage: dict[str, float]) -> list[Job]:
+    """Repeatedly the next job (by priority, then age) of the owner with the least use."""
     mine: dict[str, list[Job]] = defaultdict(list)
     for job in sorted(waiting, key=lambda job: (-job.priority, job.id)):
         mine[job.owner_id].append(job)
-    usage = usage_by_owner(session, queue, settings.usage_half_life_s, now)
 
     def turn(owner: str) -> tuple:
         head = mine[owner][0]

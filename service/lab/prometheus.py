@@ -73,7 +73,12 @@ class LabCollector:
             created.add_metric([queue, family], count)
         for queue, count in waiting.items():
             depth.add_metric([queue], count)
-        yield from (by_status, created, finished, depth)
+        preemptions = CounterMetricFamily(
+            "labtrain_preemptions", "Times running jobs yielded their slot to a waiting debug job", labels=["queue"]
+        )
+        for queue, count in session.execute(select(Job.queue, func.sum(Job.preemptions)).group_by(Job.queue)):
+            preemptions.add_metric([queue], count or 0)
+        yield from (by_status, created, finished, depth, preemptions)
 
     def _times(self, session):
         wait = defaultdict(list)

@@ -54,4 +54,4 @@ def online(session: Session) -> list[Worker]:
 
 
 def gpu_worker_online(session: Session) -> bool:
-    return any("gpu" in w.queues.split(",") for w in online(session))
+    return any(w.has_gpu for w in online(session))

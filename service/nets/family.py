@@ -46,6 +46,7 @@ FAMILY = register(
         catalog=catalog,
         kind=lambda spec: spec.get("framework", "unknown"),
         trainer="workers.trainers.network",
+        preemptible=True,  # it checkpoints at an epoch's end and stops there when asked
         predictors={"tensorflow": PREDICTOR, "pytorch": PREDICTOR},
         search=search.HOOKS,
         schemas=tuple(LAYER_TYPES.values()),

@@ -87,12 +87,19 @@ class ImagePlan(Strict):
     color: Literal[COLORS]  # type: ignore[valid-type]
 
 
+class NetworkResources(Strict):
+    gpu_memory_mb: int | None = Field(
+        None, ge=1, description="GPU memory the job holds on a shared GPU (default: the lab's setting for networks)"
+    )
+
+
 class NetworkSpec(JobSpec):
     framework: Literal["tensorflow", "pytorch"]
     network: NetworkDef
     training: Training = Field(default_factory=Training)
     evaluation: NetworkEvaluation = Field(default_factory=NetworkEvaluation)
     image: ImageInput | None = Field(None, description="Image-folder data sets: the size and colour of the input")
+    resources: NetworkResources = Field(default_factory=NetworkResources)
 
 
 class NetworkPlan(Strict):

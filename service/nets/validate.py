@@ -10,6 +10,7 @@ from service.core.errors import SpecError
 from service.data.tasks import CLASSIFICATION, REGRESSION
 from service.jobs.context import SubmitContext
 from service.jobs.spec import ValidatedJob, parse_spec
+from service.lab.gpu_requests import gpu_memory_for
 from service.lab.worker_registry import gpu_worker_online
 from service.nets import losses
 from service.nets.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
@@ -65,7 +66,12 @@ def validate_network(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
         device_requested=spec.device,
         image=data.image,
     )
-    return ValidatedJob(family="network", run=run, queue=queue, name=spec.name)
+    gpu_memory = (
+        gpu_memory_for(ctx.session, spec.resources.gpu_memory_mb, ctx.settings.gpu_memory_network_mb)
+        if queue == "gpu"
+        else None
+    )
+    return ValidatedJob(family="network", run=run, queue=queue, name=spec.name, gpu_memory_mb=gpu_memory)
 
 
 def _check_training(training: Training, task: str) -> TrainingPlan:

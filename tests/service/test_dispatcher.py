@@ -16,9 +16,9 @@ from service.core.orm import Job, JobEvent, User, utcnow
 from service.dispatcher import Dispatcher
 from service.jobs import lifecycle
 from service.jobs.limits import set_limits
-from service.lab import worker_registry
 from service.lab.fair_share import queue_order, usage_by_owner
 from service.lab.users import create_user
+from tests.support.workers import heartbeat
 
 SPEC = {"dataset": "iris", "algorithm": "knn"}
 
@@ -43,17 +43,7 @@ def lab(db):
             ]
 
     def worker(queue: str = "gpu", concurrency: int = 1, name: str = "w1") -> None:
-        with db.session() as session:
-            worker_registry.heartbeat(
-                session,
-                name=name,
-                queues=[queue],
-                host="lab",
-                pid=1,
-                concurrency=concurrency,
-                gpu_name=None,
-                gpu_memory_mb=None,
-            )
+        heartbeat(db, name, queue, concurrency)
 
     return users, submit, worker
 

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.fast
 class NoWatch:
     def __init__(self):
         self.stop = type("Stop", (), {"is_set": staticmethod(lambda: False)})()
+        self.preempting = False  # the watch sets it when the dispatcher asks the job to yield
 
 
 @pytest.fixture
@@ -117,3 +118,13 @@ def test_checkpoints_are_due_at_the_last_epoch_and_at_most_every_interval(db, jo
         due.append(report.checkpoint_due(last=last))
     assert due == [False, False, True, False, True]  # 35 s after the start, then the last epoch
     assert DbReporter(db, job_id, logging.getLogger("test-job"), None, NoWatch()).checkpoint_due(last=True) is False
+
+
+def test_a_job_asked_to_yield_checkpoints_at_the_next_epoch_end_and_then_stops(db, job_id, tmp_path):
+    watch = NoWatch()
+    report = DbReporter(db, job_id, logging.getLogger("test-job"), tmp_path, watch, checkpoint_every_s=3600.0)
+    assert report.checkpoint_due(last=False) is False and report.stop_requested() is False
+    watch.preempting = True
+    assert report.preempt_requested() and report.stop_requested() is False  # not before its checkpoint
+    assert report.checkpoint_due(last=False) is True  # this epoch's end, however recent the last one
+    assert report.stop_requested() is True and report.yielded

@@ -17,6 +17,7 @@ this side reads; its stdout and stderr are read line by line.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import queue
@@ -31,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import labtrain_job
 from workers.sandbox.cgroups import Hierarchy, JobCgroup, Limits
 
 SANDBOX_UID = 65534  # nobody: used when the worker is root
@@ -82,8 +82,14 @@ def python_mounts() -> list[Mount]:
     return [Mount(prefix, str(prefix)) for prefix in sorted(prefixes) if not str(prefix).startswith("/usr")]
 
 
+def labtrain_job_folder() -> Path:
+    """Where the job-side module is, found without importing it here (its import installs a
+    SIGUSR1 handler, which is the job's, not the worker's)."""
+    return Path(importlib.util.find_spec("labtrain_job").origin).resolve().parent
+
+
 def labtrain_job_mount() -> Mount:
-    return Mount(Path(labtrain_job.__file__).resolve().parent, f"{LABTRAIN_JOB_DIR}/labtrain_job")
+    return Mount(labtrain_job_folder(), f"{LABTRAIN_JOB_DIR}/labtrain_job")
 
 
 def bwrap_command(spec: SandboxSpec, events_fd: int, as_root: bool) -> list[str]:
@@ -237,11 +243,21 @@ class Sandbox:
             **base_env(self.spec),
             "JOB_EVENTS_FD": str(events_fd),
             "HOME": str(self.spec.workdir / "home"),
-            "PYTHONPATH": str(Path(labtrain_job.__file__).resolve().parent.parent),
+            "PYTHONPATH": str(labtrain_job_folder().parent),
         }
-        env = {k: v.replace(JOB_ROOT, str(self.spec.workdir)) for k, v in env.items()}
-        argv = [a.replace(JOB_ROOT, str(self.spec.workdir)) for a in self.spec.argv]
-        cwd = self.spec.cwd.replace(JOB_ROOT, str(self.spec.workdir))
+        # Paths inside name the host's folders: a mount's own source (the checkpoints kept
+        # across attempts, the data set), else the job folder.
+        places = [(m.target, str(m.source)) for m in self.spec.mounts] + [(JOB_ROOT, str(self.spec.workdir))]
+
+        def host(value: str) -> str:
+            for inside, outside in places:
+                if value == inside or value.startswith(inside + "/"):
+                    return outside + value[len(inside) :]
+            return value.replace(JOB_ROOT, str(self.spec.workdir))
+
+        env = {k: host(v) for k, v in env.items()}
+        argv = [host(a) for a in self.spec.argv]
+        cwd = host(self.spec.cwd)
         return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", f'cd "{cwd}" && exec "$@"', "sh", *argv]
 
     def running(self) -> bool:
@@ -265,6 +281,30 @@ class Sandbox:
             self.group.signal_all(signal.SIGTERM, spare=self.proc.pid if self.proc else None)
         elif self.proc is not None:
             _signal_session(self.proc.pid, signal.SIGTERM)
+
+    def signal_program(self, signum: int) -> bool:
+        """Send `signum` to the program alone (not to what it started, which may not handle it):
+        in a sandbox, the process bwrap's init started; unsandboxed, the process itself.
+        Whether there was one to signal."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        pid = self._program_pid() if self.group is not None else self.proc.pid
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _program_pid(self) -> int | None:
+        # bwrap (self.proc) -> its init, pid 1 of the sandbox -> the program (sh, prlimit and
+        # setpriv exec, so they are the same processes). Processes the init adopted later
+        # are younger than the program.
+        parents = {pid: _parent_and_start(pid) for pid in self.group.pids()}
+        inits = [pid for pid, found in parents.items() if found and found[0] == self.proc.pid]
+        children = [(found[1], pid) for pid, found in parents.items() if found and found[0] in inits]
+        return min(children)[1] if children else None
 
     def kill(self) -> None:
         if self.group is not None:
@@ -366,6 +406,16 @@ def _count(value: Any) -> bool:
 
 def _text(value: Any, most: int) -> str:
     return value[:most] if isinstance(value, str) else ""
+
+
+def _parent_and_start(pid: int) -> tuple[int, int] | None:
+    """A process's parent and start time (clock ticks after boot), from /proc/<pid>/stat."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # after the command's name, which may hold spaces
+    return int(fields[1]), int(fields[19])
 
 
 def _signal_session(pid: int, signum: int) -> None:

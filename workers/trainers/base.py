@@ -22,6 +22,12 @@ class Cancelled(Exception):
     the runner records why the job stopped."""
 
 
+class Preempted(Exception):
+    """Raised by a trainer that stopped because the job was asked to yield its slot (a job of a
+    higher tier waits): the runner puts the job back in the queue without spending an attempt,
+    and the next attempt resumes from the checkpoint written before stopping."""
+
+
 class JobFailed(Exception):
     """Raised by a trainer when the job fails for a reason it can name: the job fails with this
     error code and message (not the generic training_error)."""
@@ -36,6 +42,9 @@ class Reporter(Protocol):
 
     # Where a trainer keeps per-epoch checkpoints (None: it keeps none).
     checkpoint_dir: Path | None
+    # The GPU memory this job may use, in MB, on a GPU shared with other jobs (None: no GPU or
+    # the whole of it). Trainers hold their framework to it (workers/gpu_share.py).
+    gpu_memory_mb: int | None
 
     def event(self, type_: str, data: dict[str, Any]) -> None: ...
 
@@ -51,6 +60,12 @@ class Reporter(Protocol):
 
     def stop_requested(self) -> bool:
         """Cheap enough to ask after every batch: whether the job should stop now."""
+        ...
+
+    def preempt_requested(self) -> bool:
+        """Whether the job was asked to yield its slot: checkpoint at the next epoch boundary and
+        stop (network trainers do this through checkpoint_due and stop_requested; a code job's
+        trainer signals the script, which sees `labtrain_job.preempted()`), then raise Preempted."""
         ...
 
 

@@ -8,10 +8,10 @@ import io
 import numpy as np
 import pytest
 
-from service.lab import worker_registry
 from tests.service.api.test_api_datasets_models import submit_and_run, upload
 from tests.service.api.test_api_jobs import assert_error
 from tests.support.digit_images import load_mnist_8k, render
+from tests.support.workers import heartbeat
 
 MLP = {
     "dataset": "mnist",
@@ -330,17 +330,7 @@ def test_auto_device_goes_to_the_gpu_queue_only_while_a_gpu_worker_is_online(cli
     spec = {**MLP, "framework": "pytorch", "network": {"preset": "feedforward"}}
     assert client.post("/api/v1/jobs", json=spec, headers=alice).get_json()["queue"] == "cpu"
     assert client.post("/api/v1/jobs", json={**spec, "device": "gpu"}, headers=alice).get_json()["queue"] == "gpu"
-    with db.session() as session:
-        worker_registry.heartbeat(
-            session,
-            name="gpu0@lab",
-            queues=["gpu"],
-            host="lab",
-            pid=1,
-            concurrency=1,
-            gpu_name="NVIDIA H100",
-            gpu_memory_mb=81559,
-        )
+    heartbeat(db, "gpu0@lab", gpu_name="NVIDIA H100", gpu_memory_mb=81559)
     assert client.post("/api/v1/jobs", json=spec, headers=alice).get_json()["queue"] == "gpu"
     assert client.post("/api/v1/jobs", json={**spec, "device": "cpu"}, headers=alice).get_json()["queue"] == "cpu"
     queue = client.get("/api/v1/queue", headers=alice).get_json()["queues"]

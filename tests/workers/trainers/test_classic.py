@@ -34,6 +34,7 @@ pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftes
 
 class ListReporter:
     checkpoint_dir = None
+    gpu_memory_mb = None
 
     def __init__(self, cancel_after: int | None = None):
         self.events, self.progress_calls, self.cancel_after = [], [], cancel_after
@@ -43,6 +44,9 @@ class ListReporter:
 
     def checkpoint_due(self, last):
         return self.checkpoint_dir is not None
+
+    def preempt_requested(self):
+        return False
 
     def event(self, type_, data):
         self.events.append((type_, data))

@@ -28,9 +28,10 @@ from service.core import storage
 from service.core.config import Settings
 from service.data.arrays import mnist_path
 from service.data.tables import load_builtin
+from workers import gpu_share
 from workers.sandbox.box import JOB_ROOT, SANDBOX_UID, Mount, Sandbox, SandboxSpec
 from workers.sandbox.cgroups import CgroupError, Hierarchy, Limits
-from workers.trainers.base import Cancelled, DataSource, JobFailed, JobResult, Reporter, TrainedModel
+from workers.trainers.base import Cancelled, DataSource, JobFailed, JobResult, Preempted, Reporter, TrainedModel
 from workers.trainers.code.served import saved_model
 
 MB = 1024 * 1024
@@ -92,7 +93,7 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult | Tra
     _prepare(workdir, checkpoints, inputs.source_dir)
     enforce = settings.code_sandbox == "required"
     box = Sandbox(
-        _spec(run, inputs, workdir, checkpoints),
+        _spec(run, inputs, workdir, checkpoints, report.gpu_memory_mb),
         _cgroups(settings) if enforce else None,
         report.output,
         enforce=enforce,
@@ -117,7 +118,7 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult | Tra
         box.close()
         artifacts = _harvest(workdir / "outputs", storage.job_outputs_dir(settings, inputs.job_id))
         shutil.rmtree(workdir, ignore_errors=True)
-    _fail_unless_ok(run, returncode, oom, box.stderr_tail, settings, follow)
+    _fail_unless_ok(run, returncode, oom, box.stderr_tail, settings, follow, report.gpu_memory_mb)
     result: dict[str, Any] = {
         "exit_code": 0,
         "artifacts": len(artifacts),
@@ -144,7 +145,9 @@ def program(run: CodeRun) -> list[str]:
     return [sys.executable, run.code.entrypoint, *run.code.args]
 
 
-def _spec(run: CodeRun, inputs: CodeInputs, workdir: Path, checkpoints: Path) -> SandboxSpec:
+def _spec(
+    run: CodeRun, inputs: CodeInputs, workdir: Path, checkpoints: Path, gpu_memory_mb: int | None = None
+) -> SandboxSpec:
     settings = inputs.settings
     env = {
         "JOB_ID": inputs.job_id,
@@ -153,6 +156,8 @@ def _spec(run: CodeRun, inputs: CodeInputs, workdir: Path, checkpoints: Path) ->
         "JOB_OUTPUTS_DIR": f"{JOB_ROOT}/outputs",
         "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "") if run.device == "gpu" else "",
     }
+    if run.device == "gpu":  # its share of a GPU other jobs use too (workers/gpu_share.py)
+        env.update(gpu_share.sandbox_env(gpu_memory_mb, gpu_share.gpu_total_mb() if gpu_memory_mb else None))
     mounts = [Mount(checkpoints, f"{JOB_ROOT}/checkpoints", writable=True)]
     if inputs.dataset is not None:
         inside = f"{DATA_ROOT}/{inputs.dataset.name}"
@@ -216,22 +221,45 @@ def _chown_tree(folder: Path, uid: int) -> None:
 def _supervise(
     box: Sandbox, follow: _Follower, report: Reporter, workdir: Path, checkpoints: Path, settings: Settings
 ) -> int:
-    """Follow the sandbox until it ends; stop it when the job must stop or it writes too much."""
+    """Follow the sandbox until it ends; stop it when the job must stop or it writes too much.
+
+    Asked to yield its slot (preemption), the script gets SIGUSR1 (labtrain_job.preempted()
+    turns True: its Keras callback or PyTorch helper checkpoints at the epoch's end and exits)
+    and up to the stop grace to end on its own, after which it is stopped as a cancel stops
+    it; either way the job goes back to the queue (Preempted), to resume from its checkpoint."""
     grace = max(1.0, settings.stop_grace_s / 2)  # the job's watch kills the worker at the full grace
     next_check = 0.0
+    yield_by: float | None = None  # when preempted: how long the script has to end on its own
+    signalled = False
     try:
         while True:
             for event in box.events(timeout=EVENT_WAIT_S):
                 follow.handle(event)
             if report.stop_requested():
                 raise Cancelled()
+            if yield_by is None and report.preempt_requested():
+                yield_by = time.monotonic() + settings.stop_grace_s
+                report.event("log", {"message": "asked to yield its slot: the script gets SIGUSR1 (preempted())"})
+            if yield_by is not None and not signalled:  # (again while the sandbox is only starting)
+                signalled = box.signal_program(signal.SIGUSR1)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + DISK_CHECK_S
                 _check_disk(box, workdir, checkpoints, settings)
             if not box.running():
-                return box.wait()
+                returncode = box.wait()
+                if yield_by is not None:
+                    raise Preempted()
+                return returncode
+            if yield_by is not None and time.monotonic() >= yield_by:
+                report.event("log", {"message": "the script did not end within the stop grace after SIGUSR1"})
+                box.stop(grace)
+                raise Preempted()
     except Cancelled:
         box.stop(grace)
+        raise
+    except Preempted:
+        for event in box.events(timeout=0):  # what it reported before it ended
+            follow.handle(event)
         raise
 
 
@@ -271,7 +299,13 @@ def _harvest(outputs: Path, into: Path) -> list[tuple[str, int]]:
 
 
 def _fail_unless_ok(
-    run: CodeRun, returncode: int, oom: bool, stderr_tail, settings: Settings, follow: _Follower
+    run: CodeRun,
+    returncode: int,
+    oom: bool,
+    stderr_tail,
+    settings: Settings,
+    follow: _Follower,
+    gpu_memory_mb: int | None = None,
 ) -> None:
     if oom:
         raise JobFailed(
@@ -283,6 +317,11 @@ def _fail_unless_ok(
         raise JobFailed("outputs_limit_exceeded", f"a file the job wrote went past {settings.max_outputs_mb} MB")
     if follow.model_error:  # save_model said why it could not save the model (the script may have gone on)
         raise JobFailed("model_export_failed", f"save_model could not save the model: {follow.model_error}")
+    if returncode != 0 and (
+        gpu_share.is_gpu_oom_text(stderr_tail)
+        or (follow.cell_failed and gpu_share.is_gpu_oom_text([follow.cell_failed["error"]]))
+    ):
+        raise JobFailed("gpu_memory_exceeded", gpu_share.oom_message(gpu_memory_mb))
     if returncode != 0 and follow.cell_failed:
         failed = follow.cell_failed
         where = f"cell {failed['cell']} of {failed['cells']}" if failed["cell"] else "a cell"

@@ -14,6 +14,7 @@ from service.data.arrays import ArrayData
 from service.data.tasks import CLASSIFICATION
 from service.nets.keras_builder import build_keras, count_parameters, summary_text
 from service.nets.spec import NetworkRun, TrainingPlan
+from workers import gpu_share
 from workers.trainers.base import Cancelled, Reporter, TrainedModel
 from workers.trainers.network.common import (
     epoch_report,
@@ -90,7 +91,14 @@ def save_model(model: keras.Model, path: Path) -> None:
 
 
 def train_keras(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedModel:
-    enable_memory_growth()
+    # On a shared GPU, a logical device of the job's share; else memory growth (one or the other).
+    if not gpu_share.limit_tensorflow(report.gpu_memory_mb):
+        enable_memory_growth()
+    with gpu_share.failing_on_gpu_oom(report.gpu_memory_mb):
+        return _train_keras(run, data, report)
+
+
+def _train_keras(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedModel:
     training = run.training
     keras.utils.set_random_seed(training.seed)
     prepare = input_preparation(data)

@@ -13,6 +13,7 @@ from service.data.arrays import ArrayData
 from service.data.tasks import CLASSIFICATION
 from service.nets.spec import EarlyStopping, NetworkRun
 from service.nets.torch_builder import build_torch, count_parameters
+from workers import gpu_share
 from workers.trainers.base import Cancelled, Reporter, TrainedModel
 from workers.trainers.network.common import (
     epoch_report,
@@ -88,9 +89,16 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def train_torch(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedModel:
+    device = pick_device(run.device, report)
+    if device.type == "cuda":
+        gpu_share.limit_torch(report.gpu_memory_mb, device)  # the job's share of a shared GPU
+    with gpu_share.failing_on_gpu_oom(report.gpu_memory_mb):
+        return _train_torch(run, data, report, device)
+
+
+def _train_torch(run: NetworkRun, data: ArrayData, report: Reporter, device: torch.device) -> TrainedModel:
     training, network = run.training, run.network
     classification = data.task == CLASSIFICATION
-    device = pick_device(run.device, report)
     torch.manual_seed(training.seed)
     prepare = input_preparation(data)
     model = build_torch(network.layers, tuple(run.input_shape), network.api, prepare).to(device)

@@ -53,7 +53,11 @@ export async function jobPage(container, [jobId], signal) {
       h("div", { class: "page-head" }, h("h1", { "data-test": "job-name" }, job.name || `${job.family} job`), cancel),
       h("p", {}, statusBadge(job.status, { id: "job-status" }), " ",
         job.position ? h("span", { class: "muted" }, `position ${job.position} in the ${job.queue} queue `) : null,
-        h("span", { class: "muted" }, `${job.family} · ${job.id} · ${job.owner} · created ${formatTime(job.created_at)}`)),
+        h("span", { class: "muted" }, `${job.family} · ${job.id} · ${job.owner} · created ${formatTime(job.created_at)}`),
+        job.tier === "debug" ? h("span", { class: "badge", "data-test": "job-tier" }, " debug") : null),
+      job.preemptions ? h("p", { class: "muted", "data-test": "job-preemptions" },
+        `Preempted ${job.preemptions === 1 ? "once" : `${job.preemptions} times`}: it yielded its slot to a ` +
+        "debug job, went back to the queue and resumed from its checkpoint") : null,
       progressBar(fraction),
       job.error ? h("div", { class: "error", "data-test": "job-error" }, `${job.error.code}: ${job.error.message}`) : null,
       job.parent_id ? h("p", {}, "Trial ", job.trial_number, " of the search ",
@@ -154,6 +158,7 @@ export async function jobPage(container, [jobId], signal) {
       showCurves();
     } else if (event.type === "status" && event.data.status) {
       job.status = event.data.status;
+      if (event.data.reason === "preempted") job.preemptions = (job.preemptions || 0) + 1;
       showHead();
     }
   }
