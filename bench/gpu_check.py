@@ -8,6 +8,8 @@ concurrency 1 in its place:
   (b) a PyTorch `feedforward` job likewise
   (c) a code job (a small PyTorch script that reports through labtrain_job) runs on the GPU
   (d) eight small MNIST jobs, 2048 MB of the GPU each, run at the same time on the one GPU
+  (f) a PyTorch job given 4 MB of the GPU, beside one given its usual share, fails alone with
+      gpu_memory_exceeded while its neighbour succeeds
   (e) on the worker of concurrency 1, a debug-tier job preempts a long batch job: the batch job
       yields (a `preempted` status event), the debug job succeeds, and the batch job resumes
       from its checkpoint and succeeds with each epoch reported once
@@ -574,6 +576,22 @@ def check_packing(
         print(f"      {bad['name']}: {why_not(client, bad)}", flush=True)
 
 
+def check_over_share(lab: GpuLab, checks: Checks, deadline: Deadline) -> None:
+    """(f): a job past its share fails alone; its neighbour on the card succeeds."""
+    client, label = lab.client, "(f) a job past its GPU share fails alone"
+    greedy = submit(client, network_body("pytorch", 3, "gpu-check-over-share", gpu_memory_mb=4))
+    neighbour = submit(client, network_body("pytorch", 3, "gpu-check-neighbour"))
+    ended = {job_id: wait_end(client, job_id, deadline.left(300)) for job_id in (greedy, neighbour)}
+    error = ended[greedy].get("error") or {}
+    checks.report(
+        ended[greedy]["status"] == "failed"
+        and error.get("code") == "gpu_memory_exceeded"
+        and ended[neighbour]["status"] == "succeeded",
+        label,
+        f"4 MB job: {ended[greedy]['status']} {error.get('code')}; neighbour: {ended[neighbour]['status']}",
+    )
+
+
 def check_preemption(lab: GpuLab, checks: Checks, deadline: Deadline, torch_epoch: float | None) -> None:
     """(e): on a worker of one slot, a debug job makes a long batch job yield, and it resumes."""
     client, label = lab.client, "(e) preemption"
@@ -643,7 +661,7 @@ def run_checks(lab: GpuLab, checks: Checks, deadline: Deadline, keras: bool, wor
         checks.report(False, "GPU worker online", f"{type(exc).__name__}: {exc}")
         return
     epoch_times: dict[str, float | None] = {}
-    for step in ("a-c", "d", "e"):
+    for step in ("a-c", "d", "f", "e"):
         if deadline.left() <= 0:
             checks.report(False, f"({step})", "not run: the check's time budget ran out")
             continue
@@ -652,6 +670,8 @@ def run_checks(lab: GpuLab, checks: Checks, deadline: Deadline, keras: bool, wor
                 epoch_times = check_single_jobs(lab, checks, deadline, keras)
             elif step == "d":
                 check_packing(lab, "gpu-check-8", checks, deadline, keras, epoch_times)
+            elif step == "f":
+                check_over_share(lab, checks, deadline)
             else:
                 lab.stop_worker("gpu-check-8")
                 lab.start_worker("gpu-check-1", 1, **worker_env)

@@ -50,6 +50,9 @@ class Settings:
     # longest run, and how long one waits before a running batch job is asked to yield.
     debug_time_limit_s: int = 600
     preempt_after_s: float = 120.0
+    # A batch job that waited preempt_after_s may also take the slot of a job whose owner has
+    # used this many device-seconds more (fair share's decayed use); 0 turns that off.
+    preempt_usage_gap_s: float = 4 * 3600.0
     # GPU memory a job holds on a shared GPU when it does not say (resources.gpu_memory_mb).
     gpu_memory_network_mb: int = 1024
     gpu_memory_code_mb: int = 4096
@@ -131,6 +134,7 @@ class Settings:
             checkpoint_every_s=_env_float(environ, "LABTRAIN_CHECKPOINT_EVERY_S", 30.0),
             debug_time_limit_s=_env_int(environ, "LABTRAIN_DEBUG_TIME_LIMIT_S", 600),
             preempt_after_s=_env_float(environ, "LABTRAIN_PREEMPT_AFTER_S", 120.0),
+            preempt_usage_gap_s=_env_float(environ, "LABTRAIN_PREEMPT_USAGE_GAP_S", 4 * 3600.0),
             gpu_memory_network_mb=_env_int(environ, "LABTRAIN_GPU_MEMORY_NETWORK_MB", 1024),
             gpu_memory_code_mb=_env_int(environ, "LABTRAIN_GPU_MEMORY_CODE_MB", 4096),
             gpu_mps=environ.get("LABTRAIN_GPU_MPS", "") in ("1", "true", "yes"),

@@ -1,5 +1,8 @@
-"""Preemption: a debug job that has waited LABTRAIN_PREEMPT_AFTER_S for a slot asks a running
-batch job to yield one (service/jobs/tiers.py).
+"""Preemption: a job that has waited LABTRAIN_PREEMPT_AFTER_S for a slot asks a running batch
+job to yield one, when it is a debug job (service/jobs/tiers.py), or when its owner has used
+the queue much less than the running job's owner: by LABTRAIN_PREEMPT_USAGE_GAP_S of fair
+share's decayed device-seconds (4 hours of a whole device by default), so a student who has
+not trained today is not stuck behind another's day-long run.
 
 The job asked is the one that costs least to interrupt: of the queue's running batch jobs
 whose family can checkpoint and stop (`Family.preemptible`), the one that started last (the
@@ -21,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from service.core.config import Settings
 from service.core.orm import Job
-from service.jobs import families, lifecycle
+from service.jobs import families, lifecycle, tiers
 from service.jobs.lifecycle import QUEUED, RUNNING
 from service.jobs.tiers import DEBUG
 from service.lab import gpu_packing, worker_registry
+from service.lab.fair_share import usage_by_owner
 
 
 def ask_to_yield(session: Session, settings: Settings, queue: str, now: datetime) -> list[str]:
@@ -36,14 +40,17 @@ def ask_to_yield(session: Session, settings: Settings, queue: str, now: datetime
             Job.queue == queue,
             Job.status == QUEUED,
             Job.released_at.is_(None),
-            Job.tier == DEBUG,
             families.takes_slot(),
             Job.created_at < overdue,
         )
         .order_by(Job.created_at, Job.id)
     ).all()
+    if not settings.preempt_usage_gap_s:
+        waiting = [job for job in waiting if job.tier == DEBUG]
     if not waiting:
         return []
+    usage = usage_by_owner(session, queue, settings.usage_half_life_s, now)
+    waiting.sort(key=lambda job: (tiers.RANK.get(job.tier, 1), usage.get(job.owner_id, 0.0), job.created_at))
     running = session.scalars(select(Job).where(Job.queue == queue, Job.status == RUNNING, families.takes_slot())).all()
     yielding = sum(1 for job in running if job.preempt_requested)
     candidates = sorted(
@@ -57,25 +64,42 @@ def ask_to_yield(session: Session, settings: Settings, queue: str, now: datetime
     )
     gpus = gpu_packing.gpus(session, worker_registry.online(session)) if queue == "gpu" else None
     asked = []
-    for debug_job in waiting[yielding:]:
-        victim = next((job for job in candidates if _frees_enough(job, debug_job, gpus, settings)), None)
+    for waiter in waiting[yielding:]:
+        victim = next(
+            (
+                job
+                for job in candidates
+                if _outranks(waiter, job, usage, settings) and _frees_enough(job, waiter, gpus, settings)
+            ),
+            None,
+        )
         if victim is None:
-            break
+            continue
         candidates.remove(victim)
         victim.preempt_requested = True
-        waited = int((now - debug_job.created_at).total_seconds())
+        waited = int((now - waiter.created_at).total_seconds())
+        why = "debug job" if waiter.tier == DEBUG else "job of a student who has used the queue much less,"
         lifecycle.add_event(
             session,
             victim.id,
             "log",
             {
-                "message": f"asked to yield its slot to debug job {debug_job.id}, which has waited {waited} s: "
+                "message": f"asked to yield its slot to {why} {waiter.id}, which has waited {waited} s: "
                 "it checkpoints at its next epoch's end, goes back to the queue and resumes from there",
-                "preempted_by": debug_job.id,
+                "preempted_by": waiter.id,
             },
         )
         asked.append(victim.id)
     return asked
+
+
+def _outranks(waiter: Job, running: Job, usage: dict[str, float], settings: Settings) -> bool:
+    """Whether `waiter` may take `running`'s slot: a debug job may take a batch job's; a batch
+    job only one whose owner has used the queue preempt_usage_gap_s more than its own."""
+    if waiter.tier == DEBUG:
+        return True
+    gap = usage.get(running.owner_id, 0.0) - usage.get(waiter.owner_id, 0.0)
+    return bool(settings.preempt_usage_gap_s) and gap >= settings.preempt_usage_gap_s
 
 
 def _frees_enough(victim: Job, waiting: Job, gpus: dict[str, gpu_packing.Gpu] | None, settings: Settings) -> bool:

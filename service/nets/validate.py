@@ -4,8 +4,10 @@ never a failed job."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from service.core.config import Settings
 from service.core.errors import SpecError
 from service.data.tasks import CLASSIFICATION, REGRESSION
 from service.jobs.context import SubmitContext
@@ -67,7 +69,7 @@ def validate_network(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
         image=data.image,
     )
     gpu_memory = (
-        gpu_memory_for(ctx.session, spec.resources.gpu_memory_mb, ctx.settings.gpu_memory_network_mb)
+        gpu_memory_for(ctx.session, spec.resources.gpu_memory_mb, default_gpu_memory_mb(ctx.settings, run))
         if queue == "gpu"
         else None
     )
@@ -103,3 +105,15 @@ def _check_training(training: Training, task: str) -> TrainingPlan:
     return TrainingPlan.model_validate(
         {**training.model_dump(), "loss": loss, "metrics": metrics, "weight_decay": weight_decay}
     )
+
+
+# Per parameter on the GPU: the weights, their gradients and Adam's two moments, in float32.
+BYTES_PER_PARAMETER = 16
+
+
+def default_gpu_memory_mb(settings: Settings, run: NetworkRun) -> int:
+    """What a network holds of a shared GPU when it does not say: the lab's setting for networks
+    (room for the framework's workspace and a batch's activations; an MNIST network needs no
+    more), plus its parameters' training state, so a large preset asks for more."""
+    state_mb = run.parameters["total"] * BYTES_PER_PARAMETER / 2**20
+    return settings.gpu_memory_network_mb + math.ceil(state_mb)

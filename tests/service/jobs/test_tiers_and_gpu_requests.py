@@ -4,6 +4,8 @@ largest GPU online; more is a 422 naming resources.gpu_memory_mb)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from sqlalchemy import select
 
@@ -68,8 +70,12 @@ def test_a_search_passes_its_tier_to_its_trials(client, alice, db, settings):
 
 def test_a_gpu_job_holds_its_familys_default_or_what_it_asks_at_most_the_largest_gpu(client, alice, db, settings):
     gpu_online(db, 16_000)
-    default = client.post("/api/v1/jobs", json=NETWORK, headers=alice).get_json()
-    assert default["gpu_memory_mb"] == settings.gpu_memory_network_mb
+    # The setting plus 16 bytes a parameter (weights, gradients, Adam's moments): per preset.
+    for preset in ("feedforward", "lenet"):
+        body = {**NETWORK, "dataset": "mnist", "network": {"preset": preset}}
+        default = client.post("/api/v1/jobs", json=body, headers=alice).get_json()
+        parameters = default["spec"]["parameters"]["total"]
+        assert default["gpu_memory_mb"] == settings.gpu_memory_network_mb + math.ceil(parameters * 16 / 2**20)
     asked = client.post(
         "/api/v1/jobs", json={**NETWORK, "resources": {"gpu_memory_mb": 8_000}}, headers=alice
     ).get_json()

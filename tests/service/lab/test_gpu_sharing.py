@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -180,3 +181,35 @@ def test_a_debug_job_that_waited_asks_the_latest_batch_job_to_yield(db, dispatch
     with db.session() as session:
         job = session.get(Job, newer)
         assert (job.status, job.attempt, job.preemptions, job.preempt_requested) == ("queued", 0, 1, False)
+
+
+def test_a_light_users_batch_job_that_waited_may_take_a_heavy_users_slot(db, dispatcher, lab, settings):
+    users, submit, gpu_worker = lab
+    gpu_worker("cpu-1", None, concurrency=1, queue="cpu")
+    with db.session() as session:  # ben trained all morning; anna not at all today
+        old = lifecycle.create_job(
+            session, session.get(User, users["ben"]), family="network", spec=NETWORK, queue="cpu", name=None
+        )
+        assert lifecycle.claim(session, old.id, "cpu-1")
+        session.execute(update(Job).where(Job.id == old.id).values(started_at=utcnow() - timedelta(hours=6)))
+        assert lifecycle.finish(session, old.id, lifecycle.SUCCEEDED)
+    running = submit("ben", None, queue="cpu")[0]
+    assert round_(db, dispatcher) == [running]
+    with db.session() as session:
+        assert lifecycle.claim(session, running, "cpu-1")
+    waiting = submit("anna", None, queue="cpu")[0]
+    with db.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == waiting)
+            .values(created_at=utcnow() - timedelta(seconds=settings.preempt_after_s + 1))
+        )
+    strict = Dispatcher(replace(settings, preempt_usage_gap_s=7 * 3600), make_celery(settings))
+    round_(db, strict)  # the gap asked is more than ben has used: nobody is asked
+    with db.session() as session:
+        assert not session.get(Job, running).preempt_requested
+    round_(db, Dispatcher(replace(settings, preempt_usage_gap_s=3600), make_celery(settings)))  # ben: ~5.9 h more
+    with db.session() as session:
+        assert session.get(Job, running).preempt_requested
+        note = session.scalars(select(JobEvent).where(JobEvent.job_id == running, JobEvent.type == "log")).one()
+    assert note.data["preempted_by"] == waiting and "used the queue much less" in note.data["message"]
