@@ -28,7 +28,7 @@ COMMANDS = {
     "api": ["labtrain", "api", "--host", "0.0.0.0", "--workers", "4"],
     "dispatcher": ["labtrain", "dispatcher"],
     "worker-cpu": ["labtrain", "worker", "--queues", "cpu"],
-    "worker-gpu": ["labtrain", "worker", "--queues", "gpu"],
+    "worker-gpu": ["labtrain", "worker", "--queues", "gpu", "--concurrency", "1"],  # LABTRAIN_JOBS_PER_GPU unset
 }
 # Read by docker compose itself (interpolation, profiles), not by labtrain's Settings.
 COMPOSE_ONLY = {
@@ -41,6 +41,7 @@ COMPOSE_ONLY = {
     "POSTGRES_PUBLISH",
     "REDIS_PUBLISH",
     "LABTRAIN_API_WORKERS",
+    "LABTRAIN_JOBS_PER_GPU",
     "PROMETHEUS_MULTIPROC_DIR",
 }
 
