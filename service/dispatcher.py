@@ -28,7 +28,7 @@ from service.core import wakeups
 from service.core.broker import QUEUES, make_celery, send_job, worker_queue
 from service.core.config import Settings
 from service.core.db import Database
-from service.core.orm import DispatchLock, Job, User, utcnow
+from service.core.orm import DispatchLock, Job, User, Worker, utcnow
 from service.jobs import families, lifecycle
 from service.jobs.lifecycle import QUEUED, RUNNING
 from service.jobs.limits import effective_limits
@@ -48,12 +48,16 @@ class Dispatcher:
         """One round under the lock; returns the ids of the jobs released."""
         self._lock(session)
         now = utcnow()
+        online = worker_registry.online(session)
         self._reap(session, now)
-        self._resend(session, now)
+        self._resend(session, now, {w.name for w in online})
         released = []
         for queue in QUEUES:
-            released += self._fill(session, queue, now)
-            for job_id in preemption.ask_to_yield(session, self.settings, queue, now):
+            workers = [w for w in online if w.serves(queue)]
+            # What each GPU has free, as the jobs placed this round leave it: preemption reads it too.
+            gpus = gpu_packing.gpus(session, workers) if queue == "gpu" else None
+            released += self._fill(session, queue, now, workers, gpus)
+            for job_id in preemption.ask_to_yield(session, self.settings, queue, now, gpus):
                 log.info("asked job %s to yield its %s slot to a waiting debug job", job_id, queue)
         return released
 
@@ -95,23 +99,28 @@ class Dispatcher:
                     f"(last on {job.worker})",
                 )
 
-    def _resend(self, session: Session, now: datetime) -> None:
+    def _resend(self, session: Session, now: datetime, online: set[str]) -> None:
         """Jobs sent but never taken: the broker may have lost them. A duplicate is dropped by the claim.
         A job sent to one GPU worker that has gone is placed again."""
         overdue = now - timedelta(seconds=self.settings.resend_after_s)
-        online = {w.name for w in worker_registry.online(session)}
         for job in session.scalars(select(Job).where(Job.status == QUEUED, Job.released_at < overdue)):
             if job.worker and job.worker not in online:
                 job.released_at, job.worker, job.gpu_share = None, None, None
             elif self._send(job):
                 job.released_at = now
 
-    def _fill(self, session: Session, queue: str, now: datetime) -> list[str]:
+    def _fill(
+        self,
+        session: Session,
+        queue: str,
+        now: datetime,
+        workers: list[Worker],
+        gpus: dict[str, gpu_packing.Gpu] | None,
+    ) -> list[str]:
         """The free slots of `queue` take its waiting jobs in fair-share order. A CPU job may go to
         any worker of the queue; a GPU job is placed on the GPU it fits best by memory and sent
         to that worker (service/lab/gpu_packing.py): one that fits no GPU now waits, and smaller
-        ones behind it may go first."""
-        workers = [w for w in worker_registry.online(session) if w.serves(queue)]
+        ones behind it may go first. `gpus` is what the queue's GPUs have free (None for CPUs)."""
         busy = (
             session.execute(
                 select(Job.owner_id).where(
@@ -123,7 +132,6 @@ class Dispatcher:
             .scalars()
             .all()
         )
-        gpus = gpu_packing.gpus(session, workers) if queue == "gpu" else None
         if gpus is not None:
             free = sum(gpu.free_slots for gpu in gpus.values())
         else:
@@ -141,8 +149,9 @@ class Dispatcher:
                 limits[job.owner_id] = effective_limits(self.settings, owner)[f"max_running_{queue}"]
             if per_owner[job.owner_id] >= limits[job.owner_id]:
                 continue
-            gpu, need = None, job.gpu_memory_mb or self.settings.gpu_memory_network_mb
+            gpu = None
             if gpus is not None:
+                need = gpu_packing.need_mb(job, self.settings)
                 gpu = gpu_packing.place(gpus, need)
                 if gpu is None:
                     continue

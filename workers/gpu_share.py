@@ -148,18 +148,24 @@ def gpu_handle():
         return None
 
 
+def gpu_details(handle) -> tuple[str | None, int | None]:
+    """The GPU's name and memory in MB; (None, None) where NVML cannot tell."""
+    if handle is None:
+        return None, None
+    import pynvml
+
+    try:
+        name = pynvml.nvmlDeviceGetName(handle)
+        memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total // MB
+    except Exception:
+        return None, None
+    return (name.decode() if isinstance(name, bytes) else name), int(memory)
+
+
 @cache
 def gpu_total_mb() -> int | None:
     """This worker's GPU's memory in MB; None where it cannot tell."""
-    handle = gpu_handle()
-    if handle is None:
-        return None
-    try:
-        import pynvml
-
-        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).total // MB)
-    except Exception:
-        return None
+    return gpu_details(gpu_handle())[1]
 
 
 def sandbox_env(mb: int | None, total_mb: int | None) -> dict[str, str]:

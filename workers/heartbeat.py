@@ -20,19 +20,6 @@ from workers import gpu_share
 log = logging.getLogger("labtrain.worker")
 
 
-def gpu_details(handle) -> tuple[str | None, int | None]:
-    if handle is None:
-        return None, None
-    import pynvml
-
-    try:
-        name = pynvml.nvmlDeviceGetName(handle)
-        memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024)
-    except Exception:
-        return None, None
-    return (name.decode() if isinstance(name, bytes) else name), int(memory)
-
-
 def gpu_usage(handle) -> tuple[int | None, int | None]:
     """Utilisation (percent over the driver's last sample period) and memory in use (MiB)."""
     if handle is None:
@@ -59,7 +46,7 @@ class Heartbeat:
         self.name, self.queues, self.concurrency = name, queues, concurrency
         self.capabilities = capabilities
         self._gpu = gpu_share.gpu_handle()
-        self.gpu_name, self.gpu_memory_mb = gpu_details(self._gpu)
+        self.gpu_name, self.gpu_memory_mb = gpu_share.gpu_details(self._gpu)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="labtrain-heartbeat", daemon=True)
 

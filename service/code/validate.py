@@ -48,11 +48,7 @@ def validate_code(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
         device=queue,
         device_requested=spec.device,
     )
-    gpu_memory = (
-        gpu_memory_for(ctx.session, spec.resources.gpu_memory_mb, ctx.settings.gpu_memory_code_mb)
-        if queue == "gpu"
-        else None
-    )
+    gpu_memory = gpu_memory_for(ctx.session, queue, spec.resources.gpu_memory_mb, ctx.settings.gpu_memory_code_mb)
     return ValidatedJob(
         family="code",
         run=run,

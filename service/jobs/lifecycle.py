@@ -150,22 +150,24 @@ def cancel_trials(session: Session, parent_id: str, by: User) -> None:
         request_cancel(session, child, by)
 
 
+# A running job going back to the queue: no longer sent, on no worker, holding no GPU.
+BACK_IN_QUEUE = {
+    "status": QUEUED,
+    "released_at": None,
+    "worker": None,
+    "heartbeat_at": None,
+    "preempt_requested": False,
+    "gpu_share": None,
+}
+
+
 def requeue_preempted(session: Session, job_id: str, attempt: int) -> bool:
     """Put a running job that yielded its slot back in the queue: the attempt is given back
     (a preemption is not a failure) and it resumes from its checkpoint."""
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == RUNNING, Job.attempt == attempt)
-        .values(
-            status=QUEUED,
-            attempt=Job.attempt - 1,
-            preemptions=Job.preemptions + 1,
-            preempt_requested=False,
-            released_at=None,
-            worker=None,
-            heartbeat_at=None,
-            gpu_share=None,
-        )
+        .values(**BACK_IN_QUEUE, attempt=Job.attempt - 1, preemptions=Job.preemptions + 1)
     ).rowcount
     if done:
         add_event(session, job_id, "status", {"status": QUEUED, "reason": "preempted", "attempt": attempt})
@@ -175,10 +177,6 @@ def requeue_preempted(session: Session, job_id: str, attempt: int) -> bool:
 def requeue(session: Session, job: Job, reason: str) -> None:
     """Put a running job whose worker was lost back in the queue (it resumes from its checkpoint)."""
     session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status == RUNNING, Job.attempt == job.attempt)
-        .values(
-            status=QUEUED, released_at=None, worker=None, heartbeat_at=None, preempt_requested=False, gpu_share=None
-        )
+        update(Job).where(Job.id == job.id, Job.status == RUNNING, Job.attempt == job.attempt).values(**BACK_IN_QUEUE)
     )
     add_event(session, job.id, "status", {"status": QUEUED, "reason": reason, "attempt": job.attempt})

@@ -39,7 +39,7 @@ def submit(ctx: SubmitContext, payload: Any, *, trial_of: Job | None = None, tri
         time_limit_s=tiers.time_limit(tier, validated.time_limit_s, limit, ctx.settings),
         max_attempts=ctx.settings.max_attempts,
         tier=tier,
-        gpu_memory_mb=validated.gpu_memory_mb if validated.queue == "gpu" else None,
+        gpu_memory_mb=validated.gpu_memory_mb,
     )
     if trial_of is not None:
         job.parent_id, job.trial_number, job.priority = trial_of.id, trial_number, trial_of.priority

@@ -23,6 +23,11 @@ TIER_HELP = (
 )
 
 
+def rank(tier: str) -> int:
+    """Where a tier's jobs go in the queue: lower first (an unknown tier as batch)."""
+    return RANK.get(tier, RANK[BATCH])
+
+
 def tier_of(payload: Any) -> str:
     """The tier of a payload its family validated."""
     return (payload.get("tier") or BATCH) if isinstance(payload, dict) else BATCH

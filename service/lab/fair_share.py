@@ -62,7 +62,7 @@ def waiting_in_order(session: Session, queue: str, settings: Settings, now: date
     )
     by_tier: dict[int, list[Job]] = defaultdict(list)
     for job in waiting:
-        by_tier[tiers.RANK.get(job.tier, tiers.RANK[tiers.BATCH])].append(job)
+        by_tier[tiers.rank(job.tier)].append(job)
     usage = usage_by_owner(session, queue, settings.usage_half_life_s, now)
     return [job for rank in sorted(by_tier) for job in _turns(by_tier[rank], usage)]
 

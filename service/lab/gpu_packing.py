@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from service.core.config import Settings
 from service.core.orm import Job, Worker
 from service.jobs import families
 from service.jobs.lifecycle import QUEUED, RUNNING
@@ -38,6 +39,15 @@ class Gpu:
         """The part of this GPU a job of `need_mb` holds (what fair share weighs its seconds by)."""
         return min(1.0, need_mb / self.total_mb) if self.total_mb else 1.0
 
+    def held_by(self, job_memory_mb: int | None) -> float:
+        """What a job placed here holds: its memory; one placed before GPUs were shared, the GPU."""
+        return job_memory_mb if job_memory_mb is not None else (self.total_mb or 0)
+
+
+def need_mb(job: Job, settings: Settings) -> int:
+    """What a GPU job needs of a GPU (a job queued before GPUs were shared asked for nothing)."""
+    return job.gpu_memory_mb or settings.gpu_memory_network_mb
+
 
 def gpus(session: Session, workers: list[Worker]) -> dict[str, Gpu]:
     """The GPU workers online with what their GPUs have free now."""
@@ -55,9 +65,7 @@ def gpus(session: Session, workers: list[Worker]) -> dict[str, Gpu]:
         )
     )
     for worker, memory_mb in held:
-        gpu = found[worker]
-        # A job placed before GPUs were shared holds its whole GPU.
-        gpu.take(memory_mb if memory_mb is not None else (gpu.total_mb or 0))
+        found[worker].take(found[worker].held_by(memory_mb))
     return found
 
 

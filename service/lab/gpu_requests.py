@@ -12,7 +12,10 @@ from service.lab import worker_registry
 FIELD = "resources.gpu_memory_mb"
 
 
-def gpu_memory_for(session: Session, asked: int | None, default: int) -> int:
+def gpu_memory_for(session: Session, queue: str, asked: int | None, default: int) -> int | None:
+    """What a job on `queue` holds of a GPU: None off the GPU queue (what it asked is ignored)."""
+    if queue != "gpu":
+        return None
     largest = max((w.gpu_memory_mb or 0 for w in worker_registry.online(session) if w.has_gpu), default=0)
     if asked is None:
         return min(default, largest) if largest else default

@@ -27,12 +27,15 @@ from service.core.orm import Job
 from service.jobs import families, lifecycle, tiers
 from service.jobs.lifecycle import QUEUED, RUNNING
 from service.jobs.tiers import DEBUG
-from service.lab import gpu_packing, worker_registry
+from service.lab import gpu_packing
 from service.lab.fair_share import usage_by_owner
 
 
-def ask_to_yield(session: Session, settings: Settings, queue: str, now: datetime) -> list[str]:
-    """Ask running batch jobs to yield for debug jobs waiting too long; returns those asked."""
+def ask_to_yield(
+    session: Session, settings: Settings, queue: str, now: datetime, gpus: dict[str, gpu_packing.Gpu] | None
+) -> list[str]:
+    """Ask running jobs to yield for jobs that waited too long; returns those asked. `gpus`: what
+    the queue's GPUs have free now (None for CPUs)."""
     overdue = now - timedelta(seconds=settings.preempt_after_s)
     waiting = session.scalars(
         select(Job)
@@ -50,7 +53,7 @@ def ask_to_yield(session: Session, settings: Settings, queue: str, now: datetime
     if not waiting:
         return []
     usage = usage_by_owner(session, queue, settings.usage_half_life_s, now)
-    waiting.sort(key=lambda job: (tiers.RANK.get(job.tier, 1), usage.get(job.owner_id, 0.0), job.created_at))
+    waiting.sort(key=lambda job: (tiers.rank(job.tier), usage.get(job.owner_id, 0.0), job.created_at))
     running = session.scalars(select(Job).where(Job.queue == queue, Job.status == RUNNING, families.takes_slot())).all()
     yielding = sum(1 for job in running if job.preempt_requested)
     candidates = sorted(
@@ -62,7 +65,6 @@ def ask_to_yield(session: Session, settings: Settings, queue: str, now: datetime
         key=lambda job: (job.started_at, job.id),
         reverse=True,  # the latest start first
     )
-    gpus = gpu_packing.gpus(session, worker_registry.online(session)) if queue == "gpu" else None
     asked = []
     for waiter in waiting[yielding:]:
         victim = next(
@@ -108,5 +110,4 @@ def _frees_enough(victim: Job, waiting: Job, gpus: dict[str, gpu_packing.Gpu] | 
     gpu = gpus.get(victim.worker or "")
     if gpu is None:
         return False
-    held = victim.gpu_memory_mb if victim.gpu_memory_mb is not None else (gpu.total_mb or 0)
-    return gpu.free_mb + held >= (waiting.gpu_memory_mb or settings.gpu_memory_network_mb)
+    return gpu.free_mb + gpu.held_by(victim.gpu_memory_mb) >= gpu_packing.need_mb(waiting, settings)

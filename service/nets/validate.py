@@ -68,10 +68,8 @@ def validate_network(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
         device_requested=spec.device,
         image=data.image,
     )
-    gpu_memory = (
-        gpu_memory_for(ctx.session, spec.resources.gpu_memory_mb, default_gpu_memory_mb(ctx.settings, run))
-        if queue == "gpu"
-        else None
+    gpu_memory = gpu_memory_for(
+        ctx.session, queue, spec.resources.gpu_memory_mb, default_gpu_memory_mb(ctx.settings, run)
     )
     return ValidatedJob(family="network", run=run, queue=queue, name=spec.name, gpu_memory_mb=gpu_memory)
 
