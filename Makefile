@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Debian packages: bubblewrap makes the sandbox code jobs run in (workers/sandbox), for `make
+# Debian packages: bubblewrap makes the sandbox code jobs run in (service/sandbox), for `make
 # run` and the tests; the tests also use docker-compose, which validates docker-compose.yml
 # without a Docker engine (tests/test_deploy.py), and Chromium for the dashboard's browser tests
 # (Playwright drives it; `playwright install` would download from a CDN). Installed when

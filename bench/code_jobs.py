@@ -29,9 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.service_process import start_service
+from service.sandbox.box import Sandbox, SandboxSpec
+from service.sandbox.cgroups import Hierarchy, Limits
 from tests.support.digit_images import MNIST_8K
-from workers.sandbox.box import Sandbox, SandboxSpec
-from workers.sandbox.cgroups import Hierarchy, Limits
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tests" / "service" / "code" / "scripts" / "torch_mnist.py"
 SCRIPT_ARGS = ["--epochs", "5", "--limit", "6000"]

@@ -43,9 +43,9 @@ from sqlalchemy import create_engine, text
 
 from bench.service_process import PG_ADMIN, REDIS, start_service
 from service.core.config import Settings
+from service.sandbox import probe
 from tests.support.digit_images import MNIST_8K
 from tests.support.processes import ServiceProcess
-from workers.sandbox import probe
 
 ENDED = ("succeeded", "failed", "cancelled")
 PACKED = 8

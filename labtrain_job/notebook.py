@@ -7,8 +7,8 @@ cell the job hears `cell 7/23`; what cells print goes to the job's log as they p
 `labtrain_job.report()` works from a cell as from a script. Parameters go in a cell after the
 one tagged `parameters` (papermill's convention). Colab-only lines get a clear message
 (labtrain_job/colab.py). Whatever happens, the executed notebook (every output and figure)
-and its HTML rendering are written to outputs/; a failing cell fails the job, naming the
-cell, its first line and the error. Asked to yield (SIGUSR1: preemption), the runner passes the
+is written to outputs/ (its page is rendered by the worker once the job has ended, never
+here); a failing cell fails the job, naming the cell, its first line and the error. Asked to yield (SIGUSR1: preemption), the runner passes the
 signal on to the kernel, where `labtrain_job.preempted()` turns True (the Keras callback and
 the PyTorch helper checkpoint and stop), runs no further cell, and exits with status 0.
 """
@@ -187,14 +187,7 @@ def _error_text(exc: CellExecutionError) -> str:
 
 
 def _write_outputs(notebook: Any, stem: str) -> None:
-    from labtrain_job.render import notebook_html  # nbconvert: only once the notebook ran
-
-    folder = outputs_dir()
-    nbformat.write(notebook, folder / f"{stem}.ipynb")
-    try:
-        (folder / f"{stem}.html").write_text(notebook_html(notebook), encoding="utf-8")
-    except Exception as exc:  # the executed notebook is there; a page that did not render is no failure
-        print(f"labtrain: the notebook's HTML page could not be made: {exc}", file=sys.stderr)
+    nbformat.write(notebook, outputs_dir() / f"{stem}.ipynb")
 
 
 if __name__ == "__main__":

@@ -6,14 +6,20 @@ Students' outputs and markdown pass through a sanitizer that keeps what document
 iframes, forms and images from elsewhere; the page itself (templates/labtrain) carries no
 JavaScript and a Content-Security-Policy that forbids scripts and outside requests. The API
 serves it sandboxed besides (service/api/jobs.py), so even a sanitizer miss cannot run.
+
+The job never renders its own page: once its processes are gone, the worker runs
+`python -m labtrain_job.render NOTEBOOK PAGE` in a short sandbox of its own, with the executed
+notebook as its only input (workers/trainers/code/notebook_page.py).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import bleach
+import nbformat
 from bleach.css_sanitizer import CSSSanitizer
 from nbconvert import HTMLExporter
 
@@ -64,3 +70,14 @@ def notebook_html(notebook: Any) -> str:
     )
     html, _ = exporter.from_notebook_node(notebook)
     return html
+
+
+def main(argv: list[str] | None = None) -> int:
+    source, target = argv if argv is not None else sys.argv[1:]
+    notebook = nbformat.read(source, as_version=4)
+    Path(target).write_text(notebook_html(notebook), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

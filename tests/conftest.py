@@ -243,6 +243,7 @@ def app(settings, db):
 
     application = create_app(settings)
     yield application
+    application.extensions["labtrain"].models.close()  # the models' processes it started
     application.extensions["labtrain"].db.dispose()
 
 

@@ -27,10 +27,10 @@ from service.core.broker import RUN_JOB_TASK, make_celery, worker_queue
 from service.core.config import Settings
 from service.core.db import Database
 from service.jobs import families
+from service.sandbox import probe
 from workers import mps
 from workers.heartbeat import Heartbeat
 from workers.runner import JobRunner
-from workers.sandbox import probe
 
 log = logging.getLogger("labtrain.worker")
 

@@ -16,7 +16,6 @@ from service.jobs import lifecycle
 from workers.trainers.base import Cancelled
 from workers.watch import JobWatch
 
-MAX_LOG_BYTES = 20 * 1024 * 1024  # of a job's own output, in its log
 WRITE_EVERY_S = 0.25  # log events and progress wait at most this long to be written
 
 
@@ -39,14 +38,13 @@ class DbReporter:
         self._checkpoint_at = time.monotonic()
         self.yielded = False  # a checkpoint was written after a preemption was asked: stop now
         self._epochs_seen: set[int] | None = None
-        self._logged = 0
         self._pending: dict[str, Any] = {}  # progress not written yet
         self._logs: list[tuple[str, dict[str, Any], datetime]] = []  # log events not written yet
         self._written_at = 0.0
 
     # A short job's many steps (a fold, a trial) would each cost a transaction: log events and
-    # progress wait up to WRITE_EVERY_S and go together, with the next other event, or with the
-    # job's outcome; other events (an epoch, a trial) and metrics are written at once.
+    # progress (metrics included) wait up to WRITE_EVERY_S and go together, with the next other
+    # event, or with the job's outcome; other events (an epoch, a trial) are written at once.
     def event(self, type_: str, data: dict[str, Any]) -> None:
         self._check()
         if type_ == "log":
@@ -62,11 +60,8 @@ class DbReporter:
 
     def progress(self, **fields: Any) -> None:
         self._check()
-        self._pending.update(fields)
-        if "metrics" in fields:
-            self.flush()
-        else:
-            self._write_if_due()
+        self._pending.update(fields)  # metrics too: a script may report thousands a second
+        self._write_if_due()
 
     def flush(self) -> None:
         """Write what waits in a transaction of its own."""
@@ -107,13 +102,8 @@ class DbReporter:
             self.flush()
 
     def output(self, stream: str, line: str) -> None:
-        """A line the job's program printed goes to the job's log (bounded: MAX_LOG_BYTES a job)."""
-        if self._logged > MAX_LOG_BYTES:
-            return
-        self._logged += len(line) + 1
-        if self._logged > MAX_LOG_BYTES:
-            self.log.warning("the job printed more than %d bytes; the rest is not in its log", MAX_LOG_BYTES)
-            return
+        """A line the job's program printed goes to the job's log (the sandbox bounds what a
+        program sends, every channel together: service/sandbox/box.py, MAX_OUTPUT_BYTES)."""
         self.log.log(logging.WARNING if stream == "stderr" else logging.INFO, "%s", line)
 
     def stop_requested(self) -> bool:

@@ -21,6 +21,7 @@ from service.core.config import Settings
 from service.core.db import Database
 from service.core.orm import Dataset, Job, Model, new_id
 from service.jobs import families, lifecycle
+from service.serving.check import ModelRefused, check_model
 from workers.reporter import DbReporter
 from workers.trainers import Cancelled, DataSource, JobFailed, JobResult, Preempted, TrainedModel
 from workers.watch import CANCELLED, SUPERSEDED, JobWatch, outcome
@@ -141,6 +142,8 @@ class JobRunner:
         path = storage.model_path(self.settings, model_id, trained.suffix)
         with storage.atomic_path(path) as tmp:  # each framework's own format, renamed into place once written
             trained.write(trained.artifact, tmp)
+            if trained.left_by_job:
+                self._check_model(trained, tmp)
         watch.finishing = True
         with self.db.session() as session:
             reporter.write_pending(session)
@@ -170,6 +173,26 @@ class JobRunner:
                 raise RuntimeError("the job is no longer this attempt's to finish")  # rolls the model row back
         job_log.info("job %s succeeded; model %s", job_id, model_id)
         return lifecycle.SUCCEEDED
+
+    def _check_model(self, trained: TrainedModel, path) -> None:
+        """Load a model the job's code wrote in a model's process of its own, never here."""
+        fields = {
+            "id": "candidate",
+            "framework": trained.framework,
+            "task": trained.task,
+            "input": trained.input,
+            "meta": trained.extra,
+            "classes": trained.classes,
+            "class_names": trained.class_names,
+        }
+        try:
+            check_model(self.settings, families.predictor(trained.framework), fields, path)
+        except ModelRefused as exc:
+            raise JobFailed(
+                "model_export_failed",
+                f"{exc}. Models are loaded only as data: an ONNX graph of standard operators, or "
+                "scikit-learn's own estimators and transformers saved with save_model",
+            ) from None
 
     def _succeed_with_result(
         self, job_id: str, attempt: int, found: JobResult, job_log: logging.Logger, reporter: DbReporter

@@ -18,10 +18,10 @@ from service.api import (
     sources,
 )
 from service.api.context import Services
-from service.api.model_cache import ModelCache
 from service.core.config import Settings
 from service.core.db import Database
 from service.lab.rate_limits import RateLimits
+from service.serving.pool import ModelServers
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["labtrain"] = Services(
         settings=settings,
         db=Database(settings.database_url),
-        models=ModelCache(settings.model_cache_size),
+        models=ModelServers(settings),
         rate_limits=RateLimits(settings),
     )
     for module in (errors, monitoring, auth, jobs, events, models, datasets, sources, catalog, dashboard, openapi):

@@ -1,4 +1,4 @@
-"""What every request handler reaches: the settings, the database, the loaded models and
+"""What every request handler reaches: the settings, the database, the models' processes and
 the rate limits of the app serving it."""
 
 from __future__ import annotations
@@ -7,17 +7,17 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from service.api.model_cache import ModelCache
 from service.core.config import Settings
 from service.core.db import Database
 from service.lab.rate_limits import RateLimits
+from service.serving.pool import ModelServers
 
 
 @dataclass
 class Services:
     settings: Settings
     db: Database
-    models: ModelCache
+    models: ModelServers
     rate_limits: RateLimits
 
 

@@ -1,4 +1,4 @@
-"""Job routes: submit, list, get, events, log, cancel."""
+"""Job routes: submit, list, get, events, log, artifacts, a notebook's page, cancel."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from service.jobs.context import SubmitContext
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 MAX_LOG_READ = 4 * 1024 * 1024  # bytes of log one request returns; follow with offset for more
+NOTEBOOK_PAGE_POLICY = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:"
 
 
 def init_app(app: Flask) -> None:
@@ -132,6 +133,22 @@ def artifact(job_id: str, artifact: str):
     # A student's file is data, never a page of this site: no sniffing, no scripts if opened.
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
+
+
+@bp.get("/<job_id>/notebook")
+def notebook_page(job_id: str):
+    """A notebook job's page, as its worker rendered it from the executed notebook once the job
+    had ended (never a file the job wrote: that would be an artifact)."""
+    job = owned(Job, job_id, "job")
+    path = storage.notebook_page_path(services().settings, job.id)
+    if not path.is_file() or path.is_symlink():
+        raise NotFound(f"job {job.id} has no notebook page (its result.notebook says why)", field="job_id")
+    response = send_file(path, mimetype="text/html", max_age=0)
+    # The notebook's outputs are a student's: a document with no script and no request, in an
+    # opaque origin, on top of the sanitizer that rendering ran.
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = NOTEBOOK_PAGE_POLICY
     return response
 
 

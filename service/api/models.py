@@ -87,8 +87,8 @@ def predict(model_id: str):
         instances = None
     else:
         images, instances = None, _instances()
-    loaded = services().models.get(model.id, model.artifact_path, lambda _path: predictor.load(model))
-    output = predictor.predict(loaded, model, instances, images)
+    # The model answers from a process of its own, never from this one (service/serving).
+    output = services().models.predict(model, predictor, instances, images)
     output["model_id"] = model.id
     return output
 

@@ -54,7 +54,7 @@ ERROR_TEXT = {
     413: "The body is larger than the upload limit",
     422: "A parameter, spec or payload is invalid",
     429: "A per-user limit is reached; the message says which",
-    503: "Not ready: the message names what does not answer",
+    503: "Not ready, or unable to serve it now: the message names what does not answer",
 }
 BINARY = {"type": "string", "format": "binary"}
 
@@ -281,6 +281,10 @@ ROUTES: dict[tuple[str, str], Op] = {
     ("GET", "/api/v1/jobs/{job_id}/artifacts/{artifact}"): Op(
         "One artifact file, as a download", {"application/octet-stream": BINARY}
     ),
+    ("GET", "/api/v1/jobs/{job_id}/notebook"): Op(
+        "A notebook job's executed notebook as an inert HTML page, rendered by its worker",
+        {"text/html": {"type": "string"}},
+    ),
     ("POST", "/api/v1/sources"): Op(
         "Upload code: one .py or .ipynb file, or a project as .zip or .tar.gz",
         r.SourceInfo,
@@ -300,10 +304,11 @@ ROUTES: dict[tuple[str, str], Op] = {
         "The model's artifact file", {"application/octet-stream": BINARY}, errors=(409,)
     ),
     ("POST", "/api/v1/models/{model_id}/predict"): Op(
-        "Predict with a model: JSON instances, or image files for image models",
+        "Predict with a model: JSON instances, or image files for image models. The model answers from a "
+        "process of its own with limits: past them, a 422 prediction_limit_exceeded",
         r.Prediction,
         body=PREDICT_BODY,
-        errors=(400, 409, 413, 422, 429),
+        errors=(400, 409, 413, 422, 429, 503),
     ),
     ("POST", "/api/v1/datasets"): Op(
         "Upload a data set", r.DatasetInfo, 201, body=UPLOAD_BODY, errors=(400, 413, 422), headers=("Location",)

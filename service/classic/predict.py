@@ -1,6 +1,6 @@
 """Predict for scikit-learn models: JSON rows of features in, predictions (and class
-probabilities and names) out. The model file is skops, loaded trusting only scikit-learn
-and numpy types, so a predict never runs code from a file."""
+probabilities and names) out. The model file is skops, loaded with an allowlist of
+scikit-learn's classes (service/core/sklearn_files.py), so a predict never runs code from a file."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from service.core.errors import SpecError
+from service.core.errors import Conflict, SpecError
 from service.core.orm import Model
-from service.core.storage import load_sklearn
+from service.core.sklearn_files import load_sklearn
 from service.data.instances import MAX_INSTANCES
 from service.data.tasks import CLASSIFICATION, DECOMPOSITION
 
 
 class SklearnPredictor:
     def load(self, model: Model) -> Any:
-        return load_sklearn(model.artifact_path)
+        try:
+            return load_sklearn(model.artifact_path)
+        except ValueError as exc:  # a type outside the allowlist, or a file skops cannot read
+            raise Conflict(f"the scikit-learn model cannot be served: {exc}", field="id") from None
 
     def predict(self, loaded: Any, model: Model, instances: Any, images: list[tuple[str, bytes]] | None) -> dict:
         if images is not None:

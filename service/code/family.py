@@ -23,6 +23,7 @@ def catalog() -> dict[str, Any]:
             "cpus": settings.max_cpus,
             "outputs_mb": settings.max_outputs_mb,
             "disk_mb": settings.max_job_disk_mb,
+            "files": settings.code_max_files,
         },
         "sources": ["py", "ipynb", "zip", "tar.gz"],
         "job_module": {

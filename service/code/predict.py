@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from service.code import onnx_check
 from service.core.errors import Conflict, SpecError
 from service.core.orm import Model
 from service.data.images import mnist_digit, picture, to_input
@@ -29,6 +30,10 @@ class OnnxPredictor:
 
         with open(model.artifact_path, "rb") as handle:
             data = handle.read()
+        try:  # again at every load: a file stored before a check was added is held to it too
+            onnx_check.check(data, model.input["shape"])
+        except onnx_check.ModelRefused as exc:
+            raise Conflict(f"the ONNX model cannot be served: {exc}", field="id") from None
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # the API serves many requests at once
         options.inter_op_num_threads = 1

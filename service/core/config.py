@@ -30,7 +30,15 @@ class Settings:
     visibility_timeout: int = 24 * 3600
     # How often the serverless broker looks for new messages, in seconds.
     embedded_poll_interval: float = 0.02
-    model_cache_size: int = 32
+    # Models answer predictions from processes of their own (service/serving), kept warm: at
+    # most this many per API process, each stopped after predict_idle_s unused.
+    model_cache_size: int = 8
+    predict_idle_s: float = 900.0
+    # What one model's process may use: memory, CPUs, and seconds per prediction (and to load).
+    predict_memory_mb: int = 1536
+    predict_cpus: float = 1.0
+    predict_time_limit_s: float = 10.0
+    predict_load_time_limit_s: float = 60.0
     # Fair share and per-user limits (an admin may override the limits per user).
     usage_half_life_s: float = 24 * 3600
     max_running_cpu: int = 4
@@ -83,8 +91,10 @@ class Settings:
     max_memory_mb: int = 8192
     max_cpus: int = 2
     code_max_processes: int = 512
+    code_max_open_files: int = 1024  # per process of a code job (RLIMIT_NOFILE)
     max_outputs_mb: int = 512  # the largest file a job may write, and what its outputs/ may hold
     max_job_disk_mb: int = 2048  # all a job may write in its folder
+    code_max_files: int = 10_000  # files and folders a job may hold in its folder (inodes)
     # "required": code runs only in a sandbox (bubblewrap and cgroups); "off": as a plain process,
     # for one person's own machine only (the job and the log say so).
     code_sandbox: str = "required"
@@ -122,7 +132,12 @@ class Settings:
             max_upload_bytes=_env_int(environ, "LABTRAIN_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
             visibility_timeout=_env_int(environ, "LABTRAIN_VISIBILITY_TIMEOUT", 24 * 3600),
             embedded_poll_interval=_env_float(environ, "LABTRAIN_EMBEDDED_POLL_INTERVAL", 0.02),
-            model_cache_size=_env_int(environ, "LABTRAIN_MODEL_CACHE_SIZE", 32),
+            model_cache_size=_env_int(environ, "LABTRAIN_MODEL_CACHE_SIZE", 8),
+            predict_idle_s=_env_float(environ, "LABTRAIN_PREDICT_IDLE_S", 900.0),
+            predict_memory_mb=_env_int(environ, "LABTRAIN_PREDICT_MEMORY_MB", 1536),
+            predict_cpus=_env_float(environ, "LABTRAIN_PREDICT_CPUS", 1.0),
+            predict_time_limit_s=_env_float(environ, "LABTRAIN_PREDICT_TIME_LIMIT_S", 10.0),
+            predict_load_time_limit_s=_env_float(environ, "LABTRAIN_PREDICT_LOAD_TIME_LIMIT_S", 60.0),
             usage_half_life_s=_env_float(environ, "LABTRAIN_USAGE_HALF_LIFE_S", 24 * 3600),
             max_running_cpu=_env_int(environ, "LABTRAIN_MAX_RUNNING_CPU", 4),
             max_running_gpu=_env_int(environ, "LABTRAIN_MAX_RUNNING_GPU", 1),
@@ -154,8 +169,10 @@ class Settings:
             max_memory_mb=_env_int(environ, "LABTRAIN_MAX_MEMORY_MB", 8192),
             max_cpus=_env_int(environ, "LABTRAIN_MAX_CPUS", 2),
             code_max_processes=_env_int(environ, "LABTRAIN_CODE_MAX_PROCESSES", 512),
+            code_max_open_files=_env_int(environ, "LABTRAIN_CODE_MAX_OPEN_FILES", 1024),
             max_outputs_mb=_env_int(environ, "LABTRAIN_MAX_OUTPUTS_MB", 512),
             max_job_disk_mb=_env_int(environ, "LABTRAIN_MAX_JOB_DISK_MB", 2048),
+            code_max_files=_env_int(environ, "LABTRAIN_CODE_MAX_FILES", 10_000),
             code_sandbox="off" if environ.get("LABTRAIN_CODE_SANDBOX", "").lower() == "off" else "required",
             cgroup_root=Path(environ["LABTRAIN_CGROUP_ROOT"]) if environ.get("LABTRAIN_CGROUP_ROOT") else None,
             max_dataset_images=_env_int(environ, "LABTRAIN_MAX_DATASET_IMAGES", 50_000),

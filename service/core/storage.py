@@ -1,7 +1,7 @@
 """Where files live under the artifact directory, and the safe model format.
 
-Models are written with skops, which rebuilds objects without running pickled code;
-on load only scikit-learn and numpy types are trusted (DESIGN.md decision 7).
+Models are written with skops, which rebuilds objects without running pickled code; they are
+loaded by service/core/sklearn_files.py, with an allowlist of classes (DESIGN.md decision 7).
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ def job_log_path(settings: Settings, job_id: str) -> Path:
 def job_outputs_dir(settings: Settings, job_id: str) -> Path:
     """The files a code job left in its outputs/ folder: its artifacts."""
     return job_dir(settings, job_id) / "outputs"
+
+
+def notebook_page_path(settings: Settings, job_id: str) -> Path:
+    """A notebook job's page, rendered by its worker after the job ended: beside its outputs,
+    never among them, so nothing the job wrote can take its place."""
+    return job_dir(settings, job_id) / "notebook.html"
 
 
 def source_dir(settings: Settings, source_id: str) -> Path:
@@ -64,41 +70,39 @@ def write_atomically(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-TRUSTED_PREFIXES = ("sklearn.", "numpy.")
-
-
 def dump_sklearn(obj: Any, path: Path) -> None:
     import skops.io
 
     write_atomically(path, skops.io.dumps(obj))
 
 
-def load_sklearn(path: str | Path) -> Any:
-    import skops.io
-
-    path = Path(path)
-    data = path.read_bytes()
-    untrusted = skops.io.get_untrusted_types(data=data)
-    foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-    if foreign:
-        raise ValueError(f"model file {path.name} holds types outside scikit-learn and numpy: {foreign}")
-    return skops.io.loads(data, trusted=untrusted)
-
-
 def regular_files(folder: Path) -> list[tuple[str, int]]:
     """Every regular file under `folder` as (relative path, size), in path order; links and
     special files are passed over, and never followed."""
-    found = []
-    if not folder.is_dir() or folder.is_symlink():
-        return found
-    for root, dirs, files in os.walk(folder):  # os.walk does not follow links to folders
-        dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
-        for name in files:
-            path = Path(root) / name
-            info = path.lstat()
-            if stat.S_ISREG(info.st_mode):
-                found.append((path.relative_to(folder).as_posix(), info.st_size))
-    return sorted(found)
+    return sorted((relative, info.st_size) for relative, info, _, _ in entries(folder) if stat.S_ISREG(info.st_mode))
+
+
+def entries(folder: Path) -> Iterator[tuple[str, os.stat_result, int, str]]:
+    """Every entry under `folder` (files, folders, links, pipes...) as (relative path, its
+    lstat, its folder's descriptor, its name), for a caller to act on through that descriptor.
+
+    Safe while someone swaps a folder for a link: `folder` is opened without following a
+    link, each folder below through its parent's descriptor and only when it is still the
+    folder lstat saw (os.fwalk with follow_symlinks=False), and nothing is named by path."""
+    try:
+        top = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # missing, or a link
+        return
+    try:
+        for root, dirs, files, root_fd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
+            for name in (*dirs, *files):
+                try:
+                    info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+                except OSError:  # gone meanwhile
+                    continue
+                yield os.path.normpath(os.path.join(root, name)), info, root_fd, name
+    finally:
+        os.close(top)
 
 
 def file_inside(folder: Path, relative: str) -> Path | None:

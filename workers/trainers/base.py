@@ -96,6 +96,9 @@ class TrainedModel:
     summary: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)  # more of the job's result (a code job's exit, artifacts)
+    # A file the job's own code wrote: loaded once in a model's process of its own before it
+    # becomes a model (the worker never opens it itself).
+    left_by_job: bool = False
 
 
 @dataclass

@@ -112,6 +112,7 @@ PROBES = [
     ),
     Probe("job artifacts", "code", "GET", "/api/v1/jobs/{id}/artifacts"),
     Probe("job artifact", "code", "GET", "/api/v1/jobs/{id}/artifacts/result.txt"),
+    Probe("notebook page", "code", "GET", "/api/v1/jobs/{id}/notebook"),
     Probe("job log from an offset", "finished", "GET", "/api/v1/jobs/{id}/log?offset=3"),
     # Last: for the owner it cancels the queued job.
     Probe("cancel queued job", "queued", "POST", "/api/v1/jobs/{id}/cancel", owner_status=202),
@@ -168,6 +169,7 @@ def build_world(client, headers, run_queued, settings) -> dict[str, str]:
     outputs = storage.job_outputs_dir(settings, code["id"])
     outputs.mkdir(parents=True)
     (outputs / "result.txt").write_text("0.97\n")
+    storage.notebook_page_path(settings, code["id"]).write_text("<p>the page its worker rendered</p>")
     return {
         "source": source["id"],
         "code": code["id"],

@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from service.core.db import Database
 from service.core.orm import Job
+from tests.service.sandbox.test_escapes import host_processes_with
 from tests.support.processes import Deployment, ServiceProcess, deployment_env, serving
-from tests.workers.sandbox.test_escapes import host_processes_with
 
 SCRIPTS = Path(__file__).with_name("scripts")
 FAST_RECOVERY = {"LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S": "3", "LABTRAIN_RESEND_AFTER_S": "3"}

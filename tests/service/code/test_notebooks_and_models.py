@@ -1,7 +1,8 @@
 """Notebooks as jobs and models from students' code, end to end on real processes (PostgreSQL,
 Redis, a dispatcher, a worker with its sandbox, the API).
 
-A notebook runs cell by cell and comes back executed and rendered; a failing cell, a
+A notebook runs cell by cell and comes back executed, and its page is rendered by the worker
+from the executed notebook (a page the job writes itself stays an artifact); a failing cell, a
 `!pip install` of something absent and `google.colab` each fail the job with a message that
 says what to do; a search varies a notebook's parameter. A model saved with
 `labtrain_job.save_model` answers predict through ONNX (PyTorch, Keras) or skops
@@ -63,6 +64,15 @@ def upload(lab: Lab, name: str, data: bytes) -> str:
     return created.json()["id"]
 
 
+def notebook_page(lab: Lab, job_id: str) -> str:
+    response = lab.client.get(f"/api/v1/jobs/{job_id}/notebook")
+    assert response.status_code == 200, response.text[:300]
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Security-Policy"].startswith("sandbox; default-src 'none'")
+    return response.text
+
+
 def run_job(lab: Lab, spec: dict, timeout: float = 240) -> dict:
     return lab.client.wait_for(lab.submit(spec), timeout=timeout)
 
@@ -101,7 +111,7 @@ def test_a_notebook_runs_cell_by_cell_and_comes_back_executed_and_rendered(lab):
     )
     job = run_job(lab, {"code": {"source": source, "parameters": {"epochs": 3, "rate": 0.25}}})
     assert job["status"] == "succeeded", job["error"]
-    assert job["result"]["notebook"] == {"executed": "train.ipynb", "html": "train.html", "cells": 5}
+    assert job["result"]["notebook"] == {"executed": "train.ipynb", "cells": 5, "page": True}
     assert job["progress"]["cells"] == 5
 
     messages = [e["data"]["message"] for e in lab.events(job["id"]) if e["type"] == "log" and "cell" in e["data"]]
@@ -121,12 +131,68 @@ def test_a_notebook_runs_cell_by_cell_and_comes_back_executed_and_rendered(lab):
     assert code[2].outputs[0]["text"] == "trained 3 epochs at rate 0.25\n"
     assert any("image/png" in output.get("data", {}) for output in code[3].outputs)  # the figure
 
-    page = artifact(lab, job["id"], "train.html").decode()
+    page = notebook_page(lab, job["id"])
     assert "<h1" in page and "<em>small</em>" in page and "data:image/png;base64," in page
     assert '<b id="bold">bold</b>' in page  # harmless markup stays
     assert "<script" not in page and "<iframe" not in page  # (the code cell shows them escaped)
     assert re.search(r"<[^>]*\son\w+\s*=", page) is None  # no event handler on any element
     assert re.search(r"""<[^>]*\ssrc\s*=\s*(?!["']?data:)""", page) is None  # nothing fetched from anywhere
+
+
+FORGER = (  # keeps writing the job's own page, past the notebook's end, until the sandbox goes
+    "import os, pathlib, time\n"
+    "outputs = pathlib.Path('{outputs}')\n"
+    "while True:\n"
+    "    (outputs / 'forging').write_text({page!r})\n"
+    "    os.replace(outputs / 'forging', outputs / 'forged.html')\n"
+    "    with open(outputs / 'forger.log', 'a') as log:\n"
+    "        print(time.time(), file=log)\n"
+    "    time.sleep(0.02)\n"
+)
+
+
+def test_the_page_is_rendered_by_the_worker_whatever_the_job_writes_where_a_page_was(lab):
+    source = upload(
+        lab,
+        "forged.ipynb",
+        notebook(
+            new_markdown_cell("# The real notebook"),
+            new_code_cell(
+                "import labtrain_job, subprocess, sys\n"
+                "outputs = labtrain_job.outputs_dir()\n"
+                # The marker is put together as the cell runs: its source, on the page, never holds it.
+                "page = '<script>document.title = 1</script><p>' + 'FORGED' + '_PAGE' + '</p>'\n"
+                "(outputs / 'forged.html').write_text(page)\n"
+                f"forger = {FORGER!r}.format(outputs=outputs, page=page)\n"
+                "subprocess.Popen([sys.executable, '-c', forger], start_new_session=True)"
+            ),
+            new_code_cell("print('printed by a ' + 'real cell')"),
+            new_code_cell(
+                "import time\n"
+                "(outputs / 'forged.html').write_text(page)\n"
+                "(outputs / 'cells-ended').write_text(str(time.time()))"
+            ),
+        ),
+    )
+    job = run_job(lab, {"code": {"source": source}})
+    assert job["status"] == "succeeded", job["error"]
+    assert job["result"]["notebook"] == {"executed": "forged.ipynb", "cells": 3, "page": True}
+
+    page = notebook_page(lab, job["id"])
+    assert "<h1" in page and "The real notebook" in page and "printed by a real cell" in page
+    assert "FORGED_PAGE" not in page and "<script" not in page
+
+    # The control: the job did write its page where the rendered one used to be, and kept
+    # writing it after its cells ended; that file is one of its artifacts, served as a download.
+    assert b"<script>" in artifact(lab, job["id"], "forged.html")
+    assert b"FORGED_PAGE" in artifact(lab, job["id"], "forged.html")
+    ended = float(artifact(lab, job["id"], "cells-ended"))
+    written = [float(line) for line in artifact(lab, job["id"], "forger.log").split()]
+    assert max(written) > ended, "the background writer did not outlive the cells"
+    listed = lab.client.get(f"/api/v1/jobs/{job['id']}/artifacts").json()["items"]
+    assert {"forged.html", "forged.ipynb"} <= {item["path"] for item in listed}
+    download = lab.client.get(f"/api/v1/jobs/{job['id']}/artifacts/forged.html")
+    assert download.headers["Content-Disposition"].startswith("attachment")
 
 
 def test_labtrain_run_takes_a_notebook_and_its_parameters(lab, tmp_path):
@@ -163,7 +229,7 @@ def test_a_failing_cell_fails_the_job_naming_the_cell_its_first_line_and_the_err
     executed = nbformat.reads(artifact(lab, job["id"], "broken.ipynb").decode(), as_version=4)
     assert executed.cells[1].outputs[-1]["ename"] == "ZeroDivisionError"
     assert executed.cells[2].get("execution_count") is None  # never ran
-    assert b"ZeroDivisionError" in artifact(lab, job["id"], "broken.html")
+    assert "ZeroDivisionError" in notebook_page(lab, job["id"])  # a failed notebook's page too
 
 
 def test_colab_lines_get_a_message_instead_of_a_stack_trace(lab):

@@ -1,4 +1,4 @@
-"""Code jobs: a student's own script, run in a sandbox (workers/sandbox), its reports turned
+"""Code jobs: a student's own script, run in a sandbox (service/sandbox), its reports turned
 into the job's events and metrics, its stdout and stderr into the job's log, and what it
 leaves in outputs/ into the job's artifacts.
 
@@ -10,10 +10,13 @@ once the job ends, `outputs/`: the regular files the script left there, never a 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -28,10 +31,12 @@ from service.core import storage
 from service.core.config import Settings
 from service.data.arrays import mnist_path
 from service.data.tables import load_builtin
+from service.sandbox import disk
+from service.sandbox.box import JOB_ROOT, SANDBOX_UID, Mount, Sandbox, SandboxSpec
+from service.sandbox.cgroups import CgroupError, Hierarchy, Limits
 from workers import gpu_share
-from workers.sandbox.box import JOB_ROOT, SANDBOX_UID, Mount, Sandbox, SandboxSpec
-from workers.sandbox.cgroups import CgroupError, Hierarchy, Limits
 from workers.trainers.base import Cancelled, DataSource, JobFailed, JobResult, Preempted, Reporter, TrainedModel
+from workers.trainers.code.notebook_page import make_page
 from workers.trainers.code.served import saved_model
 
 MB = 1024 * 1024
@@ -88,36 +93,45 @@ def builtin_file(settings: Settings, name: str) -> Path:
 
 def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult | TrainedModel:
     settings = inputs.settings
-    workdir = inputs.job_dir / "sandbox"
     checkpoints = report.checkpoint_dir or inputs.job_dir / "checkpoints"
-    _prepare(workdir, checkpoints, inputs.source_dir)
+    space = _job_disk(settings, inputs, checkpoints)
+    workdir = space.root
     enforce = settings.code_sandbox == "required"
-    box = Sandbox(
-        _spec(run, inputs, workdir, checkpoints, report.gpu_memory_mb),
-        _cgroups(settings) if enforce else None,
-        report.output,
-        enforce=enforce,
-    )
-    if not enforce:
-        report.event(
-            "log",
-            {
-                "message": "UNSANDBOXED: LABTRAIN_CODE_SANDBOX=off, so this script runs as a plain "
-                "process of the worker (for one person's own machine only)"
-            },
-        )
     follow = _Follower(report)
+    box: Sandbox | None = None
     try:
+        _prepare(space, inputs.source_dir)
+        box = Sandbox(
+            _spec(run, inputs, workdir, space.checkpoints, report.gpu_memory_mb),
+            _cgroups(settings) if enforce else None,
+            report.output,
+            enforce=enforce,
+        )
+        if not enforce:
+            report.event(
+                "log",
+                {
+                    "message": "UNSANDBOXED: LABTRAIN_CODE_SANDBOX=off, so this script runs as a plain "
+                    "process of the worker (for one person's own machine only)"
+                },
+            )
         box.start()
-        returncode = _supervise(box, follow, report, workdir, checkpoints, settings)
+        returncode = _supervise(box, follow, report, space, settings)
         for event in box.events(timeout=0):
             follow.handle(event)
         oom = box.oom_killed()
-        _check_disk(box, workdir, checkpoints, settings, finished=True)
+        _check_disk(box, space, settings, finished=True)
     finally:
-        box.close()
-        artifacts = _harvest(workdir / "outputs", storage.job_outputs_dir(settings, inputs.job_id))
-        shutil.rmtree(workdir, ignore_errors=True)
+        if box is not None:
+            box.close()
+        try:
+            artifacts = _harvest(workdir / "outputs", storage.job_outputs_dir(settings, inputs.job_id))
+            _clear(space)
+        finally:
+            space.close()
+    stem = PurePosixPath(run.code.entrypoint).stem
+    # Its page is rendered here, once its processes are gone: never taken from what it wrote.
+    page = make_page(settings, inputs.job_id, inputs.attempt, stem, box.hierarchy) if is_notebook(run) else {}
     _fail_unless_ok(run, returncode, oom, box.stderr_tail, settings, follow, report.gpu_memory_mb)
     result: dict[str, Any] = {
         "exit_code": 0,
@@ -127,8 +141,7 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult | Tra
     if follow.epoch:
         result["epochs"] = follow.epoch
     if is_notebook(run):
-        stem = PurePosixPath(run.code.entrypoint).stem
-        result["notebook"] = {"executed": f"{stem}.ipynb", "html": f"{stem}.html", "cells": follow.cells}
+        result["notebook"] = {"executed": f"{stem}.ipynb", "cells": follow.cells, **page}
     model = saved_model(storage.job_outputs_dir(settings, inputs.job_id), follow.metrics, result)
     return model or JobResult(result=result, metrics=follow.metrics)
 
@@ -158,7 +171,9 @@ def _spec(
     }
     if run.device == "gpu":  # its share of a GPU other jobs use too (workers/gpu_share.py)
         env.update(gpu_share.sandbox_env(gpu_memory_mb, gpu_share.gpu_total_mb() if gpu_memory_mb else None))
-    mounts = [Mount(checkpoints, f"{JOB_ROOT}/checkpoints", writable=True)]
+    # On the job's own filesystem the checkpoints are in it already (disk.ImageDisk).
+    on_its_disk = checkpoints.parent == workdir
+    mounts = [] if on_its_disk else [Mount(checkpoints, f"{JOB_ROOT}/checkpoints", writable=True)]
     if inputs.dataset is not None:
         inside = f"{DATA_ROOT}/{inputs.dataset.name}"
         mounts.append(Mount(inputs.dataset, inside))
@@ -175,6 +190,7 @@ def _spec(
             cpus=run.resources.cpus,
         ),
         file_size_limit=settings.max_outputs_mb * MB,
+        max_open_files=settings.code_max_open_files,
         mounts=mounts,
         devices=gpu_devices() if run.device == "gpu" else [],
     )
@@ -200,26 +216,47 @@ def _cgroups(settings: Settings) -> Hierarchy:
     return _hierarchy
 
 
-def _prepare(workdir: Path, checkpoints: Path, source_dir: Path) -> None:
+def _job_disk(settings: Settings, inputs: CodeInputs, checkpoints: Path) -> disk.ImageDisk | disk.FolderDisk:
+    """Where the job writes: a filesystem of its own where this worker can make one (kept
+    across attempts in the checkpoints folder, with the checkpoints in it), else a folder."""
+    size, files = settings.max_job_disk_mb * MB, settings.code_max_files
+    if disk.unavailable() is not None:
+        return disk.FolderDisk(inputs.job_dir / "sandbox", checkpoints, size, files)
+    try:
+        return disk.ImageDisk.mount(
+            f"{inputs.job_id}-{inputs.attempt}", checkpoints / disk.IMAGE_NAME, size, files, SANDBOX_UID
+        )
+    except disk.DiskError as exc:
+        raise JobFailed("sandbox_unavailable", f"this worker could not make the job's disk: {exc}") from None
+
+
+def _prepare(space: disk.ImageDisk | disk.FolderDisk, source_dir: Path) -> None:
     """The job's folder for this attempt: a fresh copy of the source; outputs and home kept."""
+    workdir, checkpoints = space.root, space.checkpoints
     shutil.rmtree(workdir / "src", ignore_errors=True)
     shutil.copytree(source_dir, workdir / "src")
     for folder in (workdir / "outputs", workdir / "home", checkpoints):
         folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:  # the sandbox runs as nobody: its folders must be nobody's
-        for folder in (workdir, checkpoints):
+        mine = [workdir / "src", workdir / "outputs", workdir / "home", checkpoints]
+        for folder in mine if isinstance(space, disk.ImageDisk) else [workdir, checkpoints]:
             _chown_tree(folder, SANDBOX_UID)
 
 
 def _chown_tree(folder: Path, uid: int) -> None:
-    os.lchown(folder, uid, uid)
-    for root, dirs, files in os.walk(folder):
-        for name in (*dirs, *files):
-            os.lchown(Path(root) / name, uid, uid)
+    """Never through a link, even one swapped in meanwhile (storage.entries)."""
+    top = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(top, uid, uid)
+    finally:
+        os.close(top)
+    for _relative, _info, dir_fd, name in storage.entries(folder):
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(name, uid, uid, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def _supervise(
-    box: Sandbox, follow: _Follower, report: Reporter, workdir: Path, checkpoints: Path, settings: Settings
+    box: Sandbox, follow: _Follower, report: Reporter, space: disk.ImageDisk | disk.FolderDisk, settings: Settings
 ) -> int:
     """Follow the sandbox until it ends; stop it when the job must stop or it writes too much.
 
@@ -242,9 +279,10 @@ def _supervise(
                 report.event("log", {"message": "asked to yield its slot: the script gets SIGUSR1 (preempted())"})
             if yield_by is not None and not signalled:  # (again while the sandbox is only starting)
                 signalled = box.signal_program(signal.SIGUSR1)
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + DISK_CHECK_S
-                _check_disk(box, workdir, checkpoints, settings)
+            walk = time.monotonic() >= next_check
+            if walk or isinstance(space, disk.ImageDisk):  # statfs is cheap, a walk is not
+                next_check = time.monotonic() + DISK_CHECK_S if walk else next_check
+                _check_disk(box, space, settings, outputs=walk)
             if not box.running():
                 returncode = box.wait()
                 if yield_by is not None:
@@ -257,45 +295,100 @@ def _supervise(
     except Cancelled:
         box.stop(grace)
         raise
-    except Preempted:
+    except (Preempted, JobFailed):
         for event in box.events(timeout=0):  # what it reported before it ended
             follow.handle(event)
         raise
 
 
-def _check_disk(box: Sandbox, workdir: Path, checkpoints: Path, settings: Settings, finished: bool = False) -> None:
-    files = storage.regular_files(workdir / "outputs")
-    outputs = sum(size for _, size in files)
+def _check_disk(
+    box: Sandbox,
+    space: disk.ImageDisk | disk.FolderDisk,
+    settings: Settings,
+    finished: bool = False,
+    outputs: bool = True,
+) -> None:
+    """Stop the job at its limits: its disk's (held by the kernel, or walked) and outputs/'s
+    (walked, bounded by the files limit on the job's own filesystem)."""
+    full = space.full()
+    if full == "files":
+        box.kill()
+        raise JobFailed(
+            "files_limit_exceeded",
+            f"the job made more than {settings.code_max_files} files and folders in its folder "
+            "(LABTRAIN_CODE_MAX_FILES); keep fewer, larger files (e.g. one archive)",
+        )
+    if full == "bytes":
+        box.kill()
+        raise JobFailed(
+            "disk_limit_exceeded",
+            f"the job wrote more than its folder holds ({settings.max_job_disk_mb} MB, LABTRAIN_MAX_JOB_DISK_MB, "
+            "files deleted but still open included); write less, or remove what it no longer needs",
+        )
+    if not (outputs or finished):
+        return
+    files = storage.regular_files(space.root / "outputs")
     # A file at the size limit was cut there (Python ignores SIGXFSZ: the write fails with EFBIG).
     at_limit = finished and any(size >= settings.max_outputs_mb * MB for _, size in files)
-    if outputs > settings.max_outputs_mb * MB or at_limit:
+    if sum(size for _, size in files) > settings.max_outputs_mb * MB or at_limit:
         box.kill()
         raise JobFailed(
             "outputs_limit_exceeded",
             f"the job wrote more than {settings.max_outputs_mb} MB to outputs/; "
             "keep what matters there (checkpoints go to checkpoint_dir())",
         )
-    total = outputs + _size(workdir / "src") + _size(workdir / "home") + _size(checkpoints)
-    if total > settings.max_job_disk_mb * MB:
-        box.kill()
-        raise JobFailed("disk_limit_exceeded", f"the job wrote more than {settings.max_job_disk_mb} MB in its folder")
-
-
-def _size(folder: Path) -> int:
-    return sum(size for _, size in storage.regular_files(folder))
 
 
 def _harvest(outputs: Path, into: Path) -> list[tuple[str, int]]:
     """The regular files the script left in outputs/, moved where the API lists them (links,
-    devices and pipes stay behind and go with the sandbox's folder)."""
-    found = storage.regular_files(outputs)
-    for relative, _size in found:
+    devices and pipes stay behind and go with the sandbox's folder). Each is reached through
+    its folder's descriptor, never by a path the job could have swapped for a link."""
+    found = []
+    for relative, info, dir_fd, name in storage.entries(outputs):
+        if not stat.S_ISREG(info.st_mode):
+            continue
         target = into / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(outputs / relative, target)
-        if os.geteuid() == 0:
-            os.lchown(target, 0, 0)
-    return found
+        size = _move(dir_fd, name, target)
+        if size is not None:
+            found.append((relative, size))
+    return sorted(found)
+
+
+def _move(dir_fd: int, name: str, target: Path) -> int | None:
+    """A regular file, renamed (same filesystem) or copied from its descriptor (the job's own
+    filesystem) to `target`; its size, or None when it is no regular file (any longer)."""
+    try:
+        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:  # gone, or a link now
+        return None
+    with os.fdopen(source, "rb") as handle:
+        info = os.fstat(source)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        try:
+            os.replace(name, target, src_dir_fd=dir_fd)
+            moved = os.lstat(target)
+            if not stat.S_ISREG(moved.st_mode) or not os.path.samestat(moved, info):  # swapped in between
+                target.unlink()
+                return None
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            with storage.atomic_path(target) as tmp, open(tmp, "wb") as copy:
+                shutil.copyfileobj(handle, copy, 1024 * 1024)
+    if os.geteuid() == 0:
+        os.lchown(target, 0, 0)
+    return os.lstat(target).st_size
+
+
+def _clear(space: disk.ImageDisk | disk.FolderDisk) -> None:
+    """What the attempt leaves: the checkpoints alone (in the job's filesystem, or beside it)."""
+    if isinstance(space, disk.FolderDisk):
+        shutil.rmtree(space.root, ignore_errors=True)
+        return
+    for folder in ("src", "outputs", "home"):
+        shutil.rmtree(space.root / folder, ignore_errors=True)  # fd-based: follows no link
 
 
 def _fail_unless_ok(
@@ -381,6 +474,8 @@ class _Follower:
             self.model_error = event["message"]
         elif kind == "model_saved":
             self.model_error = None  # a later save_model that worked
+        elif kind == "dropped":  # the sandbox's word: the job sent more than it may
+            self.report.event("log", {"message": event["message"]})
 
     def _report(self, event: dict[str, Any]) -> None:
         values = dict(event["metrics"])

@@ -1,10 +1,11 @@
-"""The model a code job saved with `labtrain_job.save_model`, checked before it is served.
+"""The model a code job saved with `labtrain_job.save_model`, described before it is served.
 
 The script wrote outputs/model/model.json (last) beside model.onnx or model.skops. Nothing of
-that is trusted: the manifest is validated field by field, the ONNX file must be one
-self-contained file of standard operators (no external data, which could name any path on
-the server), and the skops file must hold scikit-learn's and numpy's types only. Neither
-check runs the file.
+that is trusted: the manifest is validated field by field here, and the model file itself is
+never opened by the worker: the runner loads it once in a model's own process
+(service/serving/check.py), where the ONNX file must be one self-contained file of standard
+operators (service/code/onnx_check.py) and the skops file hold only the classes
+service/core/sklearn_files.py allows.
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from service.core.storage import load_sklearn
 from workers.trainers.base import JobFailed, TrainedModel
 
 MANIFEST = "model/model.json"
 MAX_MANIFEST_BYTES = 1024 * 1024
-# Operator sets onnxruntime implements; a model-local function may add its own domain.
-STANDARD_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
 
 
 class _Strict(BaseModel):
@@ -130,7 +128,6 @@ def _manifest(path: Path) -> OnnxManifest | SkopsManifest:
 
 
 def _onnx_model(manifest: OnnxManifest, path: Path, metrics: dict[str, Any], result: dict[str, Any]) -> TrainedModel:
-    check_onnx_file(path, manifest.input.shape)
     outputs = manifest.output.get("shape", [])
     classes = None
     if manifest.task == "classification":
@@ -167,6 +164,7 @@ def _onnx_model(manifest: OnnxManifest, path: Path, metrics: dict[str, Any], res
             "export_check": manifest.check,
         },
         result=result,
+        left_by_job=True,
     )
 
 
@@ -175,14 +173,6 @@ def _sklearn_model(
 ) -> TrainedModel:
     if manifest.task == "classification":
         _check_names(manifest.class_names, len(manifest.classes or []))
-    try:
-        load_sklearn(path)  # trusting scikit-learn's and numpy's types only
-    except Exception as exc:
-        raise JobFailed(
-            "model_export_failed",
-            f"the saved scikit-learn model cannot be served: {exc}. The API never runs your code, so only "
-            "scikit-learn's own estimators can be served",
-        ) from None
     return TrainedModel(
         artifact=path,
         write=_copy,
@@ -197,6 +187,7 @@ def _sklearn_model(
         summary=f"{manifest.name or 'estimator'} from scikit-learn code, saved with skops",
         extra={"format": "skops", "trained_with": "sklearn"},
         result=result,
+        left_by_job=True,
     )
 
 
@@ -207,59 +198,6 @@ def _check_names(names: list[Any] | None, count: int) -> None:
             f"save_model was given {len(names)} class names for a model of {count} classes: give one per class, "
             "in the order of the model's outputs",
         )
-
-
-def check_onnx_file(path: Path, input_shape: list[int]) -> None:
-    """One self-contained file of standard operators whose one input has the declared shape."""
-    import onnx
-    from onnx.external_data_helper import uses_external_data
-
-    def refuse(why: str) -> JobFailed:
-        return JobFailed("model_export_failed", f"the saved ONNX model cannot be served: {why}")
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-        nodes = _all_nodes(proto)
-    except Exception as exc:
-        raise refuse(f"{type(exc).__name__}: {str(exc)[:500]}") from None
-    tensors = [t for graph in _graphs(proto.graph) for t in graph.initializer] + [
-        tensor for node in nodes for attribute in node.attribute for tensor in (attribute.t, *attribute.tensors)
-    ]
-    # Before the checker, which would look for the named files (relative to where we run).
-    if any(uses_external_data(tensor) for tensor in tensors):
-        raise refuse("it keeps weights in files outside it (external data); save_model writes one file")
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as exc:
-        raise refuse(f"{type(exc).__name__}: {str(exc)[:500]}") from None
-    local = {function.domain for function in proto.functions}
-    foreign = {node.domain for node in nodes} - STANDARD_DOMAINS - local
-    if foreign:
-        raise refuse(f"it uses operators outside ONNX's own ({', '.join(sorted(foreign))})")
-    inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
-    if len(inputs) != 1:
-        raise refuse(f"it takes {len(inputs)} inputs; labtrain serves models of one input")
-    dims = inputs[0].type.tensor_type.shape.dim
-    declared = [d.dim_value if d.HasField("dim_value") else None for d in dims][1:]
-    if len(declared) != len(input_shape) or any(d not in (None, s) for d, s in zip(declared, input_shape)):
-        raise refuse(f"its input has shape {declared}, not the {input_shape} save_model recorded")
-
-
-def _graphs(graph: Any) -> list[Any]:
-    """A graph and every graph inside it (the branches of If, the bodies of Loop and Scan)."""
-    found = [graph]
-    for node in graph.node:
-        for attribute in node.attribute:
-            for inner in (attribute.g, *attribute.graphs) if attribute.HasField("g") else attribute.graphs:
-                found.extend(_graphs(inner))
-    return found
-
-
-def _all_nodes(proto: Any) -> list[Any]:
-    nodes = [node for graph in _graphs(proto.graph) for node in graph.node]
-    for function in proto.functions:
-        nodes.extend(function.node)
-    return nodes
 
 
 def _copy(source: Path, target: Path) -> None:

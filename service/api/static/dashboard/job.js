@@ -114,20 +114,24 @@ export async function jobPage(container, [jobId], signal) {
         h("pre", {}, JSON.stringify(result.best_params, null, 1).slice(0, 2000))));
     }
     if (Array.isArray(result.trials)) parts.push(leaderboard(result.trials, job.spec.search || {}));
-    if (result.notebook && result.notebook.html) parts.push(renderedNotebook(result.notebook));
+    if (result.notebook) parts.push(renderedNotebook(result.notebook));
     if (result.artifacts) parts.push(artifactList());
     fill(results, parts);
   }
 
-  // A notebook job's executed notebook, rendered by the worker. Its outputs are the student's:
-  // the HTML goes into a frame sandboxed with no permission at all (no script, an opaque
-  // origin that cannot reach the dashboard or its token), on top of what rendering removed.
+  // A notebook job's executed notebook, rendered by the worker once the job ended (never a
+  // file the job wrote). Its outputs are the student's: the HTML goes into a frame sandboxed
+  // with no permission at all (no script, an opaque origin that cannot reach the dashboard or
+  // its token), on top of what rendering removed.
   function renderedNotebook(notebook) {
-    const frame = h("iframe", { class: "notebook", sandbox: "", referrerpolicy: "no-referrer",
-                                title: "the executed notebook", "data-test": "notebook-frame" });
+    let frame = h("p", { class: "muted", "data-test": "notebook-no-page" }, notebook.page_error || "no page");
+    if (notebook.page) {
+      frame = h("iframe", { class: "notebook", sandbox: "", referrerpolicy: "no-referrer",
+                            title: "the executed notebook", "data-test": "notebook-frame" });
+      api(`/jobs/${jobId}/notebook`, { signal }).then((html) => { frame.srcdoc = html; })
+        .catch((error) => frame.replaceWith(errorBox(error)));
+    }
     const path = (name) => `/jobs/${jobId}/artifacts/${name}`;
-    api(path(notebook.html), { signal }).then((html) => { frame.srcdoc = html; })
-      .catch((error) => frame.replaceWith(errorBox(error)));
     return h("section", { class: "card" },
       h("div", { class: "page-head" }, h("h2", {}, "Notebook"),
         h("button", { type: "button", class: "link", "data-test": "notebook-download",

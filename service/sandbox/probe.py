@@ -11,12 +11,20 @@ import uuid
 from pathlib import Path
 
 from service.core.config import Settings
-from workers.sandbox.box import Sandbox, SandboxSpec
-from workers.sandbox.cgroups import CgroupError, Hierarchy, Limits
+from service.sandbox import disk
+from service.sandbox.box import Sandbox, SandboxSpec
+from service.sandbox.cgroups import CgroupError, Hierarchy, Limits
 
 
 def capabilities(settings: Settings) -> dict[str, str]:
-    """{"sandbox": what it is} when code jobs can run here, else {"sandbox_error": why not}."""
+    """{"sandbox": what it is} when code jobs can run here, else {"sandbox_error": why not};
+    with {"job_disk": how a job is held to its disk limits}."""
+    if disk.unavailable() is None:
+        disk.sweep()  # what a worker killed before it could unmount left
+    return {**_sandbox(settings), "job_disk": disk.describe(settings.max_job_disk_mb, settings.code_max_files)}
+
+
+def _sandbox(settings: Settings) -> dict[str, str]:
     if settings.code_sandbox != "required":
         return {"sandbox": "off (LABTRAIN_CODE_SANDBOX=off: code runs unsandboxed)"}
     if shutil.which("bwrap") is None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from workers.sandbox import cgroups
-from workers.sandbox.cgroups import Hierarchy, Limits
+from service.sandbox import cgroups
+from service.sandbox.cgroups import Hierarchy, Limits
 
 
 def test_a_sweep_leaves_a_young_empty_group_and_removes_an_old_one(monkeypatch):

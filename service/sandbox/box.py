@@ -7,16 +7,21 @@ empty network namespace), its own PID namespace (the worker's processes are not 
 and it dies with the worker (`--die-with-parent`; the namespace's init takes every
 process with it). When the worker runs as root, the program runs as an unprivileged uid
 (nobody) with no capabilities; otherwise as the worker's own user inside a user namespace.
+Either way a seccomp filter (service/sandbox/seccomp.py) refuses the system calls that reach
+past these walls: keyrings, new namespaces, mounts, tracing, the kernel's own state.
 
-How it starts: `sh` writes its own pid into the job's cgroup(s), then becomes `prlimit`
-(which caps the size of any one file), which becomes `bwrap`: every process of the sandbox
-is born inside the limits. The program reports through a pipe (JOB_EVENTS_FD) that only
-this side reads; its stdout and stderr are read line by line.
+How it starts: `sh` writes its own pid into the job's cgroup(s), then becomes a Python
+helper that joins a new, empty session keyring (nothing of the worker's), which becomes
+`prlimit` (the size of any one file, the number of open files), which becomes a `sh` that
+opens the seccomp filter for `bwrap`: every process of the sandbox is born inside the
+limits. The program reports through a pipe (JOB_EVENTS_FD) that only this side reads; its
+stdout and stderr are read line by line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -32,11 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.sandbox.cgroups import Hierarchy, JobCgroup, Limits
+from service.sandbox import seccomp
+from service.sandbox.cgroups import Hierarchy, JobCgroup, Limits
 
 SANDBOX_UID = 65534  # nobody: used when the worker is root
 JOB_ROOT = "/job"
 LABTRAIN_JOB_DIR = "/opt/labtrain"
+SESSION_KEYRING = Path(__file__).with_name("session_keyring.py")
 # Parts of /etc a program may need (shared libraries, time zone, certificates, fonts); the
 # rest (passwords, the service's configuration) is not there.
 ETC_ENTRIES = (
@@ -51,8 +58,14 @@ ETC_ENTRIES = (
     "mime.types",
 )
 MAX_EVENT_LINE = 16384
-MAX_EVENTS = 100_000
 MAX_OUTPUT_LINE = 4096
+# What one attempt's program may send, every channel together (stdout, stderr, the events
+# pipe): bytes into the job's log, and events that become rows of the job's events (an epoch,
+# a notebook's cell). Past either the rest is dropped and the job is told once. Constants, not
+# settings: they guard the database and the worker's disk, which no lab needs to tune.
+MAX_OUTPUT_BYTES = 20 * 1024 * 1024
+MAX_EVENT_ROWS = 20_000
+MAX_WAITING_EVENTS = 10_000  # read but not yet handled: the worker's memory
 STDERR_TAIL = 20
 
 
@@ -72,6 +85,7 @@ class SandboxSpec:
     env: dict[str, str]  # besides the base environment
     limits: Limits
     file_size_limit: int  # bytes any one file may reach
+    max_open_files: int = 1024  # per process (RLIMIT_NOFILE)
     mounts: list[Mount] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)  # host device nodes to expose (a GPU's)
 
@@ -93,7 +107,14 @@ def labtrain_job_mount() -> Mount:
 
 
 def bwrap_command(spec: SandboxSpec, events_fd: int, as_root: bool) -> list[str]:
+    """bwrap's command line, behind a `sh` that opens the seccomp filter for it on a descriptor
+    of its own (any number but the reports')."""
+    seccomp_fd = 4 if events_fd == 3 else 3
     args = [
+        "sh",
+        "-c",
+        f'exec {seccomp_fd}<"$0" && exec "$@"',
+        seccomp.program_path(),
         "bwrap",
         "--unshare-ipc",
         "--unshare-pid",
@@ -104,9 +125,13 @@ def bwrap_command(spec: SandboxSpec, events_fd: int, as_root: bool) -> list[str]
         "--new-session",
         "--hostname",
         "sandbox",
+        "--seccomp",
+        str(seccomp_fd),
     ]
     if not as_root:
         args += ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+        if _bwrap_knows("--disable-userns"):  # bubblewrap 0.8 and later; the filter refuses them anyway
+            args.append("--disable-userns")
     args += _system()
     made: set[str] = {"/", "/usr", "/etc", "/tmp", "/dev", "/dev/shm", "/proc"}
     mounts = [*python_mounts(), labtrain_job_mount(), Mount(spec.workdir, JOB_ROOT, writable=True), *spec.mounts]
@@ -156,9 +181,18 @@ def base_env(spec: SandboxSpec) -> dict[str, str]:
 
 
 def launch_command(spec: SandboxSpec, group: JobCgroup | None, inner: list[str]) -> list[str]:
-    """`sh` joins the cgroup(s), then becomes prlimit, which becomes the sandbox."""
+    """`sh` joins the cgroup(s), then becomes the session keyring's helper (in a sandbox), then
+    prlimit, which becomes the sandbox."""
     join = "".join(f'echo $$ > "{path}" && ' for path in group.procs_files) if group else ""
-    return ["sh", "-c", f'{join}exec "$@"', "sh", "prlimit", f"--fsize={spec.file_size_limit}", "--", *inner]
+    keyring = [sys.executable, "-I", "-S", str(SESSION_KEYRING)] if group else []
+    limits = [f"--fsize={spec.file_size_limit}", f"--nofile={spec.max_open_files}"]
+    return ["sh", "-c", f'{join}exec "$@"', "sh", *keyring, "prlimit", *limits, "--", *inner]
+
+
+@functools.cache
+def _bwrap_knows(option: str) -> bool:
+    shown = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10)
+    return option in shown.stdout + shown.stderr
 
 
 def _system() -> list[str]:
@@ -205,8 +239,12 @@ class Sandbox:
         self.group: JobCgroup | None = None
         self.proc: subprocess.Popen | None = None
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
-        self.dropped_events = 0
+        self.dropped_lines = 0
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._sent_bytes = 0
+        self._sent_rows = 0
+        self._told: set[str] = set()
+        self._counting = threading.Lock()  # three readers count against the same caps
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -233,7 +271,7 @@ class Sandbox:
             raise
         finally:
             os.close(write_end)
-        self._read(self.proc.stdout, lambda line: self.on_output("stdout", line), MAX_OUTPUT_LINE)
+        self._read(self.proc.stdout, lambda line: self._output("stdout", line), MAX_OUTPUT_LINE)
         self._read(self.proc.stderr, self._stderr_line, MAX_OUTPUT_LINE)
         self._read(os.fdopen(read_end, "rb"), self._event_line, MAX_EVENT_LINE)
 
@@ -349,15 +387,60 @@ class Sandbox:
         self._threads.append(thread)
 
     def _stderr_line(self, line: str) -> None:
-        self.stderr_tail.append(line)
-        self.on_output("stderr", line)
+        self.stderr_tail.append(line)  # for the error message, even past the caps
+        self._output("stderr", line)
+
+    def _output(self, stream: str, line: str) -> None:
+        if self._admit(len(line) + 1, row=False):
+            self.on_output(stream, line)
 
     def _event_line(self, line: str) -> None:
         event = parse_event(line)
-        if event is None or self._events.qsize() + self.dropped_events >= MAX_EVENTS:
-            self.dropped_events += 1
+        admitted = self._admit(len(line) + 1, row=becomes_row(event))
+        if event is None or (not admitted and event["kind"] in ("report", "cell")):
+            return  # what would be logged or recorded; a saved model's or a failed cell's word still counts
+        if self._events.qsize() >= MAX_WAITING_EVENTS:
+            with self._counting:
+                self.dropped_lines += 1
+                self._tell("waiting", "the job reported faster than the worker could record it; some were dropped")
             return
         self._events.put(event)
+
+    def _admit(self, size: int, row: bool) -> bool:
+        """Whether a line of the program's fits in what it may still send."""
+        with self._counting:
+            self._sent_bytes += size
+            self._sent_rows += row
+            if self._sent_bytes > MAX_OUTPUT_BYTES:
+                reason = "bytes"
+                message = (
+                    f"the job sent more than {MAX_OUTPUT_BYTES // (1024 * 1024)} MB to its log (stdout, stderr and "
+                    "its reports together); the rest of its output and reports is dropped"
+                )
+            elif row and self._sent_rows > MAX_EVENT_ROWS:
+                reason = "rows"
+                message = (
+                    f"the job sent more than {MAX_EVENT_ROWS} epoch reports and notebook cells; the rest is "
+                    "dropped (report once an epoch, not once a batch)"
+                )
+            else:
+                return True
+            self.dropped_lines += 1
+            self._tell(reason, message)
+            return False
+
+    def _tell(self, reason: str, message: str) -> None:
+        """Once a reason (under the lock): a note the trainer puts in the job's log, read like a report."""
+        if reason not in self._told:
+            self._told.add(reason)
+            self._events.put({"kind": "dropped", "message": message})
+
+
+def becomes_row(event: dict[str, Any] | None) -> bool:
+    """Whether the trainer records this event as a row of the job's events (an epoch, a cell)."""
+    if event is None:
+        return False
+    return event["kind"] == "cell" or (event["kind"] == "report" and event["epoch"] is not None)
 
 
 def parse_event(line: str) -> dict[str, Any] | None:
