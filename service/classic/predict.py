@@ -5,16 +5,18 @@ scikit-learn's classes (service/core/sklearn_files.py), so a predict never runs 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from service.core.errors import Conflict, SpecError
-from service.core.orm import Model
 from service.core.sklearn_files import load_sklearn
 from service.data.instances import MAX_INSTANCES
 from service.data.tasks import CLASSIFICATION, DECOMPOSITION
+
+if TYPE_CHECKING:  # a model's process imports this module: no database code for a type hint
+    from service.core.orm import Model
 
 
 class SklearnPredictor:

@@ -153,19 +153,25 @@ class Job:
         return self.lab.api.get(f"/jobs/{self.id}/artifacts")["items"]
 
     def download(self, folder: str | Path = ".") -> list[Path]:
-        """Every artifact into `folder` (its paths kept); returns the files written."""
+        """Every artifact into `folder` (its paths kept), and a notebook's page as <name>.html;
+        returns the files written."""
         folder = Path(folder)
+        wanted = [(item["path"], f"/jobs/{self.id}/artifacts/{item['path']}") for item in self.artifacts()]
+        notebook = self.result.get("notebook") or {}
+        if notebook.get("page") and isinstance(notebook.get("executed"), str):  # the page the worker rendered
+            wanted.append((f"{Path(notebook['executed']).stem}.html", f"/jobs/{self.id}/notebook"))
         written = []
-        for item in self.artifacts():
-            target = (folder / item["path"]).resolve()
+        for path, route in wanted:
+            target = (folder / path).resolve()
             if not target.is_relative_to(folder.resolve()):  # a name the server should never send
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            response = self.lab.api.request("GET", f"/jobs/{self.id}/artifacts/{item['path']}", stream=True)
+            response = self.lab.api.request("GET", route, stream=True)
             with open(target, "wb") as out:
                 for chunk in response.iter_content(1024 * 1024):
                     out.write(chunk)
-            written.append(target)
+            if target not in written:
+                written.append(target)
         return written
 
     def cancel(self) -> Job:

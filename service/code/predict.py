@@ -10,15 +10,17 @@ save_model(..., preprocess={"size", "channels", "scale", "invert", "mean", "std"
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from service.code import onnx_check
 from service.core.errors import Conflict, SpecError
-from service.core.orm import Model
 from service.data.images import mnist_digit, picture, to_input
 from service.data.instances import array_batch, class_labels, class_output, picture_batch, pictures_sent
+
+if TYPE_CHECKING:  # a model's process imports this module: no database code for a type hint
+    from service.core.orm import Model
 
 MNIST_SIDE = 28
 MIN_SIDE = 8  # narrower inputs are sequences or tables (40 steps of 1 value), not pictures

@@ -12,6 +12,14 @@ def _env_int(environ, name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _choice(environ, name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first when unset)."""
+    raw = (environ.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
 def _env_float(environ, name: str, default: float) -> float:
     raw = environ.get(name)
     return float(raw) if raw not in (None, "") else default
@@ -39,6 +47,9 @@ class Settings:
     predict_cpus: float = 1.0
     predict_time_limit_s: float = 10.0
     predict_load_time_limit_s: float = 60.0
+    # "auto": a sandbox where this machine can make one, else a plain process with rlimits (and a
+    # warning); "required": no prediction without a sandbox (503); "off": plain processes.
+    predict_sandbox: str = "auto"
     # Fair share and per-user limits (an admin may override the limits per user).
     usage_half_life_s: float = 24 * 3600
     max_running_cpu: int = 4
@@ -138,6 +149,7 @@ class Settings:
             predict_cpus=_env_float(environ, "LABTRAIN_PREDICT_CPUS", 1.0),
             predict_time_limit_s=_env_float(environ, "LABTRAIN_PREDICT_TIME_LIMIT_S", 10.0),
             predict_load_time_limit_s=_env_float(environ, "LABTRAIN_PREDICT_LOAD_TIME_LIMIT_S", 60.0),
+            predict_sandbox=_choice(environ, "LABTRAIN_PREDICT_SANDBOX", ("auto", "required", "off")),
             usage_half_life_s=_env_float(environ, "LABTRAIN_USAGE_HALF_LIFE_S", 24 * 3600),
             max_running_cpu=_env_int(environ, "LABTRAIN_MAX_RUNNING_CPU", 4),
             max_running_gpu=_env_int(environ, "LABTRAIN_MAX_RUNNING_GPU", 1),

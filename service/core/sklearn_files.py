@@ -21,6 +21,20 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+# Gradient boosting's and the linear models' losses: each a Python class over a Cython one.
+LOSSES = (
+    "AbsoluteError",
+    "ExponentialLoss",
+    "HalfBinomialLoss",
+    "HalfGammaLoss",
+    "HalfMultinomialLoss",
+    "HalfPoissonLoss",
+    "HalfSquaredError",
+    "HalfTweedieLoss",
+    "HalfTweedieLossIdentity",
+    "HuberLoss",
+    "PinballLoss",
+)
 # The few types beside the estimators that skops writes for the models labtrain makes (every
 # classic algorithm in its pipeline) and for the ones students save with save_model; found
 # by saving them (tests/service/core/test_sklearn_files.py saves them again).
@@ -45,38 +59,8 @@ HELPER_TYPES = (
         f"sklearn.metrics._dist_metrics.{name}Distance64"
         for name in ("Euclidean", "Manhattan", "Chebyshev", "Minkowski")
     ),
-    *(
-        f"sklearn._loss._loss.Cy{name}"
-        for name in (
-            "AbsoluteError",
-            "ExponentialLoss",
-            "HalfBinomialLoss",
-            "HalfGammaLoss",
-            "HalfMultinomialLoss",
-            "HalfPoissonLoss",
-            "HalfSquaredError",
-            "HalfTweedieLoss",
-            "HalfTweedieLossIdentity",
-            "HuberLoss",
-            "PinballLoss",
-        )
-    ),
-    *(
-        f"sklearn._loss.loss.{name}"
-        for name in (
-            "AbsoluteError",
-            "ExponentialLoss",
-            "HalfBinomialLoss",
-            "HalfGammaLoss",
-            "HalfMultinomialLoss",
-            "HalfPoissonLoss",
-            "HalfSquaredError",
-            "HalfTweedieLoss",
-            "HalfTweedieLossIdentity",
-            "HuberLoss",
-            "PinballLoss",
-        )
-    ),
+    *(f"sklearn._loss._loss.Cy{name}" for name in LOSSES),
+    *(f"sklearn._loss.loss.{name}" for name in LOSSES),
     *(
         f"sklearn._loss.link.{name}"
         for name in ("IdentityLink", "LogLink", "LogitLink", "HalfLogitLink", "MultinomialLogit", "Interval")

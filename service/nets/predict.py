@@ -4,16 +4,18 @@ made, then sized and scaled for the model."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from service.core.errors import SpecError
-from service.core.orm import Model
 from service.data.images import mnist_digit, picture, to_input
 from service.data.instances import array_batch, class_labels, class_output, picture_batch, pictures_sent
 from service.data.tasks import CLASSIFICATION
 from service.nets.artifacts import load_network
+
+if TYPE_CHECKING:  # a model's process imports this module: no database code for a type hint
+    from service.core.orm import Model
 
 
 class NetworkPredictor:

@@ -27,16 +27,24 @@ def capabilities(settings: Settings) -> dict[str, str]:
 def _sandbox(settings: Settings) -> dict[str, str]:
     if settings.code_sandbox != "required":
         return {"sandbox": "off (LABTRAIN_CODE_SANDBOX=off: code runs unsandboxed)"}
+    problem = sandbox_problem(settings.cgroup_root)
+    if problem is not None:
+        return {"sandbox_error": problem}
+    version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    return {"sandbox": f"{version}, {Hierarchy(settings.cgroup_root).describe()}"}
+
+
+def sandbox_problem(cgroup_root: Path | None) -> str | None:
+    """Why this machine cannot make a sandbox, or None when a test sandbox ran."""
     if shutil.which("bwrap") is None:
-        return {"sandbox_error": "bubblewrap (bwrap) is not installed"}
+        return "bubblewrap (bwrap) is not installed"
     try:
-        hierarchy = Hierarchy(settings.cgroup_root)
+        hierarchy = Hierarchy(cgroup_root)
         hierarchy.sweep()
         _try(hierarchy)
     except (CgroupError, OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        return {"sandbox_error": str(exc)[:500]}
-    version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-    return {"sandbox": f"{version}, {hierarchy.describe()}"}
+        return str(exc)[:500]
+    return None
 
 
 def _try(hierarchy: Hierarchy) -> None:

@@ -45,11 +45,16 @@ def main() -> int:
             frames.write(answers, failure(exc, "the model could not answer"))
 
 
+# How frameworks say an allocation failed, when they turn it into an error of their own
+# (onnxruntime's std::bad_alloc, numpy's "Unable to allocate"): under rlimits, the memory limit.
+OUT_OF_MEMORY = ("bad_alloc", "Failed to allocate memory", "Unable to allocate", "MemoryError")
+
+
 def failure(exc: BaseException, doing: str) -> dict[str, Any]:
+    if isinstance(exc, MemoryError) or any(sign in str(exc) for sign in OUT_OF_MEMORY):
+        return {"error": {"status": 422, "code": "prediction_limit_exceeded", "message": "memory", "details": {}}}
     if isinstance(exc, ServiceError):
         return {"error": {"status": exc.status, "code": exc.code, "message": exc.message, "details": exc.details}}
-    if isinstance(exc, MemoryError):
-        return {"error": {"status": 422, "code": "prediction_limit_exceeded", "message": "memory", "details": {}}}
     return {"error": {"status": 422, "code": FAILED, "message": f"{doing}: {type(exc).__name__}: {str(exc)[:500]}"}}
 
 

@@ -1,12 +1,16 @@
-"""One model's process: started in a sandbox (bubblewrap and a cgroup, as a code job's) or, where
-the server runs code unsandboxed (LABTRAIN_CODE_SANDBOX=off, one person's machine), as a plain
-child under rlimits. It holds the model file alone, read-only; the service's files, network and
-credentials are out of its reach. Each request has a deadline; a process past its memory or its
-time is killed, and the request is answered with prediction_limit_exceeded."""
+"""One model's process: started in a sandbox (bubblewrap, a cgroup and the seccomp filter, as a
+code job's), where it holds the model file alone, read-only, and the service's files, network
+and credentials are out of its reach. Where no sandbox can be made (a container without the
+privileges, a laptop with LABTRAIN_CODE_SANDBOX=off) it is a plain child with a scrubbed
+environment under rlimits, unless LABTRAIN_PREDICT_SANDBOX=required (then predict is a 503).
+Each request has a deadline; a process past its memory or its time is killed, and the request
+is answered with prediction_limit_exceeded."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import resource
 import shutil
@@ -24,6 +28,7 @@ from typing import Any
 import service
 from service.core.config import Settings
 from service.core.errors import ServiceError
+from service.sandbox import probe
 from service.sandbox.box import SANDBOX_UID, Mount, SandboxSpec, base_env, bwrap_command, launch_command
 from service.sandbox.cgroups import CgroupError, Hierarchy, JobCgroup, Limits
 from service.serving import frames
@@ -34,6 +39,8 @@ SERVICE_DIR = "/opt/labtrain/service"
 MAX_PROCESSES = 256  # threads count here too: TensorFlow and onnxruntime make pools of them
 MAX_FILE_MB = 64  # what the process may write (it needs none)
 STDERR_LINES = 20
+
+log = logging.getLogger(__name__)
 
 
 class PredictionLimitExceeded(ServiceError):
@@ -54,7 +61,7 @@ class ProcessLimits:
     cpus: float
     time_limit_s: float
     load_time_limit_s: float
-    sandboxed: bool
+    sandbox: str = "required"  # auto | required | off (LABTRAIN_PREDICT_SANDBOX)
     cgroup_root: Path | None = None
 
     @classmethod
@@ -64,9 +71,29 @@ class ProcessLimits:
             cpus=settings.predict_cpus,
             time_limit_s=settings.predict_time_limit_s,
             load_time_limit_s=settings.predict_load_time_limit_s,
-            sandboxed=settings.code_sandbox == "required",
+            sandbox=settings.predict_sandbox if settings.code_sandbox == "required" else "off",
             cgroup_root=settings.cgroup_root,
         )
+
+    def sandboxed(self) -> bool:
+        return self.sandbox != "off" and _sandboxed(self.sandbox, self.cgroup_root)
+
+
+@functools.cache  # asked once per process (a test sandbox), at its first model
+def _sandboxed(wanted: str, cgroup_root: Path | None) -> bool:
+    problem = probe.sandbox_problem(cgroup_root)
+    if problem is None:
+        return True
+    if wanted == "required":
+        raise ModelUnavailable(
+            f"this server cannot run a model in a sandbox ({problem}), and LABTRAIN_PREDICT_SANDBOX=required"
+        )
+    log.warning(
+        "models answer from plain processes with rlimits, not sandboxes: %s (LABTRAIN_PREDICT_SANDBOX=required "
+        "refuses that)",
+        problem,
+    )
+    return False
 
 
 _hierarchies: dict[Path | None, Hierarchy] = {}
@@ -99,7 +126,7 @@ class ModelProcess:
         """Start the process and load the model; a model that cannot load is the error it gave."""
         self._workdir = Path(tempfile.mkdtemp(prefix="labtrain-model-"))
         try:
-            if self.limits.sandboxed:
+            if self.limits.sandboxed():
                 self.proc = self._start_sandboxed()
             else:
                 self.proc = self._start_plain()
@@ -141,8 +168,8 @@ class ModelProcess:
         )
 
     def _start_plain(self) -> subprocess.Popen:
-        """Unsandboxed (the server's own choice, LABTRAIN_CODE_SANDBOX=off): still a process of
-        its own with a scrubbed environment, a data-size limit, and the model file as its path."""
+        """Unsandboxed (no sandbox here, or the server's choice): still a process of its own with
+        a scrubbed environment, a data-size limit, and the model file as its path."""
         self.model["artifact_path"] = str(self.model_file.resolve())
         spec = self._spec()
         env = {**base_env(spec), "HOME": str(self._workdir), "PYTHONPATH": str(Path(service.__file__).parent.parent)}

@@ -49,6 +49,6 @@ def test_a_skops_file_calling_numpy_is_refused_and_runs_nothing_on_the_host(lab)
 
 
 def test_an_onnx_file_reading_a_file_beside_its_loader_is_refused(lab):
-    job = failed_export(lab, "hostile_onnx.py", [])
+    job = failed_export(lab, "hostile_models.py", ["file_read"])
     assert "'W'" in job["error"]["message"] and "external data" in job["error"]["message"], job["error"]
     the_next_job_succeeds(lab)

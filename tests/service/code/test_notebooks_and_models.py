@@ -200,7 +200,8 @@ def test_labtrain_run_takes_a_notebook_and_its_parameters(lab, tmp_path):
     path.write_bytes(notebook(PARAMETERS, TRAINING))
     env = {**lab.env, "LABTRAIN_URL": lab.url, "LABTRAIN_TOKEN": lab.token}
     ran = subprocess.run(
-        [sys.executable, "-m", "service", "run", str(path), "-p", "epochs=2", "-p", "rate=0.75", "--json"],
+        [sys.executable, "-m", "service", "run", str(path), "-p", "epochs=2", "-p", "rate=0.75", "--json"]
+        + ["--download", str(tmp_path / "results")],
         env=env,
         capture_output=True,
         text=True,
@@ -210,6 +211,10 @@ def test_labtrain_run_takes_a_notebook_and_its_parameters(lab, tmp_path):
     job = json.loads(ran.stdout)
     assert job["status"] == "succeeded" and job["spec"]["code"]["parameters"] == {"epochs": 2, "rate": 0.75}
     assert [(e["epoch"], e["loss"]) for e in lab.epochs(job["id"])] == [(1, 0.75), (2, 0.375)]
+    # The executed notebook (an artifact) and the page the worker rendered from it
+    executed = nbformat.read(tmp_path / "results" / "week3.ipynb", as_version=4)
+    assert any(cell.get("outputs") for cell in executed.cells if cell.cell_type == "code")
+    assert "epochs" in (tmp_path / "results" / "week3.html").read_text()
 
     bad = subprocess.run(
         [sys.executable, "-m", "service", "run", str(path), "-p", "no-equals"], env=env, capture_output=True, text=True

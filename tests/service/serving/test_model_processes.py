@@ -15,7 +15,7 @@ from service.serving.process import ModelProcess, ProcessLimits
 from tests.service.code.test_code_jobs import Lab
 from tests.support.processes import deployment_env, serving
 
-HOSTILE = Path(__file__).with_name("hostile_models.py")
+HOSTILE = Path(__file__).parents[1] / "code" / "scripts" / "hostile_models.py"
 MEMORY_MB = 512
 TIME_LIMIT_S = 3
 
@@ -29,6 +29,7 @@ def lab(tmp_path_factory, make_pg_database, make_redis_url):
         LABTRAIN_BROKER_URL=make_redis_url(),
         LABTRAIN_PREDICT_MEMORY_MB=str(MEMORY_MB),
         LABTRAIN_PREDICT_TIME_LIMIT_S=str(TIME_LIMIT_S),
+        LABTRAIN_PREDICT_SANDBOX="required",  # never a plain process in this test
     )
     with serving(env, home, "student", ["--queues", "cpu", "--concurrency", "1"], kind=Lab) as lab:
         yield lab
@@ -96,7 +97,9 @@ def test_the_attacks_are_real_where_the_limits_allow_them(lab, models, tmp_path)
         "classes": None,
         "class_names": None,
     }
-    roomy = ModelProcess("service.code.predict:OnnxPredictor", fields, model_file, ProcessLimits(3500, 1, 60, 60, True))
+    roomy = ModelProcess(
+        "service.code.predict:OnnxPredictor", fields, model_file, ProcessLimits(3500, 1, 60, 60, "required")
+    )
     try:
         roomy.start()
         answer = roomy.predict([[0, 0, 0, 0]], None)["predictions"][0]

@@ -1,6 +1,8 @@
 """A code job that leaves an ONNX model behind, as save_model would (outputs/model/), built by
 hand: `linear` answers y = x @ ones(4, 2); `memory` asks onnxruntime for a 2 GB tensor on every
-prediction; `loop` runs a Loop of 60 million steps. Each loads quickly, so each is accepted."""
+prediction; `loop` runs a Loop of 60 million steps (or as many as its second argument says);
+`file_read` keeps a sparse initializer's data in `secret.bin`, a path onnxruntime resolves
+against the working directory of whoever loads the model."""
 
 import json
 import sys
@@ -25,6 +27,13 @@ elif kind == "memory":
         helper.make_node("Add", ["x", "total"], ["y"]),
     ]
     constants, outputs = [shape], [4]
+elif kind == "file_read":
+    values = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4], data_location=TensorProto.EXTERNAL)
+    for key, value in {"location": "secret.bin", "offset": "0", "length": "16"}.items():
+        entry = values.external_data.add()
+        entry.key, entry.value = key, value
+    indices = numpy_helper.from_array(np.arange(4, dtype=np.int64), "W_indices")
+    nodes, constants, outputs = [helper.make_node("Add", ["x", "W"], ["y"])], [], [4]
 else:
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 60_000_000
     body = helper.make_graph(
@@ -49,6 +58,8 @@ else:
 graph = helper.make_graph(
     nodes, kind, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", *outputs])], constants
 )
+if kind == "file_read":
+    graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, [4]))
 folder = labtrain_job.outputs_dir() / "model"
 folder.mkdir(parents=True, exist_ok=True)
 onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx"))
@@ -62,3 +73,4 @@ manifest = {
     "name": kind,
 }
 (folder / "model.json").write_text(json.dumps(manifest))
+print("saved")
