@@ -2,8 +2,8 @@
 download) without ever running the script's code outside its sandbox.
 
 PyTorch modules and Keras models are exported to ONNX, a file of operators and weights that
-onnxruntime runs; scikit-learn estimators are saved with skops, which the API loads trusting
-only scikit-learn's and numpy's types. Either way the export is checked here, in the job: the
+onnxruntime runs; scikit-learn estimators are saved with skops, which labtrain loads with an
+allowlist of scikit-learn's classes (never a function). Either way the export is checked here, in the job: the
 saved model must give the framework's own outputs for `example_input`. What is saved goes to
 outputs/model/ (model.onnx or model.skops, and model.json describing it, written last).
 
@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +324,24 @@ def _check_inputs(array: Any) -> list[tuple[str, Any]]:
 # --- scikit-learn ---------------------------------------------------------------------------
 
 
+FUNCTION_NODES = ("FunctionNode", "PartialNode", "MethodNode", "OperatorFuncNode")
+
+
+def _functions(path: Path) -> list[str]:
+    """The functions a skops file holds (skops trusts numpy's ufuncs; the server loads none)."""
+    with zipfile.ZipFile(path) as archive:
+        pending, found = [json.loads(archive.read("schema.json"))], set()
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("__loader__") in FUNCTION_NODES:
+                found.add(f"{node.get('__module__')}.{node.get('__class__')}")
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return sorted(found)
+
+
 def _save_sklearn(model: Any, example: Any, folder: Path) -> dict[str, Any]:
     import numpy as np
     import skops.io
@@ -334,12 +353,19 @@ def _save_sklearn(model: Any, example: Any, folder: Path) -> dict[str, Any]:
         skops.io.dump(model, str(path))
     except Exception as exc:
         raise ModelExportError(f"skops could not save the estimator: {_reason(exc)}") from None
-    own = [t for t in skops.io.get_untrusted_types(file=str(path)) if not t.startswith(("sklearn.", "numpy."))]
+    named = skops.io.get_untrusted_types(file=str(path))
+    own = [t for t in named if not t.startswith(("sklearn.", "numpy."))]
     if own:
         raise ModelExportError(
             f"the estimator uses types from outside scikit-learn and numpy ({', '.join(own)}); the API never runs "
             "your code, so only scikit-learn's own estimators can be served: use them, or save the model with "
             "joblib to outputs_dir() as an artifact instead"
+        )
+    functions = _functions(path)
+    if functions:  # the server loads classes only (a function in a file could be any function)
+        raise ModelExportError(
+            f"the estimator holds functions ({', '.join(functions)}), which labtrain does not load: save the "
+            "fitted estimator itself (e.g. grid.best_estimator_), without FunctionTransformer or a score_func"
         )
     features = [str(c) for c in example.columns] if hasattr(example, "columns") else None
     rows = np.asarray(example)

@@ -161,6 +161,26 @@ def test_save_model_on_a_laptop_writes_a_scikit_learn_model_and_its_manifest(tmp
     assert (tmp_path / "outputs" / "model" / manifest["file"]).stat().st_size > 0
 
 
+def test_save_model_says_in_the_job_that_a_function_will_not_be_served(tmp_path, monkeypatch):
+    """labtrain loads scikit-learn's classes only: a function (even a numpy ufunc, which skops
+    trusts by default) is refused here, with the fix, before the worker refuses it."""
+    from sklearn.feature_selection import SelectKBest, f_classif
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    monkeypatch.chdir(tmp_path)
+    x, y = np.random.default_rng(0).random((40, 4)), np.arange(40) % 2
+    for model, named in (
+        (make_pipeline(FunctionTransformer(np.log1p), LogisticRegression()), "numpy.log1p"),
+        (make_pipeline(SelectKBest(f_classif, k=2), LogisticRegression()), "f_classif"),
+    ):
+        with pytest.raises(models.ModelExportError) as refused:
+            models.save_model(model.fit(x, y), x[:5])
+        assert named in str(refused.value) and "best_estimator_" in str(refused.value)
+    models.save_model(LogisticRegression().fit(x, y), x[:5])  # the control: the estimator alone is saved
+
+
 @pytest.mark.parametrize(
     ("call", "says"),
     [
