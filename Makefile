@@ -21,7 +21,7 @@ run: $(STAMP) run-tools
 test: $(STAMP) debian-tools lint
 	$(PY) -m pytest
 
-# For daily work: the tests marked `fast`, on SQLite with no servers, in under a minute.
+# For daily work: the tests marked `fast`, on SQLite with no servers, in two to three minutes.
 test-fast: $(STAMP)
 	LABTRAIN_TEST_SERVERS=none $(PY) -m pytest -m fast -q
 
