@@ -7,6 +7,7 @@ from flask import Flask
 from service.api import (
     auth,
     catalog,
+    courses,
     dashboard,
     datasets,
     errors,
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         models=ModelServers(settings),
         rate_limits=RateLimits(settings),
     )
-    for module in (errors, monitoring, auth, jobs, events, models, datasets, sources, catalog, dashboard, openapi):
+    modules = (errors, monitoring, auth, jobs, events, models, datasets, sources, courses, catalog, dashboard, openapi)
+    for module in modules:
         module.init_app(app)
     return app

@@ -1,4 +1,5 @@
-"""Bearer-token authentication and ownership: another user's object is a 404, like a missing one."""
+"""Bearer-token authentication and ownership: another user's object is a 404, like a missing one
+(a job is also seen by its course's staff: `visible_job`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from service.api.context import services
 from service.core.errors import NotFound, ServiceError
-from service.core.orm import User, could_be_id
+from service.core.orm import Job, User, could_be_id
+from service.courses.access import can_see
 from service.lab.users import user_for_token
 
 T = TypeVar("T")
@@ -64,3 +66,12 @@ def owned(model: type[T], object_id: str, what: str) -> T:
     if obj is None or (obj.owner_id != user.id and not user.is_admin):
         raise NotFound(f"no {what} with id {object_id!r}", field="id")
     return obj
+
+
+def visible_job(job_id: str, what: str = "job") -> Job:
+    """The job if the caller may see it (its owner, an admin, its course's instructors and TAs:
+    service/courses/access.py); else the same 404 as an unknown id."""
+    job = db_session().get(Job, job_id) if could_be_id(job_id) else None
+    if job is None or not can_see(db_session(), current_user(), job):
+        raise NotFound(f"no {what} with id {job_id!r}", field="id")
+    return job

@@ -25,6 +25,7 @@ from service.api.serialize import event_view, iso
 from service.api.stream_hub import ALL, job_key, user_key
 from service.core.db import Database
 from service.core.orm import Job, JobEvent
+from service.courses.access import visible_jobs
 from service.jobs.lifecycle import FINISHED
 
 POLL_S = 0.4  # how often a plain WSGI server's stream asks the database
@@ -77,23 +78,25 @@ class JobFeed:
 
 @dataclass
 class JobsFeed:
-    """The user's jobs (an admin's: everyone's) as they change: first every queued or running
+    """The jobs the user may see (service/courses/access.py) as they change: first every queued or running
     one, then each job again whenever its status, progress or events move on; a job is sent
     one last time when it finishes."""
 
     user_id: str
     everyone: bool = False
+    staff: bool = False  # an instructor or TA somewhere: their courses' jobs too
     sent: dict[str, tuple] = field(default_factory=dict)  # job id -> what was sent of it
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return (ALL,) if self.everyone else (user_key(self.user_id),)
+        # Other users' jobs wake no key of this user's: a course's staff wake on every change.
+        return (ALL,) if self.everyone or self.staff else (user_key(self.user_id),)
 
     def read(self, db: Database) -> tuple[str, bool]:
         with db.sessions() as session:
-            query = select(Job).where(or_(Job.status.not_in(FINISHED), Job.id.in_(list(self.sent))))
-            if not self.everyone:
-                query = query.where(Job.owner_id == self.user_id)
+            query = select(Job).where(
+                or_(Job.status.not_in(FINISHED), Job.id.in_(list(self.sent))), visible_jobs(self.user_id, self.everyone)
+            )
             jobs = session.scalars(query.order_by(Job.created_at).limit(BATCH)).all()
             chunks = []
             for job in jobs:

@@ -16,9 +16,10 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 
-from service.api.auth import current_user
+from service.api.auth import current_user, db_session
 from service.api.context import services
 from service.api.event_feeds import RETRY_MS, JobFeed, JobsFeed, poll_stream, stream_response
+from service.courses.access import is_staff_anywhere
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1/events")
 
@@ -32,10 +33,12 @@ def init_app(app: Flask) -> None:
 
 @bp.get("")
 def my_jobs():
-    """Each of the caller's jobs whenever it changes (an admin's: everyone's), as `job` events;
+    """Each job the caller may see whenever it changes (their own; a course's for its staff; an
+    admin's: everyone's), as `job` events;
     first every queued or running one. A client that reconnects gets them all again."""
     user = current_user()
-    return stream({"kind": "jobs", "user": user.id, "everyone": user.is_admin})
+    staff = not user.is_admin and is_staff_anywhere(db_session(), user.id)
+    return stream({"kind": "jobs", "user": user.id, "everyone": user.is_admin, "staff": staff})
 
 
 def stream(feed: dict[str, Any]) -> Response:
@@ -55,4 +58,4 @@ def snapshot(db, feed: JobsFeed):
 def feed_from(spec: dict[str, Any]) -> JobFeed | JobsFeed:
     if spec["kind"] == "job":
         return JobFeed(spec["job"], spec["after"])
-    return JobsFeed(spec["user"], everyone=spec["everyone"])
+    return JobsFeed(spec["user"], everyone=spec["everyone"], staff=spec.get("staff", False))

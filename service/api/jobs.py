@@ -8,7 +8,7 @@ import re
 from flask import Blueprint, Flask, Response, jsonify, request, send_file
 from sqlalchemy import select
 
-from service.api.auth import current_user, db_session, owned
+from service.api.auth import current_user, db_session, visible_job
 from service.api.context import services
 from service.api.events import stream
 from service.api.requests import MAX_SPEC_DEPTH, int_arg, json_body
@@ -16,6 +16,8 @@ from service.api.serialize import event_view, job_view
 from service.core import storage
 from service.core.errors import NotFound, SpecError
 from service.core.orm import ID_PATTERN, Job, JobEvent, User, could_be_id
+from service.courses.access import visible_jobs
+from service.courses.job_course import member_course, take_course
 from service.jobs import lifecycle, submission
 from service.jobs.context import SubmitContext
 
@@ -34,7 +36,8 @@ def submit():
     services().rate_limits.hit("submit", user.id)
     payload = json_body(max_depth=MAX_SPEC_DEPTH)
     session = db_session()
-    job = submission.submit(SubmitContext(session, services().settings, user), payload)
+    course = take_course(session, user, payload)
+    job = submission.submit(SubmitContext(session, services().settings, user), payload, course=course)
     # The dispatcher sends it to a worker when a slot is free (DESIGN.md decisions 1 and 5).
     session.commit()
     response = jsonify(job_view(session, job, user.name))
@@ -57,9 +60,16 @@ def list_jobs():
     cursor = request.args.get("cursor") or None
     if cursor is not None and not re.fullmatch(ID_PATTERN, cursor):
         raise SpecError("cursor must be the next_cursor of a previous page", field="cursor")
-    query = select(Job, User.name).join(User, User.id == Job.owner_id).order_by(Job.id.desc()).limit(limit + 1)
-    if not user.is_admin:
-        query = query.where(Job.owner_id == user.id)
+    query = (
+        select(Job, User.name)
+        .join(User, User.id == Job.owner_id)
+        .where(visible_jobs(user.id, user.is_admin))
+        .order_by(Job.id.desc())
+        .limit(limit + 1)
+    )
+    course = request.args.get("course") or None
+    if course is not None:
+        query = query.where(Job.course_id == member_course(session, user, course).id)
     if status:
         query = query.where(Job.status == status)
     if cursor:
@@ -75,12 +85,12 @@ def list_jobs():
 @bp.get("/<job_id>")
 def get_job(job_id: str):
     session = db_session()
-    return job_view(session, owned(Job, job_id, "job"))
+    return job_view(session, visible_job(job_id))
 
 
 @bp.get("/<job_id>/events")
 def events(job_id: str):
-    job = owned(Job, job_id, "job")
+    job = visible_job(job_id)
     after = int_arg("after", 0, 0, 2**31 - 1)
     if request.accept_mimetypes.best_match(["application/json", "text/event-stream"]) == "text/event-stream":
         # A reconnecting client says where it stopped in Last-Event-ID; that wins over ?after.
@@ -99,7 +109,7 @@ def events(job_id: str):
 def job_log(job_id: str):
     """The job's log; from byte `offset` on when given (what `labtrain logs -f` follows), with
     the offset to ask from next in X-Log-Offset."""
-    job = owned(Job, job_id, "job")
+    job = visible_job(job_id)
     offset = int_arg("offset", 0, 0, 2**62)
     path = storage.job_log_path(services().settings, job.id)
     data = b""
@@ -116,14 +126,14 @@ def job_log(job_id: str):
 @bp.get("/<job_id>/artifacts")
 def artifacts(job_id: str):
     """The files a code job left in its outputs/ folder (listed once the job has ended)."""
-    job = owned(Job, job_id, "job")
+    job = visible_job(job_id)
     folder = storage.job_outputs_dir(services().settings, job.id)
     return {"items": [{"path": path, "size": size} for path, size in storage.regular_files(folder)]}
 
 
 @bp.get("/<job_id>/artifacts/<path:artifact>")
 def artifact(job_id: str, artifact: str):
-    job = owned(Job, job_id, "job")
+    job = visible_job(job_id)
     path = storage.file_inside(storage.job_outputs_dir(services().settings, job.id), artifact)
     if path is None:
         raise NotFound(
@@ -140,7 +150,7 @@ def artifact(job_id: str, artifact: str):
 def notebook_page(job_id: str):
     """A notebook job's page, as its worker rendered it from the executed notebook once the job
     had ended (never a file the job wrote: that would be an artifact)."""
-    job = owned(Job, job_id, "job")
+    job = visible_job(job_id)
     path = storage.notebook_page_path(services().settings, job.id)
     if not path.is_file() or path.is_symlink():
         raise NotFound(f"job {job.id} has no notebook page (its result.notebook says why)", field="job_id")
@@ -155,7 +165,7 @@ def notebook_page(job_id: str):
 @bp.post("/<job_id>/cancel")
 def cancel(job_id: str):
     session = db_session()
-    job = owned(Job, job_id, "job")
+    job = visible_job(job_id)
     status = lifecycle.request_cancel(session, job, current_user())
     session.commit()
     return {"id": job.id, "status": status, "cancel_requested": True}, 202

@@ -6,12 +6,13 @@ from __future__ import annotations
 from flask import Blueprint, Flask, request, send_file
 from sqlalchemy import select
 
-from service.api.auth import current_user, db_session, owned
+from service.api.auth import current_user, db_session, visible_job
 from service.api.context import services
 from service.api.requests import json_body
 from service.api.serialize import model_view
 from service.core.errors import Conflict, NotFound, SpecError
-from service.core.orm import Job, Model, could_be_id
+from service.core.orm import Model, could_be_id
+from service.courses.access import can_see_model, visible_models
 from service.jobs import families
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
@@ -29,10 +30,10 @@ def _model(model_id: str) -> Model:
     if could_be_id(model_id):
         model = session.get(Model, model_id) or session.scalar(select(Model).where(Model.job_id == model_id))
     user = current_user()
-    if model is not None and (model.owner_id == user.id or user.is_admin):
+    if model is not None and can_see_model(session, user, model):
         return model
     try:
-        job = owned(Job, model_id, "model")
+        job = visible_job(model_id, "model")
     except NotFound:
         raise NotFound(f"no model with id {model_id!r}", field="id") from None
     named = (job.result or {}).get("model_id")
@@ -52,9 +53,7 @@ def _model(model_id: str) -> Model:
 @bp.get("")
 def list_models():
     user = current_user()
-    query = select(Model).order_by(Model.id.desc())
-    if not user.is_admin:
-        query = query.where(Model.owner_id == user.id)
+    query = select(Model).where(visible_models(user.id, user.is_admin)).order_by(Model.id.desc())
     return {"items": [model_view(m) for m in db_session().scalars(query)]}
 
 

@@ -21,6 +21,8 @@ from werkzeug.routing import Rule
 
 from service.api import responses as r
 from service.api.auth import PUBLIC_PATHS
+from service.courses.roster import MAX_ROWS
+from service.courses.spec import CourseCreate, CoursePatch, MemberRole, RosterJson
 from service.data.instances import MAX_INSTANCES
 from service.data.refs import DatasetRef
 from service.jobs import families
@@ -45,10 +47,17 @@ RESPONSE_MODELS = (
     r.SourceInfo,
     r.SourceList,
     r.ArtifactList,
+    r.CourseInfo,
+    r.CourseList,
+    r.RosterAnswer,
+    r.Membership,
+    r.Me,
 )
+REQUEST_MODELS = (CourseCreate, CoursePatch, MemberRole, RosterJson)
 ERROR_TEXT = {
     400: "Malformed request (e.g. a body that is not JSON)",
     401: "No token, or a token that is not valid",
+    403: "Not allowed: the caller's role does not permit it (e.g. only admins create courses)",
     404: "Unknown id, or another user's object",
     409: "The object is in the wrong state for this",
     413: "The body is larger than the upload limit",
@@ -219,6 +228,29 @@ PREDICT_BODY = {
     },
 }
 
+COURSE_FIELD = {
+    "anyOf": [{"type": "string", "maxLength": 64}, {"type": "null"}],
+    "default": None,
+    "description": "The course the job is for (one of yours); default: your only course, none if you have none",
+}
+ROSTER_BODY = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {**BINARY, "description": f"CSV with the header id,name,email; at most {MAX_ROWS} rows"}
+            },
+        },
+    },
+    "application/json": {"schema": ref(RosterJson)},
+}
+
+
+def json_body_of(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": ref(model)}}
+
+
 # Keyed by method and OpenAPI path. The path parameters, security and 401/404 answers come
 # from the url_map and the auth rules; only what the code cannot tell is written here.
 ROUTES: dict[tuple[str, str], Op] = {
@@ -226,13 +258,14 @@ ROUTES: dict[tuple[str, str], Op] = {
         "Submit a job", r.Job, 201, body=None, errors=(400, 404, 413, 422, 429), headers=("Location",)
     ),
     ("GET", "/api/v1/jobs"): Op(
-        "List jobs (your own; an admin's: all), newest first",
+        "List jobs (your own, and your courses' for their instructors and TAs; an admin's: all), newest first",
         r.JobList,
         query=[
             query("status", {"type": "string", "enum": list(STATUSES)}, "Only jobs in this status"),
             int_query("limit", 1, 500, "Page size (default 50)"),
             query("cursor", {"type": "string"}, "next_cursor of the previous page"),
             query("parent", {"type": "string"}, "Only the trials of this search job"),
+            query("course", {"type": "string"}, "Only the jobs of this course (one of yours)"),
         ],
         errors=(422,),
     ),
@@ -298,7 +331,9 @@ ROUTES: dict[tuple[str, str], Op] = {
     ("POST", "/api/v1/jobs/{job_id}/cancel"): Op(
         "Cancel a job: a queued one at once, a running one within a batch or trial", r.CancelAnswer, 202, errors=(409,)
     ),
-    ("GET", "/api/v1/models"): Op("List models (your own; an admin's: all)", r.ModelList),
+    ("GET", "/api/v1/models"): Op(
+        "List models (your own, and your courses' for their instructors and TAs; an admin's: all)", r.ModelList
+    ),
     ("GET", "/api/v1/models/{model_id}"): Op("A model, by its id or its job's id", r.TrainedModel, errors=(409,)),
     ("GET", "/api/v1/models/{model_id}/download"): Op(
         "The model's artifact file", {"application/octet-stream": BINARY}, errors=(409,)
@@ -319,6 +354,41 @@ ROUTES: dict[tuple[str, str], Op] = {
         "Every algorithm, network preset, layer type and search strategy with its parameters", r.Catalog
     ),
     ("GET", "/api/v1/queue"): Op("Queued and running counts, workers, and your queued jobs in order", r.QueueOverview),
+    ("POST", "/api/v1/courses"): Op(
+        "Create a course (admins)",
+        r.CourseInfo,
+        201,
+        body=json_body_of(CourseCreate),
+        errors=(400, 403, 409, 422),
+        headers=("Location",),
+    ),
+    ("GET", "/api/v1/courses"): Op("Your courses with your roles (an admin's: every course)", r.CourseList),
+    ("GET", "/api/v1/courses/{name}"): Op("A course you are a member of (its members: for staff)", r.CourseInfo),
+    ("PATCH", "/api/v1/courses/{name}"): Op(
+        "Change a course's term_end, budget or share (its instructors, admins)",
+        r.CourseInfo,
+        body=json_body_of(CoursePatch),
+        errors=(400, 403, 422),
+    ),
+    ("POST", "/api/v1/courses/{name}/roster"): Op(
+        "Enrol students from a CSV or a JSON list, creating missing users (their tokens: in this answer only)",
+        r.RosterAnswer,
+        body=ROSTER_BODY,
+        errors=(400, 403, 413, 422),
+    ),
+    ("PUT", "/api/v1/courses/{name}/members/{user_name}"): Op(
+        "Give a user a role in the course (its instructors, admins)",
+        r.Membership,
+        body=json_body_of(MemberRole),
+        errors=(400, 403, 422),
+    ),
+    ("DELETE", "/api/v1/courses/{name}/members/{user_name}"): Op(
+        "Take a role (?role=), or every role, from a user in the course (its instructors, admins)",
+        r.Membership,
+        query=[query("role", {"type": "string", "enum": ["instructor", "ta", "student"]}, "Only this role")],
+        errors=(403, 422),
+    ),
+    ("GET", "/api/v1/me"): Op("Who you are, your courses, and the device hours your jobs used there", r.Me),
     ("GET", "/api/v1/openapi.json"): Op("This document", {"application/json": {"type": "object"}}),
     ("GET", "/healthz"): Op("Liveness check", r.Health),
     ("GET", "/readyz"): Op("Readiness: 200 when the database and the broker answer", r.Readiness, errors=(503,)),
@@ -336,13 +406,15 @@ def component_schemas() -> dict[str, Any]:
     specs = [f.request_model for f in families.all_families() if not f.wraps]
     wrappers = [f.request_model for f in families.all_families() if f.wraps]
     extra = [DatasetRef, *wrappers, *(m for f in families.all_families() for m in f.schemas)]
-    models = list(dict.fromkeys((*specs, *extra, *RESPONSE_MODELS)))
+    models = list(dict.fromkeys((*specs, *extra, *REQUEST_MODELS, *RESPONSE_MODELS)))
     _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     schemas = top["$defs"]
     # The specs take these fields as Any and validate them with another model in a second
     # step (so that errors name the field precisely); the document shows that model.
     for model in specs:
         props = schemas[model.__name__]["properties"]
+        # Every family takes it; the API resolves it before the family validates the rest.
+        props["course"] = COURSE_FIELD
         if "dataset" in props:
             props["dataset"] = {
                 "description": props["dataset"].get("description", ""),

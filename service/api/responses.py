@@ -57,6 +57,7 @@ class Job(Open):
     trial_number: int | None
     attempt: int
     cancel_requested: bool
+    course: str | None = Field(description="The course it was submitted for; null for none")
     created_at: Time
     started_at: Time | None
     finished_at: Time | None
@@ -218,3 +219,59 @@ class Health(Open):
 class Readiness(Open):
     status: str
     checks: dict[str, str] = Field(description="ok, or what failed, per dependency")
+
+
+class CourseMemberInfo(Open):
+    user: str
+    role: Literal["instructor", "ta", "student"]
+
+
+class CourseInfo(Open):
+    id: str
+    name: str
+    term_end: str = Field(description="YYYY-MM-DD: the last day the course takes new jobs")
+    closed: bool
+    share: float = Field(description="The course's weight against other courses (stored; not yet enforced)")
+    budget: dict[str, Any] | None = Field(
+        description="Each student's gpu_hours, cpu_hours, week_gpu_hours for the term; null: unlimited "
+        "(stored; not yet enforced)"
+    )
+    role: str | None = Field(description="The highest role the caller holds in it (instructor, ta, student)")
+    roles: list[str] = Field(description="Every role the caller holds in it")
+    members: list[CourseMemberInfo] | None = Field(None, description="For the course's staff and admins")
+
+
+class CourseList(Open):
+    items: list[CourseInfo]
+
+
+class CreatedUser(Open):
+    id: str
+    token: str = Field(description="The new user's token: shown in this answer only")
+
+
+class RosterAnswer(Open):
+    created: list[CreatedUser]
+    enrolled: list[str] = Field(description="Every user the roster named, now a student of the course")
+
+
+class Membership(Open):
+    user: str
+    course: str
+    roles: list[str]
+
+
+class Hours(Open):
+    gpu_hours: float | None
+    cpu_hours: float | None
+
+
+class MyCourse(CourseInfo):
+    used: Hours = Field(description="Device hours the caller's jobs in this course ran, by queue")
+    left: Hours = Field(description="The budget less what was used; null where unlimited")
+
+
+class Me(Open):
+    user: str
+    admin: bool
+    courses: list[MyCourse]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.api.context import services
 from service.code.predict import picture_input
-from service.core.orm import Dataset, Job, JobEvent, Model, Source, User
+from service.core.orm import Course, Dataset, Job, JobEvent, Model, Source, User
 from service.data.image_folders import IMAGE_FOLDER
 from service.jobs.lifecycle import QUEUED
 from service.lab.fair_share import queue_order
@@ -54,6 +54,7 @@ def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[
         "attempt": job.attempt,
         "cancel_requested": job.cancel_requested,
         "tier": job.tier,
+        "course": _course_name(session, job),
         "gpu_memory_mb": job.gpu_memory_mb,  # what it holds of a shared GPU (GPU jobs)
         "preemptions": job.preemptions,  # times it yielded its slot to a debug job
         "preempt_requested": job.preempt_requested,
@@ -61,6 +62,11 @@ def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
     }
+
+
+def _course_name(session: Session, job: Job) -> str | None:
+    course = session.get(Course, job.course_id) if job.course_id else None  # the identity map keeps it
+    return course.name if course else None
 
 
 def event_view(event: JobEvent) -> dict[str, Any]:

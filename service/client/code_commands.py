@@ -33,6 +33,7 @@ from service.client.watch import follow
 @click.option("--cpus", type=click.IntRange(1), help="CPUs its processes may use at once.")
 @click.option("--time-limit", "time_limit_s", type=click.IntRange(1), help="Seconds it may run.")
 @click.option("--name", help="The job's name (default: the file's or folder's).")
+@click.option("--course", help="The course it is for (default: your only course).")
 @click.option(
     "--download", "download_to", type=click.Path(path_type=Path), help="Download its outputs here when it ends."
 )
@@ -49,6 +50,7 @@ def run(
     cpus: int | None,
     time_limit_s: int | None,
     name: str | None,
+    course: str | None,
     download_to: Path | None,
     no_watch: bool,
     as_json: bool,
@@ -81,6 +83,7 @@ def run(
         cpus=cpus,
         time_limit_s=time_limit_s,
         name=name,
+        course=course,
     )
     if no_watch:
         return emit_json(job.data) if as_json else click.echo(job.id)

@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 from service.client.code_commands import artifacts, run
+from service.client.course_commands import courses, me
 from service.client.job_commands import cancel, jobs, logs, status, submit, watch
 from service.client.model_commands import download, predict
 from service.client.server_commands import algorithms, login, queue
 
-COMMANDS = [login, submit, run, jobs, status, watch, logs, artifacts, cancel, predict, download, queue, algorithms]
+COMMANDS = [
+    login,
+    submit,
+    run,
+    jobs,
+    status,
+    watch,
+    logs,
+    artifacts,
+    cancel,
+    predict,
+    download,
+    queue,
+    algorithms,
+    me,
+    courses,
+]

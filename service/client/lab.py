@@ -71,6 +71,7 @@ class Lab:
         cpus: int | None = None,
         time_limit_s: int | None = None,
         name: str | None = None,
+        course: str | None = None,
     ) -> Job:
         """Upload `path` and run it as a code job; returns the job (queued). `parameters` are a
         notebook's (set after its cell tagged `parameters`)."""
@@ -95,6 +96,8 @@ class Lab:
         if any(v is not None for v in resources.values()):
             spec["resources"] = {k: v for k, v in resources.items() if v is not None}
         spec["name"] = name or (path.name if path.is_file() else path.resolve().name)
+        if course:
+            spec["course"] = course
         return self.submit(spec)
 
     # -- jobs ------------------------------------------------------------------------------

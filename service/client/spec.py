@@ -89,6 +89,8 @@ def spec_from_flags(options: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if options["name"]:
         spec["name"] = options["name"]
+    if options.get("course"):
+        spec["course"] = options["course"]
     if options["dataset"]:
         spec["dataset"] = (
             {"id": options["dataset"], "target": options["target"]} if options["target"] else options["dataset"]

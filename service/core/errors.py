@@ -37,6 +37,13 @@ class SpecError(ServiceError):
     code = "invalid_spec"
 
 
+class Forbidden(ServiceError):
+    """Known to the caller, but not theirs to change (another user's object is a NotFound)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(ServiceError):
     status = 404
     code = "not_found"

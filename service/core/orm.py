@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -76,6 +77,38 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # An admin's overrides of the configured per-user limits (service/jobs/limits.py).
     limits: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What a course's roster said of a student (service/courses/roster.py); none for others.
+    full_name: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(255))
+
+
+class Course(Base):
+    """A course: its members hold roles in it (CourseMember), its jobs point at it."""
+
+    __tablename__ = "courses"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    term_end: Mapped[date] = mapped_column(Date)  # the last day new jobs are taken
+    # The course's weight against other courses on the lab's queue (stored, not yet enforced).
+    share: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
+    # Each student's budget for the term: {"gpu_hours", "cpu_hours", "week_gpu_hours"}; null:
+    # unlimited (stored and reported, not yet enforced).
+    budget: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CourseMember(Base):
+    """One role of one user in one course; a user may hold several."""
+
+    __tablename__ = "course_members"
+    __table_args__ = (UniqueConstraint("course_id", "user_id", "role", name="uq_course_members_course_user_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    course_id: Mapped[str] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # instructor | ta | student
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -148,6 +181,8 @@ class Job(Base):
     # The dispatcher asked the running job to checkpoint and yield its slot; how often it did.
     preempt_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The course it was submitted for (its staff may see it); none for research users' jobs.
+    course_id: Mapped[str | None] = mapped_column(ForeignKey("courses.id"), index=True)
 
 
 class JobEvent(Base):

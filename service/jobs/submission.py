@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.core.orm import Job
+from service.core.orm import Course, Job
 from service.jobs import families, lifecycle, tiers
 from service.jobs.context import SubmitContext
 from service.jobs.limits import check_can_queue, effective_limits
@@ -21,9 +21,17 @@ def validate(ctx: SubmitContext, payload: Any) -> ValidatedJob:
     return (wrapper or family).validate(payload, ctx)
 
 
-def submit(ctx: SubmitContext, payload: Any, *, trial_of: Job | None = None, trial_number: int | None = None) -> Job:
-    """Validate, apply the limits and write the queued job. A search's trial (`trial_of` its
-    search) is not held to the queued-jobs limit: the search itself was."""
+def submit(
+    ctx: SubmitContext,
+    payload: Any,
+    *,
+    course: Course | None = None,
+    trial_of: Job | None = None,
+    trial_number: int | None = None,
+) -> Job:
+    """Validate, apply the limits and write the queued job, for `course` (the API resolved it:
+    service/courses/job_course.py). A search's trial (`trial_of` its search) is not held to the
+    queued-jobs limit, the search itself was, and is in its search's course."""
     validated = validate(ctx, payload)
     if trial_of is None:
         check_can_queue(ctx.session, ctx.settings, ctx.user)
@@ -43,5 +51,6 @@ def submit(ctx: SubmitContext, payload: Any, *, trial_of: Job | None = None, tri
     )
     if trial_of is not None:
         job.parent_id, job.trial_number, job.priority = trial_of.id, trial_number, trial_of.priority
-        ctx.session.flush()
+    job.course_id = trial_of.course_id if trial_of is not None else (course.id if course else None)
+    ctx.session.flush()
     return job

@@ -1,8 +1,10 @@
 """Isolation between users: every route that takes an object answers another user's object
 with exactly the 404 an unknown id gets, so ids reveal nothing; listings show only one's own.
+In a course, its instructors and TAs see its jobs and models as their owner does (data sets
+and sources stay their owner's); everyone else gets the unknown id's 404.
 
-The probes are one table; a route added to the API without a probe fails
-`test_every_route_is_probed`."""
+The probes are one table (PROBES, and COURSE_PROBES for the course routes, each with what
+every role gets); a route added to the API without a probe fails `test_every_route_is_probed`."""
 
 from __future__ import annotations
 
@@ -265,6 +267,7 @@ def test_the_probes_reach_the_objects_for_their_owner(client, alice, world):
 def test_every_route_is_probed(app):
     adapter = app.url_map.bind("localhost")
     probed = {adapter.match(p.path.split("?")[0], method=p.method)[0] for p in PROBES}
+    probed |= {adapter.match(p.path.format(course="DL").split("?")[0], method=p.method)[0] for p in COURSE_PROBES}
     probed |= {adapter.match(path.split("?")[0], method="GET")[0] for path in LISTINGS}
     probed |= {adapter.match(path, method=method)[0] for method, path in OTHER_ROUTES}
     routes = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
@@ -321,3 +324,146 @@ def test_a_disabled_user_gets_401_everywhere(client, make_user, world, run_queue
 def test_healthz_needs_no_token(client, headers):
     response = client.get("/healthz", headers=headers)
     assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+# The roles a course world has: who each is, and whether they see alice's course jobs as she does.
+ROLES = {
+    "admin": "root",
+    "instructor": "prof",
+    "ta": "tara",
+    "owner": "alice",  # a student of DL-2026, who owns the world's objects
+    "classmate": "sam",  # another student of DL-2026
+    "other course": "oscar",  # a student of ML-2026
+    "no course": "bob",
+}
+SEES_COURSE_JOBS = {"admin", "instructor", "ta", "owner"}
+SEES_OWN_DATA = {"admin", "owner"}  # data sets and sources stay their owner's
+JOB_TARGETS = {"finished", "queued", "model", "code"}
+
+
+def expected_status(probe: Probe, role: str) -> int:
+    allowed = SEES_COURSE_JOBS if probe.target in JOB_TARGETS else SEES_OWN_DATA
+    return probe.owner_status if role in allowed else 404
+
+
+@dataclass(frozen=True)
+class CourseProbe:
+    """One request on a course route; `{course}` in the path is DL-2026 (or, for the roles that
+    must not learn it exists, compared with a course that does not)."""
+
+    name: str
+    method: str
+    path: str
+    json: Any
+    expected: dict[str, int]  # by role
+
+    def send(self, client, headers: dict[str, str], course: str):
+        return client.open(self.path.format(course=course), method=self.method, headers=headers, json=self.json)
+
+
+def _by_role(admin: int, instructor: int, ta: int, student: int, outsider: int) -> dict[str, int]:
+    return {
+        "admin": admin,
+        "instructor": instructor,
+        "ta": ta,
+        "owner": student,
+        "classmate": student,
+        "other course": outsider,
+        "no course": outsider,
+    }
+
+
+MEMBER_ONLY = _by_role(200, 200, 200, 200, 404)
+INSTRUCTOR_ONLY = _by_role(200, 200, 403, 403, 404)
+COURSE_PROBES = [
+    CourseProbe(
+        "create a course",
+        "POST",
+        "/api/v1/courses",
+        {"name": "NEW-1", "term_end": "2099-01-31", "instructors": ["prof"]},
+        _by_role(201, 403, 403, 403, 403),
+    ),
+    CourseProbe("list courses", "GET", "/api/v1/courses", None, _by_role(200, 200, 200, 200, 200)),
+    CourseProbe("me", "GET", "/api/v1/me", None, _by_role(200, 200, 200, 200, 200)),
+    CourseProbe("get a course", "GET", "/api/v1/courses/{course}", None, MEMBER_ONLY),
+    CourseProbe("change a course", "PATCH", "/api/v1/courses/{course}", {"share": 2}, INSTRUCTOR_ONLY),
+    CourseProbe("roster", "POST", "/api/v1/courses/{course}/roster", {"students": [{"id": "newbie"}]}, INSTRUCTOR_ONLY),
+    CourseProbe("add a member", "PUT", "/api/v1/courses/{course}/members/extra", {"role": "ta"}, INSTRUCTOR_ONLY),
+    CourseProbe("remove a member", "DELETE", "/api/v1/courses/{course}/members/extra?role=ta", None, INSTRUCTOR_ONLY),
+]
+
+
+def build_courses(client, make_user) -> dict[str, dict[str, str]]:
+    """DL-2026 (prof instructs, tara assists, alice and sam study) and ML-2026 (oscar studies),
+    set up through the API; bob is in no course. Returns each role's headers."""
+    headers = {role: make_user(name, admin=role == "admin") for role, name in ROLES.items()}
+    make_user("extra")
+    admin = headers["admin"]
+    for name, instructors in (("DL-2026", ["prof"]), ("ML-2026", [])):
+        created = client.post(
+            "/api/v1/courses", headers=admin, json={"name": name, "term_end": "2099-01-31", "instructors": instructors}
+        )
+        assert created.status_code == 201, created.get_json()
+    for course, user, role in (
+        ("DL-2026", "tara", "ta"),
+        ("DL-2026", "alice", "student"),
+        ("DL-2026", "sam", "student"),
+        ("ML-2026", "oscar", "student"),
+    ):
+        answer = client.put(f"/api/v1/courses/{course}/members/{user}", headers=admin, json={"role": role})
+        assert answer.status_code == 200, answer.get_json()
+    return headers
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_each_role_sees_course_jobs_as_the_rules_say(client, make_user, run_queued, settings, role):
+    headers = build_courses(client, make_user)
+    world = build_world(client, headers["owner"], run_queued, settings)
+    assert client.get(f"/api/v1/jobs/{world['finished']}", headers=headers["owner"]).get_json()["course"] == "DL-2026"
+    wrong = []
+    for probe in PROBES:  # in order: the last one cancels the queued job
+        answer = probe.send(client, headers[role], world[probe.target])
+        expected = expected_status(probe, role)
+        if answer.status_code != expected:
+            wrong.append(f"{probe.name}: {answer.status_code}, expected {expected}")
+        elif expected == 404:  # exactly what an unknown id gets
+            unknown_id = new_id()
+            unknown = probe.send(client, headers[role], unknown_id)
+            if comparable(answer, world[probe.target]) != comparable(unknown, unknown_id):
+                wrong.append(f"{probe.name}: {answer.get_data(as_text=True)[:200]} vs an unknown id's")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_each_role_gets_what_the_course_routes_allow(client, make_user, role):
+    headers = build_courses(client, make_user)
+    wrong = []
+    for probe in COURSE_PROBES:
+        answer = probe.send(client, headers[role], "DL-2026")
+        expected = probe.expected[role]
+        if answer.status_code != expected:
+            wrong.append(
+                f"{probe.name}: {answer.status_code} {answer.get_data(as_text=True)[:200]}, expected {expected}"
+            )
+        elif expected >= 400:
+            assert_error(answer, expected)
+        if expected == 404:  # a course one is not in answers like one that does not exist
+            unknown = probe.send(client, headers[role], "NO-SUCH-COURSE")
+            if comparable(answer, "DL-2026") != comparable(unknown, "NO-SUCH-COURSE"):
+                wrong.append(f"{probe.name}: {answer.get_data(as_text=True)[:200]} vs an unknown course's")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_listings_show_course_jobs_to_the_courses_staff_only(client, make_user, run_queued, settings, role):
+    headers = build_courses(client, make_user)
+    world = build_world(client, headers["owner"], run_queued, settings)
+    listed = {path: client.get(path, headers=headers[role]).get_data(as_text=True) for path in LISTINGS}
+    for name, object_id in world.items():
+        path = "/api/v1/models" if name == "model" else "/api/v1/jobs" if name in JOB_TARGETS else None
+        shown = [p for p, text in listed.items() if object_id in text and p != "/api/v1/queue"]
+        if path is None:  # data sets and sources: their owner's and an admin's (a code job's spec names its source)
+            shown = [p for p in shown if p in ("/api/v1/datasets", "/api/v1/sources")]
+            assert bool(shown) == (role in SEES_OWN_DATA), (name, shown)
+        else:
+            assert (path in shown) == (role in SEES_COURSE_JOBS), (name, shown)

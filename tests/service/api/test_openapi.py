@@ -83,7 +83,7 @@ def test_path_parameters_come_from_the_routes(document):
     params = {(p["name"], p["in"]) for p in ops["parameters"]}
     assert params == {("job_id", "path"), ("after", "query"), ("limit", "query")}
     listing = {p["name"] for p in document["paths"]["/api/v1/jobs"]["get"]["parameters"]}
-    assert listing == {"status", "limit", "cursor", "parent"}
+    assert listing == {"status", "limit", "cursor", "parent", "course"}
 
 
 def test_the_submit_body_is_the_validators_schema(document):
