@@ -189,6 +189,14 @@ def launch_command(spec: SandboxSpec, group: JobCgroup | None, inner: list[str])
     return ["sh", "-c", f'{join}exec "$@"', "sh", *keyring, "prlimit", *limits, "--", *inner]
 
 
+def start_process(spec: SandboxSpec, group: JobCgroup | None, inner: list[str], **streams: Any) -> subprocess.Popen:
+    """`inner` behind the launcher (its cgroup, keyring and limits), in the job's folder, with
+    none of this process's environment."""
+    return subprocess.Popen(
+        launch_command(spec, group, inner), env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, cwd=spec.workdir, **streams
+    )
+
+
 @functools.cache
 def _bwrap_knows(option: str) -> bool:
     shown = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10)
@@ -239,7 +247,6 @@ class Sandbox:
         self.group: JobCgroup | None = None
         self.proc: subprocess.Popen | None = None
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
-        self.dropped_lines = 0
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._sent_bytes = 0
         self._sent_rows = 0
@@ -255,14 +262,14 @@ class Sandbox:
                 inner = bwrap_command(self.spec, write_end, as_root=os.geteuid() == 0)
             else:
                 inner = self._unsandboxed(write_end)
-            self.proc = subprocess.Popen(
-                launch_command(self.spec, self.group, inner),
+            self.proc = start_process(
+                self.spec,
+                self.group,
+                inner,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 pass_fds=(write_end,),
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                cwd=self.spec.workdir,
                 start_new_session=not self.enforce,
             )
         except BaseException:
@@ -401,7 +408,6 @@ class Sandbox:
             return  # what would be logged or recorded; a saved model's or a failed cell's word still counts
         if self._events.qsize() >= MAX_WAITING_EVENTS:
             with self._counting:
-                self.dropped_lines += 1
                 self._tell("waiting", "the job reported faster than the worker could record it; some were dropped")
             return
         self._events.put(event)
@@ -425,7 +431,6 @@ class Sandbox:
                 )
             else:
                 return True
-            self.dropped_lines += 1
             self._tell(reason, message)
             return False
 

@@ -10,6 +10,7 @@ student runs is ever outside its limits.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -176,6 +177,13 @@ class Hierarchy:
             parents[controller] = (root / controller) if root else mount / "labtrain"
             _make(parents[controller])
         return 1, parents
+
+
+@functools.cache  # one per process and root: making it writes the hierarchy's own settings
+def shared(root: Path | None = None) -> Hierarchy:
+    """This machine's hierarchy (under `root`, else the default), made once; a CgroupError is
+    raised again at each call until it can be made."""
+    return Hierarchy(root)
 
 
 def _make(folder: Path) -> None:

@@ -64,12 +64,19 @@ def describe(size_mb: int, files: int) -> str:
 class ImageDisk:
     """The job's filesystem, mounted at `root` until `close`."""
 
+    held_by_kernel = True  # `full` is a statfs: cheap enough to ask often
+
     def __init__(self, root: Path, lock_fd: int):
         self.root, self._lock_fd = root, lock_fd
         self.checkpoints = root / "checkpoints"
 
+    @property
+    def job_folders(self) -> list[Path]:
+        """What the sandbox's uid owns (the filesystem's root stays root's)."""
+        return [self.root / folder for folder in FOLDERS]
+
     @classmethod
-    def mount(cls, name: str, image: Path, size_bytes: int, files: int, uid: int) -> ImageDisk:
+    def mount(cls, name: str, image: Path, size_bytes: int, files: int) -> ImageDisk:
         """Mount the job's image (made on its first attempt) at MOUNT_ROOT/<name>; `name` is
         unique to the attempt."""
         MOUNT_ROOT.mkdir(parents=True, exist_ok=True)
@@ -81,10 +88,8 @@ class ImageDisk:
             if not (image.exists() and _mounts(image, root)):  # kept from an earlier attempt
                 _make(image, size_bytes, files)  # a first attempt, or an image a crash left unusable
                 _mount(image, root)
-            for folder in FOLDERS:
-                path = root / folder
-                path.mkdir(exist_ok=True)
-                os.lchown(path, uid, uid)
+            for folder in disk.job_folders:
+                folder.mkdir(exist_ok=True)
         except BaseException:
             disk.close()
             raise
@@ -99,6 +104,11 @@ class ImageDisk:
             return "bytes"
         return None
 
+    def clear(self) -> None:
+        """What an attempt leaves: the checkpoints alone."""
+        for folder in ("src", "outputs", "home"):
+            shutil.rmtree(self.root / folder, ignore_errors=True)  # fd-based: follows no link
+
     def close(self) -> None:
         """Unmounted (which detaches its loop device) and its mount point gone."""
         _unmount(self.root)
@@ -110,9 +120,19 @@ class ImageDisk:
 class FolderDisk:
     """The job's folder on the worker's own filesystem, measured by walking it."""
 
+    held_by_kernel = False  # `full` walks every file: asked once a second at most
+
     def __init__(self, root: Path, checkpoints: Path, size_bytes: int, files: int):
         self.root, self.checkpoints = root, checkpoints
         self.size_bytes, self.files = size_bytes, files
+
+    @property
+    def job_folders(self) -> list[Path]:
+        return [self.root, self.checkpoints]
+
+    def clear(self) -> None:
+        """What an attempt leaves: the checkpoints, which are beside its folder."""
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def full(self) -> str | None:
         used, count = 0, 0

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 from service.core.config import Settings
-from service.sandbox import disk
+from service.sandbox import cgroups, disk
 from service.sandbox.box import Sandbox, SandboxSpec
 from service.sandbox.cgroups import CgroupError, Hierarchy, Limits
 
@@ -31,7 +31,7 @@ def _sandbox(settings: Settings) -> dict[str, str]:
     if problem is not None:
         return {"sandbox_error": problem}
     version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-    return {"sandbox": f"{version}, {Hierarchy(settings.cgroup_root).describe()}"}
+    return {"sandbox": f"{version}, {cgroups.shared(settings.cgroup_root).describe()}"}
 
 
 def sandbox_problem(cgroup_root: Path | None) -> str | None:
@@ -39,7 +39,7 @@ def sandbox_problem(cgroup_root: Path | None) -> str | None:
     if shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed"
     try:
-        hierarchy = Hierarchy(cgroup_root)
+        hierarchy = cgroups.shared(cgroup_root)
         hierarchy.sweep()
         _try(hierarchy)
     except (CgroupError, OSError, RuntimeError, subprocess.SubprocessError) as exc:

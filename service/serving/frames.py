@@ -11,7 +11,7 @@ import time
 from typing import Any, BinaryIO
 
 LENGTH = struct.Struct(">I")
-MAX_HEADER_BYTES = 256 * 1024 * 1024  # an answer of many instances' probabilities stays far below
+MAX_ANSWER_BYTES = 256 * 1024 * 1024  # an answer of many instances' probabilities stays far below
 
 
 class ChannelClosed(EOFError):
@@ -42,7 +42,7 @@ def read(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]]:
     return header, parts
 
 
-def read_by(fd: int, deadline: float, most: int = MAX_HEADER_BYTES) -> tuple[dict[str, Any], list[bytes]]:
+def read_by(fd: int, deadline: float, most: int = MAX_ANSWER_BYTES) -> tuple[dict[str, Any], list[bytes]]:
     """One message from a pipe, by a deadline (time.monotonic()); the asking side's read, which
     must never wait on a model longer than its limit allows."""
 
@@ -52,11 +52,18 @@ def read_by(fd: int, deadline: float, most: int = MAX_HEADER_BYTES) -> tuple[dic
             raise TimedOut()
         return os.read(fd, size)
 
-    size = _length(chunk)
-    if size > most:
-        raise ValueError(f"an answer of {size} bytes is more than the {most} allowed")
-    header = json.loads(_exactly(chunk, size))
-    parts = [_exactly(chunk, _length(chunk)) for _ in range(int(header.pop("parts", 0)))]
+    left = most
+
+    def bounded() -> bytes:  # the header and every part together: at most `most` bytes
+        nonlocal left
+        size = _length(chunk)
+        if size > left:
+            raise ValueError(f"an answer of more than {most} bytes")
+        left -= size
+        return _exactly(chunk, size)
+
+    header = json.loads(bounded())
+    parts = [bounded() for _ in range(int(header.pop("parts", 0)))]
     return header, parts
 
 

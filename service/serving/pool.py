@@ -100,7 +100,3 @@ class ModelServers:
             servers, self._servers = list(self._servers.values()), OrderedDict()
         for server in servers:
             server.close()
-
-    def running(self) -> int:
-        with self._lock:
-            return sum(1 for server in self._servers.values() if server.alive)

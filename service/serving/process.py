@@ -28,8 +28,8 @@ from typing import Any
 import service
 from service.core.config import Settings
 from service.core.errors import ServiceError
-from service.sandbox import probe
-from service.sandbox.box import SANDBOX_UID, Mount, SandboxSpec, base_env, bwrap_command, launch_command
+from service.sandbox import cgroups, probe
+from service.sandbox.box import SANDBOX_UID, Mount, SandboxSpec, base_env, bwrap_command, start_process
 from service.sandbox.cgroups import CgroupError, Hierarchy, JobCgroup, Limits
 from service.serving import frames
 
@@ -96,16 +96,11 @@ def _sandboxed(wanted: str, cgroup_root: Path | None) -> bool:
     return False
 
 
-_hierarchies: dict[Path | None, Hierarchy] = {}
-
-
 def _hierarchy(root: Path | None) -> Hierarchy:
-    if root not in _hierarchies:
-        try:
-            _hierarchies[root] = Hierarchy(root)
-        except CgroupError as exc:
-            raise ModelUnavailable(f"this server cannot isolate a model's process: {exc}") from None
-    return _hierarchies[root]
+    try:
+        return cgroups.shared(root)
+    except CgroupError as exc:
+        raise ModelUnavailable(f"this server cannot isolate a model's process: {exc}") from None
 
 
 class ModelProcess:
@@ -143,14 +138,8 @@ class ModelProcess:
         spec = self._spec()
         self.group = _hierarchy(self.limits.cgroup_root).create(spec.name, spec.limits)
         inner = bwrap_command(spec, 2, as_root=as_root)  # no events channel: fd 2 is stderr
-        return subprocess.Popen(
-            launch_command(spec, self.group, inner),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-            cwd=self._workdir,
-        )
+        pipes = subprocess.PIPE
+        return start_process(spec, self.group, inner, stdin=pipes, stdout=pipes, stderr=pipes)
 
     def _spec(self) -> SandboxSpec:
         return SandboxSpec(

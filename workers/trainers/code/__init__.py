@@ -31,7 +31,7 @@ from service.core import storage
 from service.core.config import Settings
 from service.data.arrays import mnist_path
 from service.data.tables import load_builtin
-from service.sandbox import disk
+from service.sandbox import cgroups, disk
 from service.sandbox.box import JOB_ROOT, SANDBOX_UID, Mount, Sandbox, SandboxSpec
 from service.sandbox.cgroups import CgroupError, Hierarchy, Limits
 from workers import gpu_share
@@ -43,8 +43,6 @@ MB = 1024 * 1024
 DISK_CHECK_S = 1.0
 EVENT_WAIT_S = 0.2
 DATA_ROOT = "/data"
-
-_hierarchy: Hierarchy | None = None
 
 
 @dataclass
@@ -126,7 +124,7 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult | Tra
             box.close()
         try:
             artifacts = _harvest(workdir / "outputs", storage.job_outputs_dir(settings, inputs.job_id))
-            _clear(space)
+            space.clear()
         finally:
             space.close()
     stem = PurePosixPath(run.code.entrypoint).stem
@@ -207,13 +205,10 @@ def gpu_devices() -> list[str]:
 
 
 def _cgroups(settings: Settings) -> Hierarchy:
-    global _hierarchy
-    if _hierarchy is None:
-        try:
-            _hierarchy = Hierarchy(settings.cgroup_root)
-        except CgroupError as exc:
-            raise JobFailed("sandbox_unavailable", f"this worker cannot make a sandbox: {exc}") from None
-    return _hierarchy
+    try:
+        return cgroups.shared(settings.cgroup_root)
+    except CgroupError as exc:
+        raise JobFailed("sandbox_unavailable", f"this worker cannot make a sandbox: {exc}") from None
 
 
 def _job_disk(settings: Settings, inputs: CodeInputs, checkpoints: Path) -> disk.ImageDisk | disk.FolderDisk:
@@ -223,9 +218,7 @@ def _job_disk(settings: Settings, inputs: CodeInputs, checkpoints: Path) -> disk
     if disk.unavailable() is not None:
         return disk.FolderDisk(inputs.job_dir / "sandbox", checkpoints, size, files)
     try:
-        return disk.ImageDisk.mount(
-            f"{inputs.job_id}-{inputs.attempt}", checkpoints / disk.IMAGE_NAME, size, files, SANDBOX_UID
-        )
+        return disk.ImageDisk.mount(f"{inputs.job_id}-{inputs.attempt}", checkpoints / disk.IMAGE_NAME, size, files)
     except disk.DiskError as exc:
         raise JobFailed("sandbox_unavailable", f"this worker could not make the job's disk: {exc}") from None
 
@@ -238,8 +231,7 @@ def _prepare(space: disk.ImageDisk | disk.FolderDisk, source_dir: Path) -> None:
     for folder in (workdir / "outputs", workdir / "home", checkpoints):
         folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:  # the sandbox runs as nobody: its folders must be nobody's
-        mine = [workdir / "src", workdir / "outputs", workdir / "home", checkpoints]
-        for folder in mine if isinstance(space, disk.ImageDisk) else [workdir, checkpoints]:
+        for folder in space.job_folders:
             _chown_tree(folder, SANDBOX_UID)
 
 
@@ -279,9 +271,10 @@ def _supervise(
                 report.event("log", {"message": "asked to yield its slot: the script gets SIGUSR1 (preempted())"})
             if yield_by is not None and not signalled:  # (again while the sandbox is only starting)
                 signalled = box.signal_program(signal.SIGUSR1)
-            walk = time.monotonic() >= next_check
-            if walk or isinstance(space, disk.ImageDisk):  # statfs is cheap, a walk is not
-                next_check = time.monotonic() + DISK_CHECK_S if walk else next_check
+            walk = time.monotonic() >= next_check  # outputs/ (and a FolderDisk) are walked, at most this often
+            if walk:
+                next_check = time.monotonic() + DISK_CHECK_S
+            if walk or space.held_by_kernel:
                 _check_disk(box, space, settings, outputs=walk)
             if not box.running():
                 returncode = box.wait()
@@ -380,15 +373,6 @@ def _move(dir_fd: int, name: str, target: Path) -> int | None:
     if os.geteuid() == 0:
         os.lchown(target, 0, 0)
     return os.lstat(target).st_size
-
-
-def _clear(space: disk.ImageDisk | disk.FolderDisk) -> None:
-    """What the attempt leaves: the checkpoints alone (in the job's filesystem, or beside it)."""
-    if isinstance(space, disk.FolderDisk):
-        shutil.rmtree(space.root, ignore_errors=True)
-        return
-    for folder in ("src", "outputs", "home"):
-        shutil.rmtree(space.root / folder, ignore_errors=True)  # fd-based: follows no link
 
 
 def _fail_unless_ok(
