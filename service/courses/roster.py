@@ -44,7 +44,7 @@ def parse_csv(data: bytes) -> list[Student]:
             details={"row": 1},
         )
     students: list[Student] = []
-    seen: set[str] = set()
+    rows: list[int] = []  # each student's row in the file
     try:
         for row_number, row in enumerate(reader, start=2):
             if not any(cell.strip() for cell in row):
@@ -56,11 +56,12 @@ def parse_csv(data: bytes) -> list[Student]:
                     row_number, "id", f"expected {len(COLUMNS)} cells ({','.join(COLUMNS)}), got {len(row)}"
                 )
             students.append(_student(row_number, dict(zip(COLUMNS, (cell.strip() for cell in row), strict=True))))
-            if students[-1].id in seen:
-                raise _row_error(row_number, "id", f"{students[-1].id!r} appears twice")
-            seen.add(students[-1].id)
+            rows.append(row_number)
     except csv.Error as exc:
         raise SpecError(f"the roster is not a readable CSV ({exc})", field="file") from None
+    twice = first_repeat(students)
+    if twice is not None:
+        raise _row_error(rows[twice], "id", f"{students[twice].id!r} appears twice")
     return students
 
 

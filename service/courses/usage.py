@@ -1,31 +1,24 @@
-"""What a user's jobs in a course have used: run time from start to finish (a running job's
-up to now), split by queue, as `labtrain admin usage` counts device time. A search holds no
-slot: its trials are jobs of their own and count."""
+"""What a user's jobs in a course have used since the course began: device time per queue,
+counted as `labtrain admin usage` counts it (service/lab/usage.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.core.orm import Course, Job, User, utcnow
-from service.jobs import families
+from service.lab.usage import runs
 
 BUDGETED = ("gpu_hours", "cpu_hours")
 
 
 def used_hours(session: Session, user: User, course: Course, now: datetime | None = None) -> dict[str, float]:
-    now = now or utcnow()
-    rows = session.execute(
-        select(Job.queue, Job.started_at, Job.finished_at).where(
-            Job.owner_id == user.id, Job.course_id == course.id, Job.started_at.is_not(None), families.takes_slot()
-        )
-    )
     seconds = {"gpu": 0.0, "cpu": 0.0}
-    for queue, started, finished in rows:
-        seconds[queue if queue in seconds else "cpu"] += max(0.0, ((finished or now) - started).total_seconds())
+    in_course = (Job.owner_id == user.id, Job.course_id == course.id)
+    for _user, queue, run in runs(session, course.created_at, now or utcnow(), *in_course):
+        seconds[queue if queue in seconds else "cpu"] += run
     return {"gpu_hours": round(seconds["gpu"] / 3600, 4), "cpu_hours": round(seconds["cpu"] / 3600, 4)}
 
 

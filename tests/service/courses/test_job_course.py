@@ -3,8 +3,12 @@ course one is not in, and a closed course are refused, naming `course`."""
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
+import pytest
+from sqlalchemy import update
+
+from service.core.orm import Course, Job, utcnow
 from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
 
 pytestmark = pytest.mark.fast
@@ -92,3 +96,22 @@ def test_course_creation_rules(client, root, alice):
     assert_error(client.post("/api/v1/courses", headers=root, json=good), 409, field="name")
     listed = client.get("/api/v1/courses", headers=alice).get_json()["items"]
     assert [(c["name"], c["role"], c["budget"], c["share"]) for c in listed] == [("DL-2026", "instructor", None, 1.0)]
+
+
+def test_me_counts_the_run_time_of_the_jobs_in_the_course(client, root, alice, db):
+    """Usage is run time, as `labtrain admin usage` counts it: a finished run in full, a job put
+    back in the queue (its worker lost) not up to now."""
+    make_course(client, root, "DL-2026")
+    enrol(client, root, "DL-2026", "alice")
+    finished, requeued = (client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice).get_json()["id"] for _ in "ab")
+    now = utcnow()
+    with db.session() as session:
+        session.execute(update(Course).values(created_at=now - timedelta(hours=3)))
+        session.execute(
+            update(Job)
+            .where(Job.id == finished)
+            .values(status="succeeded", started_at=now - timedelta(minutes=90), finished_at=now - timedelta(hours=1))
+        )
+        session.execute(update(Job).where(Job.id == requeued).values(started_at=now - timedelta(hours=2)))
+    (course,) = client.get("/api/v1/me", headers=alice).get_json()["courses"]
+    assert course["used"] == {"gpu_hours": 0.0, "cpu_hours": 0.5}

@@ -84,6 +84,7 @@ def test_a_roster_enrols_existing_users_and_creates_only_the_missing(client, cou
     [
         (b"id,name,email\ns1,A,a@x\nbad id!,B,b@x\n", 3, "id"),
         (b"id,name,email\ns1,A,a@x\ns1,B,b@x\n", 3, "id"),
+        (b"id,name,email\ns1,A,a@x\n\ns1,B,b@x\n", 4, "id"),  # a blank line still counts as a row
         (b"id,name,email\ns1,A\n", 2, "id"),
         (b"id,name,email\ns1,A," + b"x" * 300 + b"\n", 2, "email"),
     ],
@@ -101,3 +102,10 @@ def test_a_roster_is_bounded(client, course):
     assert_error(answer, 422, field="file")
     assert "at most 2000" in answer.get_json()["error"]["message"]
     assert_error(upload_roster(client, course["prof"], b"name,id\n"), 422, field="file")
+
+
+def test_a_student_named_twice_in_a_json_roster_is_a_422_naming_the_entry(client, course):
+    students = [{"id": "s1", "name": "A", "email": None}, {"id": "s2"}, {"id": "s1"}]
+    answer = client.post("/api/v1/courses/DL-2026/roster", headers=course["prof"], json={"students": students})
+    error = assert_error(answer, 422, field="students.2.id")
+    assert "'s1' appears twice" in error["message"]
