@@ -91,11 +91,27 @@ class Course(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     term_end: Mapped[date] = mapped_column(Date)  # the last day new jobs are taken
-    # The course's weight against other courses on the lab's queue (stored, not yet enforced).
+    # The course's weight against other courses on the lab's queue (service/lab/fair_share.py).
     share: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
     # Each student's budget for the term: {"gpu_hours", "cpu_hours", "week_gpu_hours"}; null:
-    # unlimited (stored and reported, not yet enforced).
+    # unlimited (service/courses/budgets.py).
     budget: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When `labtrain admin prune` removed its files, once the retention after term_end ran out.
+    pruned_at: Mapped[datetime | None]
+
+
+class CourseGrant(Base):
+    """Hours an instructor gave one student on top of the course's budget (they add up)."""
+
+    __tablename__ = "course_grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    course_id: Mapped[str] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    gpu_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    granted_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -125,6 +141,8 @@ class Dataset(Base):
     # Column names, kinds and missing-value counts (CSV), array shapes (NPZ), or classes and sizes (images).
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Published to a course: its members read it as {"course", "name"}; only its owner changes it.
+    course_id: Mapped[str | None] = mapped_column(ForeignKey("courses.id"), index=True)
 
 
 class Source(Base):
@@ -183,6 +201,11 @@ class Job(Base):
     preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The course it was submitted for (its staff may see it); none for research users' jobs.
     course_id: Mapped[str | None] = mapped_column(ForeignKey("courses.id"), index=True)
+    # Why a queued job is not released yet: {"reason": "budget", "message"}; null when nothing holds it.
+    waiting: Mapped[dict[str, Any] | None]
+    # Device-seconds (GPU-seconds times gpu_share) held in attempts that went back to the queue
+    # (lost worker, preemption): the run of the attempt now going is started_at to now.
+    earlier_device_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class JobEvent(Base):
@@ -215,6 +238,50 @@ class Model(Base):
     meta: Mapped[dict[str, Any] | None]
     artifact_path: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Competition(Base):
+    """A course's competition: models or predictions scored on a hidden, labelled test set."""
+
+    __tablename__ = "competitions"
+    __table_args__ = (UniqueConstraint("course_id", "name", name="uq_competitions_course_name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    course_id: Mapped[str] = mapped_column(ForeignKey("courses.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(32))  # accuracy | macro_f1 | rmse | mae | ...
+    train: Mapped[dict[str, Any] | None]  # the course data set students train on: {"course", "name"}
+    # The labelled hidden test set: a data set its labels never leave (service/competitions).
+    test_dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    target: Mapped[str] = mapped_column(String(255))
+    public_fraction: Mapped[float] = mapped_column(Float, default=0.3)
+    daily_limit: Mapped[int] = mapped_column(Integer, default=5)
+    final_selections: Mapped[int] = mapped_column(Integer, default=2)
+    closes_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CompetitionSubmission(Base):
+    """One scoring of a student's model or predictions file; scored by a job on the CPU queue."""
+
+    __tablename__ = "competition_submissions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    competition_id: Mapped[str] = mapped_column(ForeignKey("competitions.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id"))
+    predictions_path: Mapped[str | None] = mapped_column(Text)  # an uploaded id,prediction CSV
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), index=True)  # the scoring job
+    status: Mapped[str] = mapped_column(String(16), default="scoring")  # scoring | scored | failed
+    public_score: Mapped[float | None] = mapped_column(Float)
+    private_score: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    # False when scoring failed for the service's reasons: it does not count against the daily limit.
+    counts: Mapped[bool] = mapped_column(Boolean, default=True)
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    scored_at: Mapped[datetime | None]
 
 
 class Worker(Base):

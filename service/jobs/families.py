@@ -94,6 +94,7 @@ class Family:
     no_model: str = ""  # what such a job gives instead of a model (for the 409)
     takes_slot: bool = True  # False: never sent to a worker (its driver runs it)
     preemptible: bool = False  # its jobs can checkpoint and yield their slot (service/lab/preemption.py)
+    budgeted: bool = True  # False: its jobs are the service's own work (a scoring), not a course budget's
     predictors: Mapping[str, Predictor] = field(default_factory=dict)  # by model framework
     search: SearchHooks | None = None  # None: its jobs cannot carry a search
     wraps: bool = False  # its key wraps another family's spec (a search)
