@@ -4,7 +4,8 @@ slot is free, the next one chosen by fair share (DESIGN.md decisions 5 and 6).
 Each round: re-queue or fail jobs whose worker stopped heartbeating, re-send jobs the
 broker lost, then fill each queue's free slots in fair-share order
 (service/lab/fair_share.py); per-user running limits skip an owner who has enough
-running. A round runs under a lock row, so any number of dispatchers can run without
+running, and a student's course budget holds a job it cannot cover (service/courses/budgets.py:
+the job stays queued and says why in `waiting`). A round runs under a lock row, so any number of dispatchers can run without
 releasing a job twice. Families whose jobs take no slot (a search) are driven here too,
 by the driver their registry record names: their trials are jobs this dispatcher then
 schedules.
@@ -29,6 +30,7 @@ from service.core.broker import QUEUES, make_celery, send_job, worker_queue
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.orm import DispatchLock, Job, User, Worker, utcnow
+from service.courses.budgets import Ledger
 from service.jobs import families, lifecycle
 from service.jobs.lifecycle import QUEUED, RUNNING
 from service.jobs.limits import effective_limits
@@ -136,14 +138,19 @@ class Dispatcher:
             free = sum(gpu.free_slots for gpu in gpus.values())
         else:
             free = sum(w.concurrency for w in workers) - len(busy)
-        if free <= 0:
-            return []
         per_owner = Counter(busy)
         limits: dict[str, int] = {}
         released = []
-        for job in waiting_in_order(session, queue, self.settings, now):
-            if free <= 0:
-                break
+        waiting = waiting_in_order(session, queue, self.settings, now)
+        budgets = Ledger(session, waiting, now)
+        for job in waiting:
+            # Every waiting job's budget is looked at, slot or not, so that `waiting` says why now;
+            # written only when it changes.
+            reason = budgets.waiting_reason(job)
+            if reason != job.waiting:
+                job.waiting = reason
+            if reason is not None or free <= 0:
+                continue
             if job.owner_id not in limits:
                 owner = session.get(User, job.owner_id)
                 limits[job.owner_id] = effective_limits(self.settings, owner)[f"max_running_{queue}"]
@@ -158,7 +165,8 @@ class Dispatcher:
                 job.worker, job.gpu_share = gpu.worker, gpu.share(need)
             if not self._send(job):
                 job.worker, job.gpu_share = None, None
-                break  # the broker is down: try again next round
+                free = 0  # the broker is down: try again next round
+                continue
             job.released_at = now
             if gpu is not None:
                 gpu.take(need)
@@ -260,4 +268,5 @@ def _wait_for_a_change(
 
 
 def _changes_decision(wake: wakeups.Wake) -> bool:
-    return wake.channel == wakeups.WORKERS or wake.payload.get("type") == "status"
+    # "budget": an instructor granted hours (service/courses/budgets.py), a waiting job may start.
+    return wake.channel == wakeups.WORKERS or wake.payload.get("type") in ("status", "budget")

@@ -7,6 +7,9 @@ from flask import Flask
 from service.api import (
     auth,
     catalog,
+    competitions,
+    course_budgets,
+    course_datasets,
     courses,
     dashboard,
     datasets,
@@ -37,7 +40,23 @@ def create_app(settings: Settings | None = None) -> Flask:
         models=ModelServers(settings),
         rate_limits=RateLimits(settings),
     )
-    modules = (errors, monitoring, auth, jobs, events, models, datasets, sources, courses, catalog, dashboard, openapi)
+    modules = (
+        errors,
+        monitoring,
+        auth,
+        jobs,
+        events,
+        models,
+        datasets,
+        sources,
+        courses,
+        course_budgets,
+        course_datasets,
+        competitions,
+        catalog,
+        dashboard,
+        openapi,
+    )
     for module in modules:
         module.init_app(app)
     return app

@@ -28,7 +28,7 @@ def healthz():
 @bp.get("/api/v1/algorithms")
 def algorithms():
     """Each job family's section of the catalog, under its key."""
-    return {family.catalog_key: family.catalog() for family in families.all_families()}
+    return {family.catalog_key: family.catalog() for family in families.submittable()}
 
 
 @bp.get("/api/v1/queue")

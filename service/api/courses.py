@@ -12,14 +12,18 @@ from flask import Blueprint, Flask, request
 from sqlalchemy import select
 
 from service.api.auth import current_user, db_session
+from service.api.context import services
 from service.api.requests import json_body
 from service.api.serialize import iso
 from service.core.errors import Forbidden, NotFound, SpecError
-from service.core.orm import Course, User
-from service.courses import courses, members, roster, usage
+from service.core.orm import Course, Job, User, utcnow
+from service.courses import budgets, courses, members, roster, usage
 from service.courses.roles import INSTRUCTOR, ROLES, STAFF
 from service.courses.spec import CourseCreate, CoursePatch, MemberRole, RosterJson
+from service.jobs import families
+from service.jobs.lifecycle import QUEUED
 from service.jobs.spec import parse_spec
+from service.lab import queue_estimates
 
 bp = Blueprint("courses", __name__, url_prefix="/api/v1")
 
@@ -58,7 +62,7 @@ def list_courses():
 
 @bp.get("/courses/<name>")
 def get_course(name: str):
-    course, roles = _visible_course(name)
+    course, roles = visible_course(name)
     view = course_view(course, roles)
     if current_user().is_admin or set(roles) & set(STAFF):  # students see their own roles, not the class list
         view["members"] = _member_views(course)
@@ -67,7 +71,7 @@ def get_course(name: str):
 
 @bp.patch("/courses/<name>")
 def update_course(name: str):
-    course = _course_to_manage(name)
+    course = course_to_manage(name)
     patch = parse_spec(CoursePatch, json_body())
     session = db_session()
     courses.update_course(session, course, patch)
@@ -77,7 +81,7 @@ def update_course(name: str):
 
 @bp.post("/courses/<name>/roster")
 def upload_roster(name: str):
-    course = _course_to_manage(name)
+    course = course_to_manage(name)
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
@@ -96,7 +100,7 @@ def upload_roster(name: str):
 
 @bp.put("/courses/<name>/members/<user_name>")
 def put_member(name: str, user_name: str):
-    course = _course_to_manage(name)
+    course = course_to_manage(name)
     role = parse_spec(MemberRole, json_body()).role
     session = db_session()
     user = _user_named(user_name)
@@ -107,7 +111,7 @@ def put_member(name: str, user_name: str):
 
 @bp.delete("/courses/<name>/members/<user_name>")
 def delete_member(name: str, user_name: str):
-    course = _course_to_manage(name)
+    course = course_to_manage(name)
     role = request.args.get("role") or None
     if role is not None and role not in ROLES:
         raise SpecError(f"role must be one of {', '.join(ROLES)}", field="role")
@@ -121,12 +125,40 @@ def delete_member(name: str, user_name: str):
 
 @bp.get("/me")
 def me():
-    session, user = db_session(), current_user()
+    """Each course's budget, use and what is left (grants and the week's cap included where a
+    budget holds the caller: service/courses/budgets.py), and the caller's queued jobs with
+    their place in the queue; research users' jobs (in no course) under the top-level "queue"."""
+    session, user, now = db_session(), current_user(), utcnow()
+    queued = session.scalars(
+        select(Job).where(Job.owner_id == user.id, Job.status == QUEUED, families.takes_slot()).order_by(Job.id)
+    ).all()
+    places = queue_estimates.places(session, services().settings, queued, now)  # one ordering per queue
     items = []
     for course, roles in members.courses_of(session, user):
-        used = usage.used_hours(session, user, course)
-        items.append(course_view(course, roles) | {"used": used, "left": usage.hours_left(course.budget, used)})
-    return {"user": user.name, "admin": user.is_admin, "courses": items}
+        standing = budgets.standings(session, course, now, [user.id]).get(user.id)
+        if standing is None:  # staff and admins: reported, not held
+            used = usage.used_hours(session, user, course, now)
+            hours = {"used": used, "left": usage.hours_left(course.budget, used), "granted": None, "week": None}
+        else:
+            hours = standing.view()
+        mine = [_queued_view(job, places) for job in queued if job.course_id == course.id]
+        items.append(course_view(course, roles) | hours | {"queue": mine})
+    research = [_queued_view(job, places) for job in queued if job.course_id is None]
+    return {"user": user.name, "admin": user.is_admin, "courses": items, "queue": research}
+
+
+def _queued_view(job: Job, places: dict[str, queue_estimates.Place]) -> dict[str, Any]:
+    place = places.get(job.id)
+    waiting = job.waiting
+    return {
+        "id": job.id,
+        "name": job.name,
+        "queue": job.queue,
+        "position": place.position if place else None,
+        # A job its budget holds starts only once a grant (or a new week) covers it.
+        "estimated_start": iso(place.estimated_start) if place and not waiting else None,
+        "waiting": waiting,
+    }
 
 
 def course_view(course: Course, roles: list[str]) -> dict[str, Any]:
@@ -147,7 +179,7 @@ def _member_views(course: Course) -> list[dict[str, str]]:
     return [{"user": user, "role": role} for user, role in members.members(db_session(), course)]
 
 
-def _visible_course(name: str) -> tuple[Course, list[str]]:
+def visible_course(name: str) -> tuple[Course, list[str]]:
     """The course and the caller's roles there; a 404 for a course they are not in (admins: any)."""
     session, user = db_session(), current_user()
     course = courses.find_course(session, name)
@@ -157,9 +189,9 @@ def _visible_course(name: str) -> tuple[Course, list[str]]:
     return course, roles
 
 
-def _course_to_manage(name: str) -> Course:
+def course_to_manage(name: str) -> Course:
     """A course the caller may change: an admin's or the course's instructor's."""
-    course, roles = _visible_course(name)
+    course, roles = visible_course(name)
     if not (current_user().is_admin or INSTRUCTOR in roles):
         raise Forbidden(f"only {course.name}'s instructors (or an admin) may change it")
     return course

@@ -1,4 +1,5 @@
-"""Data set routes: upload, list, get."""
+"""Data set routes: upload, list, get; `store_upload` is the one upload path (a course's data sets
+take it too: service/api/course_datasets.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ def init_app(app: Flask) -> None:
 
 @bp.post("")
 def upload():
+    dataset = store_upload(request.form.get("name"))
+    return dataset_view(dataset), 201, {"Location": f"/api/v1/datasets/{dataset.id}"}
+
+
+def store_upload(name: str | None, course_id: str | None = None) -> Dataset:
+    """The request's multipart `file` (a CSV, an NPZ or a zip of class folders) checked, stored
+    and its row committed, owned by the caller; `course_id` publishes it to that course."""
     upload_file = request.files.get("file")
     if upload_file is None:
         raise SpecError("send the data as a multipart form field named 'file'", field="file")
@@ -66,16 +74,17 @@ def upload():
     dataset = Dataset(
         id=dataset_id,
         owner_id=current_user().id,
-        name=request.form.get("name") or filename,
+        name=name or filename,
         kind=kind,
         path=str(path),
         size_bytes=size,
         rows=info["rows"],
         info=info,
+        course_id=course_id,
     )
     session.add(dataset)
     session.commit()
-    return dataset_view(dataset), 201, {"Location": f"/api/v1/datasets/{dataset_id}"}
+    return dataset
 
 
 def _kind(suffix: str, data: bytes) -> str:

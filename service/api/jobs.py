@@ -16,6 +16,7 @@ from service.api.serialize import event_view, job_view
 from service.core import storage
 from service.core.errors import NotFound, SpecError
 from service.core.orm import ID_PATTERN, Job, JobEvent, User, could_be_id
+from service.courses import budgets
 from service.courses.access import visible_jobs
 from service.courses.job_course import member_course, take_course
 from service.jobs import lifecycle, submission
@@ -38,6 +39,7 @@ def submit():
     session = db_session()
     course = take_course(session, user, payload)
     job = submission.submit(SubmitContext(session, services().settings, user), payload, course=course)
+    budgets.check_coverable(session, job)  # a 422 for a job its course could never cover; rolled back
     # The dispatcher sends it to a worker when a slot is free (DESIGN.md decisions 1 and 5).
     session.commit()
     response = jsonify(job_view(session, job, user.name))

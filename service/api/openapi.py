@@ -21,8 +21,9 @@ from werkzeug.routing import Rule
 
 from service.api import responses as r
 from service.api.auth import PUBLIC_PATHS
+from service.competitions.spec import CompetitionCreate, ModelSubmission, Selection
 from service.courses.roster import MAX_ROWS
-from service.courses.spec import CourseCreate, CoursePatch, MemberRole, RosterJson
+from service.courses.spec import CourseCreate, CoursePatch, Grant, MemberRole, RosterJson
 from service.data.instances import MAX_INSTANCES
 from service.data.refs import DatasetRef
 from service.jobs import families
@@ -52,8 +53,10 @@ RESPONSE_MODELS = (
     r.RosterAnswer,
     r.Membership,
     r.Me,
+    r.CourseUsage,
+    r.GrantAnswer,
 )
-REQUEST_MODELS = (CourseCreate, CoursePatch, MemberRole, RosterJson)
+REQUEST_MODELS = (CourseCreate, CoursePatch, MemberRole, RosterJson, Grant)
 ERROR_TEXT = {
     400: "Malformed request (e.g. a body that is not JSON)",
     401: "No token, or a token that is not valid",
@@ -147,7 +150,7 @@ JOB_EXAMPLES = {
 
 def job_body() -> dict[str, Any]:
     """A job spec: one of the families' request models (a search rides inside one of them)."""
-    specs = [f.request_model for f in families.all_families() if not f.wraps]
+    specs = [f.request_model for f in families.submittable() if not f.wraps]
     return {
         "application/json": {
             "schema": {"oneOf": [ref(m) for m in specs]},
@@ -386,9 +389,35 @@ ROUTES: dict[tuple[str, str], Op] = {
         "Take a role (?role=), or every role, from a user in the course (its instructors, admins)",
         r.Membership,
         query=[query("role", {"type": "string", "enum": ["instructor", "ta", "student"]}, "Only this role")],
-        errors=(403, 422),
+        errors=(403, 409, 422),
     ),
-    ("GET", "/api/v1/me"): Op("Who you are, your courses, and the device hours your jobs used there", r.Me),
+    ("POST", "/api/v1/courses/{name}/datasets"): Op(
+        "Publish a data set to the course (its instructors, admins): every member reads it as "
+        '{"course": ..., "name": ...}; a closed course takes none (409 course_closed)',
+        r.DatasetInfo,
+        201,
+        body=UPLOAD_BODY,
+        errors=(400, 403, 409, 413, 422),
+        headers=("Location",),
+    ),
+    ("GET", "/api/v1/courses/{name}/datasets"): Op("The course's data sets (its members, admins)", r.DatasetList),
+    ("GET", "/api/v1/me"): Op(
+        "Who you are, your courses with the device hours your jobs used and have left there, and your "
+        "queued jobs with their place in the queue",
+        r.Me,
+    ),
+    ("GET", "/api/v1/courses/{name}/usage"): Op(
+        "Each student's budget, grants, use and what is left (its instructors and TAs, admins)",
+        r.CourseUsage,
+        errors=(403,),
+    ),
+    ("POST", "/api/v1/courses/{name}/grants"): Op(
+        "Grant a student GPU-hours or CPU-hours on top of the course's budget (its instructors, admins)",
+        r.GrantAnswer,
+        201,
+        body=json_body_of(Grant),
+        errors=(400, 403, 422),
+    ),
     ("GET", "/api/v1/openapi.json"): Op("This document", {"application/json": {"type": "object"}}),
     ("GET", "/healthz"): Op("Liveness check", r.Health),
     ("GET", "/readyz"): Op("Readiness: 200 when the database and the broker answer", r.Readiness, errors=(503,)),
@@ -401,11 +430,59 @@ ROUTES: dict[tuple[str, str], Op] = {
     ("GET", "/docs"): Op("This API's documentation page", {"text/html": {"type": "string"}}),
 }
 
+# Competitions (service/api/competitions.py): answers are JSON objects or CSV files.
+OBJECT, CSV = {"application/json": {"type": "object"}}, {"text/csv": {"type": "string"}}
+PREDICTIONS_BODY = {
+    **json_body_of(ModelSubmission),
+    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": BINARY}, "required": ["file"]}},
+}
+REQUEST_MODELS += (CompetitionCreate, ModelSubmission, Selection)
+ROUTES.update(
+    {
+        ("POST", "/api/v1/courses/{name}/competitions"): Op(
+            "Create a competition on a hidden test set of yours (the course's instructors, admins)",
+            OBJECT,
+            201,
+            body=json_body_of(CompetitionCreate),
+            errors=(400, 403, 409, 422),
+            headers=("Location",),
+        ),
+        ("GET", "/api/v1/courses/{name}/competitions"): Op("The course's competitions (its members)", OBJECT),
+        ("GET", "/api/v1/competitions/{competition_id}"): Op("A competition: everything but its labels", OBJECT),
+        ("GET", "/api/v1/competitions/{competition_id}/test-inputs"): Op(
+            "The test set's inputs with an id column, never its labels (CSV)", CSV
+        ),
+        ("POST", "/api/v1/competitions/{competition_id}/submissions"): Op(
+            "Submit a model of yours or a predictions CSV (id,prediction); scored by a job (the course's students)",
+            OBJECT,
+            202,
+            body=PREDICTIONS_BODY,
+            errors=(400, 403, 409, 413, 422, 429),
+            headers=("Location",),
+        ),
+        ("GET", "/api/v1/competitions/{competition_id}/submissions"): Op(
+            "Your submissions (staff: everyone's) and what you have left today", OBJECT
+        ),
+        ("POST", "/api/v1/competitions/{competition_id}/submissions/{submission_id}/select"): Op(
+            "Choose (or with selected: false, unchoose) a scored submission for the final ranking",
+            OBJECT,
+            body=json_body_of(Selection),
+            errors=(400, 409, 422),
+        ),
+        ("GET", "/api/v1/competitions/{competition_id}/leaderboard"): Op(
+            "The public leaderboard while open, the private one once closed", OBJECT
+        ),
+        ("GET", "/api/v1/competitions/{competition_id}/grades.csv"): Op(
+            "Each student's rank and scores (the course's instructors and TAs)", CSV, errors=(403,)
+        ),
+    }
+)
+
 
 def component_schemas() -> dict[str, Any]:
-    specs = [f.request_model for f in families.all_families() if not f.wraps]
-    wrappers = [f.request_model for f in families.all_families() if f.wraps]
-    extra = [DatasetRef, *wrappers, *(m for f in families.all_families() for m in f.schemas)]
+    specs = [f.request_model for f in families.submittable() if not f.wraps]
+    wrappers = [f.request_model for f in families.submittable() if f.wraps]
+    extra = [DatasetRef, *wrappers, *(m for f in families.submittable() for m in f.schemas)]
     models = list(dict.fromkeys((*specs, *extra, *REQUEST_MODELS, *RESPONSE_MODELS)))
     _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     schemas = top["$defs"]

@@ -47,6 +47,9 @@ class Job(Open):
     spec: dict[str, Any] = Field(description="The submitted spec, normalized and completed with defaults")
     queue: Literal[QUEUES]  # type: ignore[valid-type]
     position: int | None = Field(description="Place in its queue (1 = next) while queued, else null")
+    waiting: dict[str, str] | None = Field(
+        None, description='Why a queued job is not sent yet: {"reason": "budget", "message"}; else null'
+    )
     progress: dict[str, Any]
     metrics: dict[str, Any] | None
     result: dict[str, Any] | None = Field(
@@ -139,6 +142,7 @@ class DatasetInfo(Open):
     color: str | None = Field(None, description="An image folder's: grayscale when every image is, else rgb")
     size_bytes: int | None = None
     created_at: Time | None = None
+    course: str | None = Field(None, description='The course that published it: specs name it {"course", "name"}')
 
 
 class DatasetList(Open):
@@ -231,10 +235,10 @@ class CourseInfo(Open):
     name: str
     term_end: str = Field(description="YYYY-MM-DD: the last day the course takes new jobs")
     closed: bool
-    share: float = Field(description="The course's weight against other courses (stored; not yet enforced)")
+    share: float = Field(description="The course's weight against other courses on the lab's queue (fair share)")
     budget: dict[str, Any] | None = Field(
         description="Each student's gpu_hours, cpu_hours, week_gpu_hours for the term; null: unlimited "
-        "(stored; not yet enforced)"
+        "(a job its budget cannot cover waits queued)"
     )
     role: str | None = Field(description="The highest role the caller holds in it (instructor, ta, student)")
     roles: list[str] = Field(description="Every role the caller holds in it")
@@ -266,12 +270,60 @@ class Hours(Open):
     cpu_hours: float | None
 
 
+class WeekHours(Open):
+    cap: float = Field(description="GPU-hours a student may use per week")
+    used: float
+    left: float
+    resets_at: Time = Field(description="Monday 00:00 UTC: when the week starts again")
+
+
+class MyQueuedJob(Open):
+    id: str
+    name: str | None
+    queue: str
+    position: int | None = Field(description="Place in its queue (1 = next)")
+    estimated_start: Time | None = Field(
+        description="Position / the queue's worker slots x the median run time of its recent jobs; null: unknown"
+    )
+    waiting: dict[str, str] | None = Field(description='Why it is not sent yet: {"reason": "budget", "message"}')
+
+
 class MyCourse(CourseInfo):
-    used: Hours = Field(description="Device hours the caller's jobs in this course ran, by queue")
-    left: Hours = Field(description="The budget less what was used; null where unlimited")
+    used: Hours = Field(description="Device hours the caller's jobs in this course held, by kind")
+    left: Hours = Field(description="The budget plus grants less what was used; null where unlimited")
+    granted: Hours | None = Field(description="Hours the instructors granted the caller (students)")
+    total: Hours | None = Field(None, description="The budget plus the grants (students)")
+    week: WeekHours | None = Field(description="This week's GPU-hours, where the course caps weeks (students)")
+    queue: list[MyQueuedJob] = Field(description="The caller's queued jobs in this course")
 
 
 class Me(Open):
     user: str
     admin: bool
     courses: list[MyCourse]
+    queue: list[MyQueuedJob] = Field(description="The caller's queued jobs in no course (research)")
+
+
+class StudentBudget(Open):
+    budget: dict[str, Any] | None = Field(description="The course's hours per student (null: unlimited)")
+    granted: Hours
+    total: Hours = Field(description="The budget plus the grants; null where unlimited")
+    used: Hours
+    left: Hours
+    week: WeekHours | None
+
+
+class StudentUsage(StudentBudget):
+    user: str
+    name: str | None
+    email: str | None
+    jobs: int = Field(description="The student's jobs in the course")
+
+
+class CourseUsage(Open):
+    items: list[StudentUsage]
+
+
+class GrantAnswer(StudentBudget):
+    course: str
+    user: str

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import g
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from service.api.context import services
 from service.code.predict import picture_input
@@ -45,6 +45,8 @@ def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[
         "spec": job.spec,
         "queue": job.queue,
         "position": queue_position(session, job),
+        # Why a queued job is not sent yet (its course budget: service/courses/budgets.py).
+        "waiting": job.waiting if job.status == QUEUED else None,
         "progress": job.progress or {},
         "metrics": job.metrics,
         "result": job.result,
@@ -131,6 +133,8 @@ def dataset_view(dataset: Dataset) -> dict[str, Any]:
     else:
         view.update(columns=dataset.info.get("columns", []), target=dataset.info.get("target"))
     view.update(size_bytes=dataset.size_bytes, created_at=iso(dataset.created_at))
+    course = object_session(dataset).get(Course, dataset.course_id) if dataset.course_id else None
+    view["course"] = course.name if course else None  # published to a course: read as {"course", "name"}
     return view
 
 

@@ -92,7 +92,8 @@ def usage(since: str, as_json: bool) -> None:
 def prune(older_than: str | None, dry_run: bool, keep_models: bool, actor: str) -> None:
     """Remove the files of jobs that finished before the cutoff (logs, checkpoints, search
     state) and their models unless a kept job still refers to them. Queued and running
-    jobs are never touched."""
+    jobs are never touched. A course that ended more than LABTRAIN_COURSE_RETENTION_DAYS ago
+    loses its jobs' files and models and its data sets, and is marked pruned."""
     settings = Settings.from_env()
     cutoff = parse_when(older_than or f"{settings.retention_days}d", utcnow())
     verb = "would remove" if dry_run else "removed"
@@ -105,6 +106,7 @@ def prune(older_than: str | None, dry_run: bool, keep_models: bool, actor: str) 
                 click.echo(f"kept model {model.model_id}: {model.path} is outside {settings.artifact_dir}", err=True)
             else:
                 click.echo(f"{verb} model {model.model_id} of job {model.job_id}: {model.path} ({model.size} bytes)")
+        _echo_courses(pruned, verb)
         if not dry_run:
             retention.record(session, pruned, actor)
     if not dry_run:  # the rows are gone (committed) before the files: no row points at a missing file
@@ -115,6 +117,25 @@ def prune(older_than: str | None, dry_run: bool, keep_models: bool, actor: str) 
         f"{pruned.old_jobs} jobs finished before {cutoff:%Y-%m-%d %H:%M} UTC: "
         f"{freed} bytes ({freed / 2**20:.1f} MiB) {'would be ' if dry_run else ''}freed"
     )
+    if pruned.courses:
+        marked = sum(course.marked for course in pruned.courses)
+        click.echo(
+            f"{verb} {len(pruned.removed_datasets)} data sets of {len(pruned.courses)} courses that ended more than "
+            f"{settings.course_retention_days} days ago; {marked} {'would be ' if dry_run else ''}marked pruned"
+        )
+
+
+def _echo_courses(pruned: retention.PrunePlan, verb: str) -> None:
+    for course in pruned.courses:
+        if course.unfinished:
+            click.echo(f"kept course {course.name}'s data sets: {course.unfinished} of its jobs are queued or running")
+        for dataset in course.datasets:
+            if dataset.kept:
+                click.echo(f"kept data set {dataset.dataset_id} of course {course.name}: {dataset.kept}", err=True)
+            else:
+                click.echo(
+                    f"{verb} data set {dataset.dataset_id} of course {course.name}: {dataset.path} ({dataset.size} bytes)"
+                )
 
 
 # ---------------------------------------------------------------- workers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.client.code_commands import artifacts, run
+from service.client.compete_commands import compete
 from service.client.course_commands import courses, me
 from service.client.job_commands import cancel, jobs, logs, status, submit, watch
 from service.client.model_commands import download, predict
@@ -24,4 +25,5 @@ COMMANDS = [
     algorithms,
     me,
     courses,
+    compete,
 ]

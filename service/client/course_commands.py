@@ -1,5 +1,6 @@
-"""`labtrain courses ...` and `labtrain me`: a course's making, its roster and staff, and what
-each of your courses has left of its budget. Over HTTP, like every client command."""
+"""`labtrain courses ...` and `labtrain me`: a course's making, its roster and staff, its
+students' use and grants of hours, and what each of your courses has left of its budget and
+where your queued jobs stand. Over HTTP, like every client command."""
 
 from __future__ import annotations
 
@@ -120,18 +121,97 @@ def member(name: str, user: str, role: str, remove: bool, as_json: bool) -> None
     note(f"{user} {'is no longer' if remove else 'is now'} {role} in {name}")
 
 
+@courses.command("usage")
+@click.argument("name")
+@json_option
+def usage(name: str, as_json: bool) -> None:
+    """Each student's budget, grants, use and what is left (instructors and TAs)."""
+    rows = connect().get(f"/courses/{name}/usage")["items"]
+    if as_json:
+        return emit_json(rows)
+    click.echo(
+        display.table(
+            ["USER", "NAME", "JOBS", "GPU-H USED", "GPU-H LEFT", "CPU-H USED", "CPU-H LEFT", "GRANTED"],
+            [
+                [
+                    row["user"],
+                    row.get("name"),
+                    row.get("jobs"),
+                    display.number(row["used"]["gpu_hours"]),
+                    _hours(row["left"]["gpu_hours"]),
+                    display.number(row["used"]["cpu_hours"]),
+                    _hours(row["left"]["cpu_hours"]),
+                    _granted(row.get("granted")),
+                ]
+                for row in rows
+            ],
+        )
+    )
+
+
+@courses.command("grant")
+@click.argument("name")
+@click.argument("user")
+@click.option("--gpu-hours", type=click.FloatRange(0), default=0.0, help="GPU-hours to add to the student's budget.")
+@click.option("--cpu-hours", type=click.FloatRange(0), default=0.0, help="CPU-hours to add to the student's budget.")
+@json_option
+def grant(name: str, user: str, gpu_hours: float, cpu_hours: float, as_json: bool) -> None:
+    """Give a student hours on top of the course's budget (instructors); a job their budget held starts.
+
+    \b
+    labtrain courses grant DL-2026 ann --gpu-hours 2
+    """
+    if not (gpu_hours or cpu_hours):
+        raise click.UsageError("give --gpu-hours or --cpu-hours (or both) above 0")
+    answer = connect().post(
+        f"/courses/{name}/grants", json={"user": user, "gpu_hours": gpu_hours, "cpu_hours": cpu_hours}
+    )
+    if as_json:
+        return emit_json(answer)
+    note(f"{user} in {name}: {_left(answer).removeprefix('budget: ')}")
+
+
 @click.command()
 @json_option
 def me(as_json: bool) -> None:
-    """Who you are, and for each of your courses: your role, what you used and what is left."""
+    """Who you are; for each of your courses: your role, what you used and what is left (this
+    week's too, where the course caps weeks); and where your queued jobs stand."""
     found = connect().get("/me")
     if as_json:
         return emit_json(found)
     click.echo(f"{found['user']}{' (admin)' if found.get('admin') else ''}")
     for course in found.get("courses") or []:
         click.echo(f"  {course['name']} ({', '.join(_roles(course))}): {_left(course)}")
+        if course.get("week"):
+            week = course["week"]
+            click.echo(
+                f"    this week: {display.number(week['left'])} of {week['cap']:g} GPU-hours left "
+                f"(resets {week['resets_at']})"
+            )
+        _queue_lines(course.get("queue") or [])
     if not found.get("courses"):
         click.echo("  in no course")
+    _queue_lines(found.get("queue") or [], indent="  ")
+
+
+def _queue_lines(queued: list[dict[str, Any]], indent: str = "    ") -> None:
+    for job in queued:
+        where = f"position {job['position']} in the {job['queue']} queue" if job.get("position") else "queued"
+        if (job.get("waiting") or {}).get("message"):
+            where += f", waiting: {job['waiting']['message']}"
+        elif job.get("estimated_start"):
+            where += f", estimated start {job['estimated_start']}"
+        click.echo(f"{indent}job {job['id']} {job.get('name') or ''}".rstrip() + f": {where}")
+
+
+def _hours(left: float | None) -> str:
+    return "no limit" if left is None else display.number(left)
+
+
+def _granted(granted: dict[str, float] | None) -> str:
+    parts = [f"{granted[key]:g} {label}" for key, label in (("gpu_hours", "GPU-h"), ("cpu_hours", "CPU-h"))
+             if (granted or {}).get(key)]  # fmt: skip
+    return ", ".join(parts) or "-"
 
 
 def _roles(entry: dict[str, Any]) -> list[str]:
@@ -150,15 +230,16 @@ def _budget(budget: dict[str, Any] | None) -> str:
 
 
 def _left(course: dict[str, Any]) -> str:
-    """'budget: 0.4 of 10 GPU-hours left this term, 150 of 200 CPU-hours'."""
+    """'budget: 0.4 of 10 GPU-hours left this term, 150 of 200 CPU-hours' (grants included)."""
     budget, left = course.get("budget") or {}, course.get("left") or {}
-    used = course.get("used") or {}
+    used, granted = course.get("used") or {}, course.get("granted") or {}
     parts = []
     for key, label in (("gpu_hours", "GPU-hours"), ("cpu_hours", "CPU-hours")):
         if budget.get(key) is None:
             parts.append(f"{display.number(used.get(key, 0))} {label} used (no limit)")
         else:
-            parts.append(f"{display.number(left.get(key, 0))} of {budget[key]:g} {label} left this term")
+            total = budget[key] + (granted.get(key) or 0)
+            parts.append(f"{display.number(left.get(key, 0))} of {total:g} {label} left this term")
     return "budget: " + ", ".join(parts)
 
 
@@ -172,3 +253,42 @@ def _write_tokens(path: Path, created: list[dict[str, Any]]) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", newline="") as handle:
         handle.write(buffer.getvalue())
+
+
+# ---------------------------------------------------------------- course data sets
+
+
+@courses.command("dataset")
+@click.argument("course")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", "dataset_name", required=True, help="Its name in the course, e.g. aicup-train.")
+@click.option("--target", help="A CSV's column to predict (the default target of jobs on it).")
+@json_option
+def publish_dataset(course: str, file: Path, dataset_name: str, target: str | None, as_json: bool) -> None:
+    """Publish a data set to the course (instructors): a CSV, an NPZ or a zip of class folders.
+    Every member trains on it, read-only, as {"course": COURSE, "name": NAME}.
+
+    \b
+    labtrain courses dataset DL-2026 train.csv --name aicup-train --target label
+    """
+    form = {"name": dataset_name, **({"target": target} if target else {})}
+    answer = connect().post(f"/courses/{course}/datasets", files={"file": (file.name, file.read_bytes())}, data=form)
+    if as_json:
+        return emit_json(answer)
+    click.echo(answer["id"])
+    note(
+        f"{answer['name']} published to {course} ({answer.get('rows')} rows); "
+        f'specs name it "dataset": {{"course": "{course}", "name": "{answer["name"]}"}}'
+    )
+
+
+@courses.command("datasets")
+@click.argument("course")
+@json_option
+def list_datasets(course: str, as_json: bool) -> None:
+    """The course's data sets (its members)."""
+    items = connect().get(f"/courses/{course}/datasets")["items"]
+    if as_json:
+        return emit_json(items)
+    rows = [[d["name"], d.get("kind"), d.get("rows"), d.get("target") or "-", d["id"]] for d in items]
+    click.echo(display.table(["NAME", "KIND", "ROWS", "TARGET", "ID"], rows))

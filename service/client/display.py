@@ -66,6 +66,8 @@ def progress_text(job: dict[str, Any]) -> str:
     """One line on where a job stands, without timing (that changes on every look)."""
     status, progress = job["status"], job.get("progress") or {}
     if status == "queued":
+        if (job.get("waiting") or {}).get("message"):  # held by its course budget until a grant
+            return f"queued, waiting: {job['waiting']['message']}"
         position = job.get("position")
         return f"queued: position {position} in the {job.get('queue')} queue" if position else "queued"
     if status != "running":

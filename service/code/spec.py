@@ -48,7 +48,9 @@ class Resources(Strict):
 
 class CodeSpec(JobSpec):
     dataset: Any = Field(
-        None, description='A built-in name or {"id": ...}: mounted read-only, its path in $JOB_DATASET'
+        None,
+        description='A built-in name, {"id": ...} or {"course": ..., "name": ...}: mounted read-only, '
+        "its path in $JOB_DATASET",
     )
     code: CodeDef
     resources: Resources = Field(default_factory=Resources)

@@ -138,13 +138,16 @@ def _dataset(ctx: SubmitContext, ref: Any) -> str | dict[str, Any] | None:
             return ref
         raise SpecError(
             f"unknown data set {ref!r}; use a built-in ({', '.join((*IMAGE_BUILTINS, *BUILTINS))}) "
-            'or {"id": <uploaded data set id>}',
+            'or {"id": <uploaded data set id>} or {"course": <course>, "name": <its data set>}',
             field="dataset",
             code="unknown_dataset",
         )
-    if not isinstance(ref, dict) or set(ref) - {"id", "target"} or not isinstance(ref.get("id"), str):
-        raise SpecError('dataset must be a built-in name or {"id": <uploaded data set id>}', field="dataset")
-    return {"id": ctx.data.uploaded(ref["id"]).id}
+    if not isinstance(ref, dict):
+        raise SpecError(
+            'dataset must be a built-in name, {"id": <uploaded data set id>} or {"course": ..., "name": ...}',
+            field="dataset",
+        )
+    return ctx.data.reference(ref)  # an upload of the user's, or a course's they are in
 
 
 def _resources(ctx: SubmitContext, spec: CodeSpec) -> ResourcePlan:

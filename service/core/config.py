@@ -52,6 +52,8 @@ class Settings:
     predict_sandbox: str = "auto"
     # Fair share and per-user limits (an admin may override the limits per user).
     usage_half_life_s: float = 24 * 3600
+    # The weight of the jobs in no course (the lab's own research) against the courses' shares.
+    research_share: float = 1.0
     max_running_cpu: int = 4
     max_running_gpu: int = 1
     max_queued: int = 20
@@ -84,6 +86,8 @@ class Settings:
     dispatch_safety_s: float = 1.0
     # `labtrain admin prune` removes finished jobs' files after this many days by default.
     retention_days: int = 30
+    # A course's jobs, models and data sets are kept this many days after its term_end, then pruned.
+    course_retention_days: int = 180
     # Per-user request rates ("30/minute"; empty: no limit) and where they are counted
     # (default: the broker's Redis when it is one, else each process's memory).
     submit_rate_limit: str | None = "120/minute"
@@ -151,6 +155,7 @@ class Settings:
             predict_load_time_limit_s=_env_float(environ, "LABTRAIN_PREDICT_LOAD_TIME_LIMIT_S", 60.0),
             predict_sandbox=_choice(environ, "LABTRAIN_PREDICT_SANDBOX", ("auto", "required", "off")),
             usage_half_life_s=_env_float(environ, "LABTRAIN_USAGE_HALF_LIFE_S", 24 * 3600),
+            research_share=_env_float(environ, "LABTRAIN_RESEARCH_SHARE", 1.0),
             max_running_cpu=_env_int(environ, "LABTRAIN_MAX_RUNNING_CPU", 4),
             max_running_gpu=_env_int(environ, "LABTRAIN_MAX_RUNNING_GPU", 1),
             max_queued=_env_int(environ, "LABTRAIN_MAX_QUEUED", 20),
@@ -169,6 +174,7 @@ class Settings:
             dispatch_interval_s=_env_float(environ, "LABTRAIN_DISPATCH_INTERVAL_S", 0.02),
             dispatch_safety_s=_env_float(environ, "LABTRAIN_DISPATCH_SAFETY_S", 1.0),
             retention_days=_env_int(environ, "LABTRAIN_RETENTION_DAYS", 30),
+            course_retention_days=_env_int(environ, "LABTRAIN_COURSE_RETENTION_DAYS", 180),
             submit_rate_limit=environ.get("LABTRAIN_SUBMIT_RATE_LIMIT", "120/minute") or None,
             predict_rate_limit=environ.get("LABTRAIN_PREDICT_RATE_LIMIT", "1200/minute") or None,
             rate_limit_storage_url=environ.get("LABTRAIN_RATE_LIMIT_STORAGE_URL") or None,

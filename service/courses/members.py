@@ -5,7 +5,9 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from service.core.errors import Conflict
 from service.core.orm import Course, CourseMember, User
+from service.courses.roles import INSTRUCTOR
 
 
 def roles_in(session: Session, user: User, course: Course) -> list[str]:
@@ -56,8 +58,26 @@ def add_role(session: Session, course: Course, user: User, role: str) -> bool:
 
 
 def remove_roles(session: Session, course: Course, user: User, role: str | None = None) -> int:
-    """Takes one role (or, without `role`, every role) from the user; how many went."""
+    """Takes one role (or, without `role`, every role) from the user; how many went. A course
+    keeps at least one instructor: taking the last one's role is a 409."""
+    if role in (None, INSTRUCTOR) and _last_instructor(session, course, user):
+        raise Conflict(
+            f"{user.name} is {course.name}'s last instructor; add another instructor first "
+            f"(PUT /api/v1/courses/{course.name}/members/<user> with role instructor)",
+            field="role",
+            code="last_instructor",
+        )
     query = delete(CourseMember).where(CourseMember.course_id == course.id, CourseMember.user_id == user.id)
     if role is not None:
         query = query.where(CourseMember.role == role)
     return session.execute(query).rowcount
+
+
+def _last_instructor(session: Session, course: Course, user: User) -> bool:
+    """Whether the user is an instructor of the course and no one else is."""
+    instructors = set(
+        session.scalars(
+            select(CourseMember.user_id).where(CourseMember.course_id == course.id, CourseMember.role == INSTRUCTOR)
+        )
+    )
+    return instructors == {user.id}

@@ -18,7 +18,7 @@ Hours = Annotated[float, Field(ge=0, le=1e6, strict=False)]
 
 
 class Budget(Strict):
-    """Each student's device hours for the term (null: unlimited). Stored, not yet enforced."""
+    """Each student's device hours for the term (null: unlimited): service/courses/budgets.py."""
 
     gpu_hours: Hours | None = None
     cpu_hours: Hours | None = None
@@ -51,3 +51,11 @@ class Student(Strict):
 
 class RosterJson(Strict):
     students: list[Student] = Field(max_length=2000)
+
+
+class Grant(Strict):
+    """Hours an instructor adds to one student's budget in the course (service/courses/budgets.py)."""
+
+    user: str = Field(pattern=USER_NAME, description="The student's user name")
+    gpu_hours: Hours = 0.0
+    cpu_hours: Hours = 0.0

@@ -33,6 +33,7 @@ BUILTIN = (
     "service.optimize.family",
     "service.code.family",
     "service.search.family",
+    "service.competitions.family",
 )
 
 
@@ -95,6 +96,7 @@ class Family:
     takes_slot: bool = True  # False: never sent to a worker (its driver runs it)
     preemptible: bool = False  # its jobs can checkpoint and yield their slot (service/lab/preemption.py)
     budgeted: bool = True  # False: its jobs are the service's own work (a scoring), not a course budget's
+    internal: bool = False  # True: the service makes its jobs; POST /jobs, the catalog and OpenAPI skip it
     predictors: Mapping[str, Predictor] = field(default_factory=dict)  # by model framework
     search: SearchHooks | None = None  # None: its jobs cannot carry a search
     wraps: bool = False  # its key wraps another family's spec (a search)
@@ -143,6 +145,11 @@ def all_families() -> list[Family]:
     return list(_families.values())
 
 
+def submittable() -> list[Family]:
+    """The families users submit to (not the service's own, `internal`)."""
+    return [f for f in all_families() if not f.internal]
+
+
 def get(name: str) -> Family:
     _load()
     try:
@@ -155,7 +162,7 @@ def chosen_by(payload: Any) -> Family:
     """The family a submitted spec selects by its key, or a 422 saying which keys there are."""
     if not isinstance(payload, dict):
         raise SpecError("the job spec must be a JSON object", field="body")
-    candidates = [f for f in all_families() if not f.wraps]
+    candidates = [f for f in submittable() if not f.wraps]
     present = [f for f in candidates if f.key in payload]
     if len(present) != 1:
         raise SpecError(
@@ -169,7 +176,7 @@ def chosen_by(payload: Any) -> Family:
 
 def wrapper_in(payload: dict[str, Any]) -> Family | None:
     """The family whose key wraps the spec (a search), when the payload carries one."""
-    return next((f for f in all_families() if f.wraps and payload.get(f.key) is not None), None)
+    return next((f for f in submittable() if f.wraps and payload.get(f.key) is not None), None)
 
 
 def slotless() -> list[str]:

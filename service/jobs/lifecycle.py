@@ -150,7 +150,7 @@ def cancel_trials(session: Session, parent_id: str, by: User) -> None:
         request_cancel(session, child, by)
 
 
-# A running job going back to the queue: no longer sent, on no worker, holding no GPU.
+# A running job going back to the queue: no longer sent, on no worker, holding no GPU, not started.
 BACK_IN_QUEUE = {
     "status": QUEUED,
     "released_at": None,
@@ -158,16 +158,32 @@ BACK_IN_QUEUE = {
     "heartbeat_at": None,
     "preempt_requested": False,
     "gpu_share": None,
+    "started_at": None,
 }
+
+
+def _attempt_device_s(started_at: datetime | None, gpu_share: float | None) -> float:
+    """Device-seconds the attempt now put back held (a GPU's seconds times its share of it), kept
+    in earlier_device_s since BACK_IN_QUEUE clears its start and share (service/courses/budgets.py)."""
+    if started_at is None:
+        return 0.0
+    return max(0.0, (utcnow() - started_at).total_seconds()) * (gpu_share if gpu_share is not None else 1.0)
 
 
 def requeue_preempted(session: Session, job_id: str, attempt: int) -> bool:
     """Put a running job that yielded its slot back in the queue: the attempt is given back
     (a preemption is not a failure) and it resumes from its checkpoint."""
+    guard = (Job.id == job_id, Job.status == RUNNING, Job.attempt == attempt)
+    held = session.execute(select(Job.started_at, Job.gpu_share).where(*guard)).one_or_none()
     done = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == RUNNING, Job.attempt == attempt)
-        .values(**BACK_IN_QUEUE, attempt=Job.attempt - 1, preemptions=Job.preemptions + 1)
+        .where(*guard)
+        .values(
+            **BACK_IN_QUEUE,
+            attempt=Job.attempt - 1,
+            preemptions=Job.preemptions + 1,
+            earlier_device_s=Job.earlier_device_s + _attempt_device_s(*(held or (None, None))),
+        )
     ).rowcount
     if done:
         add_event(session, job_id, "status", {"status": QUEUED, "reason": "preempted", "attempt": attempt})
@@ -177,6 +193,10 @@ def requeue_preempted(session: Session, job_id: str, attempt: int) -> bool:
 def requeue(session: Session, job: Job, reason: str) -> None:
     """Put a running job whose worker was lost back in the queue (it resumes from its checkpoint)."""
     session.execute(
-        update(Job).where(Job.id == job.id, Job.status == RUNNING, Job.attempt == job.attempt).values(**BACK_IN_QUEUE)
+        update(Job)
+        .where(Job.id == job.id, Job.status == RUNNING, Job.attempt == job.attempt)
+        .values(
+            **BACK_IN_QUEUE, earlier_device_s=Job.earlier_device_s + _attempt_device_s(job.started_at, job.gpu_share)
+        )
     )
     add_event(session, job.id, "status", {"status": QUEUED, "reason": reason, "attempt": job.attempt})

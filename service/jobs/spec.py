@@ -23,7 +23,9 @@ class JobSpec(Strict):
     """The fields every family's request model has."""
 
     name: str | None = Field(None, min_length=1, max_length=255)
-    dataset: Any = Field(description='A built-in name or {"id": ..., "target": ...}')
+    dataset: Any = Field(
+        description='A built-in name, {"id": ..., "target": ...} or a course\'s {"course": ..., "name": ..., "target": ...}'
+    )
     device: Literal["auto", "cpu", "gpu"] = "auto"
     search: Any = Field(None, description="A hyperparameter search over this spec (service/search/spec.py)")
     tier: Tier = Field(BATCH, description=TIER_HELP)

@@ -1,11 +1,16 @@
 """Fair share: the order in which waiting jobs get a worker slot (DESIGN.md decision 5).
 
 Waiting jobs are ordered by tier (debug jobs before batch ones: service/jobs/tiers.py), then
-by their owner's recent usage (device-seconds, each second's weight halving every half-life,
-as SLURM's fair-share factor decays; each job already placed ahead counts as a minute of
-use, so owners take turns), then priority, then age. A second of a shared GPU counts as the
-share of the GPU the job held (service/lab/gpu_packing.py). Only jobs that hold a worker
-slot count (a search's trials do; the search does not).
+fairly between groups, then between owners inside a group, then by priority and age. A group
+is a course (its jobs: `Job.course_id`), weighted by the course's `share`; jobs in no course
+(the lab's own research users) form a group of their own, weighted by `research_share`. The
+next job goes to the group with the least recent usage per share, and inside it to the owner
+with the least recent usage in that group. Usage is device-seconds, each second's weight
+halving every half-life, as SLURM's fair-share factor decays; each job already placed ahead
+counts as a minute of use for its group and owner, so groups and owners take turns. A
+second of a shared GPU counts as the share of the GPU the job held
+(service/lab/gpu_packing.py). Only jobs that hold a worker slot count (a search's trials do;
+the search does not).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
-from service.core.orm import Job, utcnow
+from service.core.orm import Course, Job, utcnow
 from service.jobs import families, tiers
 from service.jobs.lifecycle import QUEUED
 
@@ -28,13 +33,15 @@ from service.jobs.lifecycle import QUEUED
 PENDING_CHARGE_S = 60.0
 
 
-def usage_by_owner(session: Session, queue: str, half_life_s: float, now: datetime) -> dict[str, float]:
-    """Each owner's decayed device-seconds on `queue`: a second used t seconds ago counts 0.5**(t / half-life)."""
+def usage_by_group(
+    session: Session, queue: str, half_life_s: float, now: datetime
+) -> dict[tuple[str | None, str], float]:
+    """Decayed device-seconds on `queue` per (course id, owner), None for jobs in no course: a
+    second used t seconds ago counts 0.5**(t / half-life)."""
     horizon = now - timedelta(seconds=half_life_s * 10)  # older use weighs under 0.1 %
-    # A re-queued job keeps the start of its lost attempt but runs nothing now: left out until
-    # it starts again (which sets a new start).
+    # A re-queued job keeps no start until it starts again: left out while it waits.
     rows = session.execute(
-        select(Job.owner_id, Job.started_at, Job.finished_at, Job.gpu_share).where(
+        select(Job.course_id, Job.owner_id, Job.started_at, Job.finished_at, Job.gpu_share).where(
             Job.queue == queue,
             families.takes_slot(),
             Job.status != QUEUED,
@@ -43,50 +50,96 @@ def usage_by_owner(session: Session, queue: str, half_life_s: float, now: dateti
         )
     )
     decay = math.log(2) / half_life_s
-    usage: dict[str, float] = defaultdict(float)
-    for owner, started, finished, share in rows:
+    usage: dict[tuple[str | None, str], float] = defaultdict(float)
+    for course, owner, started, finished, share in rows:
         end = finished or now
         # The integral of exp(-decay * age) over the job's run, ages measured from now.
         age_end, age_start = (now - end).total_seconds(), (now - started).total_seconds()
         seconds = (math.exp(-decay * max(age_end, 0)) - math.exp(-decay * max(age_start, 0))) / decay
-        usage[owner] += seconds * (share if share is not None else 1.0)
+        usage[(course, owner)] += seconds * (share if share is not None else 1.0)
+    return usage
+
+
+def usage_by_owner(session: Session, queue: str, half_life_s: float, now: datetime) -> dict[str, float]:
+    """Each owner's decayed device-seconds on `queue`, in all their groups together."""
+    usage: dict[str, float] = defaultdict(float)
+    for (_course, owner), seconds in usage_by_group(session, queue, half_life_s, now).items():
+        usage[owner] += seconds
     return usage
 
 
 def waiting_in_order(session: Session, queue: str, settings: Settings, now: datetime | None = None) -> list[Job]:
-    """Queued jobs not yet sent to the broker, in the order fair share would send them:
-    repeatedly the next job (by priority, then age) of the owner with the least use."""
+    """Queued jobs not yet sent to the broker, in the order fair share would send them."""
     now = now or utcnow()
     waiting = session.scalars(
         select(Job).where(Job.queue == queue, Job.status == QUEUED, families.takes_slot(), Job.released_at.is_(None))
-    )
+    ).all()
     by_tier: dict[int, list[Job]] = defaultdict(list)
     for job in waiting:
         by_tier[tiers.rank(job.tier)].append(job)
-    usage = usage_by_owner(session, queue, settings.usage_half_life_s, now)
-    return [job for rank in sorted(by_tier) for job in _turns(by_tier[rank], usage)]
+    usage = usage_by_group(session, queue, settings.usage_half_life_s, now)
+    courses = {job.course_id for job in waiting} - {None}
+    shares: dict[str | None, float] = {None: settings.research_share}
+    if courses:
+        shares.update(
+            {
+                course: share
+                for course, share in session.execute(select(Course.id, Course.share).where(Course.id.in_(courses)))
+            }
+        )
+    turns = _Turns(usage, shares)
+    return [job for rank in sorted(by_tier) for job in turns.order(by_tier[rank])]
 
 
-def _turns(waiting: list[Job], usage: dict[str, float]) -> list[Job]:
-    """Repeatedly the next job (by priority, then age) of the owner with the least use."""
-    mine: dict[str, list[Job]] = defaultdict(list)
-    for job in sorted(waiting, key=lambda job: (-job.priority, job.id)):
-        mine[job.owner_id].append(job)
+class _Turns:
+    """Charges use as jobs are placed, across tiers: a debug job placed counts for the batch ones."""
 
-    def turn(owner: str) -> tuple:
-        head = mine[owner][0]
-        return usage.get(owner, 0.0), -head.priority, head.id, owner
+    def __init__(self, usage: dict[tuple[str | None, str], float], shares: dict[str | None, float]):
+        self.owner_use = dict(usage)
+        self.group_use: dict[str | None, float] = defaultdict(float)
+        for (group, _owner), seconds in usage.items():
+            self.group_use[group] += seconds
+        self.shares = shares
 
-    heap = [turn(owner) for owner in mine]
-    heapq.heapify(heap)
-    order = []
-    while heap:
-        owner = heapq.heappop(heap)[-1]
-        order.append(mine[owner].pop(0))
-        usage[owner] = usage.get(owner, 0.0) + PENDING_CHARGE_S
-        if mine[owner]:
-            heapq.heappush(heap, turn(owner))
-    return order
+    def _per_share(self, group: str | None) -> float:
+        share = self.shares.get(group, 1.0)
+        return self.group_use[group] / share if share > 0 else math.inf  # a share of 0: only when no one else waits
+
+    def order(self, waiting: list[Job]) -> list[Job]:
+        """Repeatedly: the group with the least use per share, its owner with the least use
+        there, that owner's next job (by priority, then age)."""
+        queues: dict[str | None, dict[str, list[Job]]] = defaultdict(lambda: defaultdict(list))
+        for job in sorted(waiting, key=lambda job: (-job.priority, job.id)):
+            queues[job.course_id][job.owner_id].append(job)
+        owners = {
+            group: [self._owner_turn(group, owner, jobs) for owner, jobs in mine.items()]
+            for group, mine in queues.items()
+        }
+        for heap in owners.values():
+            heapq.heapify(heap)
+        groups = [self._group_turn(group, owners[group]) for group in owners]
+        heapq.heapify(groups)
+        order = []
+        while groups:
+            group = heapq.heappop(groups)[-1]
+            owner = heapq.heappop(owners[group])[-1]
+            mine = queues[group][owner]
+            order.append(mine.pop(0))
+            self.owner_use[(group, owner)] = self.owner_use.get((group, owner), 0.0) + PENDING_CHARGE_S
+            self.group_use[group] += PENDING_CHARGE_S
+            if mine:
+                heapq.heappush(owners[group], self._owner_turn(group, owner, mine))
+            if owners[group]:
+                heapq.heappush(groups, self._group_turn(group, owners[group]))
+        return order
+
+    def _owner_turn(self, group: str | None, owner: str, jobs: list[Job]) -> tuple:
+        head = jobs[0]
+        return self.owner_use.get((group, owner), 0.0), -head.priority, head.id, owner
+
+    def _group_turn(self, group: str | None, owners: list[tuple]) -> tuple:
+        _use, priority, head_id, _owner = owners[0]  # the job the group would place next
+        return self._per_share(group), priority, head_id, group  # job ids differ: groups are never compared
 
 
 def queue_order(session: Session, queue: str, settings: Settings) -> list[str]:

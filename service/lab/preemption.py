@@ -48,6 +48,7 @@ def ask_to_yield(
         )
         .order_by(Job.created_at, Job.id)
     ).all()
+    waiting = [job for job in waiting if not job.waiting]  # one its course budget holds frees no slot for itself
     if not settings.preempt_usage_gap_s:
         waiting = [job for job in waiting if job.tier == DEBUG]
     if not waiting:

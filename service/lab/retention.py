@@ -1,4 +1,5 @@
-"""Retention (`labtrain admin prune`): removing the files of jobs that finished long ago.
+"""Retention (`labtrain admin prune`): removing the files of jobs that finished long ago,
+and of courses closed long ago.
 
 A job's files are its directory under the artifact directory (`jobs/<id>`: log,
 checkpoints, a search's saved state) and its model. Only jobs that finished (succeeded,
@@ -11,6 +12,12 @@ refers to it:
 Job rows, their metrics, events and uploaded data sets are kept. Each pruned job gets a
 `log` event saying so, and each prune is written to the audit log.
 
+A course whose term_end is more than `course_retention_days` ago, and that was not pruned
+yet, has every finished job of it pruned as above, whenever it finished. Once none of its
+jobs is queued or running, its data sets go too (files and rows; one a competition names
+as its test set stays) and the course is marked pruned (`pruned_at`), with an audit entry of
+its own; with --keep-models it is not marked, so a later prune removes its models then.
+
 A prune is planned first (what would go, and its size), then recorded in the database,
 then the files are removed: the rows are gone (committed) before the files, so no row
 ever points at a missing file.
@@ -20,15 +27,15 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, delete, not_, or_, select
+from sqlalchemy import and_, delete, false, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.core import storage
 from service.core.config import Settings
-from service.core.orm import AuditEntry, Job, Model
+from service.core.orm import AuditEntry, Competition, CompetitionSubmission, Course, Dataset, Job, Model, utcnow
 from service.jobs.lifecycle import FINISHED, add_event
 
 
@@ -42,27 +49,70 @@ class ModelFile:
 
 
 @dataclass
+class DatasetFile:
+    dataset_id: str
+    path: Path
+    size: int
+    kept: str | None = None  # why it stays: a competition's test set, or a file outside the artifact directory
+
+
+@dataclass
+class ClosedCourse:
+    """A course past its retention: its data sets, and whether it can be marked pruned now."""
+
+    course_id: str
+    name: str
+    term_end: date
+    jobs: int = 0  # its finished jobs (pruned with the others)
+    unfinished: int = 0  # its queued or running jobs: the course waits for them
+    datasets: list[DatasetFile] = field(default_factory=list)
+    marked: bool = False  # pruned_at is set now
+
+    @property
+    def removed_datasets(self) -> list[DatasetFile]:
+        return [d for d in self.datasets if d.kept is None]
+
+
+@dataclass
 class PrunePlan:
     cutoff: datetime
     old_jobs: int = 0
     directories: list[tuple[Path, int]] = field(default_factory=list)  # (path, bytes)
     models: list[ModelFile] = field(default_factory=list)  # in the order found
+    courses: list[ClosedCourse] = field(default_factory=list)
+    closed_course_of: dict[str, ClosedCourse] = field(default_factory=dict)  # by job id: why a recent job goes
 
     @property
     def removed_models(self) -> list[ModelFile]:
         return [m for m in self.models if not m.outside]
 
     @property
+    def removed_datasets(self) -> list[DatasetFile]:
+        return [d for course in self.courses for d in course.removed_datasets]
+
+    @property
     def bytes(self) -> int:
-        return sum(size for _path, size in self.directories) + sum(m.size for m in self.removed_models)
+        return (
+            sum(size for _path, size in self.directories)
+            + sum(m.size for m in self.removed_models)
+            + sum(d.size for d in self.removed_datasets)
+        )
 
 
-def plan(session: Session, settings: Settings, cutoff: datetime, keep_models: bool = False) -> PrunePlan:
-    """What a prune with this cutoff would remove."""
-    old = and_(Job.status.in_(FINISHED), Job.finished_at < cutoff)
+def plan(
+    session: Session, settings: Settings, cutoff: datetime, keep_models: bool = False, today: date | None = None
+) -> PrunePlan:
+    """What a prune with this cutoff would remove (courses: as of `today`, UTC)."""
     found = PrunePlan(cutoff)
-    old_ids = list(session.scalars(select(Job.id).where(old).order_by(Job.id)))
+    found.courses = _closed_courses(session, settings, today or utcnow().date())
+    of_closed = Job.course_id.in_([c.course_id for c in found.courses]) if found.courses else false()
+    old = and_(Job.status.in_(FINISHED), or_(Job.finished_at < cutoff, of_closed))
+    _plan_courses(session, settings, found.courses, keep_models)
+    old_rows = session.execute(select(Job.id, Job.course_id).where(old).order_by(Job.id)).all()
+    old_ids = [job_id for job_id, _course in old_rows]
     found.old_jobs = len(old_ids)
+    by_id = {c.course_id: c for c in found.courses}
+    found.closed_course_of = {job_id: by_id[course] for job_id, course in old_rows if course in by_id}
     for job_id in old_ids:
         path = storage.job_dir(settings, job_id)
         if path.exists():
@@ -87,13 +137,48 @@ def plan(session: Session, settings: Settings, cutoff: datetime, keep_models: bo
     return found
 
 
+def _closed_courses(session: Session, settings: Settings, today: date) -> list[ClosedCourse]:
+    """The courses not yet pruned whose term_end is more than the retention ago."""
+    last_kept = today - timedelta(days=settings.course_retention_days)
+    rows = session.scalars(
+        select(Course).where(Course.pruned_at.is_(None), Course.term_end < last_kept).order_by(Course.name)
+    )
+    return [ClosedCourse(c.id, c.name, c.term_end) for c in rows]
+
+
+def _plan_courses(session: Session, settings: Settings, courses: list[ClosedCourse], keep_models: bool) -> None:
+    """Each closed course's job counts, and its data sets once none of its jobs can still read them."""
+    tests = set(session.scalars(select(Competition.test_dataset_id)))
+    for course in courses:
+        statuses = list(session.scalars(select(Job.status).where(Job.course_id == course.course_id)))
+        course.jobs = sum(status in FINISHED for status in statuses)
+        course.unfinished = len(statuses) - course.jobs
+        if course.unfinished:
+            continue
+        rows = session.scalars(select(Dataset).where(Dataset.course_id == course.course_id).order_by(Dataset.name))
+        for row in rows:
+            path = Path(row.path)
+            kept = "a competition's test set" if row.id in tests else None
+            if kept is None and not _inside(path, settings.artifact_dir):
+                kept = f"outside {settings.artifact_dir}"
+            course.datasets.append(DatasetFile(row.id, path, 0 if kept else _size(path), kept))
+        course.marked = not keep_models
+
+
 def record(session: Session, pruned: PrunePlan, actor: str) -> None:
-    """The removed models' rows deleted, an event on each pruned job, one audit entry."""
+    """The removed models' and data sets' rows deleted, an event on each pruned job, an audit
+    entry for the prune and one for each course marked pruned."""
     removed = pruned.removed_models
+    _record_courses(session, pruned, actor)
     if not pruned.directories and not removed:
         return
     if removed:
-        session.execute(delete(Model).where(Model.id.in_([m.model_id for m in removed])))
+        removed_ids = [m.model_id for m in removed]
+        # A scored competition submission keeps its scores; the model it named is gone.
+        session.execute(
+            update(CompetitionSubmission).where(CompetitionSubmission.model_id.in_(removed_ids)).values(model_id=None)
+        )
+        session.execute(delete(Model).where(Model.id.in_(removed_ids)))
     model_jobs = {m.job_id for m in removed}
     pruned_jobs = sorted({path.name for path, _size in pruned.directories} | model_jobs)
     for job_id in pruned_jobs:
@@ -102,7 +187,7 @@ def record(session: Session, pruned: PrunePlan, actor: str) -> None:
             job_id,
             "log",
             {
-                "message": f"files removed by {actor} (retention: finished before {pruned.cutoff:%Y-%m-%d %H:%M} UTC)"
+                "message": f"files removed by {actor} (retention: {_why(pruned, job_id)})"
                 + ("; its model was removed" if job_id in model_jobs else ""),
                 "audit": "prune",
                 "by": actor,
@@ -124,11 +209,44 @@ def record(session: Session, pruned: PrunePlan, actor: str) -> None:
     )
 
 
+def _why(pruned: PrunePlan, job_id: str) -> str:
+    course = pruned.closed_course_of.get(job_id)
+    if course is not None:
+        return f"its course {course.name} ended on {course.term_end.isoformat()}"
+    return f"finished before {pruned.cutoff:%Y-%m-%d %H:%M} UTC"
+
+
+def _record_courses(session: Session, pruned: PrunePlan, actor: str) -> None:
+    gone = pruned.removed_datasets
+    if gone:
+        session.execute(delete(Dataset).where(Dataset.id.in_([d.dataset_id for d in gone])))
+    for course in pruned.courses:
+        if not course.marked:
+            continue
+        session.execute(update(Course).where(Course.id == course.course_id).values(pruned_at=utcnow()))
+        session.add(
+            AuditEntry(
+                actor=actor,
+                action="prune_course",
+                target=course.name,
+                details={
+                    "term_end": course.term_end.isoformat(),
+                    "jobs": course.jobs,
+                    "datasets": [d.dataset_id for d in course.removed_datasets],
+                    "kept_datasets": [d.dataset_id for d in course.datasets if d.kept],
+                    "bytes_freed": sum(d.size for d in course.removed_datasets),
+                },
+            )
+        )
+
+
 def remove_files(pruned: PrunePlan) -> None:
     for path, _size in pruned.directories:
         _remove(path)
     for model in pruned.removed_models:
         _remove(model.path)
+    for dataset in pruned.removed_datasets:
+        _remove(dataset.path)
 
 
 def _size(path: Path) -> int:

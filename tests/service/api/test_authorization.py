@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from service.core import storage
-from service.core.orm import Dataset, Job, JobEvent, Model, User, new_id
+from service.core.orm import CompetitionSubmission, Dataset, Job, JobEvent, Model, User, new_id
 from tests.service.api.test_api_datasets_models import submit_and_run, upload
 from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
 from tests.support.digit_images import render
@@ -268,6 +268,8 @@ def test_every_route_is_probed(app):
     adapter = app.url_map.bind("localhost")
     probed = {adapter.match(p.path.split("?")[0], method=p.method)[0] for p in PROBES}
     probed |= {adapter.match(p.path.format(course="DL").split("?")[0], method=p.method)[0] for p in COURSE_PROBES}
+    competition_ids = {"course": "DL", "id": "x", "sid": "y", "test": "z"}
+    probed |= {adapter.match(p.path.format(**competition_ids), method=p.method)[0] for p in COMPETITION_PROBES}
     probed |= {adapter.match(path.split("?")[0], method="GET")[0] for path in LISTINGS}
     probed |= {adapter.match(path, method=method)[0] for method, path in OTHER_ROUTES}
     routes = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
@@ -356,8 +358,12 @@ class CourseProbe:
     path: str
     json: Any
     expected: dict[str, int]  # by role
+    upload: bytes | None = None  # sent as a multipart `file`, with `name` = the probe's name
 
     def send(self, client, headers: dict[str, str], course: str):
+        if self.upload is not None:
+            form = {"file": (io.BytesIO(self.upload), "data.csv"), "name": self.name.replace(" ", "-")}
+            return client.open(self.path.format(course=course), method=self.method, headers=headers, data=form)
         return client.open(self.path.format(course=course), method=self.method, headers=headers, json=self.json)
 
 
@@ -390,6 +396,23 @@ COURSE_PROBES = [
     CourseProbe("roster", "POST", "/api/v1/courses/{course}/roster", {"students": [{"id": "newbie"}]}, INSTRUCTOR_ONLY),
     CourseProbe("add a member", "PUT", "/api/v1/courses/{course}/members/extra", {"role": "ta"}, INSTRUCTOR_ONLY),
     CourseProbe("remove a member", "DELETE", "/api/v1/courses/{course}/members/extra?role=ta", None, INSTRUCTOR_ONLY),
+    CourseProbe(
+        "publish a data set",
+        "POST",
+        "/api/v1/courses/{course}/datasets",
+        None,
+        _by_role(201, 201, 403, 403, 404),
+        upload=NUMERIC_CSV,
+    ),
+    CourseProbe("course data sets", "GET", "/api/v1/courses/{course}/datasets", None, MEMBER_ONLY),
+    CourseProbe("students' use", "GET", "/api/v1/courses/{course}/usage", None, _by_role(200, 200, 200, 403, 404)),
+    CourseProbe(
+        "grant hours",
+        "POST",
+        "/api/v1/courses/{course}/grants",
+        {"user": "alice", "gpu_hours": 1},
+        _by_role(201, 201, 403, 403, 404),
+    ),
 ]
 
 
@@ -434,23 +457,36 @@ def test_each_role_sees_course_jobs_as_the_rules_say(client, make_user, run_queu
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("role", list(ROLES))
-def test_each_role_gets_what_the_course_routes_allow(client, make_user, role):
-    headers = build_courses(client, make_user)
+def wrong_answers(probes, role: str, ask, ask_unknown) -> list[str]:
+    """Each probe's answer for `role` against what it expects; where that is a 404,
+    `ask_unknown(probe)` gives (the same request on an object that does not exist, the id
+    asked, the unknown id), or None, and both answers must read the same."""
     wrong = []
-    for probe in COURSE_PROBES:
-        answer = probe.send(client, headers[role], "DL-2026")
-        expected = probe.expected[role]
+    for probe in probes:
+        answer, expected = ask(probe), probe.expected[role]
         if answer.status_code != expected:
             wrong.append(
                 f"{probe.name}: {answer.status_code} {answer.get_data(as_text=True)[:200]}, expected {expected}"
             )
         elif expected >= 400:
             assert_error(answer, expected)
-        if expected == 404:  # a course one is not in answers like one that does not exist
-            unknown = probe.send(client, headers[role], "NO-SUCH-COURSE")
-            if comparable(answer, "DL-2026") != comparable(unknown, "NO-SUCH-COURSE"):
-                wrong.append(f"{probe.name}: {answer.get_data(as_text=True)[:200]} vs an unknown course's")
+        if expected == 404 and (unknown := ask_unknown(probe)) is not None:
+            other, asked_id, unknown_id = unknown
+            if comparable(answer, asked_id) != comparable(other, unknown_id):
+                wrong.append(f"{probe.name}: {answer.get_data(as_text=True)[:200]} vs an unknown one's")
+    return wrong
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_each_role_gets_what_the_course_routes_allow(client, make_user, role):
+    headers = build_courses(client, make_user)
+    wrong = wrong_answers(
+        COURSE_PROBES,
+        role,
+        lambda probe: probe.send(client, headers[role], "DL-2026"),
+        # a course one is not in answers like one that does not exist
+        lambda probe: (probe.send(client, headers[role], "NO-SUCH-COURSE"), "DL-2026", "NO-SUCH-COURSE"),
+    )
     assert not wrong, "\n".join(wrong)
 
 
@@ -467,3 +503,90 @@ def test_listings_show_course_jobs_to_the_courses_staff_only(client, make_user, 
             assert bool(shown) == (role in SEES_OWN_DATA), (name, shown)
         else:
             assert (path in shown) == (role in SEES_COURSE_JOBS), (name, shown)
+
+
+# Competition routes: `{course}` is DL-2026, `{id}` its competition, `{sid}` a scored submission
+# of alice's, `{test}` the test set prof uploaded. Outsiders get what an unknown id gets.
+COMPETITION_CSV = ("id,a,b,label\n" + "\n".join(f"{i},{i % 7},{i % 5},c{i % 2}" for i in range(40))).encode()
+STAFF_ONLY = _by_role(200, 200, 200, 403, 404)
+STUDENT_ONLY = _by_role(403, 403, 403, 422, 404)  # a student's empty model id: the spec's 422
+
+
+@dataclass(frozen=True)
+class CompetitionProbe:
+    name: str
+    method: str
+    path: str
+    json: Any
+    expected: dict[str, int]
+
+    def send(self, client, headers: dict[str, str], ids: dict[str, str]):
+        body = json.loads(json.dumps(self.json).replace("{test}", ids["test"])) if self.json is not None else None
+        return client.open(self.path.format(**ids), method=self.method, headers=headers, json=body)
+
+
+def _competition(test: str) -> dict[str, Any]:
+    return {
+        "name": "probe-new",
+        "metric": "accuracy",
+        "test": test,
+        "target": "label",
+        "closes_at": "2099-01-01T00:00Z",
+    }
+
+
+COMPETITION_PROBES = [
+    CompetitionProbe(
+        "create a competition",
+        "POST",
+        "/api/v1/courses/{course}/competitions",
+        _competition("{test}"),
+        _by_role(201, 201, 403, 403, 404),
+    ),
+    CompetitionProbe("list competitions", "GET", "/api/v1/courses/{course}/competitions", None, MEMBER_ONLY),
+    CompetitionProbe("get a competition", "GET", "/api/v1/competitions/{id}", None, MEMBER_ONLY),
+    CompetitionProbe("test inputs", "GET", "/api/v1/competitions/{id}/test-inputs", None, MEMBER_ONLY),
+    CompetitionProbe("submit", "POST", "/api/v1/competitions/{id}/submissions", {"model": ""}, STUDENT_ONLY),
+    CompetitionProbe("submissions", "GET", "/api/v1/competitions/{id}/submissions", None, MEMBER_ONLY),
+    CompetitionProbe(
+        "select",
+        "POST",
+        "/api/v1/competitions/{id}/submissions/{sid}/select",
+        None,
+        {**_by_role(404, 404, 404, 404, 404), "owner": 200},
+    ),
+    CompetitionProbe("leaderboard", "GET", "/api/v1/competitions/{id}/leaderboard", None, MEMBER_ONLY),
+    CompetitionProbe("grades", "GET", "/api/v1/competitions/{id}/grades.csv", None, STAFF_ONLY),
+]
+
+
+def build_competition(client, headers, db) -> dict[str, str]:
+    test = upload(client, headers["instructor"], COMPETITION_CSV, "hidden.csv", target="label").get_json()["id"]
+    body = {**_competition(test), "name": "aicup"}
+    created = client.post("/api/v1/courses/DL-2026/competitions", headers=headers["instructor"], json=body)
+    assert created.status_code == 201, created.get_json()
+    with db.session() as session:
+        alice = session.scalar(select(User).where(User.name == "alice"))
+        submission = CompetitionSubmission(
+            competition_id=created.get_json()["id"], user_id=alice.id, status="scored", public_score=0.5
+        )
+        session.add(submission)
+        session.flush()
+        sid = submission.id
+    return {"course": "DL-2026", "id": created.get_json()["id"], "sid": sid, "test": test}
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_each_role_gets_what_the_competition_routes_allow(client, make_user, db, role):
+    headers = build_courses(client, make_user)
+    ids = build_competition(client, headers, db)
+    unknown = {**ids, "course": "NO-SUCH-COURSE", "id": new_id()}
+
+    def ask_unknown(probe):  # a competition one cannot see answers like none at all
+        if probe.name == "select":
+            return None
+        key = "course" if "{course}" in probe.path else "id"
+        return probe.send(client, headers[role], unknown), ids[key], unknown[key]
+
+    wrong = wrong_answers(COMPETITION_PROBES, role, lambda probe: probe.send(client, headers[role], ids), ask_unknown)
+    assert not wrong, "\n".join(wrong)

@@ -149,7 +149,18 @@ def test_the_dashboard_is_served_with_its_own_assets(client):
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     html = page.get_data(as_text=True)
     assert "/dashboard/app.js" in html and "http://" not in html and "https://" not in html
-    for asset in ("app.js", "api.js", "ui.js", "charts.js", "job.js", "submit.js", "model.js", "style.css"):
+    for asset in (
+        "app.js",
+        "api.js",
+        "ui.js",
+        "charts.js",
+        "job.js",
+        "submit.js",
+        "model.js",
+        "course.js",
+        "competition.js",
+        "style.css",
+    ):
         response = client.get(f"/dashboard/{asset}")
         assert response.status_code == 200, asset
         assert b"https://" not in response.data and b"http://" not in response.data.replace(

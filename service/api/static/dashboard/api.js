@@ -118,3 +118,29 @@ export async function followJobEvents(jobId, { onEvent, isDone, signal }) {
 export async function followMyJobs({ onChange, signal }) {
   await reconnecting(() => readEvents("/events", {}, onChange, signal), () => false, signal);
 }
+
+// Calls `redraw()` after the user's jobs change, once per burst of changes (a round of the
+// dispatcher moves many jobs at once), until `signal` aborts; a failed redraw waits for the next.
+export function redrawWhenJobsChange(signal, redraw, ms = 250) {
+  let pending = null;
+  followMyJobs({ signal, onChange: () => {
+    pending = pending || setTimeout(() => { pending = null; if (!signal.aborted) redraw().catch(() => {}); }, ms);
+  } }).catch(() => {});
+}
+
+// `redraw` made to repeat every `ms` for as long as `keepGoing()` holds after a run (a queued
+// job's place moves with other users' jobs, which wake none of this user's streams); each
+// call restarts the wait, a failed run is tried again at the next, and `signal` stops it.
+export function repeating(signal, ms, redraw, keepGoing) {
+  let timer = null;
+  signal.addEventListener("abort", () => clearTimeout(timer));
+  const run = async () => {
+    clearTimeout(timer);
+    try {
+      await redraw();
+    } finally {
+      if (!signal.aborted && keepGoing()) timer = setTimeout(() => run().catch(() => {}), ms);
+    }
+  };
+  return run;
+}

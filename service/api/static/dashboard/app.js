@@ -1,13 +1,17 @@
-// The dashboard's router, sign-in, job list and queue pages.
-import { api, followMyJobs, token } from "./api.js";
+// The dashboard's router, header (the courses' hours), sign-in, job list and queue pages.
+import { api, redrawWhenJobsChange, repeating, token } from "./api.js";
 import { h, fill, statusBadge, progressBar, formatTime, errorBox } from "./ui.js";
 import { jobPage } from "./job.js";
 import { submitPage } from "./submit.js";
 import { modelPage } from "./model.js";
+import { coursePage, courseSummary, queueSummary } from "./course.js";
+import { competitionPage } from "./competition.js";
 
 const view = document.getElementById("view");
 const nav = document.getElementById("nav");
+const navCourses = document.getElementById("nav-courses");
 let current = null; // the AbortController of the page on screen: stops its streams and timers
+let header = null;  // the AbortController of the header's course figures, while signed in
 
 const routes = [
   [/^#\/signin$/, signInPage],
@@ -15,6 +19,8 @@ const routes = [
   [/^#\/submit$/, submitPage],
   [/^#\/models\/([\w-]+)$/, modelPage],
   [/^#\/queue$/, queuePage],
+  [/^#\/courses\/([\w.-]+)$/, coursePage],
+  [/^#\/competitions\/([\w-]+)$/, competitionPage],
   [/^(#\/?|#\/jobs)?$/, jobsPage],
 ];
 
@@ -27,6 +33,7 @@ function route() {
     return;
   }
   nav.hidden = !token.get();
+  if (token.get()) followCourses();
   for (const [pattern, page] of routes) {
     const match = hash.match(pattern);
     if (match) {
@@ -78,10 +85,7 @@ async function jobsPage(container, _params, signal) {
   fill(container, h("div", { class: "page-head" }, h("h1", {}, "Jobs"),
                     h("a", { class: "button", href: "#/submit" }, "Submit a job")), table);
   // The list is drawn again when a job changes (the server says so), not on a timer.
-  let pending = null;
-  followMyJobs({ signal, onChange: () => {
-    pending = pending || setTimeout(() => { pending = null; refresh().catch(() => {}); }, 250);
-  } }).catch(() => {});
+  redrawWhenJobsChange(signal, refresh);
   await refresh();
 
   async function refresh() {
@@ -101,7 +105,8 @@ async function jobsPage(container, _params, signal) {
       h("tbody", {}, items.map((job) => h("tr", { "data-test": "job-row", "data-job-id": job.id },
         h("td", {}, h("a", { href: `#/jobs/${job.id}`, "data-test": "job-link" }, job.name || job.id)),
         h("td", {}, job.family), showOwner ? h("td", { "data-test": "job-owner" }, job.owner) : null,
-        h("td", {}, statusBadge(job.status), job.position ? h("span", { class: "muted" }, ` #${job.position}`) : null),
+        h("td", {}, statusBadge(job.status), job.position ? h("span", { class: "muted" }, ` #${job.position}`) : null,
+          job.waiting ? h("div", { class: "muted", "data-test": "job-row-waiting" }, job.waiting.message) : null),
         h("td", {}, progressBar(job.status === "succeeded" ? 1 : job.progress.fraction)),
         h("td", {}, formatTime(job.created_at)))))));
   }
@@ -129,13 +134,37 @@ async function queuePage(container, _params, signal) {
   });
 }
 
-document.getElementById("sign-out").addEventListener("click", () => {
+// The header's courses: what the user used of each and what is left, drawn again whenever
+// one of their jobs changes (as the job list is), after a grant, and now and then while a
+// job of theirs waits in the queue (its place moves).
+function followCourses() {
+  if (header) return;
+  header = new AbortController();
+  const signal = header.signal;
+  let queued = false;
+  const redraw = repeating(signal, 15_000, async () => {
+    const me = await api("/me", { signal });
+    if (signal.aborted) return;
+    queued = me.courses.some((course) => (course.queue || []).length) || (me.queue || []).length > 0;
+    // Jobs in no course have a place in the queue too.
+    const other = (me.queue || []).length ? h("a", { href: "#/queue", class: "nav-course", "data-test": "nav-other-queue" },
+                                              "No course", queueSummary(me.queue)) : null;
+    fill(navCourses, me.courses.map(courseSummary), other);
+  }, () => queued);
+  redrawWhenJobsChange(signal, redraw, 2000); // a course's staff hear of all its jobs: at most every 2 s
+  window.addEventListener("labtrain:usage", () => redraw().catch(() => {}), { signal });
+  redraw().catch(() => {});
+}
+
+function signOut() {
   token.clear();
+  if (header) header.abort();
+  header = null;
+  fill(navCourses);
   location.hash = "#/signin";
-});
-window.addEventListener("labtrain:unauthorized", () => {
-  token.clear();
-  location.hash = "#/signin";
-});
+}
+
+document.getElementById("sign-out").addEventListener("click", signOut);
+window.addEventListener("labtrain:unauthorized", signOut);
 window.addEventListener("hashchange", route);
 route();

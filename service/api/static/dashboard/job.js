@@ -1,7 +1,7 @@
 // One job: live learning or convergence curves from the event stream, metrics, the
 // confusion matrix, a search's leaderboard, a code job's artifacts, the spec, the log (live
 // while it runs) and a cancel button.
-import { api, download, followJobEvents, logFrom } from "./api.js";
+import { api, download, followJobEvents, logFrom, repeating } from "./api.js";
 import { lineChart, heatMap } from "./charts.js";
 import { h, fill, statusBadge, progressBar, formatNumber, formatTime, errorBox, FINISHED } from "./ui.js";
 
@@ -55,6 +55,11 @@ export async function jobPage(container, [jobId], signal) {
         job.position ? h("span", { class: "muted" }, `position ${job.position} in the ${job.queue} queue `) : null,
         h("span", { class: "muted" }, `${job.family} · ${job.id} · ${job.owner} · created ${formatTime(job.created_at)}`),
         job.tier === "debug" ? h("span", { class: "badge", "data-test": "job-tier" }, " debug") : null),
+      // Why a queued job is not dispatched yet (its course's budget), as the API words it.
+      job.status === "queued" && job.waiting ? h("p", { class: "waiting", "data-test": "job-waiting",
+                                                        "data-reason": job.waiting.reason }, job.waiting.message) : null,
+      job.status === "queued" && job.estimated_start ? h("p", { class: "muted", "data-test": "job-estimate" },
+        `Estimated start: ${formatTime(job.estimated_start)}`) : null,
       job.preemptions ? h("p", { class: "muted", "data-test": "job-preemptions" },
         `Preempted ${job.preemptions === 1 ? "once" : `${job.preemptions} times`}: it yielded its slot to a ` +
         "debug job, went back to the queue and resumed from its checkpoint") : null,
@@ -167,9 +172,19 @@ export async function jobPage(container, [jobId], signal) {
     }
   }
 
+  // While queued, its place, estimated start and what it waits for move with other jobs.
+  const followQueue = repeating(signal, 5000, async () => {
+    const now = await api(`/jobs/${jobId}`, { signal });
+    if (!signal.aborted && job.status === "queued") {
+      job = now;
+      showHead();
+    }
+  }, () => job.status === "queued");
+
   showHead();
   showCurves();
   showResults();
+  if (job.status === "queued") followQueue().catch(() => {});
   showLog().then(followLog).catch(() => {});
   await followJobEvents(jobId, { onEvent, isDone: () => FINISHED.includes(job.status), signal });
   if (signal.aborted) return;

@@ -1,7 +1,7 @@
 // The submit form, generated from GET /api/v1/algorithms: each parameter's input follows
 // its type, default and bounds, so the form never drifts from what the API accepts.
 import { api } from "./api.js";
-import { h, fill, errorBox } from "./ui.js";
+import { h, fill, errorBox, markInvalid } from "./ui.js";
 
 const TRAINING_FIELDS = ["epochs", "batch_size", "learning_rate", "optimizer", "validation_split"];
 
@@ -171,13 +171,7 @@ export async function submitPage(container, _params, signal) {
       location.hash = `#/jobs/${job.id}`;
     } catch (error) {
       fill(message, errorBox(error));
-      // Point at the offending input: the field is e.g. "params.n_neighbors".
-      const input = error.field && [...form.querySelectorAll("[data-field]")]
-        .find((el) => error.field === el.dataset.field || error.field.startsWith(`${el.dataset.field}.`));
-      if (input) {
-        input.classList.add("invalid");
-        input.focus();
-      }
+      markInvalid(form, error); // the field is e.g. "params.n_neighbors"
     }
   });
   fill(container, form);

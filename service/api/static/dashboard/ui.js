@@ -37,6 +37,12 @@ export function formatNumber(value) {
   return Math.abs(value) >= 1e4 || Math.abs(value) < 1e-3 ? value.toExponential(3) : value.toFixed(4);
 }
 
+// Device hours as a budget shows them: "∞" where there is no limit (null).
+export function formatHours(value) {
+  if (value === null || value === undefined) return "∞";
+  return String(Math.round(Number(value) * 100) / 100);
+}
+
 export function formatTime(iso) {
   return iso ? new Date(iso).toLocaleString() : "";
 }
@@ -45,6 +51,17 @@ export function errorBox(error) {
   const field = error.field ? h("span", { class: "field", "data-test": "error-field" }, error.field) : null;
   return h("div", { class: "error", role: "alert", "data-test": "error" },
            h("span", { "data-test": "error-message" }, error.message), field ? [" (", field, ")"] : null);
+}
+
+// Marks the input an API error names (data-field "params" matches "params.n_neighbors").
+export function markInvalid(form, error) {
+  form.querySelectorAll(".invalid").forEach((el) => el.classList.remove("invalid"));
+  const input = error.field && [...form.querySelectorAll("[data-field]")]
+    .find((el) => error.field === el.dataset.field || error.field.startsWith(`${el.dataset.field}.`));
+  if (input) {
+    input.classList.add("invalid");
+    input.focus();
+  }
 }
 
 // Replaces a container's content.

@@ -1,0 +1,66 @@
+"""Where queued jobs stand: their place in their queue (fair share's order) and an estimated
+start, from the queue's worker slots and how long its recent jobs ran. An estimate, not a
+promise: null when the queue has no worker online or no finished job to go by."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.core.config import Settings
+from service.core.orm import Job
+from service.jobs import families
+from service.jobs.lifecycle import FAILED, SUCCEEDED
+from service.lab import worker_registry
+from service.lab.fair_share import queue_order
+
+RECENT_JOBS = 50  # the finished jobs whose run times the estimate takes the median of
+
+
+@dataclass(frozen=True)
+class Place:
+    position: int | None  # 1: the next job its queue starts
+    estimated_start: datetime | None
+
+
+def places(session: Session, settings: Settings, jobs: Iterable[Job], now: datetime) -> dict[str, Place]:
+    """The place of each queued job, by id: one fair-share ordering per queue they are in."""
+    jobs = list(jobs)
+    found: dict[str, Place] = {}
+    online = worker_registry.online(session) if jobs else []
+    for queue in sorted({job.queue for job in jobs}):
+        order = {job_id: index for index, job_id in enumerate(queue_order(session, queue, settings), start=1)}
+        slots = sum(worker.concurrency for worker in online if worker.serves(queue))
+        run_s = median_run_s(session, queue)
+        for job in jobs:
+            if job.queue != queue:
+                continue
+            position = order.get(job.id)
+            start = None
+            if position is not None and slots and run_s is not None:
+                start = now + timedelta(seconds=position / slots * run_s)
+            found[job.id] = Place(position, start)
+    return found
+
+
+def median_run_s(session: Session, queue: str) -> float | None:
+    """The median run time of the queue's last finished jobs, in seconds (None: none finished)."""
+    rows = session.execute(
+        select(Job.started_at, Job.finished_at)
+        .where(
+            Job.queue == queue,
+            families.takes_slot(),
+            Job.status.in_((SUCCEEDED, FAILED)),
+            Job.started_at.is_not(None),
+            Job.finished_at.is_not(None),
+        )
+        .order_by(Job.finished_at.desc())
+        .limit(RECENT_JOBS)
+    ).all()
+    runs = [(finished - started).total_seconds() for started, finished in rows]
+    return statistics.median(runs) if runs else None
