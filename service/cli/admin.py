@@ -136,6 +136,8 @@ def _echo_courses(pruned: retention.PrunePlan, verb: str) -> None:
                 click.echo(
                     f"{verb} data set {dataset.dataset_id} of course {course.name}: {dataset.path} ({dataset.size} bytes)"
                 )
+        for folder, size in course.competition_folders if course.marked else ():
+            click.echo(f"{verb} competition {folder.name}'s predictions files of course {course.name} ({size} bytes)")
 
 
 # ---------------------------------------------------------------- workers

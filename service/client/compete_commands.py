@@ -1,7 +1,7 @@
 """`labtrain compete ...`: a course competition from a student's side (submit a model or a
-predictions file, read the leaderboard, choose the final submissions), over HTTP like every
-client command. COMPETITION is the competition's id (`labtrain courses show` lists none;
-GET /courses/<name>/competitions does)."""
+predictions file, read the leaderboard, choose the final submissions) and an instructor's
+(create one), over HTTP like every client command. COMPETITION is the competition's id, as
+`labtrain compete list COURSE` shows it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,80 @@ from service.client.common import connect, emit_json, json_option, note
 
 @click.group()
 def compete() -> None:
-    """Course competitions: submit, read the leaderboard, select your final submissions."""
+    """Course competitions: create one (instructors), submit, read the leaderboard, select your final submissions."""
+
+
+@compete.command("create")
+@click.argument("course")
+@click.argument("name")
+@click.option(
+    "--test",
+    "test_set",
+    required=True,
+    help="The labelled hidden test set: a CSV file (uploaded as your own data set) or a data set id.",
+)
+@click.option("--target", required=True, help="The test set's label column.")
+@click.option("--metric", required=True, help="accuracy, macro_f1 (classification); rmse, mae, r2 (regression).")
+@click.option("--closes-at", required=True, help="When submissions end: ISO 8601, e.g. 2027-01-31T23:59:00Z.")
+@click.option("--train", "train_name", help="The course data set students train on (its name in the course).")
+@click.option(
+    "--public-fraction",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="The share of the test set the public leaderboard scores.",
+)
+@click.option("--daily-limit", type=int, default=5, show_default=True, help="Submissions per student per UTC day.")
+@click.option(
+    "--final-selections",
+    type=int,
+    default=2,
+    show_default=True,
+    help="How many submissions each student selects for the final ranking.",
+)
+@json_option
+def create(course: str, name: str, test_set: str, target: str, metric: str, closes_at: str,
+           train_name: str | None, public_fraction: float, daily_limit: int, final_selections: int,
+           as_json: bool) -> None:  # fmt: skip
+    """Create a competition in COURSE (its instructors); prints its id.
+
+    \b
+    labtrain compete create DL-2026 aicup --test hidden.csv --target label --metric macro_f1 \\
+        --closes-at 2027-01-31T23:59:00Z --train aicup-train
+    """
+    api = connect()
+    path = Path(test_set)
+    if path.is_file():  # students never see it: it is the instructor's own data set
+        uploaded = api.post("/datasets", files={"file": (path.name, path.read_bytes())}, data={"target": target})
+        test_set = uploaded["id"]
+    body = {
+        "name": name,
+        "metric": metric,
+        "test": test_set,
+        "target": target,
+        "closes_at": closes_at,
+        "public_fraction": public_fraction,
+        "daily_limit": daily_limit,
+        "final_selections": final_selections,
+        **({"train": {"course": course, "name": train_name}} if train_name else {}),
+    }
+    answer = api.post(f"/courses/{course}/competitions", json=body)
+    if as_json:
+        return emit_json(answer)
+    click.echo(answer["id"])
+    note(f"{name} is open in {course} until {answer.get('closes_at')}")
+
+
+@compete.command("list")
+@click.argument("course")
+@json_option
+def list_competitions(course: str, as_json: bool) -> None:
+    """The competitions of COURSE (its members)."""
+    items = connect().get(f"/courses/{course}/competitions")["items"]
+    if as_json:
+        return emit_json(items)
+    rows = [[c["id"], c["name"], c["metric"], c.get("phase"), c.get("closes_at")] for c in items]
+    click.echo(display.table(["ID", "NAME", "METRIC", "PHASE", "CLOSES"], rows))
 
 
 @compete.command("submit")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.competitions.competitions import id_column
 from service.competitions.spec import MODEL_FAULTS, ModelToScore, ScoreRun
+from service.core import storage
 from service.core.config import Settings
 from service.core.orm import Competition, CompetitionSubmission, Dataset, Job, Model, User
 from service.jobs import families, lifecycle
@@ -87,4 +88,4 @@ def outcome(job: Job) -> dict[str, Any]:
 
 def submission_file(settings: Settings, competition_id: str, submission_id: str) -> Path:
     """Where an uploaded predictions file lives: the competition's own folder."""
-    return settings.artifact_dir / "competitions" / competition_id / f"{submission_id}.csv"
+    return storage.competition_dir(settings, competition_id) / f"{submission_id}.csv"

@@ -20,6 +20,11 @@ def job_dir(settings: Settings, job_id: str) -> Path:
     return settings.artifact_dir / "jobs" / job_id
 
 
+def competition_dir(settings: Settings, competition_id: str) -> Path:
+    """A competition's own folder: the predictions files students uploaded."""
+    return settings.artifact_dir / "competitions" / competition_id
+
+
 def job_log_path(settings: Settings, job_id: str) -> Path:
     return job_dir(settings, job_id) / "job.log"
 

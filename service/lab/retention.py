@@ -16,7 +16,8 @@ A course whose term_end is more than `course_retention_days` ago, and that was n
 yet, has every finished job of it pruned as above, whenever it finished. Once none of its
 jobs is queued or running, its data sets go too (files and rows; one a competition names
 as its test set stays) and the course is marked pruned (`pruned_at`), with an audit entry of
-its own; with --keep-models it is not marked, so a later prune removes its models then.
+its own; with --keep-models it is not marked, so a later prune removes its models then. A
+marked course's competitions keep their submissions' scores; the predictions files go.
 
 A prune is planned first (what would go, and its size), then recorded in the database,
 then the files are removed: the rows are gone (committed) before the files, so no row
@@ -66,6 +67,8 @@ class ClosedCourse:
     jobs: int = 0  # its finished jobs (pruned with the others)
     unfinished: int = 0  # its queued or running jobs: the course waits for them
     datasets: list[DatasetFile] = field(default_factory=list)
+    # Its competitions' folders (the predictions files submitted), removed once it is marked.
+    competition_folders: list[tuple[Path, int]] = field(default_factory=list)
     marked: bool = False  # pruned_at is set now
 
     @property
@@ -91,11 +94,16 @@ class PrunePlan:
         return [d for course in self.courses for d in course.removed_datasets]
 
     @property
+    def competition_folders(self) -> list[tuple[Path, int]]:
+        return [folder for course in self.courses if course.marked for folder in course.competition_folders]
+
+    @property
     def bytes(self) -> int:
         return (
             sum(size for _path, size in self.directories)
             + sum(m.size for m in self.removed_models)
             + sum(d.size for d in self.removed_datasets)
+            + sum(size for _path, size in self.competition_folders)
         )
 
 
@@ -163,6 +171,10 @@ def _plan_courses(session: Session, settings: Settings, courses: list[ClosedCour
                 kept = f"outside {settings.artifact_dir}"
             course.datasets.append(DatasetFile(row.id, path, 0 if kept else _size(path), kept))
         course.marked = not keep_models
+        for competition_id in session.scalars(select(Competition.id).where(Competition.course_id == course.course_id)):
+            folder = storage.competition_dir(settings, competition_id)
+            if folder.exists():
+                course.competition_folders.append((folder, _size(folder)))
 
 
 def record(session: Session, pruned: PrunePlan, actor: str) -> None:
@@ -224,6 +236,13 @@ def _record_courses(session: Session, pruned: PrunePlan, actor: str) -> None:
         if not course.marked:
             continue
         session.execute(update(Course).where(Course.id == course.course_id).values(pruned_at=utcnow()))
+        # Submissions keep their scores; the predictions files they were made from go.
+        of_course = select(Competition.id).where(Competition.course_id == course.course_id)
+        session.execute(
+            update(CompetitionSubmission)
+            .where(CompetitionSubmission.competition_id.in_(of_course))
+            .values(predictions_path=None)
+        )
         session.add(
             AuditEntry(
                 actor=actor,
@@ -234,7 +253,9 @@ def _record_courses(session: Session, pruned: PrunePlan, actor: str) -> None:
                     "jobs": course.jobs,
                     "datasets": [d.dataset_id for d in course.removed_datasets],
                     "kept_datasets": [d.dataset_id for d in course.datasets if d.kept],
-                    "bytes_freed": sum(d.size for d in course.removed_datasets),
+                    "competitions": [folder.name for folder, _size in course.competition_folders],
+                    "bytes_freed": sum(d.size for d in course.removed_datasets)
+                    + sum(size for _path, size in course.competition_folders),
                 },
             )
         )
@@ -247,6 +268,8 @@ def remove_files(pruned: PrunePlan) -> None:
         _remove(model.path)
     for dataset in pruned.removed_datasets:
         _remove(dataset.path)
+    for folder, _size in pruned.competition_folders:
+        _remove(folder)
 
 
 def _size(path: Path) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from sqlalchemy import select, update
 
 from service.competitions.split import public_mask
 from service.core import storage
-from service.core.orm import Competition, CompetitionSubmission, Job, Model
+from service.core.orm import Competition, CompetitionSubmission, Dataset, Job, Model
 from tests.service.api.test_api_datasets_models import submit_and_run, upload
 from tests.service.api.test_api_jobs import assert_error
 from tests.service.competitions.conftest import CLASSES, csv_bytes, multipart
@@ -250,3 +251,14 @@ def test_a_bad_competition_is_refused_naming_the_field(client, world, change, fi
     )
     assert answer.status_code in (404, 422), answer.get_json()
     assert answer.get_json()["error"]["details"]["field"] == field
+
+
+def test_test_inputs_whose_file_was_removed_are_a_409_not_a_500(client, world, db):
+    h = world["headers"]
+    cid = client.post("/api/v1/courses/DL-2026/competitions", headers=h["prof"], json=world["body"]).get_json()["id"]
+    inputs = client.get(f"/api/v1/competitions/{cid}/test-inputs", headers=h["s1"])
+    assert inputs.status_code == 200 and "qx-" not in inputs.get_data(as_text=True)
+    with db.session() as session:
+        test_set = session.get(Dataset, session.get(Competition, cid).test_dataset_id)
+        Path(test_set.path).unlink()
+    assert_error(client.get(f"/api/v1/competitions/{cid}/test-inputs", headers=h["s1"]), 409, code="test_set_removed")

@@ -12,7 +12,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from service.core.orm import AuditEntry, Course, Dataset, Job, JobEvent, Model, utcnow
+from service.core import storage
+from service.core.orm import (
+    AuditEntry,
+    Competition,
+    CompetitionSubmission,
+    Course,
+    Dataset,
+    Job,
+    JobEvent,
+    Model,
+    utcnow,
+)
 from tests.service.cli import test_admin
 from tests.service.cli.test_admin import _files, _model, add_job
 
@@ -115,3 +126,48 @@ def test_a_course_waits_for_its_queued_jobs_and_keep_models_leaves_it_unmarked(c
     out = admin_cli("prune").stdout
     assert "removed 0 job directories and 1 models" in out and "1 marked pruned" in out
     assert not model_file.exists() and course_state(db, "OLD-2025")[1] is not None
+
+
+def test_a_pruned_courses_competitions_keep_their_scores_not_their_predictions_files(
+    client, root, db, settings, admin_cli
+):
+    test_set = course_with_data(client, root, "OLD-2025", ended_days_ago=200)
+    with db.session() as session:
+        competition = Competition(
+            course_id=course_id(db, "OLD-2025"),
+            name="cup",
+            metric="accuracy",
+            test_dataset_id=test_set,
+            target="label",
+            closes_at=utcnow() - 250 * DAY,
+        )
+        session.add(competition)
+        session.flush()
+        folder = storage.competition_dir(settings, competition.id)
+        folder.mkdir(parents=True)
+        predictions = folder / "s1.csv"
+        predictions.write_text("id,prediction\n1,0\n")
+        user_id = session.scalar(select(Dataset.owner_id).where(Dataset.id == test_set))
+        session.add(
+            CompetitionSubmission(
+                id="s1",
+                competition_id=competition.id,
+                user_id=user_id,
+                predictions_path=str(predictions),
+                status="scored",
+                public_score=0.75,
+                private_score=0.5,
+            )
+        )
+
+    dry = admin_cli("prune", "--dry-run", LABTRAIN_COURSE_RETENTION_DAYS="180").stdout
+    assert f"would remove competition {competition.id}'s predictions files of course OLD-2025" in dry
+    assert predictions.exists()
+
+    admin_cli("prune", LABTRAIN_COURSE_RETENTION_DAYS="180")
+    assert not folder.exists()
+    with db.session() as session:
+        kept = session.get(CompetitionSubmission, "s1")
+        assert (kept.predictions_path, kept.public_score, kept.private_score) == (None, 0.75, 0.5)
+        # the data set a competition tests on stays, even a course's
+        assert session.get(Dataset, test_set) is not None
