@@ -15,7 +15,7 @@
 # debug job preempting a batch job on a worker of concurrency 1. One PASS or FAIL line per
 # check; the exit status is 1 when any failed. About 3 to 5 minutes on an H200.
 #
-#   MNIST=path/to/mnist-8k.npz   the MNIST subset (default: ../shared/data/mnist-8k.npz)
+#   MNIST=path/to/mnist-8k.npz   the MNIST subset (default: service/data/files/mnist-8k.npz, the subset the package ships)
 #   GPU_CHECK_ARGS="--mps"        more arguments for bench/gpu_check.py (--mode, --code-sandbox, --mps)
 
 set -uo pipefail
@@ -41,7 +41,7 @@ nvidia-smi
 
 # --- the MNIST subset ---
 mnist=""
-for candidate in "${MNIST:-}" "${LABTRAIN_TEST_MNIST:-}" ../shared/data/mnist-8k.npz shared/data/mnist-8k.npz; do
+for candidate in "${MNIST:-}" "${LABTRAIN_TEST_MNIST:-}" service/data/files/mnist-8k.npz; do
     if [ -n "$candidate" ] && [ -f "$candidate" ]; then
         mnist=$candidate
         break

@@ -9,7 +9,7 @@ GPU's utilisation and each process's memory, which the worker's log ties to its 
 job of each framework runs first, untimed. The deployment is bench/service_process.py's
 (PostgreSQL + Redis where both answer, else the embedded one).
 
-    .venv/bin/python bench/gpu_sharing.py [--mnist ../shared/data/mnist-8k.npz] [--gpu-memory-mb 2048]
+    .venv/bin/python bench/gpu_sharing.py [--mnist service/data/files/mnist-8k.npz] [--gpu-memory-mb 2048]
         [--epochs 5] [--json out.json]
 
 Goals (issue 15): packed at least 5x the throughput of one at a time, and each job's test

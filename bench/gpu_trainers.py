@@ -3,7 +3,7 @@
 The naive loop is what a course notebook does: a DataLoader over CPU tensors and
 `.to(device)` per batch. labtrain's loop keeps the data on the device and replays the
 captured training step (workers/trainers/torch_loop.py). Both train the same module
-(service/nets/torch_builder.py) from the same initial weights, in the same run.
+(service/network/torch_builder.py) from the same initial weights, in the same run.
 
     python bench/gpu_trainers.py [--samples 60000] [--mnist PATH] [--json OUT.json]
 """
@@ -23,10 +23,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.data.arrays import ArrayData
-from service.nets.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
-from service.nets.presets import preset_layers
-from service.nets.spec import NetworkRun, Training
-from service.nets.torch_builder import build_torch
+from service.network.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
+from service.network.presets import preset_layers
+from service.network.spec import NetworkRun, Training
+from service.network.torch_builder import build_torch
+from workers.trainers.base import Allotment
 from workers.trainers.network.torch_loop import LoopConfig, LoopHooks, evaluate, fit, make_optimizer
 from workers.trainers.network.torch_trainer import train_torch
 
@@ -100,12 +101,10 @@ def real_data_check(path: Path, device: torch.device) -> dict:
 
 
 class _Reporter:
-    """The least a trainer needs: it records epochs and never asks to stop."""
+    """The least a trainer reports to: it records epochs."""
 
-    gpu_memory_mb = None  # the whole GPU
-
-    def __init__(self, checkpoint_dir: Path):
-        self.checkpoint_dir, self.epochs = checkpoint_dir, []
+    def __init__(self):
+        self.epochs = []
 
     def event(self, type_, data):
         if type_ == "epoch":
@@ -114,14 +113,8 @@ class _Reporter:
     def progress(self, **fields):
         pass
 
-    def stop_requested(self):
-        return False
-
-    def checkpoint_due(self, last):
-        return True
-
-    def preempt_requested(self):
-        return False
+    def output(self, stream, line):
+        pass
 
 
 def service_trainer_check(path: Path) -> dict:
@@ -156,11 +149,12 @@ def service_trainer_check(path: Path) -> dict:
             "device_requested": "gpu",
         }
         with tempfile.TemporaryDirectory() as directory:
-            first = _Reporter(Path(directory))
+            allotted = Allotment(checkpoint_dir=Path(directory))  # the whole GPU, a checkpoint every epoch
+            first = _Reporter()
             one_epoch = NetworkRun.model_validate({**spec, "training": {**training, "epochs": 1}})
-            train_torch(one_epoch, arrays, first)
-            resumed = _Reporter(Path(directory))  # resumes from epoch 1's checkpoint on the GPU
-            trained = train_torch(NetworkRun.model_validate(spec), arrays, resumed)
+            train_torch(one_epoch, arrays, first, allotted)
+            resumed = _Reporter()  # resumes from epoch 1's checkpoint on the GPU
+            trained = train_torch(NetworkRun.model_validate(spec), arrays, resumed, allotted)
         results[name] = {
             "device": trained.extra["device"],
             "epochs_resumed": [e["epoch"] for e in resumed.epochs],

@@ -4,7 +4,7 @@ Keras: the TensorFlow 2 quickstart (`mlp`), 5 epochs at batch 32 on the MNIST su
 PyTorch: the course's 784-512-10 network (`feedforward`), a plain DataLoader loop, same.
 Service: submit to succeeded on a warm worker (PostgreSQL + Redis), same data and seed.
 
-    .venv/bin/python bench/network_overhead.py [--repeats 3] [--mnist ../shared/data/mnist-8k.npz]
+    .venv/bin/python bench/network_overhead.py [--repeats 3] [--mnist service/data/files/mnist-8k.npz]
 """
 
 from __future__ import annotations

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
-import json
 import math
 import os
 import re
@@ -47,6 +46,9 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from labtrain_job.channel import checkpoint_dir, in_job, outputs_dir, send
+from labtrain_job.models import ModelExportError, save_model
 
 __all__ = [
     "ModelExportError",
@@ -65,18 +67,12 @@ __all__ = [
     "torch_resume",
 ]
 
-_EVENTS_FD = "JOB_EVENTS_FD"
 _GPU_MEMORY_ENV = "LABTRAIN_GPU_MEMORY_MB"
 _MAX_METRICS = 50
 _MB = 1024 * 1024
 _CHECKPOINT = re.compile(r"labtrain-epoch-(\d+)(\.keras|\.pt)$")
 _preempted = False
 _limited: set[str] = set()  # the frameworks already held to the job's GPU share
-
-
-def in_job() -> bool:
-    """Whether this runs as a labtrain job (rather than on a laptop)."""
-    return _EVENTS_FD in os.environ
 
 
 def report(epoch: int | None = None, **metrics: float) -> None:
@@ -94,18 +90,7 @@ def report(epoch: int | None = None, **metrics: float) -> None:
     line: dict[str, Any] = {"metrics": values}
     if epoch is not None:
         line["epoch"] = int(epoch)
-    _send(line)
-
-
-def checkpoint_dir() -> Path:
-    """A folder kept across the job's attempts: save checkpoints here and, when the job is
-    run again after its worker was lost, load the newest one and carry on."""
-    return _folder("JOB_CHECKPOINT_DIR", "checkpoints")
-
-
-def outputs_dir() -> Path:
-    """Files written here become the job's artifacts, listed and downloadable once it ends."""
-    return _folder("JOB_OUTPUTS_DIR", "outputs")
+    send(line)
 
 
 def dataset_path() -> Path | None:
@@ -327,24 +312,6 @@ class _ThenLimit(importlib.abc.Loader):
         return getattr(self.loader, name)
 
 
-def _folder(variable: str, default: str) -> Path:
-    path = Path(os.environ.get(variable) or default)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _send(line: dict[str, Any]) -> None:
-    text = json.dumps(line, separators=(",", ":"))
-    fd = os.environ.get(_EVENTS_FD)
-    if fd is None:  # not in a job: show what would have been reported
-        print(f"[labtrain_job] {text}", file=sys.stderr)
-        return
-    try:
-        os.write(int(fd), (text + "\n").encode())
-    except OSError:  # the worker stopped reading (the job is ending): nothing to do
-        pass
-
-
 def _on_import() -> None:
     _install_preempt_handler()
     if gpu_memory_mb() is None:
@@ -356,5 +323,3 @@ def _on_import() -> None:
 
 
 _on_import()
-
-from labtrain_job.models import ModelExportError, save_model  # noqa: E402  (it uses _send above)

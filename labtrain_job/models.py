@@ -25,6 +25,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from labtrain_job.channel import outputs_dir, send
+
 MODEL_FOLDER = "model"
 MANIFEST = "model.json"
 TASKS = ("classification", "regression", "output")
@@ -66,8 +68,6 @@ def save_model(
     Returns the saved model's path. Raises ModelExportError with the reason and the fix when
     the model cannot be saved (and the job then fails saying so).
     """
-    from labtrain_job import _send, outputs_dir
-
     folder = outputs_dir() / MODEL_FOLDER
     try:
         _check_options(preprocess, classes, task)
@@ -85,14 +85,14 @@ def save_model(
             manifest["task"] = task or _infer_task(expected)
             manifest["probabilities"] = _are_probabilities(expected)
     except ModelExportError as exc:
-        _send({"model_error": str(exc)})
+        send({"model_error": str(exc)})
         raise
     if manifest["task"] == "classification" and classes is not None:
         manifest["class_names"] = [c if isinstance(c, (int, float, str)) else str(c) for c in classes]
     manifest["preprocess"] = preprocess
     manifest["name"] = type(model).__name__
     _write_json(folder / MANIFEST, manifest)
-    _send({"model_saved": f"{MODEL_FOLDER}/{manifest['file']}"})
+    send({"model_saved": f"{MODEL_FOLDER}/{manifest['file']}"})
     return folder / manifest["file"]
 
 

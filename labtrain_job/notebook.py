@@ -30,7 +30,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 import labtrain_job
-from labtrain_job import _send, outputs_dir
+from labtrain_job.channel import outputs_dir, send
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
@@ -149,7 +149,7 @@ class _Runner(NotebookClient):
         number, total = self.position(cell_index)
         line = first_line(cell.source)
         print(f"--- cell {number}/{total}: {line}", flush=True)
-        _send({"cell": number, "cells": total, "line": line})
+        send({"cell": number, "cells": total, "line": line})
 
     def position(self, cell_index: int) -> tuple[int, int]:
         number = self.code_cells.index(cell_index) + 1 if cell_index in self.code_cells else 0
@@ -168,7 +168,7 @@ class _Runner(NotebookClient):
         number, total = self.position(index)
         line = first_line(self.nb.cells[index].source) if self.nb.cells else ""
         print(f"cell {number}/{total} failed: {error}", file=sys.stderr, flush=True)
-        _send({"cell_failed": {"cell": number, "cells": total, "line": line, "error": error[:4000]}})
+        send({"cell_failed": {"cell": number, "cells": total, "line": line, "error": error[:4000]}})
 
 
 def first_line(source: str) -> str:

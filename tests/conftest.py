@@ -32,6 +32,8 @@ FAST_TIER = os.environ.get("LABTRAIN_TEST_SERVERS", "real") == "none"
 REDIS_NUMBERS = range(15, 0, -1)
 REDIS_CLAIM = "labtrain-tests:claimed-db:{}"
 REDIS_CLAIM_TTL_S = 2 * 3600
+# The code-job deployment, `lab`, for the modules that describe one in LAB (tests/support/labs.py).
+pytest_plugins = ["tests.support.labs"]
 
 
 def _needs_servers(what: str) -> None:

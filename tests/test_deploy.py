@@ -129,8 +129,8 @@ def _compose_config(folder: Path, compose_text: str) -> subprocess.CompletedProc
     )
 
 
-def test_the_readme_s_second_gpu_service_and_nfs_volume_validate(tmp_path):
-    deployment = (ROOT / "README.md").read_text().split("## Deployment", 1)[1].split("\n## ", 1)[0]
+def test_the_admins_guide_s_second_gpu_service_and_nfs_volume_validate(tmp_path):
+    deployment = (ROOT / "docs" / "admins.md").read_text().split("## Deployment", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```yaml\n(.*?)```", deployment, re.S)
     second_gpu = next(b for b in blocks if "worker-gpu-1:" in b)
     nfs = next(b for b in blocks if "type: nfs" in b)
@@ -218,7 +218,7 @@ def test_the_compose_topology_runs_a_job(compose_stack):
     assert ready.returncode == 0, ready.stderr
     assert requests.get(f"{base_url}/readyz", timeout=5).status_code == 200
 
-    created = run_cli(["users", "create", "admin", "--admin"], env)  # README: the first admin
+    created = run_cli(["users", "create", "admin", "--admin"], env)  # docs/admins.md: the first admin
     assert created.returncode == 0, created.stderr
     client = Client(base_url, created.stdout.strip())
     response = client.post("/api/v1/jobs", json={"dataset": "iris", "algorithm": "knn", "evaluation": {"cv": 3}})

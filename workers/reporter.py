@@ -1,11 +1,12 @@
-"""Where a trainer's reports go: the job's events and progress in the database."""
+"""Where a trainer's reports go: the job's events and progress in the database. What the job
+runs with (its checkpoints, its GPU share, the stop and yield checks) is its Allotment
+(workers/trainers/base.py), which the runner makes beside this."""
 
 from __future__ import annotations
 
 import logging
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -27,16 +28,9 @@ class DbReporter:
         db: Database,
         job_id: str,
         job_log: logging.Logger,
-        checkpoint_dir: Path | None,
         watch: JobWatch,
-        checkpoint_every_s: float = 0.0,
-        gpu_memory_mb: int | None = None,
     ):
-        self.db, self.job_id, self.log, self.checkpoint_dir, self.watch = db, job_id, job_log, checkpoint_dir, watch
-        self.checkpoint_every_s = checkpoint_every_s
-        self.gpu_memory_mb = gpu_memory_mb
-        self._checkpoint_at = time.monotonic()
-        self.yielded = False  # a checkpoint was written after a preemption was asked: stop now
+        self.db, self.job_id, self.log, self.watch = db, job_id, job_log, watch
         self._epochs_seen: set[int] | None = None
         self._pending: dict[str, Any] = {}  # progress not written yet
         self._logs: list[tuple[str, dict[str, Any], datetime]] = []  # log events not written yet
@@ -50,7 +44,7 @@ class DbReporter:
         if type_ == "log":
             self.log.info("%s", data.get("message", data))
             self._logs.append((type_, data, utcnow()))
-            self._write_if_due()
+            self.write_if_due()
             return
         with self.db.session() as session:
             if type_ == "epoch" and self._already_reported(session, data["epoch"]):
@@ -61,7 +55,7 @@ class DbReporter:
     def progress(self, **fields: Any) -> None:
         self._check()
         self._pending.update(fields)  # metrics too: a script may report thousands a second
-        self._write_if_due()
+        self.write_if_due()
 
     def flush(self) -> None:
         """Write what waits in a transaction of its own."""
@@ -84,37 +78,16 @@ class DbReporter:
             job.metrics = metrics
         job.progress = {**(job.progress or {}), **fields}
 
-    def checkpoint_due(self, last: bool) -> bool:
-        """The final epoch's checkpoint, and others at most every checkpoint_every_s: a save costs
-        a short epoch a few percent, and a lost worker costs at most that much training."""
-        if self.checkpoint_dir is None:
-            return False
-        if self.preempt_requested():
-            self.yielded = True  # this epoch's checkpoint is the one the next attempt resumes from
-            return True
-        if last or time.monotonic() - self._checkpoint_at >= self.checkpoint_every_s:
-            self._checkpoint_at = time.monotonic()
-            return True
-        return False
-
-    def _write_if_due(self) -> None:
-        if time.monotonic() - self._written_at >= WRITE_EVERY_S:
+    def write_if_due(self) -> None:
+        """Write what waits once it waited WRITE_EVERY_S (also while a trainer only polls its
+        stop check: a long notebook cell after its `cell i/N` reports nothing new)."""
+        if (self._logs or self._pending) and time.monotonic() - self._written_at >= WRITE_EVERY_S:
             self.flush()
 
     def output(self, stream: str, line: str) -> None:
         """A line the job's program printed goes to the job's log (the sandbox bounds what a
         program sends, every channel together: service/sandbox/box.py, MAX_OUTPUT_BYTES)."""
         self.log.log(logging.WARNING if stream == "stderr" else logging.INFO, "%s", line)
-
-    def stop_requested(self) -> bool:
-        # Asked after every batch and by a code job's supervisor: what waits is written on time
-        # even while the job reports nothing new (a long notebook cell after its `cell i/N`).
-        if self._logs or self._pending:
-            self._write_if_due()
-        return self.watch.stop.is_set() or self.yielded
-
-    def preempt_requested(self) -> bool:
-        return self.watch.preempting
 
     def _already_reported(self, session, epoch: int) -> bool:
         # A resumed attempt may repeat the epoch after the last checkpoint: report each epoch once.

@@ -12,6 +12,7 @@ import importlib
 import logging
 import shutil
 import traceback
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,7 +24,7 @@ from service.core.orm import Dataset, Job, Model, new_id
 from service.jobs import families, lifecycle
 from service.serving.check import ModelRefused, check_model
 from workers.reporter import DbReporter
-from workers.trainers import Cancelled, DataSource, JobFailed, JobResult, Preempted, TrainedModel
+from workers.trainers import Allotment, Cancelled, DataSource, JobFailed, JobResult, Preempted, TrainedModel
 from workers.watch import CANCELLED, SUPERSEDED, JobWatch, outcome
 
 log = logging.getLogger("labtrain.worker")
@@ -63,16 +64,15 @@ class JobRunner:
             self.db, job_id, attempt, time_limit, self.settings.stop_grace_s, self.settings.job_heartbeat_timeout_s
         )
         watch.start()
-        reporter = DbReporter(
-            self.db, job_id, job_log, checkpoints, watch, self.settings.checkpoint_every_s, gpu_memory_mb
-        )
+        reporter = DbReporter(self.db, job_id, job_log, watch)
+        allotted = allotment(reporter, checkpoints, self.settings.checkpoint_every_s, gpu_memory_mb)
         status: str | None = None
         try:
             job_log.info("job %s started on %s (attempt %d)", job_id, self.worker_name, attempt)
             trainer = importlib.import_module(family.trainer)
             source = DataSource(self.settings.data_dir, uploaded, self.settings, job_id, attempt)
             data = trainer.load_data(run, source)
-            trained = trainer.train(run, data, reporter)
+            trained = trainer.train(run, data, reporter, allotted)
             if isinstance(trained, JobResult):
                 status = self._succeed_with_result(job_id, attempt, trained, job_log, reporter)
             else:
@@ -80,7 +80,7 @@ class JobRunner:
         except Preempted:
             self._yield(job_id, attempt, reporter, job_log)
         except Cancelled:
-            if watch.reason is None and reporter.yielded:
+            if watch.reason is None and allotted.yielded:
                 self._yield(job_id, attempt, reporter, job_log)
                 return None
             if watch.reason == SUPERSEDED:
@@ -236,6 +236,26 @@ class JobRunner:
         job_log.setLevel(logging.INFO)
         job_log.addHandler(handler)
         return job_log, handler
+
+
+def allotment(
+    reporter: DbReporter, checkpoints: Path, checkpoint_every_s: float, gpu_memory_mb: int | None
+) -> Allotment:
+    """What this attempt runs with; its stop check also writes what the reporter holds, on time,
+    while a trainer only polls (a code job's supervisor, a long notebook cell)."""
+    watch = reporter.watch
+
+    def stop() -> bool:
+        reporter.write_if_due()
+        return watch.stop.is_set()
+
+    return Allotment(
+        checkpoint_dir=checkpoints,
+        gpu_memory_mb=gpu_memory_mb,
+        checkpoint_every_s=checkpoint_every_s,
+        stop=stop,
+        preempt=lambda: watch.preempting,
+    )
 
 
 def _uploaded_file(session, dataset_id: str | None) -> tuple[str, str] | None:

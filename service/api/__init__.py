@@ -6,6 +6,7 @@ from flask import Flask
 
 from service.api import (
     auth,
+    builtin_datasets,
     catalog,
     competitions,
     course_budgets,
@@ -20,10 +21,12 @@ from service.api import (
     monitoring,
     openapi,
     sources,
+    uploads,
 )
 from service.api.context import Services
 from service.core.config import Settings
 from service.core.db import Database
+from service.data.fetch import install_subset
 from service.lab.rate_limits import RateLimits
 from service.serving.pool import ModelServers
 
@@ -31,6 +34,7 @@ from service.serving.pool import ModelServers
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     settings.ensure_dirs()
+    install_subset(settings.data_dir)  # mnist works out of the box, as its subset, until fetched
     app = Flask("labtrain")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False
@@ -48,7 +52,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         events,
         models,
         datasets,
+        builtin_datasets,
         sources,
+        uploads,
         courses,
         course_budgets,
         course_datasets,

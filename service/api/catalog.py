@@ -27,8 +27,11 @@ def healthz():
 
 @bp.get("/api/v1/algorithms")
 def algorithms():
-    """Each job family's section of the catalog, under its key."""
-    return {family.catalog_key: family.catalog() for family in families.submittable()}
+    """Each job family's section of the catalog, under its key, and the families themselves
+    (what a client offers: each one's name, the spec key that selects it, its title, its section)."""
+    found = families.submittable()
+    listed = [{"name": f.name, "key": f.key, "title": f.title or f.name, "section": f.catalog_key} for f in found]
+    return {"families": listed, **{family.catalog_key: family.catalog() for family in found}}
 
 
 @bp.get("/api/v1/queue")

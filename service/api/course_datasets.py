@@ -4,12 +4,13 @@ of service/api/datasets.py."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask
 
 from service.api.auth import db_session
 from service.api.courses import course_to_manage, visible_course
-from service.api.datasets import store_upload
+from service.api.datasets import DATASET, store_upload
 from service.api.serialize import dataset_view
+from service.api.upload_body import field
 from service.courses import datasets
 
 bp = Blueprint("course_datasets", __name__, url_prefix="/api/v1/courses")
@@ -22,7 +23,7 @@ def init_app(app: Flask) -> None:
 @bp.post("/<name>/datasets")
 def publish(name: str):
     course = course_to_manage(name)
-    dataset_name = datasets.check_new_dataset(db_session(), course, request.form.get("name"))
+    dataset_name = datasets.check_new_dataset(db_session(), course, field("name", DATASET))
     dataset = store_upload(dataset_name, course_id=course.id)
     return dataset_view(dataset), 201, {"Location": f"/api/v1/datasets/{dataset.id}"}
 

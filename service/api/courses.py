@@ -20,7 +20,7 @@ from service.core.orm import Course, Job, User, utcnow
 from service.courses import budgets, courses, members, roster, usage
 from service.courses.roles import INSTRUCTOR, ROLES, STAFF
 from service.courses.spec import CourseCreate, CoursePatch, MemberRole, RosterJson
-from service.jobs import families
+from service.jobs import families, quota
 from service.jobs.lifecycle import QUEUED
 from service.jobs.spec import parse_spec
 from service.lab import queue_estimates
@@ -144,7 +144,8 @@ def me():
         mine = [_queued_view(job, places) for job in queued if job.course_id == course.id]
         items.append(course_view(course, roles) | hours | {"queue": mine})
     research = [_queued_view(job, places) for job in queued if job.course_id is None]
-    return {"user": user.name, "admin": user.is_admin, "courses": items, "queue": research}
+    storage = quota.storage_view(session, services().settings, user)  # what the user's files take
+    return {"user": user.name, "admin": user.is_admin, "courses": items, "queue": research, "storage": storage}
 
 
 def _queued_view(job: Job, places: dict[str, queue_estimates.Place]) -> dict[str, Any]:

@@ -1,26 +1,30 @@
 """Data set routes: upload, list, get; `store_upload` is the one upload path (a course's data sets
-take it too: service/api/course_datasets.py)."""
+take it too: service/api/course_datasets.py), for a multipart file and a finished resumable upload alike."""
 
 from __future__ import annotations
 
 from pathlib import PurePath
 from typing import Any
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask
 from sqlalchemy import select
 
 from service.api.auth import current_user, db_session, owned
+from service.api.builtin_datasets import image_builtin_view, image_builtin_views
 from service.api.context import services
 from service.api.serialize import dataset_view
+from service.api.upload_body import consume, discard, field, incoming
 from service.core import storage
 from service.core.config import Settings
 from service.core.errors import SpecError
 from service.core.orm import Dataset, new_id
-from service.data.arrays import IMAGE_BUILTINS, builtin_array_info, check_arrays, is_npz, read_npz
+from service.data.arrays import IMAGE_BUILTINS, check_arrays, is_npz, read_npz
 from service.data.image_folders import IMAGE_FOLDER, FolderLimits, unpack_image_folder
 from service.data.tables import BUILTINS, DataError, builtin_info, describe_frame, read_csv_bytes
+from service.jobs import quota
 
 bp = Blueprint("datasets", __name__, url_prefix="/api/v1/datasets")
+DATASET = "dataset"  # what a resumable upload for a data set says it is (Upload-Metadata kind)
 
 
 def init_app(app: Flask) -> None:
@@ -29,27 +33,18 @@ def init_app(app: Flask) -> None:
 
 @bp.post("")
 def upload():
-    dataset = store_upload(request.form.get("name"))
+    dataset = store_upload(field("name", DATASET))
     return dataset_view(dataset), 201, {"Location": f"/api/v1/datasets/{dataset.id}"}
 
 
 def store_upload(name: str | None, course_id: str | None = None) -> Dataset:
-    """The request's multipart `file` (a CSV, an NPZ or a zip of class folders) checked, stored
-    and its row committed, owned by the caller; `course_id` publishes it to that course."""
-    upload_file = request.files.get("file")
-    if upload_file is None:
-        raise SpecError("send the data as a multipart form field named 'file'", field="file")
-    filename = PurePath(upload_file.filename or "upload.csv").name
-    suffix = PurePath(filename).suffix.lower()
-    if suffix not in ("", ".csv", ".txt", ".npz", ".zip"):
-        raise SpecError(
-            f"{suffix} files are not accepted; upload a CSV file with a header row, an NPZ file with arrays "
-            "x and y, or a .zip of image folders (class_name/image.png)",
-            field="file",
-            code="invalid_dataset",
-        )
-    data = upload_file.read()
-    settings = services().settings
+    """The request's file (a multipart `file`, or a finished resumable upload: upload_body.py)
+    checked, stored and its row committed, owned by the caller; `course_id` publishes it."""
+    source = incoming(DATASET, "send the data as a multipart form field named 'file'")
+    filename = source.filename or "upload.csv"
+    suffix = dataset_suffix(filename)
+    data = source.data
+    settings, session, user = services().settings, db_session(), current_user()
     if len(data) > settings.max_upload_bytes:
         raise SpecError(
             f"the file is larger than the limit of {settings.max_upload_bytes} bytes",
@@ -57,6 +52,7 @@ def store_upload(name: str | None, course_id: str | None = None) -> Dataset:
             code="too_large",
             status=413,
         )
+    quota.check_room(session, settings, user, len(data), except_upload=source.upload.id if source.upload else None)
     kind = _kind(suffix, data)
     dataset_id = new_id()
     if kind == IMAGE_FOLDER:
@@ -70,10 +66,9 @@ def store_upload(name: str | None, course_id: str | None = None) -> Dataset:
             raise SpecError(str(exc), field=exc.field, code="invalid_dataset") from None
         path, size = storage.dataset_path(settings, dataset_id, kind), len(data)
         storage.write_atomically(path, data)
-    session = db_session()
     dataset = Dataset(
         id=dataset_id,
-        owner_id=current_user().id,
+        owner_id=user.id,
         name=name or filename,
         kind=kind,
         path=str(path),
@@ -83,8 +78,23 @@ def store_upload(name: str | None, course_id: str | None = None) -> Dataset:
         course_id=course_id,
     )
     session.add(dataset)
+    consume(session, source)
     session.commit()
+    discard(source)
     return dataset
+
+
+def dataset_suffix(filename: str) -> str:
+    """The file name's suffix, or a 422 when it names no kind of data set labtrain reads."""
+    suffix = PurePath(filename).suffix.lower()
+    if suffix not in ("", ".csv", ".txt", ".npz", ".zip"):
+        raise SpecError(
+            f"{suffix} files are not accepted; upload a CSV file with a header row, an NPZ file with arrays "
+            "x and y, or a .zip of image folders (class_name/image.png)",
+            field="file",
+            code="invalid_dataset",
+        )
+    return suffix
 
 
 def _kind(suffix: str, data: bytes) -> str:
@@ -104,7 +114,7 @@ def _folder_limits(settings: Settings) -> FolderLimits:
 def _inspect_csv(data: bytes) -> dict[str, Any]:
     frame = read_csv_bytes(data)
     info = describe_frame(frame)
-    target = request.form.get("target") or None
+    target = field("target", DATASET)
     if target is not None and target not in frame.columns:
         raise DataError(f"the CSV has no column {target!r}; its columns are {', '.join(frame.columns)}", field="target")
     info["target"] = target
@@ -121,7 +131,7 @@ def list_datasets():
     query = select(Dataset).order_by(Dataset.id.desc())
     if not user.is_admin:
         query = query.where(Dataset.owner_id == user.id)
-    builtins = [_builtin_view(name) for name in BUILTINS] + _image_builtins()
+    builtins = [_builtin_view(name) for name in BUILTINS] + image_builtin_views()
     return {"items": builtins + [dataset_view(d) for d in db_session().scalars(query)]}
 
 
@@ -129,29 +139,9 @@ def list_datasets():
 def get_dataset(dataset_id: str):
     if dataset_id in BUILTINS:
         return _builtin_view(dataset_id)
+    if dataset_id in IMAGE_BUILTINS:
+        return image_builtin_view(dataset_id)
     return dataset_view(owned(Dataset, dataset_id, "data set"))
-
-
-def _image_builtins() -> list[dict[str, Any]]:
-    views = []
-    for name in IMAGE_BUILTINS:
-        try:
-            info = builtin_array_info(name, services().settings.data_dir)
-        except DataError:
-            continue  # mnist is listed once its file is installed
-        views.append(
-            {
-                "id": name,
-                "name": name,
-                "builtin": True,
-                "kind": "images",
-                "task": info["task"],
-                "rows": info["rows"],
-                "shape": info["input_shape"],
-                "classes": info["classes"],
-            }
-        )
-    return views
 
 
 def _builtin_view(name: str) -> dict[str, Any]:
@@ -159,7 +149,11 @@ def _builtin_view(name: str) -> dict[str, Any]:
     return {
         "id": name,
         "name": name,
+        "label": name,
         "builtin": True,
+        "installed": True,  # scikit-learn ships it
+        "subset": False,
+        "how": None,
         "kind": "table",
         "task": info["task"],
         "rows": info["rows"],

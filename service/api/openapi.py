@@ -55,6 +55,7 @@ RESPONSE_MODELS = (
     r.Me,
     r.CourseUsage,
     r.GrantAnswer,
+    r.UploadInfo,
 )
 REQUEST_MODELS = (CourseCreate, CoursePatch, MemberRole, RosterJson, Grant)
 ERROR_TEXT = {
@@ -63,7 +64,9 @@ ERROR_TEXT = {
     403: "Not allowed: the caller's role does not permit it (e.g. only admins create courses)",
     404: "Unknown id, or another user's object",
     409: "The object is in the wrong state for this",
-    413: "The body is larger than the upload limit",
+    412: "Tus-Resumable is missing or names a version other than 1.0.0 (resumable uploads)",
+    413: "The body is larger than the upload limit, or an upload would pass the storage quota (quota_exceeded)",
+    415: "The body's Content-Type is not the one this route takes",
     422: "A parameter, spec or payload is invalid",
     429: "A per-user limit is reached; the message says which",
     503: "Not ready, or unable to serve it now: the message names what does not answer",
@@ -96,65 +99,14 @@ def int_query(name: str, low: int, high: int, description: str) -> dict[str, Any
     return query(name, {"type": "integer", "minimum": low, "maximum": high}, description)
 
 
-# API.md's examples; tests/service/api/test_openapi.py submits each and expects a 201.
-JOB_EXAMPLES = {
-    "classic": {
-        "name": "iris-knn",
-        "dataset": "iris",
-        "algorithm": "knn",
-        "params": {"n_neighbors": 5},
-        "evaluation": {"test_size": 0.2, "cv": 5, "seed": 0},
-    },
-    "network": {
-        "dataset": "mnist",
-        "framework": "tensorflow",
-        "network": {
-            "api": "sequential",
-            "layers": [
-                {"type": "flatten"},
-                {"type": "dense", "units": 128, "activation": "relu"},
-                {"type": "dropout", "rate": 0.2},
-                {"type": "dense", "units": 10, "activation": "softmax"},
-            ],
-        },
-        "training": {
-            "epochs": 5,
-            "batch_size": 32,
-            "optimizer": "adam",
-            "learning_rate": 0.001,
-            "loss": "sparse_categorical_crossentropy",
-            "metrics": ["accuracy"],
-        },
-        "device": "auto",
-    },
-    "optimize": {
-        "optimize": {"strategy": "pso", "function": "rastrigin", "dimensions": 10, "evaluations": 5000, "seed": 1}
-    },
-    "search": {
-        "dataset": "wine",
-        "algorithm": "svm",
-        "params": {"kernel": "rbf"},
-        "search": {
-            "strategy": "tpe",
-            "trials": 20,
-            "metric": "accuracy",
-            "parallel": 2,
-            "space": {
-                "C": {"type": "float", "low": 0.01, "high": 100, "log": True},
-                "kernel": {"type": "categorical", "choices": ["linear", "rbf"]},
-            },
-        },
-    },
-}
-
-
 def job_body() -> dict[str, Any]:
     """A job spec: one of the families' request models (a search rides inside one of them)."""
     specs = [f.request_model for f in families.submittable() if not f.wraps]
     return {
         "application/json": {
             "schema": {"oneOf": [ref(m) for m in specs]},
-            "examples": {name: {"value": value} for name, value in JOB_EXAMPLES.items()},
+            # Each family's own (tests/service/api/test_openapi.py submits each and expects a 201).
+            "examples": {f.name: {"value": f.example} for f in families.submittable() if f.example is not None},
         }
     }
 
@@ -196,6 +148,26 @@ UPLOAD_BODY = {
             }
         },
     }
+}
+# A finished resumable upload (POST /api/v1/uploads) instead of a multipart file: the same checks.
+FROM_UPLOAD = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["upload"],
+            "properties": {
+                "upload": {"type": "string", "description": "The upload's id; consumed once the checks pass"},
+                "name": {"type": "string", "description": "Default: the upload's metadata, else the file's name"},
+                "target": {"type": "string", "description": "CSV: the column to predict (data sets)"},
+            },
+        }
+    }
+}
+UPLOAD_BODY |= FROM_UPLOAD
+SOURCE_BODY |= FROM_UPLOAD
+# A course's upload takes the same body; its example would be sent without the path's course name.
+COURSE_UPLOAD_BODY = {
+    media: {key: value for key, value in body.items() if key != "examples"} for media, body in UPLOAD_BODY.items()
 }
 PREDICT_BODY = {
     "application/json": {
@@ -322,11 +294,12 @@ ROUTES: dict[tuple[str, str], Op] = {
         {"text/html": {"type": "string"}},
     ),
     ("POST", "/api/v1/sources"): Op(
-        "Upload code: one .py or .ipynb file, or a project as .zip or .tar.gz",
+        "Upload code: one .py or .ipynb file, or a project as .zip or .tar.gz (multipart, or a finished "
+        "resumable upload as JSON)",
         r.SourceInfo,
         201,
         body=SOURCE_BODY,
-        errors=(400, 413, 422),
+        errors=(400, 404, 409, 413, 422),
         headers=("Location",),
     ),
     ("GET", "/api/v1/sources"): Op("List your uploaded code", r.SourceList),
@@ -349,7 +322,12 @@ ROUTES: dict[tuple[str, str], Op] = {
         errors=(400, 409, 413, 422, 429, 503),
     ),
     ("POST", "/api/v1/datasets"): Op(
-        "Upload a data set", r.DatasetInfo, 201, body=UPLOAD_BODY, errors=(400, 413, 422), headers=("Location",)
+        "Upload a data set: a multipart file, or a finished resumable upload as JSON",
+        r.DatasetInfo,
+        201,
+        body=UPLOAD_BODY,
+        errors=(400, 404, 409, 413, 422),
+        headers=("Location",),
     ),
     ("GET", "/api/v1/datasets"): Op("List the built-in data sets and your uploads", r.DatasetList),
     ("GET", "/api/v1/datasets/{dataset_id}"): Op("A data set", r.DatasetInfo),
@@ -396,7 +374,7 @@ ROUTES: dict[tuple[str, str], Op] = {
         '{"course": ..., "name": ...}; a closed course takes none (409 course_closed)',
         r.DatasetInfo,
         201,
-        body=UPLOAD_BODY,
+        body=COURSE_UPLOAD_BODY,
         errors=(400, 403, 409, 413, 422),
         headers=("Location",),
     ),
@@ -429,6 +407,66 @@ ROUTES: dict[tuple[str, str], Op] = {
     ("GET", "/"): Op("The web dashboard", {"text/html": {"type": "string"}}),
     ("GET", "/docs"): Op("This API's documentation page", {"text/html": {"type": "string"}}),
 }
+
+# Resumable uploads (service/api/uploads.py: the tus 1.0.0 protocol; HEAD and OPTIONS, which
+# this document leaves out, are in docs/uploads.md).
+
+
+def header(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": required, "schema": schema, "description": description}
+
+
+TUS_VERSION = header("Tus-Resumable", {"type": "string", "const": "1.0.0"}, "The protocol's version", True)
+BYTES = {"type": "string", "pattern": "^[0-9]{1,19}$"}
+ROUTES.update(
+    {
+        ("POST", "/api/v1/uploads"): Op(
+            "Start a resumable upload of a data set or a source; PATCH its bytes to the Location, then "
+            'POST {"upload": id} to /api/v1/datasets, /api/v1/sources or a course\'s data sets',
+            r.UploadInfo,
+            201,
+            query=[
+                TUS_VERSION,
+                header("Upload-Length", BYTES, "The file's size in bytes", True),
+                header(
+                    "Upload-Metadata",
+                    {"type": "string"},
+                    "`key base64(value)` pairs separated by commas: filename (required), kind (dataset or "
+                    "source), name, target",
+                ),
+            ],
+            errors=(400, 412, 413, 422),
+            headers=("Location", "Upload-Expires"),
+        ),
+        ("PATCH", "/api/v1/uploads/{upload_id}"): Op(
+            "Append bytes at Upload-Offset (the upload's offset, else a 409 naming it); the new offset in "
+            "Upload-Offset",
+            {},
+            204,
+            query=[TUS_VERSION, header("Upload-Offset", BYTES, "Where these bytes start", True)],
+            body={"application/offset+octet-stream": {"schema": BINARY}},
+            errors=(400, 409, 412, 413, 415),
+            headers=("Upload-Offset",),
+        ),
+        ("DELETE", "/api/v1/uploads/{upload_id}"): Op(
+            "Remove an upload and its bytes (tus termination)", {}, 204, query=[TUS_VERSION], errors=(412,)
+        ),
+    }
+)
+
+# Built-in data sets (service/api/builtin_datasets.py).
+ROUTES.update(
+    {
+        ("POST", "/api/v1/datasets/builtin/{name}/fetch"): Op(
+            "Install a built-in data set (mnist, fashion_mnist, cifar10) from its published location, checked "
+            "against its checksums, in the background (admins); GET /api/v1/datasets/{name} shows its download",
+            r.DatasetInfo,
+            202,
+            errors=(403, 404, 409),
+            headers=("Location",),
+        ),
+    }
+)
 
 # Competitions (service/api/competitions.py): answers are JSON objects or CSV files.
 OBJECT, CSV = {"application/json": {"type": "object"}}, {"text/csv": {"type": "string"}}

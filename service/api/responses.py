@@ -143,6 +143,20 @@ class DatasetInfo(Open):
     size_bytes: int | None = None
     created_at: Time | None = None
     course: str | None = Field(None, description='The course that published it: specs name it {"course", "name"}')
+    # A built-in's state on this server (docs/datasets.md).
+    label: str | None = Field(
+        None, description="How jobs and the dashboard name it: mnist (subset: ...) while the subset serves"
+    )
+    installed: bool | None = Field(None, description="A built-in: whether jobs can use it here")
+    subset: bool | None = Field(
+        None, description="A built-in: whether the subset that ships with labtrain is installed"
+    )
+    how: str | None = Field(None, description="A built-in: the command or route that installs it (null: nothing to do)")
+    download_bytes: int | None = Field(None, description="A built-in the server fetches: the bytes its download takes")
+    download: dict[str, Any] | None = Field(
+        None,
+        description="A built-in's last fetch: state (running, done, failed, interrupted), done_bytes, total_bytes, error",
+    )
 
 
 class DatasetList(Open):
@@ -150,6 +164,10 @@ class DatasetList(Open):
 
 
 class Catalog(Open):
+    families: list[dict[str, Any]] = Field(
+        description="Each kind of job: its name (a job's family), the spec key that selects it, a title, "
+        "and the section of this catalog that describes it"
+    )
     algorithms: list[dict[str, Any]]
     networks: dict[str, Any]
     optimize: dict[str, Any]
@@ -297,11 +315,28 @@ class MyCourse(CourseInfo):
     queue: list[MyQueuedJob] = Field(description="The caller's queued jobs in this course")
 
 
+class StorageUse(Open):
+    used_bytes: int = Field(description="What the caller's files take: the sum of by_kind")
+    quota_bytes: int = Field(description="What they may take (LABTRAIN_STORAGE_QUOTA_MB, or an admin's override)")
+    by_kind: dict[str, int] = Field(
+        description="datasets, sources, jobs (finished jobs' folders), models, uploads (under way: their length)"
+    )
+
+
 class Me(Open):
     user: str
     admin: bool
     courses: list[MyCourse]
     queue: list[MyQueuedJob] = Field(description="The caller's queued jobs in no course (research)")
+    storage: StorageUse | None = Field(None, description="The caller's storage against their quota")
+
+
+class UploadInfo(Open):
+    id: str
+    kind: str = Field(description="dataset or source: what it may become")
+    filename: str
+    length: int = Field(description="Upload-Length: the file's bytes")
+    offset: int = Field(description="Bytes received so far")
 
 
 class StudentBudget(Open):

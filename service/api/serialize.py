@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from service.api.context import services
-from service.code.predict import picture_input
 from service.core.orm import Course, Dataset, Job, JobEvent, Model, Source, User
 from service.data.image_folders import IMAGE_FOLDER
+from service.jobs import families
 from service.jobs.lifecycle import QUEUED
 from service.lab.fair_share import queue_order
 
@@ -92,16 +92,9 @@ def model_view(model: Model) -> dict[str, Any]:
         # A model from students' code: the format it is served in and the framework that trained it.
         "format": (model.meta or {}).get("format"),
         "trained_with": (model.meta or {}).get("trained_with"),
-        "picture": _picture(model),
+        "picture": families.picture_input(model),
         "created_at": iso(model.created_at),
     }
-
-
-def _picture(model: Model) -> dict[str, Any] | None:
-    """An ONNX model that takes pictures: the size they are resized to (its page offers an upload)."""
-    if (model.meta or {}).get("format") != "onnx":
-        return None
-    return picture_input(model.input["shape"], model.meta.get("preprocess"))
 
 
 def dataset_view(dataset: Dataset) -> dict[str, Any]:

@@ -14,6 +14,7 @@ FAMILY = register(
         name="classic",
         key="algorithm",
         summary="algorithm (classic ML)",
+        title="Classic machine learning",
         request_model=ClassicSpec,
         run_model=ClassicRun,
         validate=validate_classic,
@@ -23,5 +24,12 @@ FAMILY = register(
         trainer="workers.trainers.classic",
         predictors={"sklearn": SklearnPredictor()},
         search=search.HOOKS,
+        example={
+            "name": "iris-knn",
+            "dataset": "iris",
+            "algorithm": "knn",
+            "params": {"n_neighbors": 5},
+            "evaluation": {"test_size": 0.2, "cv": 5, "seed": 0},
+        },
     )
 )

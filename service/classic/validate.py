@@ -47,7 +47,7 @@ def validate_classic(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
         evaluation=spec.evaluation,
         preprocessing=spec.preprocessing,
     )
-    return ValidatedJob(family="classic", run=run, queue="cpu", name=spec.name)
+    return ValidatedJob(family="classic", run=run, queue="cpu", name=spec.name, tier=spec.tier)
 
 
 def _resolve_task(asked: str | None, supported: tuple[str, ...], data: DatasetView) -> str:

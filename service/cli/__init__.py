@@ -12,7 +12,9 @@ import importlib
 
 import click
 
+from service.cli.datasets import fetch as fetch_dataset
 from service.client.commands import COMMANDS as CLIENT_COMMANDS
+from service.client.dataset_commands import datasets as client_datasets
 
 SERVICE_COMMANDS = {
     "api": "service.cli.processes:api",
@@ -49,3 +51,7 @@ def main() -> None:
 
 for _command in CLIENT_COMMANDS:  # login, submit, jobs, watch, ...: the API's client side
     main.add_command(_command)
+
+# `labtrain datasets fetch` runs on the server (it writes into the data directory); the group
+# is the client's. The command's module imports only click: its work is imported when it runs.
+client_datasets.add_command(fetch_dataset)

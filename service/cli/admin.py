@@ -14,6 +14,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from service.core import uploads
 from service.core.config import Settings
 from service.core.db import one_session
 from service.core.orm import Worker, utcnow
@@ -123,6 +124,11 @@ def prune(older_than: str | None, dry_run: bool, keep_models: bool, actor: str) 
             f"{verb} {len(pruned.removed_datasets)} data sets of {len(pruned.courses)} courses that ended more than "
             f"{settings.course_retention_days} days ago; {marked} {'would be ' if dry_run else ''}marked pruned"
         )
+    if not dry_run:  # resumable uploads nobody added to for LABTRAIN_UPLOAD_EXPIRY_H
+        with _session() as session:
+            swept = uploads.sweep_expired(session, settings)
+        if swept:
+            click.echo(f"removed {swept} unfinished uploads older than {settings.upload_expiry_h:g} hours")
 
 
 def _echo_courses(pruned: retention.PrunePlan, verb: str) -> None:

@@ -18,6 +18,7 @@ from service.core.broker import declare_queues, make_celery
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.migrate import upgrade
+from service.data.fetch import install_subset
 from service.dispatcher import run_forever
 from service.lab.users import create_user, find_user, rotate_token
 
@@ -72,6 +73,7 @@ def up(host: str, port: int, concurrency: int | None) -> None:
     A process that dies is started again; Ctrl-C (or SIGTERM) stops them all."""
     settings = Settings.from_env()
     settings.ensure_dirs()
+    install_subset(settings.data_dir)  # before the API and the worker start: mnist, as its subset
     logs.configure(settings.log_format)
     upgrade(settings.database_url)
     token = _ensure_local_admin(settings)

@@ -109,6 +109,7 @@ def _set_disabled(name: str, disabled: bool) -> None:
 @click.option("--max-run-time-s", type=int, help="seconds a job may run before it fails")
 @click.option("--max-memory-mb", type=int, help="memory a code job may ask for (resources.memory_mb)")
 @click.option("--max-cpus", type=int, help="CPUs a code job may ask for (resources.cpus)")
+@click.option("--storage-quota-mb", type=int, help="MB the user's data sets, sources, jobs and models may take")
 @click.option("--reset", is_flag=True, help="drop this user's overrides: the configured defaults apply")
 @click.option("--by", "actor", default="admin", show_default=True, help="who makes the change (audit log)")
 def users_limits(name: str, reset: bool, actor: str, **values: int | None) -> None:

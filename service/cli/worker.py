@@ -7,6 +7,7 @@ import os
 import click
 
 from service.core.config import Settings
+from service.data.fetch import install_subset
 from workers.celery_app import run_worker
 
 
@@ -19,4 +20,7 @@ def worker(queues: str, concurrency: int | None, name: str | None) -> None:
     queue_list = [q.strip() for q in queues.split(",") if q.strip()]
     if concurrency is None:
         concurrency = 1 if "gpu" in queue_list else os.cpu_count() or 1
-    run_worker(Settings.from_env(), queue_list, concurrency, name)
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    install_subset(settings.data_dir)  # a worker on a host of its own reads mnist from its own data directory
+    run_worker(settings, queue_list, concurrency, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.client.code_commands import artifacts, run
 from service.client.compete_commands import compete
 from service.client.course_commands import courses, me
+from service.client.dataset_commands import datasets
 from service.client.job_commands import cancel, jobs, logs, status, submit, watch
 from service.client.model_commands import download, predict
 from service.client.server_commands import algorithms, login, queue
@@ -25,5 +26,6 @@ COMMANDS = [
     algorithms,
     me,
     courses,
+    datasets,
     compete,
 ]

@@ -14,6 +14,7 @@ import click
 
 from service.client import display
 from service.client.common import connect, emit_json, json_option, note
+from service.client.uploads import Payload, human_size, send
 
 
 @click.group()
@@ -192,6 +193,8 @@ def me(as_json: bool) -> None:
     if not found.get("courses"):
         click.echo("  in no course")
     _queue_lines(found.get("queue") or [], indent="  ")
+    if found.get("storage"):
+        click.echo(f"  storage: {_storage(found['storage'])}")
 
 
 def _queue_lines(queued: list[dict[str, Any]], indent: str = "    ") -> None:
@@ -202,6 +205,13 @@ def _queue_lines(queued: list[dict[str, Any]], indent: str = "    ") -> None:
         elif job.get("estimated_start"):
             where += f", estimated start {job['estimated_start']}"
         click.echo(f"{indent}job {job['id']} {job.get('name') or ''}".rstrip() + f": {where}")
+
+
+def _storage(storage: dict[str, Any]) -> str:
+    """'1.2 GB of 20 GB used (datasets 1 GB, jobs 200 MB)'."""
+    kinds = ", ".join(f"{kind} {human_size(size)}" for kind, size in (storage.get("by_kind") or {}).items() if size)
+    used = f"{human_size(storage['used_bytes'])} of {human_size(storage['quota_bytes'])} used"
+    return f"{used} ({kinds})" if kinds else used
 
 
 def _hours(left: float | None) -> str:
@@ -271,8 +281,8 @@ def publish_dataset(course: str, file: Path, dataset_name: str, target: str | No
     \b
     labtrain courses dataset DL-2026 train.csv --name aicup-train --target label
     """
-    form = {"name": dataset_name, **({"target": target} if target else {})}
-    answer = connect().post(f"/courses/{course}/datasets", files={"file": (file.name, file.read_bytes())}, data=form)
+    fields = {"name": dataset_name, "target": target}
+    answer = send(connect(), Payload.of_file(file), "dataset", f"/courses/{course}/datasets", fields)
     if as_json:
         return emit_json(answer)
     click.echo(answer["id"])

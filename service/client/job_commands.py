@@ -12,7 +12,7 @@ from service.client import display
 from service.client.api import Api
 from service.client.common import connect, emit_json, json_option, note
 from service.client.display import TERMINAL
-from service.client.spec import merge, read_spec_file, spec_from_flags
+from service.client.spec import merge, no_spec_message, read_spec_file, spec_from_flags
 from service.client.watch import follow
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -26,7 +26,7 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 @click.option("--target", help="The target column of an uploaded data set.")
 @click.option("--algorithm", help="Classic algorithm: knn, svm, random_forest, ...")
 @click.option("--param", multiple=True, metavar="NAME=VALUE", help="Algorithm parameter; repeat for more.")
-@click.option("--framework", type=click.Choice(["tensorflow", "pytorch"]), help="Train a network.")
+@click.option("--framework", help="Train a network with this framework (`labtrain algorithms` lists them).")
 @click.option("--network", metavar="PRESET", help="Network preset: mlp, feedforward, lenet.")
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
@@ -57,9 +57,9 @@ def submit(file: str | None, then_watch: bool, as_json: bool, **options: Any) ->
         --space n_neighbors=int:1:30 --space weights=cat:uniform,distance
     """
     spec = merge(read_spec_file(file) if file else {}, spec_from_flags(options))
-    if not spec:  # what else a spec needs, the server says (naming the field)
-        raise click.UsageError("give a job spec FILE, or --dataset with --algorithm or --framework")
     api = connect()
+    if not spec:  # what else a spec needs, the server says (naming the field)
+        raise click.UsageError(no_spec_message(api.get("/algorithms")))
     job = api.post("/jobs", json=spec)
     if as_json and not then_watch:
         return emit_json(job)

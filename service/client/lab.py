@@ -22,6 +22,7 @@ from typing import Any
 
 from service.client.api import Api
 from service.client.config import Login, current_login
+from service.client.uploads import Payload, send
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 # Left out when a folder is uploaded: version control, environments, caches and what jobs write.
@@ -51,13 +52,14 @@ class Lab:
     # -- code ------------------------------------------------------------------------------
     def upload(self, path: str | Path, name: str | None = None) -> dict[str, Any]:
         """A .py file as it is, or a folder as a zip of its files (caches, environments and
-        links left out); returns the source as the API describes it."""
+        links left out); returns the source as the API describes it. A large one goes as a
+        resumable upload (service/client/uploads.py)."""
         path = Path(path)
         if path.is_dir():
-            filename, data = f"{path.resolve().name or 'project'}.zip", zip_folder(path)
+            payload = Payload.of_bytes(f"{path.resolve().name or 'project'}.zip", zip_folder(path))
         else:
-            filename, data = path.name, path.read_bytes()
-        return self.api.post("/sources", files={"file": (filename, data)}, data={"name": name or filename})
+            payload = Payload.of_file(path)
+        return send(self.api, payload, "source", "/sources", {"name": name or payload.filename})
 
     def run(
         self,

@@ -29,6 +29,13 @@ def read_spec_file(path: str) -> dict[str, Any]:
     return spec
 
 
+def no_spec_message(catalog: dict[str, Any]) -> str:
+    """What `labtrain submit` says when given nothing: the kinds of job this server runs, as its
+    catalog lists them (GET /api/v1/algorithms, `families`), each by the spec key that selects it."""
+    kinds = ", ".join(f"{f['key']} ({f['title']})" for f in catalog.get("families", []))
+    return f"give a job spec FILE, or flags; a job spec names one of: {kinds} (`labtrain algorithms` shows each)"
+
+
 def loose_value(text: str) -> Any:
     """5 -> 5, 0.1 -> 0.1, true -> True, null -> None, [1,2] -> list; anything else stays text."""
     try:

@@ -38,6 +38,7 @@ FAMILY = register(
         name="code",
         key="code",
         summary="code (your own script)",
+        title="Your own script or notebook",
         request_model=CodeSpec,
         run_model=CodeRun,
         validate=validate_code,
@@ -51,5 +52,6 @@ FAMILY = register(
         "serve); what it wrote to outputs/ is in its artifacts (GET /api/v1/jobs/<id>/artifacts)",
         predictors={"onnx": OnnxPredictor()},
         search=search.HOOKS,
+        gpu_memory_mb=lambda settings: settings.gpu_memory_code_mb,
     )
 )

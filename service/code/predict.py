@@ -57,6 +57,12 @@ class OnnxPredictor:
             raise SpecError(f"the model could not run on these instances: {exc}", field="instances") from None
         return model_output(np.asarray(outputs), model)
 
+    def picture(self, model: Model) -> dict[str, Any] | None:
+        """An ONNX model that takes pictures: the size they are resized to (its page offers an upload)."""
+        if (model.meta or {}).get("format") != "onnx":
+            return None
+        return picture_input(model.input["shape"], model.meta.get("preprocess"))
+
 
 def model_output(outputs: np.ndarray, model: Model) -> dict[str, Any]:
     if model.task == "classification":

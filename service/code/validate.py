@@ -19,6 +19,7 @@ from service.jobs.context import SubmitContext
 from service.jobs.limits import effective_limits
 from service.jobs.spec import ValidatedJob, parse_spec
 from service.lab import worker_registry
+from service.lab.devices import queue_for
 from service.lab.gpu_requests import gpu_memory_for
 
 RUNNABLE = (".py", ".ipynb")
@@ -34,11 +35,7 @@ def validate_code(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
     _check_parameters(entrypoint, spec.code.parameters, spec.code.args)
     dataset = _dataset(ctx, spec.dataset)
     resources = _resources(ctx, spec)
-    queue = (
-        "gpu"
-        if spec.device == "gpu" or (spec.device == "auto" and worker_registry.gpu_worker_online(ctx.session))
-        else "cpu"
-    )
+    queue = queue_for(ctx.session, spec.device)
     _check_sandbox(ctx, queue)
     run = CodeRun(
         name=spec.name,
@@ -56,6 +53,7 @@ def validate_code(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
         name=spec.name,
         time_limit_s=spec.resources.time_limit_s,  # what it asked: a debug job's default is shorter
         gpu_memory_mb=gpu_memory,
+        tier=spec.tier,
     )
 
 

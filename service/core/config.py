@@ -119,6 +119,14 @@ class Settings:
     max_dataset_images: int = 50_000
     max_dataset_bytes: int = 500 * 1024 * 1024
     max_image_pixels: int = 25_000_000
+    # `labtrain datasets fetch` takes each file from <this URL>/<file name> instead of where its
+    # publisher put it (a lab's own mirror); empty: the published locations.
+    datasets_mirror: str | None = None
+    # What one user's files may take (data sets, sources, job folders, models, uploads under way),
+    # in MB; an admin may override it per user like the other limits (service/jobs/quota.py).
+    storage_quota_mb: int = 20480
+    # A resumable upload nobody added to for this long is removed (service/core/uploads.py).
+    upload_expiry_h: float = 24.0
 
     @property
     def embedded_database(self) -> bool:
@@ -196,6 +204,9 @@ class Settings:
             max_dataset_images=_env_int(environ, "LABTRAIN_MAX_DATASET_IMAGES", 50_000),
             max_dataset_bytes=_env_int(environ, "LABTRAIN_MAX_DATASET_BYTES", 500 * 1024 * 1024),
             max_image_pixels=_env_int(environ, "LABTRAIN_MAX_IMAGE_PIXELS", 25_000_000),
+            datasets_mirror=environ.get("LABTRAIN_DATASETS_MIRROR") or None,
+            storage_quota_mb=_env_int(environ, "LABTRAIN_STORAGE_QUOTA_MB", 20480),
+            upload_expiry_h=_env_float(environ, "LABTRAIN_UPLOAD_EXPIRY_H", 24.0),
         )
 
     def ensure_dirs(self) -> None:

@@ -206,6 +206,27 @@ class Job(Base):
     # Device-seconds (GPU-seconds times gpu_share) held in attempts that went back to the queue
     # (lost worker, preemption): the run of the attempt now going is started_at to now.
     earlier_device_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # The bytes its folder holds (log, checkpoints, artifacts), measured once after it ended
+    # (service/jobs/quota.py) so a storage quota never walks disks per request; null: not yet.
+    storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Upload(Base):
+    """A resumable (tus) upload on its way: its bytes in a part file until it becomes a data set
+    or a source (service/core/uploads.py); gone once used, deleted or expired."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # dataset | source
+    filename: Mapped[str] = mapped_column(String(255))
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)  # Upload-Metadata's other keys (name, target)
+    length: Mapped[int] = mapped_column(BigInteger)  # Upload-Length
+    received: Mapped[int] = mapped_column(BigInteger, default=0)  # the offset: bytes written and synced
+    path: Mapped[str] = mapped_column(Text)  # the part file
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)  # pushed on by each PATCH
 
 
 class JobEvent(Base):

@@ -57,6 +57,22 @@ def model_path(settings: Settings, model_id: str, suffix: str) -> Path:
     return settings.artifact_dir / "models" / f"{model_id}{suffix}"
 
 
+def upload_path(settings: Settings, upload_id: str) -> Path:
+    """A resumable upload's bytes so far (service/core/uploads.py)."""
+    return settings.artifact_dir / "uploads" / f"{upload_id}.part"
+
+
+def folder_bytes(path: Path) -> int:
+    """The bytes of the regular files under `path` (a file: its own size; missing: 0), links not followed."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size
+    return sum(size for _relative, size in regular_files(path)) if stat.S_ISDIR(info.st_mode) else 0
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary name beside `path` to write to; renamed to `path` once the writing succeeded,

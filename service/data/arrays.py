@@ -1,5 +1,6 @@
-"""Array data sets for networks: MNIST (Keras `mnist.npz` layout), scikit-learn's digits,
-and uploaded NPZ files. NPZ files are read with allow_pickle=False: never unpickled."""
+"""Array data sets for networks: the known image sets (MNIST, Fashion-MNIST, CIFAR-10: an NPZ
+each in the data directory, Keras layout; service/data/known.py), scikit-learn's digits, and
+uploaded NPZ files. NPZ files are read with allow_pickle=False: never unpickled."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from service.data.known import KNOWN
 from service.data.tables import DataError
 from service.data.tasks import CLASSIFICATION, REGRESSION
 
-IMAGE_BUILTINS = ("mnist", "digits")
+# Every built-in a network or a code job reads as images: the known sets, once installed, and digits.
+IMAGE_BUILTINS = (*KNOWN, "digits")
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MAX_CLASSES = 1000
 
@@ -35,14 +38,16 @@ class ArrayData:
     features: list[str] | None = None  # column names (tables)
     pixel_max: float | None = None  # raw value of the brightest pixel (images)
     resize: dict[str, Any] | None = None  # an image folder's {"size", "color"}: how predict fits pictures
+    dataset_label: str | None = None  # a built-in served by its subset, as the job's result names it
 
     @property
     def image(self) -> bool:
         return len(self.input_shape) == 3
 
 
-def mnist_path(data_dir: Path) -> Path:
-    return Path(data_dir) / "mnist.npz"
+def builtin_path(name: str, data_dir: Path) -> Path:
+    """Where a known image set is installed: `<data_dir>/<name>.npz`."""
+    return Path(data_dir) / KNOWN[name].filename
 
 
 def read_npz(data: bytes | Path) -> dict[str, np.ndarray]:
@@ -75,6 +80,12 @@ def _cached_npz(path: str, mtime: float) -> dict[str, np.ndarray]:
 def load_npz_file(path: Path) -> dict[str, np.ndarray]:
     """Cached by path and modification time: MNIST is read once per process."""
     return _cached_npz(str(path), path.stat().st_mtime)
+
+
+@lru_cache(maxsize=16)
+def _npz_info(path: str, mtime_ns: int) -> dict[str, Any]:
+    # What the API needs of an installed set, without keeping its arrays (CIFAR-10 is 180 MB).
+    return check_arrays(read_npz(Path(path)))
 
 
 def check_arrays(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -128,16 +139,17 @@ def _pixel_max(x: np.ndarray) -> float:
 
 
 def builtin_array_info(name: str, data_dir: Path) -> dict[str, Any]:
-    if name == "mnist":
-        path = mnist_path(data_dir)
+    if name in KNOWN:
+        path = builtin_path(name, data_dir)
         if not path.exists():
             raise DataError(
-                f"mnist is not installed on this server: put the Keras mnist.npz file at {path} "
-                "(or set LABTRAIN_DATA_DIR to the folder that holds it)",
+                f"{name} is not installed on this server: an admin installs it with `labtrain datasets fetch "
+                f"{name}` (or puts {KNOWN[name].filename} in the Keras layout at {path})",
                 field="dataset",
             )
-        info = check_arrays(load_npz_file(path))
-        info["class_names"] = [str(c) for c in info["classes"]]
+        info = dict(_npz_info(str(path), path.stat().st_mtime_ns))
+        names = KNOWN[name].class_names
+        info["class_names"] = list(names) if len(names) == len(info["classes"]) else [str(c) for c in info["classes"]]
         return info
     return {
         "input_shape": [8, 8, 1],

@@ -29,7 +29,7 @@ from service.jobs.spec import Run, ValidatedJob
 
 BUILTIN = (
     "service.classic.family",
-    "service.nets.family",
+    "service.network.family",
     "service.optimize.family",
     "service.code.family",
     "service.search.family",
@@ -45,6 +45,10 @@ class Predictor(Protocol):
 
     def predict(self, loaded: Any, model: Model, instances: Any, images: list[tuple[str, bytes]] | None) -> dict:
         """Predictions for JSON `instances`, or for uploaded `images` (name, bytes) where the model takes them."""
+
+    def picture(self, model: Model) -> dict[str, Any] | None:
+        """How the model's page offers a picture upload (the size pictures are resized to), or
+        None; optional: a predictor without it offers none."""
 
 
 class Driver(Protocol):
@@ -104,6 +108,10 @@ class Family:
     schemas: tuple[type[BaseModel], ...] = ()  # more models the OpenAPI document shows ...
     schema_patch: Callable[[dict[str, Any], Callable[[type[BaseModel]], dict[str, str]]], None] | None = None
     # ... and how it refines the generated schemas (given them and a function making a model's $ref)
+    example: dict[str, Any] | None = None  # a spec the OpenAPI document shows, which POST /jobs accepts
+    title: str = ""  # what the dashboard calls its jobs ("Neural network"); default: its name
+    # What one of its GPU jobs holds of a GPU when the job says nothing (None: it runs none on a GPU).
+    gpu_memory_mb: Callable[[Settings], int] | None = None
 
 
 _families: dict[str, Family] = {}
@@ -190,3 +198,19 @@ def takes_slot() -> ColumnElement[bool]:
 
 def predictor(framework: str) -> Predictor | None:
     return next((f.predictors[framework] for f in all_families() if framework in f.predictors), None)
+
+
+def picture_input(model: Model) -> dict[str, Any] | None:
+    """What its predictor says of the pictures a model takes (None: none, or no predictor says)."""
+    found = getattr(predictor(model.framework), "picture", None)
+    return found(model) if found is not None else None
+
+
+def default_gpu_memory_mb(family: str, settings: Settings) -> int:
+    """What a GPU job of `family` holds when it says nothing (a job queued before GPUs were
+    shared): its family's default, else the largest any family has."""
+    _load()
+    record = _families.get(family)
+    if record is not None and record.gpu_memory_mb is not None:
+        return record.gpu_memory_mb(settings)
+    return max((f.gpu_memory_mb(settings) for f in all_families() if f.gpu_memory_mb is not None), default=0)

@@ -12,7 +12,15 @@ from service.core.errors import ServiceError
 from service.core.orm import AuditEntry, Job, User
 from service.jobs.lifecycle import QUEUED, RUNNING, add_event
 
-LIMIT_NAMES = ("max_running_cpu", "max_running_gpu", "max_queued", "max_run_time_s", "max_memory_mb", "max_cpus")
+LIMIT_NAMES = (
+    "max_running_cpu",
+    "max_running_gpu",
+    "max_queued",
+    "max_run_time_s",
+    "max_memory_mb",
+    "max_cpus",
+    "storage_quota_mb",  # what the user's files may take (service/jobs/quota.py)
+)
 
 
 class LimitReached(ServiceError):

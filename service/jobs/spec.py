@@ -61,6 +61,7 @@ class ValidatedJob:
     name: str | None
     time_limit_s: int | None = None  # where the spec asks for less run time than the user's limit
     gpu_memory_mb: int | None = None  # what a GPU job holds of its GPU (service/lab/gpu_requests.py)
+    tier: str = BATCH  # as the spec asks: debug or batch (service/jobs/tiers.py)
 
     @property
     def spec(self) -> dict[str, Any]:

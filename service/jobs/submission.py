@@ -36,7 +36,7 @@ def submit(
     if trial_of is None:
         check_can_queue(ctx.session, ctx.settings, ctx.user)
     limit = effective_limits(ctx.settings, ctx.user)["max_run_time_s"]
-    tier = tiers.tier_of(payload)
+    tier = validated.tier
     job = lifecycle.create_job(
         ctx.session,
         ctx.user,

@@ -7,7 +7,7 @@ LABTRAIN_PREEMPT_AFTER_S asks a running batch job to yield (service/lab/preempti
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from service.core.config import Settings
 from service.core.errors import SpecError
@@ -26,11 +26,6 @@ TIER_HELP = (
 def rank(tier: str) -> int:
     """Where a tier's jobs go in the queue: lower first (an unknown tier as batch)."""
     return RANK.get(tier, RANK[BATCH])
-
-
-def tier_of(payload: Any) -> str:
-    """The tier of a payload its family validated."""
-    return (payload.get("tier") or BATCH) if isinstance(payload, dict) else BATCH
 
 
 def time_limit(tier: str, asked: int | None, limit: int, settings: Settings) -> int:

@@ -46,7 +46,7 @@ class Gpu:
 
 def need_mb(job: Job, settings: Settings) -> int:
     """What a GPU job needs of a GPU (a job queued before GPUs were shared asked for nothing)."""
-    return job.gpu_memory_mb or settings.gpu_memory_network_mb
+    return job.gpu_memory_mb or families.default_gpu_memory_mb(job.family, settings)
 
 
 def gpus(session: Session, workers: list[Worker]) -> dict[str, Gpu]:

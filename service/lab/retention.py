@@ -193,6 +193,8 @@ def record(session: Session, pruned: PrunePlan, actor: str) -> None:
         session.execute(delete(Model).where(Model.id.in_(removed_ids)))
     model_jobs = {m.job_id for m in removed}
     pruned_jobs = sorted({path.name for path, _size in pruned.directories} | model_jobs)
+    # Their folders are going: measured again (to what is left) when a storage quota next counts.
+    session.execute(update(Job).where(Job.id.in_(pruned_jobs)).values(storage_bytes=None))
     for job_id in pruned_jobs:
         add_event(
             session,

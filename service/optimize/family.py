@@ -11,6 +11,7 @@ FAMILY = register(
         name="optimize",
         key="optimize",
         summary="optimize",
+        title="Optimisation",
         request_model=OptimizeSpec,
         run_model=OptimizeRun,
         validate=validate_optimize,
@@ -20,5 +21,8 @@ FAMILY = register(
         trainer="workers.trainers.optimize",
         makes_model=False,
         no_model="an optimisation job: its result holds the best point it found, and it makes no model",
+        example={
+            "optimize": {"strategy": "pso", "function": "rastrigin", "dimensions": 10, "evaluations": 5000, "seed": 1}
+        },
     )
 )

@@ -42,9 +42,8 @@ def validate_optimize(payload: dict[str, Any], ctx: SubmitContext | None = None)
         )
     common = {"strategy": o.strategy, "function": o.function, "evaluations": o.evaluations, "seed": o.seed}
     problem = TspProblem(**common, **_tsp(o)) if o.function == TSP else ContinuousProblem(**common, **_continuous(o))
-    return ValidatedJob(
-        family="optimize", run=OptimizeRun(name=spec.name, optimize=problem), queue="cpu", name=spec.name
-    )
+    run = OptimizeRun(name=spec.name, optimize=problem)
+    return ValidatedJob(family="optimize", run=run, queue="cpu", name=spec.name, tier=spec.tier)
 
 
 def _continuous(o: OptimizeDef) -> dict[str, Any]:

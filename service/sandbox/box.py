@@ -39,6 +39,7 @@ from typing import Any
 
 from service.sandbox import seccomp
 from service.sandbox.cgroups import Hierarchy, JobCgroup, Limits
+from service.sandbox.environment import python_environment
 
 SANDBOX_UID = 65534  # nobody: used when the worker is root
 JOB_ROOT = "/job"
@@ -91,9 +92,14 @@ class SandboxSpec:
 
 
 def python_mounts() -> list[Mount]:
-    """The Python this worker runs (its installation and its virtual environment), read-only."""
-    prefixes = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
-    return [Mount(prefix, str(prefix)) for prefix in sorted(prefixes) if not str(prefix).startswith("/usr")]
+    """The Python this worker runs (its installation and its virtual environment), read-only,
+    at the paths PATH and `interpreter()` name them by."""
+    return [Mount(folder, str(folder)) for folder in python_environment().folders]
+
+
+def interpreter() -> str:
+    """The worker's Python as a program in the sandbox reaches it."""
+    return str(python_environment().interpreter)
 
 
 def labtrain_job_folder() -> Path:
@@ -163,7 +169,7 @@ def bwrap_command(spec: SandboxSpec, events_fd: int, as_root: bool) -> list[str]
 def base_env(spec: SandboxSpec) -> dict[str, str]:
     threads = str(max(1, int(spec.limits.cpus)))
     return {
-        "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{python_environment().bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": f"{JOB_ROOT}/home",
         "TMPDIR": "/tmp",
         "LANG": "C.UTF-8",

@@ -12,6 +12,7 @@ FAMILY = register(
         name=SEARCH,
         key="search",
         summary="search",
+        title="Hyperparameter search",
         request_model=SearchDef,
         run_model=SearchRun,
         validate=validate_search,
@@ -21,5 +22,20 @@ FAMILY = register(
         takes_slot=False,  # its trials are jobs of their own, and they hold the slots
         wraps=True,
         driver=SearchDriver,
+        example={
+            "dataset": "wine",
+            "algorithm": "svm",
+            "params": {"kernel": "rbf"},
+            "search": {
+                "strategy": "tpe",
+                "trials": 20,
+                "metric": "accuracy",
+                "parallel": 2,
+                "space": {
+                    "C": {"type": "float", "low": 0.01, "high": 100, "log": True},
+                    "kernel": {"type": "categorical", "choices": ["linear", "rbf"]},
+                },
+            },
+        },
     )
 )

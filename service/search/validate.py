@@ -68,7 +68,7 @@ def validate_search(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob
         base=base_payload,
     )
     run = SearchRun.model_validate({**base.spec, "search": plan.model_dump(mode="json"), "trial_family": base.family})
-    return ValidatedJob(family="search", run=run, queue=base.queue, name=base.name)
+    return ValidatedJob(family="search", run=run, queue=base.queue, name=base.name, tier=base.tier)
 
 
 def strategy_params(strategy: str, params: dict[str, Any]) -> dict[str, Any]:

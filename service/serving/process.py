@@ -15,7 +15,6 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,7 +28,7 @@ import service
 from service.core.config import Settings
 from service.core.errors import ServiceError
 from service.sandbox import cgroups, probe
-from service.sandbox.box import SANDBOX_UID, Mount, SandboxSpec, base_env, bwrap_command, start_process
+from service.sandbox.box import SANDBOX_UID, Mount, SandboxSpec, base_env, bwrap_command, interpreter, start_process
 from service.sandbox.cgroups import CgroupError, Hierarchy, JobCgroup, Limits
 from service.serving import frames
 
@@ -145,7 +144,7 @@ class ModelProcess:
         return SandboxSpec(
             name=f"model-{uuid.uuid4().hex[:12]}",
             workdir=self._workdir,
-            argv=[sys.executable, "-m", "service.serving.child"],
+            argv=[interpreter(), "-m", "service.serving.child"],
             cwd="/job",
             env={"PYTHONPATH": str(Path(SERVICE_DIR).parent), "PYTHONDONTWRITEBYTECODE": "1"},
             limits=Limits(self.limits.memory_mb * MB, MAX_PROCESSES, self.limits.cpus),

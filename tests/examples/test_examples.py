@@ -22,10 +22,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from tests.service.code.test_code_jobs import Lab
 from tests.support.digit_images import encode as encode_digit
 from tests.support.digit_images import load_mnist_8k, picture
-from tests.support.processes import deployment_env, serving
+from tests.support.labs import CodeLab as Lab
+from tests.support.labs import LabSetup
 from tests.support.shape_images import SHAPES, shape_image
 from tests.support.shape_images import encode as encode_shape
 
@@ -81,17 +81,11 @@ def test_every_example_has_a_case():
     assert sorted(CASES) == sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*") if p.suffix in (".py", ".ipynb"))
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, make_pg_database, make_redis_url):
-    home = tmp_path_factory.mktemp("examples-lab")
-    env = deployment_env(
-        home,
-        LABTRAIN_DATABASE_URL=make_pg_database(),
-        LABTRAIN_BROKER_URL=make_redis_url(),
-        LABTRAIN_CODE_MEMORY_MB="3000",
-    )
-    with serving(env, home, "student", ["--queues", "cpu", "--concurrency", "2", "--name", "w1"], kind=Lab) as lab:
-        yield lab
+LAB = LabSetup(
+    "examples-lab",
+    workers=(["--queues", "cpu", "--concurrency", "2", "--name", "w1"],),
+    env={"LABTRAIN_CODE_MEMORY_MB": "3000"},
+)
 
 
 @pytest.fixture(scope="module")

@@ -201,7 +201,7 @@ def test_a_message_the_broker_lost_is_sent_again(db, dispatcher, lab, settings):
 
 
 def test_queued_limit_is_a_429_naming_it(client, alice, settings):
-    from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
+    from tests.support.api import IRIS_KNN, assert_error
 
     for _ in range(settings.max_queued):
         assert client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice).status_code == 201

@@ -1,7 +1,7 @@
 """Real MNIST digits drawn as image files, for tests of image uploads.
 
-The digits come from mnist-8k (6000 training and 2000 test digits of MNIST) in the shared
-data folder next to the repository.
+The digits come from mnist-8k (6000 training and 2000 test digits of MNIST), the subset that
+ships in the package (service/data/files, with its licence).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# The shared data folder beside the repository (as CI lays it out), unless told otherwise.
+# The packaged subset, unless LABTRAIN_TEST_MNIST points elsewhere.
 MNIST_8K = Path(
-    os.environ.get("LABTRAIN_TEST_MNIST") or Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist-8k.npz"
+    os.environ.get("LABTRAIN_TEST_MNIST")
+    or Path(__file__).resolve().parents[2] / "service" / "data" / "files" / "mnist-8k.npz"
 )
 
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 import torch
 
 from workers import gpu_share
-from workers.trainers.base import Cancelled, JobFailed
+from workers.trainers.base import Allotment, Cancelled, JobFailed
 
 pytestmark = pytest.mark.fast
 
@@ -95,12 +95,10 @@ def test_the_keras_trainer_sets_the_limit_instead_of_memory_growth(tf_gpus, monk
 
     grown = []
     monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda gpu, on: grown.append(gpu))
-    monkeypatch.setattr(keras_trainer, "_train_keras", lambda run, data, report: "trained")
-    report = types.SimpleNamespace(gpu_memory_mb=2500)
-    assert keras_trainer.train_keras(None, None, report) == "trained"
+    monkeypatch.setattr(keras_trainer, "_train_keras", lambda run, data, report, allotted: "trained")
+    assert keras_trainer.train_keras(None, None, None, Allotment(gpu_memory_mb=2500)) == "trained"
     assert [(d, c[0].memory_limit) for d, c in tf_gpus] == [("GPU:0", 2500)] and grown == []
-    report.gpu_memory_mb = None  # the whole card: memory growth, as before
-    keras_trainer.train_keras(None, None, report)
+    keras_trainer.train_keras(None, None, None, Allotment())  # the whole card: memory growth, as before
     assert grown == ["GPU:0", "GPU:1"]
 
 
@@ -108,8 +106,8 @@ def test_the_torch_trainer_holds_a_cuda_job_to_its_share(cuda, monkeypatch):
     from workers.trainers.network import torch_trainer
 
     seen = []
-    monkeypatch.setattr(torch_trainer, "_train_torch", lambda run, data, report, device: seen.append(device))
-    torch_trainer.train_torch(types.SimpleNamespace(device="gpu"), None, types.SimpleNamespace(gpu_memory_mb=1024))
+    monkeypatch.setattr(torch_trainer, "_train_torch", lambda run, data, report, allotted, device: seen.append(device))
+    torch_trainer.train_torch(types.SimpleNamespace(device="gpu"), None, None, Allotment(gpu_memory_mb=1024))
     assert cuda == [(pytest.approx(1024 / H200_MB), 0)] and seen[0].type == "cuda"
 
 

@@ -15,6 +15,9 @@ from service.jobs import lifecycle
 from service.lab.users import create_user
 from workers import reporter as reporter_module
 from workers.reporter import DbReporter
+from workers.runner import allotment
+from workers.trainers import base
+from workers.trainers.base import Allotment
 
 pytestmark = pytest.mark.fast
 
@@ -50,7 +53,7 @@ def events_of(db, job_id):
 
 
 def make_reporter(db, job_id):
-    return DbReporter(db, job_id, logging.getLogger("test-job"), None, NoWatch())
+    return DbReporter(db, job_id, logging.getLogger("test-job"), NoWatch())
 
 
 def test_log_lines_wait_and_go_together_before_the_next_other_event(db, job_id, commits, monkeypatch):
@@ -75,7 +78,7 @@ def test_log_lines_wait_and_go_together_before_the_next_other_event(db, job_id, 
         assert job.progress["fraction"] == pytest.approx(5 / 6) and job.event_seq == 8
 
 
-def test_what_waits_is_written_on_time_while_the_job_is_quiet(db, job_id, monkeypatch):
+def test_what_waits_is_written_on_time_while_the_job_is_quiet(db, job_id, tmp_path, monkeypatch):
     monkeypatch.setattr(reporter_module, "WRITE_EVERY_S", 0.05)
     report = make_reporter(db, job_id)
     report.event("log", {"message": "cell 1/3: import torch"})
@@ -84,7 +87,7 @@ def test_what_waits_is_written_on_time_while_the_job_is_quiet(db, job_id, monkey
         "cell 1/3: import torch"
     ]
     time.sleep(0.06)
-    report.stop_requested()  # asked after each batch, or by a code job's supervisor
+    allotment(report, tmp_path, 0.0, None).stop_requested()  # asked after each batch, or by a code job's supervisor
     assert [data.get("message") for _, kind, data in events_of(db, job_id) if kind == "log"] == [
         "cell 1/3: import torch",
         "cell 2/3: train()",
@@ -108,23 +111,23 @@ def test_the_outcome_carries_what_still_waits(db, job_id, monkeypatch):
         assert session.get(Job, job_id).progress == {"fraction": 1.0}
 
 
-def test_checkpoints_are_due_at_the_last_epoch_and_at_most_every_interval(db, job_id, tmp_path, monkeypatch):
+def test_checkpoints_are_due_at_the_last_epoch_and_at_most_every_interval(tmp_path, monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr(reporter_module.time, "monotonic", lambda: clock[0])
-    report = DbReporter(db, job_id, logging.getLogger("test-job"), tmp_path, NoWatch(), checkpoint_every_s=30.0)
+    monkeypatch.setattr(base.time, "monotonic", lambda: clock[0])
+    allotted = Allotment(checkpoint_dir=tmp_path, checkpoint_every_s=30.0)
     due = []
     for seconds, last in [(10, False), (10, False), (15, False), (10, False), (1, True)]:
         clock[0] += seconds
-        due.append(report.checkpoint_due(last=last))
+        due.append(allotted.checkpoint_due(last=last))
     assert due == [False, False, True, False, True]  # 35 s after the start, then the last epoch
-    assert DbReporter(db, job_id, logging.getLogger("test-job"), None, NoWatch()).checkpoint_due(last=True) is False
+    assert Allotment().checkpoint_due(last=True) is False  # a job that keeps no checkpoints
 
 
 def test_a_job_asked_to_yield_checkpoints_at_the_next_epoch_end_and_then_stops(db, job_id, tmp_path):
     watch = NoWatch()
-    report = DbReporter(db, job_id, logging.getLogger("test-job"), tmp_path, watch, checkpoint_every_s=3600.0)
-    assert report.checkpoint_due(last=False) is False and report.stop_requested() is False
+    allotted = allotment(DbReporter(db, job_id, logging.getLogger("test-job"), watch), tmp_path, 3600.0, None)
+    assert allotted.checkpoint_due(last=False) is False and allotted.stop_requested() is False
     watch.preempting = True
-    assert report.preempt_requested() and report.stop_requested() is False  # not before its checkpoint
-    assert report.checkpoint_due(last=False) is True  # this epoch's end, however recent the last one
-    assert report.stop_requested() is True and report.yielded
+    assert allotted.preempt_requested() and allotted.stop_requested() is False  # not before its checkpoint
+    assert allotted.checkpoint_due(last=False) is True  # this epoch's end, however recent the last one
+    assert allotted.stop_requested() is True and allotted.yielded

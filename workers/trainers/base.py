@@ -2,13 +2,15 @@
 
 A trainer is a module of workers/trainers with two functions, named by its job family's
 registry record: `load_data(run, source)` reads the data set the run names, and
-`train(run, data, report)` returns a TrainedModel (or a JobResult where the job
-makes no model). `run` is the family's typed run model. Trainers import neither the
-database nor Celery, so each can be tested on tiny data with no services.
+`train(run, data, report, allotted)` returns a TrainedModel (or a JobResult where the job
+makes no model). `run` is the family's typed run model, `report` where its events and
+progress go, `allotted` what this attempt runs with (its Allotment). Trainers import neither
+the database nor Celery, so each can be tested on tiny data with no services.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,17 +42,7 @@ class JobFailed(Exception):
 class Reporter(Protocol):
     """Receives a trainer's events and progress. Both calls raise Cancelled once the job is cancelled."""
 
-    # Where a trainer keeps per-epoch checkpoints (None: it keeps none).
-    checkpoint_dir: Path | None
-    # The GPU memory this job may use, in MB, on a GPU shared with other jobs (None: no GPU or
-    # the whole of it). Trainers hold their framework to it (workers/gpu_share.py).
-    gpu_memory_mb: int | None
-
     def event(self, type_: str, data: dict[str, Any]) -> None: ...
-
-    def checkpoint_due(self, last: bool) -> bool:
-        """Asked at each epoch's end: whether to write a checkpoint now (`last`: the final epoch)."""
-        ...
 
     def progress(self, **fields: Any) -> None: ...
 
@@ -58,15 +50,50 @@ class Reporter(Protocol):
         """A line the job's program printed (stdout or stderr): into the job's log, no event."""
         ...
 
+
+def _never() -> bool:
+    return False
+
+
+@dataclass
+class Allotment:
+    """What one attempt of a job runs with, apart from where its reports go: the folder its
+    checkpoints are kept in, its share of a GPU, and the checks a trainer makes to know whether
+    it must stop or yield its slot."""
+
+    checkpoint_dir: Path | None = None  # kept across attempts (None: the job keeps no checkpoints)
+    # The GPU memory this job may use, in MB, on a GPU shared with other jobs (None: no GPU or
+    # the whole of it). Trainers hold their framework to it (workers/gpu_share.py).
+    gpu_memory_mb: int | None = None
+    checkpoint_every_s: float = 0.0  # at most this often, but for the last epoch's and a yield's
+    stop: Callable[[], bool] = _never  # the job must stop now (cancelled, out of time, worker stopping)
+    preempt: Callable[[], bool] = _never  # the job was asked to yield its slot (a higher tier waits)
+    yielded: bool = False  # a checkpoint was written after a yield was asked: stop now
+    _checkpoint_at: float = field(default_factory=lambda: time.monotonic())
+
     def stop_requested(self) -> bool:
         """Cheap enough to ask after every batch: whether the job should stop now."""
-        ...
+        return self.stop() or self.yielded
 
     def preempt_requested(self) -> bool:
         """Whether the job was asked to yield its slot: checkpoint at the next epoch boundary and
         stop (network trainers do this through checkpoint_due and stop_requested; a code job's
         trainer signals the script, which sees `labtrain_job.preempted()`), then raise Preempted."""
-        ...
+        return self.preempt()
+
+    def checkpoint_due(self, last: bool) -> bool:
+        """Asked at each epoch's end (`last`: the final epoch): the final epoch's checkpoint, and
+        others at most every checkpoint_every_s (a save costs a short epoch a few percent, and a
+        lost worker costs at most that much training); at once when the job must yield."""
+        if self.checkpoint_dir is None:
+            return False
+        if self.preempt_requested():
+            self.yielded = True  # this epoch's checkpoint is the one the next attempt resumes from
+            return True
+        if last or time.monotonic() - self._checkpoint_at >= self.checkpoint_every_s:
+            self._checkpoint_at = time.monotonic()
+            return True
+        return False
 
 
 @dataclass

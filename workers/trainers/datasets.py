@@ -10,9 +10,11 @@ from typing import Any, Protocol
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from service.data.arrays import ArrayData, check_arrays, load_npz_file, mnist_path, with_channel
+from service.data.arrays import ArrayData, builtin_path, check_arrays, load_npz_file, with_channel
+from service.data.fetch import state
 from service.data.image_folders import IMAGE_FOLDER, read_image_folder
 from service.data.images import ImageError
+from service.data.known import KNOWN
 from service.data.tables import BUILTINS, Table, load_builtin, read_csv_file, table_from_frame
 from service.data.tasks import CLASSIFICATION
 from workers.trainers.base import JobFailed
@@ -58,9 +60,14 @@ def load_arrays(
 ) -> ArrayData:
     """The arrays a network job trains on: (x_train, y_train, x_test, y_test), labels as class
     indices; an image folder's pictures resized as `image` says ({"size", "color"})."""
-    if dataset == "mnist":
-        arrays = load_npz_file(mnist_path(data_dir))
-        return _from_arrays(arrays, check_arrays(arrays), input_shape, evaluation)
+    if isinstance(dataset, str) and dataset in KNOWN:  # mnist, fashion_mnist, cifar10: installed NPZ files
+        known = KNOWN[dataset]
+        arrays = load_npz_file(builtin_path(dataset, data_dir))
+        info = {**check_arrays(arrays), "class_names": list(known.class_names) or None}
+        data = _from_arrays(arrays, info, input_shape, evaluation)
+        installed = state(known, data_dir)
+        data.dataset_label = installed.label(known) if installed.subset else None
+        return data
     if dataset == "digits":
         import sklearn.datasets
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
-from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
+from tests.support.api import IRIS_KNN, assert_error
 
 pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
 

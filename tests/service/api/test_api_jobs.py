@@ -7,31 +7,10 @@ import json
 import pytest
 
 from service.core import storage
+from tests.support.api import IRIS_KNN, assert_error
 from tests.support.broker import waiting_messages
 
 pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
-
-IRIS_KNN = {
-    "name": "iris-knn",
-    "dataset": "iris",
-    "algorithm": "knn",
-    "params": {"n_neighbors": 5},
-    "evaluation": {"test_size": 0.2, "cv": 5, "seed": 0},
-}
-
-
-def assert_error(response, status, field=None, code=None):
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    if field is not None:
-        assert error["details"].get("field") == field, error
-    if code is not None:
-        assert error["code"] == code, error
-    return error
 
 
 def test_submit_stores_a_queued_job_and_leaves_sending_to_the_dispatcher(client, alice, settings):

@@ -8,6 +8,7 @@ every role gets); a route added to the API without a probe fails `test_every_rou
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from sqlalchemy import func, select, update
 from service.core import storage
 from service.core.orm import CompetitionSubmission, Dataset, Job, JobEvent, Model, User, new_id
 from tests.service.api.test_api_datasets_models import submit_and_run, upload
-from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
+from tests.support.api import IRIS_KNN, assert_error
 from tests.support.digit_images import render
 
 pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
@@ -149,6 +150,9 @@ OTHER_ROUTES = [
     # (a token of its own when LABTRAIN_METRICS_TOKEN is set: tests/service/api/test_monitoring.py).
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    # What the server speaks, and a new upload of one's own: UPLOAD_PROBES below take it on.
+    ("OPTIONS", "/api/v1/uploads"),
+    ("POST", "/api/v1/uploads"),
 ]
 
 
@@ -189,7 +193,7 @@ def world(client, alice, run_queued, settings):
 
 
 def comparable(response, object_id: str) -> tuple[int, str, dict]:
-    body = response.get_json()
+    body = response.get_json(silent=True)  # a HEAD answer has no body
     if body and "error" in body:
         body["error"]["message"] = body["error"]["message"].replace(object_id, "<id>")
     return response.status_code, response.mimetype, body
@@ -271,6 +275,7 @@ def test_every_route_is_probed(app):
     competition_ids = {"course": "DL", "id": "x", "sid": "y", "test": "z"}
     probed |= {adapter.match(p.path.format(**competition_ids), method=p.method)[0] for p in COMPETITION_PROBES}
     probed |= {adapter.match(path.split("?")[0], method="GET")[0] for path in LISTINGS}
+    probed |= {adapter.match(p.path, method=p.method)[0] for p in UPLOAD_PROBES}
     probed |= {adapter.match(path, method=method)[0] for method, path in OTHER_ROUTES}
     routes = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
     assert routes - probed == set(), "add a probe for each new route to PROBES (or LISTINGS, OTHER_ROUTES)"
@@ -326,6 +331,30 @@ def test_a_disabled_user_gets_401_everywhere(client, make_user, world, run_queue
 def test_healthz_needs_no_token(client, headers):
     response = client.get("/healthz", headers=headers)
     assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+# A resumable upload (tus) is its owner's (and an admin's), like a data set: for anyone else it is
+# an unknown id. In order: the last one deletes it for those who may.
+TUS = {"Tus-Resumable": "1.0.0"}
+UPLOAD_PROBES = [
+    Probe("upload offset", "upload", "HEAD", "/api/v1/uploads/{id}", headers=TUS),
+    Probe(
+        "upload bytes",
+        "upload",
+        "PATCH",
+        "/api/v1/uploads/{id}",
+        headers={**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+        owner_status=204,
+    ),
+    Probe("delete upload", "upload", "DELETE", "/api/v1/uploads/{id}", headers=TUS, owner_status=204),
+]
+
+
+def _new_upload(client, headers) -> str:
+    meta = "filename " + base64.b64encode(b"data.csv").decode()
+    answer = client.post("/api/v1/uploads", headers={**headers, **TUS, "Upload-Length": "10", "Upload-Metadata": meta})
+    assert answer.status_code == 201, answer.get_json()
+    return answer.get_json()["id"]
 
 
 # The roles a course world has: who each is, and whether they see alice's course jobs as she does.
@@ -390,6 +419,10 @@ COURSE_PROBES = [
         _by_role(201, 403, 403, 403, 403),
     ),
     CourseProbe("list courses", "GET", "/api/v1/courses", None, _by_role(200, 200, 200, 200, 200)),
+    # Installing a built-in data set is an admin's (a name it fetches: tests/service/data/test_fetch_api.py).
+    CourseProbe(
+        "fetch a data set", "POST", "/api/v1/datasets/builtin/nosuch/fetch", None, _by_role(404, 403, 403, 403, 403)
+    ),
     CourseProbe("me", "GET", "/api/v1/me", None, _by_role(200, 200, 200, 200, 200)),
     CourseProbe("get a course", "GET", "/api/v1/courses/{course}", None, MEMBER_ONLY),
     CourseProbe("change a course", "PATCH", "/api/v1/courses/{course}", {"share": 2}, INSTRUCTOR_ONLY),
@@ -589,4 +622,21 @@ def test_each_role_gets_what_the_competition_routes_allow(client, make_user, db,
         return probe.send(client, headers[role], unknown), ids[key], unknown[key]
 
     wrong = wrong_answers(COMPETITION_PROBES, role, lambda probe: probe.send(client, headers[role], ids), ask_unknown)
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_each_role_reaches_an_upload_as_the_rules_say(client, make_user, role):
+    headers = build_courses(client, make_user)
+    upload_id = _new_upload(client, headers["owner"])
+    wrong = []
+    for probe in UPLOAD_PROBES:
+        answer = probe.send(client, headers[role], upload_id)
+        expected = probe.owner_status if role in SEES_OWN_DATA else 404
+        if answer.status_code != expected:
+            wrong.append(f"{probe.name}: {answer.status_code}, expected {expected}")
+        elif expected == 404:
+            unknown_id = new_id()
+            if comparable(answer, upload_id) != comparable(probe.send(client, headers[role], unknown_id), unknown_id):
+                wrong.append(f"{probe.name}: {answer.get_data(as_text=True)[:200]} vs an unknown id's")
     assert not wrong, "\n".join(wrong)

@@ -17,7 +17,7 @@ from service.api import event_feeds
 from service.core.orm import Job
 from service.jobs import lifecycle
 from tests.service.api.test_api_datasets_models import submit_and_run
-from tests.service.api.test_api_jobs import IRIS_KNN
+from tests.support.api import IRIS_KNN
 
 pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.service.api.test_api_datasets_models import submit_and_run
-from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
+from tests.support.api import IRIS_KNN, assert_error
 
 pytestmark = pytest.mark.fast
 

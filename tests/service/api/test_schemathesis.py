@@ -29,6 +29,9 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.service.api.test_authorization import build_world
 
+# A tus PATCH carries its chunk as application/offset+octet-stream: raw bytes, as octet-stream.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -24,7 +24,7 @@ from service.core.orm import Job
 from service.jobs import lifecycle
 from service.lab import worker_registry
 from tests.conftest import free_port
-from tests.service.api.test_api_jobs import IRIS_KNN
+from tests.support.api import IRIS_KNN
 from tests.support.processes import ServiceProcess, deployment_env, run_cli, wait_until_healthy
 
 log = logging.getLogger(__name__)

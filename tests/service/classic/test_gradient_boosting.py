@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from tests.service.api.test_api_jobs import assert_error
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.fast
 

@@ -104,6 +104,14 @@ def wait_running(env: dict[str, str], job_id: str, timeout: float = 60) -> None:
 # -- login and errors ------------------------------------------------------------------------
 
 
+def test_submit_with_nothing_names_the_kinds_of_job_the_server_runs(alice):
+    result = labtrain(["submit"], alice)
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())  # click wraps the line
+    for kind in ("algorithm (Classic machine learning)", "framework (Neural network)", "code (Your own script"):
+        assert kind in message, message
+
+
 def test_login_stores_a_private_config_that_later_commands_use(stack, alice):
     config = Path(alice["XDG_CONFIG_HOME"]) / "labtrain" / "config.json"
     assert config.stat().st_mode & 0o777 == 0o600

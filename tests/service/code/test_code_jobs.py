@@ -12,57 +12,26 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from service.core.db import Database
 from service.core.orm import Job
-from tests.service.sandbox.test_escapes import host_processes_with
-from tests.support.processes import Deployment, ServiceProcess, deployment_env, serving
+from tests.support.labs import SCRIPTS, LabSetup, host_processes_with
+from tests.support.processes import ServiceProcess
 
-SCRIPTS = Path(__file__).with_name("scripts")
 FAST_RECOVERY = {"LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S": "3", "LABTRAIN_RESEND_AFTER_S": "3"}
 
 
-class Lab(Deployment):
-    """A deployment running code jobs, with what their tests ask of it."""
-
-    def source(self, script: str) -> str:
-        created = self.client.post("/api/v1/sources", files={"file": (script, (SCRIPTS / script).read_bytes())})
-        assert created.status_code == 201, created.text
-        return created.json()["id"]
-
-    def submit(self, spec: dict) -> str:
-        created = self.client.post("/api/v1/jobs", json=spec)
-        assert created.status_code == 201, created.text
-        return created.json()["id"]
-
-    def events(self, job_id: str) -> list[dict]:
-        return self.client.get(f"/api/v1/jobs/{job_id}/events").json()["items"]
-
-    def epochs(self, job_id: str) -> list[dict]:
-        return [e["data"] for e in self.events(job_id) if e["type"] == "epoch"]
-
-    def log(self, job_id: str) -> str:
-        return self.client.get(f"/api/v1/jobs/{job_id}/log").text
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, make_pg_database, make_redis_url):
-    home = tmp_path_factory.mktemp("code-lab")
-    env = deployment_env(
-        home,
-        LABTRAIN_DATABASE_URL=make_pg_database(),
-        LABTRAIN_BROKER_URL=make_redis_url(),
-        LABTRAIN_CODE_MEMORY_MB="3000",
-        **FAST_RECOVERY,
-    )
-    workers = (["--queues", "cpu", "--concurrency", "1", "--name", "w1"],)
-    more = (["--queues", "cpu", "--concurrency", "1", "--name", "w2"],)
-    with serving(env, home, "student", *workers, more_workers=more, kind=Lab) as lab:
-        yield lab
+LAB = LabSetup(
+    "code-lab",
+    workers=(
+        ["--queues", "cpu", "--concurrency", "1", "--name", "w1"],
+        ["--queues", "cpu", "--concurrency", "1", "--name", "w2"],
+    ),
+    env={"LABTRAIN_CODE_MEMORY_MB": "3000", **FAST_RECOVERY},
+)
 
 
 def printed_epochs(log: str) -> list[dict]:
@@ -129,6 +98,22 @@ def test_the_keras_quickstart_reports_each_epoch_through_its_callback(lab):
     assert [a["path"] for a in lab.client.get(f"/api/v1/jobs/{job_id}/artifacts").json()["items"]] == [
         "quickstart.keras"
     ]
+
+
+def test_what_a_script_writes_to_outputs_is_listed_and_served_as_artifacts(lab):
+    script = (
+        b"import os, pathlib, labtrain_job\n"
+        b"pathlib.Path('outputs/report.txt').write_text('written as tutorials do')\n"
+        b"(labtrain_job.outputs_dir() / 'helper.txt').write_text('written by the helper')\n"
+        b"os.symlink('/etc/hostname', 'outputs/host_file')  # a link out: left behind\n"
+    )
+    job = lab.client.wait_for(lab.submit({"code": {"source": lab.upload("outputs.py", script)}}), timeout=240)
+    assert job["status"] == "succeeded", (job["error"], lab.log(job["id"])[-2000:])
+    listed = lab.client.get(f"/api/v1/jobs/{job['id']}/artifacts").json()["items"]
+    assert [a["path"] for a in listed] == ["helper.txt", "report.txt"]
+    served = lab.client.get(f"/api/v1/jobs/{job['id']}/artifacts/report.txt")
+    assert served.status_code == 200 and served.text == "written as tutorials do"
+    assert lab.client.get(f"/api/v1/jobs/{job['id']}/artifacts/host_file").status_code == 404
 
 
 def test_a_killed_worker_takes_its_sandbox_along_and_the_job_resumes_on_the_other(lab):

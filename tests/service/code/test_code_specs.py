@@ -14,8 +14,8 @@ from sqlalchemy import select
 from service.core.orm import User
 from service.jobs.limits import set_limits
 from service.lab import worker_registry
-from tests.service.api.test_api_jobs import assert_error
 from tests.service.code.test_sources import SCRIPT, upload, zipped
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.fast
 

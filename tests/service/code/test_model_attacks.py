@@ -9,18 +9,10 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
+from tests.support.labs import CodeLab as Lab
+from tests.support.labs import LabSetup
 
-from tests.service.code.test_code_jobs import Lab
-from tests.support.processes import deployment_env, serving
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, make_pg_database, make_redis_url):
-    home = tmp_path_factory.mktemp("attack-lab")
-    env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
-    with serving(env, home, "student", ["--queues", "cpu", "--concurrency", "1", "--name", "w1"], kind=Lab) as lab:
-        yield lab
+LAB = LabSetup("attack-lab")
 
 
 def failed_export(lab: Lab, script: str, args: list[str]) -> dict:

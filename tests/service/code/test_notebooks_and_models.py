@@ -26,9 +26,9 @@ import onnx
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from tests.service.code.test_code_jobs import Lab
 from tests.support.digit_images import encode, load_mnist_8k, picture
-from tests.support.processes import deployment_env, serving
+from tests.support.labs import CodeLab as Lab
+from tests.support.labs import LabSetup
 
 MODELS = Path(__file__).with_name("models")
 MARKER = "labtrain-student-module-imported"
@@ -39,29 +39,17 @@ HOSTILE_HTML = (
 )
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, make_pg_database, make_redis_url):
-    home = tmp_path_factory.mktemp("notebook-lab")
-    env = deployment_env(
-        home,
-        LABTRAIN_DATABASE_URL=make_pg_database(),
-        LABTRAIN_BROKER_URL=make_redis_url(),
-        LABTRAIN_CODE_MEMORY_MB="3000",
-    )
-    with serving(env, home, "student", ["--queues", "cpu", "--concurrency", "2", "--name", "w1"], kind=Lab) as lab:
-        yield lab
+LAB = LabSetup(
+    "notebook-lab",
+    workers=(["--queues", "cpu", "--concurrency", "2", "--name", "w1"],),
+    env={"LABTRAIN_CODE_MEMORY_MB": "3000"},
+)
 
 
 def notebook(*cells) -> bytes:
     book = new_notebook(cells=list(cells))
     book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nbformat.writes(book).encode()
-
-
-def upload(lab: Lab, name: str, data: bytes) -> str:
-    created = lab.client.post("/api/v1/sources", files={"file": (name, data)})
-    assert created.status_code == 201, created.text
-    return created.json()["id"]
 
 
 def notebook_page(lab: Lab, job_id: str) -> str:
@@ -96,8 +84,7 @@ TRAINING = new_code_cell(
 
 
 def test_a_notebook_runs_cell_by_cell_and_comes_back_executed_and_rendered(lab):
-    source = upload(
-        lab,
+    source = lab.upload(
         "train.ipynb",
         notebook(
             new_markdown_cell("# Training\nA *small* notebook."),
@@ -152,8 +139,7 @@ FORGER = (  # keeps writing the job's own page, past the notebook's end, until t
 
 
 def test_the_page_is_rendered_by_the_worker_whatever_the_job_writes_where_a_page_was(lab):
-    source = upload(
-        lab,
+    source = lab.upload(
         "forged.ipynb",
         notebook(
             new_markdown_cell("# The real notebook"),
@@ -223,8 +209,7 @@ def test_labtrain_run_takes_a_notebook_and_its_parameters(lab, tmp_path):
 
 
 def test_a_failing_cell_fails_the_job_naming_the_cell_its_first_line_and_the_error(lab):
-    source = upload(
-        lab,
+    source = lab.upload(
         "broken.ipynb",
         notebook(new_code_cell("x = 1"), new_code_cell("\n# the mean\ny = x / 0\nprint(y)"), new_code_cell("z = 3")),
     )
@@ -238,14 +223,14 @@ def test_a_failing_cell_fails_the_job_naming_the_cell_its_first_line_and_the_err
 
 
 def test_colab_lines_get_a_message_instead_of_a_stack_trace(lab):
-    installed = upload(lab, "pip_ok.ipynb", notebook(new_code_cell("!pip install -q numpy torch\nprint('went on')")))
+    installed = lab.upload("pip_ok.ipynb", notebook(new_code_cell("!pip install -q numpy torch\nprint('went on')")))
     job = run_job(lab, {"code": {"source": installed}})
     assert job["status"] == "succeeded", job["error"]
     log = lab.log(job["id"])
     assert "jobs have no network, so `pip install` was skipped; already installed: numpy" in log
     assert "went on" in log
 
-    missing = upload(lab, "pip_missing.ipynb", notebook(new_code_cell("%pip install transformers==4.40")))
+    missing = lab.upload("pip_missing.ipynb", notebook(new_code_cell("%pip install transformers==4.40")))
     job = run_job(lab, {"code": {"source": missing}})
     assert job["status"] == "failed" and job["error"]["code"] == "cell_failed", job
     assert "transformers is not installed here, and jobs have no network" in job["error"]["message"]
@@ -255,8 +240,8 @@ def test_colab_lines_get_a_message_instead_of_a_stack_trace(lab):
         and "torch" in job["error"]["message"]
     )
 
-    colab = upload(
-        lab, "colab.ipynb", notebook(new_code_cell("from google.colab import drive\ndrive.mount('/content/drive')"))
+    colab = lab.upload(
+        "colab.ipynb", notebook(new_code_cell("from google.colab import drive\ndrive.mount('/content/drive')"))
     )
     job = run_job(lab, {"code": {"source": colab}})
     assert job["status"] == "failed" and job["error"]["code"] == "cell_failed", job
@@ -265,7 +250,7 @@ def test_colab_lines_get_a_message_instead_of_a_stack_trace(lab):
 
 
 def test_a_search_varies_a_notebook_parameter_and_finishes(lab):
-    source = upload(lab, "search.ipynb", notebook(PARAMETERS, TRAINING))
+    source = lab.upload("search.ipynb", notebook(PARAMETERS, TRAINING))
     search = run_job(
         lab,
         {
@@ -312,7 +297,7 @@ def test_a_pytorch_model_answers_predict_as_onnx_without_the_api_importing_the_s
     assert imported.returncode == 0 and marker.exists(), imported.stderr
     marker.unlink()
 
-    source = upload(lab, "project.zip", project("torch_outputs.py", "shapes.py"))
+    source = lab.upload("project.zip", project("torch_outputs.py", "shapes.py"))
     job = run_job(lab, {"code": {"source": source, "entrypoint": "torch_outputs.py"}})
     assert job["status"] == "succeeded", job["error"]
     model = lab.client.get(f"/api/v1/models/{job['result']['model_id']}").json()
@@ -333,7 +318,7 @@ def test_a_pytorch_model_answers_predict_as_onnx_without_the_api_importing_the_s
 
 
 def test_a_keras_model_answers_predict_as_onnx_with_its_own_outputs(lab):
-    source = upload(lab, "keras_outputs.py", (MODELS / "keras_outputs.py").read_bytes())
+    source = lab.upload("keras_outputs.py", (MODELS / "keras_outputs.py").read_bytes())
     job = run_job(lab, {"code": {"source": source}})
     assert job["status"] == "succeeded", job["error"]
     model_id = job["result"]["model_id"]
@@ -346,7 +331,7 @@ def test_a_keras_model_answers_predict_as_onnx_with_its_own_outputs(lab):
 
 
 def test_an_mnist_model_from_code_reads_pictures_of_digits_scaled_as_the_course_does(lab):
-    source = upload(lab, "mnist_mlp.py", (MODELS / "mnist_mlp.py").read_bytes())
+    source = lab.upload("mnist_mlp.py", (MODELS / "mnist_mlp.py").read_bytes())
     job = run_job(lab, {"code": {"source": source}, "dataset": "mnist"})
     assert job["status"] == "succeeded", job["error"]
     model_id = job["result"]["model_id"]
@@ -371,7 +356,7 @@ def test_an_mnist_model_from_code_reads_pictures_of_digits_scaled_as_the_course_
 
 
 def test_a_scikit_learn_pipeline_is_served_and_one_with_the_students_own_class_is_refused(lab):
-    source = upload(lab, "sklearn_pipeline.py", (MODELS / "sklearn_pipeline.py").read_bytes())
+    source = lab.upload("sklearn_pipeline.py", (MODELS / "sklearn_pipeline.py").read_bytes())
     job = run_job(lab, {"code": {"source": source}})
     assert job["status"] == "succeeded", job["error"]
     answer = predict(lab, job["result"]["model_id"], json={"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
@@ -386,7 +371,7 @@ def test_a_scikit_learn_pipeline_is_served_and_one_with_the_students_own_class_i
 
 
 def test_a_model_that_cannot_be_exported_fails_the_job_with_the_exporters_message_and_the_fix(lab):
-    source = upload(lab, "not_exportable.py", (MODELS / "not_exportable.py").read_bytes())
+    source = lab.upload("not_exportable.py", (MODELS / "not_exportable.py").read_bytes())
     job = run_job(lab, {"code": {"source": source}})
     assert job["status"] == "failed" and job["error"]["code"] == "model_export_failed", job
     assert "PyTorch could not export the model to ONNX" in job["error"]["message"]
@@ -397,10 +382,10 @@ def test_a_model_that_cannot_be_exported_fails_the_job_with_the_exporters_messag
 
 
 def test_notebook_parameters_are_checked_at_submit(lab):
-    source = upload(lab, "params.ipynb", notebook(PARAMETERS))
+    source = lab.upload("params.ipynb", notebook(PARAMETERS))
     bad = lab.client.post("/api/v1/jobs", json={"code": {"source": source, "parameters": {"not a name": 1}}})
     assert bad.status_code == 422 and bad.json()["error"]["details"]["field"] == "code.parameters.not a name"
-    script = upload(lab, "plain.py", b"print('hi')\n")
+    script = lab.upload("plain.py", b"print('hi')\n")
     bad = lab.client.post("/api/v1/jobs", json={"code": {"source": script, "parameters": {"epochs": 2}}})
     assert bad.status_code == 422 and bad.json()["error"]["details"]["field"] == "code.parameters"
     assert json.loads(bad.text)["error"]["message"].startswith("parameters are a notebook's")

@@ -13,7 +13,7 @@ import zipfile
 import pytest
 
 from service.core import storage
-from tests.service.api.test_api_jobs import assert_error
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.fast
 

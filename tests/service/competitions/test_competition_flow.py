@@ -22,8 +22,8 @@ from service.competitions.split import public_mask
 from service.core import storage
 from service.core.orm import Competition, CompetitionSubmission, Dataset, Job, Model
 from tests.service.api.test_api_datasets_models import submit_and_run, upload
-from tests.service.api.test_api_jobs import assert_error
 from tests.service.competitions.conftest import CLASSES, csv_bytes, multipart
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.fast
 

@@ -44,6 +44,7 @@ def test_upgrade_head_on_empty_postgres_matches_the_models(make_pg_database):
         "course_grants",
         "competitions",
         "competition_submissions",
+        "uploads",
         "labtrain_version",
     }
     upgrade(url)  # running it again is harmless

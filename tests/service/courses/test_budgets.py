@@ -16,7 +16,7 @@ from service.core.orm import Course, Job, User, utcnow
 from service.courses.budgets import week_start
 from service.dispatcher import Dispatcher
 from service.jobs import lifecycle
-from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
+from tests.support.api import IRIS_KNN, assert_error
 from tests.support.workers import heartbeat
 
 pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)

@@ -12,7 +12,7 @@ import pytest
 
 from service.sandbox.probe import capabilities
 from tests.service.api.test_api_datasets_models import submit_and_run
-from tests.service.api.test_api_jobs import assert_error
+from tests.support.api import assert_error
 
 CSV = ("a,b,label\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{int(i % 7 > 3)}" for i in range(80))).encode()
 REF = {"course": "DL-2026", "name": "aicup-train"}

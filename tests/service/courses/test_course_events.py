@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.service.api.test_api_jobs import IRIS_KNN
 from tests.service.api.test_events_stream import parse
+from tests.support.api import IRIS_KNN
 
 pytestmark = pytest.mark.fast
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 
 from service.core.orm import Course, Job, utcnow
-from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
+from tests.support.api import IRIS_KNN, assert_error
 
 pytestmark = pytest.mark.fast
 

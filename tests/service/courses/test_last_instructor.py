@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.service.api.test_api_jobs import assert_error
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.fast
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from service.core.orm import User
 from service.lab.users import hash_token
-from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
+from tests.support.api import IRIS_KNN, assert_error
 
 pytestmark = pytest.mark.fast
 

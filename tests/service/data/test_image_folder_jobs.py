@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.support.processes import Client, deployment_env, serving
+from tests.support.labs import LabSetup
+from tests.support.processes import Client
 from tests.support.shape_images import SHAPES, encode, shape_files, shape_image, zipped
 
 CNN = [
@@ -45,32 +46,32 @@ seen = {"path": str(root), "counts": counts, "size": size, "write": write}
 """
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, make_pg_database, make_redis_url):
-    home = tmp_path_factory.mktemp("image-lab")
-    env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
-    with serving(env, home, "student", ["--queues", "cpu", "--concurrency", "1"]) as deployment:
-        yield deployment.client
+LAB = LabSetup("image-lab", workers=(["--queues", "cpu", "--concurrency", "1"],))
 
 
 @pytest.fixture(scope="module")
-def shapes(lab) -> dict:
+def api(lab) -> Client:
+    return lab.client
+
+
+@pytest.fixture(scope="module")
+def shapes(api) -> dict:
     archive = zipped(shape_files(per_class=100, side=16, top="shapes"))
-    created = lab.post("/api/v1/datasets", files={"file": ("shapes.zip", archive)})
+    created = api.post("/api/v1/datasets", files={"file": ("shapes.zip", archive)})
     assert created.status_code == 201, created.text
     return created.json()
 
 
-def finished(lab: Client, spec: dict, timeout: float = 300) -> dict:
-    created = lab.post("/api/v1/jobs", json=spec)
+def finished(api: Client, spec: dict, timeout: float = 300) -> dict:
+    created = api.post("/api/v1/jobs", json=spec)
     assert created.status_code == 201, created.text
-    job = lab.wait_for(created.json()["id"], timeout=timeout)
-    assert job["status"] == "succeeded", (job["error"], lab.get(f"/api/v1/jobs/{job['id']}/log").text[-3000:])
+    job = api.wait_for(created.json()["id"], timeout=timeout)
+    assert job["status"] == "succeeded", (job["error"], api.get(f"/api/v1/jobs/{job['id']}/log").text[-3000:])
     return job
 
 
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow"])
-def test_a_cnn_learns_circles_from_squares_and_predict_names_the_shape(lab, shapes, framework):
+def test_a_cnn_learns_circles_from_squares_and_predict_names_the_shape(api, shapes, framework):
     assert shapes["classes"] == list(SHAPES) and shapes["class_counts"] == {"circle": 100, "square": 100}
     spec = {
         "dataset": {"id": shapes["id"]},
@@ -81,10 +82,10 @@ def test_a_cnn_learns_circles_from_squares_and_predict_names_the_shape(lab, shap
         "evaluation": {"test_size": 0.25, "seed": 0},
         "device": "cpu",
     }
-    job = finished(lab, spec)
+    job = finished(api, spec)
     assert job["metrics"]["accuracy"] >= 0.8, job["metrics"]  # chance is 0.5
     assert sum(job["metrics"]["confusion_matrix"]["matrix"][0]) == 25  # a quarter of each class held out
-    model = lab.get(f"/api/v1/models/{job['result']['model_id']}").json()
+    model = api.get(f"/api/v1/models/{job['result']['model_id']}").json()
     assert model["classes"] == [0, 1] and model["class_names"] == list(SHAPES)
     assert model["input"]["shape"] == [16, 16, 3] and model["input"]["resize"] == {"size": [16, 16], "color": "rgb"}
 
@@ -92,18 +93,18 @@ def test_a_cnn_learns_circles_from_squares_and_predict_names_the_shape(lab, shap
     rng = np.random.default_rng(7)
     truth = [SHAPES[i % 2] for i in range(20)]
     files = [("file", (f"{i}.png", encode(shape_image(shape, rng, side=32)))) for i, shape in enumerate(truth)]
-    answer = lab.post(f"/api/v1/models/{model['id']}/predict", files=files)
+    answer = api.post(f"/api/v1/models/{model['id']}/predict", files=files)
     assert answer.status_code == 200, answer.text
     labels = answer.json()["labels"]
     assert set(labels) <= set(SHAPES) and np.mean(np.array(labels) == np.array(truth)) >= 0.8, labels
 
 
-def test_a_code_job_reads_the_folder_read_only_under_data(lab, shapes):
-    source = lab.post("/api/v1/sources", files={"file": ("read_images.py", READER)})
+def test_a_code_job_reads_the_folder_read_only_under_data(api, shapes):
+    source = api.post("/api/v1/sources", files={"file": ("read_images.py", READER)})
     assert source.status_code == 201, source.text
-    job = finished(lab, {"code": {"source": source.json()["id"]}, "dataset": {"id": shapes["id"]}}, timeout=120)
+    job = finished(api, {"code": {"source": source.json()["id"]}, "dataset": {"id": shapes["id"]}}, timeout=120)
     assert job["metrics"]["images"] == 200
-    seen = json.loads(lab.get(f"/api/v1/jobs/{job['id']}/artifacts/seen.json").content)
+    seen = json.loads(api.get(f"/api/v1/jobs/{job['id']}/artifacts/seen.json").content)
     assert seen == {
         "path": f"/data/{shapes['id']}",
         "counts": {"circle": 100, "square": 100},

@@ -15,8 +15,8 @@ from service.core import storage
 from service.data import image_folders
 from service.data.image_folders import read_image_folder
 from tests.service.api.test_api_datasets_models import upload
-from tests.service.api.test_api_jobs import assert_error
 from tests.service.data.test_images import _png_claiming
+from tests.support.api import assert_error
 from tests.support.shape_images import encode, shape_files, zipped
 
 pytestmark = pytest.mark.fast

@@ -7,8 +7,8 @@ import pytest
 
 from service.jobs import families
 from tests.conftest import free_port
-from tests.service.api.test_api_jobs import assert_error
 from tests.service.jobs.toy_family import FAMILY
+from tests.support.api import assert_error
 from tests.support.processes import Client, deployment_env, run_cli, start_stack, wait_until_healthy
 
 TOY = {"name": "counting", "toy": {"count": 4, "word": "tock"}}
@@ -37,6 +37,7 @@ def test_a_registered_family_is_validated_stored_and_listed(client, alice, toy_r
 
     catalog = client.get("/api/v1/algorithms", headers=alice).get_json()
     assert catalog["toys"][0]["name"] == "toy"
+    assert catalog["families"][-1] == {"name": "toy", "key": "toy", "title": "toy", "section": "toys"}
     assert {p["name"] for p in catalog["toys"][0]["parameters"]} == {"count", "word"}
     document = client.get("/api/v1/openapi.json", headers=alice).get_json()
     assert "ToySpec" in document["components"]["schemas"]

@@ -13,7 +13,7 @@ from service.core.errors import SpecError
 from service.core.orm import Job
 from service.jobs import tiers
 from service.search.driver import SearchDriver
-from tests.service.api.test_api_jobs import IRIS_KNN, assert_error
+from tests.support.api import IRIS_KNN, assert_error
 from tests.support.workers import heartbeat
 
 pytestmark = pytest.mark.fast

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from tests.service.jobs.toy_family import ToyRun
-from workers.trainers.base import DataSource, JobResult, Reporter
+from workers.trainers.base import Allotment, DataSource, JobResult, Reporter
 
 
 def load_data(run: ToyRun, source: DataSource) -> None:
     return None
 
 
-def train(run: ToyRun, data: None, report: Reporter) -> JobResult:
+def train(run: ToyRun, data: None, report: Reporter, allotted: Allotment) -> JobResult:
     said = []
     for step in range(1, run.toy.count + 1):
         said.append(f"{run.toy.word} {step}")

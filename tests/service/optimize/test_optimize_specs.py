@@ -16,8 +16,9 @@ from service.optimize.functions import evaluate
 from service.optimize.tsp_instances import INSTANCES, tsplib_length
 from service.optimize.validate import validate_optimize
 from tests.service.api.test_api_datasets_models import submit_and_run
-from tests.service.api.test_api_jobs import assert_error
-from workers.trainers import Cancelled
+from tests.support.api import assert_error
+from tests.support.trainers import ListReporter
+from workers.trainers import Allotment, Cancelled
 from workers.trainers import optimize as optimize_trainer
 
 pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
@@ -287,22 +288,9 @@ def test_a_long_curve_is_downsampled():
     assert len(optimize_trainer.downsample([0.0] * 200_000)["curve"]) == 10_000
 
 
-class StopAfter:
-    """A reporter that asks to stop once `limit` evaluations have been made, as counted by `counter`."""
-
-    checkpoint_dir = None
-
-    def __init__(self, counter, limit):
-        self.counter, self.limit, self.progress_calls, self.events = counter, limit, [], []
-
-    def stop_requested(self):
-        return self.counter.calls >= self.limit
-
-    def progress(self, **fields):
-        self.progress_calls.append(fields)
-
-    def event(self, type_, data):
-        self.events.append((type_, data))
+def stop_after(counter, limit) -> Allotment:
+    """An allotment that says stop once `limit` evaluations have been made, as counted by `counter`."""
+    return Allotment(stop=lambda: counter.calls >= limit)
 
 
 class Counted:
@@ -321,7 +309,7 @@ def test_a_stop_request_is_honoured_before_the_next_evaluation(monkeypatch, stra
     monkeypatch.setattr(optimize_trainer, "evaluate", counter)
     run = validate_optimize(opt(strategy=strategy, evaluations=500)).run
     with pytest.raises(Cancelled):
-        optimize_trainer.train(run, None, StopAfter(counter, limit))
+        optimize_trainer.train(run, None, ListReporter(), stop_after(counter, limit))
     assert counter.calls == limit
 
 
@@ -331,15 +319,14 @@ def test_a_stop_request_ends_a_tsp_before_the_next_tour(monkeypatch, strategy):
     monkeypatch.setattr(aco_tsp, "tour_length", counter)
     run = validate_optimize(tsp(instance="eil51", strategy=strategy, evaluations=500)).run
     with pytest.raises(Cancelled):
-        optimize_trainer.train(run, None, StopAfter(counter, 23))
+        optimize_trainer.train(run, None, ListReporter(), stop_after(counter, 23))
     assert counter.calls == 23
 
 
 def test_progress_is_throttled(monkeypatch):
     monkeypatch.setattr(optimize_trainer, "MIN_INTERVAL_S", 0.0)
-    counter = Counted(optimize_trainer.evaluate)
-    reporter = StopAfter(counter, 10**9)
-    out = optimize_trainer.train(validate_optimize(opt(evaluations=5000)).run, None, reporter)
+    reporter = ListReporter()
+    out = optimize_trainer.train(validate_optimize(opt(evaluations=5000)).run, None, reporter, Allotment())
     assert len(reporter.progress_calls) == 100 == len(reporter.events)
     assert [c["evaluations"] for c in reporter.progress_calls] == list(range(50, 5001, 50))
     assert all(t == "trial" for t, _ in reporter.events) and out.result["evaluations"] == 5000

@@ -10,69 +10,15 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 import requests
 from sqlalchemy import select
 
 import service
 from service.core.db import Database
 from service.core.orm import Worker
-from tests.support.processes import Deployment, deployment_env, serving
+from tests.support.labs import ATTACKED_LAB, host_processes_with
 
-ATTACK = Path(__file__).with_name("attack.py")
-
-
-class Lab(Deployment):
-    """A deployment whose user uploaded the attack script (attack.py), run with its arguments."""
-
-    source: str = ""
-
-    def job(self, *args: str, timeout: float = 120, **spec) -> dict:
-        created = self.client.post("/api/v1/jobs", json={"code": {"source": self.source, "args": list(args)}, **spec})
-        assert created.status_code == 201, created.text
-        return self.client.wait_for(created.json()["id"], timeout=timeout)
-
-    def result(self, job: dict) -> dict:
-        response = self.client.get(f"/api/v1/jobs/{job['id']}/artifacts/result.json")
-        assert response.status_code == 200, (job, response.text)
-        return response.json()
-
-    def next_job_succeeds(self) -> None:
-        job = self.job("ok")
-        assert job["status"] == "succeeded", job["error"]
-        assert self.result(job) == {"ok": True}
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, make_pg_database, make_redis_url):
-    home = tmp_path_factory.mktemp("sandbox-lab")
-    env = deployment_env(
-        home,
-        LABTRAIN_DATABASE_URL=make_pg_database(),
-        LABTRAIN_BROKER_URL=make_redis_url(),
-        LABTRAIN_MAX_OUTPUTS_MB="5",
-        LABTRAIN_STOP_GRACE_S="4",
-        LABTRAIN_CODE_MAX_PROCESSES="100",
-        LABTRAIN_CODE_MEMORY_MB="400",
-    )
-    (home / "token").write_text("the admin's token\n")  # what `labtrain up` keeps there
-    with serving(env, home, "mallory", ["--queues", "cpu", "--concurrency", "1"], kind=Lab) as lab:
-        source = lab.client.post("/api/v1/sources", files={"file": ("attack.py", ATTACK.read_bytes())})
-        assert source.status_code == 201, source.text
-        lab.source = source.json()["id"]
-        yield lab
-
-
-def host_processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+LAB = ATTACKED_LAB
 
 
 def test_no_network_reaches_anything(lab):
@@ -152,7 +98,7 @@ def test_a_job_over_its_memory_is_killed_alone(lab):
 
 
 def test_a_job_that_ignores_sigterm_is_killed_on_cancel(lab):
-    created = lab.client.post("/api/v1/jobs", json={"code": {"source": lab.source, "args": ["sigterm"]}}).json()
+    created = lab.client.post("/api/v1/jobs", json={"code": {"source": lab.attack, "args": ["sigterm"]}}).json()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not lab.client.get(f"/api/v1/jobs/{created['id']}").json()["progress"]:
         time.sleep(0.1)

@@ -20,8 +20,9 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 import labtrain_job
 from service.sandbox import box
-from tests.service.sandbox.test_escapes import ATTACK, lab  # noqa: F401 (the deployment, a fixture)
+from tests.support.labs import ATTACK, ATTACKED_LAB
 
+LAB = ATTACKED_LAB  # the deployment of test_escapes.py
 SECRET = f"worker-secret-{uuid.uuid4().hex}"
 KEYCTL = {"x86_64": 250, "aarch64": 219}[os.uname().machine]
 ADD_KEY = {"x86_64": 248, "aarch64": 217}[os.uname().machine]
@@ -60,7 +61,7 @@ def keys_visible_to(uid: int) -> str:
     return subprocess.run([*drop, "cat", "/proc/keys"], capture_output=True, text=True, check=True).stdout
 
 
-def test_keyrings_are_out_of_reach_and_nothing_is_left_in_them(lab, tmp_path):  # noqa: F811
+def test_keyrings_are_out_of_reach_and_nothing_is_left_in_them(lab, tmp_path):
     left = f"left-by-a-job-{uuid.uuid4().hex}"
     job = lab.job("keyrings", SECRET, left)
     assert job["status"] == "succeeded", job["error"]
@@ -81,7 +82,7 @@ def test_a_sandbox_starts_with_an_empty_session_keyring_of_its_own(tmp_path):
     assert SECRET in outside(tmp_path, "keyrings", SECRET, "")["session"]
 
 
-def test_no_namespace_can_be_made_inside(lab, tmp_path):  # noqa: F811
+def test_no_namespace_can_be_made_inside(lab, tmp_path):
     job = lab.job("userns")
     assert job["status"] == "succeeded", job["error"]
     seen = lab.result(job)
@@ -104,7 +105,7 @@ def mounts_naming(mountinfo: str, folder: Path) -> set[str]:
     return {line.split()[4] for line in mountinfo.splitlines() if str(folder) in line}
 
 
-def test_mountinfo_names_the_artifact_store_only_for_the_jobs_own_mounts(lab):  # noqa: F811
+def test_mountinfo_names_the_artifact_store_only_for_the_jobs_own_mounts(lab):
     job = lab.job("mountinfo", dataset="iris")
     assert job["status"] == "succeeded", job["error"]
     named = mounts_naming(lab.result(job)["mountinfo"], lab.home / "artifacts")
@@ -112,12 +113,12 @@ def test_mountinfo_names_the_artifact_store_only_for_the_jobs_own_mounts(lab):  
 
 
 @pytest.mark.xfail(strict=True, reason=f"{sorted(STILL_NAMED)} are bind mounts from the artifact store")
-def test_mountinfo_names_no_part_of_the_artifact_store(lab):  # noqa: F811
+def test_mountinfo_names_no_part_of_the_artifact_store(lab):
     seen = lab.result(lab.job("mountinfo", dataset="iris"))
     assert mounts_naming(seen["mountinfo"], lab.home / "artifacts") == set()
 
 
-def test_open_files_stop_at_the_limit(lab):  # noqa: F811
+def test_open_files_stop_at_the_limit(lab):
     job = lab.job("files")
     assert job["status"] == "succeeded", job["error"]
     seen = lab.result(job)
@@ -125,13 +126,13 @@ def test_open_files_stop_at_the_limit(lab):  # noqa: F811
     lab.next_job_succeeds()
 
 
-def test_pytorch_data_loader_workers_run_under_the_filter(lab):  # noqa: F811
+def test_pytorch_data_loader_workers_run_under_the_filter(lab):
     job = lab.job("dataloader", resources={"memory_mb": 2000}, timeout=300)
     assert job["status"] == "succeeded", job["error"]
     assert lab.result(job) == {"sum": float(sum(range(64)))}
 
 
-def test_a_notebooks_kernel_runs_under_the_filter(lab):  # noqa: F811
+def test_a_notebooks_kernel_runs_under_the_filter(lab):
     """nbclient talks to its kernel over TCP on the sandbox's own loopback."""
     book = new_notebook(cells=[new_code_cell("answer = 6 * 7"), new_code_cell("print('answer', answer)")])
     book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

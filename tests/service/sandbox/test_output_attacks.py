@@ -18,8 +18,7 @@ from service.core.db import Database
 from service.core.orm import JobEvent
 from service.sandbox import disk
 from service.sandbox.box import MAX_EVENT_ROWS, MAX_OUTPUT_BYTES
-from tests.service.sandbox.test_escapes import ATTACK, Lab
-from tests.support.processes import deployment_env, serving
+from tests.support.labs import AttackLab, LabSetup
 from workers.trainers import code as code_trainer
 
 MB = 1024 * 1024
@@ -27,23 +26,18 @@ DISK_MB = 64
 MAX_FILES = 2000
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, make_pg_database, make_redis_url):
-    home = tmp_path_factory.mktemp("output-attacks")
-    env = deployment_env(
-        home,
-        LABTRAIN_DATABASE_URL=make_pg_database(),
-        LABTRAIN_BROKER_URL=make_redis_url(),
-        LABTRAIN_MAX_JOB_DISK_MB=str(DISK_MB),
-        LABTRAIN_CODE_MAX_FILES=str(MAX_FILES),
-        LABTRAIN_STOP_GRACE_S="4",
-        LABTRAIN_CODE_MEMORY_MB="400",
-    )
-    with serving(env, home, "mallory", ["--queues", "cpu", "--concurrency", "1"], kind=Lab) as lab:
-        source = lab.client.post("/api/v1/sources", files={"file": ("attack.py", ATTACK.read_bytes())})
-        assert source.status_code == 201, source.text
-        lab.source = source.json()["id"]
-        yield lab
+LAB = LabSetup(
+    "output-attacks",
+    user="mallory",
+    workers=(["--queues", "cpu", "--concurrency", "1"],),
+    env={
+        "LABTRAIN_MAX_JOB_DISK_MB": str(DISK_MB),
+        "LABTRAIN_CODE_MAX_FILES": str(MAX_FILES),
+        "LABTRAIN_STOP_GRACE_S": "4",
+        "LABTRAIN_CODE_MEMORY_MB": "400",
+    },
+    kind=AttackLab,
+)
 
 
 def own_disk() -> bool:
@@ -51,7 +45,7 @@ def own_disk() -> bool:
     return disk.unavailable() is None
 
 
-def artifacts(lab: Lab, job: dict) -> list[dict]:
+def artifacts(lab: AttackLab, job: dict) -> list[dict]:
     return lab.client.get(f"/api/v1/jobs/{job['id']}/artifacts").json()["items"]
 
 

@@ -18,7 +18,7 @@ from service.core.orm import Job
 from service.jobs import lifecycle
 from service.search import studies
 from service.search.driver import SearchDriver
-from tests.service.api.test_api_jobs import assert_error
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
 

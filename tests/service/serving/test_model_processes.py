@@ -12,27 +12,22 @@ import psutil
 import pytest
 
 from service.serving.process import ModelProcess, ProcessLimits
-from tests.service.code.test_code_jobs import Lab
-from tests.support.processes import deployment_env, serving
+from tests.support.labs import LabSetup
 
 HOSTILE = Path(__file__).parents[1] / "code" / "scripts" / "hostile_models.py"
 MEMORY_MB = 512
 TIME_LIMIT_S = 3
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, make_pg_database, make_redis_url):
-    home = tmp_path_factory.mktemp("serving-lab")
-    env = deployment_env(
-        home,
-        LABTRAIN_DATABASE_URL=make_pg_database(),
-        LABTRAIN_BROKER_URL=make_redis_url(),
-        LABTRAIN_PREDICT_MEMORY_MB=str(MEMORY_MB),
-        LABTRAIN_PREDICT_TIME_LIMIT_S=str(TIME_LIMIT_S),
-        LABTRAIN_PREDICT_SANDBOX="required",  # never a plain process in this test
-    )
-    with serving(env, home, "student", ["--queues", "cpu", "--concurrency", "1"], kind=Lab) as lab:
-        yield lab
+LAB = LabSetup(
+    "serving-lab",
+    workers=(["--queues", "cpu", "--concurrency", "1"],),
+    env={
+        "LABTRAIN_PREDICT_MEMORY_MB": str(MEMORY_MB),
+        "LABTRAIN_PREDICT_TIME_LIMIT_S": str(TIME_LIMIT_S),
+        "LABTRAIN_PREDICT_SANDBOX": "required",  # never a plain process in this test
+    },
+)
 
 
 @pytest.fixture(scope="module")

@@ -26,39 +26,11 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from service.classic.algorithms import ALGORITHMS
 from service.classic.spec import ClassicRun
 from service.data.tables import load_builtin, table_from_frame
-from workers.trainers import Cancelled
+from tests.support.trainers import ListReporter
+from workers.trainers import Allotment, Cancelled
 from workers.trainers.classic import train
 
 pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
-
-
-class ListReporter:
-    checkpoint_dir = None
-    gpu_memory_mb = None
-
-    def __init__(self, cancel_after: int | None = None):
-        self.events, self.progress_calls, self.cancel_after = [], [], cancel_after
-
-    def stop_requested(self):
-        return False
-
-    def checkpoint_due(self, last):
-        return self.checkpoint_dir is not None
-
-    def preempt_requested(self):
-        return False
-
-    def event(self, type_, data):
-        self.events.append((type_, data))
-        self._maybe_cancel()
-
-    def progress(self, **fields):
-        self.progress_calls.append(fields)
-        self._maybe_cancel()
-
-    def _maybe_cancel(self):
-        if self.cancel_after is not None and len(self.events) + len(self.progress_calls) > self.cancel_after:
-            raise Cancelled()
 
 
 def make_spec(algorithm, task, params=None, *, test_size=0.2, cv=None, seed=0, scale=False, impute=None):
@@ -102,6 +74,7 @@ def test_classification_matches_plain_sklearn(algorithm, params, plain, dataset)
         make_spec(algorithm, "classification", params, cv=4, seed=seed, scale=True),
         load_builtin(dataset),
         ListReporter(),
+        Allotment(),
     )
 
     X, y = getattr(datasets, f"load_{dataset}")(return_X_y=True)
@@ -146,6 +119,7 @@ def test_regression_matches_plain_sklearn(algorithm, params, plain):
         make_spec(algorithm, "regression", params, test_size=0.25, cv=3, seed=seed),
         load_builtin("diabetes"),
         ListReporter(),
+        Allotment(),
     )
 
     X, y = datasets.load_diabetes(return_X_y=True)
@@ -164,7 +138,9 @@ def test_regression_matches_plain_sklearn(algorithm, params, plain):
 def test_kmeans_metrics_match_plain_sklearn():
     from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-    result = train(make_spec("kmeans", "clustering", {"n_clusters": 3}, seed=5), load_builtin("iris"), ListReporter())
+    result = train(
+        make_spec("kmeans", "clustering", {"n_clusters": 3}, seed=5), load_builtin("iris"), ListReporter(), Allotment()
+    )
     X, y = datasets.load_iris(return_X_y=True)
     plain = KMeans(n_clusters=3, random_state=5).fit(X)
     assert result.metrics["inertia"] == pytest.approx(plain.inertia_, rel=1e-12)
@@ -175,7 +151,10 @@ def test_kmeans_metrics_match_plain_sklearn():
 
 def test_pca_reports_explained_variance_per_component():
     result = train(
-        make_spec("pca", "decomposition", {"n_components": 3}, scale=True), load_builtin("wine"), ListReporter()
+        make_spec("pca", "decomposition", {"n_components": 3}, scale=True),
+        load_builtin("wine"),
+        ListReporter(),
+        Allotment(),
     )
     X, _ = datasets.load_wine(return_X_y=True)
     plain = make_pipeline(StandardScaler(), PCA(n_components=3)).fit(X)
@@ -202,6 +181,7 @@ def test_categorical_and_missing_values_are_encoded_inside_the_pipeline():
         make_spec("decision_tree", "classification", {"max_depth": 4}, impute="median", scale=True),
         table,
         ListReporter(),
+        Allotment(),
     )
     assert result.classes == ["no", "yes"]
     assert result.metrics["accuracy"] > 0.8
@@ -211,10 +191,10 @@ def test_categorical_and_missing_values_are_encoded_inside_the_pipeline():
 
 def test_cross_validation_reports_each_fold_and_can_be_cancelled():
     reporter = ListReporter()
-    train(make_spec("knn", "classification", cv=5), load_builtin("iris"), reporter)
+    train(make_spec("knn", "classification", cv=5), load_builtin("iris"), reporter, Allotment())
     fold_logs = [d["message"] for t, d in reporter.events if t == "log" and d["message"].startswith("fold")]
     assert len(fold_logs) == 5
     assert reporter.progress_calls[-1] == {"fraction": 1.0}
 
     with pytest.raises(Cancelled):
-        train(make_spec("knn", "classification", cv=5), load_builtin("iris"), ListReporter(cancel_after=3))
+        train(make_spec("knn", "classification", cv=5), load_builtin("iris"), ListReporter(cancel_after=3), Allotment())

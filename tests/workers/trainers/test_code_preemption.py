@@ -10,21 +10,17 @@ Not in the fast tier: each test starts sandboxes (root or a delegated cgroup, an
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from service.code.spec import CodeRun
-from service.core import storage
 from service.core.config import Settings
 from service.sandbox import disk
-from service.sandbox.probe import capabilities
+from tests.support.code_trainer import code_job, sandbox_settings
+from tests.support.trainers import ListReporter, yielding_after_epochs
 from workers import gpu_share
 from workers.trainers import code as code_trainer
-from workers.trainers.base import DataSource, JobFailed, JobResult, Preempted
+from workers.trainers.base import Allotment, JobFailed, JobResult, Preempted
 
 TORCH_SCRIPT = """
     import time, torch, labtrain_job
@@ -53,69 +49,9 @@ STUBBORN_SCRIPT = """
 """
 
 
-class FakeReporter:
-    """Records what the trainer reports; asks the job to yield once `preempt_after` epochs came."""
-
-    gpu_memory_mb: int | None = None
-
-    def __init__(self, checkpoint_dir: Path, preempt_after: int | None = None):
-        self.checkpoint_dir, self.preempt_after = checkpoint_dir, preempt_after
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.lines: list[tuple[str, str]] = []
-
-    def epochs(self) -> list[int]:
-        return [data["epoch"] for kind, data in self.events if kind == "epoch"]
-
-    def event(self, type_, data):
-        self.events.append((type_, data))
-
-    def checkpoint_due(self, last):
-        return True
-
-    def progress(self, **fields):
-        pass
-
-    def output(self, stream, line):
-        self.lines.append((stream, line))
-
-    def stop_requested(self):
-        return False
-
-    def preempt_requested(self):
-        return self.preempt_after is not None and len(self.epochs()) >= self.preempt_after
-
-
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Settings:
-    home = tmp_path_factory.mktemp("code-preemption")
-    settings = Settings.from_env_map({"LABTRAIN_HOME": str(home), "LABTRAIN_STOP_GRACE_S": "3"})
-    settings.ensure_dirs()
-    found = capabilities(settings)
-    if "sandbox_error" in found:
-        pytest.skip(f"no sandbox on this machine: {found['sandbox_error']}")
-    return settings
-
-
-def code_job(settings: Settings, name: str, script: str, attempt: int = 1, device: str = "cpu"):
-    source = storage.source_dir(settings, name)
-    source.mkdir(parents=True, exist_ok=True)
-    (source / "train.py").write_text(textwrap.dedent(script))
-    run = CodeRun.model_validate(
-        {
-            "code": {"source": name, "entrypoint": "train.py", "args": []},
-            "resources": {"memory_mb": 2048, "cpus": 1, "time_limit_s": 600},
-            "device": device,
-            "device_requested": device,
-        }
-    )
-    inputs = code_trainer.load_data(
-        run, DataSource(data_dir=settings.data_dir, settings=settings, job_id=f"job-{name}", attempt=attempt)
-    )
-    return run, inputs
-
-
-def printed(reporter: FakeReporter) -> str:
-    return "\n".join(line for _, line in reporter.lines)
+    return sandbox_settings(tmp_path_factory.mktemp("code-preemption"), LABTRAIN_STOP_GRACE_S="3")
 
 
 @pytest.fixture(params=["sandbox", "unsandboxed"])
@@ -127,34 +63,34 @@ def each_mode(request, settings) -> Settings:
 def test_a_preempted_script_checkpoints_exits_and_the_next_attempt_resumes(each_mode, tmp_path):
     settings = each_mode
     checkpoints = tmp_path / "checkpoints"
-    first = FakeReporter(checkpoints, preempt_after=1)
+    first = ListReporter()
     run, inputs = code_job(settings, "torch-yields", TORCH_SCRIPT)
     began = time.monotonic()
     with pytest.raises(Preempted):
-        code_trainer.train(run, inputs, first)
+        code_trainer.train(run, inputs, first, yielding_after_epochs(first, 1, checkpoint_dir=checkpoints))
     assert time.monotonic() - began < 60
     epochs = first.epochs()
     assert epochs and epochs == list(range(1, len(epochs) + 1)) and len(epochs) < 40
-    assert f"checkpoint saved after epoch {epochs[-1]}" in printed(first)  # it yielded on its own
+    assert f"checkpoint saved after epoch {epochs[-1]}" in first.printed()  # it yielded on its own
     assert "did not end within the stop grace" not in str(first.events)
     # Where the worker can, the checkpoints are kept in the job's own filesystem (service/sandbox/disk.py).
     kept = [disk.IMAGE_NAME] if disk.unavailable() is None else [f"labtrain-epoch-{epochs[-1]:06d}.pt"]
     assert [p.name for p in checkpoints.iterdir()] == kept
 
-    second = FakeReporter(checkpoints)
+    second = ListReporter()
     run, inputs = code_job(settings, "torch-yields", TORCH_SCRIPT, attempt=2)
-    result = code_trainer.train(run, inputs, second)
+    result = code_trainer.train(run, inputs, second, Allotment(checkpoint_dir=checkpoints))
     assert isinstance(result, JobResult) and result.result["exit_code"] == 0
-    assert f"starting after epoch {epochs[-1]}" in printed(second) and "finished" in printed(second)
+    assert f"starting after epoch {epochs[-1]}" in second.printed() and "finished" in second.printed()
     assert second.epochs() == list(range(epochs[-1] + 1, 41))  # each epoch reported once in all
 
 
 def test_a_script_that_does_not_yield_is_stopped_after_the_grace_and_preempted(settings, tmp_path):
-    reporter = FakeReporter(tmp_path / "checkpoints", preempt_after=1)
+    reporter = ListReporter()
     run, inputs = code_job(settings, "stubborn", STUBBORN_SCRIPT)
     began = time.monotonic()
     with pytest.raises(Preempted):
-        code_trainer.train(run, inputs, reporter)
+        code_trainer.train(run, inputs, reporter, yielding_after_epochs(reporter, 1, checkpoint_dir=tmp_path))
     took = time.monotonic() - began
     assert settings.stop_grace_s <= took < settings.stop_grace_s + 20
     assert any("did not end within the stop grace" in data.get("message", "") for _, data in reporter.events)
@@ -162,8 +98,7 @@ def test_a_script_that_does_not_yield_is_stopped_after_the_grace_and_preempted(s
 
 def test_the_gpu_share_is_in_the_sandboxs_environment(settings, tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_share, "gpu_total_mb", lambda: 143_771)
-    reporter = FakeReporter(tmp_path / "checkpoints")
-    reporter.gpu_memory_mb = 4096
+    reporter = ListReporter()
     script = """
         import os, labtrain_job
         for name in ("LABTRAIN_GPU_MEMORY_MB", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"):
@@ -171,20 +106,19 @@ def test_the_gpu_share_is_in_the_sandboxs_environment(settings, tmp_path, monkey
         print("share", labtrain_job.gpu_memory_mb())
     """
     run, inputs = code_job(settings, "gpu-env", script, device="gpu")
-    code_trainer.train(run, inputs, reporter)
-    text = printed(reporter)
+    code_trainer.train(run, inputs, reporter, Allotment(checkpoint_dir=tmp_path, gpu_memory_mb=4096))
+    text = reporter.printed()
     assert "LABTRAIN_GPU_MEMORY_MB 4096" in text and "share 4096" in text
     assert "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT 0=4096M" in text and "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE 3" in text
 
-    cpu = FakeReporter(tmp_path / "checkpoints")
+    cpu = ListReporter()
     run, inputs = code_job(settings, "gpu-env", script)  # a CPU job: no share
-    code_trainer.train(run, inputs, cpu)
-    assert "LABTRAIN_GPU_MEMORY_MB None" in printed(cpu) and "share None" in printed(cpu)
+    code_trainer.train(run, inputs, cpu, Allotment(checkpoint_dir=tmp_path))
+    assert "LABTRAIN_GPU_MEMORY_MB None" in cpu.printed() and "share None" in cpu.printed()
 
 
 def test_a_gpu_out_of_memory_in_the_scripts_stderr_fails_the_job_with_its_code(settings, tmp_path):
-    reporter = FakeReporter(tmp_path / "checkpoints")
-    reporter.gpu_memory_mb = 2048
+    reporter = ListReporter()
     script = """
         import sys
         print("Traceback (most recent call last):", file=sys.stderr)
@@ -194,6 +128,6 @@ def test_a_gpu_out_of_memory_in_the_scripts_stderr_fails_the_job_with_its_code(s
     """
     run, inputs = code_job(settings, "gpu-oom", script)
     with pytest.raises(JobFailed) as failed:
-        code_trainer.train(run, inputs, reporter)
+        code_trainer.train(run, inputs, reporter, Allotment(checkpoint_dir=tmp_path, gpu_memory_mb=2048))
     assert failed.value.code == "gpu_memory_exceeded"
     assert "2048 MB share" in failed.value.message

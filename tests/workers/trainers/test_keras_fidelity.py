@@ -9,11 +9,12 @@ import sys
 import numpy as np
 
 from service.data.arrays import ArrayData
-from service.nets.layers import validate_layers
-from service.nets.presets import preset_layers
+from service.network.layers import validate_layers
+from service.network.presets import preset_layers
 from tests.support.digit_images import MNIST_8K
-from tests.workers.trainers.test_classic import ListReporter
+from tests.support.trainers import ListReporter
 from tests.workers.trainers.test_network import network_spec
+from workers.trainers import Allotment
 from workers.trainers.network import train
 
 QUICKSTART = """
@@ -56,7 +57,9 @@ def test_mlp_preset_matches_the_keras_quickstart():
             pixel_max=255.0,
         )
     layers = validate_layers(preset_layers("mlp", 10, (28, 28, 1)))
-    trained = train(network_spec("tensorflow", layers, "sequential", epochs=5, seed=0), data, ListReporter())
+    trained = train(
+        network_spec("tensorflow", layers, "sequential", epochs=5, seed=0), data, ListReporter(), Allotment()
+    )
     ours = trained.metrics["accuracy"]
     assert ours >= 0.93, ours
     assert abs(ours - plain_accuracy) <= 0.01, (ours, plain_accuracy)

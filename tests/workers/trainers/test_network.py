@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from service.data.arrays import ArrayData
-from service.nets import keras_builder, torch_builder
-from service.nets.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
-from service.nets.presets import preset_layers
-from service.nets.spec import NetworkRun, Training
+from service.network import keras_builder, torch_builder
+from service.network.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
+from service.network.presets import preset_layers
+from service.network.spec import NetworkRun, Training
 from tests.support.digit_images import load_mnist_8k
-from tests.workers.trainers.test_classic import ListReporter
-from workers.trainers import Cancelled
+from tests.support.trainers import ListReporter, stopping_after_asks, stopping_after_epochs
+from workers.trainers import Allotment, Cancelled
 from workers.trainers.network import train
 
 SHAPE = (28, 28, 1)
@@ -108,15 +108,14 @@ def test_every_api_of_both_frameworks_has_the_same_parameters(name):
 @pytest.mark.parametrize("preset", ["mlp", "feedforward", "lenet"])
 def test_presets_train_report_every_epoch_and_predict(digits, tmp_path, framework, api, preset):
     layers = validate_layers(preset_layers(preset, 10, SHAPE))
-    reporter = ListReporter()
-    reporter.checkpoint_dir = tmp_path / "checkpoints"
-    trained = train(network_spec(framework, layers, api, validation_split=0.1), digits, reporter)
+    reporter, allotted = ListReporter(), Allotment(checkpoint_dir=tmp_path / "checkpoints")
+    trained = train(network_spec(framework, layers, api, validation_split=0.1), digits, reporter, allotted)
 
     epochs = [data for kind, data in reporter.events if kind == "epoch"]
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"} <= set(epochs[-1])
     assert reporter.progress_calls[-1]["fraction"] == 1.0 and reporter.progress_calls[-1]["epochs"] == 2
-    assert [p.name for p in reporter.checkpoint_dir.iterdir()] == [
+    assert [p.name for p in allotted.checkpoint_dir.iterdir()] == [
         f"epoch-0002{'.keras' if framework == 'tensorflow' else '.pt'}"
     ]
     metrics = trained.metrics
@@ -127,11 +126,11 @@ def test_presets_train_report_every_epoch_and_predict(digits, tmp_path, framewor
     assert "Trainable params" in trained.summary or "Total params" in trained.summary
 
 
-class LastEpochOnly(ListReporter):
+class LastEpochOnly(Allotment):
     """Says a checkpoint is due only at the last epoch (as the clock does for short epochs)."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, checkpoint_dir):
+        super().__init__(checkpoint_dir=checkpoint_dir)
         self.asked = []
 
     def checkpoint_due(self, last):
@@ -142,10 +141,9 @@ class LastEpochOnly(ListReporter):
 @pytest.mark.parametrize("framework,preset", [("pytorch", "feedforward"), ("tensorflow", "mlp")])
 def test_a_checkpoint_is_written_only_when_the_reporter_says_it_is_due(digits, tmp_path, framework, preset):
     layers = validate_layers(preset_layers(preset, 10, SHAPE))
-    reporter = LastEpochOnly()
-    reporter.checkpoint_dir = tmp_path
-    train(network_spec(framework, layers, "sequential", epochs=3), digits, reporter)
-    assert reporter.asked == [False, False, True]
+    allotted = LastEpochOnly(tmp_path)
+    train(network_spec(framework, layers, "sequential", epochs=3), digits, ListReporter(), allotted)
+    assert allotted.asked == [False, False, True]
     suffix = ".pt" if framework == "pytorch" else ".keras"
     assert [p.name for p in tmp_path.iterdir()] == [f"epoch-0003{suffix}"]
 
@@ -155,12 +153,9 @@ def test_a_checkpoint_is_written_only_when_the_reporter_says_it_is_due(digits, t
 )
 def test_a_job_resumes_from_its_last_checkpoint(digits, tmp_path, framework, preset, api):
     layers = validate_layers(preset_layers(preset, 10, SHAPE))
-    first = ListReporter()
-    first.checkpoint_dir = tmp_path
-    train(network_spec(framework, layers, api, epochs=1), digits, first)
+    train(network_spec(framework, layers, api, epochs=1), digits, ListReporter(), Allotment(checkpoint_dir=tmp_path))
     resumed = ListReporter()
-    resumed.checkpoint_dir = tmp_path
-    trained = train(network_spec(framework, layers, api, epochs=3), digits, resumed)
+    trained = train(network_spec(framework, layers, api, epochs=3), digits, resumed, Allotment(checkpoint_dir=tmp_path))
     assert [d["epoch"] for k, d in resumed.events if k == "epoch"] == [2, 3]
     assert any("resuming from the checkpoint of epoch 1" in d.get("message", "") for k, d in resumed.events)
     assert trained.metrics["epochs_run"] == 3
@@ -168,20 +163,11 @@ def test_a_job_resumes_from_its_last_checkpoint(digits, tmp_path, framework, pre
 
 @pytest.mark.parametrize("framework", ["tensorflow", "pytorch"])
 def test_a_cancel_stops_within_one_batch(digits, framework):
-    class StopAfter(ListReporter):
-        def __init__(self, batches):
-            super().__init__()
-            self.asked, self.batches = 0, batches
-
-        def stop_requested(self):
-            self.asked += 1
-            return self.asked > self.batches
-
-    reporter = StopAfter(5)
+    reporter, allotted = ListReporter(), stopping_after_asks(5)
     layers = validate_layers(preset_layers("mlp", 10, SHAPE))
     with pytest.raises(Cancelled):
-        train(network_spec(framework, layers, "sequential", epochs=3), digits, reporter)
-    assert reporter.asked <= 7  # it stopped right after the asking that said stop
+        train(network_spec(framework, layers, "sequential", epochs=3), digits, reporter, allotted)
+    assert allotted.asked <= 7  # it stopped right after the asking that said stop
     assert not [d for k, d in reporter.events if k == "epoch"]
 
 
@@ -197,8 +183,7 @@ def test_early_stopping_ends_training_before_the_last_epoch(digits, framework):
         validation_split=0.2,
         early_stopping={"monitor": "val_loss", "patience": 1, "min_delta": 0.0, "restore_best_weights": True},
     )
-    reporter = ListReporter()
-    trained = train(spec, digits, reporter)
+    trained = train(spec, digits, ListReporter(), Allotment())
     assert trained.metrics["epochs_run"] < 30
 
 
@@ -235,7 +220,7 @@ def test_regression_on_a_table_with_pytorch_and_keras():
             loss="mse",
             metrics=["mae"],
         )
-        trained = train(spec, data, ListReporter())
+        trained = train(spec, data, ListReporter(), Allotment())
         assert trained.metrics["r2"] > 0.9, (framework, trained.metrics)
         assert trained.input["features"] == ["a", "b", "c"]
 
@@ -257,16 +242,21 @@ def test_regression_losses_under_either_frameworks_names_train(framework, loss):
         loss=loss,
         metrics=["mae"],
     )
-    trained = train(spec, data, ListReporter())
+    trained = train(spec, data, ListReporter(), Allotment())
     assert trained.metrics["r2"] > 0.9, (framework, loss, trained.metrics)
 
 
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow"])
 def test_pytorchs_cross_entropy_trains_like_keras_sparse_crossentropy(digits, framework):
     layers = validate_layers(preset_layers("feedforward", 10, SHAPE))
-    keras_named = train(network_spec(framework, layers, "sequential", epochs=1, seed=4), digits, ListReporter())
+    keras_named = train(
+        network_spec(framework, layers, "sequential", epochs=1, seed=4), digits, ListReporter(), Allotment()
+    )
     torch_named = train(
-        network_spec(framework, layers, "sequential", epochs=1, seed=4, loss="cross_entropy"), digits, ListReporter()
+        network_spec(framework, layers, "sequential", epochs=1, seed=4, loss="cross_entropy"),
+        digits,
+        ListReporter(),
+        Allotment(),
     )
     assert torch_named.metrics["accuracy"] == keras_named.metrics["accuracy"]  # the same loss, so the same fit
 
@@ -277,19 +267,17 @@ def test_pytorchs_cross_entropy_trains_like_keras_sparse_crossentropy(digits, fr
 def test_an_unreadable_newest_checkpoint_is_skipped_for_the_one_before(digits, tmp_path, framework, preset, api):
     layers = validate_layers(preset_layers(preset, 10, SHAPE))
     first = ListReporter()
-    first.checkpoint_dir = tmp_path
     # Stopped after two epochs, as a worker killed during the third would leave it.
     first_spec = network_spec(framework, layers, api, epochs=5)
     with pytest.raises(Cancelled):
-        train(first_spec, digits, StopAfterEpochs(first, 2))
+        train(first_spec, digits, first, stopping_after_epochs(first, 2, checkpoint_dir=tmp_path))
     suffix = ".keras" if framework == "tensorflow" else ".pt"
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"epoch-0001{suffix}", f"epoch-0002{suffix}"]
     newest = tmp_path / f"epoch-0002{suffix}"
     newest.write_bytes(newest.read_bytes()[:100])  # half-written
 
     resumed = ListReporter()
-    resumed.checkpoint_dir = tmp_path
-    trained = train(network_spec(framework, layers, api, epochs=3), digits, resumed)
+    trained = train(network_spec(framework, layers, api, epochs=3), digits, resumed, Allotment(checkpoint_dir=tmp_path))
     messages = [d["message"] for k, d in resumed.events if k == "log"]
     assert any("checkpoint of epoch 2 could not be read" in m for m in messages), messages
     assert any("resuming from the checkpoint of epoch 1" in m for m in messages), messages
@@ -301,23 +289,12 @@ def test_when_no_checkpoint_can_be_read_the_job_starts_over(digits, tmp_path):
     (tmp_path / "epoch-0004.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "epoch-0003.pt").write_bytes(b"")
     reporter = ListReporter()
-    reporter.checkpoint_dir = tmp_path
     layers = validate_layers(preset_layers("feedforward", 10, SHAPE))
-    trained = train(network_spec("pytorch", layers, "sequential", epochs=2), digits, reporter)
+    spec = network_spec("pytorch", layers, "sequential", epochs=2)
+    trained = train(spec, digits, reporter, Allotment(checkpoint_dir=tmp_path))
     messages = [d["message"] for k, d in reporter.events if k == "log"]
     assert sum("could not be read" in m for m in messages) == 2
     assert any("starting over from epoch 1" in m for m in messages)
     assert [d["epoch"] for k, d in reporter.events if k == "epoch"] == [1, 2]
     assert trained.metrics["epochs_run"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["epoch-0002.pt"]
-
-
-class StopAfterEpochs(ListReporter):
-    """Asks the trainer to stop once `epochs` epochs were reported (as a lost worker would stop)."""
-
-    def __init__(self, inner: ListReporter, epochs: int):
-        super().__init__()
-        self.checkpoint_dir, self.epochs = inner.checkpoint_dir, epochs
-
-    def stop_requested(self):
-        return sum(1 for kind, _ in self.events if kind == "epoch") >= self.epochs

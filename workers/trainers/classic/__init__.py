@@ -26,7 +26,7 @@ from service.classic.algorithms import ALGORITHMS
 from service.classic.spec import ClassicRun, Evaluation
 from service.data.tables import Table
 from service.data.tasks import CLASSIFICATION, CLUSTERING, REGRESSION
-from workers.trainers.base import DataSource, Reporter, TrainedModel
+from workers.trainers.base import Allotment, DataSource, Reporter, TrainedModel
 from workers.trainers.datasets import load_table
 from workers.trainers.scores import classification_metrics, regression_metrics, to_json
 
@@ -76,7 +76,7 @@ def write_skops(pipeline: Pipeline, path: Path) -> None:
     skops.io.dump(pipeline, path)
 
 
-def train(run: ClassicRun, data: Table, report: Reporter) -> TrainedModel:
+def train(run: ClassicRun, data: Table, report: Reporter, allotted: Allotment) -> TrainedModel:
     task, evaluation = run.task, run.evaluation
     estimator = build_estimator(run.algorithm, task, run.params, evaluation.seed)
     pipeline = build_pipeline(data, run.preprocessing.impute, run.preprocessing.scale, estimator)

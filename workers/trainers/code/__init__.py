@@ -3,7 +3,8 @@ into the job's events and metrics, its stdout and stderr into the job's log, and
 leaves in outputs/ into the job's artifacts.
 
 The job's folder (artifacts/jobs/<id>) holds `sandbox/` while the job runs (a fresh copy of
-the source in src/, outputs/ and home/, kept across attempts but for src/), the
+the source in src/, outputs/ and home/, kept across attempts but for src/; the program's own
+./outputs is a link to outputs/), the
 checkpoints folder the runner keeps across attempts (mounted at /job/checkpoints), and,
 once the job ends, `outputs/`: the regular files the script left there, never a link.
 """
@@ -17,7 +18,6 @@ import os
 import shutil
 import signal
 import stat
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,13 +29,23 @@ import pandas as pd
 from service.code.spec import CodeRun
 from service.core import storage
 from service.core.config import Settings
-from service.data.arrays import mnist_path
+from service.data.arrays import builtin_path
+from service.data.known import KNOWN
 from service.data.tables import load_builtin
 from service.sandbox import cgroups, disk
-from service.sandbox.box import JOB_ROOT, SANDBOX_UID, Mount, Sandbox, SandboxSpec
+from service.sandbox.box import JOB_ROOT, SANDBOX_UID, Mount, Sandbox, SandboxSpec, interpreter
 from service.sandbox.cgroups import CgroupError, Hierarchy, Limits
 from workers import gpu_share
-from workers.trainers.base import Cancelled, DataSource, JobFailed, JobResult, Preempted, Reporter, TrainedModel
+from workers.trainers.base import (
+    Allotment,
+    Cancelled,
+    DataSource,
+    JobFailed,
+    JobResult,
+    Preempted,
+    Reporter,
+    TrainedModel,
+)
 from workers.trainers.code.notebook_page import make_page
 from workers.trainers.code.served import saved_model
 
@@ -71,9 +81,10 @@ def load_data(run: CodeRun, source: DataSource) -> CodeInputs:
 
 
 def builtin_file(settings: Settings, name: str) -> Path:
-    """A built-in data set as a file a script can read: MNIST's .npz, digits as .npz, a table as .csv."""
-    if name == "mnist":
-        return mnist_path(settings.data_dir)
+    """A built-in data set as a file a script can read: a known image set's .npz (MNIST, ...),
+    digits as .npz, a table as .csv."""
+    if name in KNOWN:
+        return builtin_path(name, settings.data_dir)
     folder = settings.artifact_dir / "cache" / "datasets"
     path = folder / (f"{name}.npz" if name == "digits" else f"{name}.csv")
     if not path.exists():
@@ -89,18 +100,18 @@ def builtin_file(settings: Settings, name: str) -> Path:
     return path
 
 
-def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult | TrainedModel:
+def train(run: CodeRun, inputs: CodeInputs, report: Reporter, allotted: Allotment) -> JobResult | TrainedModel:
     settings = inputs.settings
-    checkpoints = report.checkpoint_dir or inputs.job_dir / "checkpoints"
+    checkpoints = allotted.checkpoint_dir or inputs.job_dir / "checkpoints"
     space = _job_disk(settings, inputs, checkpoints)
     workdir = space.root
     enforce = settings.code_sandbox == "required"
     follow = _Follower(report)
     box: Sandbox | None = None
     try:
-        _prepare(space, inputs.source_dir)
+        _prepare(space, inputs.source_dir, starting_folder(run))
         box = Sandbox(
-            _spec(run, inputs, workdir, space.checkpoints, report.gpu_memory_mb),
+            _spec(run, inputs, workdir, space.checkpoints, allotted.gpu_memory_mb),
             _cgroups(settings) if enforce else None,
             report.output,
             enforce=enforce,
@@ -114,7 +125,7 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult | Tra
                 },
             )
         box.start()
-        returncode = _supervise(box, follow, report, space, settings)
+        returncode = _supervise(box, follow, report, allotted, space, settings)
         for event in box.events(timeout=0):
             follow.handle(event)
         oom = box.oom_killed()
@@ -130,7 +141,7 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter) -> JobResult | Tra
     stem = PurePosixPath(run.code.entrypoint).stem
     # Its page is rendered here, once its processes are gone: never taken from what it wrote.
     page = make_page(settings, inputs.job_id, inputs.attempt, stem, box.hierarchy) if is_notebook(run) else {}
-    _fail_unless_ok(run, returncode, oom, box.stderr_tail, settings, follow, report.gpu_memory_mb)
+    _fail_unless_ok(run, returncode, oom, box.stderr_tail, settings, follow, allotted.gpu_memory_mb)
     result: dict[str, Any] = {
         "exit_code": 0,
         "artifacts": len(artifacts),
@@ -152,8 +163,8 @@ def program(run: CodeRun) -> list[str]:
     """What the sandbox runs: the script, or the notebook runner with the notebook's parameters."""
     if is_notebook(run):
         parameters = json.dumps(run.code.parameters)
-        return [sys.executable, "-m", "labtrain_job.notebook", run.code.entrypoint, "--parameters", parameters]
-    return [sys.executable, run.code.entrypoint, *run.code.args]
+        return [interpreter(), "-m", "labtrain_job.notebook", run.code.entrypoint, "--parameters", parameters]
+    return [interpreter(), run.code.entrypoint, *run.code.args]
 
 
 def _spec(
@@ -223,16 +234,36 @@ def _job_disk(settings: Settings, inputs: CodeInputs, checkpoints: Path) -> disk
         raise JobFailed("sandbox_unavailable", f"this worker could not make the job's disk: {exc}") from None
 
 
-def _prepare(space: disk.ImageDisk | disk.FolderDisk, source_dir: Path) -> None:
+def _prepare(space: disk.ImageDisk | disk.FolderDisk, source_dir: Path, starts_in: PurePosixPath) -> None:
     """The job's folder for this attempt: a fresh copy of the source; outputs and home kept."""
     workdir, checkpoints = space.root, space.checkpoints
     shutil.rmtree(workdir / "src", ignore_errors=True)
     shutil.copytree(source_dir, workdir / "src")
+    _link_outputs(workdir / "src", starts_in)
     for folder in (workdir / "outputs", workdir / "home", checkpoints):
         folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:  # the sandbox runs as nobody: its folders must be nobody's
         for folder in space.job_folders:
             _chown_tree(folder, SANDBOX_UID)
+
+
+def starting_folder(run: CodeRun) -> PurePosixPath:
+    """Where the program starts, within the source: a script in the source's top folder (as
+    `python week3/train.py` would), a notebook in its own folder (as Jupyter would)."""
+    return PurePosixPath(run.code.entrypoint).parent if is_notebook(run) else PurePosixPath(".")
+
+
+def _link_outputs(src: Path, starts_in: PurePosixPath) -> None:
+    """outputs/ where the program starts is the job's outputs/, the folder outputs_dir() names
+    (tutorials and notebooks write to ./outputs, as labtrain_job does on a laptop): a relative
+    link, the same inside the sandbox and out. What the upload held there is not the job's output.
+    Nothing of the worker's follows the link: the job's outputs/ is walked from its own path."""
+    link = src / starts_in / "outputs"
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)
+    else:
+        link.unlink(missing_ok=True)
+    link.symlink_to(PurePosixPath(*[".."] * (len(starts_in.parts) + 1), "outputs"))
 
 
 def _chown_tree(folder: Path, uid: int) -> None:
@@ -248,7 +279,12 @@ def _chown_tree(folder: Path, uid: int) -> None:
 
 
 def _supervise(
-    box: Sandbox, follow: _Follower, report: Reporter, space: disk.ImageDisk | disk.FolderDisk, settings: Settings
+    box: Sandbox,
+    follow: _Follower,
+    report: Reporter,
+    allotted: Allotment,
+    space: disk.ImageDisk | disk.FolderDisk,
+    settings: Settings,
 ) -> int:
     """Follow the sandbox until it ends; stop it when the job must stop or it writes too much.
 
@@ -264,9 +300,9 @@ def _supervise(
         while True:
             for event in box.events(timeout=EVENT_WAIT_S):
                 follow.handle(event)
-            if report.stop_requested():
+            if allotted.stop_requested():
                 raise Cancelled()
-            if yield_by is None and report.preempt_requested():
+            if yield_by is None and allotted.preempt_requested():
                 yield_by = time.monotonic() + settings.stop_grace_s
                 report.event("log", {"message": "asked to yield its slot: the script gets SIGUSR1 (preempted())"})
             if yield_by is not None and not signalled:  # (again while the sandbox is only starting)

@@ -19,14 +19,13 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from service.core import storage
 from service.core.config import Settings
-from service.sandbox.box import JOB_ROOT, SANDBOX_UID, Mount, Sandbox, SandboxSpec
+from service.sandbox.box import JOB_ROOT, SANDBOX_UID, Mount, Sandbox, SandboxSpec, interpreter
 from service.sandbox.cgroups import CgroupError, Hierarchy, Limits
 
 MB = 1024 * 1024
@@ -118,7 +117,7 @@ def _spec(name: str, workdir: Path, source: Path) -> SandboxSpec:
     return SandboxSpec(
         name=name,
         workdir=workdir,
-        argv=["prlimit", *limits, "--", sys.executable, "-m", "labtrain_job.render", NOTEBOOK_INSIDE, PAGE_INSIDE],
+        argv=["prlimit", *limits, "--", interpreter(), "-m", "labtrain_job.render", NOTEBOOK_INSIDE, PAGE_INSIDE],
         cwd=JOB_ROOT,
         env={"JUPYTER_PLATFORM_DIRS": "1"},
         limits=Limits(memory_bytes=RENDER_MEMORY_BYTES, max_processes=RENDER_MAX_PROCESSES, cpus=1),

@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib
 
 from service.data.arrays import ArrayData
-from service.nets.spec import NetworkRun
-from workers.trainers.base import DataSource, Reporter, TrainedModel
+from service.network.spec import NetworkRun
+from workers.trainers.base import Allotment, DataSource, Reporter, TrainedModel
 from workers.trainers.datasets import load_arrays
 
 
@@ -24,13 +24,13 @@ def preload() -> None:
     importlib.import_module("workers.trainers.network.torch_trainer")
 
 
-def train(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedModel:
+def train(run: NetworkRun, data: ArrayData, report: Reporter, allotted: Allotment) -> TrainedModel:
     # Each framework loads only when a job needs it (TensorFlow takes seconds to import, and a
     # GPU worker must not initialise CUDA before it forks its job's process).
     if run.framework == "tensorflow":
         from workers.trainers.network.keras_trainer import train_keras
 
-        return train_keras(run, data, report)
+        return train_keras(run, data, report, allotted)
     from workers.trainers.network.torch_trainer import train_torch
 
-    return train_torch(run, data, report)
+    return train_torch(run, data, report, allotted)

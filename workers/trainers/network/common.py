@@ -14,7 +14,7 @@ import numpy as np
 from service.core.storage import atomic_path
 from service.data.arrays import ArrayData
 from service.data.tasks import CLASSIFICATION
-from service.nets.spec import NetworkRun
+from service.network.spec import NetworkRun
 from workers.trainers.base import Reporter, TrainedModel
 from workers.trainers.scores import classification_metrics, regression_metrics
 
@@ -68,13 +68,13 @@ def checkpoints(directory: Path | None, suffix: str) -> list[Checkpoint]:
     return sorted(found, key=lambda c: c.epoch, reverse=True)
 
 
-def resume(report: Reporter, suffix: str, load: Callable[[Path], T]) -> tuple[T, int] | None:
+def resume(report: Reporter, folder: Path | None, suffix: str, load: Callable[[Path], T]) -> tuple[T, int] | None:
     """What the newest readable checkpoint holds, and its epoch; None to start from epoch 1.
 
     A checkpoint that cannot be read is said so in the job's events, removed, and the one
     before it tried; when none can be read the job starts over rather than fail.
     """
-    found = checkpoints(report.checkpoint_dir, suffix)
+    found = checkpoints(folder, suffix)
     for checkpoint in found:
         try:
             state = load(checkpoint.path)
@@ -164,4 +164,5 @@ def trained_network(
             "device": device,
             "outputs_probabilities": run.outputs_probabilities,
         },
+        result={"dataset": data.dataset_label} if data.dataset_label else {},  # `mnist (subset: ...)`
     )

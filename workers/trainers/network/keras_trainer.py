@@ -12,10 +12,10 @@ import tensorflow as tf
 
 from service.data.arrays import ArrayData
 from service.data.tasks import CLASSIFICATION
-from service.nets.keras_builder import build_keras, count_parameters, summary_text
-from service.nets.spec import NetworkRun, TrainingPlan
+from service.network.keras_builder import build_keras, count_parameters, summary_text
+from service.network.spec import NetworkRun, TrainingPlan
 from workers import gpu_share
-from workers.trainers.base import Cancelled, Reporter, TrainedModel
+from workers.trainers.base import Allotment, Cancelled, Reporter, TrainedModel
 from workers.trainers.network.common import (
     epoch_report,
     held_out_metrics,
@@ -60,9 +60,9 @@ def make_loss(run: NetworkRun) -> keras.losses.Loss:
 class ServiceCallback(keras.callbacks.Callback):
     """Reports each epoch, writes its checkpoint, and stops within a batch of a cancel."""
 
-    def __init__(self, report: Reporter, epochs: int):
+    def __init__(self, report: Reporter, allotted: Allotment, epochs: int):
         super().__init__()
-        self.report, self.epochs = report, epochs
+        self.report, self.allotted, self.epochs = report, allotted, epochs
         self.cancelled = False
         self.started = time.perf_counter()
 
@@ -70,7 +70,7 @@ class ServiceCallback(keras.callbacks.Callback):
         self.started = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.report.stop_requested():
+        if self.allotted.stop_requested():
             self.cancelled = True
             self.model.stop_training = True
 
@@ -81,34 +81,34 @@ class ServiceCallback(keras.callbacks.Callback):
         # Report, then checkpoint: an attempt that dies between the two repeats this epoch,
         # and the repeated report is dropped (never a missing one).
         epoch_report(self.report, epoch + 1, self.epochs, logs or {}, seconds)
-        if self.report.checkpoint_due(last=epoch + 1 == self.epochs):
+        if self.allotted.checkpoint_due(last=epoch + 1 == self.epochs):
             # Weights and optimizer state: a resumed job continues exactly.
-            save_checkpoint(self.report.checkpoint_dir, epoch + 1, SUFFIX, self.model.save)
+            save_checkpoint(self.allotted.checkpoint_dir, epoch + 1, SUFFIX, self.model.save)
 
 
 def save_model(model: keras.Model, path: Path) -> None:
     model.save(path)
 
 
-def train_keras(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedModel:
+def train_keras(run: NetworkRun, data: ArrayData, report: Reporter, allotted: Allotment) -> TrainedModel:
     # On a shared GPU, a logical device of the job's share; else memory growth (one or the other).
-    if not gpu_share.limit_tensorflow(report.gpu_memory_mb):
+    if not gpu_share.limit_tensorflow(allotted.gpu_memory_mb):
         enable_memory_growth()
-    with gpu_share.failing_on_gpu_oom(report.gpu_memory_mb):
-        return _train_keras(run, data, report)
+    with gpu_share.failing_on_gpu_oom(allotted.gpu_memory_mb):
+        return _train_keras(run, data, report, allotted)
 
 
-def _train_keras(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedModel:
+def _train_keras(run: NetworkRun, data: ArrayData, report: Reporter, allotted: Allotment) -> TrainedModel:
     training = run.training
     keras.utils.set_random_seed(training.seed)
     prepare = input_preparation(data)
-    resumed = resume(report, SUFFIX, keras.saving.load_model)
+    resumed = resume(report, allotted.checkpoint_dir, SUFFIX, keras.saving.load_model)
     if resumed is not None:
         model, start_epoch = resumed
     else:
         model, start_epoch = build_keras(run.network.layers, tuple(run.input_shape), run.network.api, prepare), 0
         model.compile(optimizer=make_optimizer(training), loss=make_loss(run), metrics=training.metrics)
-    callback = ServiceCallback(report, training.epochs)
+    callback = ServiceCallback(report, allotted, training.epochs)
     callbacks: list[keras.callbacks.Callback] = [callback]
     stopping = training.early_stopping
     if stopping:
@@ -134,7 +134,7 @@ def _train_keras(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedM
     )
     if callback.cancelled:
         raise Cancelled()
-    keep_last_checkpoint(report.checkpoint_dir, SUFFIX)
+    keep_last_checkpoint(allotted.checkpoint_dir, SUFFIX)
 
     # Direct calls in chunks: predict() would trace a new function for a one-off pass.
     outputs = np.concatenate(

@@ -24,7 +24,7 @@ class LoopConfig:
     batch_size: int
     classification: bool
     outputs_probabilities: bool = False  # the network ends with softmax (else logits)
-    regression_loss: str = "mse"  # mse | mae | huber (canonical names: service/nets/losses.py)
+    regression_loss: str = "mse"  # mse | mae | huber (canonical names: service/network/losses.py)
     validation: tuple[torch.Tensor, torch.Tensor] | None = None
     seed: int = 0
     start_epoch: int = 0  # epochs already done (resuming from a checkpoint)

@@ -11,10 +11,10 @@ import torch
 
 from service.data.arrays import ArrayData
 from service.data.tasks import CLASSIFICATION
-from service.nets.spec import EarlyStopping, NetworkRun
-from service.nets.torch_builder import build_torch, count_parameters
+from service.network.spec import EarlyStopping, NetworkRun
+from service.network.torch_builder import build_torch, count_parameters
 from workers import gpu_share
-from workers.trainers.base import Cancelled, Reporter, TrainedModel
+from workers.trainers.base import Allotment, Cancelled, Reporter, TrainedModel
 from workers.trainers.network.common import (
     epoch_report,
     held_out_metrics,
@@ -88,15 +88,17 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     torch.save(model.state_dict(), path)
 
 
-def train_torch(run: NetworkRun, data: ArrayData, report: Reporter) -> TrainedModel:
+def train_torch(run: NetworkRun, data: ArrayData, report: Reporter, allotted: Allotment) -> TrainedModel:
     device = pick_device(run.device, report)
     if device.type == "cuda":
-        gpu_share.limit_torch(report.gpu_memory_mb, device)  # the job's share of a shared GPU
-    with gpu_share.failing_on_gpu_oom(report.gpu_memory_mb):
-        return _train_torch(run, data, report, device)
+        gpu_share.limit_torch(allotted.gpu_memory_mb, device)  # the job's share of a shared GPU
+    with gpu_share.failing_on_gpu_oom(allotted.gpu_memory_mb):
+        return _train_torch(run, data, report, allotted, device)
 
 
-def _train_torch(run: NetworkRun, data: ArrayData, report: Reporter, device: torch.device) -> TrainedModel:
+def _train_torch(
+    run: NetworkRun, data: ArrayData, report: Reporter, allotted: Allotment, device: torch.device
+) -> TrainedModel:
     training, network = run.training, run.network
     classification = data.task == CLASSIFICATION
     torch.manual_seed(training.seed)
@@ -106,7 +108,9 @@ def _train_torch(run: NetworkRun, data: ArrayData, report: Reporter, device: tor
         training.optimizer, model.parameters(), training.learning_rate, training.momentum, training.weight_decay, device
     )
     start_epoch = 0
-    resumed = resume(report, SUFFIX, lambda path: torch.load(path, map_location=device, weights_only=True))
+    resumed = resume(
+        report, allotted.checkpoint_dir, SUFFIX, lambda path: torch.load(path, map_location=device, weights_only=True)
+    )
     if resumed is not None:
         state, start_epoch = resumed
         model.load_state_dict(state["model"])
@@ -130,17 +134,17 @@ def _train_torch(run: NetworkRun, data: ArrayData, report: Reporter, device: tor
     def on_epoch(result: EpochResult) -> bool:
         # Report, then checkpoint (see keras_trainer.ServiceCallback).
         epoch_report(report, result.epoch, config.epochs, result.metrics, result.seconds)
-        if report.checkpoint_due(last=result.epoch == config.epochs):
+        if allotted.checkpoint_due(last=result.epoch == config.epochs):
             state = {"epoch": result.epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
-            save_checkpoint(report.checkpoint_dir, result.epoch, SUFFIX, lambda path: torch.save(state, path))
+            save_checkpoint(allotted.checkpoint_dir, result.epoch, SUFFIX, lambda path: torch.save(state, path))
         return stopper.should_stop(result.metrics)
 
     try:
-        history = fit(model, optimizer, x, y, config, LoopHooks(should_stop=report.stop_requested, on_epoch=on_epoch))
+        history = fit(model, optimizer, x, y, config, LoopHooks(should_stop=allotted.stop_requested, on_epoch=on_epoch))
     except Stopped:
         raise Cancelled() from None
     stopper.restore()
-    keep_last_checkpoint(report.checkpoint_dir, SUFFIX)
+    keep_last_checkpoint(allotted.checkpoint_dir, SUFFIX)
 
     x_test, y_test = as_tensors(data.x_test, data.y_test, classification, device)
     test_loss = evaluate(model, x_test, y_test, config)["loss"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from service.optimize.aco_tsp import random_tours, solve_tsp
 from service.optimize.functions import evaluate
 from service.optimize.spec import ContinuousProblem, OptimizeRun, TspProblem
 from service.optimize.tsp_instances import tsplib_length
-from workers.trainers.base import Cancelled, DataSource, JobResult, Reporter
+from workers.trainers.base import Allotment, Cancelled, DataSource, JobResult, Reporter
 
 MAX_CURVE = 10_000  # points of the convergence curve kept in the result
 REPORTS = 100  # progress reports per job, at most
@@ -28,10 +29,11 @@ def load_data(run: OptimizeRun, source: DataSource) -> None:
     return None  # the spec is the whole problem
 
 
-def train(run: OptimizeRun, data: None, report: Reporter) -> JobResult:
+def train(run: OptimizeRun, data: None, report: Reporter, allotted: Allotment) -> JobResult:
     o = run.optimize
     progress = Progress(report, o.evaluations)
-    result, curve = _tsp(o, report, progress) if isinstance(o, TspProblem) else _continuous(o, report, progress)
+    stop = allotted.stop_requested
+    result, curve = _tsp(o, stop, progress) if isinstance(o, TspProblem) else _continuous(o, stop, progress)
     progress.final(result["evaluations"], result["best_value"])
     result.update(downsample(curve))
     metrics = {"best_value": result["best_value"], "evaluations": result["evaluations"]}
@@ -40,7 +42,9 @@ def train(run: OptimizeRun, data: None, report: Reporter) -> JobResult:
     return JobResult(result=result, metrics=metrics)
 
 
-def _continuous(o: ContinuousProblem, report: Reporter, progress: Progress) -> tuple[dict[str, Any], list[float]]:
+def _continuous(
+    o: ContinuousProblem, stop: Callable[[], bool], progress: Progress
+) -> tuple[dict[str, Any], list[float]]:
     space = Space.box(o.dimensions, *o.bounds)
     keys = [d.name for d in space.dims]
     best, calls = math.inf, 0
@@ -53,7 +57,7 @@ def _continuous(o: ContinuousProblem, report: Reporter, progress: Progress) -> t
         return value
 
     optimizer = OPTIMIZERS[o.strategy](space, o.evaluations, seed=o.seed, **o.params)
-    found = minimize(optimizer, objective, o.evaluations, should_stop=report.stop_requested)
+    found = minimize(optimizer, objective, o.evaluations, should_stop=stop)
     _stop_if_short(found.evaluations, o.evaluations)
     return {
         "best_value": found.best_value,
@@ -62,13 +66,13 @@ def _continuous(o: ContinuousProblem, report: Reporter, progress: Progress) -> t
     }, found.curve
 
 
-def _tsp(o: TspProblem, report: Reporter, progress: Progress) -> tuple[dict[str, Any], list[float]]:
+def _tsp(o: TspProblem, stop: Callable[[], bool], progress: Progress) -> tuple[dict[str, Any], list[float]]:
     solve = solve_tsp if o.strategy == "aco" else random_tours
     tour, length, curve = solve(
         np.array(o.cities, dtype=float),
         o.evaluations,
         seed=o.seed,
-        should_stop=report.stop_requested,
+        should_stop=stop,
         on_tour=progress,
         **o.params,
     )

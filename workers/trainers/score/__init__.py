@@ -24,7 +24,7 @@ from service.competitions.testset import TestSet, read_test_set
 from service.core.config import Settings
 from service.core.errors import ServiceError
 from service.serving.process import ModelProcess, ModelUnavailable, ProcessLimits
-from workers.trainers.base import Cancelled, DataSource, JobFailed, JobResult, Reporter
+from workers.trainers.base import Allotment, Cancelled, DataSource, JobFailed, JobResult, Reporter
 from workers.trainers.scores import classification_metrics, regression_metrics
 
 BATCH = 1000  # inputs per request to the model's process (predict takes at most 10,000)
@@ -45,7 +45,7 @@ def load_data(run: ScoreRun, source: DataSource) -> ScoreData:
     return ScoreData(test, source.settings or Settings.from_env())
 
 
-def train(run: ScoreRun, data: ScoreData, report: Reporter) -> JobResult:
+def train(run: ScoreRun, data: ScoreData, report: Reporter, allotted: Allotment) -> JobResult:
     try:
         return _score(run, data, report)
     except (Cancelled, JobFailed):

@@ -4,7 +4,7 @@ import { h, fill, statusBadge, progressBar, formatTime, errorBox } from "./ui.js
 import { jobPage } from "./job.js";
 import { submitPage } from "./submit.js";
 import { modelPage } from "./model.js";
-import { coursePage, courseSummary, queueSummary } from "./course.js";
+import { coursePage, courseSummary, queueSummary, storageSummary } from "./course.js";
 import { competitionPage } from "./competition.js";
 
 const view = document.getElementById("view");
@@ -149,7 +149,7 @@ function followCourses() {
     // Jobs in no course have a place in the queue too.
     const other = (me.queue || []).length ? h("a", { href: "#/queue", class: "nav-course", "data-test": "nav-other-queue" },
                                               "No course", queueSummary(me.queue)) : null;
-    fill(navCourses, me.courses.map(courseSummary), other);
+    fill(navCourses, me.courses.map(courseSummary), other, storageSummary(me.storage));
   }, () => queued);
   redrawWhenJobsChange(signal, redraw, 2000); // a course's staff hear of all its jobs: at most every 2 s
   window.addEventListener("labtrain:usage", () => redraw().catch(() => {}), { signal });

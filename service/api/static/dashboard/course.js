@@ -22,6 +22,21 @@ export function courseSummary(entry) {
     hoursLine("cpu", entry.used.cpu_hours, entry.left.cpu_hours), queueSummary(entry.queue || []));
 }
 
+// "Storage 1.2 GB of 20 GB": what the user's files take against their quota (GET /me's storage).
+export function storageSummary(storage) {
+  if (!storage) return null;
+  const size = (bytes) => {
+    for (const [unit, scale] of [["GB", 1024 ** 3], ["MB", 1024 ** 2], ["KB", 1024]]) {
+      if (bytes >= scale) return `${Number((bytes / scale).toPrecision(3))} ${unit}`;
+    }
+    return `${bytes} bytes`;
+  };
+  const full = storage.used_bytes >= storage.quota_bytes;
+  return h("span", { class: full ? "nav-storage error" : "nav-storage", "data-test": "nav-storage",
+                     title: Object.entries(storage.by_kind || {}).map(([kind, bytes]) => `${kind} ${size(bytes)}`).join(", ") },
+    `Storage ${size(storage.used_bytes)} of ${size(storage.quota_bytes)}`);
+}
+
 // " · 2 queued, next #3 about 14:20": the first of the user's queued jobs in line.
 export function queueSummary(queue) {
   if (!queue.length) return null;

@@ -61,17 +61,20 @@ function labelled(text, input) {
 
 export async function submitPage(container, _params, signal) {
   const [catalog, datasets] = await Promise.all([api("/algorithms", { signal }), api("/datasets", { signal })]);
-  const kind = select("kind", [["classic", "Classic machine learning"], ["network", "Neural network"],
-                               ["code", "Your own script"]], "classic");
+  // The server's families (GET /algorithms lists them with their titles), those this page has a form for.
+  const forms = { classic: classicFields, network: networkFields, code: codeFields };
+  const offered = catalog.families.filter((f) => f.name in forms);
+  const kind = select("kind", offered.map((f) => [f.name, f.title]), offered[0]?.name);
   const name = h("input", { id: "name", name: "name", "data-field": "name", "data-test": "field-name", type: "text",
                             placeholder: "optional" });
   const fields = h("div");
   const message = h("div", { "data-test": "form-message" });
   let build = () => ({});
 
+  // Built-ins not installed on this server are left out; one served by its subset says so (its label).
   const datasetOptions = (images) => datasets.items
-    .filter((d) => (images ? true : d.kind !== "images"))
-    .map((d) => [d.builtin ? d.id : `upload:${d.id}`, d.builtin ? d.name : `${d.name} (uploaded)`]);
+    .filter((d) => (images ? true : d.kind !== "images") && d.installed !== false)
+    .map((d) => [d.builtin ? d.id : `upload:${d.id}`, d.builtin ? d.label || d.name : `${d.name} (uploaded)`]);
   const datasetValue = (value) => (value.startsWith("upload:") ? { id: value.slice(7) } : value);
 
   function classicFields() {
@@ -154,7 +157,7 @@ export async function submitPage(container, _params, signal) {
     };
   }
 
-  const showFields = () => ({ classic: classicFields, network: networkFields, code: codeFields })[kind.value]();
+  const showFields = () => forms[kind.value]();
   kind.addEventListener("change", showFields);
   showFields();
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.nets import losses
-from tests.service.api.test_api_jobs import assert_error
+from service.network import losses
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.fast
 

@@ -12,12 +12,12 @@ from service.core.errors import SpecError
 from service.data.tasks import CLASSIFICATION, REGRESSION
 from service.jobs.context import SubmitContext
 from service.jobs.spec import ValidatedJob, parse_spec
+from service.lab.devices import queue_for
 from service.lab.gpu_requests import gpu_memory_for
-from service.lab.worker_registry import gpu_worker_online
-from service.nets import losses
-from service.nets.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
-from service.nets.presets import preset_layers
-from service.nets.spec import APIS, NetworkPlan, NetworkRun, NetworkSpec, Training, TrainingPlan
+from service.network import losses
+from service.network.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
+from service.network.presets import preset_layers
+from service.network.spec import APIS, NetworkPlan, NetworkRun, NetworkSpec, Training, TrainingPlan
 
 
 def validate_network(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
@@ -52,7 +52,7 @@ def validate_network(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
             code="invalid_network",
         )
     training = _check_training(spec.training, data.task)
-    queue = "gpu" if spec.device == "gpu" or (spec.device == "auto" and gpu_worker_online(ctx.session)) else "cpu"
+    queue = queue_for(ctx.session, spec.device)
     run = NetworkRun(
         name=spec.name,
         dataset=data.spec_value,
@@ -71,7 +71,9 @@ def validate_network(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
     gpu_memory = gpu_memory_for(
         ctx.session, queue, spec.resources.gpu_memory_mb, default_gpu_memory_mb(ctx.settings, run)
     )
-    return ValidatedJob(family="network", run=run, queue=queue, name=spec.name, gpu_memory_mb=gpu_memory)
+    return ValidatedJob(
+        family="network", run=run, queue=queue, name=spec.name, gpu_memory_mb=gpu_memory, tier=spec.tier
+    )
 
 
 def _check_training(training: Training, task: str) -> TrainingPlan:

@@ -9,7 +9,7 @@ from typing import Any
 from service.core.errors import SpecError
 from service.data.tasks import CLASSIFICATION
 from service.jobs.families import SearchHooks, pick_score, score_in
-from service.nets.spec import NetworkRun, Training
+from service.network.spec import NetworkRun, Training
 
 # Names a search may use besides the training options, and the layers each one changes.
 LAYER_KEYS = {"units": "dense", "dropout": "dropout"}

@@ -12,7 +12,7 @@ from service.core.errors import SpecError
 from service.data.images import mnist_digit, picture, to_input
 from service.data.instances import array_batch, class_labels, class_output, picture_batch, pictures_sent
 from service.data.tasks import CLASSIFICATION
-from service.nets.artifacts import load_network
+from service.network.artifacts import load_network
 
 if TYPE_CHECKING:  # a model's process imports this module: no database code for a type hint
     from service.core.orm import Model

@@ -1,5 +1,5 @@
 """Network job specs (`framework` + `network`): what a user sends, and the run it becomes
-once checked (service/nets/validate.py), as stored and as the network trainers receive it."""
+once checked (service/network/validate.py), as stored and as the network trainers receive it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pydantic import Field, field_validator
 from service.core.schema import Strict, describe_params
 from service.data.image_folders import COLORS, DEFAULT_SIDE, MAX_SIDE
 from service.jobs.spec import JobSpec, Run
-from service.nets import losses
-from service.nets.layers import catalog as layers_catalog
-from service.nets.presets import PRESETS
+from service.network import losses
+from service.network.layers import catalog as layers_catalog
+from service.network.presets import PRESETS
 
 APIS = {"tensorflow": ("sequential", "functional", "subclassing"), "pytorch": ("sequential", "module")}
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")

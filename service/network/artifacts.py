@@ -26,7 +26,7 @@ def load_network(framework: str, path: str, meta: dict[str, Any], input_shape: l
 def _load_keras(path: str) -> Predictor:
     import keras  # a heavy framework, loaded on first use (see the module's docstring)
 
-    import service.nets.keras_builder  # noqa: F401  (registers the subclassed model for loading)
+    import service.network.keras_builder  # noqa: F401  (registers the subclassed model for loading)
 
     model = keras.saving.load_model(path, safe_mode=True)
     # Calling the model directly avoids predict()'s per-call set-up for small batches.
@@ -36,7 +36,7 @@ def _load_keras(path: str) -> Predictor:
 def _load_torch(path: str, meta: dict[str, Any], input_shape: list[int]) -> Predictor:
     import torch  # a heavy framework, loaded on first use (see the module's docstring)
 
-    from service.nets.torch_builder import build_torch
+    from service.network.torch_builder import build_torch
 
     network = meta["network"]
     model = build_torch(network["layers"], tuple(input_shape), network["api"], meta["prepare"])

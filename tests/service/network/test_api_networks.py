@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.service.api.test_api_datasets_models import submit_and_run, upload
-from tests.service.api.test_api_jobs import assert_error
+from tests.support.api import assert_error
 from tests.support.digit_images import load_mnist_8k, render
 from tests.support.workers import heartbeat
 
@@ -157,9 +157,10 @@ def test_invalid_network_specs_are_422_naming_the_field(client, alice, change, f
 def test_mnist_that_is_not_installed_is_a_clear_422(client, alice, settings):
     (settings.data_dir / "mnist.npz").unlink()
     error = assert_error(client.post("/api/v1/jobs", json=MLP, headers=alice), 422, "dataset")
-    assert "mnist.npz" in error["message"]
-    names = [d["id"] for d in client.get("/api/v1/datasets", headers=alice).get_json()["items"]]
-    assert "digits" in names and "mnist" not in names
+    assert "mnist.npz" in error["message"] and "labtrain datasets fetch mnist" in error["message"]
+    listed = {d["id"]: d for d in client.get("/api/v1/datasets", headers=alice).get_json()["items"]}
+    assert listed["digits"]["installed"] and not listed["mnist"]["installed"]
+    assert "labtrain datasets fetch mnist" in listed["mnist"]["how"]
 
 
 def test_network_on_digits_and_on_an_uploaded_npz(client, alice, bob, run_queued):

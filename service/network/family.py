@@ -8,11 +8,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.jobs.families import Family, register
-from service.nets import search
-from service.nets.layers import LAYER_TYPES, MAX_LAYERS
-from service.nets.predict import NetworkPredictor
-from service.nets.spec import NetworkRun, NetworkSpec, catalog
-from service.nets.validate import validate_network
+from service.network import search
+from service.network.layers import LAYER_TYPES, MAX_LAYERS
+from service.network.predict import NetworkPredictor
+from service.network.spec import NetworkRun, NetworkSpec, catalog
+from service.network.validate import validate_network
 
 PREDICTOR = NetworkPredictor()
 
@@ -39,6 +39,7 @@ FAMILY = register(
         name="network",
         key="framework",
         summary="framework (a network)",
+        title="Neural network",
         request_model=NetworkSpec,
         run_model=NetworkRun,
         validate=validate_network,
@@ -51,5 +52,28 @@ FAMILY = register(
         search=search.HOOKS,
         schemas=tuple(LAYER_TYPES.values()),
         schema_patch=layers_schema,
+        example={
+            "dataset": "mnist",
+            "framework": "tensorflow",
+            "network": {
+                "api": "sequential",
+                "layers": [
+                    {"type": "flatten"},
+                    {"type": "dense", "units": 128, "activation": "relu"},
+                    {"type": "dropout", "rate": 0.2},
+                    {"type": "dense", "units": 10, "activation": "softmax"},
+                ],
+            },
+            "training": {
+                "epochs": 5,
+                "batch_size": 32,
+                "optimizer": "adam",
+                "learning_rate": 0.001,
+                "loss": "sparse_categorical_crossentropy",
+                "metrics": ["accuracy"],
+            },
+            "device": "auto",
+        },
+        gpu_memory_mb=lambda settings: settings.gpu_memory_network_mb,
     )
 )
