@@ -219,6 +219,7 @@ def settings(tmp_path, database_url, broker_url) -> Settings:
         data_dir=data_dir,
         artifact_dir=tmp_path / "artifacts",
         max_upload_bytes=2_000_000,
+        max_resumable_upload_bytes=3_000_000,
         submit_rate_limit=None,
         predict_rate_limit=None,
     )  # tests/service/api/test_monitoring.py sets them

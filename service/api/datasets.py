@@ -4,7 +4,7 @@ take it too: service/api/course_datasets.py), for a multipart file and a finishe
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Any
+from typing import Any, BinaryIO
 
 from flask import Blueprint, Flask
 from sqlalchemy import select
@@ -43,23 +43,26 @@ def store_upload(name: str | None, course_id: str | None = None) -> Dataset:
     source = incoming(DATASET, "send the data as a multipart form field named 'file'")
     filename = source.filename or "upload.csv"
     suffix = dataset_suffix(filename)
-    data = source.data
     settings, session, user = services().settings, db_session(), current_user()
-    if len(data) > settings.max_upload_bytes:
+    limit = settings.max_resumable_upload_bytes if source.upload else settings.max_upload_bytes
+    if source.size > limit:
         raise SpecError(
-            f"the file is larger than the limit of {settings.max_upload_bytes} bytes",
+            f"the file is larger than the limit of {limit} bytes",
             field="file",
             code="too_large",
             status=413,
         )
-    quota.check_room(session, settings, user, len(data), except_upload=source.upload.id if source.upload else None)
-    kind = _kind(suffix, data)
+    quota.check_room(session, settings, user, source.size, except_upload=source.upload.id if source.upload else None)
+    with source.open() as stream:
+        kind = _kind(suffix, stream)
     dataset_id = new_id()
-    if kind == IMAGE_FOLDER:
+    if kind == IMAGE_FOLDER:  # unpacked as a stream: a resumable upload may be gigabytes
         path = storage.dataset_dir(settings, dataset_id)
-        info = unpack_image_folder(data, path, _folder_limits(settings))
+        with source.open() as stream:
+            info = unpack_image_folder(stream, path, _folder_limits(settings))
         size = info["bytes"]
-    else:
+    else:  # a table or arrays is checked in memory, as the jobs that read it load it
+        data = source.read()
         try:
             info = _inspect_npz(data) if kind == "npz" else _inspect_csv(data)
         except DataError as exc:
@@ -97,13 +100,14 @@ def dataset_suffix(filename: str) -> str:
     return suffix
 
 
-def _kind(suffix: str, data: bytes) -> str:
+def _kind(suffix: str, stream: BinaryIO) -> str:
     if suffix == ".zip":
         return IMAGE_FOLDER
     if suffix == ".npz":
         return "npz"
-    if data[:4] == b"PK\x03\x04":  # a zip under another name: an NPZ holds nothing but .npy arrays
-        return "npz" if is_npz(data) else IMAGE_FOLDER
+    if stream.read(4) == b"PK\x03\x04":  # a zip under another name: an NPZ holds nothing but .npy arrays
+        stream.seek(0)
+        return "npz" if is_npz(stream) else IMAGE_FOLDER
     return "csv"
 
 

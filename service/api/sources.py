@@ -33,10 +33,11 @@ def upload():
     settings, session, user = services().settings, db_session(), current_user()
     kind_of(filename)  # a file labtrain cannot run is refused before the quota is counted
     except_upload = source_file.upload.id if source_file.upload else None
-    quota.check_room(session, settings, user, len(source_file.data), except_upload=except_upload)
+    quota.check_room(session, settings, user, source_file.size, except_upload=except_upload)
     source_id = new_id()
     folder = storage.source_dir(settings, source_id)
-    unpacked = unpack(filename, source_file.data, folder, settings.max_source_files, settings.max_source_bytes)
+    with source_file.open() as stream:  # unpacked as a stream: a resumable upload may be large
+        unpacked = unpack(filename, stream, folder, settings.max_source_files, settings.max_source_bytes)
     source = Source(
         id=source_id,
         owner_id=user.id,

@@ -6,9 +6,10 @@ they pass, so a failed check leaves it whole for another try."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
+from typing import Any, BinaryIO
 
 from flask import g, request
 from sqlalchemy.orm import Session
@@ -21,20 +22,38 @@ from service.core.orm import Upload
 
 @dataclass
 class Incoming:
+    """A multipart file's bytes, or a finished resumable upload read from its file on disk (it
+    may be far larger than memory: archives are unpacked from the file as a stream)."""
+
     filename: str
-    data: bytes
+    size: int
     upload: Upload | None  # the resumable upload it came from
+    data: bytes | None = None  # a multipart file's bytes
+
+    def open(self) -> BinaryIO:
+        """A new reader of the bytes, from their start."""
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        return open(self.upload.path, "rb")
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        with self.open() as stream:
+            return stream.read()
 
 
 def incoming(kind: str, missing: str) -> Incoming:
     """The request's file for a `kind` (dataset | source); `missing` says how to send one."""
     upload = json_upload(kind)
     if upload is not None:
-        return Incoming(upload.filename, uploads.read_finished(upload), upload)
+        uploads.check_finished(upload)
+        return Incoming(upload.filename, upload.length, upload)
     upload_file = request.files.get("file")
     if upload_file is None:
         raise SpecError(f'{missing}, or a finished resumable upload as JSON {{"upload": "<id>"}}', field="file")
-    return Incoming(PurePath(upload_file.filename or "").name, upload_file.read(), None)
+    data = upload_file.read()
+    return Incoming(PurePath(upload_file.filename or "").name, len(data), None, data)
 
 
 def field(name: str, kind: str) -> str | None:

@@ -72,7 +72,7 @@ def options():
         {
             "Tus-Version": TUS_VERSION,
             "Tus-Extension": EXTENSIONS,
-            "Tus-Max-Size": str(services().settings.max_upload_bytes),
+            "Tus-Max-Size": str(services().settings.max_resumable_upload_bytes),
         },
     )
 
@@ -100,9 +100,9 @@ def create():
         dataset_suffix(filename)
     else:
         kind_of(filename)
-    if length > settings.max_upload_bytes:
+    if length > settings.max_resumable_upload_bytes:
         raise SpecError(
-            f"the file is larger than the limit of {settings.max_upload_bytes} bytes (Tus-Max-Size)",
+            f"the file is larger than the limit of {settings.max_resumable_upload_bytes} bytes (Tus-Max-Size)",
             field="Upload-Length",
             code="too_large",
             status=413,

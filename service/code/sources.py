@@ -10,12 +10,12 @@ zipping a folder makes it) is stored without that folder.
 
 from __future__ import annotations
 
-import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
-from service.core.archives import ArchiveWriter, safe_name, untar, unzip
+from service.core.archives import ArchiveWriter, as_file, safe_name, untar, unzip
 from service.core.errors import SpecError
 
 SKIPPED = ("__MACOSX", ".DS_Store", "__pycache__")  # what archivers add, never the student's code
@@ -51,14 +51,14 @@ def kind_of(filename: str) -> str:
     )
 
 
-def unpack(filename: str, data: bytes, folder: Path, max_files: int, max_bytes: int) -> Unpacked:
+def unpack(filename: str, data: bytes | BinaryIO, folder: Path, max_files: int, max_bytes: int) -> Unpacked:
     """Store the upload in `folder` (new); a 422 naming what is wrong leaves nothing behind."""
     kind = kind_of(filename)
     folder.mkdir(parents=True)
     try:
         writer = ArchiveWriter(folder, max_files, max_bytes, code=SourceError.code, advice=ADVICE, skip=_skipped)
         if kind in ("py", "ipynb"):
-            writer.add(safe_name(PurePosixPath(filename).name, writer), io.BytesIO(data))
+            writer.add(safe_name(PurePosixPath(filename).name, writer), as_file(data))
         elif kind == "zip":
             unzip(data, writer)
         else:

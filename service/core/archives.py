@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, BinaryIO
 
 from service.core.errors import SpecError
 
@@ -127,9 +127,14 @@ def _link_refused(name: str, writer: ArchiveWriter) -> SpecError:
     return writer.refuse(f"the archive entry {name!r} is a link; archives may not hold links (put the file itself in)")
 
 
-def unzip(data: bytes, writer: ArchiveWriter) -> None:
+def as_file(data: bytes | BinaryIO) -> BinaryIO:
+    """Bytes as a file; a file as it is (an upload on disk is read as a stream, never whole)."""
+    return io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+
+
+def unzip(data: bytes | BinaryIO, writer: ArchiveWriter) -> None:
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(as_file(data))
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise writer.refuse(f"the file is not a readable zip archive ({exc})") from None
     with archive:
@@ -164,9 +169,9 @@ def unzip(data: bytes, writer: ArchiveWriter) -> None:
                 raise writer.refuse(f"the archive entry {entry.filename!r} cannot be read ({exc})") from None
 
 
-def untar(data: bytes, writer: ArchiveWriter) -> None:
+def untar(data: bytes | BinaryIO, writer: ArchiveWriter) -> None:
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")  # noqa: SIM115 (closed below)
+        archive = tarfile.open(fileobj=as_file(data), mode="r:gz")  # noqa: SIM115 (closed below)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise writer.refuse(f"the file is not a readable .tar.gz archive ({exc})") from None
     with archive:

@@ -33,6 +33,8 @@ class Settings:
     data_dir: Path
     artifact_dir: Path
     max_upload_bytes: int = 50 * 1024 * 1024
+    # A resumable upload (service/api/uploads.py) arrives in chunks, so it may be far larger.
+    max_resumable_upload_bytes: int = 20 * 1024 * 1024 * 1024
     # Redis re-delivers an unacknowledged message after this many seconds, so it must
     # be longer than the longest job we allow (DESIGN.md decision 2).
     visibility_timeout: int = 24 * 3600
@@ -153,6 +155,9 @@ class Settings:
             data_dir=data_dir,
             artifact_dir=artifact_dir,
             max_upload_bytes=_env_int(environ, "LABTRAIN_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
+            max_resumable_upload_bytes=_env_int(
+                environ, "LABTRAIN_MAX_RESUMABLE_UPLOAD_BYTES", 20 * 1024 * 1024 * 1024
+            ),
             visibility_timeout=_env_int(environ, "LABTRAIN_VISIBILITY_TIMEOUT", 24 * 3600),
             embedded_poll_interval=_env_float(environ, "LABTRAIN_EMBEDDED_POLL_INTERVAL", 0.02),
             model_cache_size=_env_int(environ, "LABTRAIN_MODEL_CACHE_SIZE", 8),

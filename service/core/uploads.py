@@ -146,15 +146,14 @@ def append(session: Session, settings: Settings, upload: Upload, offset: int, bo
     return upload.received
 
 
-def read_finished(upload: Upload) -> bytes:
-    """All of a finished upload's bytes; a 409 while some are still to come."""
+def check_finished(upload: Upload) -> None:
+    """A 409 while some of the upload's bytes are still to come."""
     if upload.received < upload.length:
         raise Conflict(
             f"the upload has {upload.received} of its {upload.length} bytes; send the rest (PATCH) first",
             field="upload",
             details={"offset": upload.received, "length": upload.length},
         )
-    return Path(upload.path).read_bytes()
 
 
 def remove(session: Session, upload: Upload) -> None:

@@ -9,7 +9,7 @@ import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -61,11 +61,11 @@ def read_npz(data: bytes | Path) -> dict[str, np.ndarray]:
         raise DataError(f"the file is not a usable NPZ archive ({reason}); save it with numpy.savez") from None
 
 
-def is_npz(data: bytes) -> bool:
+def is_npz(data: bytes | BinaryIO) -> bool:
     """Whether a zip is an NPZ (numpy.savez writes nothing but .npy entries) rather than another
     archive (an image folder). Bytes that are no readable zip count as NPZ: its reader says why."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):
         return True

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -51,7 +51,7 @@ class FolderLimits:
     max_pixels: int  # per image, as its header declares
 
 
-def unpack_image_folder(data: bytes, folder: Path, limits: FolderLimits) -> dict[str, Any]:
+def unpack_image_folder(data: bytes | BinaryIO, folder: Path, limits: FolderLimits) -> dict[str, Any]:
     """Unpack the zip into `folder` (new) and describe it; a 4xx naming the entry leaves nothing behind."""
     folder.mkdir(parents=True)
     try:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import io
+import zipfile
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 from sqlalchemy import func, select, update
 
 from service.cli import main
@@ -78,7 +81,7 @@ def test_options_says_what_the_server_speaks(client, alice, settings):
     assert answer.status_code == 204
     assert answer.headers["Tus-Version"] == "1.0.0" and answer.headers["Tus-Resumable"] == "1.0.0"
     assert set(answer.headers["Tus-Extension"].split(",")) == {"creation", "termination", "expiration"}
-    assert answer.headers["Tus-Max-Size"] == str(settings.max_upload_bytes)
+    assert answer.headers["Tus-Max-Size"] == str(settings.max_resumable_upload_bytes)
 
 
 def test_a_request_without_the_protocol_version_is_a_412(client, alice):
@@ -151,9 +154,9 @@ def test_an_empty_patch_and_bad_headers(client, alice):
 
 
 def test_past_the_largest_upload_is_a_413_at_creation(client, alice, settings):
-    answer = create(client, alice, settings.max_upload_bytes + 1)
+    answer = create(client, alice, settings.max_resumable_upload_bytes + 1)
     assert_error(answer, 413, field="Upload-Length", code="too_large")
-    assert create(client, alice, settings.max_upload_bytes).status_code == 201
+    assert create(client, alice, settings.max_resumable_upload_bytes).status_code == 201
 
 
 def test_delete_removes_the_upload_and_its_bytes(client, alice, settings):
@@ -339,3 +342,32 @@ def test_prune_sweeps_expired_uploads_and_pruned_jobs_are_measured_again(client,
     assert "removed 1 unfinished uploads older than 24 hours" in out
     after = client.get("/api/v1/me", headers=alice).get_json()["storage"]["by_kind"]
     assert after["uploads"] == 10 and after["jobs"] == 0 and after["models"] == 0
+
+
+def test_a_resumable_image_folder_may_be_larger_than_a_request_and_is_unpacked_from_disk(client, alice, db, settings):
+    rng = np.random.default_rng(0)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as folder:
+        for index in range(52):  # noise does not compress: about 2.5 MB in all
+            picture = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(picture, "PNG")
+            folder.writestr(f"{('cat', 'dog')[index % 2]}/{index}.png", picture.getvalue())
+    data = archive.getvalue()
+    assert settings.max_upload_bytes < len(data) <= settings.max_resumable_upload_bytes
+
+    too_big = client.post(
+        "/api/v1/datasets",
+        headers=alice,
+        data={"file": (io.BytesIO(data), "pets.zip")},
+        content_type="multipart/form-data",
+    )
+    assert too_big.status_code == 413  # one request may not carry it ...
+    created = create(client, alice, len(data), filename="pets.zip")
+    assert created.status_code == 201, created.get_json()
+    location, half = created.headers["Location"], len(data) // 2
+    assert patch(client, alice, location, 0, data[:half]).status_code == 204
+    assert patch(client, alice, location, half, data[half:]).status_code == 204  # ... two chunks may
+    upload_id = location.rsplit("/", 1)[1]
+    dataset = client.post("/api/v1/datasets", headers=alice, json={"upload": upload_id, "name": "pets"})
+    assert dataset.status_code == 201, dataset.get_json()
+    assert dataset.get_json()["rows"] == 52 and rows(db, Upload) == 0

@@ -89,7 +89,9 @@ class CuttingProxy:
 def api(tmp_path_factory, make_pg_database):
     """The API alone (uploads need no worker), taking files up to 256 MB."""
     home = tmp_path_factory.mktemp("upload-cli")
-    env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_MAX_UPLOAD_BYTES=str(256 * MIB))
+    env = deployment_env(
+        home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_MAX_RESUMABLE_UPLOAD_BYTES=str(256 * MIB)
+    )
     port = free_port()
     process = ServiceProcess(["api", "--port", str(port), "--workers", "1"], env, home / "api.log")
     try:
