@@ -65,8 +65,7 @@ def load_arrays(
         arrays = load_npz_file(builtin_path(dataset, data_dir))
         info = {**check_arrays(arrays), "class_names": list(known.class_names) or None}
         data = _from_arrays(arrays, info, input_shape, evaluation)
-        installed = state(known, data_dir)
-        data.dataset_label = installed.label(known) if installed.subset else None
+        data.dataset_label = subset_label(dataset, data_dir)
         return data
     if dataset == "digits":
         import sklearn.datasets
@@ -87,6 +86,16 @@ def load_arrays(
     if kind == IMAGE_FOLDER:
         return _from_image_folder(Path(path), image, input_shape, evaluation)
     return _from_table(_uploaded(path, dataset.get("target")), input_shape, evaluation, task)
+
+
+def subset_label(name: str, data_dir: Path) -> str | None:
+    """`mnist (subset: ...)` while a known data set is served by its packaged subset, else None:
+    what a job on it says in its result."""
+    known = KNOWN.get(name)
+    if known is None:
+        return None
+    installed = state(known, data_dir)
+    return installed.label(known) if installed.subset else None
 
 
 def _from_arrays(

@@ -98,6 +98,7 @@ def test_the_keras_quickstart_reports_each_epoch_through_its_callback(lab):
     assert [a["path"] for a in lab.client.get(f"/api/v1/jobs/{job_id}/artifacts").json()["items"]] == [
         "quickstart.keras"
     ]
+    assert job["result"]["dataset"] == "mnist (subset: 6,000 training and 2,000 test digits)"  # the packaged one
 
 
 def test_what_a_script_writes_to_outputs_is_listed_and_served_as_artifacts(lab):

@@ -48,6 +48,7 @@ from workers.trainers.base import (
 )
 from workers.trainers.code.notebook_page import make_page
 from workers.trainers.code.served import saved_model
+from workers.trainers.datasets import subset_label
 
 MB = 1024 * 1024
 DISK_CHECK_S = 1.0
@@ -63,6 +64,7 @@ class CodeInputs:
     source_dir: Path
     dataset: Path | None  # the file (or an image folder's folder) mounted read-only at /data/<its name>
     dataset_name: str | None
+    dataset_label: str | None = None  # `mnist (subset: ...)` while the packaged subset serves it
 
     @property
     def job_dir(self) -> Path:
@@ -75,8 +77,9 @@ def load_data(run: CodeRun, source: DataSource) -> CodeInputs:
     if run.dataset is not None:
         name = run.dataset if isinstance(run.dataset, str) else run.dataset["id"]
         path = Path(source.uploaded[1]) if source.uploaded else builtin_file(settings, name)
+    label = subset_label(name, settings.data_dir) if name is not None and not source.uploaded else None
     return CodeInputs(
-        settings, source.job_id, source.attempt, storage.source_dir(settings, run.code.source), path, name
+        settings, source.job_id, source.attempt, storage.source_dir(settings, run.code.source), path, name, label
     )
 
 
@@ -149,6 +152,8 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter, allotted: Allotmen
     }
     if follow.epoch:
         result["epochs"] = follow.epoch
+    if inputs.dataset_label:
+        result["dataset"] = inputs.dataset_label
     if is_notebook(run):
         result["notebook"] = {"executed": f"{stem}.ipynb", "cells": follow.cells, **page}
     model = saved_model(storage.job_outputs_dir(settings, inputs.job_id), follow.metrics, result)
