@@ -24,7 +24,7 @@ from service.core import wakeups
 from service.core.errors import SpecError
 from service.core.orm import AuditEntry, Course, CourseGrant, CourseMember, Job, User, utcnow
 from service.courses.roles import STAFF, STUDENT
-from service.courses.usage import BUDGETED, held_seconds, kind_of
+from service.courses.usage import BUDGETED, held_seconds, hours_left, kind_of
 from service.jobs import families
 
 LABELS = {"gpu_hours": "GPU-hours", "cpu_hours": "CPU-hours"}
@@ -54,10 +54,7 @@ class Standing:
 
     @property
     def left(self) -> dict[str, float | None]:
-        return {
-            kind: None if total is None else round(max(0.0, total - self.used[kind]), 4)
-            for kind, total in self.budget.items()
-        }
+        return hours_left(self.budget, self.used)
 
     def waiting(self, kind: str) -> dict[str, str] | None:
         """Why a job spending `kind` waits, or None when its budget covers it."""
@@ -106,13 +103,7 @@ def standings(
     ids = students(session, course, user_ids)
     if not ids:
         return {}
-    granted: dict[str, dict[str, float]] = {user_id: dict.fromkeys(BUDGETED, 0.0) for user_id in ids}
-    for user_id, gpu, cpu in session.execute(
-        select(CourseGrant.user_id, func.sum(CourseGrant.gpu_hours), func.sum(CourseGrant.cpu_hours))
-        .where(CourseGrant.course_id == course.id, CourseGrant.user_id.in_(ids))
-        .group_by(CourseGrant.user_id)
-    ):
-        granted[user_id] = {"gpu_hours": float(gpu or 0.0), "cpu_hours": float(cpu or 0.0)}
+    granted = granted_hours(session, course, ids)
     mine = (Job.course_id == course.id, Job.owner_id.in_(ids))
     held = held_seconds(session, course.created_at, now, *mine)
     budget = course.budget or {}
@@ -140,6 +131,18 @@ def standings(
             course.budget, totals, granted[user_id], used, week, resets if cap is not None else None
         )
     return found
+
+
+def granted_hours(session: Session, course: Course, user_ids: Iterable[str]) -> dict[str, dict[str, float]]:
+    """The hours the instructors granted each of `user_ids` in the course, summed by kind."""
+    granted = {user_id: dict.fromkeys(BUDGETED, 0.0) for user_id in user_ids}
+    for user_id, gpu, cpu in session.execute(
+        select(CourseGrant.user_id, func.sum(CourseGrant.gpu_hours), func.sum(CourseGrant.cpu_hours))
+        .where(CourseGrant.course_id == course.id, CourseGrant.user_id.in_(list(granted)))
+        .group_by(CourseGrant.user_id)
+    ):
+        granted[user_id] = {"gpu_hours": float(gpu or 0.0), "cpu_hours": float(cpu or 0.0)}
+    return granted
 
 
 def _held(job: Job) -> bool:
@@ -182,12 +185,8 @@ def check_coverable(session: Session, job: Job) -> None:
         return
     if job.owner_id not in students(session, course, [job.owner_id]):
         return
-    granted = session.scalar(
-        select(func.coalesce(func.sum(getattr(CourseGrant, kind)), 0.0)).where(
-            CourseGrant.course_id == course.id, CourseGrant.user_id == job.owner_id
-        )
-    )
-    term = None if budget.get(kind) is None else budget[kind] + float(granted)
+    granted = granted_hours(session, course, [job.owner_id])[job.owner_id][kind]
+    term = None if budget.get(kind) is None else budget[kind] + granted
     if (term is not None and term <= 0) or (kind == "gpu_hours" and budget.get(WEEK_CAP) == 0):
         other = "cpu" if kind == "gpu_hours" else "gpu"
         raise SpecError(
