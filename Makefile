@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[cpu,test]'
+	# The other MLflow client version the tracking API is tested with (tests/service/tracking), kept
+	# apart with the protobuf it needs; the tests put it on PYTHONPATH.
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/mlflow-2 'mlflow-skinny==2.22.5' 'protobuf>=6,<7'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,10 +36,12 @@ lint: $(STAMP)
 # Debian packages: bubblewrap makes the sandbox code jobs run in (service/sandbox), for `make
 # run` and the tests; the tests also use docker-compose, which validates docker-compose.yml
 # without a Docker engine (tests/test_deploy.py), and Chromium for the dashboard's browser tests
-# (Playwright drives it; `playwright install` would download from a CDN). Installed when
+# (Playwright drives it; `playwright install` would download from a CDN), and slurm-wlm, whose
+# slurmctld and slurmd the SLURM backend's tests start as a one-node cluster of their own
+# (tests/support/slurm_cluster.py). Installed when
 # missing if we are root; otherwise the command is printed. Each entry is command:package.
 RUN_TOOLS := bwrap:bubblewrap
-TEST_TOOLS := $(RUN_TOOLS) docker-compose:docker-compose chromium:chromium
+TEST_TOOLS := $(RUN_TOOLS) docker-compose:docker-compose chromium:chromium slurmctld:slurm-wlm
 define install_missing
 	@missing=""; for entry in $(1); do command -v $${entry%%:*} >/dev/null 2>&1 || missing="$$missing $${entry#*:}"; done; \
 	if [ -n "$$missing" ]; then \

@@ -8,7 +8,9 @@ running, and a student's course budget holds a job it cannot cover (service/cour
 the job stays queued and says why in `waiting`). A round runs under a lock row, so any number of dispatchers can run without
 releasing a job twice. Families whose jobs take no slot (a search) are driven here too,
 by the driver their registry record names: their trials are jobs this dispatcher then
-schedules.
+schedules. A queue a SLURM partition serves (LABTRAIN_QUEUES) keeps its depth of jobs submitted
+there with sbatch, and each round past its poll interval reconciles them with SLURM
+(service/slurm/backend.py); with no such queue none of that runs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from service.jobs.lifecycle import QUEUED, RUNNING
 from service.jobs.limits import effective_limits
 from service.lab import gpu_packing, preemption, worker_registry
 from service.lab.fair_share import waiting_in_order
+from service.slurm import queues as slurm_queues
+from service.slurm.backend import SlurmBackend
 
 log = logging.getLogger("labtrain.dispatcher")
 STOP_CHECK_S = 0.5  # how often a waiting dispatcher looks whether it was asked to stop
@@ -45,6 +49,9 @@ class Dispatcher:
     def __init__(self, settings: Settings, celery: Celery, name: str | None = None):
         self.settings, self.celery = settings, celery
         self.name = name or f"dispatcher@{socket.gethostname()}"
+        # The queues a SLURM partition serves (LABTRAIN_QUEUES); None: every queue on Celery.
+        slurm = slurm_queues.load(settings.queues)
+        self.slurm = SlurmBackend(settings, slurm) if slurm else None
 
     def run_round(self, session: Session) -> list[str]:
         """One round under the lock; returns the ids of the jobs released."""
@@ -52,9 +59,14 @@ class Dispatcher:
         now = utcnow()
         online = worker_registry.online(session)
         self._reap(session, now)
+        if self.slurm:
+            self.slurm.reconcile(session, now)
         self._resend(session, now, {w.name for w in online})
         released = []
         for queue in QUEUES:
+            if self.slurm and self.slurm.serves(queue):  # SLURM keeps its own preemption and placement
+                released += self._fill(session, queue, now, [], None, self.slurm.free_slots(session, queue))
+                continue
             workers = [w for w in online if w.serves(queue)]
             # What each GPU has free, as the jobs placed this round leave it: preemption reads it too.
             gpus = gpu_packing.gpus(session, workers) if queue == "gpu" else None
@@ -106,9 +118,11 @@ class Dispatcher:
         A job sent to one GPU worker that has gone is placed again."""
         overdue = now - timedelta(seconds=self.settings.resend_after_s)
         for job in session.scalars(select(Job).where(Job.status == QUEUED, Job.released_at < overdue)):
+            if self.slurm and self.slurm.serves(job.queue):  # pending in SLURM is not lost: reconcile sees it
+                continue
             if job.worker and job.worker not in online:
                 job.released_at, job.worker, job.gpu_share = None, None, None
-            elif self._send(job):
+            elif self._send(job, session):
                 job.released_at = now
 
     def _fill(
@@ -118,11 +132,13 @@ class Dispatcher:
         now: datetime,
         workers: list[Worker],
         gpus: dict[str, gpu_packing.Gpu] | None,
+        free: int | None = None,
     ) -> list[str]:
         """The free slots of `queue` take its waiting jobs in fair-share order. A CPU job may go to
         any worker of the queue; a GPU job is placed on the GPU it fits best by memory and sent
         to that worker (service/lab/gpu_packing.py): one that fits no GPU now waits, and smaller
-        ones behind it may go first. `gpus` is what the queue's GPUs have free (None for CPUs)."""
+        ones behind it may go first. `gpus` is what the queue's GPUs have free (None for CPUs);
+        `free`, where given, is the queue's free slots (a SLURM queue's, service/slurm/backend.py)."""
         busy = (
             session.execute(
                 select(Job.owner_id).where(
@@ -134,9 +150,9 @@ class Dispatcher:
             .scalars()
             .all()
         )
-        if gpus is not None:
+        if free is None and gpus is not None:
             free = sum(gpu.free_slots for gpu in gpus.values())
-        else:
+        elif free is None:
             free = sum(w.concurrency for w in workers) - len(busy)
         per_owner = Counter(busy)
         limits: dict[str, int] = {}
@@ -163,7 +179,7 @@ class Dispatcher:
                 if gpu is None:
                     continue
                 job.worker, job.gpu_share = gpu.worker, gpu.share(need)
-            if not self._send(job):
+            if not self._send(job, session):
                 job.worker, job.gpu_share = None, None
                 free = 0  # the broker is down: try again next round
                 continue
@@ -175,8 +191,11 @@ class Dispatcher:
             released.append(job.id)
         return released
 
-    def _send(self, job: Job) -> bool:
-        """To the job's queue, or to its worker's own queue where it was placed on that worker's GPU."""
+    def _send(self, job: Job, session: Session) -> bool:
+        """To the job's queue, or to its worker's own queue where it was placed on that worker's GPU;
+        on a SLURM queue, sbatch."""
+        if self.slurm and self.slurm.serves(job.queue):
+            return self.slurm.submit(session, job)
         try:
             send_job(self.celery, job.id, worker_queue(job.worker) if job.queue == "gpu" and job.worker else job.queue)
             return True
@@ -245,7 +264,7 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
 def _round_if_needed(db: Database, dispatcher: Dispatcher, settings: Settings) -> None:
     with db.session() as session:
         needed = round_needed(session, settings)
-    if needed:
+    if needed or (dispatcher.slurm and dispatcher.slurm.due()):  # SLURM's view is polled, never announced
         with db.session() as session:
             released = dispatcher.run_round(session)
         if released:

@@ -18,6 +18,7 @@ from workers.trainers.base import Cancelled
 from workers.watch import JobWatch
 
 WRITE_EVERY_S = 0.25  # log events and progress wait at most this long to be written
+METRICS_FIELDS = ("step", "source")  # a metrics event's own fields; the rest are its points
 
 
 class DbReporter:
@@ -32,8 +33,9 @@ class DbReporter:
     ):
         self.db, self.job_id, self.log, self.watch = db, job_id, job_log, watch
         self._epochs_seen: set[int] | None = None
+        self._points_seen: set[tuple[str, Any]] | None = None  # (key, step) of the job's metrics events
         self._pending: dict[str, Any] = {}  # progress not written yet
-        self._logs: list[tuple[str, dict[str, Any], datetime]] = []  # log events not written yet
+        self._logs: list[tuple[str, dict[str, Any], datetime]] = []  # log and metrics events not written yet
         self._written_at = 0.0
 
     # A short job's many steps (a fold, a trial) would each cost a transaction: log events and
@@ -45,6 +47,12 @@ class DbReporter:
             self.log.info("%s", data.get("message", data))
             self._logs.append((type_, data, utcnow()))
             self.write_if_due()
+            return
+        if type_ == "metrics":  # a TensorBoard file's steps come by the thousand: they wait like log lines
+            fresh = self._new_points(data)
+            if fresh is not None:
+                self._logs.append((type_, fresh, utcnow()))
+                self.write_if_due()
             return
         with self.db.session() as session:
             if type_ == "epoch" and self._already_reported(session, data["epoch"]):
@@ -88,6 +96,27 @@ class DbReporter:
         """A line the job's program printed goes to the job's log (the sandbox bounds what a
         program sends, every channel together: service/sandbox/box.py, MAX_OUTPUT_BYTES)."""
         self.log.log(logging.WARNING if stream == "stderr" else logging.INFO, "%s", line)
+
+    def _new_points(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """A metrics event ({"step", "source", key: value ...}) without the points (key, step)
+        the job has already: a resumed attempt repeats some, and the first stays. None when no
+        point is new."""
+        if self._points_seen is None:
+            with self.db.session() as session:
+                rows = session.scalars(
+                    select(JobEvent.data).where(JobEvent.job_id == self.job_id, JobEvent.type == "metrics")
+                )
+                self._points_seen = {(key, row.get("step")) for row in rows for key in row if key not in METRICS_FIELDS}
+        step = data.get("step")
+        fresh = {
+            key: value
+            for key, value in data.items()
+            if key not in METRICS_FIELDS and (key, step) not in self._points_seen
+        }
+        if not fresh:
+            return None
+        self._points_seen.update((key, step) for key in fresh)
+        return {key: data[key] for key in METRICS_FIELDS if key in data} | fresh
 
     def _already_reported(self, session, epoch: int) -> bool:
         # A resumed attempt may repeat the epoch after the last checkpoint: report each epoch once.

@@ -23,6 +23,8 @@ from service.core.db import Database
 from service.core.orm import Dataset, Job, Model, new_id
 from service.jobs import families, lifecycle
 from service.serving.check import ModelRefused, check_model
+from service.tracking.job_endpoint import job_app
+from service.tracking.runs import job_run_id
 from workers.reporter import DbReporter
 from workers.trainers import Allotment, Cancelled, DataSource, JobFailed, JobResult, Preempted, TrainedModel
 from workers.watch import CANCELLED, SUPERSEDED, JobWatch, outcome
@@ -66,6 +68,9 @@ class JobRunner:
         watch.start()
         reporter = DbReporter(self.db, job_id, job_log, watch)
         allotted = allotment(reporter, checkpoints, self.settings.checkpoint_every_s, gpu_memory_mb)
+        if self.settings.code_tracking:  # the job's own MLflow endpoint, for a trainer that runs students' code
+            allotted.tracking_app = self._tracking_app(job_id)
+            allotted.tracking_run_id = job_run_id(job_id)
         status: str | None = None
         try:
             job_log.info("job %s started on %s (attempt %d)", job_id, self.worker_name, attempt)
@@ -113,6 +118,12 @@ class JobRunner:
             job_log.removeHandler(handler)
             handler.close()
         return status
+
+    def _tracking_app(self, job_id: str):
+        def make(on_metrics):
+            return job_app(self.db, self.settings, job_id, on_metrics)
+
+        return make
 
     def _refuse(self, session, job_id: str, attempt: int, family_name: str, exc: Exception) -> str:
         """A job this worker cannot run at all (an unknown family, a stored spec its model refuses)."""

@@ -64,12 +64,14 @@ ERROR_TEXT = {
     403: "Not allowed: the caller's role does not permit it (e.g. only admins create courses)",
     404: "Unknown id, or another user's object",
     409: "The object is in the wrong state for this",
+    411: "The body has no Content-Length (an MLflow artifact upload)",
     412: "Tus-Resumable is missing or names a version other than 1.0.0 (resumable uploads)",
     413: "The body is larger than the upload limit, or an upload would pass the storage quota (quota_exceeded)",
     415: "The body's Content-Type is not the one this route takes",
     422: "A parameter, spec or payload is invalid",
     429: "A per-user limit is reached; the message says which",
     503: "Not ready, or unable to serve it now: the message names what does not answer",
+    501: "An endpoint of MLflow's API that labtrain does not serve (MLflow's NOT_IMPLEMENTED)",
 }
 BINARY = {"type": "string", "format": "binary"}
 
@@ -89,6 +91,7 @@ class Op:
     body: dict[str, Any] | None = None  # {media type: schema}
     errors: tuple[int, ...] = ()
     headers: tuple[str, ...] = ()  # response headers of the success answer
+    error_content: Any = None  # the errors' body where it is not labtrain's (MLflow's routes)
 
 
 def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -517,6 +520,161 @@ ROUTES.update(
 )
 
 
+# Runs compared side by side (service/api/compare.py, service/compare).
+RESPONSE_MODELS += (r.Comparison,)
+ROUTES.update(
+    {
+        ("GET", "/api/v1/compare"): Op(
+            "Jobs (or MLflow runs that are no job) side by side: each one's parameters (its spec flattened with "
+            "dots; a run's logged params), final metrics and curves (per metric: epoch events by epoch, metrics "
+            "events and a run's metric history by step), and which parameters and metrics differ; "
+            "as CSV (one row per item) with format=csv or Accept: text/csv",
+            {"application/json": ref(r.Comparison), "text/csv": {"type": "string"}},
+            query=[
+                query("ids", {"type": "string"}, "2 to 50 job or run ids, separated by commas (or give search)"),
+                query("search", {"type": "string"}, "A search's id: compare its trials (instead of ids)"),
+                query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
+            ],
+            errors=(404, 422),
+        ),
+    }
+)
+
+# MLflow runs that are no job, listed (service/api/runs.py, service/compare/run_list.py).
+RESPONSE_MODELS += (r.RunList,)
+ROUTES.update(
+    {
+        ("GET", "/api/v1/runs"): Op(
+            "MLflow runs that are no job (logged from a laptop with MLFLOW_TRACKING_URI set to labtrain): your own, "
+            "your courses' for their instructors and TAs, an admin's: all; newest first (by start time)",
+            r.RunList,
+            query=[
+                query("experiment", {"type": "string"}, "Only the runs of this experiment (its id or name)"),
+                query("owner", {"type": "string"}, "Only this user's runs (for a course's staff and admins)"),
+                int_query("limit", 1, 500, "Page size (default 50)"),
+                query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+            ],
+            errors=(422,),
+        ),
+    }
+)
+
+# MLflow's tracking REST API (service/api/mlflow.py, service/tracking): MLflow's own requests and
+# answers (its protobuf messages as JSON), errors in MLflow's shape.
+MLFLOW_ERROR = {
+    "application/json": {
+        "type": "object",
+        "required": ["error_code", "message"],
+        "properties": {
+            "error_code": {"type": "string", "description": "MLflow's error code, e.g. RESOURCE_DOES_NOT_EXIST"},
+            "message": {"type": "string"},
+        },
+    }
+}
+MLFLOW_ENDPOINT = (
+    "MLflow's tracking REST API, for MLflow's client (MLFLOW_TRACKING_URI=<this server>, "
+    "MLFLOW_TRACKING_TOKEN=<your token>); endpoint is the part after /api/2.0/mlflow/ (experiments/create, "
+    "runs/log-batch, runs/search, metrics/get-history, ...). Jobs are runs (experiment 1, labtrain-jobs). "
+)
+MLFLOW_ANSWER = {"application/json": {"type": "object", "description": "MLflow's answer message as JSON"}}
+MLFLOW_BODY = {"application/json": {"schema": {"type": "object", "description": "MLflow's request message as JSON"}}}
+ROUTES.update(
+    {
+        ("GET", "/api/2.0/mlflow/{endpoint}"): Op(
+            MLFLOW_ENDPOINT + "GET: the request's fields as query parameters (runs/get, metrics/get-history, ...)",
+            MLFLOW_ANSWER,
+            errors=(400, 403, 404, 501),
+            error_content=MLFLOW_ERROR,
+        ),
+        **{
+            (method, "/api/2.0/mlflow/{endpoint}"): Op(
+                MLFLOW_ENDPOINT + f"{method}: the request's fields as a JSON body",
+                MLFLOW_ANSWER,
+                body=MLFLOW_BODY,
+                errors=(400, 403, 404, 413, 501),
+                error_content=MLFLOW_ERROR,
+            )
+            for method in ("POST", "PATCH", "DELETE")
+        },
+    }
+)
+
+
+# MLflow's proxied artifact routes (service/api/mlflow_artifacts.py, service/tracking/artifacts.py):
+# a run's artifact_uri is mlflow-artifacts:/<experiment_id>/<run_id>/artifacts, and artifact_path
+# below is that path and a file's under it; the run id decides who may read or write.
+ARTIFACT_PATH = "artifact_path is <experiment_id>/<run_id>/artifacts/<file path>, as the run's artifact_uri names it"
+MLFLOW_ARTIFACT_ERRORS = (400, 403, 404)
+ROUTES.update(
+    {
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts"): Op(
+            "List a folder of a run's artifacts (MLflow's client: list_artifacts): its files and folders by name",
+            {
+                "application/json": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["path", "is_dir"],
+                                "properties": {
+                                    "path": {"type": "string"},
+                                    "is_dir": {"type": "boolean"},
+                                    "file_size": {"type": "integer", "description": "Bytes; files only"},
+                                },
+                            },
+                        }
+                    },
+                }
+            },
+            query=[query("path", {"type": "string"}, "<experiment_id>/<run_id>/artifacts[/<folder>]")],
+            errors=MLFLOW_ARTIFACT_ERRORS,
+            error_content=MLFLOW_ERROR,
+        ),
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts/{artifact_path}"): Op(
+            f"Download one of a run's artifact files; {ARTIFACT_PATH}",
+            {"application/octet-stream": BINARY},
+            errors=MLFLOW_ARTIFACT_ERRORS,
+            error_content=MLFLOW_ERROR,
+        ),
+        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/{artifact_path}"): Op(
+            f"Upload a file to a run's artifacts (the body is the file, with its Content-Length); {ARTIFACT_PATH}. "
+            "A job's run holds at most its outputs limit (LABTRAIN_MAX_OUTPUTS_MB), other runs count against "
+            "their owner's storage quota: past either, MLflow's RESOURCE_LIMIT_EXCEEDED with a 413",
+            MLFLOW_ANSWER,
+            body={"application/octet-stream": {"schema": BINARY}},
+            errors=(*MLFLOW_ARTIFACT_ERRORS, 411, 413),
+            error_content=MLFLOW_ERROR,
+        ),
+        ("DELETE", "/api/2.0/mlflow-artifacts/artifacts/{artifact_path}"): Op(
+            f"Delete a file or a folder of a run's artifacts; {ARTIFACT_PATH}",
+            MLFLOW_ANSWER,
+            errors=MLFLOW_ARTIFACT_ERRORS,
+            error_content=MLFLOW_ERROR,
+        ),
+        **{
+            ("POST", f"/api/2.0/mlflow-artifacts/mpu/{action}/{{artifact_path}}"): Op(
+                f"MLflow's multipart upload ({action}): not served, always MLflow's NOT_IMPLEMENTED (501), "
+                "after which MLflow's client uploads the file in one PUT",
+                MLFLOW_ANSWER,
+                body=MLFLOW_BODY,
+                errors=(501,),
+                error_content=MLFLOW_ERROR,
+            )
+            for action in ("create", "complete", "abort")
+        },
+        ("GET", "/api/2.0/mlflow-artifacts/presigned/{artifact_path}"): Op(
+            "MLflow's presigned download: not served, always MLflow's NOT_IMPLEMENTED (501); the client "
+            "downloads through /api/2.0/mlflow-artifacts/artifacts instead",
+            MLFLOW_ANSWER,
+            errors=(501,),
+            error_content=MLFLOW_ERROR,
+        ),
+    }
+)
+
+
 def component_schemas() -> dict[str, Any]:
     specs = [f.request_model for f in families.submittable() if not f.wraps]
     wrappers = [f.request_model for f in families.submittable() if f.wraps]
@@ -584,7 +742,10 @@ def operation(rule: Rule, path: str, method: str) -> dict[str, Any]:
         ]
         + op.query,
         "responses": {str(op.status): success}
-        | {str(code): {"description": ERROR_TEXT[code], "content": content(r.Error)} for code in sorted(errors)},
+        | {
+            str(code): {"description": ERROR_TEXT[code], "content": content(op.error_content or r.Error)}
+            for code in sorted(errors)
+        },
     }
     body = job_body() if (method, path) == ("POST", "/api/v1/jobs") else op.body
     if body is not None:

@@ -319,7 +319,8 @@ class StorageUse(Open):
     used_bytes: int = Field(description="What the caller's files take: the sum of by_kind")
     quota_bytes: int = Field(description="What they may take (LABTRAIN_STORAGE_QUOTA_MB, or an admin's override)")
     by_kind: dict[str, int] = Field(
-        description="datasets, sources, jobs (finished jobs' folders), models, uploads (under way: their length)"
+        description="datasets, sources, jobs (finished jobs' folders), models, uploads (under way: their length), "
+        "runs (the artifacts of MLflow runs that are not jobs)"
     )
 
 
@@ -362,3 +363,61 @@ class CourseUsage(Open):
 class GrantAnswer(StudentBudget):
     course: str
     user: str
+
+
+class CompareSeries(Open):
+    x: Literal["epoch", "step"] = Field(description="epoch (the job's epoch events) or step (its metrics events)")
+    points: list[list[float]] = Field(description="[x, value], x ascending; at most 500, evenly thinned")
+
+
+class ComparedItem(Open):
+    id: str
+    kind: Literal["job", "run"] = Field(description="A job, or an MLflow run that is no job")
+    name: str | None
+    label: str = Field(description="What columns and legends call it: its name (and a trial's number), else its id")
+    family: str | None
+    owner: str | None
+    status: str
+    parent_id: str | None = Field(description="The search a trial belongs to")
+    trial_number: int | None
+    params: dict[str, Any] = Field(description="Its spec flattened with dots: training.learning_rate, algorithm, ...")
+    metrics: dict[str, float] = Field(description="Its final metrics, flattened with dots (cv.mean)")
+    series: dict[str, CompareSeries] = Field(description="One curve per metric key")
+    downsampled: bool = Field(description="Its curves were read from a sample of its many events")
+    experiment: str | None = Field(None, description="A run's MLflow experiment (its name); null for a job")
+
+
+class ComparisonDiff(Open):
+    params: list[str]
+    metrics: list[str]
+
+
+class Comparison(Open):
+    items: list[ComparedItem]
+    params: list[str] = Field(description="Every parameter any item has, in the order they first appear")
+    metrics: list[str] = Field(description="Every final metric or curve any item has")
+    differ: ComparisonDiff = Field(description="The parameters and metrics whose values are not all the same")
+    omitted: int = Field(description="A search's trials left out: past 50, the best of its leaderboard are shown")
+
+
+class RunExperiment(Open):
+    id: str
+    name: str
+
+
+class TrackedRun(Open):
+    id: str = Field(description="Its MLflow run id: give it to GET /api/v1/compare beside jobs' ids")
+    name: str | None = Field(description="Its mlflow.runName")
+    experiment: RunExperiment
+    owner: str
+    status: str = Field(description="As a job's: running, queued, succeeded, failed, cancelled")
+    start_time: Time | None
+    end_time: Time | None
+    param_count: int
+    metric_count: int = Field(description="How many metric keys it has")
+    metrics: dict[str, float] = Field(description="Each key's latest value (the first 50 keys by name)")
+
+
+class RunList(Open):
+    items: list[TrackedRun]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page")

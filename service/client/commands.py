@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from service.client.code_commands import artifacts, run
+from service.client.compare_commands import compare
 from service.client.compete_commands import compete
 from service.client.course_commands import courses, me
 from service.client.dataset_commands import datasets
 from service.client.job_commands import cancel, jobs, logs, status, submit, watch
 from service.client.model_commands import download, predict
+from service.client.run_commands import runs
 from service.client.server_commands import algorithms, login, queue
+from service.client.tensorboard_commands import tensorboard
 
 COMMANDS = [
     login,
@@ -19,6 +22,7 @@ COMMANDS = [
     watch,
     logs,
     artifacts,
+    tensorboard,
     cancel,
     predict,
     download,
@@ -28,4 +32,6 @@ COMMANDS = [
     courses,
     datasets,
     compete,
+    runs,
+    compare,
 ]

@@ -112,9 +112,13 @@ class Settings:
     max_outputs_mb: int = 512  # the largest file a job may write, and what its outputs/ may hold
     max_job_disk_mb: int = 2048  # all a job may write in its folder
     code_max_files: int = 10_000  # files and folders a job may hold in its folder (inodes)
+    tensorboard_max_points: int = 100_000  # TensorBoard scalars (tag, step) one code job's curves take
+    tracking_max_points: int = 1_000_000  # MLflow metric points one run may hold (key, step)
     # "required": code runs only in a sandbox (bubblewrap and cgroups); "off": as a plain process,
     # for one person's own machine only (the job and the log say so).
     code_sandbox: str = "required"
+    # A code job's own MLflow endpoint (MLFLOW_TRACKING_URI inside it, on a socket of the job's).
+    code_tracking: bool = True
     cgroup_root: Path | None = None  # a cgroup subtree delegated to a worker that is not root
     # Image-folder data sets (a zip of class_name/image.png folders): images in one upload, the
     # bytes they unpack to, and the pixels one image may declare (checked before it is decoded).
@@ -129,6 +133,9 @@ class Settings:
     storage_quota_mb: int = 20480
     # A resumable upload nobody added to for this long is removed (service/core/uploads.py).
     upload_expiry_h: float = 24.0
+    # Queues a SLURM partition serves instead of Celery workers: JSON, or a YAML/JSON file's path
+    # (service/slurm/queues.py, docs/slurm.md); unset: every queue on Celery.
+    queues: str | None = None
 
     @property
     def embedded_database(self) -> bool:
@@ -204,7 +211,10 @@ class Settings:
             max_outputs_mb=_env_int(environ, "LABTRAIN_MAX_OUTPUTS_MB", 512),
             max_job_disk_mb=_env_int(environ, "LABTRAIN_MAX_JOB_DISK_MB", 2048),
             code_max_files=_env_int(environ, "LABTRAIN_CODE_MAX_FILES", 10_000),
+            tensorboard_max_points=_env_int(environ, "LABTRAIN_TENSORBOARD_MAX_POINTS", 100_000),
+            tracking_max_points=_env_int(environ, "LABTRAIN_TRACKING_MAX_POINTS", 1_000_000),
             code_sandbox="off" if environ.get("LABTRAIN_CODE_SANDBOX", "").lower() == "off" else "required",
+            code_tracking=_choice(environ, "LABTRAIN_CODE_TRACKING", ("on", "off")) == "on",
             cgroup_root=Path(environ["LABTRAIN_CGROUP_ROOT"]) if environ.get("LABTRAIN_CGROUP_ROOT") else None,
             max_dataset_images=_env_int(environ, "LABTRAIN_MAX_DATASET_IMAGES", 50_000),
             max_dataset_bytes=_env_int(environ, "LABTRAIN_MAX_DATASET_BYTES", 500 * 1024 * 1024),
@@ -212,6 +222,7 @@ class Settings:
             datasets_mirror=environ.get("LABTRAIN_DATASETS_MIRROR") or None,
             storage_quota_mb=_env_int(environ, "LABTRAIN_STORAGE_QUOTA_MB", 20480),
             upload_expiry_h=_env_float(environ, "LABTRAIN_UPLOAD_EXPIRY_H", 24.0),
+            queues=environ.get("LABTRAIN_QUEUES") or None,
         )
 
     def ensure_dirs(self) -> None:

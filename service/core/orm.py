@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from datetime import UTC, date, datetime
@@ -15,6 +16,8 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
+    Index,
     Integer,
     String,
     Text,
@@ -60,6 +63,20 @@ class UtcDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+class NanFloat(TypeDecorator):
+    """A float that may be NaN on every backend: SQLite stores NaN as NULL, so NaN is NULL on all
+    (MLflow's client logs NaN losses as they are)."""
+
+    impl = Float
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is not None and math.isnan(value) else value
+
+    def process_result_value(self, value, dialect):
+        return math.nan if value is None else value
 
 
 class Base(DeclarativeBase):
@@ -209,6 +226,9 @@ class Job(Base):
     # The bytes its folder holds (log, checkpoints, artifacts), measured once after it ended
     # (service/jobs/quota.py) so a storage quota never walks disks per request; null: not yet.
     storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # Its id in the execution backend its queue is served by (a SLURM job id: service/slurm), from
+    # the submission until labtrain has seen that job end; null on Celery queues.
+    backend_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class Upload(Base):
@@ -353,3 +373,109 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class TrackingExperiment(Base):
+    """An MLflow experiment: a user's own (names unique per owner), or one of the two every user
+    shares (owner None: "0" Default and "1" labtrain-jobs, made by the migration)."""
+
+    __tablename__ = "tracking_experiments"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_tracking_experiments_owner_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, Identity(start=2), primary_key=True)
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(500))
+    lifecycle_stage: Mapped[str] = mapped_column(String(16), default="active")  # active | deleted
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrackingRun(Base):
+    """An MLflow run that is not a job (a laptop's, or one a job created under its own run), or
+    what a job's run adds to the job (job_id set; id = the job's run id): its experiment,
+    whether it was deleted, the params and tags logged to it, the points it holds."""
+
+    __tablename__ = "tracking_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("tracking_experiments.id"), index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    created_by_job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    course_id: Mapped[str | None] = mapped_column(ForeignKey("courses.id"), index=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="RUNNING")  # MLflow's RunStatus names
+    start_time: Mapped[int] = mapped_column(BigInteger)  # milliseconds since the epoch, as MLflow's
+    end_time: Mapped[int | None] = mapped_column(BigInteger)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16), default="active")  # active | deleted
+    points: Mapped[int] = mapped_column(BigInteger, default=0)  # metric points logged, against the cap
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrackingParam(Base):
+    __tablename__ = "tracking_params"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("tracking_runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class TrackingTag(Base):
+    __tablename__ = "tracking_tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("tracking_runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class TrackingMetric(Base):
+    """A metric point of a run that is not a job (a job's points are its `metrics` events)."""
+
+    __tablename__ = "tracking_metrics"
+    __table_args__ = (Index("ix_tracking_metrics_run_key_step", "run_id", "key", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("tracking_runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(250))
+    value: Mapped[float] = mapped_column(NanFloat, nullable=True)  # NULL is NaN
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[int] = mapped_column(BigInteger)
+
+
+class TrackingLoggedModel(Base):
+    """An MLflow 3 logged model: the run it was logged from (run_id; a job's run's row for a job)
+    decides who reads and changes it, as for that run; without a run, only its owner. Its files
+    are kept with that run's artifacts (service/tracking/artifacts.py), never loaded by labtrain."""
+
+    __tablename__ = "tracking_logged_models"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # m-<32 hex>, as MLflow's
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("tracking_experiments.id"), index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("tracking_runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    model_type: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(40))  # MLflow's LoggedModelStatus names
+    status_message: Mapped[str | None] = mapped_column(Text)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16), default="active")  # active | deleted
+    output_step: Mapped[int | None] = mapped_column(BigInteger)  # its run's output (LogOutputs), at this step
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[list[Any]] = mapped_column(default=list)  # the latest point per key and dataset
+    creation_time: Mapped[int] = mapped_column(BigInteger)  # milliseconds since the epoch, as MLflow's
+    last_updated_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class TrackingRunInput(Base):
+    """A run's input, as MLflow's LogInputs keeps it: a data set (key: its name and digest) or a
+    logged model (key: its id); `data` MLflow's message as JSON."""
+
+    __tablename__ = "tracking_run_inputs"
+    __table_args__ = (UniqueConstraint("run_id", "kind", "key", name="uq_tracking_run_inputs_run_kind_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("tracking_runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # dataset | model
+    key: Mapped[str] = mapped_column(String(600))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)

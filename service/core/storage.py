@@ -34,6 +34,12 @@ def job_outputs_dir(settings: Settings, job_id: str) -> Path:
     return job_dir(settings, job_id) / "outputs"
 
 
+def mlflow_runs_dir(settings: Settings, owner_id: str) -> Path:
+    """The artifacts of a user's MLflow runs that are not jobs, a folder per run id (a job's
+    run keeps its artifacts among the job's outputs: mlflow/)."""
+    return settings.artifact_dir / "mlflow" / owner_id
+
+
 def notebook_page_path(settings: Settings, job_id: str) -> Path:
     """A notebook job's page, rendered by its worker after the job ended: beside its outputs,
     never among them, so nothing the job wrote can take its place."""

@@ -4,7 +4,8 @@ Data sets and sources carry their size in their rows; an upload under way holds 
 announced length (it is on its way); a model is one file (one stat each); a job's folder
 (log, checkpoints, a code job's outputs) is measured once after the job ended and the figure
 kept in `jobs.storage_bytes`, so no request walks disks more than once per job. A running
-job's folder is not counted until it ends. The quota is `storage_quota_mb`, overridden per
+job's folder is not counted until it ends. The artifacts of a user's MLflow runs that are not
+jobs are walked when counted (one folder per user). The quota is `storage_quota_mb`, overridden per
 user by an admin like the other limits (service/jobs/limits.py)."""
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from service.core.orm import Dataset, Job, Model, Source, Upload, User
 from service.jobs.lifecycle import FINISHED
 from service.jobs.limits import effective_limits
 
-KINDS = ("datasets", "sources", "jobs", "models", "uploads")
+KINDS = ("datasets", "sources", "jobs", "models", "uploads", "runs")
 MB = 1024 * 1024
 
 
@@ -50,6 +51,8 @@ def used_by_kind(session: Session, settings: Settings, user: User, except_upload
         "jobs": total(Job.storage_bytes, Job.owner_id == user.id),
         "models": sum(storage.folder_bytes(Path(path)) for path in models),
         "uploads": total(Upload.length, *uploads),
+        # MLflow runs that are not jobs: their artifact files (a job's run's are the job's)
+        "runs": storage.folder_bytes(storage.mlflow_runs_dir(settings, user.id)),
     }
 
 

@@ -131,3 +131,24 @@ def test_a_job_asked_to_yield_checkpoints_at_the_next_epoch_end_and_then_stops(d
     assert allotted.preempt_requested() and allotted.stop_requested() is False  # not before its checkpoint
     assert allotted.checkpoint_due(last=False) is True  # this epoch's end, however recent the last one
     assert allotted.stop_requested() is True and allotted.yielded
+
+
+def test_metrics_events_wait_like_log_lines_and_a_resumed_attempt_repeats_no_point(db, job_id, commits, monkeypatch):
+    monkeypatch.setattr(reporter_module, "WRITE_EVERY_S", 60.0)
+    first = make_reporter(db, job_id)
+    first.event("metrics", {"step": 0, "source": "tensorboard", "loss": 1.0})
+    first.event("metrics", {"step": 1, "source": "tensorboard", "loss": 0.5})
+    before = len(commits)
+    first.flush()
+    assert len(commits) - before == 1  # both steps in one transaction
+    resumed = make_reporter(db, job_id)  # the next attempt writes steps 1 and 2 again
+    resumed.event("metrics", {"step": 1, "source": "tensorboard", "loss": 0.7, "accuracy": 0.9})
+    resumed.event("metrics", {"step": 0, "source": "tensorboard", "loss": 0.8})
+    resumed.event("metrics", {"step": 2, "source": "tensorboard", "loss": 0.25})
+    resumed.flush()
+    assert [data for _, kind, data in events_of(db, job_id) if kind == "metrics"] == [
+        {"step": 0, "source": "tensorboard", "loss": 1.0},
+        {"step": 1, "source": "tensorboard", "loss": 0.5},
+        {"step": 1, "source": "tensorboard", "accuracy": 0.9},  # the first attempt's loss at step 1 stays
+        {"step": 2, "source": "tensorboard", "loss": 0.25},
+    ]

@@ -51,6 +51,9 @@ class Reporter(Protocol):
         ...
 
 
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+
+
 def _never() -> bool:
     return False
 
@@ -69,6 +72,11 @@ class Allotment:
     stop: Callable[[], bool] = _never  # the job must stop now (cancelled, out of time, worker stopping)
     preempt: Callable[[], bool] = _never  # the job was asked to yield its slot (a higher tier waits)
     yielded: bool = False  # a checkpoint was written after a yield was asked: stop now
+    # The job's own MLflow endpoint (service/tracking/job_endpoint.py), for a trainer that runs
+    # students' code: a factory taking on_metrics (called, from the endpoint's threads, with the
+    # latest values logged to the job's run) and giving the WSGI app; None: the job has none.
+    tracking_app: Callable[[Callable[[dict[str, float]], None]], WSGIApp] | None = None
+    tracking_run_id: str | None = None  # the job's MLflow run id (MLFLOW_RUN_ID), with tracking_app
     _checkpoint_at: float = field(default_factory=lambda: time.monotonic())
 
     def stop_requested(self) -> bool:

@@ -20,6 +20,9 @@ from sqlalchemy import func, select, update
 
 from service.core import storage
 from service.core.orm import CompetitionSubmission, Dataset, Job, JobEvent, Model, User, new_id
+from service.tracking import store
+from service.tracking.principal import UserPrincipal
+from service.tracking.runs import job_run_id
 from tests.service.api.test_api_datasets_models import submit_and_run, upload
 from tests.support.api import IRIS_KNN, assert_error
 from tests.support.digit_images import render
@@ -117,6 +120,10 @@ PROBES = [
     Probe("job artifact", "code", "GET", "/api/v1/jobs/{id}/artifacts/result.txt"),
     Probe("notebook page", "code", "GET", "/api/v1/jobs/{id}/notebook"),
     Probe("job log from an offset", "finished", "GET", "/api/v1/jobs/{id}/log?offset=3"),
+    # Jobs compared side by side (a repeated id is one column); a job that is no search has no trials.
+    Probe("compare jobs", "finished", "GET", "/api/v1/compare?ids={id},{id}"),
+    Probe("compare jobs as csv", "finished", "GET", "/api/v1/compare?ids={id},{id}&format=csv"),
+    Probe("compare a search's trials", "finished", "GET", "/api/v1/compare?search={id}", owner_status=422),
     # Last: for the owner it cancels the queued job.
     Probe("cancel queued job", "queued", "POST", "/api/v1/jobs/{id}/cancel", owner_status=202),
 ]
@@ -129,6 +136,9 @@ LISTINGS = [
     "/api/v1/datasets",
     "/api/v1/queue",
     "/api/v1/sources",
+    # MLflow runs that are no job: alice's own laptop runs, test_runs_list_and_compare_like_unknown_ones below.
+    "/api/v1/runs",
+    "/api/v1/runs?experiment=0",
 ]
 # Routes that touch no existing object, with where they are checked.
 OTHER_ROUTES = [
@@ -153,6 +163,15 @@ OTHER_ROUTES = [
     # What the server speaks, and a new upload of one's own: UPLOAD_PROBES below take it on.
     ("OPTIONS", "/api/v1/uploads"),
     ("POST", "/api/v1/uploads"),
+    # MLflow's tracking API answers in MLflow's error shape, another user's run as a missing one
+    # (RESOURCE_DOES_NOT_EXIST), a course's staff reading its runs: tests/service/tracking/.
+    ("GET", "/api/2.0/mlflow/runs/get"),
+    # MLflow's multipart uploads and presigned downloads: NOT_IMPLEMENTED for everyone, no run read
+    # (tests/service/tracking/test_artifacts.py); MLFLOW_ARTIFACT_PROBES below take on the rest.
+    ("POST", "/api/2.0/mlflow-artifacts/mpu/create/0/r/artifacts/x"),
+    ("POST", "/api/2.0/mlflow-artifacts/mpu/complete/0/r/artifacts/x"),
+    ("POST", "/api/2.0/mlflow-artifacts/mpu/abort/0/r/artifacts/x"),
+    ("GET", "/api/2.0/mlflow-artifacts/presigned/0/r/artifacts/x"),
 ]
 
 
@@ -277,6 +296,7 @@ def test_every_route_is_probed(app):
     probed |= {adapter.match(path.split("?")[0], method="GET")[0] for path in LISTINGS}
     probed |= {adapter.match(p.path, method=p.method)[0] for p in UPLOAD_PROBES}
     probed |= {adapter.match(path, method=method)[0] for method, path in OTHER_ROUTES}
+    probed |= {adapter.match(p.path.split("?")[0], method=p.method)[0] for p in MLFLOW_ARTIFACT_PROBES}
     routes = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
     assert routes - probed == set(), "add a probe for each new route to PROBES (or LISTINGS, OTHER_ROUTES)"
 
@@ -640,3 +660,73 @@ def test_each_role_reaches_an_upload_as_the_rules_say(client, make_user, role):
             if comparable(answer, upload_id) != comparable(probe.send(client, headers[role], unknown_id), unknown_id):
                 wrong.append(f"{probe.name}: {answer.get_data(as_text=True)[:200]} vs an unknown id's")
     assert not wrong, "\n".join(wrong)
+
+
+# MLflow's artifact routes (service/api/mlflow_artifacts.py): a run's artifacts are read by who
+# may read the run and written by its owner; for anyone else the run is a missing one, the same
+# 404 in MLflow's shape. {id} is a run id: "run" a run from alice's laptop, "job run" her job's.
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+MLFLOW_ARTIFACT_PROBES = [
+    Probe("list a run's artifacts", "run", "GET", ARTIFACTS + "?path=0/{id}/artifacts"),
+    Probe("list a job's run's artifacts", "job run", "GET", ARTIFACTS + "?path=1/{id}/artifacts/sub"),
+    Probe("download a run's artifact", "run", "GET", ARTIFACTS + "/0/{id}/artifacts/seen.txt"),
+    Probe("download a job's run's artifact", "job run", "GET", ARTIFACTS + "/1/{id}/artifacts/sub/seen.txt"),
+    Probe("upload to a run", "run", "PUT", ARTIFACTS + "/0/{id}/artifacts/new.txt", json="bytes"),
+    Probe("upload to a job's run", "job run", "PUT", ARTIFACTS + "/1/{id}/artifacts/sub/new.txt", json="bytes"),
+    Probe("delete a run's artifact", "run", "DELETE", ARTIFACTS + "/0/{id}/artifacts/new.txt"),
+    Probe("delete a job's run's artifacts", "job run", "DELETE", ARTIFACTS + "/1/{id}/artifacts/sub"),
+]
+
+
+def build_runs(client, headers, db, settings) -> dict[str, str]:
+    """Alice's run from her laptop and her queued job's run, each with an artifact seen.txt."""
+    with db.session() as session:
+        alice = session.query(User).filter_by(name="alice").one()
+        run = store.create_run(session, UserPrincipal(alice), "0", None, [], "laptop").info.run_id
+        session.commit()
+    job = client.post("/api/v1/jobs", json=IRIS_KNN, headers=headers).get_json()["id"]
+    ids = {"run": run, "job run": job_run_id(job)}
+    for path in (f"0/{run}/artifacts/seen.txt", f"1/{job_run_id(job)}/artifacts/sub/seen.txt"):
+        assert client.put(f"{ARTIFACTS}/{path}", data=b"seen", headers=headers).status_code == 200
+    return ids
+
+
+def artifact_files(settings) -> dict[str, bytes]:
+    return {str(p.relative_to(settings.artifact_dir)): p.read_bytes() for p in settings.artifact_dir.rglob("*.txt")}
+
+
+def test_another_users_runs_artifacts_answer_like_unknown_runs(client, alice, bob, db, settings):
+    ids = build_runs(client, alice, db, settings)
+    before = artifact_files(settings)
+    unknown_run = "f" * 32  # could be a run's id; there is none
+    mismatches = []
+    for probe in MLFLOW_ARTIFACT_PROBES:
+        foreign, unknown = probe.send(client, bob, ids[probe.target]), probe.send(client, bob, unknown_run)
+        answers = [
+            (r.status_code, r.get_json()["error_code"], r.get_json()["message"].replace(run, "<run>"))
+            for r, run in ((foreign, ids[probe.target]), (unknown, unknown_run))
+        ]
+        if answers[0] != answers[1] or answers[0][:2] != (404, "RESOURCE_DOES_NOT_EXIST"):
+            mismatches.append(f"{probe.name}: {answers}")
+    assert not mismatches, "\n".join(mismatches)
+    assert artifact_files(settings) == before
+
+    # Without this a probe could be 404 for everyone and the test above would prove nothing.
+    answers = {p.name: p.send(client, alice, ids[p.target]).status_code for p in MLFLOW_ARTIFACT_PROBES}
+    assert answers == {p.name: p.owner_status for p in MLFLOW_ARTIFACT_PROBES}
+
+
+def test_runs_list_and_compare_like_unknown_ones(client, alice, bob, db, settings):
+    """GET /api/v1/runs lists alice's laptop run to her alone; compared by bob, it (or her job's
+    run id) is the 404 an unknown id gets, naming the id."""
+    ids = build_runs(client, alice, db, settings)
+    run, job = ids["run"], ids["job run"][:22]
+    assert [item["id"] for item in client.get("/api/v1/runs", headers=alice).get_json()["items"]] == [run]
+    assert client.get("/api/v1/runs", headers=bob).get_json() == {"items": [], "next_cursor": None}
+    own = client.get(f"/api/v1/compare?ids={run},{job}", headers=alice).get_json()
+    assert [item["kind"] for item in own["items"]] == ["run", "job"]
+    unknown_run = "f" * 32
+    for object_id in (run, ids["job run"]):
+        foreign = assert_error(client.get(f"/api/v1/compare?ids={object_id},{job}", headers=bob), 404, field="id")
+        unknown = assert_error(client.get(f"/api/v1/compare?ids={unknown_run},{job}", headers=bob), 404, field="id")
+        assert foreign["message"].replace(object_id, "<id>") == unknown["message"].replace(unknown_run, "<id>")

@@ -314,7 +314,7 @@ def test_me_counts_each_kind_and_a_finished_jobs_folder_once(client, alice, db, 
     storage = client.get("/api/v1/me", headers=alice).get_json()["storage"]
     assert storage["quota_bytes"] == settings.storage_quota_mb * 1024 * 1024
     kinds = storage["by_kind"]
-    assert set(kinds) == {"datasets", "sources", "jobs", "models", "uploads"}
+    assert set(kinds) == {"datasets", "sources", "jobs", "models", "uploads", "runs"}
     assert kinds["datasets"] == len(CSV) and kinds["models"] > 0 and kinds["jobs"] > 0  # the model file, the log
     assert storage["used_bytes"] == sum(kinds.values())
     with db.session() as session:

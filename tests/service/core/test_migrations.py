@@ -45,6 +45,13 @@ def test_upgrade_head_on_empty_postgres_matches_the_models(make_pg_database):
         "competitions",
         "competition_submissions",
         "uploads",
+        "tracking_experiments",
+        "tracking_runs",
+        "tracking_params",
+        "tracking_tags",
+        "tracking_metrics",
+        "tracking_logged_models",
+        "tracking_run_inputs",
         "labtrain_version",
     }
     upgrade(url)  # running it again is harmless

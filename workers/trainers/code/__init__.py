@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,9 +34,19 @@ from service.data.arrays import builtin_path
 from service.data.known import KNOWN
 from service.data.tables import load_builtin
 from service.sandbox import cgroups, disk
-from service.sandbox.box import JOB_ROOT, SANDBOX_UID, Mount, Sandbox, SandboxSpec, interpreter
+from service.sandbox.box import (
+    JOB_ROOT,
+    LABTRAIN_JOB_DIR,
+    SANDBOX_UID,
+    Mount,
+    Sandbox,
+    SandboxSpec,
+    interpreter,
+    labtrain_job_folder,
+)
 from service.sandbox.cgroups import CgroupError, Hierarchy, Limits
 from workers import gpu_share
+from workers.tracking_socket import SOCKET_FOLDER, SOCKET_NAME, TrackingSocket
 from workers.trainers.base import (
     Allotment,
     Cancelled,
@@ -48,12 +59,14 @@ from workers.trainers.base import (
 )
 from workers.trainers.code.notebook_page import make_page
 from workers.trainers.code.served import saved_model
+from workers.trainers.code.tensorboard import TensorBoardScalars
 from workers.trainers.datasets import subset_label
 
 MB = 1024 * 1024
 DISK_CHECK_S = 1.0
 EVENT_WAIT_S = 0.2
 DATA_ROOT = "/data"
+TENSORBOARD_DIR = f"{JOB_ROOT}/outputs/tensorboard"  # LABTRAIN_TENSORBOARD_DIR: a suggestion; all of outputs/ is read
 
 
 @dataclass
@@ -110,11 +123,26 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter, allotted: Allotmen
     workdir = space.root
     enforce = settings.code_sandbox == "required"
     follow = _Follower(report)
+    scalars = TensorBoardScalars(
+        workdir / "outputs", report, settings.tensorboard_max_points, settings.max_outputs_mb * MB
+    )
     box: Sandbox | None = None
+    tracking: TrackingSocket | None = None
     try:
         _prepare(space, inputs.source_dir, starting_folder(run))
+        if allotted.tracking_app is not None:  # the job's MLflow endpoint, for this attempt alone
+            owner = SANDBOX_UID if enforce and os.geteuid() == 0 else None
+            tracking = TrackingSocket(allotted.tracking_app(follow.on_metrics), inputs.job_dir / "tracking", owner)
         box = Sandbox(
-            _spec(run, inputs, workdir, space.checkpoints, allotted.gpu_memory_mb),
+            _spec(
+                run,
+                inputs,
+                workdir,
+                space.checkpoints,
+                allotted.gpu_memory_mb,
+                tracking.folder if tracking else None,
+                allotted.tracking_run_id,
+            ),
             _cgroups(settings) if enforce else None,
             report.output,
             enforce=enforce,
@@ -128,14 +156,17 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter, allotted: Allotmen
                 },
             )
         box.start()
-        returncode = _supervise(box, follow, report, allotted, space, settings)
+        returncode = _supervise(box, follow, report, allotted, space, settings, scalars)
         for event in box.events(timeout=0):
             follow.handle(event)
+        follow.scalars(scalars.finish())  # what its event files hold that the last read did not see
         oom = box.oom_killed()
         _check_disk(box, space, settings, finished=True)
     finally:
         if box is not None:
             box.close()
+        if tracking is not None:  # after the sandbox: nothing of the job is left to ask
+            tracking.close()
         try:
             artifacts = _harvest(workdir / "outputs", storage.job_outputs_dir(settings, inputs.job_id))
             space.clear()
@@ -173,7 +204,13 @@ def program(run: CodeRun) -> list[str]:
 
 
 def _spec(
-    run: CodeRun, inputs: CodeInputs, workdir: Path, checkpoints: Path, gpu_memory_mb: int | None = None
+    run: CodeRun,
+    inputs: CodeInputs,
+    workdir: Path,
+    checkpoints: Path,
+    gpu_memory_mb: int | None = None,
+    tracking_folder: Path | None = None,
+    tracking_run_id: str | None = None,
 ) -> SandboxSpec:
     settings = inputs.settings
     env = {
@@ -181,6 +218,7 @@ def _spec(
         "JOB_ATTEMPT": str(inputs.attempt),
         "JOB_CHECKPOINT_DIR": f"{JOB_ROOT}/checkpoints",
         "JOB_OUTPUTS_DIR": f"{JOB_ROOT}/outputs",
+        "LABTRAIN_TENSORBOARD_DIR": TENSORBOARD_DIR,
         "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "") if run.device == "gpu" else "",
     }
     if run.device == "gpu":  # its share of a GPU other jobs use too (workers/gpu_share.py)
@@ -192,15 +230,20 @@ def _spec(
         inside = f"{DATA_ROOT}/{inputs.dataset.name}"
         mounts.append(Mount(inputs.dataset, inside))
         env.update(JOB_DATASET=inside, JOB_DATASET_NAME=inputs.dataset_name)
+    argv, forwarders = program(run), 0
+    if tracking_folder is not None:  # MLFLOW_TRACKING_URI: the forwarder sets it, then becomes the program
+        mounts.append(Mount(tracking_folder, SOCKET_FOLDER))
+        env["MLFLOW_RUN_ID"] = tracking_run_id or ""
+        argv, forwarders = forwarded(argv, settings.code_sandbox == "required"), 1
     return SandboxSpec(
         name=f"{inputs.job_id}-{inputs.attempt}",
         workdir=workdir,
-        argv=program(run),
+        argv=argv,
         cwd=f"{JOB_ROOT}/src",
         env=env,
         limits=Limits(
             memory_bytes=run.resources.memory_mb * MB,
-            max_processes=settings.code_max_processes,
+            max_processes=settings.code_max_processes + forwarders,  # the forwarder is not the job's to count
             cpus=run.resources.cpus,
         ),
         file_size_limit=settings.max_outputs_mb * MB,
@@ -208,6 +251,14 @@ def _spec(
         mounts=mounts,
         devices=gpu_devices() if run.device == "gpu" else [],
     )
+
+
+def forwarded(argv: list[str], sandboxed: bool) -> list[str]:
+    """The program behind labtrain_job's forwarder (run by its path, not imported: importing
+    labtrain_job is the program's to do), which pipes 127.0.0.1:<port> to the job's socket."""
+    folder = f"{LABTRAIN_JOB_DIR}/labtrain_job" if sandboxed else str(labtrain_job_folder())
+    socket_path = f"{SOCKET_FOLDER}/{SOCKET_NAME}"
+    return [interpreter(), "-I", "-S", f"{folder}/forwarder.py", "--socket", socket_path, "--", *argv]
 
 
 def gpu_devices() -> list[str]:
@@ -290,6 +341,7 @@ def _supervise(
     allotted: Allotment,
     space: disk.ImageDisk | disk.FolderDisk,
     settings: Settings,
+    scalars: TensorBoardScalars | None = None,
 ) -> int:
     """Follow the sandbox until it ends; stop it when the job must stop or it writes too much.
 
@@ -317,6 +369,8 @@ def _supervise(
                 next_check = time.monotonic() + DISK_CHECK_S
             if walk or space.held_by_kernel:
                 _check_disk(box, space, settings, outputs=walk)
+            if scalars is not None and scalars.due():  # its TensorBoard event files, every couple of seconds
+                follow.scalars(scalars.read())
             if not box.running():
                 returncode = box.wait()
                 if yield_by is not None:
@@ -329,9 +383,11 @@ def _supervise(
     except Cancelled:
         box.stop(grace)
         raise
-    except (Preempted, JobFailed):
+    except (Preempted, JobFailed) as stopped:
         for event in box.events(timeout=0):  # what it reported before it ended
             follow.handle(event)
+        if scalars is not None and isinstance(stopped, Preempted):  # its files leave with this attempt
+            follow.scalars(scalars.finish())
         raise
 
 
@@ -479,6 +535,12 @@ class _Follower:
         self.cells: int | None = None  # a notebook's code cells
         self.cell_failed: dict[str, Any] | None = None
         self.model_error: str | None = None
+        self._folding = threading.Lock()  # the tracking endpoint's threads fold values in too
+
+    def on_metrics(self, values: dict[str, float]) -> None:
+        """The latest values the job logged to its MLflow run (from the endpoint's threads)."""
+        with self._folding:
+            self.metrics.update(values)
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event["kind"]
@@ -502,11 +564,20 @@ class _Follower:
         elif kind == "dropped":  # the sandbox's word: the job sent more than it may
             self.report.event("log", {"message": event["message"]})
 
+    def scalars(self, values: dict[str, float]) -> None:
+        """The latest values of the scalars its TensorBoard event files gave, into the job's metrics."""
+        if values:
+            with self._folding:
+                self.metrics.update(values)
+                latest = dict(self.metrics)
+            self.report.progress(metrics=latest)
+
     def _report(self, event: dict[str, Any]) -> None:
         values = dict(event["metrics"])
         if "epochs" in values:  # the script says how many epochs it will run
             self.total = int(values.pop("epochs"))
-        self.metrics.update(values)
+        with self._folding:
+            self.metrics.update(values)
         epoch = event["epoch"]
         if epoch is None:
             self.report.progress(metrics=dict(self.metrics))

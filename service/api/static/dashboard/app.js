@@ -6,6 +6,8 @@ import { submitPage } from "./submit.js";
 import { modelPage } from "./model.js";
 import { coursePage, courseSummary, queueSummary, storageSummary } from "./course.js";
 import { competitionPage } from "./competition.js";
+import { comparePage } from "./compare.js";
+import { runsPage } from "./runs.js";
 
 const view = document.getElementById("view");
 const nav = document.getElementById("nav");
@@ -21,6 +23,8 @@ const routes = [
   [/^#\/queue$/, queuePage],
   [/^#\/courses\/([\w.-]+)$/, coursePage],
   [/^#\/competitions\/([\w-]+)$/, competitionPage],
+  [/^#\/compare(?:\?(.*))?$/, comparePage],
+  [/^#\/runs(?:\?(.*))?$/, runsPage],
   [/^(#\/?|#\/jobs)?$/, jobsPage],
 ];
 
@@ -82,8 +86,10 @@ async function signInPage(container) {
 
 async function jobsPage(container, _params, signal) {
   const table = h("div", { "data-test": "job-list" });
+  const selected = new Set(); // jobs ticked to compare, kept across redraws
+  const compareSlot = h("span");
   fill(container, h("div", { class: "page-head" }, h("h1", {}, "Jobs"),
-                    h("a", { class: "button", href: "#/submit" }, "Submit a job")), table);
+                    h("span", {}, compareSlot, " ", h("a", { class: "button", href: "#/submit" }, "Submit a job"))), table);
   // The list is drawn again when a job changes (the server says so), not on a timer.
   redrawWhenJobsChange(signal, refresh);
   await refresh();
@@ -103,12 +109,23 @@ async function jobsPage(container, _params, signal) {
       h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "Kind"), showOwner ? h("th", {}, "Owner") : null,
                        h("th", {}, "Status"), h("th", {}, "Progress"), h("th", {}, "Created"))),
       h("tbody", {}, items.map((job) => h("tr", { "data-test": "job-row", "data-job-id": job.id },
-        h("td", {}, h("a", { href: `#/jobs/${job.id}`, "data-test": "job-link" }, job.name || job.id)),
+        h("td", {}, selectBox(job), h("a", { href: `#/jobs/${job.id}`, "data-test": "job-link" }, job.name || job.id)),
         h("td", {}, job.family), showOwner ? h("td", { "data-test": "job-owner" }, job.owner) : null,
         h("td", {}, statusBadge(job.status), job.position ? h("span", { class: "muted" }, ` #${job.position}`) : null,
           job.waiting ? h("div", { class: "muted", "data-test": "job-row-waiting" }, job.waiting.message) : null),
         h("td", {}, progressBar(job.status === "succeeded" ? 1 : job.progress.fraction)),
         h("td", {}, formatTime(job.created_at)))))));
+  }
+
+  // Two to fifty ticked jobs open side by side (compare.js).
+  function selectBox(job) {
+    return h("input", { type: "checkbox", class: "select", "data-test": "job-select", checked: selected.has(job.id),
+                        "aria-label": `compare ${job.name || job.id}`, onchange: (event) => {
+      if (event.target.checked) selected.add(job.id);
+      else selected.delete(job.id);
+      fill(compareSlot, selected.size >= 2 && selected.size <= 50 ? h("a", { class: "button",
+        href: `#/compare?ids=${[...selected].join(",")}`, "data-test": "compare-selected" }, `Compare ${selected.size}`) : null);
+    } });
   }
 }
 

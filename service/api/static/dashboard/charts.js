@@ -29,8 +29,10 @@ function label(value) {
 }
 
 // series: [{name, points: [[x, y], ...], dashed, color}]. The container's data-points
-// attribute holds the length of the longest series (tests and scripts read it).
-export function lineChart(container, { series, xLabel = "", yLabel = "", xInteger = false, width = 560, height = 300 }) {
+// attribute holds the length of the longest series (tests and scripts read it). legend: false
+// leaves the legend to the page (many series: compare.js draws one for all its charts).
+export function lineChart(container, { series, xLabel = "", yLabel = "", xInteger = false, width = 560, height = 300,
+                                       legend: showLegend = true }) {
   const margin = { top: 30, right: 16, bottom: 44, left: 64 };
   const plotW = width - margin.left - margin.right;
   const plotH = height - margin.top - margin.bottom;
@@ -90,7 +92,7 @@ export function lineChart(container, { series, xLabel = "", yLabel = "", xIntege
     if (s.dashed) sample.setAttribute("stroke-dasharray", "6 4");
     legend.append(sample, svg("text", { x: lx + 28, y: ly + 4 }, s.name));
   });
-  root.append(legend);
+  if (showLegend) root.append(legend);
 }
 
 // A heat map of a square matrix (a confusion matrix: rows true, columns predicted).

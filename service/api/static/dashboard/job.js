@@ -8,6 +8,7 @@ import { h, fill, statusBadge, progressBar, formatNumber, formatTime, errorBox, 
 export async function jobPage(container, [jobId], signal) {
   let job = await api(`/jobs/${jobId}`, { signal });
   const epochs = [];   // data of `epoch` events
+  const logged = [];   // data of `metrics` events: what the job logged with MLflow or TensorBoard, by step
   const trials = [];   // data of `trial` events
 
   const head = h("div", { class: "card" });
@@ -50,7 +51,8 @@ export async function jobPage(container, [jobId], signal) {
         }
       } }, "Cancel");
     fill(head,
-      h("div", { class: "page-head" }, h("h1", { "data-test": "job-name" }, job.name || `${job.family} job`), cancel),
+      h("div", { class: "page-head" }, h("h1", { "data-test": "job-name" }, job.name || `${job.family} job`),
+        compareTrials(job), cancel),
       h("p", {}, statusBadge(job.status, { id: "job-status" }), " ",
         job.position ? h("span", { class: "muted" }, `position ${job.position} in the ${job.queue} queue `) : null,
         h("span", { class: "muted" }, `${job.family} · ${job.id} · ${job.owner} · created ${formatTime(job.created_at)}`),
@@ -76,13 +78,15 @@ export async function jobPage(container, [jobId], signal) {
       lineChart(chart, convergence(job, trials));
       return;
     }
+    const loggedCharts = loggedMetricCharts(logged);
     if (!epochs.length && !(job.spec || {}).training) {  // no epochs yet, nor will there be
-      fill(curves);
+      fill(curves, loggedCharts);
       return;
     }
     const loss = h("div", { class: "chart-box", "data-test": "loss-chart" });
     const accuracy = h("div", { class: "chart-box", "data-test": "accuracy-chart" });
-    fill(curves, h("div", { class: "card" }, h("h2", {}, "Learning curves"), h("div", { class: "charts" }, loss, accuracy)));
+    fill(curves, h("div", { class: "card" }, h("h2", {}, "Learning curves"), h("div", { class: "charts" }, loss, accuracy)),
+         loggedCharts);
     lineChart(loss, { series: epochSeries("loss"), xLabel: "epoch", yLabel: "loss", xInteger: true });
     lineChart(accuracy, { series: epochSeries("accuracy"), xLabel: "epoch", yLabel: "accuracy", xInteger: true });
   }
@@ -162,6 +166,9 @@ export async function jobPage(container, [jobId], signal) {
       if (event.data.epochs) job.progress = { ...job.progress, fraction: event.data.epoch / event.data.epochs };
       showHead();
       showCurves();
+    } else if (event.type === "metrics") {
+      logged.push(event.data);
+      showCurves();
     } else if (event.type === "trial") {
       trials.push(event.data);
       showCurves();
@@ -196,6 +203,13 @@ export async function jobPage(container, [jobId], signal) {
   await showLog();
 }
 
+// A search's trials side by side (compare.js): their curves overlaid, what differs highlighted.
+function compareTrials(job) {
+  if (!(job.spec || {}).search) return null;
+  return h("a", { class: "button", href: `#/compare?search=${job.id}`, "data-test": "compare-trials" },
+           "Compare trials");
+}
+
 // A search's best value per finished trial, an optimisation's best value per evaluation.
 // Once the job has finished, its result's curve is the whole story.
 function convergence(job, trials) {
@@ -228,6 +242,35 @@ function searchesOrOptimises(job, trials) {
 function countsEvaluations(job, trials) {
   return "evaluations" in (job.progress || {}) || trials.some((t) => "evaluations" in t) ||
     (job.result || {}).curve_step !== undefined;
+}
+
+// What a job logged through MLflow or TensorBoard (`metrics` events): one chart per metric, x the
+// step, its validation twin on the same chart (`val_loss` with `loss`, `validation/x` with `train/x`).
+const MAX_LOGGED_CHARTS = 12;
+
+function loggedMetricCharts(logged) {
+  if (!logged.length) return null;
+  const groups = new Map();
+  for (const data of logged) {
+    for (const [key, value] of Object.entries(data)) {
+      if (key === "step" || key === "source" || typeof value !== "number") continue;
+      const base = key.replace(/^val_/, "").replace(/^(train|validation|val)\//, "");
+      if (!groups.has(base)) groups.set(base, new Map());
+      const series = groups.get(base);
+      if (!series.has(key)) series.set(key, []);
+      series.get(key).push([data.step, value]);
+    }
+  }
+  const boxes = [];
+  for (const [base, series] of [...groups].slice(0, MAX_LOGGED_CHARTS)) {
+    const box = h("div", { class: "chart-box", "data-test": "logged-chart", "data-metric": base });
+    boxes.push(box);
+    lineChart(box, {
+      series: [...series].map(([name, points]) => ({ name, points, dashed: /^(val_|validation\/|val\/)/.test(name) })),
+      xLabel: "step", yLabel: base, xInteger: true,
+    });
+  }
+  return h("div", { class: "card" }, h("h2", {}, "Logged metrics"), h("div", { class: "charts" }, boxes));
 }
 
 function metricsTable(metrics) {

@@ -1,0 +1,219 @@
+"""The dispatcher with a queue on a real SLURM cluster (tests/support/slurm_cluster.py): jobs
+submitted through the API in process, the dispatcher's rounds run here, and each job run on the
+node by `labtrain worker run-one` against the same PostgreSQL database."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pytest
+from sqlalchemy import select
+
+from service.core.broker import make_celery
+from service.core.orm import Job, JobEvent, User, Worker
+from service.dispatcher import Dispatcher
+from service.jobs import lifecycle
+from tests.support.slurm_cluster import CPU_PARTITION, NODE
+
+NETWORK = {
+    "dataset": "mnist",
+    "framework": "pytorch",
+    "network": {"preset": "feedforward"},
+    "training": {"epochs": 12, "batch_size": 32},
+    "device": "cpu",
+}
+# What the node's runner gets besides the deployment's settings: a checkpoint at each epoch's end.
+NODE_ENV = {"LABTRAIN_CHECKPOINT_EVERY_S": "0", "LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S": "10"}
+
+
+def slurm_dispatcher(settings, **queue) -> Dispatcher:
+    config = {
+        "cpu": {
+            "backend": "slurm",
+            "partition": CPU_PARTITION,
+            "depth": 2,
+            "poll_s": 0.2,
+            "environment": NODE_ENV,
+            **queue,
+        }
+    }
+    return Dispatcher(
+        dataclasses.replace(settings, queues=json.dumps(config)), make_celery(settings), name="slurm-test"
+    )
+
+
+@pytest.fixture
+def submit(client, alice):
+    def submit(spec: dict, headers=alice) -> str:
+        response = client.post("/api/v1/jobs", json=spec, headers=headers)
+        assert response.status_code == 201, response.text
+        assert response.json["queue"] == "cpu"
+        return response.json["id"]
+
+    return submit
+
+
+def job_row(db, job_id: str) -> Job:
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        session.expunge(job)
+        return job
+
+
+def rounds_until(db, dispatcher, condition, timeout: float = 120) -> None:
+    """Dispatcher rounds, as its process runs them, until `condition()` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.session() as session:
+            dispatcher.run_round(session)
+        if condition():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"not reached within {timeout} s")
+
+
+def status_is(db, job_id: str, *statuses: str):
+    return lambda: job_row(db, job_id).status in statuses
+
+
+def epochs_and_attempts(db, job_id: str) -> tuple[list[int], list[int]]:
+    with db.session() as session:
+        events = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq)).all()
+        epochs = [e.data["epoch"] for e in events if e.type == "epoch"]
+        attempts = [e.data["attempt"] for e in events if e.type == "status" and e.data["status"] == "running"]
+        return epochs, attempts
+
+
+def test_a_classic_job_on_a_slurm_queue_runs_on_the_node(db, settings, submit, slurm_cluster):
+    dispatcher = slurm_dispatcher(settings)
+    job_id = submit({"dataset": "iris", "algorithm": "knn", "device": "cpu"})
+    with db.session() as session:
+        assert dispatcher.run_round(session) == [job_id]
+    slurm_id = job_row(db, job_id).backend_id
+    shown = slurm_cluster.job(slurm_id)
+    assert shown["JobName"] == f"labtrain-{job_id}" and shown["Partition"] == CPU_PARTITION
+    assert shown["TimeLimit"] == "1-00:02:00"  # the job's 24 h, its stop's grace and a margin, in minutes
+    rounds_until(db, dispatcher, status_is(db, job_id, "succeeded", "failed"))
+    job = job_row(db, job_id)
+    assert job.status == "succeeded", job.error
+    assert job.worker == f"slurm:{CPU_PARTITION}@{NODE}" and job.result["model_id"]
+    rounds_until(db, dispatcher, lambda: job_row(db, job_id).backend_id is None)  # SLURM's end seen
+    assert slurm_cluster.job(slurm_id)["JobState"] == "COMPLETED"
+    with db.session() as session:  # the partition and its node in the worker registry
+        worker = session.get(Worker, f"slurm:{CPU_PARTITION}")
+        assert worker.queues == "cpu" and worker.host == NODE and worker.concurrency == 2
+        assert worker.capabilities["nodes"][0]["name"] == NODE
+
+
+def test_slurm_holds_only_the_queues_depth_and_a_cancel_is_an_scancel(db, settings, submit, slurm_cluster):
+    dispatcher = slurm_dispatcher(settings, depth=1)
+    slurm_cluster.run("scontrol", "update", f"partitionname={CPU_PARTITION}", "state=down")  # nothing starts
+    try:
+        jobs = [submit({"dataset": "iris", "algorithm": "knn", "device": "cpu"}) for _ in range(3)]
+        for _ in range(3):
+            with db.session() as session:
+                dispatcher.run_round(session)
+        submitted = [j for j in jobs if job_row(db, j).backend_id]
+        assert len(submitted) == 1  # depth 1: one waits in SLURM, the others in labtrain's queue
+        slurm_id = job_row(db, submitted[0]).backend_id
+        assert slurm_cluster.squeue()[slurm_id] == "PENDING"
+        with db.session() as session:
+            job = session.get(Job, submitted[0])
+            assert lifecycle.request_cancel(session, job, session.get(User, job.owner_id)) == "cancelled"
+        rounds_until(db, dispatcher, lambda: slurm_id not in slurm_cluster.squeue(), timeout=10)
+        next_one = [j for j in jobs if j != submitted[0] and job_row(db, j).backend_id]
+        assert len(next_one) == 1  # its slot went to the next job
+    finally:
+        slurm_cluster.run("scontrol", "update", f"partitionname={CPU_PARTITION}", "state=up")
+
+
+def wait_epoch(db, job_id: str, epoch: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (job_row(db, job_id).progress or {}).get("epoch", 0) >= epoch:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} did not reach epoch {epoch}: {job_row(db, job_id).status}")
+
+
+def test_cancelling_a_running_job_ends_its_slurm_job_within_seconds(db, settings, submit, slurm_cluster):
+    dispatcher = slurm_dispatcher(settings)
+    job_id = submit({**NETWORK, "training": {"epochs": 200, "batch_size": 32}})
+    rounds_until(db, dispatcher, lambda: (job_row(db, job_id).progress or {}).get("epoch", 0) >= 1)
+    slurm_id = job_row(db, job_id).backend_id
+    assert slurm_cluster.squeue()[slurm_id] == "RUNNING"
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        assert lifecycle.request_cancel(session, job, session.get(User, job.owner_id)) == "running"
+    rounds_until(db, dispatcher, lambda: slurm_id not in slurm_cluster.squeue(), timeout=15)
+    rounds_until(db, dispatcher, status_is(db, job_id, "cancelled", "failed", "succeeded"), timeout=15)
+    assert job_row(db, job_id).status == "cancelled"
+
+
+def test_a_job_past_its_slurm_time_limit_fails_naming_it(db, settings, submit, slurm_cluster):
+    dispatcher = slurm_dispatcher(settings, max={"time_limit_s": 60})
+    job_id = submit({**NETWORK, "training": {"epochs": 1000, "batch_size": 32}})
+    with db.session() as session:
+        dispatcher.run_round(session)
+    slurm_id = job_row(db, job_id).backend_id
+    assert slurm_cluster.job(slurm_id)["TimeLimit"] == "00:01:00"  # the queue's largest, under the job's 24 h
+    # SLURM looks at time limits every 30 s: the job ends one to two minutes after it starts.
+    rounds_until(db, dispatcher, status_is(db, job_id, "failed", "succeeded"), timeout=200)
+    job = job_row(db, job_id)
+    assert job.status == "failed" and job.error_code == "time_limit", (job.status, job.error)
+    assert "--time=1 min" in job.error and slurm_id in job.error
+    assert slurm_cluster.job(slurm_id)["JobState"] == "TIMEOUT"
+    assert epochs_and_attempts(db, job_id)[1] == [1]  # failed, not run again
+
+
+def test_a_node_set_down_mid_job_brings_the_job_back_from_its_checkpoint(db, settings, submit, slurm_cluster):
+    dispatcher = slurm_dispatcher(settings)
+    job_id = submit({**NETWORK, "training": {"epochs": 40, "batch_size": 32}})
+    rounds_until(db, dispatcher, lambda: (job_row(db, job_id).progress or {}).get("epoch", 0) >= 3)
+    first = job_row(db, job_id).backend_id
+    slurm_cluster.set_node("down")
+    try:
+        # Back in labtrain's queue and submitted again: SLURM holds it until the node returns.
+        rounds_until(db, dispatcher, lambda: job_row(db, job_id).backend_id not in (None, first), timeout=60)
+        second = job_row(db, job_id).backend_id
+        assert slurm_cluster.squeue()[second] == "PENDING"
+        assert slurm_cluster.job(first)["JobState"] in ("NODE_FAIL", "CANCELLED", "COMPLETED")
+    finally:
+        slurm_cluster.set_node("resume")
+    rounds_until(db, dispatcher, status_is(db, job_id, "succeeded", "failed", "cancelled"), timeout=240)
+    job = job_row(db, job_id)
+    assert job.status == "succeeded", job.error
+    epochs, attempts = epochs_and_attempts(db, job_id)
+    assert epochs == list(range(1, 41))  # each epoch reported once: the second run resumed
+    assert len(attempts) == 2
+    with db.session() as session:
+        requeued = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "status")).all()
+        reasons = [e.data.get("reason") for e in requeued if e.data["status"] == "queued" and "reason" in e.data]
+    assert reasons and (reasons[0] == "preempted" or "NODE_FAIL" in reasons[0]), reasons
+
+
+def test_fair_share_holds_across_the_backend_two_students_jobs_alternate(
+    db, settings, submit, slurm_cluster, make_user
+):
+    dispatcher = slurm_dispatcher(settings, depth=6)
+    ben = make_user("ben")
+    slurm_cluster.run("scontrol", "update", f"partitionname={CPU_PARTITION}", "state=down")
+    try:
+        spec = {"dataset": "iris", "algorithm": "knn", "device": "cpu"}
+        anna_jobs = [submit(spec) for _ in range(3)]
+        ben_jobs = [submit(spec, headers=ben) for _ in range(3)]
+        with db.session() as session:
+            released = dispatcher.run_round(session)
+        assert sorted(released) == sorted(anna_jobs + ben_jobs)
+        # SLURM's ids follow the order labtrain submitted them in: the students take turns.
+        by_slurm_id = sorted(released, key=lambda j: int(job_row(db, j).backend_id))
+        owners = ["anna" if j in anna_jobs else "ben" for j in by_slurm_id]
+        assert owners in (["anna", "ben"] * 3, ["ben", "anna"] * 3), owners
+    finally:
+        slurm_cluster.run("scontrol", "update", f"partitionname={CPU_PARTITION}", "state=up")
+    rounds_until(db, dispatcher, lambda: all(job_row(db, j).status == "succeeded" for j in released), timeout=180)
+    starts = sorted(released, key=lambda j: job_row(db, j).started_at)
+    started_owners = ["anna" if j in anna_jobs else "ben" for j in starts]
+    assert started_owners[:2] in (["anna", "ben"], ["ben", "anna"])  # SLURM started them as they came

@@ -1,0 +1,210 @@
+"""A real single-node SLURM cluster for the tests: Debian's slurm-wlm (22.05), slurmctld and
+slurmd started as root with a slurm.conf generated in a temporary folder, stopped at the end.
+
+No munge: AuthType=auth/none and CredType=cred/none; processes tracked by proctrack/linuxproc,
+no task plugin, cons_tres selection. State and spool live in the folder. Finished jobs are kept
+for MinJobAge seconds so squeue and scontrol still show how they ended (sacct would need
+slurmdbd). Two partitions on the one node: CPU_PARTITION and GPU_PARTITION, the latter with a
+gres `gpu` of GPUS devices; SLURM's gpu plugin drops a GPU that has no device file, so each is
+a plain placeholder file in the folder (nothing opens it: no cgroup constrains devices here).
+
+Use the session fixture `slurm_cluster` (tests/service/slurm/conftest.py names it); its `env`
+is what a process needs to reach it (SLURM_CONF).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import free_port
+
+NODE = "labtrain-n1"
+CPU_PARTITION, GPU_PARTITION = "labcpu", "labgpu"
+GPUS = 2
+MIN_JOB_AGE_S = 3600
+KILL_WAIT_S = 5
+
+
+class SlurmCluster:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.conf = folder / "slurm.conf"
+        self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        self.cpus = max(2, os.cpu_count() or 2)
+
+    def start(self, timeout: float = 60) -> None:
+        for tool in ("slurmctld", "slurmd", "sbatch"):
+            if shutil.which(tool) is None:
+                raise RuntimeError(f"{tool} is not installed: `make debian-tools` installs slurm-wlm (as root)")
+        if os.geteuid() != 0:
+            raise RuntimeError("slurmd runs jobs as their users only when started as root; run the tests as root")
+        for sub in ("state", "spool", "log"):
+            (self.folder / sub).mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        self._daemon(["slurmctld", "-f", str(self.conf)])
+        self._daemon(["slurmd", "-f", str(self.conf), "-N", NODE])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.node_state().startswith("idle"):
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"the SLURM node did not come up: {self.node_state()!r}\n{self.logs()}")
+
+    def stop(self) -> None:
+        """Cancel every job, then stop both daemons and wait for them (and each job's slurmstepd) to go."""
+        self.run("scancel", f"--partition={CPU_PARTITION},{GPU_PARTITION}", check=False)
+        deadline = time.monotonic() + KILL_WAIT_S + 15
+        while time.monotonic() < deadline and (
+            self.run("squeue", "--noheader", check=False).stdout.strip() or self._stepds()
+        ):
+            time.sleep(0.3)
+        pids = [self._pid(name) for name in ("slurmctld.pid", f"slurmd-{NODE}.pid")]
+        for pid in pids:
+            if pid:
+                _signal(pid, 15)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(pid and _alive(pid) for pid in pids):
+            time.sleep(0.2)
+        # A job's slurmstepd still reporting to the stopped slurmd would wait for it forever: it
+        # goes, and whatever its job left running with it.
+        for pid in self._stepds():
+            for child in [*_descendants(pid), pid]:
+                _signal(child, 9)
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run(list(argv), env=self.env, capture_output=True, text=True, timeout=30)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+        return done
+
+    def node_state(self) -> str:
+        return self.run("sinfo", "--noheader", "--Node", "--format=%T", check=False).stdout.strip().split("\n")[0]
+
+    def squeue(self) -> dict[str, str]:
+        """The jobs SLURM still runs or holds (plain squeue: no ended ones), id -> state."""
+        out = self.run("squeue", "--noheader", "--format=%i|%T").stdout
+        return dict(line.split("|", 1) for line in out.split())
+
+    def job(self, slurm_id: str) -> dict[str, str]:
+        """`scontrol show job` as a mapping (JobState, Reason, TimeLimit, Account, TRES, ...)."""
+        out = self.run("scontrol", "--oneliner", "show", "job", slurm_id).stdout
+        return dict(word.split("=", 1) for word in out.split() if "=" in word)
+
+    def set_node(self, state: str) -> None:
+        """down (its jobs are killed) or resume."""
+        self.run("scontrol", "update", f"nodename={NODE}", f"state={state}", "reason=labtrain-tests")
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in (self.folder / "log").glob("*")
+        )
+
+    def _write_config(self) -> None:
+        folder = self.folder
+        fake_gpus = [folder / f"gpu{i}" for i in range(GPUS)]
+        for path in fake_gpus:
+            path.touch()
+        self.conf.write_text(
+            "\n".join(
+                [
+                    f"ClusterName=labtrain{os.getpid()}",
+                    "SlurmctldHost=localhost(127.0.0.1)",
+                    f"SlurmctldPort={free_port()}",
+                    f"SlurmdPort={free_port()}",
+                    "AuthType=auth/none",
+                    "CredType=cred/none",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_Core_Memory",
+                    "MpiDefault=none",
+                    "SlurmUser=root",
+                    "SlurmdUser=root",
+                    f"StateSaveLocation={folder / 'state'}",
+                    f"SlurmdSpoolDir={folder / 'spool'}",
+                    f"SlurmctldPidFile={folder / 'slurmctld.pid'}",
+                    f"SlurmdPidFile={folder / 'slurmd-%n.pid'}",
+                    f"SlurmctldLogFile={folder / 'log' / 'slurmctld.log'}",
+                    f"SlurmdLogFile={folder / 'log' / 'slurmd-%n.log'}",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "AccountingStorageType=accounting_storage/none",
+                    "SchedulerType=sched/backfill",
+                    f"MinJobAge={MIN_JOB_AGE_S}",
+                    f"KillWait={KILL_WAIT_S}",
+                    # A node an admin set DOWN stays down until resumed (as the tests do).
+                    "ReturnToService=1",
+                    "InactiveLimit=0",
+                    "DefMemPerCPU=256",
+                    "GresTypes=gpu",
+                    f"NodeName={NODE} NodeHostname={socket.gethostname()} NodeAddr=127.0.0.1 CPUs={self.cpus} "
+                    f"RealMemory=8000 Gres=gpu:{GPUS} State=UNKNOWN",
+                    f"PartitionName={CPU_PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP",
+                    f"PartitionName={GPU_PARTITION} Nodes={NODE} MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
+        files = f"{folder}/gpu[0-{GPUS - 1}]"
+        (folder / "gres.conf").write_text(f"NodeName={NODE} Name=gpu Count={GPUS} File={files}\n")
+
+    def _daemon(self, argv: list[str]) -> None:
+        done = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[0]} did not start: {done.stderr.strip()}\n{self.logs()}")
+
+    def _stepds(self) -> list[int]:
+        """This cluster's slurmstepd processes: those working in its folder."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if (
+                    proc.name.isdigit()
+                    and (proc / "cmdline").read_bytes().startswith(b"slurmstepd")
+                    and (str(self.folder) in os.readlink(proc / "cwd"))
+                ):
+                    found.append(int(proc.name))
+            except OSError:  # gone meanwhile
+                continue
+        return found
+
+    def _pid(self, name: str) -> int | None:
+        path = self.folder / name
+        text = path.read_text().strip() if path.exists() else ""
+        return int(text) if text.isdigit() else None
+
+
+def _descendants(pid: int) -> list[int]:
+    parents = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit():
+                stat = (proc / "stat").read_text()
+                parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
