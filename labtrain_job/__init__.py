@@ -19,7 +19,8 @@ still works and does nothing harmful: `report` prints, the folders are ./checkpo
 Preemption: a job may be asked to yield its worker (a job of a higher tier waits). The
 script then gets SIGUSR1 and `preempted()` turns True; it should save a checkpoint to
 `checkpoint_dir()` and exit with status 0, and the job goes back to the queue and runs again,
-resuming from that checkpoint. The Keras callback and the PyTorch helper do this at the end of
+resuming from that checkpoint (on a SLURM cluster, SLURM's SIGTERM, which it sends to every
+process of a job it preempts, counts the same). The Keras callback and the PyTorch helper do this at the end of
 the epoch; the next attempt's `keras_resume` / `torch_resume` carry on from there:
 
     model, start = labtrain_job.keras_resume(model)  # the checkpointed model, or (model, 0)
@@ -68,6 +69,7 @@ __all__ = [
 ]
 
 _GPU_MEMORY_ENV = "LABTRAIN_GPU_MEMORY_MB"
+_SIGTERM_YIELDS_ENV = "JOB_YIELD_ON_SIGTERM"  # set by a worker that SLURM runs
 _MAX_METRICS = 50
 _MB = 1024 * 1024
 _CHECKPOINT = re.compile(r"labtrain-epoch-(\d+)(\.keras|\.pt)$")
@@ -242,16 +244,19 @@ def _on_sigusr1(signum, frame) -> None:
 
 
 def _install_preempt_handler() -> None:
-    """SIGUSR1 sets preempted(): only from the main thread (Python's rule), where there is a
-    SIGUSR1 (not on Windows), and only if nothing else handles it."""
+    """SIGUSR1 sets preempted(), and SIGTERM too where the job runs under SLURM: only from the
+    main thread (Python's rule), where there is a SIGUSR1 (not on Windows), and only if nothing
+    else handles it."""
     sigusr1 = getattr(signal, "SIGUSR1", None)
     if sigusr1 is None or threading.current_thread() is not threading.main_thread():
         return
-    try:
-        if signal.getsignal(sigusr1) is signal.SIG_DFL:
-            signal.signal(sigusr1, _on_sigusr1)
-    except (ValueError, OSError):  # an embedded interpreter without signals
-        pass
+    signums = [sigusr1] + ([signal.SIGTERM] if os.environ.get(_SIGTERM_YIELDS_ENV) == "1" else [])
+    for signum in signums:
+        try:
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _on_sigusr1)
+        except (ValueError, OSError):  # an embedded interpreter without signals
+            pass
 
 
 def _limit_torch(torch: Any, mb: int) -> None:

@@ -27,15 +27,16 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.core import queues as queue_catalog
 from service.core import wakeups
-from service.core.broker import QUEUES, make_celery, send_job, worker_queue
+from service.core.broker import make_celery, send_job, worker_queue
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.orm import DispatchLock, Job, User, Worker, utcnow
 from service.courses.budgets import Ledger
 from service.jobs import families, lifecycle
 from service.jobs.lifecycle import QUEUED, RUNNING
-from service.jobs.limits import effective_limits
+from service.jobs.limits import running_limit
 from service.lab import gpu_packing, preemption, worker_registry
 from service.lab.fair_share import waiting_in_order
 from service.slurm import queues as slurm_queues
@@ -49,6 +50,8 @@ class Dispatcher:
     def __init__(self, settings: Settings, celery: Celery, name: str | None = None):
         self.settings, self.celery = settings, celery
         self.name = name or f"dispatcher@{socket.gethostname()}"
+        # Every queue's device (cpu, gpu and the named ones LABTRAIN_QUEUES adds): each round covers each.
+        self.devices = {name: q.device for name, q in queue_catalog.catalog(settings).items()}
         # The queues a SLURM partition serves (LABTRAIN_QUEUES); None: every queue on Celery.
         slurm = slurm_queues.load(settings.queues)
         self.slurm = SlurmBackend(settings, slurm) if slurm else None
@@ -63,13 +66,13 @@ class Dispatcher:
             self.slurm.reconcile(session, now)
         self._resend(session, now, {w.name for w in online})
         released = []
-        for queue in QUEUES:
+        for queue, device in self.devices.items():
             if self.slurm and self.slurm.serves(queue):  # SLURM keeps its own preemption and placement
                 released += self._fill(session, queue, now, [], None, self.slurm.free_slots(session, queue))
                 continue
             workers = [w for w in online if w.serves(queue)]
             # What each GPU has free, as the jobs placed this round leave it: preemption reads it too.
-            gpus = gpu_packing.gpus(session, workers) if queue == "gpu" else None
+            gpus = gpu_packing.gpus(session, workers) if device == "gpu" else None
             released += self._fill(session, queue, now, workers, gpus)
             for job_id in preemption.ask_to_yield(session, self.settings, queue, now, gpus):
                 log.info("asked job %s to yield its %s slot to a waiting debug job", job_id, queue)
@@ -169,7 +172,7 @@ class Dispatcher:
                 continue
             if job.owner_id not in limits:
                 owner = session.get(User, job.owner_id)
-                limits[job.owner_id] = effective_limits(self.settings, owner)[f"max_running_{queue}"]
+                limits[job.owner_id] = running_limit(self.settings, owner, queue)
             if per_owner[job.owner_id] >= limits[job.owner_id]:
                 continue
             gpu = None
@@ -197,7 +200,8 @@ class Dispatcher:
         if self.slurm and self.slurm.serves(job.queue):
             return self.slurm.submit(session, job)
         try:
-            send_job(self.celery, job.id, worker_queue(job.worker) if job.queue == "gpu" and job.worker else job.queue)
+            placed = job.worker and self.devices.get(job.queue) == "gpu"  # packed onto that worker's GPU
+            send_job(self.celery, job.id, worker_queue(job.worker) if placed else job.queue)
             return True
         except Exception:
             log.warning("the broker did not take job %s; it stays queued", job.id, exc_info=True)
@@ -234,6 +238,8 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     broker lost)."""
     db = Database(settings.database_url)
     dispatcher = Dispatcher(settings, make_celery(settings))
+    if dispatcher.slurm:  # a partition named wrong stops the dispatcher here, saying which
+        dispatcher.slurm.check_partitions()
     drivers = [family.driver(settings, db, dispatcher.name) for family in families.all_families() if family.driver]
     listener = (
         wakeups.Listener(settings.database_url, (wakeups.JOB_EVENTS, wakeups.WORKERS))

@@ -33,7 +33,8 @@ REDIS_NUMBERS = range(15, 0, -1)
 REDIS_CLAIM = "labtrain-tests:claimed-db:{}"
 REDIS_CLAIM_TTL_S = 2 * 3600
 # The code-job deployment, `lab`, for the modules that describe one in LAB (tests/support/labs.py).
-pytest_plugins = ["tests.support.labs"]
+# The session's one SLURM cluster, `slurm_cluster`, for the tests that run jobs on it.
+pytest_plugins = ["tests.support.slurm_cluster", "tests.support.labs"]
 
 
 def _needs_servers(what: str) -> None:

@@ -23,6 +23,7 @@ from celery.signals import (
 )
 
 from service.core import logs
+from service.core import queues as queue_catalog
 from service.core.broker import RUN_JOB_TASK, make_celery, worker_queue
 from service.core.config import Settings
 from service.core.db import Database
@@ -101,7 +102,7 @@ def run_worker(
     settings: Settings, queues: list[str], concurrency: int, name: str | None = None, loglevel: str = "INFO"
 ) -> None:
     worker_name = name or default_worker_name(queues)
-    gpu = "gpu" in queues
+    gpu = any(queue_catalog.device_of(settings, queue) == "gpu" for queue in queues)  # gpu, or a named GPU queue
     preload(gpu)
     if gpu and settings.gpu_mps:
         mps.start_daemon()

@@ -23,8 +23,8 @@ from service.core.db import Database
 from service.core.orm import Dataset, Job, Model, new_id
 from service.jobs import families, lifecycle
 from service.serving.check import ModelRefused, check_model
-from service.tracking.job_endpoint import job_app
-from service.tracking.runs import job_run_id
+from service.tracking.run_ids import job_run_id
+from workers import batch_signal
 from workers.reporter import DbReporter
 from workers.trainers import Allotment, Cancelled, DataSource, JobFailed, JobResult, Preempted, TrainedModel
 from workers.watch import CANCELLED, SUPERSEDED, JobWatch, outcome
@@ -121,6 +121,10 @@ class JobRunner:
 
     def _tracking_app(self, job_id: str):
         def make(on_metrics):
+            # Imported when a code job serves it: MLflow's import is most of a job's start on a
+            # SLURM node, where each job starts a process (`worker run-one`).
+            from service.tracking.job_endpoint import job_app
+
             return job_app(self.db, self.settings, job_id, on_metrics)
 
         return make
@@ -224,6 +228,11 @@ class JobRunner:
     def _yield(self, job_id: str, attempt: int, reporter: DbReporter, job_log: logging.Logger) -> None:
         """Asked to yield its slot, the job stopped after a checkpoint: back to the queue, this
         attempt not counted, its checkpoints kept for the next."""
+        with self.db.session() as session:
+            cancelled = session.get(Job, job_id).cancel_requested
+        if cancelled:  # cancelled as it yielded (SLURM signals the job a cancel scancels): a cancel
+            self._finish(job_id, attempt, lifecycle.CANCELLED, reporter)
+            return
         reporter.watch.finishing = True
         with self.db.session() as session:
             reporter.write_pending(session)
@@ -265,7 +274,7 @@ def allotment(
         gpu_memory_mb=gpu_memory_mb,
         checkpoint_every_s=checkpoint_every_s,
         stop=stop,
-        preempt=lambda: watch.preempting,
+        preempt=lambda: watch.preempting or batch_signal.asked() == batch_signal.YIELD,
     )
 
 

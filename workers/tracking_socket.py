@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -92,7 +93,10 @@ class _BoundedServer(ThreadedWSGIServer):
 class TrackingSocket:
     """The app served on `folder`/tracking.sock by a thread, until close()."""
 
-    def __init__(self, app: WSGIApp, folder: Path, owner_uid: int | None = None):
+    def __init__(self, app: WSGIApp, folder: Path | None = None, owner_uid: int | None = None):
+        # By default a new folder in the worker's temporary folder: outside the artifact store, whose
+        # path the sandbox's mountinfo would otherwise show the job.
+        folder = folder or Path(tempfile.mkdtemp(prefix="labtrain-tracking-"))
         self.folder = folder
         self.path = folder / SOCKET_NAME
         self._server: _BoundedServer | None = None

@@ -28,6 +28,7 @@ from service.api import (
     uploads,
 )
 from service.api.context import Services
+from service.core import queues as queue_catalog
 from service.core.config import Settings
 from service.core.db import Database
 from service.data.fetch import install_subset
@@ -38,6 +39,7 @@ from service.serving.pool import ModelServers
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     settings.ensure_dirs()
+    queue_catalog.catalog(settings)  # a mistake in LABTRAIN_QUEUES stops the API at start, naming its key
     install_subset(settings.data_dir)  # mnist works out of the box, as its subset, until fetched
     app = Flask("labtrain")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes

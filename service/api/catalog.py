@@ -6,11 +6,13 @@ from flask import Blueprint, Flask
 from sqlalchemy import func, select
 
 from service.api.auth import current_user, db_session
+from service.api.context import services
 from service.api.serialize import iso, queue_position
-from service.core.broker import QUEUES
+from service.core import queues as queue_catalog
 from service.core.orm import Job
 from service.jobs import families
 from service.jobs.lifecycle import QUEUED, RUNNING
+from service.jobs.limits import running_limit
 from service.lab import worker_registry
 
 bp = Blueprint("catalog", __name__)
@@ -38,14 +40,17 @@ def algorithms():
 def queue():
     session = db_session()
     workers = worker_registry.online(session)
-    counts = dict.fromkeys(((q, s) for q in QUEUES for s in (QUEUED, RUNNING)), 0)
+    settings, user = services().settings, current_user()
+    configured = queue_catalog.catalog(settings)
+    counts = dict.fromkeys(((q, s) for q in configured for s in (QUEUED, RUNNING)), 0)
     for queue_name, status, count in session.execute(
         select(Job.queue, Job.status, func.count())
         .where(Job.status.in_((QUEUED, RUNNING)))
         .group_by(Job.queue, Job.status)
     ):
-        counts[(queue_name, status)] = count
-    mine = session.scalars(select(Job).where(Job.owner_id == current_user().id, Job.status == QUEUED).order_by(Job.id))
+        if queue_name in configured:  # a queue an admin has since removed has no entry
+            counts[(queue_name, status)] = count
+    mine = session.scalars(select(Job).where(Job.owner_id == user.id, Job.status == QUEUED).order_by(Job.id))
     yours = [
         {
             "id": job.id,
@@ -62,10 +67,24 @@ def queue():
                 "queued": counts[(q, QUEUED)],
                 "running": counts[(q, RUNNING)],
                 "workers": [_worker_view(w) for w in workers if q in w.queues.split(",")],
+                **_queue_view(config),
+                "your_max_running": running_limit(settings, user, q),
             }
-            for q in QUEUES
+            for q, config in configured.items()
         },
         "your_queued_jobs": yours,
+    }
+
+
+def _queue_view(config: queue_catalog.QueueConfig) -> dict:
+    """What a student may know of a queue to choose it: never the SLURM accounts or environment."""
+    return {
+        "backend": config.backend,
+        "device": config.device,
+        "partition": config.entry.get("partition") if config.backend == "slurm" else None,
+        "max": config.max.as_dict(),
+        "max_running": config.max_running,
+        "description": config.description,
     }
 
 

@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.core.broker import QUEUES
 from service.jobs.lifecycle import STATUSES
 
 Time = str  # ISO-8601 UTC, e.g. 2025-01-31T12:00:00.123456Z
@@ -45,7 +44,7 @@ class Job(Open):
     status: Literal[STATUSES]  # type: ignore[valid-type]
     family: str = Field(description="The job family: classic, network, optimize, search (or a lab's own)")
     spec: dict[str, Any] = Field(description="The submitted spec, normalized and completed with defaults")
-    queue: Literal[QUEUES]  # type: ignore[valid-type]
+    queue: str = Field(description="cpu, gpu or a queue an admin added (GET /api/v1/queue)")
     position: int | None = Field(description="Place in its queue (1 = next) while queued, else null")
     waiting: dict[str, str] | None = Field(
         None, description='Why a queued job is not sent yet: {"reason": "budget", "message"}; else null'
@@ -215,10 +214,23 @@ class WorkerInfo(Open):
     heartbeat_at: Time
 
 
+class QueueLimits(Open):
+    cpus: int | None = None
+    memory_mb: int | None = None
+    time_limit_s: int | None = None
+
+
 class QueueState(Open):
     queued: int
     running: int
     workers: list[WorkerInfo]
+    backend: Literal["celery", "slurm"] = Field(description="Who runs its jobs: Celery workers or a SLURM partition")
+    device: Literal["cpu", "gpu"] = Field(description="What its jobs run on")
+    partition: str | None = Field(description="The SLURM partition that serves it; null on Celery")
+    max: QueueLimits = Field(description="The most one job may ask for here (resources past it: a 422)")
+    max_running: int | None = Field(description="The queue's own running jobs per user; null: by its device")
+    your_max_running: int = Field(description="How many of your jobs may run here at once")
+    description: str | None
 
 
 class QueuedJob(Open):

@@ -16,6 +16,7 @@ from service.data.refs import DatasetView, supervised_task, target_column
 from service.data.tasks import CLASSIFICATION, CLUSTERING, DECOMPOSITION, SUPERVISED
 from service.jobs.context import SubmitContext
 from service.jobs.spec import ValidatedJob, parse_spec
+from service.lab.devices import place
 
 
 def validate_classic(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
@@ -29,6 +30,7 @@ def validate_classic(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
         )
     if spec.device == "gpu":
         raise SpecError("classic algorithms run on the CPU; use device 'cpu' or 'auto'", field="device")
+    queue = place(ctx, spec.device, spec.queue, cpu_only="classic algorithms run on the CPU").queue
     params = parse_spec(algorithm.params, spec.params, prefix="params").model_dump()
 
     data = ctx.data.table(spec.dataset)
@@ -47,7 +49,7 @@ def validate_classic(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
         evaluation=spec.evaluation,
         preprocessing=spec.preprocessing,
     )
-    return ValidatedJob(family="classic", run=run, queue="cpu", name=spec.name, tier=spec.tier)
+    return ValidatedJob(family="classic", run=run, queue=queue, name=spec.name, tier=spec.tier)
 
 
 def _resolve_task(asked: str | None, supported: tuple[str, ...], data: DatasetView) -> str:

@@ -25,6 +25,7 @@ from service.core.db import Database
 from service.core.orm import Job
 from service.data.fetch import install_subset
 from service.jobs.lifecycle import RUNNING
+from workers import batch_signal
 from workers.runner import JobRunner
 
 log = logging.getLogger("labtrain.worker")
@@ -51,9 +52,17 @@ def run_one(job_id: str, worker_name: str, ends_after_s: int | None, signal_grac
         log.info("job %s is no longer SLURM job %s's to run; exiting", job_id, slurm_id)
         return
     signalled = threading.Event()
-    for signum in (signal.SIGUSR1, signal.SIGTERM):
-        signal.signal(signum, lambda *_: signalled.set())
     near_end = (ends_after_s - signal_grace_s - SLURM_TIMING_SLACK_S) if ends_after_s else None
+
+    def on_signal(*_) -> None:
+        # Known at once in this process (the code job's supervisor reads it as its program ends);
+        # the database hears it from the thread below.
+        near = near_end is not None and time.monotonic() - started >= near_end
+        batch_signal.ask(batch_signal.ENDING if near else batch_signal.YIELD)
+        signalled.set()
+
+    for signum in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(signum, on_signal)
     yielder = threading.Thread(
         target=_yield_when_signalled, args=(db, job_id, name, signalled, started, near_end), daemon=True
     )

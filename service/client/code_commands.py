@@ -29,6 +29,7 @@ from service.client.watch import follow
 )
 @click.option("--dataset", help="A built-in data set (mnist, iris, ...) or an uploaded data set's id.")
 @click.option("--gpu", is_flag=True, help="Run on a GPU worker.")
+@click.option("--queue", help="The queue to run in: cpu, gpu or a named one (`labtrain queue` lists them).")
 @click.option("--memory", help="Memory the job may use: 4G, 512M (default: the server's).")
 @click.option("--cpus", type=click.IntRange(1), help="CPUs its processes may use at once.")
 @click.option("--time-limit", "time_limit_s", type=click.IntRange(1), help="Seconds it may run.")
@@ -46,6 +47,7 @@ def run(
     params: tuple[str, ...],
     dataset: str | None,
     gpu: bool,
+    queue: str | None,
     memory: str | None,
     cpus: int | None,
     time_limit_s: int | None,
@@ -79,6 +81,7 @@ def run(
         parameters=parameters,
         dataset=chosen_dataset,
         gpu=gpu,
+        queue=queue,
         memory=memory_value,
         cpus=cpus,
         time_limit_s=time_limit_s,

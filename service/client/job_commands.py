@@ -32,6 +32,7 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 @click.option("--batch-size", type=int)
 @click.option("--learning-rate", type=float)
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]))
+@click.option("--queue", help="The queue to run in: cpu, gpu or a named one (`labtrain queue` lists them).")
 @click.option("--cv", type=int, help="Folds of cross-validation.")
 @click.option("--search", metavar="STRATEGY", help="Hyperparameter search: grid, random, tpe, ga, pso, ...")
 @click.option(

@@ -69,6 +69,7 @@ class Lab:
         parameters: dict[str, Any] | None = None,
         dataset: Any = None,
         gpu: bool = False,
+        queue: str | None = None,
         memory: str | int | None = None,
         cpus: int | None = None,
         time_limit_s: int | None = None,
@@ -90,6 +91,8 @@ class Lab:
             spec["dataset"] = dataset
         if gpu:
             spec["device"] = "gpu"
+        if queue:
+            spec["queue"] = queue  # cpu, gpu or a named one (GET /api/v1/queue)
         resources = {
             "memory_mb": memory_mb(memory) if memory is not None else None,
             "cpus": cpus,

@@ -44,7 +44,7 @@ def queue(as_json: bool) -> None:
     if as_json:
         return emit_json(answer)
     for name, q in answer["queues"].items():
-        click.echo(f"{name}: {q['queued']} queued, {q['running']} running")
+        click.echo(f"{name}: {q['queued']} queued, {q['running']} running{_queue_details(q)}")
         for worker in q["workers"]:
             gpu = worker.get("gpu")
             gpu_text = f", GPU {gpu['name']} {gpu.get('memory_mb') or '?'} MB" if gpu else ""
@@ -69,6 +69,15 @@ def queue(as_json: bool) -> None:
                 ],
             )
         )
+
+
+def _queue_details(q: dict) -> str:
+    """Where it runs and what it takes (servers before named queues did not say)."""
+    if "backend" not in q:
+        return ""
+    where = f"SLURM partition {q['partition']}" if q.get("partition") else q["backend"]
+    most = ", ".join(f"{k} {v}" for k, v in (q.get("max") or {}).items())
+    return f"  [{q['device']}, {where}" + (f", at most {most}" if most else "") + "]"
 
 
 @click.command()

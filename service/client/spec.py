@@ -116,6 +116,8 @@ def spec_from_flags(options: dict[str, Any]) -> dict[str, Any]:
         spec["training"] = training
     if options["device"]:
         spec["device"] = options["device"]
+    if options.get("queue"):
+        spec["queue"] = options["queue"]
     if options["cv"] is not None:
         spec["evaluation"] = {"cv": options["cv"]}
     search = _search(options)

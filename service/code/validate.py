@@ -19,7 +19,7 @@ from service.jobs.context import SubmitContext
 from service.jobs.limits import effective_limits
 from service.jobs.spec import ValidatedJob, parse_spec
 from service.lab import worker_registry
-from service.lab.devices import queue_for
+from service.lab.devices import Placement, check_resources, place
 from service.lab.gpu_requests import gpu_memory_for
 
 RUNNABLE = (".py", ".ipynb")
@@ -34,18 +34,21 @@ def validate_code(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob:
         _check_notebook(Path(source.path) / entrypoint, entrypoint)
     _check_parameters(entrypoint, spec.code.parameters, spec.code.args)
     dataset = _dataset(ctx, spec.dataset)
-    resources = _resources(ctx, spec)
-    queue = queue_for(ctx.session, spec.device)
+    placement = place(ctx, spec.device, spec.queue)
+    resources = _resources(ctx, spec, placement)
+    queue = placement.queue
     _check_sandbox(ctx, queue)
     run = CodeRun(
         name=spec.name,
         dataset=dataset,
         code=CodePlan(source=source.id, entrypoint=entrypoint, args=spec.code.args, parameters=spec.code.parameters),
         resources=resources,
-        device=queue,
+        device=placement.device,
         device_requested=spec.device,
     )
-    gpu_memory = gpu_memory_for(ctx.session, queue, spec.resources.gpu_memory_mb, ctx.settings.gpu_memory_code_mb)
+    gpu_memory = gpu_memory_for(
+        ctx.session, placement.device, spec.resources.gpu_memory_mb, ctx.settings.gpu_memory_code_mb, queue=spec.queue
+    )
     return ValidatedJob(
         family="code",
         run=run,
@@ -148,9 +151,10 @@ def _dataset(ctx: SubmitContext, ref: Any) -> str | dict[str, Any] | None:
     return ctx.data.reference(ref)  # an upload of the user's, or a course's they are in
 
 
-def _resources(ctx: SubmitContext, spec: CodeSpec) -> ResourcePlan:
+def _resources(ctx: SubmitContext, spec: CodeSpec, placement: Placement) -> ResourcePlan:
     limits = effective_limits(ctx.settings, ctx.user)
     asked = spec.resources
+    check_resources(placement, {name: getattr(asked, name) for name in ("cpus", "memory_mb", "time_limit_s")})
     bounds = {
         "memory_mb": (limits["max_memory_mb"], min(ctx.settings.code_memory_mb, limits["max_memory_mb"])),
         "cpus": (limits["max_cpus"], 1),
@@ -165,7 +169,8 @@ def _resources(ctx: SubmitContext, spec: CodeSpec) -> ResourcePlan:
                 field=f"resources.{name}",
                 details={"limit": most},
             )
-        chosen[name] = value if value is not None else default
+        queue_most = getattr(placement.max, name)  # what the job did not ask for stays within its queue
+        chosen[name] = value if value is not None else min(default, queue_most or default)
     return ResourcePlan(**chosen)
 
 

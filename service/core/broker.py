@@ -9,10 +9,17 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from service.core import queues as queue_catalog
 from service.core.config import Settings
 
 RUN_JOB_TASK = "labtrain.run_job"
-QUEUES = ("cpu", "gpu")
+QUEUES = queue_catalog.BUILTIN  # every deployment's; LABTRAIN_QUEUES may add named ones (celery_queues)
+
+
+def celery_queues(settings: Settings) -> list[str]:
+    """The queues Celery workers serve: cpu and gpu, and the named ones whose backend is celery."""
+    found = queue_catalog.catalog(settings).values()
+    return [*QUEUES, *(q.name for q in found if q.backend == "celery" and q.name not in QUEUES)]
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -23,7 +30,7 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=[Queue(name) for name in celery_queues(settings)],
         task_default_queue="cpu",
         task_ignore_result=True,
         task_serializer="json",

@@ -133,8 +133,9 @@ class Settings:
     storage_quota_mb: int = 20480
     # A resumable upload nobody added to for this long is removed (service/core/uploads.py).
     upload_expiry_h: float = 24.0
-    # Queues a SLURM partition serves instead of Celery workers: JSON, or a YAML/JSON file's path
-    # (service/slurm/queues.py, docs/slurm.md); unset: every queue on Celery.
+    # Queues a SLURM partition serves instead of Celery workers, and named queues beside cpu and
+    # gpu: JSON, or a YAML/JSON file's path (service/core/queues.py, service/slurm/queues.py,
+    # docs/slurm.md); unset: cpu and gpu on Celery.
     queues: str | None = None
 
     @property

@@ -26,6 +26,7 @@ from service.core.orm import AuditEntry, Course, CourseGrant, CourseMember, Job,
 from service.courses.roles import STAFF, STUDENT
 from service.courses.usage import BUDGETED, held_seconds, hours_left, kind_of
 from service.jobs import families
+from service.lab.devices import gpu_jobs
 
 LABELS = {"gpu_hours": "GPU-hours", "cpu_hours": "CPU-hours"}
 WEEK_CAP = "week_gpu_hours"
@@ -110,7 +111,7 @@ def standings(
     cap = budget.get(WEEK_CAP)
     week_held: dict[tuple[str, str], float] = {}
     if cap is not None:
-        week_held = held_seconds(session, max(week_start(now), course.created_at), now, *mine, Job.queue == "gpu")
+        week_held = held_seconds(session, max(week_start(now), course.created_at), now, *mine, gpu_jobs())
     resets = week_start(now) + timedelta(days=7)
     found = {}
     for user_id in ids:
@@ -166,7 +167,7 @@ class Ledger:
         if not _held(job):
             return None
         standing = self._standings.get(job.course_id, {}).get(job.owner_id)
-        return standing.waiting(kind_of(job.queue)) if standing is not None else None
+        return standing.waiting(kind_of(job.queue, job.gpu_memory_mb)) if standing is not None else None
 
 
 def waiting_reason(session: Session, job: Job, now: datetime) -> dict[str, str] | None:
@@ -180,7 +181,7 @@ def check_coverable(session: Session, job: Job) -> None:
     if not _held(job):
         return
     course = session.get(Course, job.course_id)
-    budget, kind = course.budget or {}, kind_of(job.queue)
+    budget, kind = course.budget or {}, kind_of(job.queue, job.gpu_memory_mb)
     if budget.get(kind) is None and not (kind == "gpu_hours" and budget.get(WEEK_CAP) is not None):
         return
     if job.owner_id not in students(session, course, [job.owner_id]):

@@ -16,13 +16,15 @@ from sqlalchemy.orm import Session
 from service.core.orm import Course, Job, User, utcnow
 from service.jobs import families
 from service.jobs.lifecycle import QUEUED, RUNNING
+from service.lab.devices import is_gpu_job
 
 BUDGETED = ("gpu_hours", "cpu_hours")
 
 
-def kind_of(queue: str) -> str:
-    """The hours a job of `queue` spends: GPU-hours on the gpu queue, CPU-hours on the others."""
-    return "gpu_hours" if queue == "gpu" else "cpu_hours"
+def kind_of(queue: str, gpu_memory_mb: int | None = None) -> str:
+    """The hours a job of `queue` spends: GPU-hours on a GPU queue (gpu, or a named one: the job
+    holds GPU memory), CPU-hours on the others."""
+    return "gpu_hours" if is_gpu_job(queue, gpu_memory_mb) else "cpu_hours"
 
 
 def budgeted_families() -> list[str]:
@@ -46,6 +48,7 @@ def held_seconds(
             Job.finished_at,
             Job.gpu_share,
             Job.earlier_device_s,
+            Job.gpu_memory_mb,
         ).where(
             Job.family.in_(budgeted_families()),
             Job.created_at < now,
@@ -55,7 +58,7 @@ def held_seconds(
         )
     )
     held: dict[tuple[str, str], float] = defaultdict(float)
-    for owner, queue, status, created, started, finished, share, earlier in rows:
+    for owner, queue, status, created, started, finished, share, earlier, gpu_memory_mb in rows:
         seconds = 0.0
         # A queued job's start (if any) is stale: it has no attempt running.
         if started is not None and status != QUEUED and (finished is not None or status == RUNNING):
@@ -64,7 +67,7 @@ def held_seconds(
         if earlier:
             before = started if started is not None and status != QUEUED else now
             seconds += earlier if created >= since else min(earlier, max(0.0, (before - since).total_seconds()))
-        held[(owner, kind_of(queue))] += seconds
+        held[(owner, kind_of(queue, gpu_memory_mb))] += seconds
     return held
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.core import queues
 from service.core.config import Settings
 from service.core.errors import ServiceError
 from service.core.orm import AuditEntry, Job, User
@@ -32,6 +33,15 @@ def effective_limits(settings: Settings, user: User) -> dict[str, int]:
     limits = {name: int(getattr(settings, name)) for name in LIMIT_NAMES}
     limits.update({k: int(v) for k, v in (user.limits or {}).items() if k in LIMIT_NAMES})
     return limits
+
+
+def running_limit(settings: Settings, user: User, queue: str) -> int:
+    """How many of `user`'s jobs may run at once on `queue`: cpu's and gpu's their max_running_cpu
+    and max_running_gpu; a named queue's its own max_running, else the one of its device."""
+    config = queues.catalog(settings).get(queue)
+    if config is not None and config.max_running is not None and queue not in queues.BUILTIN:
+        return config.max_running
+    return effective_limits(settings, user)[f"max_running_{queues.device_of(settings, queue)}"]
 
 
 def check_can_queue(session: Session, settings: Settings, user: User) -> None:

@@ -18,6 +18,11 @@ from service.core.errors import spec_error_from
 from service.core.schema import Strict
 from service.jobs.tiers import BATCH, TIER_HELP, Tier
 
+QUEUE_HELP = (
+    "The queue to run in: cpu, gpu or one an admin added (GET /api/v1/queue lists them); "
+    "without it, cpu or gpu by the device"
+)
+
 
 class JobSpec(Strict):
     """The fields every family's request model has."""
@@ -27,6 +32,7 @@ class JobSpec(Strict):
         description='A built-in name, {"id": ..., "target": ...} or a course\'s {"course": ..., "name": ..., "target": ...}'
     )
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    queue: str | None = Field(None, min_length=1, max_length=64, description=QUEUE_HELP)
     search: Any = Field(None, description="A hyperparameter search over this spec (service/search/spec.py)")
     tier: Tier = Field(BATCH, description=TIER_HELP)
 

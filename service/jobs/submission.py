@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.core import queues
 from service.core.orm import Course, Job
 from service.jobs import families, lifecycle, tiers
 from service.jobs.context import SubmitContext
@@ -36,6 +37,9 @@ def submit(
     if trial_of is None:
         check_can_queue(ctx.session, ctx.settings, ctx.user)
     limit = effective_limits(ctx.settings, ctx.user)["max_run_time_s"]
+    queue = queues.catalog(ctx.settings).get(validated.queue)
+    if queue is not None and queue.max.time_limit_s:  # a job that asked for more was refused (lab/devices.py)
+        limit = min(limit, queue.max.time_limit_s)
     tier = validated.tier
     job = lifecycle.create_job(
         ctx.session,

@@ -19,6 +19,7 @@ from service.core.config import Settings
 from service.core.orm import Job, Worker
 from service.jobs import families
 from service.jobs.lifecycle import QUEUED, RUNNING
+from service.lab.devices import gpu_jobs
 
 
 @dataclass
@@ -50,15 +51,12 @@ def need_mb(job: Job, settings: Settings) -> int:
 
 
 def gpus(session: Session, workers: list[Worker]) -> dict[str, Gpu]:
-    """The GPU workers online with what their GPUs have free now."""
-    found = {
-        w.name: Gpu(w.name, w.gpu_memory_mb, float(w.gpu_memory_mb or "inf"), w.concurrency)
-        for w in workers
-        if w.has_gpu
-    }
+    """The GPU workers online with what their GPUs have free now: `workers` serve a GPU queue (gpu,
+    or a named one whose device is gpu)."""
+    found = {w.name: Gpu(w.name, w.gpu_memory_mb, float(w.gpu_memory_mb or "inf"), w.concurrency) for w in workers}
     held = session.execute(
         select(Job.worker, Job.gpu_memory_mb).where(
-            Job.queue == "gpu",
+            gpu_jobs(),  # on any queue the worker serves
             families.takes_slot(),
             Job.worker.in_(list(found)),
             or_(Job.status == RUNNING, (Job.status == QUEUED) & Job.released_at.is_not(None)),

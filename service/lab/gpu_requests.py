@@ -1,4 +1,4 @@
-"""What a job on the GPU queue holds of a GPU: the memory it asked for (resources.gpu_memory_mb)
+"""What a job on a GPU queue (gpu, or a named one whose device is gpu) holds of a GPU: the memory it asked for (resources.gpu_memory_mb)
 or its family's default, at most the largest GPU online. The dispatcher packs jobs onto GPUs
 by this figure (service/lab/gpu_packing.py)."""
 
@@ -12,11 +12,16 @@ from service.lab import worker_registry
 FIELD = "resources.gpu_memory_mb"
 
 
-def gpu_memory_for(session: Session, queue: str, asked: int | None, default: int) -> int | None:
-    """What a job on `queue` holds of a GPU: None off the GPU queue (what it asked is ignored)."""
-    if queue != "gpu":
+def gpu_memory_for(
+    session: Session, device: str, asked: int | None, default: int, queue: str | None = None
+) -> int | None:
+    """What a job running on `device` holds of a GPU: None on the CPU (what it asked is ignored).
+    `queue`, where given, counts only the GPUs of the workers serving it."""
+    if device != "gpu":
         return None
-    largest = max((w.gpu_memory_mb or 0 for w in worker_registry.online(session) if w.has_gpu), default=0)
+    online = worker_registry.online(session)
+    workers = [w for w in online if w.serves(queue)] if queue else [w for w in online if w.has_gpu]
+    largest = max((w.gpu_memory_mb or 0 for w in workers), default=0)
     if asked is None:
         return min(default, largest) if largest else default
     if largest and asked > largest:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
-from service.core.broker import QUEUES
+from service.core import queues as queue_catalog
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.orm import Job, User, Worker, utcnow
@@ -60,7 +60,7 @@ class LabCollector:
             select(Job.status, Job.queue, Job.family, func.count()).group_by(Job.status, Job.queue, Job.family)
         ).all()
         totals: Counter = Counter()
-        waiting = dict.fromkeys(QUEUES, 0)
+        waiting = dict.fromkeys(queue_catalog.catalog(self.settings), 0)
         slotless = families.slotless()  # a search holds no device: left out of queue figures
         for status, queue, family, count in rows:
             by_status.add_metric([status, queue, family], count)
@@ -104,7 +104,7 @@ class LabCollector:
         oldest = GaugeMetricFamily(
             "labtrain_queue_oldest_wait_seconds", "How long the oldest waiting job has waited", labels=["queue"]
         )
-        for queue in QUEUES:
+        for queue in queue_catalog.catalog(self.settings):
             first = session.scalar(
                 select(func.min(Job.created_at)).where(Job.queue == queue, Job.status == QUEUED, families.takes_slot())
             )
@@ -128,7 +128,7 @@ class LabCollector:
             labels=["user", "queue"],
         )
         now = utcnow()
-        for queue in QUEUES:
+        for queue in queue_catalog.catalog(self.settings):
             for owner, seconds in usage_by_owner(session, queue, self.settings.usage_half_life_s, now).items():
                 usage.add_metric([names.get(owner, owner), queue], seconds)
         yield from (running, usage)

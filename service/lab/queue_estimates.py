@@ -1,6 +1,8 @@
 """Where queued jobs stand: their place in their queue (fair share's order) and an estimated
 start, from the queue's worker slots and how long its recent jobs ran. An estimate, not a
-promise: null when the queue has no worker online or no finished job to go by."""
+promise: null when the queue has no worker online or no finished job to go by. A job labtrain has
+submitted to SLURM, which holds it pending, starts when SLURM's scheduler expects (`squeue
+--start`), where it says: the dispatcher keeps those on the partition's worker row."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from service.lab import worker_registry
 from service.lab.fair_share import queue_order
 
 RECENT_JOBS = 50  # the finished jobs whose run times the estimate takes the median of
+# A worker row's capabilities key: job id -> {"slurm_id", "start"} (service/slurm/starts.py).
+BACKEND_STARTS = "slurm_starts"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ def places(session: Session, settings: Settings, jobs: Iterable[Job], now: datet
         order = {job_id: index for index, job_id in enumerate(queue_order(session, queue, settings), start=1)}
         slots = sum(worker.concurrency for worker in online if worker.serves(queue))
         run_s = median_run_s(session, queue)
+        planned = _backend_starts(worker for worker in online if worker.serves(queue))
         for job in jobs:
             if job.queue != queue:
                 continue
@@ -44,8 +49,27 @@ def places(session: Session, settings: Settings, jobs: Iterable[Job], now: datet
             start = None
             if position is not None and slots and run_s is not None:
                 start = now + timedelta(seconds=position / slots * run_s)
+            known = planned.get(job.id)
+            if known and job.released_at is not None and job.backend_id == known.get("slurm_id"):
+                start = _time(known.get("start")) or start  # this submission's, as SLURM plans it
             found[job.id] = Place(position, start)
     return found
+
+
+def _backend_starts(workers: Iterable) -> dict[str, dict[str, str]]:
+    planned: dict[str, dict[str, str]] = {}
+    for worker in workers:
+        starts = (worker.capabilities or {}).get(BACKEND_STARTS)
+        if isinstance(starts, dict):
+            planned.update(starts)
+    return planned
+
+
+def _time(text: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def median_run_s(session: Session, queue: str) -> float | None:

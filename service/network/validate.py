@@ -12,7 +12,7 @@ from service.core.errors import SpecError
 from service.data.tasks import CLASSIFICATION, REGRESSION
 from service.jobs.context import SubmitContext
 from service.jobs.spec import ValidatedJob, parse_spec
-from service.lab.devices import queue_for
+from service.lab.devices import place
 from service.lab.gpu_requests import gpu_memory_for
 from service.network import losses
 from service.network.layers import ends_with_softmax, infer_shapes, parameter_counts, validate_layers
@@ -52,7 +52,7 @@ def validate_network(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
             code="invalid_network",
         )
     training = _check_training(spec.training, data.task)
-    queue = queue_for(ctx.session, spec.device)
+    placement = place(ctx, spec.device, spec.queue)
     run = NetworkRun(
         name=spec.name,
         dataset=data.spec_value,
@@ -64,15 +64,19 @@ def validate_network(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJo
         parameters=parameter_counts(shapes),
         training=training,
         evaluation=spec.evaluation,
-        device=queue,
+        device=placement.device,
         device_requested=spec.device,
         image=data.image,
     )
     gpu_memory = gpu_memory_for(
-        ctx.session, queue, spec.resources.gpu_memory_mb, default_gpu_memory_mb(ctx.settings, run)
+        ctx.session,
+        placement.device,
+        spec.resources.gpu_memory_mb,
+        default_gpu_memory_mb(ctx.settings, run),
+        queue=spec.queue,  # a named queue's GPUs; else any online
     )
     return ValidatedJob(
-        family="network", run=run, queue=queue, name=spec.name, gpu_memory_mb=gpu_memory, tier=spec.tier
+        family="network", run=run, queue=placement.queue, name=spec.name, gpu_memory_mb=gpu_memory, tier=spec.tier
     )
 
 

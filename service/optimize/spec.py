@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from service.core.schema import Strict, describe_params
-from service.jobs.spec import Run
+from service.jobs.spec import QUEUE_HELP, Run
 from service.jobs.tiers import BATCH, TIER_HELP, Tier
 from service.metaheuristics.params import params_model, strategies_catalog
 from service.optimize import aco_tsp
@@ -60,6 +60,7 @@ class OptimizeSpec(Strict):
     name: str | None = Field(None, min_length=1, max_length=255)
     optimize: OptimizeDef
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    queue: str | None = Field(None, min_length=1, max_length=64, description=QUEUE_HELP)
     tier: Tier = Field(BATCH, description=TIER_HELP)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from service.core.errors import SpecError
 from service.jobs.context import SubmitContext
 from service.jobs.spec import ValidatedJob, parse_spec
+from service.lab.devices import place
 from service.metaheuristics import OPTIMIZERS
 from service.metaheuristics.params import validate_params, validate_strategy_params
 from service.optimize.functions import FUNCTIONS
@@ -31,6 +32,8 @@ def validate_optimize(payload: dict[str, Any], ctx: SubmitContext | None = None)
     spec = parse_spec(OptimizeSpec, {k: v for k, v in payload.items() if k != "search"})
     if spec.device == "gpu":
         raise SpecError("optimisation jobs run on the CPU; use device 'cpu' or 'auto'", field="device")
+    cpu_only = "optimisation jobs run on the CPU"
+    queue = place(ctx, spec.device, spec.queue, cpu_only=cpu_only).queue if ctx is not None else "cpu"  # a spec alone
     o = spec.optimize
     if o.strategy not in OPTIMIZERS:
         raise SpecError(
@@ -43,7 +46,7 @@ def validate_optimize(payload: dict[str, Any], ctx: SubmitContext | None = None)
     common = {"strategy": o.strategy, "function": o.function, "evaluations": o.evaluations, "seed": o.seed}
     problem = TspProblem(**common, **_tsp(o)) if o.function == TSP else ContinuousProblem(**common, **_continuous(o))
     run = OptimizeRun(name=spec.name, optimize=problem)
-    return ValidatedJob(family="optimize", run=run, queue="cpu", name=spec.name, tier=spec.tier)
+    return ValidatedJob(family="optimize", run=run, queue=queue, name=spec.name, tier=spec.tier)
 
 
 def _continuous(o: OptimizeDef) -> dict[str, Any]:

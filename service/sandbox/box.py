@@ -89,6 +89,10 @@ class SandboxSpec:
     max_open_files: int = 1024  # per process (RLIMIT_NOFILE)
     mounts: list[Mount] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)  # host device nodes to expose (a GPU's)
+    # Under SLURM, which signals every process of a job: bwrap and the sandbox's init ignore
+    # SIGTERM (bwrap's death would take the program with it); the program gets it back (the
+    # trainer's wrapper) and decides.
+    ignore_sigterm: bool = False
 
 
 def python_mounts() -> list[Mount]:
@@ -190,6 +194,8 @@ def launch_command(spec: SandboxSpec, group: JobCgroup | None, inner: list[str])
     """`sh` joins the cgroup(s), then becomes the session keyring's helper (in a sandbox), then
     prlimit, which becomes the sandbox."""
     join = "".join(f'echo $$ > "{path}" && ' for path in group.procs_files) if group else ""
+    if spec.ignore_sigterm:  # inherited through each exec below
+        join = "trap '' TERM && " + join
     keyring = [sys.executable, "-I", "-S", str(SESSION_KEYRING)] if group else []
     limits = [f"--fsize={spec.file_size_limit}", f"--nofile={spec.max_open_files}"]
     return ["sh", "-c", f'{join}exec "$@"', "sh", *keyring, "prlimit", *limits, "--", *inner]

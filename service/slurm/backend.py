@@ -27,8 +27,8 @@ from service.core.config import Settings
 from service.core.orm import Course, Job, utcnow
 from service.jobs import lifecycle
 from service.jobs.lifecycle import FINISHED, QUEUED, RUNNING
-from service.lab import worker_registry
-from service.slurm import script
+from service.lab import queue_estimates, worker_registry
+from service.slurm import script, starts
 from service.slurm.commands import Slurm, SlurmError, SlurmJob
 from service.slurm.queues import SlurmQueue
 
@@ -51,6 +51,21 @@ class SlurmBackend:
     def due(self) -> bool:
         """Whether a round should reconcile now even if nothing else asks for one."""
         return time.monotonic() >= self._next_poll
+
+    def check_partitions(self) -> None:
+        """At the dispatcher's start: each queue's partition is one SLURM has (a ValueError naming
+        the queue and the partition). SLURM out of reach is no mistake of the map: said, not fatal."""
+        try:
+            present = self.slurm.partitions()
+        except SlurmError as exc:
+            log.warning("could not ask SLURM for its partitions; not checked: %s", exc)
+            return
+        for queue in self.queues.values():
+            if queue.partition not in present:
+                raise ValueError(
+                    f"LABTRAIN_QUEUES.{queue.queue}.partition: SLURM has no partition {queue.partition!r} "
+                    f"for queue {queue.queue} (its partitions: {', '.join(present) or 'none'})"
+                )
 
     def free_slots(self, session: Session, queue: str) -> int:
         submitted = session.scalar(
@@ -91,7 +106,7 @@ class SlurmBackend:
         try:
             # SLURM first, the rows after: a runner that recorded its outcome committed it before it exited.
             known = self.slurm.jobs([q.partition for q in self.queues.values()], script.JOB_NAME_PREFIX)
-            self._register(session)
+            self._register(session, known)
         except SlurmError as exc:
             log.warning("could not ask SLURM about its jobs: %s", exc)
             return
@@ -189,8 +204,9 @@ class SlurmBackend:
                 error=f"{why}, in the last of its {job.attempt} attempts",
             )
 
-    def _register(self, session: Session) -> None:
-        """Each partition and its nodes as a worker row, so the registry and the dashboard show it."""
+    def _register(self, session: Session, known: Mapping[str, SlurmJob]) -> None:
+        """Each partition and its nodes as a worker row, so the registry and the dashboard show it,
+        with SLURM's expected starts of its pending jobs (queue_estimates reads them)."""
         for queue in self.queues.values():
             nodes = self.slurm.nodes(queue.partition)
             up = [n for n in nodes if not n.state.rstrip("*~#!%$@^-").lower().startswith(("down", "drain", "fail"))]
@@ -198,6 +214,7 @@ class SlurmBackend:
                 "backend": "slurm",
                 "partition": queue.partition,
                 "nodes": [{"name": n.name, "state": n.state, "cpus": n.cpus, "gres": n.gres} for n in nodes],
+                queue_estimates.BACKEND_STARTS: starts.pending_starts(known, queue.partition),
             }
             if queue.sandbox:
                 capabilities["sandbox"] = queue.sandbox
@@ -210,7 +227,7 @@ class SlurmBackend:
                 host=",".join(n.name for n in nodes)[:255],
                 pid=os.getpid(),
                 concurrency=queue.depth if up else 0,
-                gpu_name=f"SLURM gres {queue.gpu}" if queue.queue == "gpu" else None,
+                gpu_name=f"SLURM gres {queue.gpu}" if queue.has_gpu else None,
                 gpu_memory_mb=None,
                 capabilities=capabilities,
             )

@@ -115,6 +115,11 @@ class Slurm:
         if ids:
             self._run(["scancel", *ids])
 
+    def partitions(self) -> list[str]:
+        """The names of SLURM's partitions (those this user may see)."""
+        out = self._run(["sinfo", "--noheader", "--format=%R"])
+        return sorted({line.strip() for line in out.splitlines() if line.strip()})
+
     def nodes(self, partition: str) -> list[Node]:
         out = self._run(["sinfo", "--noheader", "--Node", f"--partition={partition}", "--format=%N|%T|%c|%m|%G"])
         nodes = []

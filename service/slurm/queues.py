@@ -1,40 +1,32 @@
-"""LABTRAIN_QUEUES: which queues a SLURM partition serves instead of Celery workers, and how.
+"""LABTRAIN_QUEUES: the queues a SLURM partition serves instead of Celery workers, and how.
 
-JSON, or the path of a YAML or JSON file, mapping a queue to its backend:
+The catalog of queues (service/core/queues.py) reads what every queue takes (backend, device, max,
+max_running); this reads a SLURM queue's own keys:
 
     {"cpu": {"backend": "slurm", "partition": "debug", "depth": 4,
              "qos": {"debug": "short", "batch": "normal"}, "accounts": {"ML 101": "ml101"},
-             "max": {"cpus": 8, "memory_mb": 16000, "time_limit_s": 86400}}}
+             "max": {"cpus": 8, "memory_mb": 16000, "time_limit_s": 86400}},
+     "a100": {"backend": "slurm", "partition": "gpu-a100", "device": "gpu"}}
 
-Queues not named stay on Celery. Every mistake is a ValueError naming the key, raised when the
-dispatcher starts.
+Queues not named, and those whose backend is celery, stay on Celery. Every mistake is a
+ValueError naming the key, raised when the dispatcher starts.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
+from service.core import queues as catalog
+from service.core.queues import Limits, QueueConfig
 
-BACKENDS = ("celery", "slurm")
+BACKENDS = catalog.BACKENDS
 GPU_KINDS = ("gpu", "shard")
-QUEUE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
-SERVED = ("cpu", "gpu")
 # The partition's worker row is renewed at each poll: more than this and it would go offline between two.
-MAX_SECONDS = {"poll_s": 10.0, "command_timeout_s": 300.0}  # the queues jobs are given (service/lab/devices.py)
+MAX_SECONDS = {"poll_s": 10.0, "command_timeout_s": 300.0}
 
-
-@dataclass(frozen=True)
-class Limits:
-    """The largest resources one job may ask of the partition; a job asking more gets this."""
-
-    cpus: int | None = None
-    memory_mb: int | None = None
-    time_limit_s: int | None = None
+__all__ = ["Limits", "SlurmQueue", "load"]
 
 
 @dataclass(frozen=True)
@@ -62,11 +54,16 @@ class SlurmQueue:
     sandbox: str | None = None
     poll_s: float = 5.0  # how often the dispatcher asks SLURM about its jobs
     command_timeout_s: float = 20.0  # one sbatch/squeue/scancel call
+    device: str = "cpu"  # cpu or gpu: a GPU queue's jobs ask for a gres (the catalog's device)
 
     @property
     def worker_name(self) -> str:
         """Its row in the worker registry."""
         return f"slurm:{self.partition}"
+
+    @property
+    def has_gpu(self) -> bool:
+        return self.device == "gpu" or self.queue == "gpu"  # the gpu queue's device is always gpu
 
     def account_for(self, course_name: str | None) -> str | None:
         return self.accounts.get(course_name, self.default_account) if course_name else self.default_account
@@ -76,61 +73,27 @@ class SlurmQueue:
 
 
 def load(raw: str | None) -> dict[str, SlurmQueue]:
-    """The SLURM queues LABTRAIN_QUEUES names (empty when unset: every queue on Celery)."""
-    if raw is None or not raw.strip():
-        return {}
-    text = raw.strip()
-    if not text.startswith(("{", "[")):
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise ValueError(f"LABTRAIN_QUEUES is neither JSON nor the path of a file: {text!r} does not exist")
-        text = path.read_text()
-        try:
-            data = yaml.safe_load(text)  # YAML is a superset of JSON
-        except yaml.YAMLError as exc:
-            raise ValueError(f"LABTRAIN_QUEUES: {path} is not valid YAML or JSON: {exc}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"LABTRAIN_QUEUES is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("LABTRAIN_QUEUES must map queue names to their backends")
-    queues = {}
-    for name, entry in data.items():
-        where = f"LABTRAIN_QUEUES.{name}"
-        if not isinstance(name, str) or not name or not set(name) <= QUEUE_NAME_CHARS or len(name) > 16:
-            raise ValueError(f"{where}: a queue name is up to 16 lower-case letters, digits, - or _")
-        if name not in SERVED:
-            raise ValueError(
-                f"{where}: labtrain's jobs go to the queues {' and '.join(SERVED)}; a queue of another name has no jobs"
-            )
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where} must be an object with a backend")
-        backend = entry.get("backend")
-        if backend not in BACKENDS:
-            raise ValueError(f"{where}.backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-        if backend == "slurm":
-            queues[name] = _slurm_queue(name, entry, where)
-        elif set(entry) != {"backend"}:
-            raise ValueError(
-                f"{where}: a celery queue takes no other keys ({', '.join(sorted(set(entry) - {'backend'}))})"
-            )
+    """The SLURM queues LABTRAIN_QUEUES names (empty when none: every queue on Celery)."""
+    queues = {
+        name: _slurm_queue(name, config.entry, f"LABTRAIN_QUEUES.{name}", config)
+        for name, config in catalog.load(raw).items()
+        if config.backend == "slurm"
+    }
     partitions = [q.partition for q in queues.values()]
     if len(set(partitions)) != len(partitions):
         raise ValueError("LABTRAIN_QUEUES: two queues name the same partition; give each queue its own")
     return queues
 
 
-def _slurm_queue(name: str, entry: dict[str, Any], where: str) -> SlurmQueue:
-    known = {f for f in SlurmQueue.__dataclass_fields__ if f != "queue"} | {"backend"}
+def _slurm_queue(name: str, entry: dict[str, Any], where: str, config: QueueConfig) -> SlurmQueue:
+    known = ({f for f in SlurmQueue.__dataclass_fields__} - {"queue"}) | catalog.COMMON_KEYS
     unknown = set(entry) - known
     if unknown:
         raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
     partition = entry.get("partition")
     if not isinstance(partition, str) or not _slurm_word(partition):
         raise ValueError(f"{where}.partition must name the SLURM partition (letters, digits, - _ .)")
-    values: dict[str, Any] = {"queue": name, "partition": partition}
+    values: dict[str, Any] = {"queue": name, "partition": partition, "device": config.device, "max": config.max}
     for key in ("depth", "cpus", "memory_mb", "shard_mb", "signal_grace_s"):
         if key in entry:
             values[key] = _positive_int(entry[key], f"{where}.{key}", allow_zero=key == "signal_grace_s")
@@ -166,18 +129,7 @@ def _slurm_queue(name: str, entry: dict[str, Any], where: str) -> SlurmQueue:
         if not isinstance(command, list) or not command or not all(isinstance(p, str) and p for p in command):
             raise ValueError(f'{where}.command must be a list of words, e.g. ["/opt/labtrain/bin/labtrain"]')
         values["command"] = tuple(command)
-    if "max" in entry:
-        values["max"] = _limits(entry["max"], f"{where}.max")
     return SlurmQueue(**values)
-
-
-def _limits(raw: Any, where: str) -> Limits:
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where} must be an object (cpus, memory_mb, time_limit_s)")
-    unknown = set(raw) - {"cpus", "memory_mb", "time_limit_s"}
-    if unknown:
-        raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: cpus, memory_mb, time_limit_s)")
-    return Limits(**{key: _positive_int(value, f"{where}.{key}") for key, value in raw.items()})
 
 
 def _positive_int(value: Any, where: str, allow_zero: bool = False) -> int:

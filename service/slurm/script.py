@@ -86,7 +86,7 @@ def sbatch_options(
     if queue.signal_grace_s:
         # To the batch shell, which is run-one itself: it yields (checkpoint, back to the queue).
         options.append(f"--signal=B:USR1@{queue.signal_grace_s}")
-    if queue.queue == "gpu":
+    if queue.has_gpu:
         options.append(f"--gres=shard:{queue.shards(gpu_memory_mb)}" if queue.gpu == "shard" else "--gres=gpu:1")
     account = queue.account_for(course_name)
     if account:

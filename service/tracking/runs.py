@@ -19,8 +19,8 @@ from mlflow.entities import Metric, Param, Run, RunData, RunInfo, RunTag
 from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH
 
 from service.core.orm import Job, JobEvent, TrackingRun
+from service.tracking.run_ids import JOB_RUN_SUFFIX, job_run_id
 
-JOB_RUN_SUFFIX = "0" * 10
 DEFAULT_EXPERIMENT_ID = 0
 JOBS_EXPERIMENT_ID = 1
 SHARED_EXPERIMENTS = {DEFAULT_EXPERIMENT_ID: "Default", JOBS_EXPERIMENT_ID: "labtrain-jobs"}
@@ -37,11 +37,6 @@ JOB_STATUS = {
 KIND_TAG, JOB_TAG, FAMILY_TAG, COURSE_TAG = "labtrain.kind", "labtrain.job", "labtrain.family", "labtrain.course"
 RUN_NAME_TAG, PARENT_TAG, USER_TAG = "mlflow.runName", "mlflow.parentRunId", "mlflow.user"
 RESERVED_JOB_TAGS = frozenset({KIND_TAG, JOB_TAG, FAMILY_TAG, COURSE_TAG, PARENT_TAG})
-
-
-def job_run_id(job_id: str) -> str:
-    """The MLflow run id of a job: 32 lowercase hex digits, the job's 22 then a fixed tail."""
-    return f"{job_id}{JOB_RUN_SUFFIX}"
 
 
 def job_id_of(run_id: str) -> str | None:

@@ -66,6 +66,29 @@ def test_sigusr1_turns_preempted_true(tmp_path):
     assert out.strip() == "True"
 
 
+@pytest.mark.parametrize("under_slurm", [True, False])
+def test_sigterm_turns_preempted_true_only_where_slurm_runs_the_job(tmp_path, under_slurm):
+    env = {"JOB_YIELD_ON_SIGTERM": "1"} if under_slurm else {}  # what the worker SLURM runs sets
+    proc = start(
+        """
+        import time, labtrain_job
+        print(labtrain_job.preempted(), flush=True)
+        while not labtrain_job.preempted():
+            time.sleep(0.01)
+        print(labtrain_job.preempted(), flush=True)
+        """,
+        tmp_path,
+        env,
+    )
+    assert proc.stdout.readline().strip() == "False"
+    proc.send_signal(signal.SIGTERM)
+    returncode, out, err = finish(proc, timeout=30)
+    if under_slurm:  # SLURM's SIGTERM (preemption, to every process of the job) is a yield
+        assert (returncode, out.strip()) == (0, "True"), err
+    else:  # a Celery worker's SIGTERM stops the program, as ever
+        assert returncode == -signal.SIGTERM
+
+
 def test_a_script_that_handles_sigusr1_itself_keeps_its_handler(tmp_path):
     proc = start(
         """

@@ -5,10 +5,17 @@ says how its deployment differs in a module-level `LAB = LabSetup(...)`:
     from tests.support.labs import CodeLab, LabSetup, lab  # noqa: F401 (lab: the fixture)
 
     LAB = LabSetup("notebook-lab", env={"LABTRAIN_CODE_MEMORY_MB": "3000"})
+
+A module runs its tests on both backends, its cpu queue on Celery workers and on the SLURM test
+cluster's partition (each job a `labtrain worker run-one` on the node), with
+
+    pytestmark = pytest.mark.parametrize("lab", BACKENDS, indirect=True, scope="module")
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,10 +24,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import Deployment, deployment_env, serving
+from tests.support.slurm_cluster import CPU_PARTITION
 
 SCRIPTS = Path(__file__).parents[1] / "service" / "code" / "scripts"  # the course's scripts the tests run
 ATTACK = Path(__file__).parents[1] / "service" / "sandbox" / "attack.py"  # escapes and attacks, by argument
 ONE_WORKER = (["--queues", "cpu", "--concurrency", "1", "--name", "w1"],)
+BACKENDS = ["celery", "slurm"]  # what serves the lab's cpu queue
 
 
 class CodeLab(Deployment):
@@ -101,6 +110,9 @@ class LabSetup:
 def lab(request, tmp_path_factory, make_pg_database, make_redis_url):
     """The deployment the test module's LAB describes, for the module's tests."""
     setup: LabSetup = request.module.LAB
+    if getattr(request, "param", "celery") == "slurm":
+        request.getfixturevalue("slurm_cluster")  # started, and SLURM_CONF set for the processes
+        setup = on_slurm(setup)
     home = tmp_path_factory.mktemp(setup.name)
     env = deployment_env(
         home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url(), **setup.env
@@ -110,6 +122,18 @@ def lab(request, tmp_path_factory, make_pg_database, make_redis_url):
     first, *more = setup.workers
     with serving(env, home, setup.user, first, more_workers=tuple(more), kind=setup.kind) as deployment:
         yield deployment
+
+
+def on_slurm(setup: LabSetup) -> LabSetup:
+    """The same deployment with its cpu queue on the SLURM cluster's partition, its nodes
+    sandboxing code jobs. Its Celery workers stay on cpu, idle (the dispatcher sends that queue's
+    jobs to SLURM): none serves gpu, so a job's device `auto` is cpu as before."""
+    queues = {
+        "cpu": {"backend": "slurm", "partition": CPU_PARTITION, "depth": 1, "poll_s": 0.5, "sandbox": "bubblewrap"}
+    }
+    return dataclasses.replace(
+        setup, name=f"{setup.name}-slurm", env={**setup.env, "LABTRAIN_QUEUES": json.dumps(queues)}
+    )
 
 
 def _admins_token(home: Path) -> None:

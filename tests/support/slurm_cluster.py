@@ -7,9 +7,13 @@ for MinJobAge seconds so squeue and scontrol still show how they ended (sacct wo
 slurmdbd). Two partitions on the one node: CPU_PARTITION and GPU_PARTITION, the latter with a
 gres `gpu` of GPUS devices; SLURM's gpu plugin drops a GPU that has no device file, so each is
 a plain placeholder file in the folder (nothing opens it: no cgroup constrains devices here).
+A third, URGENT_PARTITION, has the higher priority tier: a job there that needs the node preempts
+what runs in the others (PreemptMode=CANCEL: SIGTERM to every process of the job, SIGKILL
+KillWait seconds later), as a cluster's preemption does.
 
-Use the session fixture `slurm_cluster` (tests/service/slurm/conftest.py names it); its `env`
-is what a process needs to reach it (SLURM_CONF).
+Use the session fixture `slurm_cluster` (defined here, a plugin of tests/conftest.py, so that any
+test module reaches the one cluster); its `env` is what a process needs to reach it (SLURM_CONF),
+which the fixture also sets in this process's environment.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port
 
 NODE = "labtrain-n1"
-CPU_PARTITION, GPU_PARTITION = "labcpu", "labgpu"
+CPU_PARTITION, GPU_PARTITION, URGENT_PARTITION = "labcpu", "labgpu", "laburgent"
 GPUS = 2
 MIN_JOB_AGE_S = 3600
 KILL_WAIT_S = 5
@@ -57,7 +63,7 @@ class SlurmCluster:
 
     def stop(self) -> None:
         """Cancel every job, then stop both daemons and wait for them (and each job's slurmstepd) to go."""
-        self.run("scancel", f"--partition={CPU_PARTITION},{GPU_PARTITION}", check=False)
+        self.run("scancel", f"--partition={CPU_PARTITION},{GPU_PARTITION},{URGENT_PARTITION}", check=False)
         deadline = time.monotonic() + KILL_WAIT_S + 15
         while time.monotonic() < deadline and (
             self.run("squeue", "--noheader", check=False).stdout.strip() or self._stepds()
@@ -99,6 +105,32 @@ class SlurmCluster:
         """down (its jobs are killed) or resume."""
         self.run("scontrol", "update", f"nodename={NODE}", f"state={state}", "reason=labtrain-tests")
 
+    def preempt(self, seconds: int = 3) -> str:
+        """Submit a job to the urgent partition that needs the whole node, for `seconds`: SLURM
+        preempts what runs there. Its SLURM id."""
+        done = self.run(
+            "sbatch", "--parsable", f"--partition={URGENT_PARTITION}", "--job-name=urgent", "--nodes=1",
+            f"--cpus-per-task={self.cpus}", "--mem=100M", f"--output={self.folder / 'log' / 'urgent-%j.out'}",
+            f"--wrap=sleep {seconds}",
+        )  # fmt: skip
+        return done.stdout.strip().split(";")[0]
+
+    def fill_node(self, minutes: int = 10) -> str:
+        """A job of someone else's on CPU_PARTITION that takes every CPU of the node for
+        `minutes` (its --time): SLURM plans what comes after it. Its SLURM id, once it runs."""
+        done = self.run(
+            "sbatch", "--parsable", f"--partition={CPU_PARTITION}", "--job-name=other", "--nodes=1",
+            f"--cpus-per-task={self.cpus}", "--mem=100M", f"--time={minutes}", "--output=/dev/null",
+            f"--wrap=sleep {minutes * 60}",
+        )  # fmt: skip
+        slurm_id = done.stdout.strip().split(";")[0]
+        deadline = time.monotonic() + 30
+        while self.squeue().get(slurm_id) != "RUNNING":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the filling job did not start: {self.squeue()}")
+            time.sleep(0.2)
+        return slurm_id
+
     def logs(self) -> str:
         return "\n".join(
             f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in (self.folder / "log").glob("*")
@@ -134,6 +166,10 @@ class SlurmCluster:
                     "JobAcctGatherType=jobacct_gather/none",
                     "AccountingStorageType=accounting_storage/none",
                     "SchedulerType=sched/backfill",
+                    # Backfill plans pending jobs' starts (what squeue --start shows) every second.
+                    "SchedulerParameters=bf_interval=1",
+                    "PreemptType=preempt/partition_prio",
+                    "PreemptMode=CANCEL",
                     f"MinJobAge={MIN_JOB_AGE_S}",
                     f"KillWait={KILL_WAIT_S}",
                     # A node an admin set DOWN stays down until resumed (as the tests do).
@@ -143,8 +179,10 @@ class SlurmCluster:
                     "GresTypes=gpu",
                     f"NodeName={NODE} NodeHostname={socket.gethostname()} NodeAddr=127.0.0.1 CPUs={self.cpus} "
                     f"RealMemory=8000 Gres=gpu:{GPUS} State=UNKNOWN",
-                    f"PartitionName={CPU_PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP",
-                    f"PartitionName={GPU_PARTITION} Nodes={NODE} MaxTime=INFINITE State=UP",
+                    f"PartitionName={CPU_PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP PriorityTier=1",
+                    f"PartitionName={GPU_PARTITION} Nodes={NODE} MaxTime=INFINITE State=UP PriorityTier=1",
+                    f"PartitionName={URGENT_PARTITION} Nodes={NODE} MaxTime=INFINITE State=UP PriorityTier=2 "
+                    "PreemptMode=OFF",
                     "",
                 ]
             )
@@ -176,6 +214,27 @@ class SlurmCluster:
         path = self.folder / name
         text = path.read_text().strip() if path.exists() else ""
         return int(text) if text.isdigit() else None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    before = os.environ.get("SLURM_CONF")
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        cluster.stop()
+        pytest.fail(str(exc))
+    # The dispatcher's SLURM commands, here and in the processes tests start, reach this cluster.
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if before is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = before
 
 
 def _descendants(pid: int) -> list[int]:

@@ -225,7 +225,8 @@ def test_queue_overview_counts_jobs_and_lists_mine(client, alice, bob):
     mine = client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice).get_json()
     overview = client.get("/api/v1/queue", headers=alice).get_json()
     assert overview["queues"]["cpu"]["queued"] == 2
-    assert overview["queues"]["gpu"] == {"queued": 0, "running": 0, "workers": []}
+    gpu = overview["queues"]["gpu"]
+    assert (gpu["queued"], gpu["running"], gpu["workers"], gpu["backend"], gpu["device"]) == (0, 0, [], "celery", "gpu")
     assert [(j["id"], j["position"]) for j in overview["your_queued_jobs"]] == [(mine["id"], 2)]
 
 

@@ -10,15 +10,18 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import requests
 from sqlalchemy import select
 
 import service
 from service.core.db import Database
 from service.core.orm import Worker
-from tests.support.labs import ATTACKED_LAB, host_processes_with
+from tests.support.labs import ATTACKED_LAB, BACKENDS, host_processes_with
 
 LAB = ATTACKED_LAB
+# The same attacks where the cpu queue is a SLURM partition: the sandbox runs on its node.
+pytestmark = pytest.mark.parametrize("lab", BACKENDS, indirect=True, scope="module")
 
 
 def test_no_network_reaches_anything(lab):
@@ -61,9 +64,12 @@ def test_the_services_files_are_out_of_reach(lab):
     lab.next_job_succeeds()
 
 
-def test_the_environment_is_the_jobs_alone(lab):
+def test_the_environment_is_the_jobs_alone(lab, request):
     seen = lab.result(lab.job("environ"))
     names = set(seen["environ"])
+    # A worker that SLURM runs says so (SLURM's SIGTERM is a yield), and nothing else of SLURM's.
+    assert ("JOB_YIELD_ON_SIGTERM" in names) == (request.node.callspec.params["lab"] == "slurm"), names
+    assert not [n for n in names if n.startswith("SLURM")], names
     job_own = {"LABTRAIN_TENSORBOARD_DIR"}  # a folder of the job's: no setting of the worker's
     assert not [
         n for n in names - job_own if n.startswith("LABTRAIN_") or "DATABASE" in n or "BROKER" in n or "REDIS" in n

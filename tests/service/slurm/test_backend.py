@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import threading
 import time
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from service.core.broker import make_celery
-from service.core.orm import Job, JobEvent, User, Worker
-from service.dispatcher import Dispatcher
+from service.core.orm import Job, JobEvent, User, Worker, utcnow
+from service.dispatcher import Dispatcher, run_forever
 from service.jobs import lifecycle
+from service.lab import queue_estimates
+from service.slurm import starts
 from tests.support.slurm_cluster import CPU_PARTITION, NODE
 
 NETWORK = {
@@ -217,3 +222,44 @@ def test_fair_share_holds_across_the_backend_two_students_jobs_alternate(
     starts = sorted(released, key=lambda j: job_row(db, j).started_at)
     started_owners = ["anna" if j in anna_jobs else "ben" for j in starts]
     assert started_owners[:2] in (["anna", "ben"], ["ben", "anna"])  # SLURM started them as they came
+
+
+def test_a_job_slurm_holds_pending_gets_slurms_expected_start(db, settings, client, alice, submit, slurm_cluster):
+    dispatcher = slurm_dispatcher(settings)
+    other = slurm_cluster.fill_node(minutes=10)  # SLURM plans labtrain's job after it
+    try:
+        job_id = submit({"dataset": "iris", "algorithm": "knn", "device": "cpu"})
+        rounds_until(db, dispatcher, lambda: job_row(db, job_id).backend_id is not None)
+        slurm_id = job_row(db, job_id).backend_id
+
+        def planned() -> datetime | None:
+            return starts.parse_time(slurm_cluster.job(slurm_id).get("StartTime", ""))
+
+        rounds_until(db, dispatcher, lambda: planned() is not None, timeout=60)
+        rounds_until(db, dispatcher, lambda: True)  # one more poll: the partition's row has it
+        expected = planned()
+        assert expected - utcnow() > timedelta(minutes=5)  # after the other job's ten minutes
+        with db.session() as session:
+            place = queue_estimates.places(session, settings, [session.get(Job, job_id)], utcnow())[job_id]
+        assert place.estimated_start == expected and place.position == 1
+        # What the student sees: GET /api/v1/me (a research user: the top-level queue).
+        [queued] = client.get("/api/v1/me", headers=alice).json["queue"]
+        assert queued["id"] == job_id and queued["estimated_start"] == expected.isoformat().replace("+00:00", "Z")
+    finally:
+        slurm_cluster.run("scancel", other)
+    rounds_until(db, dispatcher, status_is(db, job_id, "succeeded", "failed", "cancelled"), timeout=120)
+    assert job_row(db, job_id).status == "succeeded"
+    with db.session() as session:  # started: no estimate left on the partition's row
+        row = session.get(Worker, f"slurm:{CPU_PARTITION}")
+        assert row.capabilities[queue_estimates.BACKEND_STARTS] == {}
+
+
+def test_the_dispatcher_refuses_to_start_on_a_partition_slurm_does_not_have(settings, slurm_cluster):
+    stop = threading.Event()
+    stop.set()  # checked, then no round
+    bad = dataclasses.replace(settings, queues=json.dumps({"gpu": {"backend": "slurm", "partition": "nosuch"}}))
+    message = "LABTRAIN_QUEUES.gpu.partition: SLURM has no partition 'nosuch' for queue gpu (its partitions: "
+    with pytest.raises(ValueError, match=re.escape(message) + ".*labcpu"):
+        run_forever(bad, stop)
+    good = dataclasses.replace(settings, queues=json.dumps({"cpu": {"backend": "slurm", "partition": CPU_PARTITION}}))
+    run_forever(good, stop)

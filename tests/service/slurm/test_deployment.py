@@ -8,7 +8,9 @@ import json
 import re
 import time
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 
 from tests.conftest import free_port
 from tests.support.processes import Client, ServiceProcess, deployment_env, run_cli, wait_until_healthy
@@ -117,3 +119,81 @@ def test_a_code_job_runs_in_its_sandbox_on_the_node(two_backends):
     log = client.get(f"/api/v1/jobs/{done['id']}/log").text
     uid = re.search(r"running as (\d+)", log)
     assert uid and uid.group(1) != "0", log[-2000:]  # in the sandbox, not as the node's root
+
+
+# Checkpoints at each epoch's end; asked to yield (labtrain_job.preempted()), it exits after one.
+PREEMPTIBLE = b"""
+import json, time
+import labtrain_job
+
+state = labtrain_job.checkpoint_dir() / "state.json"
+start = json.loads(state.read_text())["epoch"] if state.exists() else 0
+print("starting after epoch", start, flush=True)
+for epoch in range(start + 1, 11):
+    time.sleep(0.4)
+    labtrain_job.report(epoch=epoch, loss=1.0 / epoch)
+    state.write_text(json.dumps({"epoch": epoch}))
+    if labtrain_job.preempted():
+        print("yielding after epoch", epoch, flush=True)
+        raise SystemExit(0)
+"""
+
+
+def test_a_code_job_slurm_preempts_yields_from_its_checkpoint_with_its_attempt_given_back(two_backends, slurm_cluster):
+    client, _ = two_backends
+    source = client.post("/api/v1/sources", files={"file": ("epochs.py", PREEMPTIBLE)})
+    assert source.status_code == 201, source.text
+    job_id = client.post("/api/v1/jobs", json={"code": {"source": source.json()["id"]}, "device": "cpu"}).json()["id"]
+    deadline = time.monotonic() + 120
+    while (client.get(f"/api/v1/jobs/{job_id}").json().get("progress") or {}).get("epoch", 0) < 2:
+        assert time.monotonic() < deadline, "the job did not start on the node"
+        time.sleep(0.1)
+    [first] = [slurm_id for slurm_id, state in slurm_cluster.squeue().items() if state == "RUNNING"]
+    # SLURM's own preemption: SIGTERM to every process of the job (the sandboxed script too).
+    slurm_cluster.preempt(seconds=3)
+    done = client.wait_for(job_id, timeout=180)
+    log = client.get(f"/api/v1/jobs/{job_id}/log").text
+    assert done["status"] == "succeeded", (done["error"], log[-3000:])
+    assert slurm_cluster.job(first)["JobState"] == "PREEMPTED"
+    events = client.get(f"/api/v1/jobs/{job_id}/events").json()["items"]
+    assert [e["data"]["epoch"] for e in events if e["type"] == "epoch"] == list(range(1, 11))  # each once
+    requeued = [e["data"] for e in events if e["type"] == "status" and e["data"]["status"] == "queued"]
+    assert [r.get("reason") for r in requeued][-1:] == ["preempted"], requeued
+    assert done["attempt"] == 1 and done["preemptions"] == 1  # the attempt given back
+    yielded = re.search(r"yielding after epoch (\d+)", log)
+    assert yielded and f"starting after epoch {yielded.group(1)}" in log, log[-3000:]
+
+
+def test_a_notebook_job_runs_on_the_node_and_comes_back_executed_and_rendered(two_backends):
+    client, _ = two_backends
+    book = new_notebook(
+        cells=[
+            new_code_cell("epochs = 1", metadata={"tags": ["parameters"]}),
+            new_code_cell(
+                "import labtrain_job\n"
+                "for epoch in range(1, epochs + 1):\n"
+                "    labtrain_job.report(epoch=epoch, loss=1 / epoch)\n"
+                "print('trained', epochs, 'epochs')"
+            ),
+        ]
+    )
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    source = client.post("/api/v1/sources", files={"file": ("train.ipynb", nbformat.writes(book).encode())})
+    assert source.status_code == 201, source.text
+    spec = {"code": {"source": source.json()["id"], "parameters": {"epochs": 2}}, "device": "cpu"}
+    job = client.post("/api/v1/jobs", json=spec).json()
+    assert job["queue"] == "cpu"
+    done = client.wait_for(job["id"], timeout=180)
+    assert done["status"] == "succeeded", (done["error"], client.get(f"/api/v1/jobs/{job['id']}/log").text[-2000:])
+    assert _running_on(client, job["id"]) == [f"slurm:{CPU_PARTITION}@{NODE}"]
+    assert done["result"]["notebook"] == {
+        "executed": "train.ipynb",
+        "cells": 3,
+        "page": True,
+    }  # its parameters injected
+    events = client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
+    assert [e["data"]["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
+    executed = nbformat.reads(client.get(f"/api/v1/jobs/{job['id']}/artifacts/train.ipynb").text, as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "trained 2 epochs\n"
+    page = client.get(f"/api/v1/jobs/{job['id']}/notebook")
+    assert page.status_code == 200 and "trained 2 epochs" in page.text

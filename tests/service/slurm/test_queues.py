@@ -53,7 +53,10 @@ def test_a_full_entry_is_read(tmp_path):
         ("/no/such/file.yaml", "does not exist"),
         (json.dumps(["cpu"]), "must map queue names"),
         (json.dumps({"cpu": {"backend": "pbs"}}), "LABTRAIN_QUEUES.cpu.backend"),
-        (json.dumps({"big": CPU}), "LABTRAIN_QUEUES.big"),
+        (json.dumps({"Big": CPU}), "LABTRAIN_QUEUES.Big"),
+        (json.dumps({"a100": {**CPU, "device": "tpu"}}), "LABTRAIN_QUEUES.a100.device"),
+        (json.dumps({"gpu": {**CPU, "device": "cpu"}}), "LABTRAIN_QUEUES.gpu.device"),
+        (json.dumps({"a100": {**CPU, "max_running": -1}}), "LABTRAIN_QUEUES.a100.max_running"),
         (json.dumps({"cpu": {"backend": "slurm"}}), "LABTRAIN_QUEUES.cpu.partition"),
         (json.dumps({"cpu": {**CPU, "partition": "--wrap=x"}}), "LABTRAIN_QUEUES.cpu.partition"),
         (json.dumps({"cpu": {**CPU, "depth": 0}}), "LABTRAIN_QUEUES.cpu.depth"),
@@ -74,6 +77,20 @@ def test_a_full_entry_is_read(tmp_path):
 def test_each_mistake_is_an_error_naming_its_key(raw, names):
     with pytest.raises(ValueError, match=names.replace("(", r"\(").replace(".", r"\.")):
         queues.load(raw)
+
+
+def test_a_named_queue_is_read_with_its_device_and_a_gpu_one_asks_for_a_gres(settings):
+    raw = {
+        "a100": {"backend": "slurm", "partition": "gpu-a100", "device": "gpu", "max": {"cpus": 4}},
+        "short": {"backend": "slurm", "partition": "short"},
+        "bigmem": {"backend": "celery"},
+    }
+    read = queues.load(json.dumps(raw))
+    assert list(read) == ["a100", "short"]  # bigmem is Celery's
+    a100, short = read["a100"], read["short"]
+    assert (a100.device, a100.max, a100.worker_name) == ("gpu", Limits(cpus=4), "slurm:gpu-a100")
+    assert "--gres=gpu:1" in _options(a100, settings, gpu_memory_mb=3000)
+    assert short.device == "cpu" and not any(o.startswith("--gres") for o in _options(short, settings))
 
 
 def test_a_dispatcher_refuses_to_start_on_a_bad_map(settings):

@@ -105,11 +105,30 @@ def each_mode(request, settings) -> Settings:
     return settings if request.param == "sandbox" else dataclasses.replace(settings, code_sandbox="off")
 
 
+@pytest.fixture
+def sockets(monkeypatch) -> list[TrackingSocket]:
+    """Every job socket the trainer makes, to check each is gone afterwards."""
+    made: list[TrackingSocket] = []
+    original = TrackingSocket.__init__
+
+    def keep(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(TrackingSocket, "__init__", keep)
+    return made
+
+
+def all_gone(sockets: list[TrackingSocket]) -> bool:
+    """Each socket made, and its folder (in the worker's temporary folder, outside the artifact store), removed."""
+    return bool(sockets) and not any(s.folder.exists() or s.path.exists() for s in sockets)
+
+
 def printed(reporter: ListReporter, word: str) -> list[str]:
     return [line.split(" ", 1)[1] for _, line in reporter.lines if line.startswith(word + " ")]
 
 
-def test_a_script_reaches_its_endpoint_at_mlflow_tracking_uri(each_mode):
+def test_a_script_reaches_its_endpoint_at_mlflow_tracking_uri(each_mode, sockets):
     recorder, reporter = Recorder(), ListReporter()
     run, inputs = code_job(each_mode, "reaches", CLIENT)
     result = code_trainer.train(run, inputs, reporter, recorder.allotment())
@@ -126,10 +145,11 @@ def test_a_script_reaches_its_endpoint_at_mlflow_tracking_uri(each_mode):
         pid, _, folder = printed(reporter, "pid")[0].split(" ", 2)
         assert pid == "2"  # the program is the sandbox init's child: the forwarder became it
         assert folder == str([SOCKET_NAME])
-    assert not (inputs.job_dir / "tracking").exists()  # the socket and its folder are gone
+    assert all_gone(sockets)  # the socket and its folder are gone
+    assert not str(sockets[0].folder).startswith(str(each_mode.artifact_dir))
 
 
-def test_the_program_keeps_its_exit_status_and_output(each_mode):
+def test_the_program_keeps_its_exit_status_and_output(each_mode, sockets):
     recorder, reporter = Recorder(), ListReporter()
     run, inputs = code_job(each_mode, "exits", CLIENT)
     run = run.model_copy(update={"code": run.code.model_copy(update={"args": ["5"]})})
@@ -137,36 +157,27 @@ def test_the_program_keeps_its_exit_status_and_output(each_mode):
         code_trainer.train(run, inputs, reporter, recorder.allotment())
     assert failed.value.code == "script_failed" and "exited with status 5" in failed.value.message
     assert "to stderr" in failed.value.message
-    assert not (inputs.job_dir / "tracking").exists()
+    assert all_gone(sockets)
 
 
-def test_the_endpoint_ends_with_a_failed_cancelled_or_preempted_attempt(settings):
+def test_the_endpoint_ends_with_a_failed_cancelled_or_preempted_attempt(settings, sockets):
     # failed
     recorder = Recorder()
     run, inputs = code_job(settings, "ends", ENDS)
     failing = run.model_copy(update={"code": run.code.model_copy(update={"args": ["fail"]})})
     with pytest.raises(JobFailed):
         code_trainer.train(failing, inputs, ListReporter(), recorder.allotment())
-    assert recorder.folded == [{"loss": 1.0}] and not (inputs.job_dir / "tracking").exists()
+    assert recorder.folded == [{"loss": 1.0}] and len(sockets) == 1 and all_gone(sockets)
 
     # cancelled (the stop check says so while it runs)
     running = run.model_copy(update={"code": run.code.model_copy(update={"args": ["run"]})})
-    served: list[TrackingSocket] = []
-    original = TrackingSocket.__init__
-
-    def keep(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        served.append(self)
-
     reporter = ListReporter()
     allotted = stopping_after_asks(25, tracking_app=recorder.factory, tracking_run_id=RUN_ID)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(TrackingSocket, "__init__", keep)
-        with pytest.raises(code_trainer.Cancelled):
-            code_trainer.train(running, inputs, reporter, allotted)
-    assert len(served) == 1 and not served[0].path.exists() and not (inputs.job_dir / "tracking").exists()
+    with pytest.raises(code_trainer.Cancelled):
+        code_trainer.train(running, inputs, reporter, allotted)
+    assert len(sockets) == 2 and all_gone(sockets)
     with socket.socket(socket.AF_UNIX) as probe, pytest.raises(OSError):
-        probe.connect(str(served[0].path))
+        probe.connect(str(sockets[1].path))
 
     # preempted: SIGUSR1 reaches the program (not the forwarder), which yields on its own
     reporter = ListReporter()
@@ -175,7 +186,7 @@ def test_the_endpoint_ends_with_a_failed_cancelled_or_preempted_attempt(settings
         code_trainer.train(running, inputs, reporter, yielding)
     assert "yielding" in reporter.printed()
     assert "did not end within the stop grace" not in str(reporter.events)
-    assert not (inputs.job_dir / "tracking").exists()
+    assert len(sockets) == 3 and all_gone(sockets)
 
 
 class _HostApi(BaseHTTPRequestHandler):
@@ -215,13 +226,13 @@ def test_the_sandbox_still_cannot_reach_the_host(settings):
         server.server_close()
 
 
-def test_a_job_without_an_endpoint_runs_as_before(settings):
+def test_a_job_without_an_endpoint_runs_as_before(settings, sockets):
     reporter = ListReporter()
     run, inputs = code_job(settings, "plain", PLAIN)
     code_trainer.train(run, inputs, reporter, Allotment())
     assert printed(reporter, "vars") == ["['LABTRAIN_TENSORBOARD_DIR']"]
     assert printed(reporter, "folder") == ["False"]
-    assert not (inputs.job_dir / "tracking").exists()
+    assert sockets == []
 
 
 @pytest.mark.fast

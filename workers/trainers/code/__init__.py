@@ -45,7 +45,7 @@ from service.sandbox.box import (
     labtrain_job_folder,
 )
 from service.sandbox.cgroups import CgroupError, Hierarchy, Limits
-from workers import gpu_share
+from workers import batch_signal, gpu_share
 from workers.tracking_socket import SOCKET_FOLDER, SOCKET_NAME, TrackingSocket
 from workers.trainers.base import (
     Allotment,
@@ -66,6 +66,13 @@ MB = 1024 * 1024
 DISK_CHECK_S = 1.0
 EVENT_WAIT_S = 0.2
 DATA_ROOT = "/data"
+# Under SLURM the sandbox's launcher ignores SIGTERM (service/sandbox/box.py); the program gets
+# it back, as its default, from this, which then becomes the program.
+SIGTERM_RESTORED = (
+    "import os, signal, sys; signal.signal(signal.SIGTERM, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+# SLURM's SIGTERM reaches the program and the runner at once: how long the runner's is waited for.
+BATCH_SIGNAL_WAIT_S = 2.0
 TENSORBOARD_DIR = f"{JOB_ROOT}/outputs/tensorboard"  # LABTRAIN_TENSORBOARD_DIR: a suggestion; all of outputs/ is read
 
 
@@ -132,7 +139,7 @@ def train(run: CodeRun, inputs: CodeInputs, report: Reporter, allotted: Allotmen
         _prepare(space, inputs.source_dir, starting_folder(run))
         if allotted.tracking_app is not None:  # the job's MLflow endpoint, for this attempt alone
             owner = SANDBOX_UID if enforce and os.geteuid() == 0 else None
-            tracking = TrackingSocket(allotted.tracking_app(follow.on_metrics), inputs.job_dir / "tracking", owner)
+            tracking = TrackingSocket(allotted.tracking_app(follow.on_metrics), owner_uid=owner)
         box = Sandbox(
             _spec(
                 run,
@@ -231,6 +238,10 @@ def _spec(
         mounts.append(Mount(inputs.dataset, inside))
         env.update(JOB_DATASET=inside, JOB_DATASET_NAME=inputs.dataset_name)
     argv, forwarders = program(run), 0
+    under_slurm = batch_signal.under_batch_system()
+    if under_slurm:  # SLURM's SIGTERM is a yield: labtrain_job's preempted() turns True on it
+        env["JOB_YIELD_ON_SIGTERM"] = "1"
+        argv = [interpreter(), "-I", "-S", "-c", SIGTERM_RESTORED, *argv]
     if tracking_folder is not None:  # MLFLOW_TRACKING_URI: the forwarder sets it, then becomes the program
         mounts.append(Mount(tracking_folder, SOCKET_FOLDER))
         env["MLFLOW_RUN_ID"] = tracking_run_id or ""
@@ -250,6 +261,7 @@ def _spec(
         max_open_files=settings.code_max_open_files,
         mounts=mounts,
         devices=gpu_devices() if run.device == "gpu" else [],
+        ignore_sigterm=under_slurm,
     )
 
 
@@ -373,8 +385,14 @@ def _supervise(
                 follow.scalars(scalars.read())
             if not box.running():
                 returncode = box.wait()
-                if yield_by is not None:
+                slurm = _batch_signal_after(returncode)
+                if yield_by is not None or slurm == batch_signal.YIELD:
                     raise Preempted()
+                if slurm == batch_signal.ENDING:  # whatever it did on the signal, it did not finish
+                    raise JobFailed(
+                        "time_limit",
+                        f"SLURM's time limit (--time) ended the job (SLURM job {os.environ.get('SLURM_JOB_ID')})",
+                    )
                 return returncode
             if yield_by is not None and time.monotonic() >= yield_by:
                 report.event("log", {"message": "the script did not end within the stop grace after SIGUSR1"})
@@ -389,6 +407,18 @@ def _supervise(
         if scalars is not None and isinstance(stopped, Preempted):  # its files leave with this attempt
             follow.scalars(scalars.finish())
         raise
+
+
+def _batch_signal_after(returncode: int) -> str | None:
+    """What SLURM's signal meant, where the program ended under SLURM: the signal reaches the
+    program and this process at once, and may end a program that does not handle it first."""
+    if not batch_signal.under_batch_system():
+        return None
+    if returncode in (-signal.SIGTERM, 128 + signal.SIGTERM):
+        deadline = time.monotonic() + BATCH_SIGNAL_WAIT_S
+        while batch_signal.asked() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return batch_signal.asked()
 
 
 def _check_disk(

@@ -1,0 +1,130 @@
+"""40 small jobs through labtrain on a SLURM queue against the same 40 `sbatch`ed by hand, in one
+run: the ratio of the bursts' wall times. Goal (issue 23): labtrain adds at most 10 %.
+
+Each job is an iris KNN (5 neighbours, 20 % held out, seed 0) whose model is saved with skops.
+Through labtrain: the 40 submitted over HTTP at once; the dispatcher keeps `--depth` of them in
+SLURM (fair share picks the rest as slots free), each runs `labtrain worker run-one` on the node
+(claim, train, score, save and check the model, record the outcome). By hand: the same 40
+`sbatch`ed at once, each a `python` that trains, scores and saves the same model, with the same
+sbatch resources (1 CPU, 2048 MB). The burst ends when the last job has its result: labtrain's
+`succeeded`, the hand job's result file. Both run on the same one-node SLURM cluster the tests
+use (tests/support/slurm_cluster.py: slurm-wlm, run as root), PostgreSQL + Redis for labtrain;
+the hand burst runs before and after labtrain's, and its mean is the baseline.
+
+    .venv/bin/python bench/slurm_backend.py [--jobs 40] [--depth 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.service_process import start_service
+from tests.support.slurm_cluster import CPU_PARTITION, SlurmCluster
+
+SPEC = {
+    "dataset": "iris",
+    "algorithm": "knn",
+    "params": {"n_neighbors": 5},
+    "evaluation": {"test_size": 0.2, "seed": 0},
+    "device": "cpu",
+}
+# What a hand job runs: the training a labtrain classic job does, without labtrain.
+HAND_JOB = textwrap.dedent(
+    """
+    import json, os, sys
+    import skops.io
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import train_test_split
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = load_iris(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+    model = KNeighborsClassifier(n_neighbors=5).fit(x_train, y_train)
+    skops.io.dump(model, sys.argv[1] + ".skops")
+    with open(sys.argv[1] + ".tmp", "w") as out:
+        json.dump({"accuracy": model.score(x_test, y_test)}, out)
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    """
+)
+
+
+def hand_burst(cluster: SlurmCluster, folder: Path, jobs: int) -> float:
+    """Seconds from the first sbatch to the last hand job's result."""
+    folder.mkdir()
+    script = folder / "train.py"
+    script.write_text(HAND_JOB)
+    results = [folder / f"result-{n}.json" for n in range(jobs)]
+    started = time.perf_counter()
+    for result in results:
+        cluster.run(
+            "sbatch", "--parsable", f"--partition={CPU_PARTITION}", "--job-name=hand", "--nodes=1", "--ntasks=1",
+            "--cpus-per-task=1", "--mem=2048M", f"--output={folder / 'slurm-%j.out'}",
+            f"--wrap=exec {sys.executable} {script} {result}",
+        )  # fmt: skip
+    while not all(result.exists() for result in results):
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    for result in results:
+        assert json.loads(result.read_text())["accuracy"] > 0.9
+    return elapsed
+
+
+def labtrain_burst(home: Path, jobs: int, depth: int) -> tuple[float, int]:
+    """Seconds from the first submit to the last job's `succeeded`, and the jobs that failed."""
+    queues = {"cpu": {"backend": "slurm", "partition": CPU_PARTITION, "depth": depth, "poll_s": 1}}
+    client, processes, cleanup = start_service(
+        "postgres+redis", home, LABTRAIN_QUEUES=json.dumps(queues), LABTRAIN_MAX_QUEUED="1000"
+    )
+    try:
+        started = time.perf_counter()
+        ids = [client.post("/api/v1/jobs", json=SPEC).json()["id"] for _ in range(jobs)]
+        finished = [client.follow(job_id, timeout=1800) for job_id in ids]  # the last returns at the burst's end
+        elapsed = time.perf_counter() - started
+        return elapsed, sum(1 for job in finished if job["status"] != "succeeded")
+    finally:
+        for process in processes:
+            process.stop()
+        if cleanup:
+            cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--depth", type=int, default=4, help="jobs labtrain keeps submitted to SLURM, not started")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        cluster = SlurmCluster(root / "slurm")
+        cluster.start()
+        os.environ["SLURM_CONF"] = str(cluster.conf)  # the dispatcher's sbatch and squeue reach it
+        try:
+            load = os.getloadavg()[0]
+            before = hand_burst(cluster, root / "hand-before", args.jobs)
+            through, failed = labtrain_burst(root / "labtrain", args.jobs, args.depth)
+            after = hand_burst(cluster, root / "hand-after", args.jobs)
+        finally:
+            cluster.stop()
+    baseline = statistics.mean([before, after])
+    ratio = through / baseline
+    print(f"SLURM node: {cluster.cpus} CPUs; load average at the start: {load:.2f}")
+    print(f"{args.jobs} iris KNN jobs, labtrain depth {args.depth}")
+    print(f"by hand (sbatch):        {before:7.1f} s before, {after:7.1f} s after, mean {baseline:7.1f} s")
+    print(f"through labtrain:        {through:7.1f} s ({failed} failed)")
+    print(f"labtrain / by hand:      {ratio:7.2f}  (goal: at most 1.10: {'met' if ratio <= 1.10 else 'not met'})")
+    subprocess.run(["uptime"], check=False)
+
+
+if __name__ == "__main__":
+    main()
