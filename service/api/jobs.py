@@ -12,15 +12,16 @@ from service.api.auth import current_user, db_session, visible_job
 from service.api.context import services
 from service.api.events import stream
 from service.api.requests import MAX_SPEC_DEPTH, int_arg, json_body
-from service.api.serialize import event_view, job_view
+from service.api.serialize import event_view, iso, job_view
 from service.core import storage
 from service.core.errors import NotFound, SpecError
-from service.core.orm import ID_PATTERN, Job, JobEvent, User, could_be_id
+from service.core.orm import ID_PATTERN, Job, JobEvent, User, could_be_id, utcnow
 from service.courses import budgets
 from service.courses.access import visible_jobs
 from service.courses.job_course import member_course, take_course
 from service.jobs import lifecycle, submission
 from service.jobs.context import SubmitContext
+from service.lab import queue_estimates
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 MAX_LOG_READ = 4 * 1024 * 1024  # bytes of log one request returns; follow with offset for more
@@ -87,7 +88,12 @@ def list_jobs():
 @bp.get("/<job_id>")
 def get_job(job_id: str):
     session = db_session()
-    return job_view(session, visible_job(job_id))
+    job = visible_job(job_id)
+    view = job_view(session, job)
+    if job.status == lifecycle.QUEUED:  # its estimated start (a listing leaves it out: one ordering per queue)
+        place = queue_estimates.places(session, services().settings, [job], utcnow()).get(job.id)
+        view["estimated_start"] = iso(place.estimated_start) if place else None
+    return view
 
 
 @bp.get("/<job_id>/events")

@@ -49,6 +49,11 @@ class Job(Open):
     waiting: dict[str, str] | None = Field(
         None, description='Why a queued job is not sent yet: {"reason": "budget", "message"}; else null'
     )
+    estimated_start: Time | None = Field(
+        None,
+        description="GET /jobs/<id> of a queued job: when it may start (its place, the queue's slots and recent "
+        "run times; SLURM's planned start once submitted there); null when unknown. Absent from listings.",
+    )
     progress: dict[str, Any]
     metrics: dict[str, Any] | None
     result: dict[str, Any] | None = Field(

@@ -6,7 +6,7 @@ takes no job."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -266,3 +266,9 @@ def test_a_research_users_queued_jobs_are_in_me_with_an_estimated_start(client, 
     ]
     starts = [q["estimated_start"] for q in me["queue"]]
     assert all(starts) and starts == sorted(starts)  # 3, 6 and 9 minutes from now with two slots
+    # The job's own page says the same (a listing leaves it out).
+    job = client.get(f"/api/v1/jobs/{second}", headers=bob).get_json()
+    at = [datetime.fromisoformat(text.replace("Z", "+00:00")) for text in (job["estimated_start"], starts[1])]
+    assert job["position"] == 2 and abs(at[0] - at[1]) < timedelta(seconds=30)  # "now" moved between the two
+    assert "estimated_start" not in client.get("/api/v1/jobs", headers=bob).get_json()["items"][0]
+    assert client.get(f"/api/v1/jobs/{done}", headers=bob).get_json().get("estimated_start") is None
