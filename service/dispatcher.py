@@ -95,26 +95,12 @@ class Dispatcher:
         for job in session.scalars(
             select(Job).where(Job.status == RUNNING, families.takes_slot(), Job.heartbeat_at < stale)
         ):
-            if job.attempt < job.max_attempts:
-                log.warning(
-                    "job %s lost its worker %s; re-queueing (attempt %d of %d done)",
-                    job.id,
-                    job.worker,
-                    job.attempt,
-                    job.max_attempts,
-                )
-                lifecycle.requeue(session, job, f"worker {job.worker} lost")
-            else:
-                log.warning("job %s lost its worker %s after %d attempts; failing it", job.id, job.worker, job.attempt)
-                lifecycle.finish(
-                    session,
-                    job.id,
-                    lifecycle.FAILED,
-                    attempt=job.attempt,
-                    error_code="worker_lost",
-                    error=f"the job's worker stopped responding in each of its {job.attempt} attempts "
-                    f"(last on {job.worker})",
-                )
+            lifecycle.requeue_or_fail_lost(
+                session,
+                job,
+                f"worker {job.worker} lost",
+                f"the job's worker stopped responding in each of its {job.attempt} attempts (last on {job.worker})",
+            )
 
     def _resend(self, session: Session, now: datetime, online: set[str]) -> None:
         """Jobs sent but never taken: the broker may have lost them. A duplicate is dropped by the claim.

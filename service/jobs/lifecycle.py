@@ -6,6 +6,7 @@ UPDATE, so two processes can never both move the same job.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,8 @@ from sqlalchemy.orm import Session
 from service.core import wakeups
 from service.core.errors import Conflict
 from service.core.orm import Job, JobEvent, User, utcnow
+
+log = logging.getLogger("labtrain.jobs")
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -188,6 +191,17 @@ def requeue_preempted(session: Session, job_id: str, attempt: int) -> bool:
     if done:
         add_event(session, job_id, "status", {"status": QUEUED, "reason": "preempted", "attempt": attempt})
     return bool(done)
+
+
+def requeue_or_fail_lost(session: Session, job: Job, reason: str, failure: str) -> None:
+    """A running job whose worker is gone without an outcome (a stopped heartbeat, a SLURM job that
+    ended): back in the queue while it has attempts left, else failed `worker_lost` saying `failure`."""
+    if job.attempt < job.max_attempts:
+        log.warning("job %s: %s; re-queueing (attempt %d of %d done)", job.id, reason, job.attempt, job.max_attempts)
+        requeue(session, job, reason)
+    else:
+        log.warning("job %s: %s after %d attempts; failing it", job.id, reason, job.attempt)
+        finish(session, job.id, FAILED, attempt=job.attempt, error_code="worker_lost", error=failure)
 
 
 def requeue(session: Session, job: Job, reason: str) -> None:

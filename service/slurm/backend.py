@@ -191,18 +191,8 @@ class SlurmBackend:
                 error=f"SLURM stopped the job at its time limit (--time={(limit or 0) // 60} min, "
                 f"SLURM job {slurm_id})",
             )
-        elif job.attempt < job.max_attempts:
-            log.warning("job %s: %s; re-queueing (attempt %d of %d done)", job.id, why, job.attempt, job.max_attempts)
-            lifecycle.requeue(session, job, why)
         else:
-            lifecycle.finish(
-                session,
-                job.id,
-                lifecycle.FAILED,
-                attempt=job.attempt,
-                error_code="worker_lost",
-                error=f"{why}, in the last of its {job.attempt} attempts",
-            )
+            lifecycle.requeue_or_fail_lost(session, job, why, f"{why}, in the last of its {job.attempt} attempts")
 
     def _register(self, session: Session, known: Mapping[str, SlurmJob]) -> None:
         """Each partition and its nodes as a worker row, so the registry and the dashboard show it,
