@@ -18,7 +18,6 @@ from workers.trainers.base import Cancelled
 from workers.watch import JobWatch
 
 WRITE_EVERY_S = 0.25  # log events and progress wait at most this long to be written
-METRICS_FIELDS = ("step", "source")  # a metrics event's own fields; the rest are its points
 
 
 class DbReporter:
@@ -106,17 +105,19 @@ class DbReporter:
                 rows = session.scalars(
                     select(JobEvent.data).where(JobEvent.job_id == self.job_id, JobEvent.type == "metrics")
                 )
-                self._points_seen = {(key, row.get("step")) for row in rows for key in row if key not in METRICS_FIELDS}
+                self._points_seen = {
+                    (key, row.get("step")) for row in rows for key in row if key not in lifecycle.METRICS_EVENT_FIELDS
+                }
         step = data.get("step")
         fresh = {
             key: value
             for key, value in data.items()
-            if key not in METRICS_FIELDS and (key, step) not in self._points_seen
+            if key not in lifecycle.METRICS_EVENT_FIELDS and (key, step) not in self._points_seen
         }
         if not fresh:
             return None
         self._points_seen.update((key, step) for key in fresh)
-        return {key: data[key] for key in METRICS_FIELDS if key in data} | fresh
+        return {key: data[key] for key in lifecycle.METRICS_EVENT_FIELDS if key in data} | fresh
 
     def _already_reported(self, session, epoch: int) -> bool:
         # A resumed attempt may repeat the epoch after the last checkpoint: report each epoch once.

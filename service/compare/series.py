@@ -11,10 +11,10 @@ from typing import Any
 
 from service.compare.flatten import number
 from service.compare.items import EPOCH, STEP, Series
+from service.jobs import lifecycle
 
 EPOCH_FIELDS = frozenset({"epoch", "epochs", "epoch_time"})  # what an epoch event carries besides metrics
-STEP_FIELDS = frozenset({"step", "source"})
-X_FIELD = {"epoch": (EPOCH, EPOCH_FIELDS), "metrics": (STEP, STEP_FIELDS)}
+X_FIELD = {"epoch": (EPOCH, EPOCH_FIELDS), "metrics": (STEP, lifecycle.METRICS_EVENT_FIELDS)}
 EVENT_TYPES = tuple(X_FIELD)
 MAX_SERIES = 100  # metric keys per item
 MAX_KEY_LENGTH = 250  # MLflow's own limit on a metric key

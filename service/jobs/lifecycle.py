@@ -18,6 +18,9 @@ from service.core.errors import Conflict
 from service.core.orm import Job, JobEvent, User, utcnow
 
 log = logging.getLogger("labtrain.jobs")
+# A `metrics` event's own fields ({"step", "source", key: value, ...}: what a job logged with MLflow or
+# TensorBoard); every other key is a point of that step.
+METRICS_EVENT_FIELDS = frozenset({"step", "source"})
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)

@@ -19,6 +19,7 @@ from mlflow.entities import Metric, Param, Run, RunData, RunInfo, RunTag
 from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH
 
 from service.core.orm import Job, JobEvent, TrackingRun
+from service.jobs import lifecycle
 from service.tracking.run_ids import JOB_RUN_SUFFIX, job_run_id
 
 DEFAULT_EXPERIMENT_ID = 0
@@ -185,5 +186,5 @@ def event_points(event: JobEvent) -> list[tuple[str, float, int, int]]:
     if not isinstance(step, int) or isinstance(step, bool):
         return []
     at = millis(event.time) or 0
-    skip = {"epoch", "step", "source"}
+    skip = {"epoch", *lifecycle.METRICS_EVENT_FIELDS}
     return [(key, value, at, step) for key, value in finite_metrics(data).items() if key not in skip]

@@ -566,7 +566,7 @@ def _log_job_metrics(session: Session, settings: Settings, ref: RunRef, metrics:
             JobEvent.job_id == job.id, JobEvent.type == "metrics", JobEvent.data["step"].as_integer().in_(steps)
         )
     ):
-        seen.update((key, data.get("step")) for key in data if key not in ("step", "source"))
+        seen.update((key, data.get("step")) for key in data if key not in lifecycle.METRICS_EVENT_FIELDS)
     by_step: dict[int, dict[str, float]] = defaultdict(dict)
     latest: dict[str, tuple[int, float]] = {}
     for metric in metrics:
