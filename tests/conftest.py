@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -76,9 +77,15 @@ def make_pg_database():
         return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
     yield make
-    with admin.connect() as conn:
-        for name in created:
+
+    def drop(name: str) -> None:
+        with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    # Each DROP DATABASE waits for a checkpoint (seconds on a busy server); drops that wait
+    # together share one, so the session's dozens of databases go in about the time of one.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(drop, created))
     admin.dispose()
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests import test_dashboard_browser as dashboard
 from tests.conftest import free_port
-from tests.support.processes import Client, deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import Client, create_user_token, deployment_env, start_stack, stop_all, wait_until_healthy
 
 browser, page, screenshots, sign_in = dashboard.browser, dashboard.page, dashboard.screenshots, dashboard.sign_in
 
@@ -36,15 +36,14 @@ CURVES = (
 def stack(tmp_path_factory, make_pg_database, make_redis_url):
     home = tmp_path_factory.mktemp("dashboard-compare")
     env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
-    tokens = {name: run_cli(["users", "create", name], env).stdout.strip() for name in ("alice", "bob")}
+    tokens = {name: create_user_token(env, name) for name in ("alice", "bob")}
     port = free_port()
     processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2"])
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
         yield f"http://127.0.0.1:{port}", tokens, env
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
 
 
 @pytest.fixture(scope="module")

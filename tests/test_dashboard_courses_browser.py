@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from tests import test_dashboard_browser as dashboard
 from tests.conftest import free_port
-from tests.support.processes import Client, deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import Client, create_user_token, deployment_env, start_stack, stop_all, wait_until_healthy
 
 # The browser and page fixtures of the dashboard's own tests; `page` takes this module's stack.
 browser, page, screenshots, sign_in = dashboard.browser, dashboard.page, dashboard.screenshots, dashboard.sign_in
@@ -28,8 +28,8 @@ def stack(tmp_path_factory, make_pg_database, make_redis_url):
     home = tmp_path_factory.mktemp("dashboard-courses")
     env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
     tokens = {
-        "root": run_cli(["users", "create", "root", "--admin"], env).stdout.strip(),
-        "prof": run_cli(["users", "create", "prof"], env).stdout.strip(),
+        "root": create_user_token(env, "root", admin=True),
+        "prof": create_user_token(env, "prof"),
     }
     port = free_port()
     processes = start_stack(env, home, port, ["--queues", "cpu", "--concurrency", "2"])
@@ -50,8 +50,7 @@ def stack(tmp_path_factory, make_pg_database, make_redis_url):
         tokens.update({student["id"]: student["token"] for student in answer.json()["created"]})
         yield base, tokens, env
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
 
 
 def spend_the_cpu_budget(base: str, env: dict[str, str], token: str) -> str:

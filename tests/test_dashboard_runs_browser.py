@@ -11,7 +11,7 @@ import pytest
 from tests import test_dashboard_browser as dashboard
 from tests.support.laptop_runs import EXPERIMENT, STEPS, course, finished_job, log_runs
 from tests.support.mlflow_server import mlflow_server
-from tests.support.processes import run_cli
+from tests.support.processes import create_user_token
 
 browser, page, screenshots, sign_in = dashboard.browser, dashboard.page, dashboard.screenshots, dashboard.sign_in
 CURVES = (
@@ -78,7 +78,7 @@ def test_a_run_beside_a_job_and_the_runs_another_user_sees(page, stack):
     sign_in(page, tokens["bob"])  # the course's TA
     page.goto("/#/runs")
     assert len(page.wait_for_selector("[data-test=run-list]").query_selector_all("[data-test=run-row]")) == 2
-    carol = run_cli(["users", "create", "carol"], env).stdout.strip()
+    carol = create_user_token(env, "carol")
     page.click("[data-test=sign-out]")
     page.wait_for_selector("[data-test=signin-form]")
     sign_in(page, carol)

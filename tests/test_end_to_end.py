@@ -14,10 +14,12 @@ from tests.conftest import free_port
 from tests.support.processes import (
     Client,
     ServiceProcess,
+    create_user_token,
     deployment_env,
     run_cli,
     service_env,
     start_stack,
+    stop_all,
     wait_until_healthy,
 )
 
@@ -39,8 +41,7 @@ def pg_redis_service(tmp_path_factory, make_pg_database, make_redis_url):
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
         yield Client(f"http://127.0.0.1:{port}", token), env, processes
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
 
 
 @pytest.fixture(scope="module")
@@ -223,15 +224,14 @@ def gpu_worker_service(tmp_path_factory, make_pg_database, make_redis_url):
     here training on the CPU."""
     home = tmp_path_factory.mktemp("gpu-worker")
     env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
-    token = run_cli(["users", "create", "gina"], env).stdout.strip()
+    token = create_user_token(env, "gina")
     port = free_port()
     processes = start_stack(env, home, port, ["--queues", "gpu", "--name", "gpu0@test"], api_workers=1)
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
         yield Client(f"http://127.0.0.1:{port}", token), processes
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
 
 
 def test_gpu_queue_jobs_run_on_the_gpu_worker(gpu_worker_service):

@@ -12,7 +12,14 @@ from sqlalchemy.engine import make_url
 from tests.conftest import free_port
 from tests.service.lab.test_lab_server import FAST_RECOVERY, epochs_and_attempts, wait_epoch
 from tests.support.netns import SecondHost
-from tests.support.processes import Client, ServiceProcess, deployment_env, run_cli, wait_until_healthy
+from tests.support.processes import (
+    Client,
+    ServiceProcess,
+    create_user_token,
+    deployment_env,
+    stop_all,
+    wait_until_healthy,
+)
 
 NETWORK = {
     "dataset": "mnist",
@@ -27,7 +34,7 @@ def two_hosts(tmp_path, make_pg_database, make_redis_url):
     """The API and the dispatcher here; one worker on the second host, none here yet."""
     database, broker = make_pg_database(), make_redis_url()
     env = deployment_env(tmp_path, LABTRAIN_DATABASE_URL=database, LABTRAIN_BROKER_URL=broker, **FAST_RECOVERY)
-    token = run_cli(["users", "create", "alice"], env).stdout.strip()
+    token = create_user_token(env, "alice")
     host2 = SecondHost()
     processes = []
     try:
@@ -55,8 +62,7 @@ def two_hosts(tmp_path, make_pg_database, make_redis_url):
         _wait_for_worker(client, "w@host2")
         yield client, host2, env, tmp_path, processes
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
         host2.remove()
 
 

@@ -17,7 +17,7 @@ from service.core.db import Database
 from service.core.orm import Course, User
 from service.jobs import lifecycle
 from tests.support.mlflow_server import MlflowServer
-from tests.support.processes import run_cli
+from tests.support.processes import create_user_token
 
 RATES = (0.01, 0.1)
 STEPS = 5
@@ -45,9 +45,7 @@ def loss(lr: float, step: int) -> float:
 
 def course(server: MlflowServer, ta: str = "tara", student: str = "alice") -> None:
     """DL-2026, made by an admin: `ta` assists, `student` studies in it (her only course)."""
-    root = run_cli(["users", "create", "root", "--admin"], server.env)
-    assert root.returncode == 0, root.stderr
-    headers = {"Authorization": f"Bearer {root.stdout.strip()}"}
+    headers = {"Authorization": f"Bearer {create_user_token(server.env, 'root', admin=True)}"}
     steps = [
         ("POST", "/api/v1/courses", {"name": "DL-2026", "term_end": "2099-01-31"}),
         ("PUT", f"/api/v1/courses/DL-2026/members/{ta}", {"role": "ta"}),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import free_port
-from tests.support.processes import ServiceProcess, deployment_env, run_cli, wait_until_healthy
+from tests.support.processes import ServiceProcess, create_user_token, deployment_env, wait_until_healthy
 
 USERS = ("alice", "bob")
 
@@ -67,11 +67,7 @@ def mlflow_server(
 ) -> Iterator[MlflowServer]:
     """The API of a deployment living in `home`, with `users` made; LABTRAIN_* `settings` on top."""
     env = deployment_env(home, LABTRAIN_DATABASE_URL=database_url, LABTRAIN_BROKER_URL=broker_url, **settings)
-    tokens = {}
-    for name in users:
-        created = run_cli(["users", "create", name], env)
-        assert created.returncode == 0, created.stderr
-        tokens[name] = created.stdout.strip()
+    tokens = {name: create_user_token(env, name) for name in users}
     port = free_port()
     process = ServiceProcess(["api", "--port", str(port), "--workers", "1"], env, home / "api.log")
     url = f"http://127.0.0.1:{port}"

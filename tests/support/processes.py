@@ -16,6 +16,10 @@ from pathlib import Path
 
 import requests
 
+from service.core.config import Settings
+from service.core.db import Database
+from service.core.migrate import upgrade
+from service.lab.users import create_user
 from tests.conftest import free_port
 
 
@@ -33,10 +37,17 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._asked = False
+
+    def terminate(self) -> None:
+        """Asks it to stop (SIGTERM to its process group), once; stop() waits for it."""
+        if self.proc.poll() is None and not self._asked:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self._asked = True
 
     def stop(self, timeout: float = 20) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -46,6 +57,15 @@ class ServiceProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def stop_all(processes: list[ServiceProcess]) -> None:
+    """Stops a deployment's processes together: all asked first, then each waited for, so a
+    worker's warm shutdown (seconds) overlaps the others' instead of following them."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.stop()
 
 
 def service_env(home: Path, **overrides: str) -> dict[str, str]:
@@ -61,15 +81,28 @@ def service_env(home: Path, **overrides: str) -> dict[str, str]:
 
 def deployment_env(home: Path, **overrides: str) -> dict[str, str]:
     """The environment of a deployment living in `home`: its data directory holds the MNIST
-    subset, and its database (LABTRAIN_DATABASE_URL in `overrides`) is migrated."""
+    subset, and its database (LABTRAIN_DATABASE_URL in `overrides`) is migrated, here, as
+    `labtrain db upgrade` does (that command's own tests run it: tests/service/cli/test_users.py)
+    without an interpreter to start for each deployment."""
     from tests.support.digit_images import MNIST_8K
 
     (home / "datasets").mkdir()
     (home / "datasets" / "mnist.npz").symlink_to(MNIST_8K)
     env = service_env(home, **overrides)
-    upgraded = run_cli(["db", "upgrade"], env)
-    assert upgraded.returncode == 0, upgraded.stderr
+    Settings.from_env_map(env).ensure_dirs()
+    upgrade(env["LABTRAIN_DATABASE_URL"])
     return env
+
+
+def create_user_token(env: dict[str, str], name: str, admin: bool = False) -> str:
+    """A new user of the deployment and its token, as `labtrain users create` prints it (whose
+    own tests run the command: tests/service/cli/test_users.py), made here in a few ms."""
+    database = Database(env["LABTRAIN_DATABASE_URL"])
+    try:
+        with database.session() as session:
+            return create_user(session, name, admin=admin)[1]
+    finally:
+        database.dispose()
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -178,15 +211,13 @@ def serving(
 ) -> Iterator[Deployment]:
     """A deployment's processes (dispatcher, a worker and `more_workers`, the API) running, with a
     new user `user`; the processes stop on exit. `kind` may add helpers to what is yielded."""
-    created = run_cli(["users", "create", user], env)
-    assert created.returncode == 0, created.stderr
+    token = create_user_token(env, user)
     port = free_port()
     processes = start_stack(env, home, port, worker_args)
     for n, args in enumerate(more_workers, start=2):
         processes.append(ServiceProcess(["worker", *args], env, home / f"worker-more-{n}.log"))
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
-        yield kind(home, env, port, created.stdout.strip(), processes)
+        yield kind(home, env, port, token, processes)
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)

@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,13 @@ class SlurmCluster:
     def set_node(self, state: str) -> None:
         """down (its jobs are killed) or resume."""
         self.run("scontrol", "update", f"nodename={NODE}", f"state={state}", "reason=labtrain-tests")
+
+    def end_soon(self, slurm_id: str, seconds: int = 2) -> None:
+        """Moves a running job's end `seconds` from now, as an admin may (`scontrol update
+        EndTime`): slurmctld, which looks at time limits every 30 s, then ends it as TIMEOUT.
+        Its TimeLimit stays as it was submitted."""
+        end = datetime.now() + timedelta(seconds=seconds)  # slurmctld reads local time
+        self.run("scontrol", "update", f"jobid={slurm_id}", f"EndTime={end:%Y-%m-%dT%H:%M:%S}")
 
     def preempt(self, seconds: int = 3) -> str:
         """Submit a job to the urgent partition that needs the whole node, for `seconds`: SLURM

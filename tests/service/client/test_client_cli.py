@@ -17,7 +17,15 @@ import yaml
 from service.client.spec import merge, parse_space, spec_from_flags
 from tests.conftest import free_port
 from tests.support.digit_images import load_mnist_8k, render
-from tests.support.processes import ServiceProcess, deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import (
+    ServiceProcess,
+    create_user_token,
+    deployment_env,
+    run_cli,
+    start_stack,
+    stop_all,
+    wait_until_healthy,
+)
 
 LABTRAIN = Path(sys.executable).parent / "labtrain"
 SMALL_NET = {
@@ -34,9 +42,7 @@ class Stack:
         self.url, self.env, self.processes = url, env, processes
 
     def create_user(self, name: str) -> str:
-        created = run_cli(["users", "create", name], self.env)
-        assert created.returncode == 0, created.stderr
-        return created.stdout.strip()
+        return create_user_token(self.env, name)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +55,7 @@ def stack(tmp_path_factory, make_pg_database, make_redis_url):
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
         yield Stack(f"http://127.0.0.1:{port}", env, processes)
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
 
 
 def client_env(config_home: Path, **extra: str) -> dict[str, str]:

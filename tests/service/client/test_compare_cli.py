@@ -12,7 +12,7 @@ import pytest
 
 from service.client.compare_commands import ASCII_LEVELS, BLOCKS, sparkline, table_lines
 from tests.service.client.test_client_cli import as_json, client_env, labtrain
-from tests.support.processes import Client, deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import Client, create_user_token, deployment_env, start_stack, stop_all, wait_until_healthy
 
 RATES = [0.003, 0.03, 0.3]
 SEARCH = {
@@ -37,7 +37,7 @@ def searched(tmp_path_factory, make_pg_database, make_redis_url):
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(url, processes)
-        token = run_cli(["users", "create", "alice"], env).stdout.strip()
+        token = create_user_token(env, "alice")
         alice = client_env(tmp_path_factory.mktemp("alice-home"))
         assert labtrain(["login", "--url", url, "--token", token], alice).returncode == 0
         search_id = labtrain(["submit", "-"], alice, stdin=json.dumps(SEARCH)).stdout.strip()
@@ -47,8 +47,7 @@ def searched(tmp_path_factory, make_pg_database, make_redis_url):
         trials = client.get(f"/api/v1/jobs?parent={search_id}").json()["items"]
         yield alice, search, sorted(trials, key=lambda t: t["trial_number"])
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
 
 
 def test_a_searchs_trials_side_by_side_with_the_differing_rate_marked(searched):

@@ -8,7 +8,7 @@ import logging
 
 from service.core import logs
 from tests.conftest import free_port
-from tests.support.processes import Client, deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import Client, create_user_token, deployment_env, start_stack, stop_all, wait_until_healthy
 
 
 def test_json_lines_carry_the_job_id_set_for_the_job():
@@ -46,7 +46,7 @@ def test_a_worker_and_dispatcher_log_json_with_the_job_id(tmp_path, make_pg_data
         LABTRAIN_BROKER_URL=make_redis_url(),
         LABTRAIN_LOG_FORMAT="json",
     )
-    token = run_cli(["users", "create", "alice"], env).stdout.strip()
+    token = create_user_token(env, "alice")
     port = free_port()
     processes = start_stack(env, tmp_path, port, ["--queues", "cpu", "--concurrency", "1"], api_workers=1)
     try:
@@ -55,8 +55,7 @@ def test_a_worker_and_dispatcher_log_json_with_the_job_id(tmp_path, make_pg_data
         job = client.post("/api/v1/jobs", json={"dataset": "iris", "algorithm": "knn"}).json()
         assert client.wait_for(job["id"])["status"] == "succeeded"
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
     worker_lines = _json_lines(tmp_path / "worker-0.log")
     mine = [line for line in worker_lines if job["id"] in line["message"]]
     assert mine and all(line.get("job_id") == job["id"] for line in mine)

@@ -9,7 +9,7 @@ from service.jobs import families
 from tests.conftest import free_port
 from tests.service.jobs.toy_family import FAMILY
 from tests.support.api import assert_error
-from tests.support.processes import Client, deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import Client, create_user_token, deployment_env, start_stack, stop_all, wait_until_healthy
 
 TOY = {"name": "counting", "toy": {"count": 4, "word": "tock"}}
 
@@ -66,13 +66,12 @@ def test_a_real_worker_runs_a_family_it_learns_from_the_environment(tmp_path, ma
         LABTRAIN_BROKER_URL=make_redis_url(),
         LABTRAIN_FAMILIES="tests.service.jobs.toy_plugin",
     )
-    created = run_cli(["users", "create", "tess"], env)
-    assert created.returncode == 0, created.stderr
+    token = create_user_token(env, "tess")
     port = free_port()
     processes = start_stack(env, tmp_path, port, ["--queues", "cpu", "--concurrency", "1"])
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
-        client = Client(f"http://127.0.0.1:{port}", created.stdout.strip())
+        client = Client(f"http://127.0.0.1:{port}", token)
         job_id = client.post("/api/v1/jobs", json=TOY).json()["id"]
         job = client.wait_for(job_id, timeout=60)
         assert job["status"] == "succeeded", job["error"]
@@ -85,5 +84,4 @@ def test_a_real_worker_runs_a_family_it_learns_from_the_environment(tmp_path, ma
         ]
         assert logs == ["tock 1", "tock 2", "tock 3", "tock 4"]
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)

@@ -18,7 +18,15 @@ from service.core.db import Database
 from service.core.orm import Job, User
 from service.jobs.limits import set_limits
 from tests.conftest import free_port
-from tests.support.processes import Client, ServiceProcess, deployment_env, run_cli, start_stack, wait_until_healthy
+from tests.support.processes import (
+    Client,
+    ServiceProcess,
+    create_user_token,
+    deployment_env,
+    start_stack,
+    stop_all,
+    wait_until_healthy,
+)
 
 FAST_RECOVERY = {
     "LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S": "3",
@@ -44,9 +52,7 @@ class Lab:
 
     def student(self, name: str) -> Client:
         if name not in self.clients:
-            created = run_cli(["users", "create", name], self.env)
-            assert created.returncode == 0, created.stderr
-            self.clients[name] = Client(f"http://127.0.0.1:{self.port}", created.stdout.strip())
+            self.clients[name] = Client(f"http://127.0.0.1:{self.port}", create_user_token(self.env, name))
         return self.clients[name]
 
     def limits(self, name: str, **changes: int) -> None:
@@ -65,8 +71,7 @@ class Lab:
         process.proc.wait()
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
+        stop_all(self.processes)
         self.db.dispose()
 
 

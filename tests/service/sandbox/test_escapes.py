@@ -20,10 +20,15 @@ from service.core.orm import Worker
 from tests.support.labs import ATTACKED_LAB, BACKENDS, host_processes_with
 
 LAB = ATTACKED_LAB
-# The same attacks where the cpu queue is a SLURM partition: the sandbox runs on its node.
-pytestmark = pytest.mark.parametrize("lab", BACKENDS, indirect=True, scope="module")
+# Every attack runs where the cpu queue is served by Celery workers. Where it is a SLURM partition
+# the sandbox is the same one, made by `run-one` inside SLURM's job on the node: there one attack
+# of each kind runs (network, the service's files, a process left behind, memory) and what
+# SLURM's job changes (the job's environment), each SLURM job costing seconds to start.
+EVERY_BACKEND = pytest.mark.parametrize("lab", BACKENDS, indirect=True, scope="module")
+CELERY_ONLY = pytest.mark.parametrize("lab", ["celery"], indirect=True, scope="module")
 
 
+@EVERY_BACKEND
 def test_no_network_reaches_anything(lab):
     job = lab.job("net", "5432", "6379", str(lab.port))
     assert job["status"] == "succeeded", job["error"]
@@ -32,6 +37,7 @@ def test_no_network_reaches_anything(lab):
     lab.next_job_succeeds()
 
 
+@EVERY_BACKEND
 def test_the_services_files_are_out_of_reach(lab):
     other = lab.job("ok")
     with Database(lab.env["LABTRAIN_DATABASE_URL"]).session() as session:
@@ -64,6 +70,7 @@ def test_the_services_files_are_out_of_reach(lab):
     lab.next_job_succeeds()
 
 
+@EVERY_BACKEND
 def test_the_environment_is_the_jobs_alone(lab, request):
     seen = lab.result(lab.job("environ"))
     names = set(seen["environ"])
@@ -79,6 +86,7 @@ def test_the_environment_is_the_jobs_alone(lab, request):
     assert seen["uid"] == 65534 and seen["pid"] < 10  # nobody, in a PID namespace of its own
 
 
+@CELERY_ONLY
 def test_writes_stay_in_the_job_folder(lab):
     marker = f"escaped-{uuid.uuid4().hex}"
     targets = ["/usr/lib/" + marker, "/etc/" + marker, f"/tmp/{marker}", str(lab.home / marker), f"/job/src/{marker}"]
@@ -92,6 +100,7 @@ def test_writes_stay_in_the_job_folder(lab):
     lab.next_job_succeeds()
 
 
+@CELERY_ONLY
 def test_a_fork_bomb_is_contained(lab):
     job = lab.job("fork")
     assert job["status"] == "succeeded", job["error"]
@@ -100,6 +109,7 @@ def test_a_fork_bomb_is_contained(lab):
     lab.next_job_succeeds()
 
 
+@EVERY_BACKEND
 def test_a_job_over_its_memory_is_killed_alone(lab):
     job = lab.job("memory", resources={"memory_mb": 300})
     assert job["status"] == "failed" and job["error"]["code"] == "memory_limit_exceeded", job
@@ -107,6 +117,7 @@ def test_a_job_over_its_memory_is_killed_alone(lab):
     lab.next_job_succeeds()
 
 
+@CELERY_ONLY
 def test_a_job_that_ignores_sigterm_is_killed_on_cancel(lab):
     created = lab.client.post("/api/v1/jobs", json={"code": {"source": lab.attack, "args": ["sigterm"]}}).json()
     deadline = time.monotonic() + 60
@@ -120,6 +131,7 @@ def test_a_job_that_ignores_sigterm_is_killed_on_cancel(lab):
     lab.next_job_succeeds()
 
 
+@CELERY_ONLY
 def test_a_job_past_its_time_limit_is_stopped_and_says_so(lab):
     job = lab.job("sigterm", resources={"time_limit_s": 3}, timeout=60)
     assert job["status"] == "failed" and job["error"]["code"] == "time_limit_exceeded", job
@@ -127,6 +139,7 @@ def test_a_job_past_its_time_limit_is_stopped_and_says_so(lab):
     lab.next_job_succeeds()
 
 
+@EVERY_BACKEND
 def test_no_daemon_outlives_its_job(lab):
     marker = f"daemon-{uuid.uuid4().hex}"
     job = lab.job("daemon", marker)
@@ -136,6 +149,7 @@ def test_no_daemon_outlives_its_job(lab):
     lab.next_job_succeeds()
 
 
+@CELERY_ONLY
 def test_writing_past_the_outputs_limit_fails_the_job(lab):
     job = lab.job("outputs")
     assert job["status"] == "failed" and job["error"]["code"] == "outputs_limit_exceeded", job
@@ -144,6 +158,7 @@ def test_writing_past_the_outputs_limit_fails_the_job(lab):
     lab.next_job_succeeds()
 
 
+@CELERY_ONLY
 def test_an_artifact_path_cannot_leave_the_jobs_outputs(lab):
     job = lab.job("ok")
     base = f"http://127.0.0.1:{lab.port}/api/v1/jobs/{job['id']}/artifacts/"

@@ -13,7 +13,14 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from tests.conftest import free_port
-from tests.support.processes import Client, ServiceProcess, deployment_env, run_cli, wait_until_healthy
+from tests.support.processes import (
+    Client,
+    ServiceProcess,
+    create_user_token,
+    deployment_env,
+    stop_all,
+    wait_until_healthy,
+)
 from tests.support.slurm_cluster import CPU_PARTITION, NODE
 
 
@@ -29,7 +36,7 @@ def two_backends(tmp_path_factory, make_pg_database, make_redis_url, slurm_clust
         LABTRAIN_BROKER_URL=make_redis_url(),
         LABTRAIN_QUEUES=json.dumps(queues),
     )
-    token = run_cli(["users", "create", "alice"], env).stdout.strip()
+    token = create_user_token(env, "alice")
     port = free_port()
     processes = [
         ServiceProcess(["dispatcher"], env, home / "dispatcher.log"),
@@ -40,8 +47,7 @@ def two_backends(tmp_path_factory, make_pg_database, make_redis_url, slurm_clust
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
         yield Client(f"http://127.0.0.1:{port}", token), processes
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
 
 
 def _running_on(client: Client, job_id: str) -> list[str]:

@@ -10,7 +10,15 @@ import json
 import pytest
 
 from tests.conftest import free_port
-from tests.support.processes import Client, ServiceProcess, deployment_env, run_cli, wait_until_healthy
+from tests.support.processes import (
+    Client,
+    ServiceProcess,
+    create_user_token,
+    deployment_env,
+    run_cli,
+    stop_all,
+    wait_until_healthy,
+)
 from tests.support.slurm_cluster import CPU_PARTITION, GPU_PARTITION, NODE
 
 QUEUES = {
@@ -29,7 +37,7 @@ def named_queues(tmp_path_factory, make_pg_database, make_redis_url, slurm_clust
         LABTRAIN_BROKER_URL=make_redis_url(),
         LABTRAIN_QUEUES=json.dumps(QUEUES),
     )
-    token = run_cli(["users", "create", "alice"], env).stdout.strip()
+    token = create_user_token(env, "alice")
     port = free_port()
     processes = [
         ServiceProcess(["dispatcher"], env, home / "dispatcher.log"),
@@ -40,8 +48,7 @@ def named_queues(tmp_path_factory, make_pg_database, make_redis_url, slurm_clust
         wait_until_healthy(f"http://127.0.0.1:{port}", processes)
         yield Client(f"http://127.0.0.1:{port}", token), env
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
 
 
 def _ran_on(client: Client, job_id: str) -> list[str]:

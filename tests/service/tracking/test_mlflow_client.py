@@ -20,7 +20,7 @@ from service.core.orm import Course, User
 from service.jobs import lifecycle
 from service.tracking.runs import job_run_id
 from tests.conftest import free_port
-from tests.support.processes import ServiceProcess, deployment_env, run_cli, wait_until_healthy
+from tests.support.processes import ServiceProcess, create_user_token, deployment_env, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = Path(__file__).with_name("mlflow_client_script.py")
@@ -33,12 +33,9 @@ CLIENTS = {"3.18.0": None, "2.22.5": MLFLOW_2}
 def server(tmp_path_factory, make_pg_database, make_redis_url):
     home = tmp_path_factory.mktemp("mlflow")
     env = deployment_env(home, LABTRAIN_DATABASE_URL=make_pg_database(), LABTRAIN_BROKER_URL=make_redis_url())
-    tokens = {}
-    for name in ("root", "alice", "bob", "prof", "tara"):
-        args = ["users", "create", name] + (["--admin"] if name == "root" else [])
-        created = run_cli(args, env)
-        assert created.returncode == 0, created.stderr
-        tokens[name] = created.stdout.strip()
+    tokens = {
+        name: create_user_token(env, name, admin=name == "root") for name in ("root", "alice", "bob", "prof", "tara")
+    }
     port = free_port()
     process = ServiceProcess(["api", "--port", str(port), "--workers", "1"], env, home / "api.log")
     url = f"http://127.0.0.1:{port}"
