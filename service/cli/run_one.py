@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -74,6 +75,17 @@ def run_one(job_id: str, worker_name: str, ends_after_s: int | None, signal_grac
         logs.JOB_ID.reset(token)
         db.dispose()
     log.info("job %s: %s", job_id, status or "not claimed by this run")
+    _exit_at_once()
+
+
+def _exit_at_once() -> None:
+    """The job's outcome is committed and its log closed: the process ends without the
+    interpreter's teardown, which frees scikit-learn's and PyTorch's modules one by one (0.8 s of
+    CPU a job, measured) while SLURM still holds the job's CPUs. Output is flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _still_this_submission(db: Database, job_id: str, slurm_id: str) -> bool:

@@ -8,10 +8,8 @@ import click
 
 from service.cli.run_one import run_one
 from service.core import queues as queue_catalog
-from service.core.broker import celery_queues
 from service.core.config import Settings
 from service.data.fetch import install_subset
-from workers.celery_app import run_worker
 
 
 @click.group(invoke_without_command=True)
@@ -25,6 +23,10 @@ def worker(ctx: click.Context, queues: str, concurrency: int | None, name: str |
     """Run a Celery worker that trains jobs from the given queues (`run-one`: one job, on a SLURM node)."""
     if ctx.invoked_subcommand is not None:
         return
+    # Celery here, not above: `run-one`, a process per SLURM job, needs none of it.
+    from service.core.broker import celery_queues
+    from workers.celery_app import run_worker
+
     queue_list = [q.strip() for q in queues.split(",") if q.strip()]
     settings = Settings.from_env()
     try:

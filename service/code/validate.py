@@ -8,8 +8,6 @@ import keyword
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from service.code.spec import CodePlan, CodeRun, CodeSpec, ResourcePlan
 from service.core.errors import NotFound, SpecError
 from service.core.orm import Source, could_be_id
@@ -92,6 +90,8 @@ def _entrypoint(source: Source, asked: str | None) -> str:
 
 def _check_notebook(path: Path, name: str) -> None:
     """A notebook Jupyter can read, so that a damaged file is a 422 now rather than a failed job."""
+    import nbformat  # here: a worker loading the family registry (each SLURM job's process) never needs it
+
     try:
         nbformat.validate(nbformat.reads(path.read_text(encoding="utf-8"), as_version=nbformat.NO_CONVERT))
     except Exception as exc:  # JSON, encoding, schema: nbformat raises many types

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from service.jobs.families import Family, register
-from service.search.driver import SEARCH, SearchDriver
 from service.search.spec import SearchDef, SearchRun, catalog
 from service.search.validate import validate_search
+
+SEARCH = "search"  # service.search.driver.SEARCH
+
+
+def _driver(settings, db, name):
+    """The dispatcher's search driver. Imported here, not above: Optuna is the dispatcher's alone,
+    and every worker loads the family registry (a SLURM job's process, once per job)."""
+    from service.search.driver import SearchDriver
+
+    return SearchDriver(settings, db, name)
+
 
 FAMILY = register(
     Family(
@@ -21,7 +31,7 @@ FAMILY = register(
         kind=lambda spec: SEARCH,
         takes_slot=False,  # its trials are jobs of their own, and they hold the slots
         wraps=True,
-        driver=SearchDriver,
+        driver=_driver,
         example={
             "dataset": "wine",
             "algorithm": "svm",
