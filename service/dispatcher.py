@@ -23,7 +23,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from celery import Celery
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -57,26 +57,77 @@ class Dispatcher:
         self.slurm = SlurmBackend(settings, slurm) if slurm else None
 
     def run_round(self, session: Session) -> list[str]:
-        """One round under the lock; returns the ids of the jobs released."""
+        """One round under the lock; returns the ids of the jobs released. The queued and running
+        jobs are read once, after the lock; each step below works on those rows."""
         self._lock(session)
         now = utcnow()
         online = worker_registry.online(session)
-        self._reap(session, now)
+        jobs = _slot_jobs(session)
+        if self._reap(session, now, jobs):
+            jobs = _slot_jobs(session, again=True)  # requeued or failed by a statement of their own
         if self.slurm:
             self.slurm.reconcile(session, now)
-        self._resend(session, now, {w.name for w in online})
+            jobs = _slot_jobs(session, again=True)
+        self._resend(session, now, {w.name for w in online}, jobs)
+        preempt_before = now - timedelta(seconds=self.settings.preempt_after_s)
         released = []
         for queue, device in self.devices.items():
+            mine = [job for job in jobs if job.queue == queue]
             if self.slurm and self.slurm.serves(queue):  # SLURM keeps its own preemption and placement
-                released += self._fill(session, queue, now, [], None, self.slurm.free_slots(session, queue))
+                released += self._fill(session, queue, now, mine, [], None, self.slurm.free_slots(session, queue))
                 continue
             workers = [w for w in online if w.serves(queue)]
             # What each GPU has free, as the jobs placed this round leave it: preemption reads it too.
-            gpus = gpu_packing.gpus(session, workers) if device == "gpu" else None
-            released += self._fill(session, queue, now, workers, gpus)
-            for job_id in preemption.ask_to_yield(session, self.settings, queue, now, gpus):
-                log.info("asked job %s to yield its %s slot to a waiting debug job", job_id, queue)
+            gpus = (gpu_packing.gpus(session, workers) if workers else {}) if device == "gpu" else None
+            released += self._fill(session, queue, now, mine, workers, gpus)
+            # ask_to_yield reads only for a job that waited preempt_after_s: none here, nothing to ask.
+            if any(_waiting(job) and job.created_at < preempt_before for job in mine):
+                for job_id in preemption.ask_to_yield(session, self.settings, queue, now, gpus):
+                    log.info("asked job %s to yield its %s slot to a waiting debug job", job_id, queue)
         return released
+
+    def round_needed(self, session: Session) -> bool:
+        """Whether a round would do anything, without taking the lock: a heartbeat gone stale, a
+        job overdue at the broker, or a waiting job that a free slot could take, that a course
+        budget may hold (its `waiting` is kept current) or that waited long enough to preempt.
+        One statement, and the workers only when something waits for a slot."""
+        if self.slurm and self.slurm.due():  # SLURM's view is polled, never announced
+            return True
+        now, settings = utcnow(), self.settings
+        stale = now - timedelta(seconds=settings.job_heartbeat_timeout_s)
+        overdue = now - timedelta(seconds=settings.resend_after_s)
+        preempt_before = now - timedelta(seconds=settings.preempt_after_s)
+        waiting = (Job.status == QUEUED) & Job.released_at.is_(None)
+        lost = ((Job.status == RUNNING) & (Job.heartbeat_at < stale)) | (
+            (Job.status == QUEUED) & (Job.released_at < overdue)
+        )
+        rows = session.execute(
+            select(
+                Job.queue,
+                func.count().filter(~waiting),  # busy: running, or sent and not yet taken
+                func.count().filter(waiting),
+                func.count().filter(waiting & (Job.course_id.is_not(None) | (Job.created_at < preempt_before))),
+                func.count().filter(lost),
+            )
+            .where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
+            .group_by(Job.queue)
+        ).all()
+        online = None
+        for queue, busy, waits, held_or_old, lost_or_unsent in rows:
+            if lost_or_unsent or held_or_old:
+                return True
+            if not waits or queue not in self.devices:
+                continue
+            if self.slurm and self.slurm.serves(queue):
+                return True
+            online = worker_registry.online(session) if online is None else online
+            workers = [w for w in online if w.serves(queue)]
+            if self.devices[queue] == "gpu":
+                if workers:  # packing decides: the round looks
+                    return True
+            elif sum(w.concurrency for w in workers) > busy:
+                return True
+        return False
 
     def _lock(self, session: Session) -> None:
         # The UPDATE holds the row (PostgreSQL) or the database (SQLite) until commit.
@@ -89,24 +140,29 @@ class Dispatcher:
         except IntegrityError:  # another dispatcher made it first
             session.execute(take)
 
-    def _reap(self, session: Session, now: datetime) -> None:
-        """Running jobs whose heartbeat stopped lost their worker: run them again, or fail them."""
+    def _reap(self, session: Session, now: datetime, jobs: list[Job]) -> bool:
+        """Running jobs whose heartbeat stopped lost their worker: run them again, or fail them.
+        True when there were any."""
         stale = now - timedelta(seconds=self.settings.job_heartbeat_timeout_s)
-        for job in session.scalars(
-            select(Job).where(Job.status == RUNNING, families.takes_slot(), Job.heartbeat_at < stale)
-        ):
+        lost = [
+            job for job in jobs if job.status == RUNNING and job.heartbeat_at is not None and job.heartbeat_at < stale
+        ]
+        for job in lost:
             lifecycle.requeue_or_fail_lost(
                 session,
                 job,
                 f"worker {job.worker} lost",
                 f"the job's worker stopped responding in each of its {job.attempt} attempts (last on {job.worker})",
             )
+        return bool(lost)
 
-    def _resend(self, session: Session, now: datetime, online: set[str]) -> None:
+    def _resend(self, session: Session, now: datetime, online: set[str], jobs: list[Job]) -> None:
         """Jobs sent but never taken: the broker may have lost them. A duplicate is dropped by the claim.
         A job sent to one GPU worker that has gone is placed again."""
         overdue = now - timedelta(seconds=self.settings.resend_after_s)
-        for job in session.scalars(select(Job).where(Job.status == QUEUED, Job.released_at < overdue)):
+        for job in jobs:
+            if job.status != QUEUED or job.released_at is None or job.released_at >= overdue:
+                continue
             if self.slurm and self.slurm.serves(job.queue):  # pending in SLURM is not lost: reconcile sees it
                 continue
             if job.worker and job.worker not in online:
@@ -119,6 +175,7 @@ class Dispatcher:
         session: Session,
         queue: str,
         now: datetime,
+        jobs: list[Job],
         workers: list[Worker],
         gpus: dict[str, gpu_packing.Gpu] | None,
         free: int | None = None,
@@ -126,19 +183,11 @@ class Dispatcher:
         """The free slots of `queue` take its waiting jobs in fair-share order. A CPU job may go to
         any worker of the queue; a GPU job is placed on the GPU it fits best by memory and sent
         to that worker (service/lab/gpu_packing.py): one that fits no GPU now waits, and smaller
-        ones behind it may go first. `gpus` is what the queue's GPUs have free (None for CPUs);
-        `free`, where given, is the queue's free slots (a SLURM queue's, service/slurm/backend.py)."""
-        busy = (
-            session.execute(
-                select(Job.owner_id).where(
-                    Job.queue == queue,
-                    families.takes_slot(),
-                    or_(Job.status == RUNNING, (Job.status == QUEUED) & Job.released_at.is_not(None)),
-                )
-            )
-            .scalars()
-            .all()
-        )
+        ones behind it may go first. `jobs` are the queue's queued and running jobs; `gpus` is
+        what the queue's GPUs have free (None for CPUs); `free`, where given, is the queue's free
+        slots (a SLURM queue's, service/slurm/backend.py)."""
+        waiting = [job for job in jobs if _waiting(job)]
+        busy = [job.owner_id for job in jobs if not _waiting(job)]
         if free is None and gpus is not None:
             free = sum(gpu.free_slots for gpu in gpus.values())
         elif free is None:
@@ -146,7 +195,7 @@ class Dispatcher:
         per_owner = Counter(busy)
         limits: dict[str, int] = {}
         released = []
-        waiting = waiting_in_order(session, queue, self.settings, now)
+        waiting = waiting_in_order(session, queue, self.settings, now, waiting=waiting)
         budgets = Ledger(session, waiting, now)
         for job in waiting:
             # Every waiting job's budget is looked at, slot or not, so that `waiting` says why now;
@@ -194,25 +243,16 @@ class Dispatcher:
             return False
 
 
-def round_needed(session: Session, settings: Settings) -> bool:
-    """A cheap look: is anything waiting, overdue at the broker, or running without a heartbeat?"""
-    now = utcnow()
-    overdue = now - timedelta(seconds=settings.resend_after_s)
-    stale = now - timedelta(seconds=settings.job_heartbeat_timeout_s)
-    return (
-        session.scalar(
-            select(Job.id)
-            .where(
-                families.takes_slot(),
-                or_(
-                    (Job.status == QUEUED) & (Job.released_at.is_(None) | (Job.released_at < overdue)),
-                    (Job.status == RUNNING) & (Job.heartbeat_at < stale),
-                ),
-            )
-            .limit(1)
-        )
-        is not None
-    )
+def _waiting(job: Job) -> bool:
+    """Queued and not yet sent: what a free slot may take."""
+    return job.status == QUEUED and job.released_at is None
+
+
+def _slot_jobs(session: Session, again: bool = False) -> list[Job]:
+    """The queued and running jobs that hold or wait for a worker slot (`again`: read anew, over
+    what the session holds)."""
+    query = select(Job).where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
+    return list(session.scalars(query.execution_options(populate_existing=again)))
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
@@ -232,16 +272,12 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
         if wakeups.notifies(settings.database_url)
         else None
     )
-    commits = None if listener else wakeups.SqliteChanges(settings.database_url)
+    commits = None if listener else wakeups.SqliteChanges(settings.database_url, settings.dispatch_interval_s)
     timer = settings.dispatch_safety_s
     log.info("%s dispatching when woken, and every %.2f s", dispatcher.name, timer)
     while not stop.is_set():
         try:
-            # A round first: a freed slot takes a job already waiting (a search's next trial)
-            # at once, while the drivers' steps (a sampler's ask and tell) run after it.
-            _round_if_needed(db, dispatcher, settings)
-            if sum(driver.run_pending() for driver in drivers):
-                _round_if_needed(db, dispatcher, settings)  # the trials they just submitted
+            _wake_up(db, dispatcher, drivers)
         except Exception:  # the database may be restarting: keep going
             log.exception("dispatch round failed")
             stop.wait(1.0)
@@ -253,12 +289,22 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     db.dispose()
 
 
-def _round_if_needed(db: Database, dispatcher: Dispatcher, settings: Settings) -> None:
+def _wake_up(db: Database, dispatcher: Dispatcher, drivers: list[families.Driver]) -> None:
+    """One transaction looks what is due, searches' steps and a round, and runs the round: a
+    freed slot takes a job already waiting (a search's next trial) at once, while the drivers'
+    steps (a sampler's ask and tell) run after it; a round again only for the trials they
+    submitted, and only where a slot is free for them."""
     with db.session() as session:
-        needed = round_needed(session, settings)
-    if needed or (dispatcher.slurm and dispatcher.slurm.due()):  # SLURM's view is polled, never announced
+        due = [(driver, driver.due(session)) for driver in drivers]
+        _round_if_needed(session, dispatcher)
+    if sum(driver.run(steps) for driver, steps in due if steps):
         with db.session() as session:
-            released = dispatcher.run_round(session)
+            _round_if_needed(session, dispatcher)
+
+
+def _round_if_needed(session: Session, dispatcher: Dispatcher) -> None:
+    if dispatcher.round_needed(session):
+        released = dispatcher.run_round(session)
         if released:
             log.info("released %d job(s): %s", len(released), ", ".join(released))
 
@@ -266,12 +312,12 @@ def _round_if_needed(db: Database, dispatcher: Dispatcher, settings: Settings) -
 def _wait_for_a_change(
     listener: wakeups.Listener | None, commits: wakeups.SqliteChanges | None, settings: Settings, stop: threading.Event
 ) -> None:
-    """Until a wake-up that may change a round's decision (on SQLite: any commit), or the timer."""
+    """Until a wake-up that may change a round's decision (on SQLite: a commit, heard as its
+    doorbell), or the timer."""
     deadline = time.monotonic() + settings.dispatch_safety_s
     while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
         if listener is None:
-            stop.wait(min(left, settings.dispatch_interval_s))
-            if commits.changed():
+            if commits.wait(min(left, STOP_CHECK_S)):
                 return
         # Epoch and log events wake the streams, not this: only a new status or worker counts.
         elif any(_changes_decision(wake) for wake in listener.wait(min(left, STOP_CHECK_S))):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -29,13 +28,19 @@ class DbReporter:
         job_id: str,
         job_log: logging.Logger,
         watch: JobWatch,
+        progress: dict[str, Any] | None = None,
     ):
         self.db, self.job_id, self.log, self.watch = db, job_id, job_log, watch
         self._epochs_seen: set[int] | None = None
         self._points_seen: set[tuple[str, Any]] | None = None  # (key, step) of the job's metrics events
+        # The job's progress as written (the claim returned an earlier attempt's): what comes is
+        # added to it and written whole, without reading the row again. None: read it first.
+        self._progress = progress
         self._pending: dict[str, Any] = {}  # progress not written yet
-        self._logs: list[tuple[str, dict[str, Any], datetime]] = []  # log and metrics events not written yet
-        self._written_at = 0.0
+        self._logs: list[lifecycle.Event] = []  # log and metrics events not written yet
+        # From the start: a job's first lines wait like the others, so a short job's (a search's
+        # trial) go with its outcome, and a long one's are on the live view within WRITE_EVERY_S.
+        self._written_at = time.monotonic()
 
     # A short job's many steps (a fold, a trial) would each cost a transaction: log events and
     # progress (metrics included) wait up to WRITE_EVERY_S and go together, with the next other
@@ -56,8 +61,8 @@ class DbReporter:
         with self.db.session() as session:
             if type_ == "epoch" and self._already_reported(session, data["epoch"]):
                 return
-            self.write_pending(session)  # the log lines before it keep their place
-            lifecycle.add_event(session, self.job_id, type_, data)
+            events, values = self.take(session)  # the log lines before it keep their place
+            lifecycle.add_events(session, self.job_id, [*events, (type_, data, utcnow())], **values)
 
     def progress(self, **fields: Any) -> None:
         self._check()
@@ -71,19 +76,28 @@ class DbReporter:
                 self.write_pending(session)
 
     def write_pending(self, session) -> None:
-        """Write what waits in the caller's transaction (the runner's, with the job's outcome)."""
+        """Write what waits in the caller's transaction."""
+        events, values = self.take(session)
+        if events or values:
+            lifecycle.add_events(session, self.job_id, events, **values)
+
+    def take(self, session) -> tuple[list[lifecycle.Event], dict[str, Any]]:
+        """What waits, taken: the events to add and the job row's values (progress, metrics),
+        for the caller to write in its transaction (the runner's, with the job's outcome)."""
         self._written_at = time.monotonic()
-        if self._logs:
-            lifecycle.add_events(session, self.job_id, self._logs)
-            self._logs = []
+        events, self._logs = self._logs, []
         if not self._pending:
-            return
+            return events, {}
         fields, self._pending = self._pending, {}
-        job = session.get(Job, self.job_id)
+        values: dict[str, Any] = {}
         metrics = fields.pop("metrics", None)
         if metrics is not None:
-            job.metrics = metrics
-        job.progress = {**(job.progress or {}), **fields}
+            values["metrics"] = metrics
+        if self._progress is None:  # a reporter not given the claimed row's progress
+            self._progress = session.get(Job, self.job_id).progress or {}
+        self._progress = {**self._progress, **fields}
+        values["progress"] = self._progress
+        return events, values
 
     def write_if_due(self) -> None:
         """Write what waits once it waited WRITE_EVERY_S (also while a trainer only polls its

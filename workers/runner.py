@@ -21,7 +21,7 @@ from service.core import logs, storage
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.orm import Dataset, Job, Model, new_id
-from service.jobs import families, lifecycle
+from service.jobs import families, keep_model, lifecycle
 from service.serving.check import ModelRefused, check_model
 from service.tracking.run_ids import job_run_id
 from workers import batch_signal
@@ -46,13 +46,12 @@ class JobRunner:
 
     def _run(self, job_id: str) -> str | None:
         with self.db.session() as session:
-            attempt = lifecycle.claim(session, job_id, self.worker_name)
-            if attempt is None:
+            claimed = lifecycle.claim_job(session, job_id, self.worker_name)
+            if claimed is None:
                 log.info("job %s was already claimed or is not queued; dropping this delivery", job_id)
                 return None
-            job = session.get(Job, job_id)
-            family_name, stored, owner_id, time_limit = job.family, job.spec, job.owner_id, job.time_limit_s
-            gpu_memory_mb = job.gpu_memory_mb
+            attempt, family_name, time_limit = claimed.attempt, claimed.family, claimed.time_limit_s
+            stored, keep = keep_model.split(claimed.spec)
             try:
                 family = families.get(family_name)
                 run = family.run_model.model_validate(stored)
@@ -66,8 +65,8 @@ class JobRunner:
             self.db, job_id, attempt, time_limit, self.settings.stop_grace_s, self.settings.job_heartbeat_timeout_s
         )
         watch.start()
-        reporter = DbReporter(self.db, job_id, job_log, watch)
-        allotted = allotment(reporter, checkpoints, self.settings.checkpoint_every_s, gpu_memory_mb)
+        reporter = DbReporter(self.db, job_id, job_log, watch, progress=claimed.progress or {})
+        allotted = allotment(reporter, checkpoints, self.settings.checkpoint_every_s, claimed.gpu_memory_mb)
         if self.settings.code_tracking:  # the job's own MLflow endpoint, for a trainer that runs students' code
             allotted.tracking_app = self._tracking_app(job_id)
             allotted.tracking_run_id = job_run_id(job_id)
@@ -81,7 +80,8 @@ class JobRunner:
             if isinstance(trained, JobResult):
                 status = self._succeed_with_result(job_id, attempt, trained, job_log, reporter)
             else:
-                status = self._succeed(job_id, attempt, owner_id, trained, job_log, reporter)
+                unkept = _why_not_kept(family, run, keep, trained.metrics)
+                status = self._succeed(job_id, attempt, claimed.owner_id, trained, job_log, reporter, unkept)
         except Preempted:
             self._yield(job_id, attempt, reporter, job_log)
         except Cancelled:
@@ -140,7 +140,8 @@ class JobRunner:
         lifecycle.finish(session, job_id, lifecycle.FAILED, attempt=attempt, error_code="invalid_spec", error=message)
         return lifecycle.FAILED
 
-    # The outcome's transaction also writes the log lines and progress the reporter holds.
+    # The outcome is one transaction: the model's row, the job's row (its status, result, and the
+    # progress the reporter holds) and its events (the log lines that waited, then `succeeded`).
     def _succeed(
         self,
         job_id: str,
@@ -149,44 +150,56 @@ class JobRunner:
         trained: TrainedModel,
         job_log: logging.Logger,
         reporter: DbReporter,
+        unkept: str | None = None,
     ) -> str:
+        """`unkept`: why the trial keeps no model (its search's keep_models), None to keep it."""
         watch = reporter.watch
         if watch.stop.is_set():
             raise Cancelled()
-        model_id = new_id()
-        path = storage.model_path(self.settings, model_id, trained.suffix)
-        with storage.atomic_path(path) as tmp:  # each framework's own format, renamed into place once written
-            trained.write(trained.artifact, tmp)
-            if trained.left_by_job:
-                self._check_model(trained, tmp)
+        model_id = None if unkept else new_id()
+        if model_id:
+            path = storage.model_path(self.settings, model_id, trained.suffix)
+            with storage.atomic_path(path) as tmp:  # each framework's own format, renamed into place once written
+                trained.write(trained.artifact, tmp)
+                if trained.left_by_job:
+                    self._check_model(trained, tmp)
         watch.finishing = True
         with self.db.session() as session:
-            reporter.write_pending(session)
-            session.add(
-                Model(
-                    id=model_id,
-                    job_id=job_id,
-                    owner_id=owner_id,
-                    framework=trained.framework,
-                    algorithm=trained.algorithm,
-                    task=trained.task,
-                    input=trained.input,
-                    classes=trained.classes,
-                    class_names=trained.class_names,
-                    metrics=trained.metrics,
-                    summary=trained.summary,
-                    meta=trained.extra or None,
-                    artifact_path=str(path),
+            if model_id:
+                session.add(
+                    Model(
+                        id=model_id,
+                        job_id=job_id,
+                        owner_id=owner_id,
+                        framework=trained.framework,
+                        algorithm=trained.algorithm,
+                        task=trained.task,
+                        input=trained.input,
+                        classes=trained.classes,
+                        class_names=trained.class_names,
+                        metrics=trained.metrics,
+                        summary=trained.summary,
+                        meta=trained.extra or None,
+                        artifact_path=str(path),
+                    )
                 )
-            )
             result = {**trained.result, "model_id": model_id, "metrics": trained.metrics}
+            if unkept:
+                result["model_not_kept"] = unkept
             if "device" in trained.extra:
                 result["device"] = trained.extra["device"]
-            if not lifecycle.finish(
-                session, job_id, lifecycle.SUCCEEDED, attempt=attempt, metrics=trained.metrics, result=result
-            ):
+            events, values = reporter.take(session)
+            finished = lifecycle.finish(
+                session,
+                job_id,
+                lifecycle.SUCCEEDED,
+                attempt=attempt,
+                before=events,
+                **{**values, "metrics": trained.metrics, "result": result},
+            )
+            if not finished:
                 raise RuntimeError("the job is no longer this attempt's to finish")  # rolls the model row back
-        job_log.info("job %s succeeded; model %s", job_id, model_id)
+        job_log.info("job %s succeeded; %s", job_id, f"model {model_id}" if model_id else f"no model kept: {unkept}")
         return lifecycle.SUCCEEDED
 
     def _check_model(self, trained: TrainedModel, path) -> None:
@@ -217,10 +230,9 @@ class JobRunner:
             raise Cancelled()
         reporter.watch.finishing = True
         with self.db.session() as session:
-            reporter.write_pending(session)
-            if not lifecycle.finish(
-                session, job_id, lifecycle.SUCCEEDED, attempt=attempt, metrics=found.metrics, result=found.result
-            ):
+            events, values = reporter.take(session)
+            fields = {**values, "metrics": found.metrics, "result": found.result}
+            if not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED, attempt=attempt, before=events, **fields):
                 raise RuntimeError("the job is no longer this attempt's to finish")
         job_log.info("job %s succeeded", job_id)
         return lifecycle.SUCCEEDED
@@ -242,8 +254,8 @@ class JobRunner:
     def _finish(self, job_id: str, attempt: int, status: str, reporter: DbReporter, **fields: Any) -> str:
         reporter.watch.finishing = True
         with self.db.session() as session:
-            reporter.write_pending(session)
-            lifecycle.finish(session, job_id, status, attempt=attempt, **fields)
+            events, values = reporter.take(session)
+            lifecycle.finish(session, job_id, status, attempt=attempt, before=events, **{**values, **fields})
         return status
 
     def _open_job_log(self, job_id: str) -> tuple[logging.Logger, logging.Handler]:
@@ -276,6 +288,13 @@ def allotment(
         stop=stop,
         preempt=lambda: watch.preempting or batch_signal.asked() == batch_signal.YIELD,
     )
+
+
+def _why_not_kept(family: families.Family, run, keep: dict[str, Any] | None, metrics: dict[str, Any]) -> str | None:
+    """Why a search's trial keeps no model (service/jobs/keep_model.py); None: it keeps it."""
+    if keep is None or family.search is None:
+        return None
+    return keep_model.not_kept(keep, family.search.score(run, metrics, keep["metric"]))
 
 
 def _uploaded_file(session, dataset_id: str | None) -> tuple[str, str] | None:

@@ -41,6 +41,9 @@ def _model(model_id: str) -> Model:
         model = session.get(Model, named)
         if model is not None:
             return model
+    unkept = (job.result or {}).get("model_not_kept")  # a search's trial (its keep_models)
+    if unkept:
+        raise Conflict(f"job {job.id} kept no model: {unkept}", field="id")
     family = families.get(job.family)
     if not family.makes_model:
         raise Conflict(f"job {job.id} is {family.no_model}", field="id")

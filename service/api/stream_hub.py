@@ -2,10 +2,12 @@
 gets an event, so an idle stream costs a small object, not a thread or a query.
 
 On PostgreSQL one LISTEN connection per process hears every job event (service/core/wakeups.py).
-On SQLite one task per process asks SQLite every CHANGE_CHECK_S whether anything was
-committed (wakeups.SqliteChanges, which reads no table) and only then, or every `poll_s`
-at the latest, asks for new events, for all the streams of the process at once. Either way a stream also looks on its own every heartbeat,
-so a lost wake-up delays it, never loses it.
+On SQLite one task per process waits on its doorbell (rung after a commit that added an
+event, service/core/doorbell.py), asks SQLite whether anything was committed
+(wakeups.SqliteChanges, which reads no table) and only then, or every `poll_s` at the latest,
+asks for new events, for all the streams of the process at once (where no doorbell can be
+made it asks every CHANGE_CHECK_S instead). Either way a stream also looks on its own every
+heartbeat, so a lost wake-up delays it, never loses it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from service.core.orm import Job, JobEvent
 log = logging.getLogger(__name__)
 
 RECONNECT_S = 1.0
-CHANGE_CHECK_S = 0.02  # SQLite: how often the hub asks whether anything was committed
+CHANGE_CHECK_S = 0.02  # SQLite without a doorbell: how often the hub asks whether anything was committed
 ALL = "all"  # every job's change (an admin's job list)
 
 
@@ -117,16 +119,29 @@ class StreamHub:
             await asyncio.sleep(RECONNECT_S)
 
     async def _poll(self) -> None:
-        last = await anyio.to_thread.run_sync(self._newest_event)
-        commits = await anyio.to_thread.run_sync(wakeups.SqliteChanges, self.url)
+        loop = asyncio.get_running_loop()
+        commits = await anyio.to_thread.run_sync(wakeups.SqliteChanges, self.url, CHANGE_CHECK_S)
+        last = await anyio.to_thread.run_sync(self._newest_event)  # after the bell is bound: no event missed
+        bell = commits.bell if commits.bell is not None and commits.bell.ready else None
+        rung = asyncio.Event()
         self.connected = True
-        looked = asyncio.get_running_loop().time()
+        looked = loop.time()
         try:
             while True:
-                await asyncio.sleep(CHANGE_CHECK_S)
+                if bell is None:
+                    await asyncio.sleep(CHANGE_CHECK_S)
+                else:
+                    # Read only while waiting: a socket left readable would wake the loop on and on.
+                    loop.add_reader(bell.fileno(), rung.set)
+                    try:
+                        await _rung_or_timeout(rung, self.poll_s)
+                    finally:
+                        loop.remove_reader(bell.fileno())
+                    rung.clear()
+                    bell.drain()
                 if not self._waiting:
                     continue
-                now = asyncio.get_running_loop().time()
+                now = loop.time()
                 try:
                     if not await anyio.to_thread.run_sync(commits.changed) and now - looked < self.poll_s:
                         continue
@@ -157,3 +172,8 @@ class StreamHub:
         if not rows:
             return last, []
         return max(newest for _, _, newest in rows), sorted((job_id, owner_id) for job_id, owner_id, _ in rows)
+
+
+async def _rung_or_timeout(rung: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(rung.wait(), timeout)

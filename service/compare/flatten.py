@@ -10,6 +10,9 @@ from typing import Any
 MAX_PARAMS = 1000  # rows one item adds: a spec is bounded, but a long layer list is still long
 MAX_METRICS = 500
 SHOWN_ELSEWHERE = ("name",)  # a spec's top-level fields an item shows as its own
+# ... and those that are no parameter of the run: when a search's trial keeps its model (its
+# search's best score so far, different in each trial: service/jobs/keep_model.py).
+NOT_PARAMS = (*SHOWN_ELSEWHERE, "keep_model")
 
 
 def flatten_params(spec: dict[str, Any] | None) -> dict[str, Any]:
@@ -18,7 +21,7 @@ def flatten_params(spec: dict[str, Any] | None) -> dict[str, Any]:
     (`network.layers.1.units`), so one layer's change is one row."""
     flat: dict[str, Any] = {}
     stack: list[tuple[str, Any]] = [
-        (key, value) for key, value in reversed(list((spec or {}).items())) if key not in SHOWN_ELSEWHERE
+        (key, value) for key, value in reversed(list((spec or {}).items())) if key not in NOT_PARAMS
     ]
     while stack and len(flat) < MAX_PARAMS:  # a stack, not recursion: a deep spec cannot exhaust it
         path, value = stack.pop()

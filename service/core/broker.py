@@ -10,6 +10,7 @@ from celery import Celery
 from kombu import Queue
 
 from service.core import queues as queue_catalog
+from service.core import sqlite_broker
 from service.core.config import Settings
 
 RUN_JOB_TASK = "labtrain.run_job"
@@ -25,7 +26,9 @@ def celery_queues(settings: Settings) -> list[str]:
 def make_celery(settings: Settings) -> Celery:
     if settings.embedded_broker:
         _tune_embedded_transport(settings)
-    app = Celery("labtrain", broker=settings.broker_url, set_as_current=False)
+    # On a SQLite file the broker's own transport, woken by a doorbell (service/core/sqlite_broker.py).
+    broker = sqlite_broker.broker_url(settings.broker_url) if settings.embedded_broker else settings.broker_url
+    app = Celery("labtrain", broker=broker, set_as_current=False)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -46,10 +49,12 @@ def make_celery(settings: Settings) -> Celery:
 
 def _tune_embedded_transport(settings: Settings) -> None:
     # kombu hands this transport's options to create_engine, so its polling interval
-    # can only be set on the class (it polls once a second by default).
+    # can only be set on the class (it polls once a second by default). On a SQLite file the
+    # doorbell wakes the consumer, which then looks every embedded_safety_s besides.
     from kombu.transport import sqlalchemy as sqla_transport
 
     sqla_transport.Transport.polling_interval = settings.embedded_poll_interval
+    sqlite_broker.configure(settings.embedded_safety_s, settings.embedded_poll_interval)
 
 
 def worker_queue(worker_name: str) -> str:

@@ -38,8 +38,11 @@ class Settings:
     # Redis re-delivers an unacknowledged message after this many seconds, so it must
     # be longer than the longest job we allow (DESIGN.md decision 2).
     visibility_timeout: int = 24 * 3600
-    # How often the serverless broker looks for new messages, in seconds.
+    # The serverless broker on a SQLite file: a doorbell wakes its consumer when a message is
+    # stored (service/core/doorbell.py), which also looks every embedded_safety_s; where no
+    # doorbell can be made, and on any other database, it polls every embedded_poll_interval.
     embedded_poll_interval: float = 0.02
+    embedded_safety_s: float = 1.0
     # Models answer predictions from processes of their own (service/serving), kept warm: at
     # most this many per API process, each stopped after predict_idle_s unused.
     model_cache_size: int = 8
@@ -81,9 +84,10 @@ class Settings:
     gpu_memory_code_mb: int = 4096
     gpu_mps: bool = False  # a GPU worker starts NVIDIA MPS (workers/mps.py)
     max_attempts: int = 3
-    # On SQLite, how often the dispatcher asks whether anything was committed (its only way to
-    # see a change; the question reads no table). Either way it runs a round every
-    # dispatch_safety_s, which catches what no one announces and any wake-up lost.
+    # On SQLite a doorbell wakes the dispatcher after a commit (service/core/doorbell.py); where
+    # no doorbell can be made, it asks this often whether anything was committed (the question
+    # reads no table). Either way it runs a round every dispatch_safety_s, which catches what
+    # no one announces and any wake-up lost.
     dispatch_interval_s: float = 0.02
     dispatch_safety_s: float = 1.0
     # `labtrain admin prune` removes finished jobs' files after this many days by default.
@@ -168,6 +172,7 @@ class Settings:
             ),
             visibility_timeout=_env_int(environ, "LABTRAIN_VISIBILITY_TIMEOUT", 24 * 3600),
             embedded_poll_interval=_env_float(environ, "LABTRAIN_EMBEDDED_POLL_INTERVAL", 0.02),
+            embedded_safety_s=_env_float(environ, "LABTRAIN_EMBEDDED_SAFETY_S", 1.0),
             model_cache_size=_env_int(environ, "LABTRAIN_MODEL_CACHE_SIZE", 8),
             predict_idle_s=_env_float(environ, "LABTRAIN_PREDICT_IDLE_S", 900.0),
             predict_memory_mb=_env_int(environ, "LABTRAIN_PREDICT_MEMORY_MB", 1536),

@@ -6,9 +6,11 @@ readers (the dispatcher, the API's event streams) hold one LISTEN connection per
 A notification can still be lost (a listener reconnecting, a dropped connection), so every
 reader also looks on a timer: a wake-up makes it faster, never correct.
 
-SQLite has no notifications: there `notify` does nothing and the readers poll, cheaply:
-`SqliteChanges` asks SQLite whether anyone committed (`PRAGMA data_version`, which reads no
-table), and only then does a reader run its queries.
+SQLite has no notifications: there `notify` rings a doorbell (service/core/doorbell.py)
+after the session's transaction commits, and a reader's `SqliteChanges.wait` sleeps on its
+own doorbell, then asks SQLite whether anyone committed (`PRAGMA data_version`, which reads
+no table); only then does it run its queries. What commits without calling `notify` is seen
+at the reader's next timer round.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+
+from service.core import doorbell
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +43,15 @@ def notifies(url: str) -> bool:
 
 
 class SqliteChanges:
-    """Whether another connection committed to a SQLite database since the last look."""
+    """Whether another connection committed to a SQLite database since the last look, and a
+    doorbell to wait on for the next commit (polling every `fallback_s` where it cannot ring)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, fallback_s: float = 0.02):
         path = make_url(url).database
+        folder = doorbell.sqlite_folder(path)
+        # Bound before the first look: a commit after it rings, however soon it comes.
+        self.bell = doorbell.Doorbell(folder, fallback_s) if folder else None
+        self.fallback_s = fallback_s
         # Its own connection: data_version counts the commits of every other one.
         self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         self._lock = threading.Lock()
@@ -57,16 +66,50 @@ class SqliteChanges:
         changed, self._version = version != self._version, version
         return changed
 
+    def wait(self, timeout: float) -> bool:
+        """Whether a commit came within `timeout` seconds (after a ring, or at the timeout's end:
+        a commit that rang no bell is found then)."""
+        if self.bell is None:
+            time.sleep(min(timeout, self.fallback_s))
+        else:
+            self.bell.wait(timeout)
+        return self.changed()
+
     def close(self) -> None:
+        if self.bell is not None:
+            self.bell.close()
         self._conn.close()
 
 
+_RING = "labtrain_doorbell"  # session.info key: the folder to ring when the transaction commits
+
+
 def notify(session: Session, channel: str, payload: dict[str, Any]) -> None:
-    """Send `payload` to the listeners of `channel` when the session's transaction commits."""
-    if session.get_bind().dialect.name != "postgresql":
+    """Send `payload` to the listeners of `channel` when the session's transaction commits
+    (on SQLite: ring the database's doorbells then, without a payload)."""
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        folder = doorbell.sqlite_folder(bind.url.database or "")
+        if folder is not None:
+            session.info[_RING] = folder
+        return
+    if bind.dialect.name != "postgresql":
         return
     data = json.dumps(payload, separators=(",", ":"))[:MAX_PAYLOAD]
     session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": data})
+
+
+@event.listens_for(Session, "after_commit")
+def _ring_after_commit(session: Session) -> None:
+    # After the commit, so a woken reader always finds what woke it.
+    folder = session.info.pop(_RING, None)
+    if folder is not None:
+        doorbell.ring(folder)
+
+
+@event.listens_for(Session, "after_rollback")
+def _no_ring_after_rollback(session: Session) -> None:
+    session.info.pop(_RING, None)
 
 
 def conninfo(url: str) -> str:

@@ -54,6 +54,12 @@ class Predictor(Protocol):
 class Driver(Protocol):
     """Runs a family's jobs inside the dispatcher instead of on a worker (a search)."""
 
+    def due(self, session: Any) -> list[str]:
+        """Its jobs that need a step now, read in the dispatcher's look (its transaction)."""
+
+    def run(self, due: list[str]) -> int:
+        """A step for each of `due`; returns how many jobs the steps submitted."""
+
     def run_pending(self) -> int: ...
 
 

@@ -7,6 +7,8 @@ UPDATE, so two processes can never both move the same job.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -63,19 +65,37 @@ def add_event(session: Session, job_id: str, type_: str, data: dict[str, Any]) -
     return add_events(session, job_id, [(type_, data, utcnow())])[0]
 
 
-def add_events(session: Session, job_id: str, events: list[tuple[str, dict[str, Any], datetime]]) -> list[JobEvent]:
+Event = tuple[str, dict[str, Any], datetime]  # (type, data, time)
+
+
+def add_events(session: Session, job_id: str, events: list[Event], **job_values: Any) -> list[JobEvent]:
     """Append (type, data, time) events with the job's next sequence numbers, in one statement
-    and one wake-up however many there are (a worker sends a short job's log lines together).
+    and one wake-up however many there are (a worker sends a short job's log lines together);
+    `job_values` (a worker's progress) go in the same UPDATE of the job's row.
 
     The counter lives on the job row: the UPDATE locks that row until commit, so
     concurrent writers to one job get consecutive numbers and never collide.
     """
-    last, owner_id = session.execute(
+    if not events:
+        if job_values:
+            session.execute(update(Job).where(Job.id == job_id).values(**job_values))
+        return []
+    row = _advance(session, [Job.id == job_id], len(events), job_values)
+    return _insert_events(session, job_id, row.event_seq, row.owner_id, events)
+
+
+def _advance(session: Session, guard: list, count: int, values: dict[str, Any], *returning):
+    """One guarded UPDATE of a job's row: `values`, and `count` sequence numbers taken for its
+    events; the row (the last number, the owner, `returning`) or None when the guard failed."""
+    return session.execute(
         update(Job)
-        .where(Job.id == job_id)
-        .values(event_seq=Job.event_seq + len(events))
-        .returning(Job.event_seq, Job.owner_id)
-    ).one()
+        .where(*guard)
+        .values(**values, event_seq=Job.event_seq + count)
+        .returning(Job.event_seq, Job.owner_id, *returning)
+    ).one_or_none()
+
+
+def _insert_events(session: Session, job_id: str, last: int, owner_id: str, events: list[Event]) -> list[JobEvent]:
     first = last - len(events) + 1
     rows = [
         JobEvent(job_id=job_id, seq=first + i, type=type_, data=data, time=at)
@@ -92,35 +112,78 @@ def add_events(session: Session, job_id: str, events: list[tuple[str, dict[str, 
     return rows
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """What a worker reads of the job it claimed, from the claim's own statement."""
+
+    attempt: int
+    family: str
+    spec: dict[str, Any]
+    owner_id: str
+    time_limit_s: int | None
+    gpu_memory_mb: int | None
+    progress: dict[str, Any] | None  # an earlier attempt's, which this one's adds to
+
+
 def claim(session: Session, job_id: str, worker: str) -> int | None:
     """Move a queued job to running; returns its attempt number. None means another
     delivery already took it (or it was cancelled): drop this one."""
+    claimed = claim_job(session, job_id, worker)
+    return claimed.attempt if claimed else None
+
+
+def claim_job(session: Session, job_id: str, worker: str) -> Claimed | None:
+    """`claim`, giving what the worker runs: one guarded UPDATE moves the job, takes its
+    `running` event's number and returns the row's fields (a worker's claim used to read them
+    again, and write the event in an UPDATE of its own)."""
     now = utcnow()
-    attempt = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == QUEUED)
-        .values(status=RUNNING, attempt=Job.attempt + 1, started_at=now, heartbeat_at=now, worker=worker)
-        .returning(Job.attempt)
-    ).scalar_one_or_none()
-    if attempt is None:
+    row = _advance(
+        session,
+        [Job.id == job_id, Job.status == QUEUED],
+        1,
+        {"status": RUNNING, "attempt": Job.attempt + 1, "started_at": now, "heartbeat_at": now, "worker": worker},
+        Job.attempt,
+        Job.family,
+        Job.spec,
+        Job.time_limit_s,
+        Job.gpu_memory_mb,
+        Job.progress,
+    )
+    if row is None:
         return None
-    add_event(session, job_id, "status", {"status": RUNNING, "worker": worker, "attempt": attempt})
-    return attempt
+    event = ("status", {"status": RUNNING, "worker": worker, "attempt": row.attempt}, now)
+    _insert_events(session, job_id, row.event_seq, row.owner_id, [event])
+    return Claimed(row.attempt, row.family, row.spec, row.owner_id, row.time_limit_s, row.gpu_memory_mb, row.progress)
 
 
-def finish(session: Session, job_id: str, status: str, attempt: int | None = None, **fields: Any) -> bool:
+def finish(
+    session: Session,
+    job_id: str,
+    status: str,
+    attempt: int | None = None,
+    *,
+    before: Sequence[Event] = (),
+    **fields: Any,
+) -> bool:
     """End a running job (only the attempt named, if one is). False when it was no longer running:
-    a job whose worker was presumed lost and re-queued cannot be finished by the old attempt."""
+    a job whose worker was presumed lost and re-queued cannot be finished by the old attempt.
+
+    `before`: events that come before the `status` one (the log lines a worker still held),
+    numbered and written with it: the row's UPDATE, one INSERT and one wake-up in all. When
+    the job is no longer this attempt's they are still added (the job's log keeps them)."""
     guard = [Job.id == job_id, Job.status == RUNNING]
     if attempt is not None:
         guard.append(Job.attempt == attempt)
-    result = session.execute(update(Job).where(*guard).values(status=status, finished_at=utcnow(), **fields))
-    if result.rowcount != 1:
-        return False
     data = {"status": status}
     if fields.get("error"):
         data["error"] = fields["error"]
-    add_event(session, job_id, "status", data)
+    events = [*before, ("status", data, utcnow())]
+    row = _advance(session, guard, len(events), {"status": status, "finished_at": utcnow(), **fields})
+    if row is None:
+        if before:
+            add_events(session, job_id, list(before))
+        return False
+    _insert_events(session, job_id, row.event_seq, row.owner_id, events)
     return True
 
 

@@ -11,6 +11,7 @@ from service.core import queues
 from service.core.orm import Course, Job
 from service.jobs import families, lifecycle, tiers
 from service.jobs.context import SubmitContext
+from service.jobs.keep_model import KEEP_MODEL
 from service.jobs.limits import check_can_queue, effective_limits
 from service.jobs.spec import ValidatedJob
 
@@ -29,10 +30,12 @@ def submit(
     course: Course | None = None,
     trial_of: Job | None = None,
     trial_number: int | None = None,
+    keep_model: dict[str, Any] | None = None,
 ) -> Job:
     """Validate, apply the limits and write the queued job, for `course` (the API resolved it:
     service/courses/job_course.py). A search's trial (`trial_of` its search) is not held to the
-    queued-jobs limit, the search itself was, and is in its search's course."""
+    queued-jobs limit, the search itself was, and is in its search's course; `keep_model` is
+    when it keeps its model (service/jobs/keep_model.py), stored with its spec."""
     validated = validate(ctx, payload)
     if trial_of is None:
         check_can_queue(ctx.session, ctx.settings, ctx.user)
@@ -45,7 +48,7 @@ def submit(
         ctx.session,
         ctx.user,
         family=validated.family,
-        spec=validated.spec,
+        spec=validated.spec if keep_model is None else {**validated.spec, KEEP_MODEL: keep_model},
         queue=validated.queue,
         name=validated.name,
         time_limit_s=tiers.time_limit(tier, validated.time_limit_s, limit, ctx.settings),

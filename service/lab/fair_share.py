@@ -68,12 +68,20 @@ def usage_by_owner(session: Session, queue: str, half_life_s: float, now: dateti
     return usage
 
 
-def waiting_in_order(session: Session, queue: str, settings: Settings, now: datetime | None = None) -> list[Job]:
-    """Queued jobs not yet sent to the broker, in the order fair share would send them."""
+def waiting_in_order(
+    session: Session, queue: str, settings: Settings, now: datetime | None = None, waiting: list[Job] | None = None
+) -> list[Job]:
+    """Queued jobs not yet sent to the broker, in the order fair share would send them;
+    `waiting`: those jobs, where the caller has read them already (a dispatch round)."""
     now = now or utcnow()
-    waiting = session.scalars(
-        select(Job).where(Job.queue == queue, Job.status == QUEUED, families.takes_slot(), Job.released_at.is_(None))
-    ).all()
+    if waiting is None:
+        waiting = session.scalars(
+            select(Job).where(
+                Job.queue == queue, Job.status == QUEUED, families.takes_slot(), Job.released_at.is_(None)
+            )
+        ).all()
+    if len(waiting) < 2:  # nothing to order: the usage is not read
+        return list(waiting)
     by_tier: dict[int, list[Job]] = defaultdict(list)
     for job in waiting:
         by_tier[tiers.rank(job.tier)].append(job)

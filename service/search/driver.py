@@ -13,9 +13,9 @@ the last one stopped.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,14 +23,14 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from service.core import storage
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.errors import SpecError
 from service.core.orm import Job, User, utcnow
-from service.jobs import lifecycle, submission
+from service.jobs import keep_model, lifecycle, submission
 from service.jobs.context import SubmitContext
 from service.jobs.lifecycle import FINISHED, QUEUED, RUNNING
 from service.search import state as saved
@@ -74,58 +74,74 @@ def _children(session: Session, parent_id: str, told: set[int]) -> list[Trial]:
 
 
 def pending_searches(session: Session, seen: dict[str, tuple]) -> list[str]:
-    """Searches that need a step: new, cancelled, or whose trials changed since `seen` was noted."""
-    parents = session.execute(
-        select(Job.id, Job.status, Job.cancel_requested).where(Job.family == SEARCH, Job.status.in_((QUEUED, RUNNING)))
+    """Searches that need a step: new, cancelled, or with trials that finished (or went) since
+    `seen` was noted. A trial that only started changes nothing a step would do. One statement."""
+    trial = aliased(Job)
+    rows = session.execute(
+        select(
+            Job.id,
+            Job.status,
+            Job.cancel_requested,
+            func.count(trial.id),
+            func.count(trial.id).filter(trial.status.in_(FINISHED)),
+        )
+        .outerjoin(trial, trial.parent_id == Job.id)
+        .where(Job.family == SEARCH, Job.status.in_((QUEUED, RUNNING)))
+        .group_by(Job.id, Job.status, Job.cancel_requested)
     ).all()
-    if not parents:
-        return []
-    counts: dict[str, dict[str, int]] = {}
-    for parent_id, status, count in session.execute(
-        select(Job.parent_id, Job.status, func.count())
-        .where(Job.parent_id.in_([p.id for p in parents]))
-        .group_by(Job.parent_id, Job.status)
-    ):
-        counts.setdefault(parent_id, {})[status] = count
-    due = []
-    for parent in parents:
-        fingerprint = tuple(sorted(counts.get(parent.id, {}).items()))
-        if parent.status == QUEUED or parent.cancel_requested or seen.get(parent.id) != fingerprint:
-            due.append(parent.id)
-    return due
+    return [
+        parent_id
+        for parent_id, status, cancel, trials, finished in rows
+        if status == QUEUED or cancel or seen.get(parent_id) != (trials, finished)
+    ]
 
 
 class SearchDriver:
     def __init__(self, settings: Settings, db: Database, name: str):
         self.settings, self.db, self.name = settings, db, name
-        self._journals: dict[str, optuna.storages.JournalStorage] = {}  # by search, while it runs
+        # By search, while it runs: its journal and study, the state this driver saved last (with
+        # the file's version), and what its trials were at its last step (pending_searches).
+        self._journals: dict[str, optuna.storages.JournalStorage] = {}
+        self._studies: dict[str, optuna.Study] = {}
+        self._states: dict[str, tuple[tuple, SearchState]] = {}
         self._seen: dict[str, tuple] = {}
 
-    def run_pending(self) -> int:
-        """One step for each search that needs one; returns how many were stepped."""
-        with self.db.session() as session:
-            due = pending_searches(session, self._seen)
+    def due(self, session: Session) -> list[str]:
+        """The searches that need a step (the dispatcher asks in its own look)."""
+        return pending_searches(session, self._seen)
+
+    def run(self, due: list[str]) -> int:
+        """One step for each of `due`; returns how many trials the steps submitted."""
+        submitted = 0
         for parent_id in due:
             try:
-                self.step(parent_id)
+                submitted += self.step(parent_id)
             except Exception:  # one broken search must not stop the others
                 log.exception("search %s: step failed", parent_id)
-        return len(due)
+        return submitted
+
+    def run_pending(self) -> int:
+        """One step for each search that needs one; returns how many trials they submitted."""
+        with self.db.session() as session:
+            due = self.due(session)
+        return self.run(due)
 
     # -- one step -------------------------------------------------------------------------
     # A step never holds a transaction of ours while Optuna works (with SQLite, one writer at
     # a time): read, then Optuna, then write.
-    def step(self, parent_id: str) -> None:
+    def step(self, parent_id: str) -> int:
+        """Returns how many trials it submitted."""
         with self.db.session() as session:
-            if not self._lease(session, parent_id):
-                return
-            parent = session.get(Job, parent_id)
+            parent = self._lease(session, parent_id)
+            if parent is None:
+                return 0
             run, cancel = SearchRun.model_validate(parent.spec), parent.cancel_requested
             search = run.search
             folder = storage.job_dir(self.settings, parent_id)
-            state = saved.load(folder, search)
+            state = self._load(parent_id, folder, search)
             children = _children(session, parent_id, told=set(state.told))
         study = self._study(parent_id, folder, search, state)
+        submitted = 0
         active = sum(1 for c in children if c.status not in FINISHED)
         try:
             outcomes = [
@@ -143,6 +159,7 @@ class SearchDriver:
                         lifecycle.add_event(session, parent_id, "trial", event)
                     rejected = self._submit_all(session, parent_id, run, state, asked)
                     active += len(asked) - len(rejected)
+                    submitted += len(asked) - len(rejected)
                     if cancel:  # again here: a step running as the cancel came may have submitted more
                         owner = session.get(User, session.get(Job, parent_id).owner_id)
                         lifecycle.cancel_trials(session, parent_id, owner)
@@ -152,22 +169,51 @@ class SearchDriver:
                     self._record_progress(session, parent_id, search, state, active)
                 if finished:
                     _close_orphans(study)
-                    self._journals.pop(parent_id, None)
+                    self._forget(parent_id)
                 if not rejected:
                     break
                 # A trial whose spec was refused is a failed trial: tell it, then ask again.
                 outcomes = [self._record(study, state, search, record) for record in rejected]
         finally:
-            saved.save(folder, state)
+            self._save(parent_id, folder, state)
         # What this step saw: the trials as read at its start, plus those it submitted. A trial
         # that finished meanwhile makes the next look differ, so it gets a step of its own.
-        seen = Counter(c.status for c in children)
-        seen[QUEUED] += sum(1 for r in state.trials.values() if r.job_id and r.job_id not in {c.id for c in children})
-        self._seen[parent_id] = tuple(sorted((status, n) for status, n in seen.items() if n))
+        known = {c.id for c in children}
+        trials = len(children) + sum(1 for r in state.trials.values() if r.job_id and r.job_id not in known)
+        self._seen[parent_id] = (trials, sum(1 for c in children if c.status in FINISHED))
+        return submitted
 
-    def _lease(self, session: Session, parent_id: str) -> bool:
-        """Take (or renew) the search for this driver; False while another driver holds it."""
+    def _load(self, parent_id: str, folder: Path, search: SearchPlan) -> SearchState:
+        """The state this driver saved last, while the file is still that one (another driver
+        that took the search over writes a new file); else read from the file."""
+        kept = self._states.get(parent_id)
+        if kept is not None and kept[0] == _file_version(folder / saved.STATE_FILE):
+            return kept[1]
+        return saved.load(folder, search)
+
+    def _save(self, parent_id: str, folder: Path, state: SearchState) -> None:
+        self._states.pop(parent_id, None)
+        saved.save(folder, state)
+        self._states[parent_id] = (_file_version(folder / saved.STATE_FILE), state)
+
+    def _forget(self, parent_id: str) -> None:
+        """A search that ended: nothing of it is kept."""
+        for kept in (self._journals, self._studies, self._states, self._seen):
+            kept.pop(parent_id, None)
+
+    def _lease(self, session: Session, parent_id: str) -> Job | None:
+        """Take (or renew) the search for this driver and return it; None while another driver
+        holds it. Renewed only when a third of the lease has passed: a step often runs many
+        times a second, and each would write the row."""
         now = utcnow()
+        parent = session.get(Job, parent_id)
+        if parent is None or parent.family != SEARCH or parent.status not in (QUEUED, RUNNING):
+            return None
+        fresh = parent.heartbeat_at is not None and parent.heartbeat_at >= now - timedelta(seconds=LEASE_S / 3)
+        if fresh and parent.status == RUNNING and parent.worker == self.name:
+            return parent
+        if fresh and parent.worker not in (None, self.name):
+            return None  # held by another driver, which renewed it lately
         taken = session.execute(
             update(Job)
             .where(
@@ -177,17 +223,19 @@ class SearchDriver:
                 or_(Job.worker.is_(None), Job.worker == self.name, Job.heartbeat_at < now - timedelta(seconds=LEASE_S)),
             )
             .values(worker=self.name, heartbeat_at=now)
+            .execution_options(synchronize_session=False)
         ).rowcount
         if not taken:
-            return False
+            return None
         started = session.execute(
             update(Job)
             .where(Job.id == parent_id, Job.status == QUEUED)
             .values(status=RUNNING, attempt=1, started_at=now)
+            .execution_options(synchronize_session=False)
         ).rowcount
         if started:
             lifecycle.add_event(session, parent_id, "status", {"status": RUNNING, "worker": self.name})
-        return True
+        return session.get(Job, parent_id, populate_existing=True)
 
     def _tell(self, study, state: SearchState, run: SearchRun, child: Trial) -> dict[str, Any]:
         search = run.search
@@ -248,7 +296,9 @@ class SearchDriver:
             payload = run.hooks().apply(run.search.base, run.base_run(), params)
             payload["name"] = f"{parent.name or 'search'} · trial {number}"
             try:
-                record.job_id = submission.submit(ctx, payload, trial_of=parent, trial_number=number).id
+                record.job_id = submission.submit(
+                    ctx, payload, trial_of=parent, trial_number=number, keep_model=_keep_model(run.search, state)
+                ).id
             except SpecError as exc:  # e.g. two parameters that conflict: a failed trial, not a failed search
                 record.status, record.error = lifecycle.FAILED, exc.message
                 rejected.append(record)
@@ -296,19 +346,26 @@ class SearchDriver:
 
     # -- Optuna ---------------------------------------------------------------------------
     def _study(self, parent_id: str, folder, search: SearchPlan, state: SearchState):
+        """The search's study, opened once while it runs (opening appends to the journal), with
+        this step's sampler."""
         name = f"labtrain-{parent_id}"
         if parent_id not in self._journals:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             self._journals[parent_id] = studies.open_journal(
                 folder, name, self.settings.database_url, begun=bool(state.trials)
             )
-        return optuna.create_study(
-            study_name=name,
-            storage=self._journals[parent_id],
-            direction=search.direction,
-            load_if_exists=True,
-            sampler=new_sampler(search, asked=len(state.trials)),
-        )
+        sampler = new_sampler(search, asked=len(state.trials))
+        study = self._studies.get(parent_id)
+        if study is None:
+            study = self._studies[parent_id] = optuna.create_study(
+                study_name=name,
+                storage=self._journals[parent_id],
+                direction=search.direction,
+                load_if_exists=True,
+                sampler=sampler,
+            )
+        study.sampler = sampler
+        return study
 
 
 def new_sampler(search: SearchPlan, asked: int):
@@ -324,6 +381,15 @@ def new_sampler(search: SearchPlan, asked: int):
     if search.strategy == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=search.parallel > 1, **search.params)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _file_version(path: Path) -> tuple | None:
+    """What tells one write of a file from another (each save renames a new file in)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def _close_orphans(study) -> None:
@@ -357,6 +423,13 @@ def _best(state: SearchState, direction: str) -> TrialRecord | None:
         return None
     sign = -1 if direction == "maximize" else 1
     return min(scored, key=lambda r: (sign * r.value, r.number))
+
+
+def _keep_model(search: SearchPlan, state: SearchState) -> dict[str, Any] | None:
+    """When a trial submitted now keeps its model (keep_models "best": if it scores at least
+    the best so far; service/jobs/keep_model.py); None: it keeps it whatever it scores."""
+    best = _best(state, search.direction) if search.keep_models == "best" else None
+    return keep_model.rule(search.metric, search.direction, best.value if best else None)
 
 
 def leaderboard(state: SearchState, direction: str) -> list[dict[str, Any]]:

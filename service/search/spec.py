@@ -16,6 +16,7 @@ from service.metaheuristics.params import strategies_catalog
 
 OPTUNA_STRATEGIES = ("grid", "random", "tpe")
 STRATEGIES = OPTUNA_STRATEGIES + METAHEURISTICS
+KEEP_MODELS = ("best", "all")  # which trials save a model (service/jobs/keep_model.py)
 MAX_GRID = 10_000
 MINIMIZED = {"test_loss", "mae", "rmse", "mse", "inertia"}  # scores where lower is better
 LOWER_IS_BETTER = ("loss", "error", "perplexity")  # ... and any a script names like these (val_loss)
@@ -44,6 +45,13 @@ class SearchDef(Strict):
     parallel: int = Field(1, ge=1, le=64, description="Trials queued or running at once")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     params: dict[str, Any] = Field(default_factory=dict, description="The strategy's own parameters")
+    keep_models: Literal[KEEP_MODELS] = Field(  # type: ignore[valid-type]
+        "best",
+        description=(
+            "Which trials save a model: best (those whose score is at least the best so far when "
+            "they were submitted: the search's best trial always has one) or all"
+        ),
+    )
 
 
 class TpeParams(Strict):
@@ -69,6 +77,8 @@ class SearchPlan(BaseModel):
     seed: int
     params: dict[str, Any]
     base: dict[str, Any]  # what each trial submits, with its parameters put in
+    # A search stored before keep_models existed kept every trial's model.
+    keep_models: Literal[KEEP_MODELS] = "all"  # type: ignore[valid-type]
 
 
 class SearchRun(Run):

@@ -66,6 +66,7 @@ def validate_search(payload: dict[str, Any], ctx: SubmitContext) -> ValidatedJob
         seed=search.seed,
         params=strategy_params(search.strategy, search.params),
         base=base_payload,
+        keep_models=search.keep_models,
     )
     run = SearchRun.model_validate({**base.spec, "search": plan.model_dump(mode="json"), "trial_family": base.family})
     return ValidatedJob(family="search", run=run, queue=base.queue, name=base.name, tier=base.tier)

@@ -18,6 +18,7 @@ from service.jobs import lifecycle
 from service.jobs.limits import set_limits
 from service.lab.fair_share import queue_order, usage_by_owner
 from service.lab.users import create_user
+from tests.support.sql import statements
 from tests.support.workers import heartbeat
 
 SPEC = {"dataset": "iris", "algorithm": "knn"}
@@ -207,3 +208,24 @@ def test_queued_limit_is_a_429_naming_it(client, alice, settings):
         assert client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice).status_code == 201
     error = assert_error(client.post("/api/v1/jobs", json=IRIS_KNN, headers=alice), 429, "max_queued", "limit_reached")
     assert "limit is 20" in error["message"]
+
+
+def test_a_round_reads_the_jobs_once_and_a_look_at_a_full_queue_takes_no_lock(db, dispatcher, lab):
+    _users, submit, worker = lab
+    worker("cpu", concurrency=1)
+    first, second = submit("anna", queue="cpu", count=2)
+    with statements(db) as seen, db.session() as session:
+        assert dispatcher.round_needed(session)
+        assert dispatcher.run_round(session) == [first]
+    # The look, the round's one read of the queued and running jobs, and fair share's usage
+    # (two jobs wait): not a read per step of the round and per queue.
+    assert sum(" FROM jobs" in s for s in seen) == 3, seen
+    with statements(db) as seen, db.session() as session:
+        assert not dispatcher.round_needed(session)  # the one slot is taken: nothing to do
+    assert not [s for s in seen if not s.startswith("SELECT")], seen
+    assert round_(db, dispatcher) == []  # as the round itself finds
+    start(db, first)
+    finish(db, first)
+    with db.session() as session:
+        assert dispatcher.round_needed(session)
+        assert dispatcher.run_round(session) == [second]

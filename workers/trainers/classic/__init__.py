@@ -138,6 +138,10 @@ def _cross_validate(pipeline, X, y, task, cv, seed, report, steps) -> dict[str, 
     numeric = "prepare" not in pipeline.named_steps and all(pd.api.types.is_numeric_dtype(t) for t in X.dtypes)
     X, y = (X.to_numpy(), y.to_numpy()) if numeric else (X, y)
     rows = (lambda data, index: data[index]) if numeric else (lambda data, index: data.iloc[index])
+    if numeric and task == CLASSIFICATION:
+        # accuracy_score's own sum, without its checks of the labels (the fold's labels are the
+        # training set's, and predict gives back the classes it was fitted on): the same number.
+        scorer = lambda model, X, y: np.average(model.predict(X) == y)  # noqa: E731
     scores = []
     for fold, (fit_rows, score_rows) in enumerate(splitter.split(X, y), start=1):
         model = clone(pipeline).fit(rows(X, fit_rows), rows(y, fit_rows))

@@ -115,6 +115,8 @@ export async function jobPage(container, [jobId], signal) {
     if (result.model_id) {
       parts.push(h("p", {}, h("a", { class: "button", href: `#/models/${result.model_id}`, "data-test": "model-link" },
                                "Open the model")));
+    } else if (result.model_not_kept) {  // a search's trial whose model its search did not keep
+      parts.push(h("p", { class: "muted", "data-test": "model-not-kept" }, "No model kept: ", result.model_not_kept));
     }
     if (result.best_value !== undefined) {
       parts.push(h("section", { class: "card" }, h("h2", {}, "Best"),

@@ -1,0 +1,67 @@
+"""The API's stream hub on SQLite waits on the database's doorbell (service/api/stream_hub.py):
+an event written by another process wakes the streams watching its job. The hub's own round
+is set to a minute here, so a stream woken within the test's wait was rung."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+
+from service.api.stream_hub import StreamHub, job_key, user_key
+from service.core.db import Database
+from service.core.migrate import upgrade
+from service.jobs import lifecycle
+from service.lab.users import create_user
+
+HUB_ROUND_S = 60.0
+WAIT_S = 30.0
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from service.core.db import Database
+    from service.jobs import lifecycle
+    db = Database(sys.argv[1])
+    with db.session() as session:
+        lifecycle.add_event(session, sys.argv[2], "log", {"line": "from another process"})
+    db.dispose()
+    """
+)
+
+
+def test_an_event_from_another_process_wakes_its_streams_through_the_doorbell(tmp_path):
+    url = f"sqlite:///{tmp_path / 'labtrain.db'}"
+    upgrade(url)
+    db = Database(url)
+    with db.session() as session:
+        user, _token = create_user(session, "alice")
+        job = lifecycle.create_job(session, user, family="classic", spec={}, queue="cpu", name=None)
+        job_id, owner_id = job.id, user.id
+
+    async def scenario() -> tuple[bool, bool, bool, str]:
+        hub = StreamHub(db, url, HUB_ROUND_S)
+        await hub.start()
+        try:
+            while hub.state != "polling":  # bound to its doorbell, the newest event read
+                await asyncio.sleep(0.01)
+            with (
+                hub.watching(job_key(job_id)) as mine,
+                hub.watching(user_key(owner_id)) as owners,
+                hub.watching(user_key("someone-else")) as other,
+            ):
+                writer = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, url, job_id)
+                assert await writer.wait() == 0
+                try:
+                    await asyncio.wait_for(mine.wait(), WAIT_S)
+                except TimeoutError:
+                    pass
+                return mine.is_set(), owners.is_set(), other.is_set(), hub.state
+        finally:
+            await hub.stop()
+
+    try:
+        woken, owner_woken, other_woken, state = asyncio.run(scenario())
+    finally:
+        db.dispose()
+    assert state == "polling" and woken and owner_woken and not other_woken

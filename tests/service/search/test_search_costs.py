@@ -1,0 +1,84 @@
+"""What the dispatcher pays per search trial, counted in SQL statements: a trial costs one
+round and one step of its search, and a trial that only started costs neither."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from service.core.broker import make_celery
+from service.core.orm import Job, utcnow
+from service.dispatcher import Dispatcher, _wake_up
+from service.jobs import lifecycle
+from service.search.driver import LEASE_S, SearchDriver
+from tests.service.search.test_search import KNN_SEARCH
+from tests.support.sql import statements
+from tests.support.workers import heartbeat
+
+pytestmark = pytest.mark.fast
+
+
+def rounds(seen: list[str]) -> int:
+    return sum(s.startswith("UPDATE dispatch_lock") for s in seen)
+
+
+def trials(db, parent_id: str) -> list[Job]:
+    with db.session() as session:
+        return list(session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.trial_number)))
+
+
+@pytest.fixture
+def celery(settings):
+    """The broker the dispatcher sends to, its cpu queue emptied afterwards (the session's Redis
+    database is shared with the tests that follow)."""
+    app = make_celery(settings)
+    yield app
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("cpu")
+
+
+def test_a_trial_costs_one_round_and_one_step_and_a_start_costs_neither(client, alice, settings, db, celery):
+    heartbeat(db, "w1", "cpu", concurrency=1)
+    dispatcher = Dispatcher(settings, celery, name="test-dispatcher")
+    driver = SearchDriver(settings, db, dispatcher.name)
+    spec = {**KNN_SEARCH, "search": {**KNN_SEARCH["search"], "trials": 3, "parallel": 2}}
+    parent = client.post("/api/v1/jobs", json=spec, headers=alice).get_json()["id"]
+
+    with statements(db) as seen:  # the search starts: two trials, the one slot takes the first
+        _wake_up(db, dispatcher, [driver])
+    first, second = trials(db, parent)
+    assert rounds(seen) == 1 and first.released_at is not None and second.released_at is None
+
+    with db.session() as session:
+        assert lifecycle.claim(session, first.id, "w1")
+    with statements(db) as seen:  # it starts: nothing to step, no slot free
+        _wake_up(db, dispatcher, [driver])
+    assert rounds(seen) == 0 and not [s for s in seen if not s.startswith("SELECT")]
+
+    with db.session() as session:
+        lifecycle.finish(session, first.id, lifecycle.SUCCEEDED, metrics={"accuracy": 0.9})
+    with statements(db) as seen:  # it ends: one round sends the second, one step submits the third
+        _wake_up(db, dispatcher, [driver])
+    assert rounds(seen) == 1 and sum(s.startswith("INSERT INTO jobs") for s in seen) == 1
+    assert [t.released_at is not None for t in trials(db, parent)] == [True, True, False]
+
+
+def test_a_step_renews_its_lease_only_when_a_third_of_it_has_passed(client, alice, settings, db):
+    driver = SearchDriver(settings, db, "test-dispatcher")
+    parent = client.post("/api/v1/jobs", json=KNN_SEARCH, headers=alice).get_json()["id"]
+    driver.run_pending()  # takes the lease and starts the search
+
+    def lease_writes() -> int:
+        with statements(db) as seen:
+            driver.step(parent)
+        return sum(s.startswith("UPDATE jobs") and "heartbeat_at" in s for s in seen)
+
+    assert lease_writes() == 0
+    renewed = utcnow() - timedelta(seconds=LEASE_S / 3 + 1)
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == parent).values(heartbeat_at=renewed))
+    assert lease_writes() == 1
+    with db.session() as session:
+        assert session.get(Job, parent).worker == "test-dispatcher"
