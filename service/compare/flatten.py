@@ -7,12 +7,11 @@ import json
 import math
 from typing import Any
 
+from service.jobs import keep_model
+
 MAX_PARAMS = 1000  # rows one item adds: a spec is bounded, but a long layer list is still long
 MAX_METRICS = 500
 SHOWN_ELSEWHERE = ("name",)  # a spec's top-level fields an item shows as its own
-# ... and those that are no parameter of the run: when a search's trial keeps its model (its
-# search's best score so far, different in each trial: service/jobs/keep_model.py).
-NOT_PARAMS = (*SHOWN_ELSEWHERE, "keep_model")
 
 
 def flatten_params(spec: dict[str, Any] | None) -> dict[str, Any]:
@@ -20,8 +19,10 @@ def flatten_params(spec: dict[str, Any] | None) -> dict[str, Any]:
     JSON text: `training.metrics` = `["accuracy"]`); a list of objects is indexed
     (`network.layers.1.units`), so one layer's change is one row."""
     flat: dict[str, Any] = {}
+    # A trial's model rule (the search's best score when it was submitted) is no parameter of it.
+    runnable, _rule = keep_model.split(spec or {})
     stack: list[tuple[str, Any]] = [
-        (key, value) for key, value in reversed(list((spec or {}).items())) if key not in NOT_PARAMS
+        (key, value) for key, value in reversed(list(runnable.items())) if key not in SHOWN_ELSEWHERE
     ]
     while stack and len(flat) < MAX_PARAMS:  # a stack, not recursion: a deep spec cannot exhaust it
         path, value = stack.pop()

@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param, Run, RunData, RunInfo, RunTag
 from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH
 
 from service.core.orm import Job, JobEvent, TrackingRun
-from service.jobs import lifecycle
+from service.jobs import keep_model, lifecycle
 from service.tracking.run_ids import JOB_RUN_SUFFIX, job_run_id
 
 DEFAULT_EXPERIMENT_ID = 0
@@ -125,7 +125,8 @@ def job_as_run(
     # Logged tags add to labtrain's (and may rename the run); they never replace which job it is.
     tags = {**job_tags(job, course_name, owner_name)}
     tags.update({k: v for k, v in logged_tags.items() if k not in RESERVED_JOB_TAGS})
-    params = {**flatten_spec(job.spec), **logged_params}
+    # A trial's model rule (the search's best score when it was submitted) is no parameter of it.
+    params = {**flatten_spec(keep_model.split(job.spec or {})[0]), **logged_params}
     at = millis(job.finished_at) or millis(job.heartbeat_at) or millis(job.created_at) or 0
     metrics = [Metric(key, value, at, 0) for key, value in finite_metrics(job.metrics).items()]
     info = RunInfo(

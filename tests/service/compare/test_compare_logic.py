@@ -15,6 +15,8 @@ from service.compare.csv_export import comparison_csv
 from service.compare.flatten import flatten_metrics, flatten_params
 from service.compare.items import JOB, CompareItem, Series
 from service.compare.series import job_series
+from service.jobs import keep_model
+from service.tracking.runs import flatten_spec
 
 pytestmark = pytest.mark.fast
 
@@ -50,6 +52,20 @@ def test_a_spec_flattens_to_dotted_names_with_layers_indexed_and_plain_lists_as_
     }
     assert flatten_params(None) == {}
     assert flatten_params({"x": math.nan}) == {"x": "nan"}  # JSON has no NaN
+
+
+def test_a_trials_model_rule_is_no_parameter_in_compare_or_in_its_mlflow_run():
+    # The search's best score when the trial was submitted differs in every trial: shown as a
+    # parameter it would be the one "difference" between trials that differ in nothing else.
+    spec = {"dataset": "wine", "algorithm": "knn", "keep_model": {"metric": "accuracy", "better_than": 0.9}}
+    assert flatten_params(spec) == {"dataset": "wine", "algorithm": "knn"}
+    assert flatten_spec(spec) == {
+        "dataset": "wine",
+        "algorithm": "knn",
+        "keep_model.metric": "accuracy",
+        "keep_model.better_than": "0.9",
+    }  # the generic flattening keeps it ...
+    assert "keep_model.metric" not in flatten_spec(keep_model.split(spec)[0])  # ... the run view splits it off
 
 
 def test_a_deep_spec_flattens_without_recursion():
