@@ -63,7 +63,8 @@ class Dispatcher:
         now = utcnow()
         online = worker_registry.online(session)
         jobs = _slot_jobs(session)
-        if self._reap(session, now, jobs):
+        reaped = self._reap(session, now, jobs)
+        if reaped:
             jobs = _slot_jobs(session, again=True)  # requeued or failed by a statement of their own
         if self.slurm:
             self.slurm.reconcile(session, now)
@@ -72,7 +73,10 @@ class Dispatcher:
         preempt_before = now - timedelta(seconds=self.settings.preempt_after_s)
         released = []
         for queue, device in self.devices.items():
-            mine = [job for job in jobs if job.queue == queue]
+            # A job requeued this round waits for the next: sent now, before this round commits, a
+            # worker's claim would still see it running and drop it (then it waits resend_after_s).
+            # The requeue's status event wakes the next round at once.
+            mine = [job for job in jobs if job.queue == queue and job.id not in reaped]
             if self.slurm and self.slurm.serves(queue):  # SLURM keeps its own preemption and placement
                 released += self._fill(session, queue, now, mine, [], None, self.slurm.free_slots(session, queue))
                 continue
@@ -140,9 +144,9 @@ class Dispatcher:
         except IntegrityError:  # another dispatcher made it first
             session.execute(take)
 
-    def _reap(self, session: Session, now: datetime, jobs: list[Job]) -> bool:
+    def _reap(self, session: Session, now: datetime, jobs: list[Job]) -> set[str]:
         """Running jobs whose heartbeat stopped lost their worker: run them again, or fail them.
-        True when there were any."""
+        Returns their ids."""
         stale = now - timedelta(seconds=self.settings.job_heartbeat_timeout_s)
         lost = [
             job for job in jobs if job.status == RUNNING and job.heartbeat_at is not None and job.heartbeat_at < stale
@@ -154,7 +158,7 @@ class Dispatcher:
                 f"worker {job.worker} lost",
                 f"the job's worker stopped responding in each of its {job.attempt} attempts (last on {job.worker})",
             )
-        return bool(lost)
+        return {job.id for job in lost}
 
     def _resend(self, session: Session, now: datetime, online: set[str], jobs: list[Job]) -> None:
         """Jobs sent but never taken: the broker may have lost them. A duplicate is dropped by the claim.

@@ -179,6 +179,8 @@ class Source(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
+    # A trial number is taken by inserting its job: never twice in one search.
+    __table_args__ = (Index("uq_jobs_parent_trial", "parent_id", "trial_number", unique=True),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)

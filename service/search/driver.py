@@ -29,7 +29,7 @@ from service.core import storage
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.errors import SpecError
-from service.core.orm import Job, User, utcnow
+from service.core.orm import Job, JobEvent, User, utcnow
 from service.jobs import keep_model, lifecycle, submission
 from service.jobs.context import SubmitContext
 from service.jobs.lifecycle import FINISHED, QUEUED, RUNNING
@@ -140,7 +140,10 @@ class SearchDriver:
             folder = storage.job_dir(self.settings, parent_id)
             state = self._load(parent_id, folder, search)
             children = _children(session, parent_id, told=set(state.told))
+            announced = _announced(session, parent, state)
         study = self._study(parent_id, folder, search, state)
+        # The job rows are the truth; the state file and the journal catch up with them here.
+        orphans = _adopt(study, state, children, resubmit=not cancel)
         submitted = 0
         active = sum(1 for c in children if c.status not in FINISHED)
         try:
@@ -149,11 +152,14 @@ class SearchDriver:
                 for c in children
                 if c.status in FINISHED and c.trial_number not in state.told
             ]
+            outcomes = [event for event in outcomes if event["number"] not in announced]
             while True:
                 asked = []
                 if not cancel and len(state.told) < search.trials:
-                    wanted = min(search.parallel - active, search.trials - len(state.trials))
-                    asked = self._ask(study, state, search, wanted) if wanted > 0 else []
+                    wanted = max(min(search.parallel - active, search.trials - len(state.trials)), 0)
+                    asked, orphans = orphans[:wanted], orphans[wanted:]  # their own numbers first
+                    wanted -= len(asked)
+                    asked += self._ask(study, state, search, wanted) if wanted > 0 else []
                 with self.db.session() as session:
                     for event in outcomes:
                         lifecycle.add_event(session, parent_id, "trial", event)
@@ -174,8 +180,12 @@ class SearchDriver:
                     break
                 # A trial whose spec was refused is a failed trial: tell it, then ask again.
                 outcomes = [self._record(study, state, search, record) for record in rejected]
-        finally:
-            self._save(parent_id, folder, state)
+        except BaseException:
+            # The state file never claims more than the rows: a step whose commit failed (another
+            # driver took a trial number first, say) is redone from them by the next step.
+            self._states.pop(parent_id, None)
+            raise
+        self._save(parent_id, folder, state)
         # What this step saw: the trials as read at its start, plus those it submitted. A trial
         # that finished meanwhile makes the next look differ, so it gets a step of its own.
         known = {c.id for c in children}
@@ -354,17 +364,14 @@ class SearchDriver:
             self._journals[parent_id] = studies.open_journal(
                 folder, name, self.settings.database_url, begun=bool(state.trials)
             )
-        sampler = new_sampler(search, asked=len(state.trials))
         study = self._studies.get(parent_id)
         if study is None:
             study = self._studies[parent_id] = optuna.create_study(
-                study_name=name,
-                storage=self._journals[parent_id],
-                direction=search.direction,
-                load_if_exists=True,
-                sampler=sampler,
+                study_name=name, storage=self._journals[parent_id], direction=search.direction, load_if_exists=True
             )
-        study.sampler = sampler
+        # Seeded by every trial ever asked (the journal's count, not the state's, which lags after
+        # a crash): a step after a dispatcher died never draws what the dead step drew.
+        study.sampler = new_sampler(search, asked=len(study.get_trials(deepcopy=False)))
         return study
 
 
@@ -390,6 +397,37 @@ def _file_version(path: Path) -> tuple | None:
     except FileNotFoundError:
         return None
     return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def _adopt(study, state: SearchState, children: list[Trial], resubmit: bool) -> list[tuple[int, dict]]:
+    """Reconciles the state with the job rows, after a step that died (a dispatcher killed)
+    between asking Optuna, committing the trials' jobs and saving the state. A row the state
+    misses joins it (else the search would ask one trial too many); a trial Optuna asked that
+    has no row is returned, to submit under its own number (else that number would be missing
+    from the search), and leaves the state until it is. A metaheuristic's optimiser asks
+    afresh instead (its saved state predates the lost ask): such a number stays unused, failed
+    in the journal at the end (`_close_orphans`)."""
+    asked = study.get_trials(deepcopy=False)
+    rows = {child.trial_number for child in children}
+    for number in rows - state.trials.keys():
+        child = next(c for c in children if c.trial_number == number)
+        state.trials[number] = TrialRecord(number, asked[number].params, child.id)
+    if not resubmit or state.optimizer is not None:
+        return []
+    unsubmitted = [t for t in asked if t.state == TrialState.RUNNING and t.number not in rows]
+    for trial in unsubmitted:
+        state.trials.pop(trial.number, None)  # a record whose job's commit never came
+    return [(trial.number, trial.params) for trial in unsubmitted]
+
+
+def _announced(session: Session, parent: Job, state: SearchState) -> set[int]:
+    """The trials whose `trial` event a step committed but whose tell its state file missed (it
+    died before saving): told again to the strategy, never announced twice. The progress,
+    written in the same commit as the events, says when there are any; most steps read nothing."""
+    if (parent.progress or {}).get("trials_done", 0) <= len(state.told):
+        return set()
+    events = session.scalars(select(JobEvent.data).where(JobEvent.job_id == parent.id, JobEvent.type == "trial"))
+    return {event["number"] for event in events} - set(state.told)
 
 
 def _close_orphans(study) -> None:

@@ -177,11 +177,34 @@ def test_a_job_whose_worker_stopped_heartbeating_is_requeued_then_failed(db, dis
         with db.session() as session:
             job = session.get(Job, job_id)
             assert job.attempt == attempt
-            # re-queued and sent again in the same round, until the attempts are spent
-            assert (job.status, released) == (("queued", [job_id]) if attempt == 1 else ("failed", []))
+            # re-queued (and sent by the next round), until the attempts are spent
+            assert (job.status, released) == (("queued", []) if attempt == 1 else ("failed", []))
+        if attempt == 1:
+            assert round_(db, dispatcher) == [job_id]
     assert job.error_code == "worker_lost" and "2 attempts" in job.error
     with db.session() as session:  # the first attempt, if it were still alive, could not finish it
         assert not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED, attempt=1)
+
+
+def test_a_job_requeued_from_a_lost_worker_is_sent_after_its_requeue_commits(db, dispatcher, lab, settings):
+    _users, submit, worker = lab
+    worker("cpu")
+    job_id = submit("anna", queue="cpu")[0]
+    assert round_(db, dispatcher) == [job_id]
+    start(db, job_id)
+    broker = redis.Redis.from_url(settings.broker_url)
+    broker.delete("cpu")  # the worker took the first message
+    with db.session() as session:  # the worker dies: its heartbeat gets old
+        stale = utcnow() - timedelta(seconds=settings.job_heartbeat_timeout_s + 1)
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=stale))
+    # Sent inside the round that requeues it, a worker's claim could run before the round
+    # commits, see the job still running, and drop it: the round sends nothing.
+    assert round_(db, dispatcher) == []
+    assert broker.llen("cpu") == 0
+    assert round_(db, dispatcher) == [job_id]  # the next round, which the requeue's commit wakes
+    assert any(job_id in m.decode() for m in broker.lrange("cpu", 0, -1))
+    with db.session() as session:
+        assert lifecycle.claim(session, job_id, "w1")
 
 
 def test_a_message_the_broker_lost_is_sent_again(db, dispatcher, lab, settings):
