@@ -39,6 +39,8 @@ _state: dict[str, object] = {}
 
 
 def create_worker_app(settings: Settings, worker_name: str) -> Celery:
+    if not settings.embedded_broker:
+        survive_redis_loss_while_closing()
     app = make_celery(settings)
 
     @app.task(name=RUN_JOB_TASK, ignore_result=True)
@@ -46,6 +48,30 @@ def create_worker_app(settings: Settings, worker_name: str) -> Celery:
         return _runner(settings, worker_name).run(job_id)
 
     return app
+
+
+def survive_redis_loss_while_closing() -> None:
+    """When Redis goes away, Celery's consumer first collects the broker connection (which
+    forgets the broker's address) and then closes it. A channel whose close was cut short
+    in the first pass (a BRPOP still in flight while another socket reported the loss) puts
+    its unacked messages back in the second pass, builds a Redis pool from the forgotten
+    address and fails with AttributeError, which Celery treats as unrecoverable: the worker
+    exits (kombu 5.7.0). Raise a connection error there instead, as the first pass does with
+    Redis down; Celery then reconnects, and the message waits in Redis's unacked set as it
+    would have anyway."""
+    from kombu.transport import redis as kombu_redis
+
+    connparams = kombu_redis.Channel._connparams
+    if getattr(connparams, "closed_connection_guard", False):
+        return
+
+    def guarded(channel, asynchronous=False):
+        if channel.connection is None or channel.connection.client is None:
+            raise kombu_redis.redis.exceptions.ConnectionError("the broker connection is already closed")
+        return connparams(channel, asynchronous=asynchronous)
+
+    guarded.closed_connection_guard = True
+    kombu_redis.Channel._connparams = guarded
 
 
 def _runner(settings: Settings, worker_name: str) -> JobRunner:
