@@ -5,13 +5,10 @@ mid-job, and a Redis restart while jobs wait."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
 import time
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from service.core.db import Database
@@ -27,6 +24,7 @@ from tests.support.processes import (
     stop_all,
     wait_until_healthy,
 )
+from tests.support.redis_server import RedisServer
 
 FAST_RECOVERY = {
     "LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S": "3",
@@ -265,14 +263,11 @@ def test_fair_share_lets_other_students_in_before_a_heavy_user(tmp_path, make_pg
 
 
 def test_restarting_redis_loses_no_queued_job(tmp_path, make_pg_database):
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    _wait_redis(port)
+    server = RedisServer()
     lab = start_lab(
         tmp_path,
         make_pg_database,
-        f"redis://127.0.0.1:{port}/0",
+        server.url,
         ["--queues", "cpu", "--concurrency", "2"],
         LABTRAIN_MAX_QUEUED="100",
     )
@@ -281,30 +276,13 @@ def test_restarting_redis_loses_no_queued_job(tmp_path, make_pg_database):
         ids = [
             client.post("/api/v1/jobs", json={"dataset": "wine", "algorithm": "svm"}).json()["id"] for _ in range(50)
         ]
-        server.terminate()  # Redis goes away, and everything it held with it
-        server.wait()
+        server.stop()  # Redis goes away, and everything it held with it
         time.sleep(2)
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        _wait_redis(port)
+        server.start()
         jobs = [client.wait_for(job_id, timeout=180) for job_id in ids]
         assert [j["status"] for j in jobs] == ["succeeded"] * 50
         assert {j["attempt"] for j in jobs} == {1}  # each ran exactly once
         assert all(epochs_and_attempts(client, j["id"])[1] == [1] for j in jobs[:10])
     finally:
         lab.stop()
-        server.terminate()
-        server.wait()
-
-
-def _wait_redis(port: int) -> None:
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            return
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise TimeoutError("redis did not start")
-
-
-assert shutil.which("redis-server"), "redis-server is needed for the Redis restart test"
+        server.stop()

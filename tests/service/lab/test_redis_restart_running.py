@@ -4,11 +4,10 @@ its first attempt, and a job submitted afterwards runs too (issue: the worker us
 
 from __future__ import annotations
 
-import subprocess
 import time
 
-from tests.conftest import free_port
-from tests.service.lab.test_lab_server import _wait_redis, epochs_and_attempts, start_lab, wait_epoch
+from tests.service.lab.test_lab_server import epochs_and_attempts, start_lab, wait_epoch
+from tests.support.redis_server import RedisServer
 
 # A few seconds of training, so Redis can go away in the middle of it.
 SLOW_JOB = {
@@ -20,25 +19,18 @@ SLOW_JOB = {
 
 
 def test_a_worker_running_a_job_survives_redis_restarting(tmp_path, make_pg_database):
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    _wait_redis(port)
+    server = RedisServer()
     # Two pool processes, one job: the worker keeps a BRPOP waiting for a second job while the
     # first runs, which is what let the loss of Redis end the worker.
-    lab = start_lab(
-        tmp_path, make_pg_database, f"redis://127.0.0.1:{port}/0", ["--queues", "cpu", "--concurrency", "2"]
-    )
+    lab = start_lab(tmp_path, make_pg_database, server.url, ["--queues", "cpu", "--concurrency", "2"])
     worker = lab.processes[1]
     try:
         client = lab.student("ada")
         running = client.post("/api/v1/jobs", json=SLOW_JOB).json()["id"]
         wait_epoch(client, running, 1)
-        server.terminate()  # Redis goes away with the job's unacked message in it
-        server.wait()
+        server.stop()  # Redis goes away with the job's unacked message in it
         time.sleep(2)
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        _wait_redis(port)
+        server.start()
 
         done = client.wait_for(running, timeout=180)
         log = worker.log_path.read_text(errors="replace")
@@ -52,5 +44,4 @@ def test_a_worker_running_a_job_survives_redis_restarting(tmp_path, make_pg_data
         assert worker.proc.poll() is None
     finally:
         lab.stop()
-        server.terminate()
-        server.wait()
+        server.stop()

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 
 import pytest
-import redis
 from sqlalchemy import func, select
 
 from service.core.orm import Job
 from tests.conftest import free_port
 from tests.service.lab.test_lab_server import FAST_RECOVERY, Lab
 from tests.support.processes import Client, ServiceProcess, deployment_env, start_stack, wait_until_healthy
+from tests.support.redis_server import RedisServer
 
 MAX_ATTEMPTS = int(FAST_RECOVERY["LABTRAIN_MAX_ATTEMPTS"])
 TRIALS = 36
@@ -39,34 +38,6 @@ SEARCH = {
 }
 WINE_ROW = [13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050]
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-class RedisServer:
-    """A redis-server of the test's own on a fixed port, which it may stop and start again (empty:
-    no snapshot, no append-only file)."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen([*command, "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise TimeoutError("redis-server did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait()
 
 
 class ChaosLab(Lab):
