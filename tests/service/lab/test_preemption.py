@@ -20,7 +20,9 @@ def test_a_waiting_debug_job_takes_a_batch_jobs_slot_and_the_batch_job_resumes(
         make_pg_database,
         make_redis_url(),
         ["--queues", "cpu", "--concurrency", "1", "--name", "w1@lab"],
-        LABTRAIN_PREEMPT_AFTER_S="1",
+        # Asked at the round the debug job's submit wakes: with a wait of a second or two, the
+        # batch job's last epochs could end first, and nothing would be preempted.
+        LABTRAIN_PREEMPT_AFTER_S="0",
     )
     try:
         anna, ben = lab.student("anna"), lab.student("ben")
