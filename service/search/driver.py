@@ -142,8 +142,12 @@ class SearchDriver:
             children = _children(session, parent_id, told=set(state.told))
             announced = _announced(session, parent, state)
         study = self._study(parent_id, folder, search, state)
+        asked_ever = study.get_trials(deepcopy=False)  # reads the journal's new lines: once a step
+        # Seeded by every trial ever asked (the journal's count, not the state's, which lags after
+        # a crash): a step after a dispatcher died never draws what the dead step drew.
+        study.sampler = new_sampler(search, asked=len(asked_ever))
         # The job rows are the truth; the state file and the journal catch up with them here.
-        orphans = _adopt(study, state, children, resubmit=not cancel)
+        orphans = _adopt(asked_ever, state, children, resubmit=not cancel)
         submitted = 0
         active = sum(1 for c in children if c.status not in FINISHED)
         try:
@@ -356,8 +360,8 @@ class SearchDriver:
 
     # -- Optuna ---------------------------------------------------------------------------
     def _study(self, parent_id: str, folder, search: SearchPlan, state: SearchState):
-        """The search's study, opened once while it runs (opening appends to the journal), with
-        this step's sampler."""
+        """The search's study, opened once while it runs (opening appends to the journal); each
+        step gives it its sampler."""
         name = f"labtrain-{parent_id}"
         if parent_id not in self._journals:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -369,9 +373,6 @@ class SearchDriver:
             study = self._studies[parent_id] = optuna.create_study(
                 study_name=name, storage=self._journals[parent_id], direction=search.direction, load_if_exists=True
             )
-        # Seeded by every trial ever asked (the journal's count, not the state's, which lags after
-        # a crash): a step after a dispatcher died never draws what the dead step drew.
-        study.sampler = new_sampler(search, asked=len(study.get_trials(deepcopy=False)))
         return study
 
 
@@ -399,7 +400,7 @@ def _file_version(path: Path) -> tuple | None:
     return info.st_ino, info.st_mtime_ns, info.st_size
 
 
-def _adopt(study, state: SearchState, children: list[Trial], resubmit: bool) -> list[tuple[int, dict]]:
+def _adopt(asked: list, state: SearchState, children: list[Trial], resubmit: bool) -> list[tuple[int, dict]]:
     """Reconciles the state with the job rows, after a step that died (a dispatcher killed)
     between asking Optuna, committing the trials' jobs and saving the state. A row the state
     misses joins it (else the search would ask one trial too many); a trial Optuna asked that
@@ -407,11 +408,9 @@ def _adopt(study, state: SearchState, children: list[Trial], resubmit: bool) -> 
     from the search), and leaves the state until it is. A metaheuristic's optimiser asks
     afresh instead (its saved state predates the lost ask): such a number stays unused, failed
     in the journal at the end (`_close_orphans`)."""
-    asked = study.get_trials(deepcopy=False)
-    rows = {child.trial_number for child in children}
-    for number in rows - state.trials.keys():
-        child = next(c for c in children if c.trial_number == number)
-        state.trials[number] = TrialRecord(number, asked[number].params, child.id)
+    rows = {child.trial_number: child for child in children}
+    for number in rows.keys() - state.trials.keys():
+        state.trials[number] = TrialRecord(number, asked[number].params, rows[number].id)
     if not resubmit or state.optimizer is not None:
         return []
     unsubmitted = [t for t in asked if t.state == TrialState.RUNNING and t.number not in rows]
