@@ -25,6 +25,7 @@ const routes = [
   [/^#\/competitions\/([\w-]+)$/, competitionPage],
   [/^#\/compare(?:\?(.*))?$/, comparePage],
   [/^#\/runs(?:\?(.*))?$/, runsPage],
+  [/^#\/experiments\/([^/?]+)(?:\/runs\/([^/?]+))?(?:[/?].*)?$/, mlflowLink],
   [/^(#\/?|#\/jobs)?$/, jobsPage],
 ];
 
@@ -49,6 +50,19 @@ function route() {
     }
   }
   fill(view, h("p", {}, "No such page. ", h("a", { href: "#/jobs" }, "Back to the jobs")));
+}
+
+// A job's MLflow run id is its id then ten zeros (service/tracking/run_ids.py).
+const JOB_RUN_ID = /^([0-9a-f]{22})0{10}$/;
+
+// MLflow's UI links, as its client prints them where labtrain is the tracking URI and as
+// students paste them (#/experiments/<id>/runs/<run id>, #/experiments/<id>, and their
+// sub-pages): a job's run opens the job, another run its experiment's runs with it marked.
+// The link's own entry in the history is replaced, so Back leaves for the page before.
+async function mlflowLink(_container, [experiment, runId]) {
+  const job = runId ? runId.match(JOB_RUN_ID) : null;
+  const asked = new URLSearchParams({ experiment, ...(runId ? { run: runId } : {}) });
+  location.replace(job ? `#/jobs/${job[1]}` : `#/runs?${asked}`);
 }
 
 // Runs `fn` now and every `ms` until the page is left.

@@ -55,7 +55,8 @@ export async function jobPage(container, [jobId], signal) {
         compareTrials(job), cancel),
       h("p", {}, statusBadge(job.status, { id: "job-status" }), " ",
         job.position ? h("span", { class: "muted" }, `position ${job.position} in the ${job.queue} queue `) : null,
-        h("span", { class: "muted" }, `${job.family} · ${job.id} · ${job.owner} · created ${formatTime(job.created_at)}`),
+        h("span", { class: "muted" }, `${job.family} · `, h("span", { "data-test": "job-queue" }, `${job.queue} queue`),
+          ` · ${job.id} · ${job.owner} · created ${formatTime(job.created_at)}`),
         job.tier === "debug" ? h("span", { class: "badge", "data-test": "job-tier" }, " debug") : null),
       // Why a queued job is not dispatched yet (its course's budget), as the API words it.
       job.status === "queued" && job.waiting ? h("p", { class: "waiting", "data-test": "job-waiting",

@@ -1,5 +1,6 @@
 // The submit form, generated from GET /api/v1/algorithms: each parameter's input follows
-// its type, default and bounds, so the form never drifts from what the API accepts.
+// its type, default and bounds, so the form never drifts from what the API accepts. Its queue
+// choice comes from GET /api/v1/queue, each queue offered for the devices it runs jobs on.
 import { api } from "./api.js";
 import { h, fill, errorBox, markInvalid } from "./ui.js";
 
@@ -55,12 +56,27 @@ function select(field, options, selected) {
            options.map(([value, text]) => h("option", { value, selected: value === selected }, text)));
 }
 
+// "bigmem (cpu) — the 512 GB server": a queue as the select offers it.
+function queueLabel(name, queue) {
+  return `${name} (${queue.device})${queue.description ? ` — ${queue.description}` : ""}`;
+}
+
+// What a chosen queue takes and who serves it, beside the select.
+function queueHint(queue) {
+  if (!queue) return "By the job's device: cpu, or gpu for a GPU job (auto: while a GPU worker is online).";
+  const limits = Object.entries(queue.max || {}).map(([key, value]) => `${key} ${value}`);
+  const served = queue.backend === "slurm" ? `SLURM partition ${queue.partition}`
+    : `${queue.workers.length} worker${queue.workers.length === 1 ? "" : "s"} online`;
+  return [served, limits.length ? `at most ${limits.join(", ")} per job` : null].filter(Boolean).join("; ");
+}
+
 function labelled(text, input) {
   return h("div", { class: "field" }, h("label", { for: input.id }, text), input);
 }
 
 export async function submitPage(container, _params, signal) {
-  const [catalog, datasets] = await Promise.all([api("/algorithms", { signal }), api("/datasets", { signal })]);
+  const [catalog, datasets, { queues }] = await Promise.all([
+    api("/algorithms", { signal }), api("/datasets", { signal }), api("/queue", { signal })]);
   // The server's families (GET /algorithms lists them with their titles), those this page has a form for.
   const forms = { classic: classicFields, network: networkFields, code: codeFields };
   const offered = catalog.families.filter((f) => f.name in forms);
@@ -70,6 +86,24 @@ export async function submitPage(container, _params, signal) {
   const fields = h("div");
   const message = h("div", { "data-test": "form-message" });
   let build = () => ({});
+  // The device the job asks for as the form knows it: a classic job's is always the CPU.
+  let deviceOf = () => "cpu";
+  const queue = h("select", { id: "queue", name: "queue", "data-field": "queue", "data-test": "field-queue" });
+  const queueAbout = h("small", { class: "muted", "data-test": "queue-hint" });
+
+  // The queues this job may go to: a GPU queue for a GPU job, a CPU queue for a CPU job, either
+  // for "auto" (the API decides: a GPU queue makes it a GPU job); the choice kept while offered.
+  function showQueues() {
+    const device = deviceOf();
+    const fitting = Object.entries(queues).filter(([, q]) => device === "auto" || q.device === device);
+    const kept = fitting.some(([q]) => q === queue.value) ? queue.value : "";
+    fill(queue, h("option", { value: "" }, "default (by device)"),
+         fitting.map(([q, entry]) => h("option", { value: q, selected: q === kept }, queueLabel(q, entry))));
+    queue.value = kept;
+    showQueueHint();
+  }
+  const showQueueHint = () => fill(queueAbout, queueHint(queues[queue.value]));
+  queue.addEventListener("change", showQueueHint);
 
   // Built-ins not installed on this server are left out; one served by its subset says so (its label).
   const datasetOptions = (images) => datasets.items
@@ -93,6 +127,7 @@ export async function submitPage(container, _params, signal) {
     showParams();
     fill(fields, labelled("Data set", dataset), labelled("Algorithm", algorithm), params,
          labelled("Cross-validation folds", cv));
+    deviceOf = () => "cpu"; // classic algorithms run on the CPU: the API refuses a GPU queue
     build = () => {
       const spec = { dataset: datasetValue(dataset.value), algorithm: algorithm.value, params: {} };
       for (const input of inputs) {
@@ -115,6 +150,8 @@ export async function submitPage(container, _params, signal) {
     fill(fields, labelled("Data set", dataset), labelled("Framework", framework), labelled("Network", preset),
          h("fieldset", { "data-test": "training" }, h("legend", {}, "Training"), training.map((i) => i.row)),
          labelled("Device", device));
+    deviceOf = () => device.value;
+    device.addEventListener("change", showQueues);
     build = () => {
       const spec = { dataset: datasetValue(dataset.value), framework: framework.value,
                      network: { preset: preset.value }, training: {}, device: device.value };
@@ -142,6 +179,8 @@ export async function submitPage(container, _params, signal) {
          labelled("Data set", dataset), labelled("Device", device), labelled("Memory (MB)", memory),
          h("p", { class: "muted" }, "In the script or notebook, import labtrain_job: report(epoch=..., loss=...) draws live curves, ",
            "and files saved under labtrain_job.outputs_dir() become the job's artifacts."));
+    deviceOf = () => device.value;
+    device.addEventListener("change", showQueues);
     build = async () => {
       if (!file.files.length) throw Object.assign(new Error("choose a .py file, a notebook (.ipynb) or a project (.zip, .tar.gz)"),
                                                   { field: "code.source" });
@@ -157,12 +196,16 @@ export async function submitPage(container, _params, signal) {
     };
   }
 
-  const showFields = () => forms[kind.value]();
+  const showFields = () => {
+    forms[kind.value]();
+    showQueues();
+  };
   kind.addEventListener("change", showFields);
   showFields();
 
   const form = h("form", { class: "card", "data-test": "submit-form", novalidate: true },
     h("h1", {}, "Submit a job"), labelled("Kind", kind), labelled("Name", name), fields,
+    h("div", { class: "field" }, h("label", { for: queue.id }, "Queue"), queue, queueAbout),
     h("button", { type: "submit", "data-test": "submit-job" }, "Submit"), message);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -170,6 +213,7 @@ export async function submitPage(container, _params, signal) {
     try {
       const spec = await build();
       if (name.value.trim()) spec.name = name.value.trim();
+      if (queue.value) spec.queue = queue.value; // none chosen: the API picks cpu or gpu by the device
       const job = await api("/jobs", { method: "POST", json: spec, signal });
       location.hash = `#/jobs/${job.id}`;
     } catch (error) {
