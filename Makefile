@@ -38,12 +38,15 @@ lint: $(STAMP)
 # without a Docker engine (tests/test_deploy.py), and Chromium for the dashboard's browser tests
 # (Playwright drives it; `playwright install` would download from a CDN), and slurm-wlm, whose
 # slurmctld and slurmd the SLURM backend's tests start as a one-node cluster of their own
-# (tests/support/slurm_cluster.py). Installed when
-# missing if we are root; otherwise the command is printed. Each entry is command:package.
+# (tests/support/slurm_cluster.py), with slurmrestd beside it and SLURM's JWT plugin, which both
+# need (tests/support/slurmrestd.py). Installed when missing if we are root; otherwise the command
+# is printed. Each entry is command:package (or a file's path, a pattern, for a plugin).
 RUN_TOOLS := bwrap:bubblewrap
-TEST_TOOLS := $(RUN_TOOLS) docker-compose:docker-compose chromium:chromium slurmctld:slurm-wlm
+TEST_TOOLS := $(RUN_TOOLS) docker-compose:docker-compose chromium:chromium slurmctld:slurm-wlm \
+	slurmrestd:slurmrestd /usr/lib/*/slurm-wlm/auth_jwt.so:slurm-wlm-jwt-plugin
 define install_missing
-	@missing=""; for entry in $(1); do command -v $${entry%%:*} >/dev/null 2>&1 || missing="$$missing $${entry#*:}"; done; \
+	@missing=""; for entry in $(1); do found=$$(command -v $${entry%%:*} 2>/dev/null || ls $${entry%%:*} 2>/dev/null); \
+	  [ -n "$$found" ] || missing="$$missing $${entry#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -10,7 +10,10 @@ releasing a job twice. Families whose jobs take no slot (a search) are driven he
 by the driver their registry record names: their trials are jobs this dispatcher then
 schedules. A queue a SLURM partition serves (LABTRAIN_QUEUES) keeps its depth of jobs submitted
 there with sbatch, and each round past its poll interval reconciles them with SLURM
-(service/slurm/backend.py); with no such queue none of that runs.
+(service/slurm/backend.py); with no such queue none of that runs, unless SLURM still holds jobs of
+a queue since removed: those are reconciled until they end there. A queue no longer configured
+keeps its queued jobs, never sent (one sent before is taken back), until an admin moves or
+cancels them (service/lab/removed_queues.py); the log says which queues hold such jobs.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Dispatcher:
         # The queues a SLURM partition serves (LABTRAIN_QUEUES); None: every queue on Celery.
         slurm = slurm_queues.load(settings.queues)
         self.slurm = SlurmBackend(settings, slurm) if slurm else None
+        self._removed_seen: dict[str, tuple[int, int]] = {}  # what the log last said of removed queues
 
     def run_round(self, session: Session) -> list[str]:
         """One round under the lock; returns the ids of the jobs released. The queued and running
@@ -66,9 +70,12 @@ class Dispatcher:
         reaped = self._reap(session, now, jobs)
         if reaped:
             jobs = _slot_jobs(session, again=True)  # requeued or failed by a statement of their own
+        self._slurm_for_left_jobs(any(self._left_in_slurm(job) for job in jobs))
         if self.slurm:
-            self.slurm.reconcile(session, now)
+            if not self.slurm.reconcile(session, now) and not self.slurm.queues:
+                self.slurm = None  # the last job a removed SLURM queue left has ended there
             jobs = _slot_jobs(session, again=True)
+        self._hold_removed(jobs)
         self._resend(session, now, {w.name for w in online}, jobs)
         preempt_before = now - timedelta(seconds=self.settings.preempt_after_s)
         released = []
@@ -77,7 +84,7 @@ class Dispatcher:
             # worker's claim would still see it running and drop it (then it waits resend_after_s).
             # The requeue's status event wakes the next round at once.
             mine = [job for job in jobs if job.queue == queue and job.id not in reaped]
-            if self.slurm and self.slurm.serves(queue):  # SLURM keeps its own preemption and placement
+            if self._slurm_serves(queue):  # SLURM keeps its own preemption and placement
                 released += self._fill(session, queue, now, mine, [], None, self.slurm.free_slots(session, queue))
                 continue
             workers = [w for w in online if w.serves(queue)]
@@ -112,17 +119,26 @@ class Dispatcher:
                 func.count().filter(waiting),
                 func.count().filter(waiting & (Job.course_id.is_not(None) | (Job.created_at < preempt_before))),
                 func.count().filter(lost),
+                func.count().filter(~waiting & (Job.status == QUEUED) & Job.backend_id.is_(None)),  # at a broker
+                func.count().filter(Job.backend_id.is_not(None)),  # SLURM holds them
             )
             .where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
             .group_by(Job.queue)
         ).all()
+        if self._slurm_for_left_jobs(any(row[-1] for row in rows if not self._slurm_serves(row[0]))):
+            return True
         online = None
-        for queue, busy, waits, held_or_old, lost_or_unsent in rows:
+        for queue, busy, waits, held_or_old, lost_or_unsent, sent, _in_slurm in rows:
+            if queue not in self.devices:  # no longer configured: its jobs wait for an admin
+                # A lost worker, a job sent before to take back, or news for the log.
+                if lost_or_unsent or sent or self._removed_seen.get(queue) != (waits, busy):
+                    return True
+                continue
             if lost_or_unsent or held_or_old:
                 return True
-            if not waits or queue not in self.devices:
+            if not waits:
                 continue
-            if self.slurm and self.slurm.serves(queue):
+            if self._slurm_serves(queue):
                 return True
             online = worker_registry.online(session) if online is None else online
             workers = [w for w in online if w.serves(queue)]
@@ -143,6 +159,49 @@ class Dispatcher:
                 session.execute(insert(DispatchLock).values(id=1, holder=self.name, taken_at=utcnow()))
         except IntegrityError:  # another dispatcher made it first
             session.execute(take)
+
+    def _slurm_serves(self, queue: str) -> bool:
+        return self.slurm is not None and self.slurm.serves(queue)
+
+    def _left_in_slurm(self, job: Job) -> bool:
+        """A job SLURM holds for a queue it no longer serves (removed, or now on Celery)."""
+        return job.backend_id is not None and not self._slurm_serves(job.queue)
+
+    def _slurm_for_left_jobs(self, left: bool) -> bool:
+        """With no SLURM queue configured, a SLURM backend for the jobs removed queues left there,
+        reconciled as any (service/slurm/backend.py). True when one was made now."""
+        if not left or self.slurm is not None:
+            return False
+        log.warning("jobs of a SLURM queue no longer configured are still in SLURM: following them there")
+        self.slurm = SlurmBackend(self.settings, {})
+        return True
+
+    def _hold_removed(self, jobs: list[Job]) -> None:
+        """Jobs of queues no longer configured: one sent to a broker before is taken back (nothing
+        consumes that queue now; a duplicate delivery is dropped by the claim), and the log says
+        which queues hold jobs, whenever that changes."""
+        held: dict[str, list[Job]] = {}
+        for job in jobs:
+            if job.queue not in self.devices:
+                held.setdefault(job.queue, []).append(job)
+                if job.status == QUEUED and job.released_at is not None and job.backend_id is None:
+                    job.released_at, job.worker, job.gpu_share = None, None, None
+        for queue in set(self._removed_seen) - set(held):
+            del self._removed_seen[queue]
+        for queue, mine in sorted(held.items()):
+            counts = (sum(_waiting(job) for job in mine), sum(not _waiting(job) for job in mine))
+            if self._removed_seen.get(queue) != counts:
+                self._removed_seen[queue] = counts
+                log.warning(
+                    "queue %s is no longer configured (LABTRAIN_QUEUES) and holds %d queued job(s), never sent, "
+                    "and %d running or in SLURM; `labtrain admin queue move %s NEW` moves the queued ones to a "
+                    "configured queue, `labtrain admin queue cancel %s` cancels them",
+                    queue,
+                    counts[0],
+                    counts[1],
+                    queue,
+                    queue,
+                )
 
     def _reap(self, session: Session, now: datetime, jobs: list[Job]) -> set[str]:
         """Running jobs whose heartbeat stopped lost their worker: run them again, or fail them.
@@ -167,7 +226,7 @@ class Dispatcher:
         for job in jobs:
             if job.status != QUEUED or job.released_at is None or job.released_at >= overdue:
                 continue
-            if self.slurm and self.slurm.serves(job.queue):  # pending in SLURM is not lost: reconcile sees it
+            if self._slurm_serves(job.queue) or job.backend_id:  # pending in SLURM is not lost: reconcile sees it
                 continue
             if job.worker and job.worker not in online:
                 job.released_at, job.worker, job.gpu_share = None, None, None
@@ -236,7 +295,7 @@ class Dispatcher:
     def _send(self, job: Job, session: Session) -> bool:
         """To the job's queue, or to its worker's own queue where it was placed on that worker's GPU;
         on a SLURM queue, sbatch."""
-        if self.slurm and self.slurm.serves(job.queue):
+        if self._slurm_serves(job.queue):
             return self.slurm.submit(session, job)
         try:
             placed = job.worker and self.devices.get(job.queue) == "gpu"  # packed onto that worker's GPU
@@ -279,13 +338,14 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     commits = None if listener else wakeups.SqliteChanges(settings.database_url, settings.dispatch_interval_s)
     timer = settings.dispatch_safety_s
     log.info("%s dispatching when woken, and every %.2f s", dispatcher.name, timer)
+    wakes = None
     while not stop.is_set():
         try:
-            _wake_up(db, dispatcher, drivers)
+            _wake_up(db, dispatcher, drivers, wakes)
         except Exception:  # the database may be restarting: keep going
             log.exception("dispatch round failed")
             stop.wait(1.0)
-        _wait_for_a_change(listener, commits, settings, stop)
+        wakes = _wait_for_a_change(listener, commits, settings, stop, starts_count=dispatcher.slurm is not None)
     if listener:
         listener.close()
     if commits:
@@ -293,13 +353,15 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     db.dispose()
 
 
-def _wake_up(db: Database, dispatcher: Dispatcher, drivers: list[families.Driver]) -> None:
+def _wake_up(
+    db: Database, dispatcher: Dispatcher, drivers: list[families.Driver], wakes: list[wakeups.Wake] | None = None
+) -> None:
     """One transaction looks what is due, searches' steps and a round, and runs the round: a
     freed slot takes a job already waiting (a search's next trial) at once, while the drivers'
     steps (a sampler's ask and tell) run after it; a round again only for the trials they
-    submitted, and only where a slot is free for them."""
+    submitted, and only where a slot is free for them. `wakes`: what woke it (None: unknown)."""
     with db.session() as session:
-        due = [(driver, driver.due(session)) for driver in drivers]
+        due = [(driver, driver.due(session, wakes)) for driver in drivers]
         _round_if_needed(session, dispatcher)
     if sum(driver.run(steps) for driver, steps in due if steps):
         with db.session() as session:
@@ -314,20 +376,34 @@ def _round_if_needed(session: Session, dispatcher: Dispatcher) -> None:
 
 
 def _wait_for_a_change(
-    listener: wakeups.Listener | None, commits: wakeups.SqliteChanges | None, settings: Settings, stop: threading.Event
-) -> None:
+    listener: wakeups.Listener | None,
+    commits: wakeups.SqliteChanges | None,
+    settings: Settings,
+    stop: threading.Event,
+    starts_count: bool = True,
+) -> list[wakeups.Wake] | None:
     """Until a wake-up that may change a round's decision (on SQLite: a commit, heard as its
-    doorbell), or the timer."""
+    doorbell), or the timer. Returns the wake-ups that came (None: the timer, a commit on
+    SQLite, which says nothing of what changed, or a stop). `starts_count`: see _changes_decision."""
     deadline = time.monotonic() + settings.dispatch_safety_s
     while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
         if listener is None:
             if commits.wait(min(left, STOP_CHECK_S)):
-                return
+                return None
+            continue
         # Epoch and log events wake the streams, not this: only a new status or worker counts.
-        elif any(_changes_decision(wake) for wake in listener.wait(min(left, STOP_CHECK_S))):
-            return
+        wakes = listener.wait(min(left, STOP_CHECK_S))
+        if any(_changes_decision(wake, starts_count) for wake in wakes):
+            return wakes
+    return None
 
 
-def _changes_decision(wake: wakeups.Wake) -> bool:
-    # "budget": an instructor granted hours (service/courses/budgets.py), a waiting job may start.
-    return wake.channel == wakeups.WORKERS or wake.payload.get("type") in ("status", "budget")
+def _changes_decision(wake: wakeups.Wake, starts_count: bool = True) -> bool:
+    """Whether a round or a step may decide otherwise after `wake`. "budget": an instructor
+    granted hours (service/courses/budgets.py), a waiting job may start. A job that started
+    (`running`) frees nothing a Celery slot counts (it was busy once sent) and steps no search
+    (pending_searches): it counts only where `starts_count`, on a SLURM queue, whose submitted
+    jobs leave its depth as they start."""
+    if wake.channel == wakeups.WORKERS or wake.payload.get("type") == "budget":
+        return True
+    return wake.payload.get("type") == "status" and (starts_count or wake.payload.get("status") != RUNNING)

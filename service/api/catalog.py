@@ -13,7 +13,7 @@ from service.core.orm import Job
 from service.jobs import families
 from service.jobs.lifecycle import QUEUED, RUNNING
 from service.jobs.limits import running_limit
-from service.lab import worker_registry
+from service.lab import removed_queues, worker_registry
 
 bp = Blueprint("catalog", __name__)
 
@@ -48,8 +48,10 @@ def queue():
         .where(Job.status.in_((QUEUED, RUNNING)))
         .group_by(Job.queue, Job.status)
     ):
-        if queue_name in configured:  # a queue an admin has since removed has no entry
-            counts[(queue_name, status)] = count
+        counts[(queue_name, status)] = count
+    # A queue an admin has since removed while jobs of it are queued or running: listed as not
+    # configured, so that its students see where their jobs are and why they wait.
+    removed = sorted({q for q, _status in counts} - set(configured))
     mine = session.scalars(select(Job).where(Job.owner_id == user.id, Job.status == QUEUED).order_by(Job.id))
     yours = [
         {
@@ -57,6 +59,7 @@ def queue():
             "name": job.name,
             "queue": job.queue,
             "position": queue_position(session, job),
+            "waiting": removed_queues.waiting(job, configured),
             "created_at": iso(job.created_at),
         }
         for job in mine
@@ -71,6 +74,15 @@ def queue():
                 "your_max_running": running_limit(settings, user, q),
             }
             for q, config in configured.items()
+        },
+        # Apart from `queues`, which clients offer to submit to: none of these takes a job.
+        "not_configured": {
+            q: {
+                "queued": counts.get((q, QUEUED), 0),
+                "running": counts.get((q, RUNNING), 0),
+                "message": removed_queues.waiting_reason(q)["message"],
+            }
+            for q in removed
         },
         "your_queued_jobs": yours,
     }

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from service.api.auth import current_user, db_session
 from service.api.context import services
 from service.api.requests import json_body
-from service.api.serialize import iso
+from service.api.serialize import configured_queues, iso
 from service.core.errors import Forbidden, NotFound, SpecError
 from service.core.orm import Course, Job, User, utcnow
 from service.courses import budgets, courses, members, roster, usage
@@ -23,7 +23,7 @@ from service.courses.spec import CourseCreate, CoursePatch, MemberRole, RosterJs
 from service.jobs import families, quota
 from service.jobs.lifecycle import QUEUED
 from service.jobs.spec import parse_spec
-from service.lab import queue_estimates
+from service.lab import queue_estimates, removed_queues
 
 bp = Blueprint("courses", __name__, url_prefix="/api/v1")
 
@@ -150,7 +150,7 @@ def me():
 
 def _queued_view(job: Job, places: dict[str, queue_estimates.Place]) -> dict[str, Any]:
     place = places.get(job.id)
-    waiting = job.waiting
+    waiting = removed_queues.waiting(job, configured_queues())  # its budget, or its queue no longer configured
     return {
         "id": job.id,
         "name": job.name,

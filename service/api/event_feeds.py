@@ -39,6 +39,9 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # ngi
 
 class Feed(Protocol):
     keys: tuple[str, ...]  # what wakes it (service/api/stream_hub.py)
+    # Whether the last read left more to send at once (a full batch): read again before waiting.
+    # Otherwise what comes later wakes the stream, which watches before it reads.
+    more: bool
 
     def read(self, db: Database) -> tuple[str, bool]:
         """What to send now (maybe nothing), and whether the stream is done."""
@@ -53,6 +56,7 @@ def format_event(view: dict[str, Any], event: str, event_id: int | None = None) 
 class JobFeed:
     job_id: str
     after: int
+    more: bool = False
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -72,7 +76,8 @@ class JobFeed:
             views = [event_view(row) for row in rows]
         if views:
             self.after = views[-1]["seq"]
-        done = len(views) < BATCH and (status is None or status in FINISHED)
+        self.more = len(views) == BATCH
+        done = not self.more and (status is None or status in FINISHED)
         return "".join(format_event(view, view["type"], view["seq"]) for view in views), done
 
 
@@ -86,6 +91,7 @@ class JobsFeed:
     everyone: bool = False
     staff: bool = False  # an instructor or TA somewhere: their courses' jobs too
     sent: dict[str, tuple] = field(default_factory=dict)  # job id -> what was sent of it
+    more: bool = False  # each read sends every job that changed since the last
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -137,8 +143,8 @@ def poll_stream(db: Database, feed: Feed) -> Iterator[str]:
             yield text
         if done or time.monotonic() - started >= MAX_POLL_STREAM_S:
             return
-        if text:
-            continue  # more may be waiting: read again before sleeping
+        if feed.more:
+            continue  # a full batch: read again before sleeping
         if time.monotonic() - last_write >= HEARTBEAT_S:
             last_write = time.monotonic()
             yield HEARTBEAT

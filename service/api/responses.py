@@ -47,7 +47,9 @@ class Job(Open):
     queue: str = Field(description="cpu, gpu or a queue an admin added (GET /api/v1/queue)")
     position: int | None = Field(description="Place in its queue (1 = next) while queued, else null")
     waiting: dict[str, str] | None = Field(
-        None, description='Why a queued job is not sent yet: {"reason": "budget", "message"}; else null'
+        None,
+        description='Why a queued job is not sent yet: {"reason": "budget" (its course budget) or '
+        '"queue_not_configured" (its queue was removed), "message"}; else null',
     )
     estimated_start: Time | None = Field(
         None,
@@ -243,11 +245,24 @@ class QueuedJob(Open):
     name: str | None
     queue: str
     position: int | None
+    waiting: dict[str, str] | None = Field(
+        None, description='Why it is not sent yet: {"reason": "budget" or "queue_not_configured", "message"}'
+    )
     created_at: Time
+
+
+class RemovedQueue(Open):
+    queued: int = Field(description="Its queued jobs: they wait, never sent, until an admin moves or cancels them")
+    running: int = Field(description="Its running jobs: they finish where they run")
+    message: str
 
 
 class QueueOverview(Open):
     queues: dict[str, QueueState]
+    not_configured: dict[str, RemovedQueue] = Field(
+        default_factory=dict,
+        description="Queues an admin removed from the configuration while jobs of them are queued or running",
+    )
     your_queued_jobs: list[QueuedJob]
 
 
@@ -320,7 +335,9 @@ class MyQueuedJob(Open):
     estimated_start: Time | None = Field(
         description="Position / the queue's worker slots x the median run time of its recent jobs; null: unknown"
     )
-    waiting: dict[str, str] | None = Field(description='Why it is not sent yet: {"reason": "budget", "message"}')
+    waiting: dict[str, str] | None = Field(
+        description='Why it is not sent yet: {"reason": "budget" or "queue_not_configured", "message"}'
+    )
 
 
 class MyCourse(CourseInfo):

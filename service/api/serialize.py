@@ -10,10 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from service.api.context import services
+from service.core import queues
 from service.core.orm import Course, Dataset, Job, JobEvent, Model, Source, User
 from service.data.image_folders import IMAGE_FOLDER
 from service.jobs import families
 from service.jobs.lifecycle import QUEUED
+from service.lab import removed_queues
 from service.lab.fair_share import queue_order
 
 
@@ -22,8 +24,9 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def queue_position(session: Session, job: Job) -> int | None:
-    """1 for the next job its queue will start, as fair share orders it now."""
-    if job.status != QUEUED:
+    """1 for the next job its queue will start, as fair share orders it now; None for a queue no
+    longer configured, which starts none (its `waiting` says so)."""
+    if job.status != QUEUED or job.queue not in configured_queues():
         return None
     # One ordering per queue and request: a listing of many queued jobs computes it once.
     orders = g.setdefault("queue_orders", {})
@@ -31,6 +34,13 @@ def queue_position(session: Session, job: Job) -> int | None:
         order = queue_order(session, job.queue, services().settings)
         orders[job.queue] = {job_id: index for index, job_id in enumerate(order, start=1)}
     return orders[job.queue].get(job.id)
+
+
+def configured_queues() -> dict[str, queues.QueueConfig]:
+    """The queues LABTRAIN_QUEUES configures, read once per request (it may name a file)."""
+    if "configured_queues" not in g:
+        g.configured_queues = queues.catalog(services().settings)
+    return g.configured_queues
 
 
 def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[str, Any]:
@@ -45,8 +55,9 @@ def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[
         "spec": job.spec,
         "queue": job.queue,
         "position": queue_position(session, job),
-        # Why a queued job is not sent yet (its course budget: service/courses/budgets.py).
-        "waiting": job.waiting if job.status == QUEUED else None,
+        # Why a queued job is not sent yet: its course budget (service/courses/budgets.py), or its
+        # queue no longer configured (service/lab/removed_queues.py).
+        "waiting": removed_queues.waiting(job, configured_queues()),
         "progress": job.progress or {},
         "metrics": job.metrics,
         "result": job.result,

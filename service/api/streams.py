@@ -115,8 +115,8 @@ class StreamingApp:
                     await write(text)
                 if done:
                     return
-                if text:
-                    continue  # more may be waiting: read again before waiting
+                if feed.more:
+                    continue  # a full batch: read again before waiting
                 try:
                     await asyncio.wait_for(woken.wait(), HEARTBEAT_S)
                 except TimeoutError:

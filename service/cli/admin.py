@@ -1,4 +1,5 @@
-"""`labtrain admin ...`: device usage per user, removing old jobs' files, the workers' state.
+"""`labtrain admin ...`: device usage per user, removing old jobs' files, the workers' state, the
+queues' jobs (service/cli/admin_queues.py).
 
 What each command does lives in service/lab (usage, retention, the worker registry); this
 module reads the options and prints.
@@ -14,6 +15,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from service.cli.admin_queues import queue
 from service.core import uploads
 from service.core.config import Settings
 from service.core.db import one_session
@@ -42,7 +44,10 @@ def parse_when(value: str, now: datetime) -> datetime:
 
 @click.group()
 def admin() -> None:
-    """Operate the service: device usage, retention of old jobs' files, workers."""
+    """Operate the service: device usage, retention of old jobs' files, workers, queues."""
+
+
+admin.add_command(queue)
 
 
 def _session():

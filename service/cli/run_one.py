@@ -6,6 +6,10 @@ signal from SLURM (SIGUSR1 from --signal, SIGTERM on preemption or a node going 
 yield: the job checkpoints at its next epoch's end and goes back to labtrain's queue, the
 attempt given back. Near its --time end a signal is SLURM's time limit, not a yield: the job's
 own watch, or the dispatcher reading SLURM's TIMEOUT, ends it.
+
+Where the queue reuses allocations (`jobs_per_allocation`, service/slurm/allocations.py), it then
+waits briefly for the next job the dispatcher hands this SLURM job, and runs it the same way,
+until it has run its last, none comes, or SLURM signalled.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from service.core.db import Database
 from service.core.orm import Job
 from service.data.fetch import install_subset
 from service.jobs.lifecycle import RUNNING
+from service.slurm.allocations import Allocation
 from workers import batch_signal
 from workers.runner import JobRunner
 
@@ -40,7 +45,8 @@ SLURM_TIMING_SLACK_S = 90
 @click.option("--ends-after-s", type=int, default=None, help="the job's --time, in seconds")
 @click.option("--signal-grace-s", type=int, default=0, help="how early SLURM signals before --time ends")
 def run_one(job_id: str, worker_name: str, ends_after_s: int | None, signal_grace_s: int) -> None:
-    """Run one job in this process (a SLURM batch job's command), then exit."""
+    """Run one job in this process (a SLURM batch job's command; with an allocation, the ones
+    handed to it after), then exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     started = time.monotonic()
     settings = Settings.from_env()
@@ -49,10 +55,9 @@ def run_one(job_id: str, worker_name: str, ends_after_s: int | None, signal_grac
     slurm_id = os.environ.get("SLURM_JOB_ID")
     node = os.environ.get("SLURMD_NODENAME") or os.uname().nodename
     name = f"{worker_name}@{node}"
-    if slurm_id and not _still_this_submission(db, job_id, slurm_id):
-        log.info("job %s is no longer SLURM job %s's to run; exiting", job_id, slurm_id)
-        return
+    allocation = Allocation.find(db, slurm_id, ends_after_s)
     signalled = threading.Event()
+    current = [job_id]  # the job running now, which a signal asks to yield
     near_end = (ends_after_s - signal_grace_s - SLURM_TIMING_SLACK_S) if ends_after_s else None
 
     def on_signal(*_) -> None:
@@ -65,17 +70,29 @@ def run_one(job_id: str, worker_name: str, ends_after_s: int | None, signal_grac
     for signum in (signal.SIGUSR1, signal.SIGTERM):
         signal.signal(signum, on_signal)
     yielder = threading.Thread(
-        target=_yield_when_signalled, args=(db, job_id, name, signalled, started, near_end), daemon=True
+        target=_yield_when_signalled, args=(db, current, name, signalled, started, near_end), daemon=True
     )
     yielder.start()
+    runner = JobRunner(settings, db, name)
+    try:
+        while current[0]:
+            _run(db, runner, current[0], slurm_id)
+            current[0] = allocation.next_job(signalled.is_set) if allocation else None
+    finally:
+        db.dispose()
+    _exit_at_once()
+
+
+def _run(db: Database, runner: JobRunner, job_id: str, slurm_id: str | None) -> None:
+    if slurm_id and not _still_this_submission(db, job_id, slurm_id):
+        log.info("job %s is no longer SLURM job %s's to run", job_id, slurm_id)
+        return
     token = logs.JOB_ID.set(job_id)
     try:
-        status = JobRunner(settings, db, name).run(job_id)
+        status = runner.run(job_id)
     finally:
         logs.JOB_ID.reset(token)
-        db.dispose()
     log.info("job %s: %s", job_id, status or "not claimed by this run")
-    _exit_at_once()
 
 
 def _exit_at_once() -> None:
@@ -94,11 +111,14 @@ def _still_this_submission(db: Database, job_id: str, slurm_id: str) -> bool:
 
 
 def _yield_when_signalled(
-    db: Database, job_id: str, name: str, signalled: threading.Event, started: float, near_end: float | None
+    db: Database, current: list, name: str, signalled: threading.Event, started: float, near_end: float | None
 ) -> None:
     """Off the signal handler (which may interrupt a database call), ask the running job to yield:
     its watch reads preempt_requested as it reads the dispatcher's own requests."""
     signalled.wait()
+    job_id = current[0]
+    if job_id is None:
+        return
     if near_end is not None and time.monotonic() - started >= near_end:
         log.warning("job %s: SLURM's time limit is near; the job is not yielding", job_id)
         return

@@ -7,10 +7,18 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.core import queues
 from service.core.config import Settings
 from service.core.db import one_session
 from service.core.orm import User
-from service.jobs.limits import LIMIT_NAMES, effective_limits, set_limits
+from service.jobs.limits import (
+    LIMIT_NAMES,
+    QUEUE_LIMIT,
+    effective_limits,
+    queue_overrides,
+    running_limit_and_source,
+    set_limits,
+)
 from service.lab.users import create_user, find_user, rotate_token
 
 MAX_NAME = 64  # the width of users.name
@@ -110,19 +118,49 @@ def _set_disabled(name: str, disabled: bool) -> None:
 @click.option("--max-memory-mb", type=int, help="memory a code job may ask for (resources.memory_mb)")
 @click.option("--max-cpus", type=int, help="CPUs a code job may ask for (resources.cpus)")
 @click.option("--storage-quota-mb", type=int, help="MB the user's data sets, sources, jobs and models may take")
+@click.option(
+    "--max-running-queue",
+    "queue_limits",
+    multiple=True,
+    metavar="QUEUE=N",
+    help="running jobs on a named queue (LABTRAIN_QUEUES), over its own max_running; QUEUE=default drops it",
+)
 @click.option("--reset", is_flag=True, help="drop this user's overrides: the configured defaults apply")
 @click.option("--by", "actor", default="admin", show_default=True, help="who makes the change (audit log)")
-def users_limits(name: str, reset: bool, actor: str, **values: int | None) -> None:
+def users_limits(name: str, reset: bool, actor: str, queue_limits: tuple[str, ...], **values: int | None) -> None:
     """Show a user's limits, or override them (recorded in the audit log and the user's jobs)."""
     settings = Settings.from_env()
+    per_queue = {f"{QUEUE_LIMIT}{queue}": value for queue, value in map(_queue_limit, queue_limits)}
     with _session() as session:
         user = _existing(session, name)
-        changes = {k: None for k in LIMIT_NAMES} if reset else {k: v for k, v in values.items() if v is not None}
+        if reset:
+            changes = {k: None for k in [*LIMIT_NAMES, *(f"{QUEUE_LIMIT}{q}" for q in queue_overrides(user))]}
+        else:
+            changes = {k: v for k, v in values.items() if v is not None} | per_queue
         if changes:
             try:
-                set_limits(session, user, changes, actor=actor)
+                set_limits(session, user, changes, actor=actor, settings=settings)
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from None
         overridden = user.limits or {}
         for key, value in effective_limits(settings, user).items():
             click.echo(f"{key}\t{value}\t{'override' if key in overridden else 'default'}")
+        # Each named queue's running limit for this user, and where it comes from (override, queue, default).
+        configured = queues.catalog(settings)
+        for queue in configured:
+            if queue not in queues.BUILTIN:
+                value, source = running_limit_and_source(settings, user, queue)
+                click.echo(f"{QUEUE_LIMIT}{queue}\t{value}\t{source}")
+        for queue, value in sorted(queue_overrides(user).items()):
+            if queue not in configured:  # kept until dropped: the queue may come back
+                click.echo(f"{QUEUE_LIMIT}{queue}\t{value}\toverride (queue not configured)")
+
+
+def _queue_limit(text: str) -> tuple[str, int | None]:
+    """QUEUE=N, or QUEUE=default (None: the override dropped)."""
+    queue, equals, value = text.partition("=")
+    if not equals or not queue or not (value.isdigit() or value == "default"):
+        raise click.BadParameter(
+            f"{text!r} is not QUEUE=N (e.g. a100=2) or QUEUE=default", param_hint="--max-running-queue"
+        )
+    return queue, None if value == "default" else int(value)

@@ -51,6 +51,8 @@ def queue(as_json: bool) -> None:
             click.echo(f"  worker {worker['name']} ({worker['concurrency']} at once{gpu_text})")
         if not q["workers"]:
             click.echo("  no worker online")
+    for name, q in (answer.get("not_configured") or {}).items():  # removed by an admin: nothing starts there
+        click.echo(f"{name}: {q['queued']} queued, {q['running']} running  [not configured: {q['message']}]")
     mine = answer.get("your_queued_jobs") or []
     if mine:
         click.echo("\nyour queued jobs:")
@@ -59,7 +61,7 @@ def queue(as_json: bool) -> None:
                 ["POSITION", "ID", "NAME", "QUEUE", "AGE"],
                 [
                     [
-                        j["position"],
+                        j["position"] or "-",  # none in a queue no longer configured
                         j["id"],
                         j["name"],
                         j["queue"],

@@ -141,6 +141,9 @@ class Settings:
     # gpu: JSON, or a YAML/JSON file's path (service/core/queues.py, service/slurm/queues.py,
     # docs/slurm.md); unset: cpu and gpu on Celery.
     queues: str | None = None
+    # slurmrestd instead of SLURM's commands for the SLURM queues: JSON, or a YAML/JSON file's path
+    # (service/slurm/rest_config.py, docs/slurm.md); unset: sbatch, squeue, scancel, sinfo.
+    slurmrestd: str | None = None
 
     @property
     def embedded_database(self) -> bool:
@@ -229,6 +232,7 @@ class Settings:
             storage_quota_mb=_env_int(environ, "LABTRAIN_STORAGE_QUOTA_MB", 20480),
             upload_expiry_h=_env_float(environ, "LABTRAIN_UPLOAD_EXPIRY_H", 24.0),
             queues=environ.get("LABTRAIN_QUEUES") or None,
+            slurmrestd=environ.get("LABTRAIN_SLURMRESTD") or None,
         )
 
     def ensure_dirs(self) -> None:

@@ -364,6 +364,27 @@ class DispatchLock(Base):
     taken_at: Mapped[datetime | None]
 
 
+class SlurmAllocation(Base):
+    """A SLURM job that may run more than one labtrain job in turn (a queue's
+    `jobs_per_allocation`): after each job it waits briefly for the dispatcher to hand it the
+    next one of the same shape, so small jobs stop paying a SLURM start and a Python start each
+    (service/slurm/allocations.py)."""
+
+    __tablename__ = "slurm_allocations"
+
+    slurm_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    # What its sbatch options ask besides the job's name, output and time: a job it takes asks the same.
+    shape: Mapped[str] = mapped_column(Text)
+    # busy (running, or handed, a job), idle (waiting for the next), ended (takes no more).
+    state: Mapped[str] = mapped_column(String(16), default="busy")
+    jobs_run: Mapped[int] = mapped_column(Integer, default=0)
+    max_jobs: Mapped[int] = mapped_column(Integer)
+    wait_s: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[datetime | None]  # its --time's end, known once it starts on its node
+    updated_at: Mapped[datetime | None]
+
+
 class AuditEntry(Base):
     """Who changed what outside a job (limits, users), and when."""
 

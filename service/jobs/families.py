@@ -54,8 +54,10 @@ class Predictor(Protocol):
 class Driver(Protocol):
     """Runs a family's jobs inside the dispatcher instead of on a worker (a search)."""
 
-    def due(self, session: Any) -> list[str]:
-        """Its jobs that need a step now, read in the dispatcher's look (its transaction)."""
+    def due(self, session: Any, wakes: list[Any] | None = None) -> list[str]:
+        """Its jobs that need a step now, read in the dispatcher's look (its transaction);
+        `wakes`: the wake-ups that started the look (service/core/wakeups.py; None: unknown, a
+        timer's or SQLite's), which may tell a driver that nothing of its can be due."""
 
     def run(self, due: list[str]) -> int:
         """A step for each of `due`; returns how many jobs the steps submitted."""

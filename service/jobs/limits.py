@@ -1,4 +1,6 @@
-"""Per-user limits: configured defaults, overridden per user by an admin."""
+"""Per-user limits: configured defaults, overridden per user by an admin; a named queue's
+running limit (its own max_running, else its device's) overridden per user too, stored among
+the user's limits as `max_running_queue.<queue>`."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ LIMIT_NAMES = (
     "max_cpus",
     "storage_quota_mb",  # what the user's files may take (service/jobs/quota.py)
 )
+QUEUE_LIMIT = "max_running_queue."  # + a named queue: the user's running jobs there
 
 
 class LimitReached(ServiceError):
@@ -35,13 +38,29 @@ def effective_limits(settings: Settings, user: User) -> dict[str, int]:
     return limits
 
 
+def queue_overrides(user: User) -> dict[str, int]:
+    """The user's own running limits on named queues, by queue."""
+    return {k[len(QUEUE_LIMIT) :]: int(v) for k, v in (user.limits or {}).items() if k.startswith(QUEUE_LIMIT)}
+
+
 def running_limit(settings: Settings, user: User, queue: str) -> int:
     """How many of `user`'s jobs may run at once on `queue`: cpu's and gpu's their max_running_cpu
-    and max_running_gpu; a named queue's its own max_running, else the one of its device."""
-    config = queues.catalog(settings).get(queue)
-    if config is not None and config.max_running is not None and queue not in queues.BUILTIN:
-        return config.max_running
-    return effective_limits(settings, user)[f"max_running_{queues.device_of(settings, queue)}"]
+    and max_running_gpu; a named queue's the user's override there, else the queue's own
+    max_running, else the one of its device."""
+    return running_limit_and_source(settings, user, queue)[0]
+
+
+def running_limit_and_source(settings: Settings, user: User, queue: str) -> tuple[int, str]:
+    """running_limit, and where it comes from: override (the user's own), queue (the queue's
+    max_running) or default (its device's, which may be the user's override of that)."""
+    if queue not in queues.BUILTIN:
+        override = queue_overrides(user).get(queue)
+        if override is not None:
+            return override, "override"
+        config = queues.catalog(settings).get(queue)
+        if config is not None and config.max_running is not None:
+            return config.max_running, "queue"
+    return effective_limits(settings, user)[f"max_running_{queues.device_of(settings, queue)}"], "default"
 
 
 def check_can_queue(session: Session, settings: Settings, user: User) -> None:
@@ -57,11 +76,17 @@ def check_can_queue(session: Session, settings: Settings, user: User) -> None:
         )
 
 
-def set_limits(session: Session, user: User, changes: dict[str, int | None], actor: str) -> dict[str, Any]:
-    """Override (or with None, reset) limits for a user; recorded in the audit log."""
-    unknown = set(changes) - set(LIMIT_NAMES)
+def set_limits(
+    session: Session, user: User, changes: dict[str, int | None], actor: str, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Override (or with None, reset) limits for a user; recorded in the audit log. A named queue's
+    running limit (`max_running_queue.<queue>`) is set only for a queue `settings` configures."""
+    unknown = {name for name in changes if name not in LIMIT_NAMES and not name.startswith(QUEUE_LIMIT)}
     if unknown:
-        raise ValueError(f"unknown limits {sorted(unknown)}; known: {', '.join(LIMIT_NAMES)}")
+        raise ValueError(f"unknown limits {sorted(unknown)}; known: {', '.join(LIMIT_NAMES)}, {QUEUE_LIMIT}<queue>")
+    for name, value in changes.items():
+        if name.startswith(QUEUE_LIMIT) and value is not None:  # dropping one of a removed queue stays possible
+            _check_named_queue(settings, name[len(QUEUE_LIMIT) :])
     limits = dict(user.limits or {})
     for name, value in changes.items():
         if value is None:
@@ -86,3 +111,14 @@ def set_limits(session: Session, user: User, changes: dict[str, int | None], act
             },
         )
     return limits
+
+
+def _check_named_queue(settings: Settings | None, queue: str) -> None:
+    if settings is None:
+        raise ValueError("a queue's running limit is set only with the settings that configure the queue")
+    named = [name for name in queues.catalog(settings) if name not in queues.BUILTIN]
+    if queue in queues.BUILTIN:
+        raise ValueError(f"the {queue} queue's running limit is max_running_{queue} (--max-running-{queue})")
+    if queue not in named:
+        listed = ", ".join(named) if named else "none (LABTRAIN_QUEUES adds them)"
+        raise ValueError(f"there is no named queue {queue!r}; the named queues here are {listed}")

@@ -1,6 +1,7 @@
 """Where queued jobs stand: their place in their queue (fair share's order) and an estimated
 start, from the queue's worker slots and how long its recent jobs ran. An estimate, not a
-promise: null when the queue has no worker online or no finished job to go by. A job labtrain has
+promise: null when the queue has no worker online or no finished job to go by, and for a queue no
+longer configured, whose jobs no round sends (service/lab/removed_queues.py). A job labtrain has
 submitted to SLURM, which holds it pending, starts when SLURM's scheduler expects (`squeue
 --start`), where it says: the dispatcher keeps those on the partition's worker row."""
 
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.core import queues
 from service.core.config import Settings
 from service.core.orm import Job
 from service.jobs import families
@@ -37,7 +39,11 @@ def places(session: Session, settings: Settings, jobs: Iterable[Job], now: datet
     jobs = list(jobs)
     found: dict[str, Place] = {}
     online = worker_registry.online(session) if jobs else []
+    configured = queues.catalog(settings)
     for queue in sorted({job.queue for job in jobs}):
+        if queue not in configured:  # no place: nothing sends them
+            found.update({job.id: Place(None, None) for job in jobs if job.queue == queue})
+            continue
         order = {job_id: index for index, job_id in enumerate(queue_order(session, queue, settings), start=1)}
         slots = sum(worker.concurrency for worker in online if worker.serves(queue))
         run_s = median_run_s(session, queue)

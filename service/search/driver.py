@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from service.core import storage
+from service.core import storage, wakeups
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.errors import SpecError
@@ -73,9 +73,10 @@ def _children(session: Session, parent_id: str, told: set[int]) -> list[Trial]:
     return [whole.get(row.id) or Trial(row.id, row.trial_number, row.status, None, None, None) for row in rows]
 
 
-def pending_searches(session: Session, seen: dict[str, tuple]) -> list[str]:
+def pending_searches(session: Session, seen: dict[str, tuple]) -> tuple[list[str], bool]:
     """Searches that need a step: new, cancelled, or with trials that finished (or went) since
-    `seen` was noted. A trial that only started changes nothing a step would do. One statement."""
+    `seen` was noted, and whether any search is queued or running at all. A trial that only
+    started changes nothing a step would do. One statement."""
     trial = aliased(Job)
     rows = session.execute(
         select(
@@ -89,11 +90,16 @@ def pending_searches(session: Session, seen: dict[str, tuple]) -> list[str]:
         .where(Job.family == SEARCH, Job.status.in_((QUEUED, RUNNING)))
         .group_by(Job.id, Job.status, Job.cancel_requested)
     ).all()
-    return [
+    due = [
         parent_id
         for parent_id, status, cancel, trials, finished in rows
         if status == QUEUED or cancel or seen.get(parent_id) != (trials, finished)
     ]
+    return due, bool(rows)
+
+
+def _may_start_a_search(wake: wakeups.Wake) -> bool:
+    return wake.channel != wakeups.JOB_EVENTS or wake.payload.get("status") in (QUEUED, None)
 
 
 class SearchDriver:
@@ -104,11 +110,18 @@ class SearchDriver:
         self._journals: dict[str, optuna.storages.JournalStorage] = {}
         self._studies: dict[str, optuna.Study] = {}
         self._states: dict[str, tuple[tuple, SearchState]] = {}
+        self._none_active = False  # no search was queued or running at the last look
         self._seen: dict[str, tuple] = {}
 
-    def due(self, session: Session) -> list[str]:
-        """The searches that need a step (the dispatcher asks in its own look)."""
-        return pending_searches(session, self._seen)
+    def due(self, session: Session, wakes: list[wakeups.Wake] | None = None) -> list[str]:
+        """The searches that need a step (the dispatcher asks in its own look). While no search
+        is queued or running, only a job's new `queued` status (a search submitted, or sent back)
+        can start one: other wake-ups (`wakes`, None when unknown) skip the look."""
+        if self._none_active and wakes is not None and not any(_may_start_a_search(w) for w in wakes):
+            return []
+        due, active = pending_searches(session, self._seen)
+        self._none_active = not active
+        return due
 
     def run(self, due: list[str]) -> int:
         """One step for each of `due`; returns how many trials the steps submitted."""

@@ -88,19 +88,12 @@ class Slurm:
             raise SlurmError(f"sbatch printed no job id: {out.strip()[:200]!r}")
         return job_id
 
-    def jobs(self, partitions: Iterable[str], name_prefix: str) -> dict[str, SlurmJob]:
-        """The jobs SLURM holds in `partitions` (those that ended too, while SLURM keeps them:
-        MinJobAge) whose name starts with `name_prefix`, by id."""
+    def jobs(self, partitions: Iterable[str] | None, name_prefix: str) -> dict[str, SlurmJob]:
+        """The jobs SLURM holds in `partitions` (None: in every one; those that ended too, while
+        SLURM keeps them: MinJobAge) whose name starts with `name_prefix`, by id."""
         fields = ("%i", "%j", "%T", "%r", "%P", "%N", "%S")
-        out = self._run(
-            [
-                "squeue",
-                "--noheader",
-                "--states=all",
-                f"--partition={','.join(partitions)}",
-                f"--format={SEPARATOR.join(fields)}",
-            ]
-        )
+        where = [] if partitions is None else [f"--partition={','.join(partitions)}"]
+        out = self._run(["squeue", "--noheader", "--states=all", *where, f"--format={SEPARATOR.join(fields)}"])
         jobs = {}
         for line in out.splitlines():
             parts = line.strip().split(SEPARATOR)

@@ -24,7 +24,7 @@ from service.core.queues import Limits, QueueConfig
 BACKENDS = catalog.BACKENDS
 GPU_KINDS = ("gpu", "shard")
 # The partition's worker row is renewed at each poll: more than this and it would go offline between two.
-MAX_SECONDS = {"poll_s": 10.0, "command_timeout_s": 300.0}
+MAX_SECONDS = {"poll_s": 10.0, "command_timeout_s": 300.0, "allocation_wait_s": 300.0}
 
 __all__ = ["Limits", "SlurmQueue", "load"]
 
@@ -55,11 +55,21 @@ class SlurmQueue:
     poll_s: float = 5.0  # how often the dispatcher asks SLURM about its jobs
     command_timeout_s: float = 20.0  # one sbatch/squeue/scancel call
     device: str = "cpu"  # cpu or gpu: a GPU queue's jobs ask for a gres (the catalog's device)
+    # How many jobs one SLURM job may run in turn (service/slurm/allocations.py): 1, one SLURM
+    # job per labtrain job; more, a SLURM job that ends its job waits up to allocation_wait_s for
+    # the next of the same resources, and asks --time for allocation_reuse_s more than its first.
+    jobs_per_allocation: int = 1
+    allocation_wait_s: float = 5.0
+    allocation_reuse_s: int = 600
 
     @property
     def worker_name(self) -> str:
         """Its row in the worker registry."""
         return f"slurm:{self.partition}"
+
+    @property
+    def reuses_allocations(self) -> bool:
+        return self.jobs_per_allocation > 1
 
     @property
     def has_gpu(self) -> bool:
@@ -94,10 +104,19 @@ def _slurm_queue(name: str, entry: dict[str, Any], where: str, config: QueueConf
     if not isinstance(partition, str) or not _slurm_word(partition):
         raise ValueError(f"{where}.partition must name the SLURM partition (letters, digits, - _ .)")
     values: dict[str, Any] = {"queue": name, "partition": partition, "device": config.device, "max": config.max}
-    for key in ("depth", "cpus", "memory_mb", "shard_mb", "signal_grace_s"):
+    for key in (
+        "depth",
+        "cpus",
+        "memory_mb",
+        "shard_mb",
+        "signal_grace_s",
+        "jobs_per_allocation",
+        "allocation_reuse_s",
+    ):
         if key in entry:
-            values[key] = _positive_int(entry[key], f"{where}.{key}", allow_zero=key == "signal_grace_s")
-    for key in ("poll_s", "command_timeout_s"):
+            allow_zero = key in ("signal_grace_s", "allocation_reuse_s")
+            values[key] = _positive_int(entry[key], f"{where}.{key}", allow_zero=allow_zero)
+    for key in ("poll_s", "command_timeout_s", "allocation_wait_s"):
         if key in entry:
             value = entry[key]
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_SECONDS[key]:

@@ -33,12 +33,17 @@ def slurm_minutes(seconds: int) -> int:
     return max(1, math.ceil(seconds / 60))
 
 
-def time_limit_s(job_time_limit_s: int | None, queue: SlurmQueue, settings: Settings) -> int | None:
-    """The seconds --time gives: the job's own limit and its stop's grace, at most the queue's
+def time_limit_s(
+    job_time_limit_s: int | None, queue: SlurmQueue, settings: Settings, allocation: bool = False
+) -> int | None:
+    """The seconds --time gives: the job's own limit and its stop's grace (`allocation`: and the
+    queue's allocation_reuse_s, the time its following jobs may take), at most the queue's
     largest, in whole minutes (None: the partition's default)."""
     wanted = None
     if job_time_limit_s:
         wanted = job_time_limit_s + math.ceil(settings.stop_grace_s) + TIME_MARGIN_S
+        if allocation and queue.reuses_allocations:
+            wanted += queue.allocation_reuse_s
     if queue.max.time_limit_s:
         wanted = min(wanted or queue.max.time_limit_s, queue.max.time_limit_s)
     return slurm_minutes(wanted) * 60 if wanted else None
@@ -80,7 +85,7 @@ def sbatch_options(
         f"--output={output_path(settings, job_id)}",
         "--export=ALL",  # sbatch's environment, which is the one job_environment made
     ]
-    seconds = time_limit_s(job_time_limit_s, queue, settings)
+    seconds = time_limit_s(job_time_limit_s, queue, settings, allocation=True)
     if seconds:
         options.append(f"--time={seconds // 60}")
     if queue.signal_grace_s:

@@ -9,6 +9,7 @@ import json
 
 import pytest
 import redis
+from sqlalchemy import select
 
 from service.core.broker import celery_queues, make_celery, worker_queue
 from service.core.orm import Job, User
@@ -123,3 +124,33 @@ def test_a_named_gpu_queue_packs_its_jobs_onto_its_workers_gpus(db, dispatcher, 
         placed = session.get(Job, jobs[0])
         assert (placed.worker, placed.gpu_share) == ("g1", pytest.approx(0.75))
     assert sent_to(settings, worker_queue("g1")) == jobs[:1]  # that worker's own queue
+
+
+def test_an_admin_overrides_a_named_queues_running_limit_for_one_user(db, dispatcher, lab, settings, client):
+    users, submit = lab
+    with db.session() as session:
+        anna = session.get(User, users["anna"].id)
+        set_limits(session, anna, {"max_running_queue.short": 3}, actor="root", settings=settings)
+        assert running_limit(settings, anna, "short") == 3  # over the queue's own 2
+        assert running_limit(settings, session.get(User, users["ben"].id), "short") == 2
+        for changes, message in [
+            ({"max_running_queue.nope": 1}, "there is no named queue 'nope'; the named queues here are bigmem"),
+            ({"max_running_queue.cpu": 1}, "--max-running-cpu"),
+            ({"max_running_queue.short": -1}, "must not be negative"),
+        ]:
+            with pytest.raises(ValueError, match=message):
+                set_limits(session, anna, changes, actor="root", settings=settings)
+    anna_jobs, ben_jobs = submit("anna", "short", count=4), submit("ben", "short", count=3)
+    heartbeat(db, "w1", "short", concurrency=10)
+    released = round_(db, dispatcher)
+    assert sorted(released) == sorted(anna_jobs[:3] + ben_jobs[:2])
+    with db.session() as session:
+        token = create_user(session, "cleo")[1]
+        cleo = session.scalar(select(User).where(User.name == "cleo"))
+        set_limits(session, cleo, {"max_running_queue.a100": 5}, actor="root", settings=settings)
+    shown = client.get("/api/v1/queue", headers={"Authorization": f"Bearer {token}"}).get_json()["queues"]
+    assert (shown["a100"]["your_max_running"], shown["short"]["your_max_running"]) == (5, 2)
+    with db.session() as session:  # dropped: the queue's own (a GPU queue's: the device's) again
+        cleo = session.scalar(select(User).where(User.name == "cleo"))
+        set_limits(session, cleo, {"max_running_queue.a100": None}, actor="root")
+        assert running_limit(settings, cleo, "a100") == settings.max_running_gpu and cleo.limits is None

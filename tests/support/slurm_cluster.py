@@ -1,12 +1,14 @@
 """A real single-node SLURM cluster for the tests: Debian's slurm-wlm (22.05), slurmctld and
 slurmd started as root with a slurm.conf generated in a temporary folder, stopped at the end.
 
-No munge: AuthType=auth/none and CredType=cred/none; processes tracked by proctrack/linuxproc,
-no task plugin, cons_tres selection. State and spool live in the folder. Finished jobs are kept
-for MinJobAge seconds so squeue and scontrol still show how they ended (sacct would need
-slurmdbd). Two partitions on the one node: CPU_PARTITION and GPU_PARTITION, the latter with a
-gres `gpu` of GPUS devices; SLURM's gpu plugin drops a GPU that has no device file, so each is
-a plain placeholder file in the folder (nothing opens it: no cgroup constrains devices here).
+No munge: AuthType=auth/none and CredType=cred/none, and JWTs besides (AuthAltTypes=auth/jwt, a
+key in the folder) for slurmrestd (tests/support/slurmrestd.py); processes tracked by
+proctrack/linuxproc, no task plugin, cons_tres selection. State and spool live in the folder.
+Finished jobs are kept for MinJobAge seconds so squeue and scontrol still show how they ended
+(sacct would need slurmdbd). Two partitions on the one node: CPU_PARTITION and GPU_PARTITION,
+the latter with a gres `gpu` of GPUS devices; SLURM's gpu plugin drops a GPU that has no device
+file, so each is a plain placeholder file in the folder (nothing opens it: no cgroup constrains
+devices here).
 A third, URGENT_PARTITION, has the higher priority tier: a job there that needs the node preempts
 what runs in the others (PreemptMode=CANCEL: SIGTERM to every process of the job, SIGKILL
 KillWait seconds later), as a cluster's preemption does.
@@ -147,6 +149,9 @@ class SlurmCluster:
     def _write_config(self) -> None:
         folder = self.folder
         fake_gpus = [folder / f"gpu{i}" for i in range(GPUS)]
+        jwt_key = folder / "jwt_hs256.key"  # slurmctld signs and checks `scontrol token`'s JWTs with it
+        jwt_key.write_bytes(os.urandom(32))
+        jwt_key.chmod(0o600)
         for path in fake_gpus:
             path.touch()
         self.conf.write_text(
@@ -157,6 +162,8 @@ class SlurmCluster:
                     f"SlurmctldPort={free_port()}",
                     f"SlurmdPort={free_port()}",
                     "AuthType=auth/none",
+                    "AuthAltTypes=auth/jwt",
+                    f"AuthAltParameters=jwt_key={jwt_key}",
                     "CredType=cred/none",
                     "ProctrackType=proctrack/linuxproc",
                     "TaskPlugin=task/none",

@@ -13,8 +13,12 @@ from pathlib import Path
 import click
 import pytest
 import yaml
+from sqlalchemy import select
 
 from service.client.spec import merge, parse_space, spec_from_flags
+from service.core.db import Database
+from service.core.orm import User
+from service.jobs import lifecycle
 from tests.conftest import free_port
 from tests.support.digit_images import load_mnist_8k, render
 from tests.support.processes import (
@@ -399,3 +403,18 @@ def test_watch_draws_one_live_line_on_a_terminal_and_plain_lines_elsewhere(capsy
         assert "\r\x1b[K" in out and "epoch 1/2 loss 0.5 accuracy 0.8  (" in out and "eta" in out
     else:
         assert "\r" not in out and "eta" not in out
+
+
+def test_a_job_of_a_queue_no_longer_configured_says_why_it_waits(stack, alice):
+    database = Database(stack.env["LABTRAIN_DATABASE_URL"])  # a job of a queue an admin has since removed
+    with database.session() as session:
+        owner = session.scalar(select(User).where(User.name == "alice"))
+        spec = {"dataset": "iris", "algorithm": "knn", "device": "cpu"}
+        job_id = lifecycle.create_job(session, owner, family="classic", spec=spec, queue="gone", name=None).id
+    database.dispose()
+    queue = labtrain(["queue"], alice)
+    assert queue.returncode == 0, queue.stderr
+    assert "gone: 1 queued, 0 running  [not configured: queue gone is no longer configured" in queue.stdout
+    shown = labtrain(["status", job_id], alice)
+    assert "queued, waiting: queue gone is no longer configured on this server" in shown.stdout
+    assert labtrain(["cancel", job_id], alice).returncode == 0

@@ -52,6 +52,7 @@ def test_upgrade_head_on_empty_postgres_matches_the_models(make_pg_database):
         "tracking_metrics",
         "tracking_logged_models",
         "tracking_run_inputs",
+        "slurm_allocations",
         "labtrain_version",
     }
     upgrade(url)  # running it again is harmless

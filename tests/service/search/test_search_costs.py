@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from service.core import wakeups
 from service.core.broker import make_celery
 from service.core.orm import Job, utcnow
 from service.dispatcher import Dispatcher, _wake_up
@@ -82,3 +83,23 @@ def test_a_step_renews_its_lease_only_when_a_third_of_it_has_passed(client, alic
     assert lease_writes() == 1
     with db.session() as session:
         assert session.get(Job, parent).worker == "test-dispatcher"
+
+
+def test_with_no_search_running_only_a_new_queued_job_makes_the_driver_look(client, alice, settings, db, celery):
+    driver = SearchDriver(settings, db, "test-dispatcher")
+
+    def looks(wakes) -> int:
+        with statements(db) as seen, db.session() as session:
+            driver.due(session, wakes)
+        return sum("jobs_1" in s for s in seen)  # the search look joins a search's trials
+
+    def wake(status: str | None, channel: str = wakeups.JOB_EVENTS) -> wakeups.Wake:
+        return wakeups.Wake(channel, {"job": "x", "type": "status", "status": status})
+
+    assert looks(None) == 1  # the first look, and a timer's: always
+    assert looks([wake("running"), wake("succeeded")]) == 0  # no search: a job's start or end starts none
+    assert looks([wake("queued")]) == 1  # a job submitted may be a search
+    parent = client.post("/api/v1/jobs", json=KNN_SEARCH, headers=alice).get_json()["id"]
+    assert looks([wake("queued")]) == 1
+    with statements(db), db.session() as session:
+        assert driver.due(session, [wake("succeeded")]) == [parent]  # one runs: every wake-up looks

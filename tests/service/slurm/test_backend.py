@@ -5,11 +5,14 @@ node by `labtrain worker run-one` against the same PostgreSQL database."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import re
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -19,7 +22,9 @@ from service.core.orm import Job, JobEvent, User, Worker, utcnow
 from service.dispatcher import Dispatcher, run_forever
 from service.jobs import lifecycle
 from service.lab import queue_estimates
+from service.sandbox import cgroups
 from service.slurm import starts
+from tests.support.labs import host_processes_with
 from tests.support.slurm_cluster import CPU_PARTITION, NODE
 
 NETWORK = {
@@ -170,10 +175,71 @@ def test_a_job_past_its_slurm_time_limit_fails_naming_it(db, settings, submit, s
     slurm_cluster.end_soon(slurm_id)
     rounds_until(db, dispatcher, status_is(db, job_id, "failed", "succeeded"), timeout=90)
     job = job_row(db, job_id)
-    assert job.status == "failed" and job.error_code == "time_limit", (job.status, job.error)
+    assert job.status == "failed" and job.error_code == "time_limit_exceeded", (job.status, job.error)
     assert "--time=1 min" in job.error and slurm_id in job.error
     assert slurm_cluster.job(slurm_id)["JobState"] == "TIMEOUT"
     assert epochs_and_attempts(db, job_id)[1] == [1]  # failed, not run again
+
+
+# A student's script that runs on until something stops it; the second ignores SIGTERM, as a
+# script may that wants to finish its epoch whatever happens.
+ENDLESS = b"""
+import time
+open("outputs/progress.txt", "w").write("epoch 1 done")
+print("looping until stopped", flush=True)
+while True:
+    time.sleep(0.2)
+"""
+IGNORES_SIGTERM = b"""
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+open("outputs/progress.txt", "w").write("epoch 1 done")
+print("looping until stopped", flush=True)
+while True:
+    time.sleep(0.2)
+"""
+
+
+@pytest.mark.parametrize("script", [ENDLESS, IGNORES_SIGTERM], ids=["dies-of-sigterm", "ignores-sigterm"])
+def test_a_code_job_at_its_slurm_time_limit_fails_with_its_sandbox_gone(
+    db, settings, client, alice, submit, slurm_cluster, script
+):
+    # No --signal: SLURM's SIGTERM at the end (then SIGKILL after KillWait) is all the job hears.
+    dispatcher = slurm_dispatcher(settings, max={"time_limit_s": 60}, sandbox="bubblewrap", signal_grace_s=0)
+    source = client.post(
+        "/api/v1/sources",
+        data={"file": (io.BytesIO(script), "endless.py")},
+        headers=alice,
+        content_type="multipart/form-data",
+    )
+    assert source.status_code == 201, source.get_json()
+    marker = f"until-stopped-{uuid.uuid4().hex}"  # on the program's command line
+    job_id = submit({"code": {"source": source.get_json()["id"], "args": [marker]}, "device": "cpu"})
+
+    def log() -> str:
+        return client.get(f"/api/v1/jobs/{job_id}/log", headers=alice).get_data(as_text=True)
+
+    rounds_until(db, dispatcher, lambda: "looping until stopped" in log())
+    slurm_id = job_row(db, job_id).backend_id
+    assert host_processes_with(marker), "the sandboxed program is not running"
+    slurm_cluster.end_soon(slurm_id)
+    rounds_until(db, dispatcher, status_is(db, job_id, "failed", "succeeded", "queued"), timeout=90)
+    job = job_row(db, job_id)
+    assert job.status == "failed" and job.error_code == "time_limit_exceeded", (job.status, job.error, log()[-2000:])
+    rounds_until(db, dispatcher, lambda: slurm_id not in slurm_cluster.squeue(), timeout=30)
+    assert slurm_cluster.job(slurm_id)["JobState"] == "TIMEOUT"
+    assert epochs_and_attempts(db, job_id)[1] == [1]  # not run again
+    job = job_row(db, job_id)
+    assert job.attempt == 1 and job.preemptions == 0  # its attempt not given back
+    # The runner recorded it before SLURM's SIGKILL: the log says so, and nothing of the sandbox is left.
+    assert f"SLURM's time limit (--time) ended the job (SLURM job {slurm_id})" in log(), log()[-2000:]
+    if script == IGNORES_SIGTERM:  # alive after SLURM's SIGTERM: the runner killed it
+        assert "the script gets SIGTERM, then is killed" in log(), log()[-2000:]
+    kept = client.get(f"/api/v1/jobs/{job_id}/artifacts/progress.txt", headers=alice)
+    assert kept.status_code == 200 and kept.get_data(as_text=True) == "epoch 1 done"  # its outputs kept
+    assert host_processes_with(marker) == []
+    assert job_id not in Path("/proc/self/mountinfo").read_text()  # the job's own disk unmounted
+    assert not [p for p in cgroups.shared().parents.values() if (p / f"{job_id}-1").exists()]  # its cgroup
 
 
 def test_a_node_set_down_mid_job_brings_the_job_back_from_its_checkpoint(db, settings, submit, slurm_cluster):

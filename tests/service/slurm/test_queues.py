@@ -3,6 +3,7 @@ environment): pure logic, no cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 
@@ -70,6 +71,9 @@ def test_a_full_entry_is_read(tmp_path):
         (json.dumps({"cpu": {**CPU, "command": "labtrain"}}), "LABTRAIN_QUEUES.cpu.command"),
         (json.dumps({"cpu": {**CPU, "gpu": "mig"}}), "LABTRAIN_QUEUES.cpu.gpu"),
         (json.dumps({"cpu": {**CPU, "poll_s": 0}}), "LABTRAIN_QUEUES.cpu.poll_s"),
+        (json.dumps({"cpu": {**CPU, "jobs_per_allocation": 0}}), "LABTRAIN_QUEUES.cpu.jobs_per_allocation"),
+        (json.dumps({"cpu": {**CPU, "allocation_wait_s": 600}}), "LABTRAIN_QUEUES.cpu.allocation_wait_s"),
+        (json.dumps({"cpu": {**CPU, "allocation_reuse_s": -1}}), "LABTRAIN_QUEUES.cpu.allocation_reuse_s"),
         (json.dumps({"cpu": {"backend": "celery", "depth": 2}}), "a celery queue takes no other keys"),
         (json.dumps({"cpu": CPU, "gpu": CPU}), "same partition"),
     ],
@@ -138,6 +142,15 @@ def test_a_jobs_resources_account_tier_and_time_become_sbatch_options(settings):
     batch = _options(queue, settings, job_time_limit_s=86400)
     assert "--time=120" in batch and "--cpus-per-task=1" in batch and "--mem=2048M" in batch
     assert not any(o.startswith(("--qos", "--account", "--gres")) for o in batch)
+
+
+def test_an_allocation_asks_time_for_the_jobs_after_its_first_within_the_queues_largest(settings):
+    shared = SlurmQueue(queue="cpu", partition="batch", jobs_per_allocation=8, allocation_reuse_s=900)
+    assert "--time=27" in _options(shared, settings, job_time_limit_s=600)  # 11.5 min, and 15 for the next jobs
+    capped = dataclasses.replace(shared, max=Limits(time_limit_s=1200))
+    assert "--time=20" in _options(capped, settings, job_time_limit_s=600)
+    one = _options(dataclasses.replace(shared, jobs_per_allocation=1), settings, job_time_limit_s=600)
+    assert "--time=12" in one
 
 
 def test_a_gpu_job_asks_for_a_gpu_or_for_shards_of_its_memory(settings):

@@ -73,6 +73,10 @@ SIGTERM_RESTORED = (
 )
 # SLURM's SIGTERM reaches the program and the runner at once: how long the runner's is waited for.
 BATCH_SIGNAL_WAIT_S = 2.0
+# At SLURM's time limit the program has this long after its SIGTERM before its sandbox is killed:
+# well within KillWait (30 s by default), after which SLURM kills every process of the job, the
+# runner too, which must first record the outcome and put the sandbox away (its disk, its cgroup).
+TIME_LIMIT_GRACE_S = 2.0
 TENSORBOARD_DIR = f"{JOB_ROOT}/outputs/tensorboard"  # LABTRAIN_TENSORBOARD_DIR: a suggestion; all of outputs/ is read
 
 
@@ -360,7 +364,9 @@ def _supervise(
     Asked to yield its slot (preemption), the script gets SIGUSR1 (labtrain_job.preempted()
     turns True: its Keras callback or PyTorch helper checkpoints at the epoch's end and exits)
     and up to the stop grace to end on its own, after which it is stopped as a cancel stops
-    it; either way the job goes back to the queue (Preempted), to resume from its checkpoint."""
+    it; either way the job goes back to the queue (Preempted), to resume from its checkpoint.
+    At SLURM's time limit the script is stopped at once, whether or not it heeds SIGTERM, and the
+    job fails: before SLURM's SIGKILL, so that its outcome, outputs and sandbox are seen to."""
     grace = max(1.0, settings.stop_grace_s / 2)  # the job's watch kills the worker at the full grace
     next_check = 0.0
     yield_by: float | None = None  # when preempted: how long the script has to end on its own
@@ -376,6 +382,12 @@ def _supervise(
                 report.event("log", {"message": "asked to yield its slot: the script gets SIGUSR1 (preempted())"})
             if yield_by is not None and not signalled:  # (again while the sandbox is only starting)
                 signalled = box.signal_program(signal.SIGUSR1)
+            if batch_signal.asked() == batch_signal.ENDING:  # a script that ignores SIGTERM ends too
+                report.event(
+                    "log", {"message": "SLURM's time limit (--time) is ending: the script gets SIGTERM, then is killed"}
+                )
+                box.stop(TIME_LIMIT_GRACE_S)
+                raise _slurm_time_limit()
             walk = time.monotonic() >= next_check  # outputs/ (and a FolderDisk) are walked, at most this often
             if walk:
                 next_check = time.monotonic() + DISK_CHECK_S
@@ -389,10 +401,7 @@ def _supervise(
                 if yield_by is not None or slurm == batch_signal.YIELD:
                     raise Preempted()
                 if slurm == batch_signal.ENDING:  # whatever it did on the signal, it did not finish
-                    raise JobFailed(
-                        "time_limit",
-                        f"SLURM's time limit (--time) ended the job (SLURM job {os.environ.get('SLURM_JOB_ID')})",
-                    )
+                    raise _slurm_time_limit()
                 return returncode
             if yield_by is not None and time.monotonic() >= yield_by:
                 report.event("log", {"message": "the script did not end within the stop grace after SIGUSR1"})
@@ -407,6 +416,13 @@ def _supervise(
         if scalars is not None and isinstance(stopped, Preempted):  # its files leave with this attempt
             follow.scalars(scalars.finish())
         raise
+
+
+def _slurm_time_limit() -> JobFailed:
+    return JobFailed(
+        "time_limit_exceeded",  # as the job's own time limit says it
+        f"SLURM's time limit (--time) ended the job (SLURM job {os.environ.get('SLURM_JOB_ID')})",
+    )
 
 
 def _batch_signal_after(returncode: int) -> str | None:
