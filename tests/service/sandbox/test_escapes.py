@@ -5,6 +5,7 @@ next job on the same worker succeeds, and none of the service's data is within r
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -24,8 +25,14 @@ LAB = ATTACKED_LAB
 # the sandbox is the same one, made by `run-one` inside SLURM's job on the node: there one attack
 # of each kind runs (network, the service's files, a process left behind, memory) and what
 # SLURM's job changes (the job's environment), each SLURM job costing seconds to start.
+# LABTRAIN_ESCAPES_ON_SLURM=all runs every attack on SLURM too (minutes more: before a release,
+# or after a change to run-one or the SLURM backend).
 EVERY_BACKEND = pytest.mark.parametrize("lab", BACKENDS, indirect=True, scope="module")
-CELERY_ONLY = pytest.mark.parametrize("lab", ["celery"], indirect=True, scope="module")
+CELERY_ONLY = (
+    EVERY_BACKEND
+    if os.environ.get("LABTRAIN_ESCAPES_ON_SLURM") == "all"
+    else pytest.mark.parametrize("lab", ["celery"], indirect=True, scope="module")
+)
 
 
 @EVERY_BACKEND
