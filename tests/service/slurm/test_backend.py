@@ -14,7 +14,9 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.datasets import load_digits
 from sqlalchemy import select
 
 from service.core.broker import make_celery
@@ -242,7 +244,9 @@ def test_a_code_job_at_its_slurm_time_limit_fails_with_its_sandbox_gone(
     assert not [p for p in cgroups.shared().parents.values() if (p / f"{job_id}-1").exists()]  # its cgroup
 
 
-def test_a_node_set_down_mid_job_brings_the_job_back_from_its_checkpoint(db, settings, submit, slurm_cluster):
+def test_a_node_set_down_mid_job_brings_the_job_back_from_its_checkpoint(
+    db, settings, client, alice, submit, slurm_cluster
+):
     dispatcher = slurm_dispatcher(settings)
     # Digits' short epochs, each one's checkpoint kept: the node goes down at the third of 16 (the
     # dozen left are seconds for it to go down before the job would end).
@@ -268,6 +272,15 @@ def test_a_node_set_down_mid_job_brings_the_job_back_from_its_checkpoint(db, set
         requeued = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "status")).all()
         reasons = [e.data.get("reason") for e in requeued if e.data["status"] == "queued" and "reason" in e.data]
     assert reasons and (reasons[0] == "preempted" or "NODE_FAIL" in reasons[0]), reasons
+    # The network it trained on the node, resumed there, predicts in the API.
+    digits = load_digits()
+    answer = client.post(
+        f"/api/v1/models/{job.result['model_id']}/predict",
+        headers=alice,
+        json={"instances": digits.images[:100].tolist()},
+    )
+    assert answer.status_code == 200, answer.get_json()
+    assert np.mean(np.array(answer.get_json()["predictions"]) == digits.target[:100]) > 0.8
 
 
 def test_fair_share_holds_across_the_backend_two_students_jobs_alternate(

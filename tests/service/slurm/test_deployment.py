@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -22,6 +23,8 @@ from tests.support.processes import (
     wait_until_healthy,
 )
 from tests.support.slurm_cluster import CPU_PARTITION, NODE
+
+MODELS = Path(__file__).parents[1] / "code" / "models"  # students' model scripts (tests/service/code)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +128,21 @@ def test_a_code_job_runs_in_its_sandbox_on_the_node(two_backends):
     log = client.get(f"/api/v1/jobs/{done['id']}/log").text
     uid = re.search(r"running as (\d+)", log)
     assert uid and uid.group(1) != "0", log[-2000:]  # in the sandbox, not as the node's root
+
+
+def test_a_code_jobs_model_made_on_the_node_is_checked_there_and_predicts(two_backends):
+    client, _ = two_backends
+    script = (MODELS / "sklearn_pipeline.py").read_bytes()  # a scikit-learn pipeline saved with save_model
+    source = client.post("/api/v1/sources", files={"file": ("pipeline.py", script)}).json()["id"]
+    job = client.post("/api/v1/jobs", json={"code": {"source": source}, "device": "cpu"}).json()
+    done = client.wait_for(job["id"], timeout=180)
+    assert done["status"] == "succeeded", (done["error"], client.get(f"/api/v1/jobs/{done['id']}/log").text[-2000:])
+    assert _running_on(client, done["id"]) == [f"slurm:{CPU_PARTITION}@{NODE}"]
+    answer = client.post(
+        f"/api/v1/models/{done['result']['model_id']}/predict",
+        json={"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]},
+    )
+    assert answer.status_code == 200 and answer.json()["labels"] == ["setosa", "virginica"], answer.text
 
 
 # Checkpoints at each epoch's end; asked to yield (labtrain_job.preempted()), it exits after one.
