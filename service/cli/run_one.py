@@ -24,7 +24,6 @@ import time
 import click
 from sqlalchemy import select, update
 
-from service.core import logs
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.orm import Job
@@ -87,11 +86,7 @@ def _run(db: Database, runner: JobRunner, job_id: str, slurm_id: str | None) -> 
     if slurm_id and not _still_this_submission(db, job_id, slurm_id):
         log.info("job %s is no longer SLURM job %s's to run", job_id, slurm_id)
         return
-    token = logs.JOB_ID.set(job_id)
-    try:
-        status = runner.run(job_id)
-    finally:
-        logs.JOB_ID.reset(token)
+    status = runner.run(job_id)  # which names the job on its log lines itself
     log.info("job %s: %s", job_id, status or "not claimed by this run")
 
 

@@ -13,13 +13,11 @@ from service.core.orm import Job, SlurmAllocation, utcnow
 from service.jobs import lifecycle
 from service.slurm import allocations
 from service.slurm.allocations import Allocation
-from tests.service.slurm import test_backend
-from tests.service.slurm.test_backend import job_row, rounds_until, slurm_dispatcher
 from tests.support.slurm_cluster import CPU_PARTITION
+from tests.support.slurm_rounds import job_row, rounds_until, slurm_dispatcher
 
 IRIS = {"dataset": "iris", "algorithm": "knn", "device": "cpu"}
 SHAPE = "--cpus-per-task=1\n--mem=2048M"
-submit = test_backend.submit  # the fixture: a job through the API, on the cpu queue
 
 
 def _allocation(db, slurm_id: str, ends_in_s: float = 3600, state: str = allocations.IDLE) -> None:

@@ -19,75 +19,15 @@ import pytest
 from sklearn.datasets import load_digits
 from sqlalchemy import select
 
-from service.core.broker import make_celery
 from service.core.orm import Job, JobEvent, User, Worker, utcnow
-from service.dispatcher import Dispatcher, run_forever
+from service.dispatcher import run_forever
 from service.jobs import lifecycle
 from service.lab import queue_estimates
 from service.sandbox import cgroups
 from service.slurm import starts
 from tests.support.labs import host_processes_with
 from tests.support.slurm_cluster import CPU_PARTITION, NODE
-
-NETWORK = {
-    "dataset": "mnist",
-    "framework": "pytorch",
-    "network": {"preset": "feedforward"},
-    "training": {"epochs": 12, "batch_size": 32},
-    "device": "cpu",
-}
-# What the node's runner gets besides the deployment's settings: a checkpoint at each epoch's end.
-NODE_ENV = {"LABTRAIN_CHECKPOINT_EVERY_S": "0", "LABTRAIN_JOB_HEARTBEAT_TIMEOUT_S": "10"}
-
-
-def slurm_dispatcher(settings, **queue) -> Dispatcher:
-    config = {
-        "cpu": {
-            "backend": "slurm",
-            "partition": CPU_PARTITION,
-            "depth": 2,
-            "poll_s": 0.2,
-            "environment": NODE_ENV,
-            **queue,
-        }
-    }
-    return Dispatcher(
-        dataclasses.replace(settings, queues=json.dumps(config)), make_celery(settings), name="slurm-test"
-    )
-
-
-@pytest.fixture
-def submit(client, alice):
-    def submit(spec: dict, headers=alice) -> str:
-        response = client.post("/api/v1/jobs", json=spec, headers=headers)
-        assert response.status_code == 201, response.text
-        assert response.json["queue"] == "cpu"
-        return response.json["id"]
-
-    return submit
-
-
-def job_row(db, job_id: str) -> Job:
-    with db.session() as session:
-        job = session.get(Job, job_id)
-        session.expunge(job)
-        return job
-
-
-def rounds_until(db, dispatcher, condition, timeout: float = 120) -> None:
-    """Dispatcher rounds, as its process runs them, until `condition()` holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with db.session() as session:
-            dispatcher.run_round(session)
-        if condition():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"not reached within {timeout} s")
-
-
-def status_is(db, job_id: str, *statuses: str):
-    return lambda: job_row(db, job_id).status in statuses
+from tests.support.slurm_rounds import NETWORK, job_row, rounds_until, slurm_dispatcher, status_is
 
 
 def epochs_and_attempts(db, job_id: str) -> tuple[list[int], list[int]]:

@@ -14,8 +14,8 @@ from service.core.broker import make_celery
 from service.core.orm import Job, User
 from service.dispatcher import Dispatcher
 from service.jobs import lifecycle
-from tests.service.slurm.test_backend import NETWORK, NODE_ENV, job_row, rounds_until, status_is
 from tests.support.slurm_cluster import CPU_PARTITION
+from tests.support.slurm_rounds import NETWORK, NODE_ENV, job_row, rounds_until, status_is
 
 BATCH = {"backend": "slurm", "partition": CPU_PARTITION, "depth": 2, "poll_s": 0.2, "environment": NODE_ENV}
 

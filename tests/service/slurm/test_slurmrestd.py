@@ -12,11 +12,9 @@ from service.core import storage
 from service.core.orm import Job, User, Worker
 from service.jobs import lifecycle
 from service.slurm.rest import SlurmRest
-from tests.service.slurm import test_backend
-from tests.service.slurm.test_backend import job_row, rounds_until, slurm_dispatcher, status_is
 from tests.support.slurm_cluster import CPU_PARTITION, NODE
+from tests.support.slurm_rounds import job_row, rounds_until, slurm_dispatcher, status_is
 
-submit = test_backend.submit  # the fixture: a job through the API, on the cpu queue
 IRIS = {"dataset": "iris", "algorithm": "knn", "device": "cpu"}
 
 
