@@ -24,11 +24,12 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta
+from functools import cache
 
 from celery import Celery
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from service.core import queues as queue_catalog
 from service.core import wakeups
@@ -105,25 +106,13 @@ class Dispatcher:
         if self.slurm and self.slurm.due():  # SLURM's view is polled, never announced
             return True
         now, settings = utcnow(), self.settings
-        stale = now - timedelta(seconds=settings.job_heartbeat_timeout_s)
-        overdue = now - timedelta(seconds=settings.resend_after_s)
-        preempt_before = now - timedelta(seconds=settings.preempt_after_s)
-        waiting = (Job.status == QUEUED) & Job.released_at.is_(None)
-        lost = ((Job.status == RUNNING) & (Job.heartbeat_at < stale)) | (
-            (Job.status == QUEUED) & (Job.released_at < overdue)
-        )
         rows = session.execute(
-            select(
-                Job.queue,
-                func.count().filter(~waiting),  # busy: running, or sent and not yet taken
-                func.count().filter(waiting),
-                func.count().filter(waiting & (Job.course_id.is_not(None) | (Job.created_at < preempt_before))),
-                func.count().filter(lost),
-                func.count().filter(~waiting & (Job.status == QUEUED) & Job.backend_id.is_(None)),  # at a broker
-                func.count().filter(Job.backend_id.is_not(None)),  # SLURM holds them
-            )
-            .where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
-            .group_by(Job.queue)
+            _queue_counts(),
+            {
+                "stale": now - timedelta(seconds=settings.job_heartbeat_timeout_s),
+                "overdue": now - timedelta(seconds=settings.resend_after_s),
+                "preempt_before": now - timedelta(seconds=settings.preempt_after_s),
+            },
         ).all()
         if self._slurm_for_left_jobs(any(row[-1] for row in rows if not self._slurm_serves(row[0]))):
             return True
@@ -306,15 +295,48 @@ class Dispatcher:
             return False
 
 
+@cache
+def _queue_counts() -> Select:
+    """round_needed's statement, by queue: built once (building it cost more than running it),
+    its times bound at each look (`stale`, `overdue`, `preempt_before`)."""
+    waiting = (Job.status == QUEUED) & Job.released_at.is_(None)
+    lost = ((Job.status == RUNNING) & (Job.heartbeat_at < bindparam("stale"))) | (
+        (Job.status == QUEUED) & (Job.released_at < bindparam("overdue"))
+    )
+    old = Job.created_at < bindparam("preempt_before")
+    return (
+        select(
+            Job.queue,
+            func.count().filter(~waiting),  # busy: running, or sent and not yet taken
+            func.count().filter(waiting),
+            func.count().filter(waiting & (Job.course_id.is_not(None) | old)),
+            func.count().filter(lost),
+            func.count().filter(~waiting & (Job.status == QUEUED) & Job.backend_id.is_(None)),  # at a broker
+            func.count().filter(Job.backend_id.is_not(None)),  # SLURM holds them
+        )
+        .where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
+        .group_by(Job.queue)
+    )
+
+
 def _waiting(job: Job) -> bool:
     """Queued and not yet sent: what a free slot may take."""
     return job.status == QUEUED and job.released_at is None
 
 
+# What a round never reads of most jobs (a JSON document each): loaded only for a job that needs it.
+_UNREAD_IN_A_ROUND = (Job.spec, Job.progress, Job.metrics, Job.result, Job.error)
+
+
 def _slot_jobs(session: Session, again: bool = False) -> list[Job]:
     """The queued and running jobs that hold or wait for a worker slot (`again`: read anew, over
-    what the session holds)."""
-    query = select(Job).where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
+    what the session holds). A round reads every one, however many wait: their documents are
+    left out, loaded for the one job that needs its own (a SLURM submit reads its spec)."""
+    query = (
+        select(Job)
+        .where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
+        .options(*(defer(column) for column in _UNREAD_IN_A_ROUND))
+    )
     return list(session.scalars(query.execution_options(populate_existing=again)))
 
 

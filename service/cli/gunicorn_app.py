@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
@@ -39,7 +40,18 @@ class _GunicornApp(BaseApplication):
             for name in ("", "gunicorn.error", "gunicorn.access"):
                 logs.use_format(logging.getLogger(name).handlers, "json")
         logs.configure(settings.log_format)
-        return StreamingApp(create_app(settings), threads=self.options["threads"])
+        app = StreamingApp(create_app(settings), threads=self.options["threads"])
+        threading.Thread(target=_import_validators, name="warm-up", daemon=True).start()
+        return app
+
+
+def _import_validators() -> None:
+    """What a job's first submit to this process would import (scikit-learn's datasets, about
+    1 s), imported as the process starts instead: with several processes, each one's first job
+    paid for it. A request that needs it meanwhile waits for this import, not for one of its own."""
+    from service.data import tables
+
+    tables.builtin_info("iris")
 
 
 class ApiWorker(UvicornWorker):

@@ -81,22 +81,23 @@ def add_events(session: Session, job_id: str, events: list[Event], **job_values:
             session.execute(update(Job).where(Job.id == job_id).values(**job_values))
         return []
     row = _advance(session, [Job.id == job_id], len(events), job_values)
-    return _insert_events(session, job_id, row.event_seq, row.owner_id, events)
+    return _insert_events(session, job_id, row, events)
 
 
 def _advance(session: Session, guard: list, count: int, values: dict[str, Any], *returning):
     """One guarded UPDATE of a job's row: `values`, and `count` sequence numbers taken for its
-    events; the row (the last number, the owner, `returning`) or None when the guard failed."""
+    events; the row (the last number, the owner, the family, `returning`) or None when the guard failed."""
     return session.execute(
         update(Job)
         .where(*guard)
         .values(**values, event_seq=Job.event_seq + count)
-        .returning(Job.event_seq, Job.owner_id, *returning)
+        .returning(Job.event_seq, Job.owner_id, Job.family, *returning)
     ).one_or_none()
 
 
-def _insert_events(session: Session, job_id: str, last: int, owner_id: str, events: list[Event]) -> list[JobEvent]:
-    first = last - len(events) + 1
+def _insert_events(session: Session, job_id: str, row, events: list[Event]) -> list[JobEvent]:
+    """`events` numbered up to `row.event_seq`, the number _advance took for the last."""
+    first = row.event_seq - len(events) + 1
     rows = [
         JobEvent(job_id=job_id, seq=first + i, type=type_, data=data, time=at)
         for i, (type_, data, at) in enumerate(events)
@@ -104,11 +105,11 @@ def _insert_events(session: Session, job_id: str, last: int, owner_id: str, even
     session.add_all(rows)
     session.flush()
     # Delivered at commit: the streams of this job and of its owner wake, and the dispatcher
-    # looks again when a job's status changed (submitted, finished, cancelled).
+    # looks again when a job's status changed (submitted, finished, cancelled); the family tells
+    # the search driver whether a new `queued` may be a search (service/search/driver.py).
     type_, data, _ = events[-1]
-    wakeups.notify(
-        session, wakeups.JOB_EVENTS, {"job": job_id, "owner": owner_id, "type": type_, "status": data.get("status")}
-    )
+    payload = {"job": job_id, "owner": row.owner_id, "family": row.family, "type": type_, "status": data.get("status")}
+    wakeups.notify(session, wakeups.JOB_EVENTS, payload)
     return rows
 
 
@@ -143,7 +144,6 @@ def claim_job(session: Session, job_id: str, worker: str) -> Claimed | None:
         1,
         {"status": RUNNING, "attempt": Job.attempt + 1, "started_at": now, "heartbeat_at": now, "worker": worker},
         Job.attempt,
-        Job.family,
         Job.spec,
         Job.time_limit_s,
         Job.gpu_memory_mb,
@@ -152,7 +152,7 @@ def claim_job(session: Session, job_id: str, worker: str) -> Claimed | None:
     if row is None:
         return None
     event = ("status", {"status": RUNNING, "worker": worker, "attempt": row.attempt}, now)
-    _insert_events(session, job_id, row.event_seq, row.owner_id, [event])
+    _insert_events(session, job_id, row, [event])
     return Claimed(row.attempt, row.family, row.spec, row.owner_id, row.time_limit_s, row.gpu_memory_mb, row.progress)
 
 
@@ -183,7 +183,7 @@ def finish(
         if before:
             add_events(session, job_id, list(before))
         return False
-    _insert_events(session, job_id, row.event_seq, row.owner_id, events)
+    _insert_events(session, job_id, row, events)
     return True
 
 

@@ -72,11 +72,13 @@ def waiting_in_order(
     session: Session, queue: str, settings: Settings, now: datetime | None = None, waiting: list[Job] | None = None
 ) -> list[Job]:
     """Queued jobs not yet sent to the broker, in the order fair share would send them;
-    `waiting`: those jobs, where the caller has read them already (a dispatch round)."""
+    `waiting`: those jobs, where the caller has read them already (a dispatch round). Read here,
+    each is only what the order looks at (its id, owner, course, priority and tier), not a Job:
+    a job's position reads every waiting one."""
     now = now or utcnow()
     if waiting is None:
-        waiting = session.scalars(
-            select(Job).where(
+        waiting = session.execute(
+            select(Job.id, Job.owner_id, Job.course_id, Job.priority, Job.tier).where(
                 Job.queue == queue, Job.status == QUEUED, families.takes_slot(), Job.released_at.is_(None)
             )
         ).all()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from service.core import storage, wakeups
@@ -73,12 +74,12 @@ def _children(session: Session, parent_id: str, told: set[int]) -> list[Trial]:
     return [whole.get(row.id) or Trial(row.id, row.trial_number, row.status, None, None, None) for row in rows]
 
 
-def pending_searches(session: Session, seen: dict[str, tuple]) -> tuple[list[str], bool]:
-    """Searches that need a step: new, cancelled, or with trials that finished (or went) since
-    `seen` was noted, and whether any search is queued or running at all. A trial that only
-    started changes nothing a step would do. One statement."""
+@cache
+def _searches_and_trials() -> Select:
+    """The active searches with their trials counted: built once (the dispatcher asks often, and
+    building the statement cost more than running it)."""
     trial = aliased(Job)
-    rows = session.execute(
+    return (
         select(
             Job.id,
             Job.status,
@@ -89,7 +90,14 @@ def pending_searches(session: Session, seen: dict[str, tuple]) -> tuple[list[str
         .outerjoin(trial, trial.parent_id == Job.id)
         .where(Job.family == SEARCH, Job.status.in_((QUEUED, RUNNING)))
         .group_by(Job.id, Job.status, Job.cancel_requested)
-    ).all()
+    )
+
+
+def pending_searches(session: Session, seen: dict[str, tuple]) -> tuple[list[str], bool]:
+    """Searches that need a step: new, cancelled, or with trials that finished (or went) since
+    `seen` was noted, and whether any search is queued or running at all. A trial that only
+    started changes nothing a step would do. One statement."""
+    rows = session.execute(_searches_and_trials()).all()
     due = [
         parent_id
         for parent_id, status, cancel, trials, finished in rows
@@ -99,7 +107,10 @@ def pending_searches(session: Session, seen: dict[str, tuple]) -> tuple[list[str
 
 
 def _may_start_a_search(wake: wakeups.Wake) -> bool:
-    return wake.channel != wakeups.JOB_EVENTS or wake.payload.get("status") in (QUEUED, None)
+    """A search's new `queued` (a wake-up without a family says nothing of it: it may be)."""
+    if wake.channel != wakeups.JOB_EVENTS:
+        return True
+    return wake.payload.get("status") in (QUEUED, None) and wake.payload.get("family") in (SEARCH, None)
 
 
 class SearchDriver:
