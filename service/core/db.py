@@ -27,7 +27,7 @@ def make_engine(url: str, *, null_pool: bool = False) -> Engine:
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
     else:
         event.listen(engine, "checkin", _note_idle)
         event.listen(engine, "checkout", partial(_check_alive, engine.dialect))
@@ -57,7 +57,10 @@ def _check_alive(dialect, dbapi_connection, record, _proxy) -> None:
         raise DisconnectionError(str(exc)) from exc
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def sqlite_pragmas(dbapi_connection, _record) -> None:
+    """Each SQLite connection's settings (the database's and the serverless broker's): a
+    write-ahead log, synced at checkpoints rather than at each commit (a crash of any process
+    loses nothing; a power cut may lose the last commits), and a writer waits for another."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -1,4 +1,5 @@
-"""The serverless broker (kombu's SQLAlchemy transport on a SQLite file), woken by a doorbell.
+"""The serverless broker (kombu's SQLAlchemy transport on a SQLite file), woken by a doorbell,
+with a put and a take of one statement each.
 
 kombu's virtual transport sleeps `polling_interval` after each empty look at its queues, and
 Celery's worker drives it that way (`synloop` calls `drain_events`, the transport cannot
@@ -11,14 +12,19 @@ the consumer's own bell too: it frees a prefetch slot, so the next message may b
 from __future__ import annotations
 
 from functools import cached_property
+from json import dumps, loads
 from queue import Empty
 from time import monotonic
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as sqla
+from kombu.utils.encoding import bytes_to_str
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from service.core import doorbell
+from service.core.db import sqlite_pragmas
 
 SCHEME = "sqla-doorbell"  # the broker URL's prefix that selects this transport (see broker_url)
 
@@ -45,10 +51,61 @@ def configure(safety_s: float, fallback_s: float) -> None:
     Transport.polling_interval, Transport.fallback_interval = safety_s, fallback_s
 
 
+# A message is taken by deleting it, in one statement (SQLite runs it under its write lock, so
+# two consumers never take the same one). kombu's own take is an ORM read and update in a
+# transaction of their own, and leaves each message in the table, marked taken, for ever.
+TAKE = text(
+    "DELETE FROM kombu_message WHERE id = (SELECT id FROM kombu_message WHERE queue_id = :queue AND visible "
+    "ORDER BY id LIMIT 1) RETURNING payload"
+)
+PUT = text("INSERT INTO kombu_message (queue_id, visible, payload, version) VALUES (:queue, 1, :payload, 1)")
+FORGET_TAKEN = text("DELETE FROM kombu_message WHERE queue_id = :queue AND NOT visible")
+
+
 class Channel(sqla.Channel):
+    """kombu's channel on the same tables, with a put and a take of one statement each; the queue's
+    row id is read once."""
+
+    def __init__(self, *args, **kwargs):
+        self._queue_ids: dict[str, int] = {}
+        super().__init__(*args, **kwargs)
+
+    def _engine_from_config(self):
+        # kombu's engine, with the database's settings: kombu's own (a journal synced at every
+        # commit) made each put and take wait for the disk.
+        engine = super()._engine_from_config()
+        event.listen(engine, "connect", sqlite_pragmas)
+        return engine
+
+    def _queue_id(self, queue: str) -> int:
+        if queue not in self._queue_ids:
+            self._queue_ids[queue] = self._get_or_create(queue).id
+        return self._queue_ids[queue]
+
+    def _new_queue(self, queue, **kwargs):
+        # Declared as a worker or `labtrain up` starts: messages an earlier version took and kept go.
+        self.session.execute(FORGET_TAKEN, {"queue": self._queue_id(queue)})
+        self.session.commit()
+
     def _put(self, queue, payload, **kwargs):
-        super()._put(queue, payload, **kwargs)  # committed when it returns
+        try:
+            self.session.execute(PUT, {"queue": self._queue_id(queue), "payload": dumps(payload)})
+            self.session.commit()
+        except OperationalError:  # the publish fails (and may be retried): nothing was stored
+            self.session.rollback()
+            raise
         self.connection.ring()
+
+    def _get(self, queue):
+        try:
+            row = self.session.execute(TAKE, {"queue": self._queue_id(queue)}).first()
+            self.session.commit()
+        except OperationalError:
+            self.session.rollback()
+            raise
+        if row is None:
+            raise Empty()
+        return loads(bytes_to_str(row.payload))
 
     def basic_ack(self, delivery_tag, multiple=False):
         super().basic_ack(delivery_tag, multiple)

@@ -4,6 +4,7 @@ is set to a minute here; each test checks that the consumer's wait ended with a 
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from queue import Empty
 
 import pytest
 from kombu import Queue
+from sqlalchemy import text
 
 from service.core import sqlite_broker
 from service.core.broker import RUN_JOB_TASK, make_celery, send_job
@@ -123,3 +125,58 @@ def test_an_ack_that_frees_the_prefetch_slot_wakes_the_consumer(embedded):
         assert [message.payload[0] for message in got] == [["job-1"], ["job-2"]]
         assert looks.waits == [True] and looks.count == 2
         got[1].ack()
+
+
+def take_all(app, queue: str, taken: list[str]) -> None:
+    """Take messages from `queue` on a connection of this thread's own until none is left."""
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            taken.append(message.payload[0][0])
+
+
+def test_each_message_is_taken_once_and_leaves_the_broker_file(embedded):
+    _settings, app = embedded
+    sent = [f"job-{n}" for n in range(60)]
+    for job_id in sent:
+        send_job(app, job_id, "cpu")
+    takers = [[] for _ in range(3)]
+    threads = [threading.Thread(target=take_all, args=(app, "cpu", mine)) for mine in takers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    taken = [job_id for mine in takers for job_id in mine]
+    assert sorted(taken) == sorted(sent)  # none lost, none taken twice
+    assert all(mine == sorted(mine, key=sent.index) for mine in takers)  # each taker in the order sent
+    assert rows_in(app) == 0  # a taken message is deleted: the file does not grow with every job
+
+
+def test_declaring_a_queue_forgets_messages_kept_taken(embedded):
+    """kombu's own transport kept every message it delivered, marked taken: they go as a worker starts."""
+    _settings, app = embedded
+    send_job(app, "job-1", "cpu")
+    send_job(app, "job-2", "cpu")
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        channel.session.execute(
+            text("UPDATE kombu_message SET visible = 0 WHERE id = (SELECT min(id) FROM kombu_message)")
+        )
+        channel.session.commit()
+        assert rows_in(app) == 2
+        Queue("cpu")(channel).declare()
+        assert rows_in(app) == 1
+        assert channel.basic_get("cpu", no_ack=True).payload[0] == ["job-2"]
+
+
+def rows_in(app) -> int:
+    with app.connection_for_read() as connection:
+        return connection.default_channel.session.execute(text("SELECT count(*) FROM kombu_message")).scalar()
+
+
+def test_the_broker_file_keeps_a_write_ahead_log(embedded, tmp_path):
+    """Synced at checkpoints, not at each put and take (kombu's default journal waited for the disk twice a job)."""
+    _settings, app = embedded
+    send_job(app, "job-1", "cpu")
+    with sqlite3.connect(tmp_path / "broker.db") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
