@@ -61,12 +61,13 @@ class Dispatcher:
         self.slurm = SlurmBackend(settings, slurm) if slurm else None
         self._removed_seen: dict[str, tuple[int, int]] = {}  # what the log last said of removed queues
 
-    def run_round(self, session: Session) -> list[str]:
+    def run_round(self, session: Session, online: list[Worker] | None = None) -> list[str]:
         """One round under the lock; returns the ids of the jobs released. The queued and running
-        jobs are read once, after the lock; each step below works on those rows."""
+        jobs are read once, after the lock; each step below works on those rows. `online`: the
+        workers online, where this transaction read them already."""
         self._lock(session)
         now = utcnow()
-        online = worker_registry.online(session)
+        online = worker_registry.online(session) if online is None else online
         jobs = _slot_jobs(session)
         reaped = self._reap(session, now, jobs)
         if reaped:
@@ -98,13 +99,22 @@ class Dispatcher:
                     log.info("asked job %s to yield its %s slot to a waiting debug job", job_id, queue)
         return released
 
+    def round_if_needed(self, session: Session) -> list[str]:
+        """A round when one would do anything (round_needed); the ids of the jobs it released."""
+        needed, online = self._look(session)
+        return self.run_round(session, online) if needed else []
+
     def round_needed(self, session: Session) -> bool:
         """Whether a round would do anything, without taking the lock: a heartbeat gone stale, a
         job overdue at the broker, or a waiting job that a free slot could take, that a course
         budget may hold (its `waiting` is kept current) or that waited long enough to preempt.
         One statement, and the workers only when something waits for a slot."""
+        return self._look(session)[0]
+
+    def _look(self, session: Session) -> tuple[bool, list[Worker] | None]:
+        """round_needed's answer, and the workers online where it read them (the round reuses them)."""
         if self.slurm and self.slurm.due():  # SLURM's view is polled, never announced
-            return True
+            return True, None
         now, settings = utcnow(), self.settings
         rows = session.execute(
             _queue_counts(),
@@ -115,28 +125,28 @@ class Dispatcher:
             },
         ).all()
         if self._slurm_for_left_jobs(any(row[-1] for row in rows if not self._slurm_serves(row[0]))):
-            return True
+            return True, None
         online = None
         for queue, busy, waits, held_or_old, lost_or_unsent, sent, _in_slurm in rows:
             if queue not in self.devices:  # no longer configured: its jobs wait for an admin
                 # A lost worker, a job sent before to take back, or news for the log.
                 if lost_or_unsent or sent or self._removed_seen.get(queue) != (waits, busy):
-                    return True
+                    return True, online
                 continue
             if lost_or_unsent or held_or_old:
-                return True
+                return True, online
             if not waits:
                 continue
             if self._slurm_serves(queue):
-                return True
+                return True, online
             online = worker_registry.online(session) if online is None else online
             workers = [w for w in online if w.serves(queue)]
             if self.devices[queue] == "gpu":
                 if workers:  # packing decides: the round looks
-                    return True
+                    return True, online
             elif sum(w.concurrency for w in workers) > busy:
-                return True
-        return False
+                return True, online
+        return False, online
 
     def _lock(self, session: Session) -> None:
         # The UPDATE holds the row (PostgreSQL) or the database (SQLite) until commit.
@@ -391,10 +401,9 @@ def _wake_up(
 
 
 def _round_if_needed(session: Session, dispatcher: Dispatcher) -> None:
-    if dispatcher.round_needed(session):
-        released = dispatcher.run_round(session)
-        if released:
-            log.info("released %d job(s): %s", len(released), ", ".join(released))
+    released = dispatcher.round_if_needed(session)
+    if released:
+        log.info("released %d job(s): %s", len(released), ", ".join(released))
 
 
 def _wait_for_a_change(

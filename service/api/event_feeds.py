@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flask import Response
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from service.api.serialize import event_view, iso
 from service.api.stream_hub import ALL, job_key, user_key
@@ -64,16 +64,17 @@ class JobFeed:
 
     def read(self, db: Database) -> tuple[str, bool]:
         with db.sessions() as session:
-            # The status is read before the events: once it says finished, the events that
-            # read finds include the job's last ones.
-            status = session.scalar(select(Job.status).where(Job.id == self.job_id))
-            rows = session.scalars(
-                select(JobEvent)
-                .where(JobEvent.job_id == self.job_id, JobEvent.seq > self.after)
+            # The status and the events in one statement, which sees them as of one moment: once
+            # the status says finished, the events include the job's last ones. No row: no job.
+            rows = session.execute(
+                select(Job.status, JobEvent)
+                .outerjoin(JobEvent, and_(JobEvent.job_id == Job.id, JobEvent.seq > self.after))
+                .where(Job.id == self.job_id)
                 .order_by(JobEvent.seq)
                 .limit(BATCH)
             ).all()
-            views = [event_view(row) for row in rows]
+            status = rows[0][0] if rows else None
+            views = [event_view(event) for _status, event in rows if event is not None]
         if views:
             self.after = views[-1]["seq"]
         self.more = len(views) == BATCH

@@ -41,9 +41,10 @@ def submit():
     course = take_course(session, user, payload)
     job = submission.submit(SubmitContext(session, services().settings, user), payload, course=course)
     budgets.check_coverable(session, job)  # a 422 for a job its course could never cover; rolled back
+    view = job_view(session, job, user.name)  # its position read in the same transaction
     # The dispatcher sends it to a worker when a slot is free (DESIGN.md decisions 1 and 5).
     session.commit()
-    response = jsonify(job_view(session, job, user.name))
+    response = jsonify(view)
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return response
@@ -88,8 +89,8 @@ def list_jobs():
 @bp.get("/<job_id>")
 def get_job(job_id: str):
     session = db_session()
-    job = visible_job(job_id)
-    view = job_view(session, job)
+    job, user = visible_job(job_id), current_user()
+    view = job_view(session, job, user.name if job.owner_id == user.id else None)
     if job.status == lifecycle.QUEUED:  # its estimated start (a listing leaves it out: one ordering per queue)
         place = queue_estimates.places(session, services().settings, [job], utcnow()).get(job.id)
         view["estimated_start"] = iso(place.estimated_start) if place else None

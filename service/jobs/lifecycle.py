@@ -41,8 +41,12 @@ def create_job(
     max_attempts: int = 3,
     tier: str = "batch",
     gpu_memory_mb: int | None = None,
+    **columns: Any,
 ) -> Job:
+    """The queued job's row and its first event. `columns`: the job's others (its course, a trial's
+    search, number and priority), in the same INSERT."""
     job = Job(
+        **columns,
         tier=tier,
         gpu_memory_mb=gpu_memory_mb,
         owner_id=owner.id,
@@ -54,9 +58,10 @@ def create_job(
         time_limit_s=time_limit_s,
         max_attempts=max_attempts,
     )
+    job.event_seq = 1  # its first event's: a new row has no other writer, no UPDATE takes the number
     session.add(job)
     session.flush()
-    add_event(session, job.id, "status", {"status": QUEUED, "by": owner.name})
+    _insert_events(session, job.id, job, [("status", {"status": QUEUED, "by": owner.name}, utcnow())])
     return job
 
 
@@ -95,8 +100,9 @@ def _advance(session: Session, guard: list, count: int, values: dict[str, Any], 
     ).one_or_none()
 
 
-def _insert_events(session: Session, job_id: str, row, events: list[Event]) -> list[JobEvent]:
-    """`events` numbered up to `row.event_seq`, the number _advance took for the last."""
+def _insert_events(session: Session, job_id: str, row: Any, events: list[Event]) -> list[JobEvent]:
+    """`events` numbered up to `row.event_seq`, the number taken for the last (by _advance; a new
+    job's row itself); `row` also gives the owner and family the wake-up names."""
     first = row.event_seq - len(events) + 1
     rows = [
         JobEvent(job_id=job_id, seq=first + i, type=type_, data=data, time=at)

@@ -55,9 +55,11 @@ def submit(
         max_attempts=ctx.settings.max_attempts,
         tier=tier,
         gpu_memory_mb=validated.gpu_memory_mb,
+        course_id=trial_of.course_id if trial_of is not None else (course.id if course else None),
+        **(
+            {"parent_id": trial_of.id, "trial_number": trial_number, "priority": trial_of.priority}
+            if trial_of is not None
+            else {}
+        ),
     )
-    if trial_of is not None:
-        job.parent_id, job.trial_number, job.priority = trial_of.id, trial_number, trial_of.priority
-    job.course_id = trial_of.course_id if trial_of is not None else (course.id if course else None)
-    ctx.session.flush()
     return job

@@ -72,13 +72,12 @@ def waiting_in_order(
     session: Session, queue: str, settings: Settings, now: datetime | None = None, waiting: list[Job] | None = None
 ) -> list[Job]:
     """Queued jobs not yet sent to the broker, in the order fair share would send them;
-    `waiting`: those jobs, where the caller has read them already (a dispatch round). Read here,
-    each is only what the order looks at (its id, owner, course, priority and tier), not a Job:
-    a job's position reads every waiting one."""
+    `waiting`: those jobs, where the caller has read them already (a dispatch round; a job's
+    position reads only the columns the order looks at: its id, owner, course, priority and tier)."""
     now = now or utcnow()
     if waiting is None:
-        waiting = session.execute(
-            select(Job.id, Job.owner_id, Job.course_id, Job.priority, Job.tier).where(
+        waiting = session.scalars(
+            select(Job).where(
                 Job.queue == queue, Job.status == QUEUED, families.takes_slot(), Job.released_at.is_(None)
             )
         ).all()
@@ -153,10 +152,13 @@ class _Turns:
 
 
 def queue_order(session: Session, queue: str, settings: Settings) -> list[str]:
-    """Ids of every queued job of `queue` in the order they will start: already sent first."""
-    sent = session.scalars(
-        select(Job.id)
-        .where(Job.queue == queue, Job.status == QUEUED, Job.released_at.is_not(None))
-        .order_by(Job.released_at, Job.id)
-    )
-    return list(sent) + [job.id for job in waiting_in_order(session, queue, settings)]
+    """Ids of every queued job of `queue` in the order they will start: already sent first. One
+    statement reads both (each only what the order looks at)."""
+    rows = session.execute(
+        select(Job.id, Job.owner_id, Job.course_id, Job.priority, Job.tier, Job.released_at).where(
+            Job.queue == queue, Job.status == QUEUED, families.takes_slot()
+        )
+    ).all()
+    sent = sorted((row for row in rows if row.released_at is not None), key=lambda row: (row.released_at, row.id))
+    waiting = [row for row in rows if row.released_at is None]
+    return [row.id for row in sent] + [row.id for row in waiting_in_order(session, queue, settings, waiting=waiting)]

@@ -7,10 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select
 
+from service.core import wakeups
 from service.core.errors import Conflict
 from service.core.orm import Job, JobEvent
 from service.jobs import lifecycle
 from service.lab.users import create_user
+from tests.support.sql import statements
 
 pytestmark = pytest.mark.fast  # the fast tier: no servers needed (tests/conftest.py)
 
@@ -79,3 +81,31 @@ def test_concurrent_event_writers_get_distinct_sequence_numbers(db):
     with ThreadPoolExecutor(6) as pool:
         seqs = list(pool.map(write, range(30)))
     assert sorted(seqs) == list(range(2, 32))
+
+
+def test_a_new_job_is_one_insert_with_its_first_event_and_its_wake_up_names_its_family(db):
+    """A submit takes no UPDATE for its event's number, and the dispatcher hears what kind of job came
+    (a plain job's `queued` wakes no search look: service/search/driver.py)."""
+    listener = wakeups.Listener(db.url, (wakeups.JOB_EVENTS,)) if wakeups.notifies(db.url) else None
+    if listener:
+        listener.wait(0.01)  # listening before the commit
+    with statements(db) as seen:
+        job_id, user = _queued_job(db)
+    assert not [s for s in seen if s.startswith("UPDATE jobs")]
+    with db.session() as session:
+        assert session.get(Job, job_id).event_seq == 1
+        assert session.scalars(select(JobEvent.seq).where(JobEvent.job_id == job_id)).all() == [1]
+    if listener:
+        wakes = []
+        for _ in range(20):
+            wakes += [w for w in listener.wait(0.5) if w.payload.get("job") == job_id]
+            if wakes:
+                break
+        listener.close()
+        assert wakes and wakes[0].payload == {
+            "job": job_id,
+            "owner": user.id,
+            "family": "classic",
+            "type": "status",
+            "status": "queued",
+        }

@@ -93,12 +93,14 @@ def test_with_no_search_running_only_a_new_queued_job_makes_the_driver_look(clie
             driver.due(session, wakes)
         return sum("jobs_1" in s for s in seen)  # the search look joins a search's trials
 
-    def wake(status: str | None, channel: str = wakeups.JOB_EVENTS) -> wakeups.Wake:
-        return wakeups.Wake(channel, {"job": "x", "type": "status", "status": status})
+    def wake(status: str | None, channel: str = wakeups.JOB_EVENTS, **more) -> wakeups.Wake:
+        return wakeups.Wake(channel, {"job": "x", "type": "status", "status": status, **more})
 
     assert looks(None) == 1  # the first look, and a timer's: always
     assert looks([wake("running"), wake("succeeded")]) == 0  # no search: a job's start or end starts none
-    assert looks([wake("queued")]) == 1  # a job submitted may be a search
+    assert looks([wake("queued")]) == 1  # a job submitted may be a search (the wake-up names no family)
+    assert looks([wake("queued", family="classic"), wake("queued", family="network")]) == 0  # not a search
+    assert looks([wake("queued", family="classic"), wake("queued", family="search")]) == 1
     parent = client.post("/api/v1/jobs", json=KNN_SEARCH, headers=alice).get_json()["id"]
     assert looks([wake("queued")]) == 1
     with statements(db), db.session() as session:
