@@ -76,7 +76,7 @@ def test_concurrent_event_writers_get_distinct_sequence_numbers(db):
 
     def write(n):
         with db.session() as session:
-            return lifecycle.add_event(session, job_id, "log", {"n": n}).seq
+            return lifecycle.add_event(session, job_id, "log", {"n": n})
 
     with ThreadPoolExecutor(6) as pool:
         seqs = list(pool.map(write, range(30)))
