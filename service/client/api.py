@@ -55,6 +55,15 @@ class Api:
     def post(self, path: str, **kwargs: Any) -> Any:
         return _json(self.request("POST", path, **kwargs))
 
+    def stream(self, path: str, **params: Any) -> requests.Response:
+        """An event stream, read as it comes (on a session of its own: another thread reads it,
+        service/client/status_stream.py). The server sends a comment every 15 s: a minute of
+        silence is a dead connection."""
+        session = requests.Session()
+        session.headers.update(self.session.headers)
+        session.headers["Accept"] = "text/event-stream"
+        return session.get(f"{self.base}/api/v1{path}", params=params, stream=True, timeout=(self.timeout, 60))
+
 
 def _error(response: requests.Response) -> ApiError:
     try:

@@ -13,6 +13,7 @@ from service.client.api import Api
 from service.client.common import connect, emit_json, json_option, note
 from service.client.display import TERMINAL
 from service.client.spec import merge, no_spec_message, read_spec_file, spec_from_flags
+from service.client.status_stream import StatusStream
 from service.client.watch import follow
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -157,11 +158,12 @@ def _watch(api: Api, job_id: str, interval: float, as_json: bool) -> None:
 
 
 def _wait(api: Api, job_id: str, interval: float) -> dict[str, Any]:
-    while True:
-        job = api.get(f"/jobs/{job_id}")
-        if job["status"] in TERMINAL:
-            return job
-        time.sleep(interval)
+    with StatusStream(api, job_id) as stream:  # its end heard at once (service/client/status_stream.py)
+        while True:
+            job = api.get(f"/jobs/{job_id}")
+            if job["status"] in TERMINAL:
+                return job
+            stream.wait(interval)
 
 
 MAX_LOG_CHUNK = 4 * 1024 * 1024  # what the API returns at most per request

@@ -22,6 +22,7 @@ from typing import Any
 
 from service.client.api import Api
 from service.client.config import Login, current_login
+from service.client.status_stream import StatusStream
 from service.client.uploads import Payload, send
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -135,17 +136,18 @@ class Job:
         """Until the job ends (or `timeout` seconds pass: TimeoutError); `on_change` sees each new state."""
         deadline = None if timeout is None else time.monotonic() + timeout
         seen = None
-        while True:
-            self.refresh()
-            state = (self.status, self.data.get("progress"))
-            if on_change and state != seen:
-                on_change(self)
-                seen = state
-            if self.status in TERMINAL:
-                return self
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {self.id} is still {self.status} after {timeout} s")
-            time.sleep(poll)
+        with StatusStream(self.lab.api, self.id) as stream:  # its end heard at once, not at the next look
+            while True:
+                self.refresh()
+                state = (self.status, self.data.get("progress"))
+                if on_change and state != seen:
+                    on_change(self)
+                    seen = state
+                if self.status in TERMINAL:
+                    return self
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"job {self.id} is still {self.status} after {timeout} s")
+                stream.wait(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
 
     def events(self, after: int = 0) -> list[dict[str, Any]]:
         return self.lab.api.get(f"/jobs/{self.id}/events", after=after)["items"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 from typing import Any
 
 import click
@@ -12,6 +11,7 @@ import click
 from service.client import display
 from service.client.api import Api
 from service.client.display import TERMINAL
+from service.client.status_stream import StatusStream
 
 
 class Screen:
@@ -64,6 +64,7 @@ def follow(api: Api, job_id: str, interval: float = 0.5, live: bool | None = Non
     """Show the job's progress until it ends; returns the finished job."""
     screen = Screen(sys.stdout.isatty() if live is None else live)
     after = 0
+    stream = StatusStream(api, job_id)  # its start and end heard at once, not at the next look
     try:
         while True:
             # The job first, then its events: once the job has ended, these events include its last ones.
@@ -79,6 +80,7 @@ def follow(api: Api, job_id: str, interval: float = 0.5, live: bool | None = Non
             # Off a terminal, epoch events already give a network job's progress line by line.
             if screen.live or "epochs" not in (job.get("progress") or {}):
                 screen.status(display.progress_text(job), display.eta_text(job))
-            time.sleep(interval)
+            stream.wait(interval)
     finally:
+        stream.close()
         screen.clear()

@@ -150,8 +150,8 @@ class Client:
         raise TimeoutError(f"job {job_id} did not finish in {timeout}s: {job}")
 
     def follow(self, job_id: str, timeout: float = 600) -> dict:
-        """Wait for the job's end on its event stream, as `labtrain run` does: no polling, so a
-        benchmark takes no CPU from the job it times; then the job."""
+        """Wait for the job's end on its event stream, as `labtrain watch` does (service/client/
+        status_stream.py): no polling, so a benchmark takes no CPU from the job it times; then the job."""
         finished = ("succeeded", "failed", "cancelled")
         headers = {"Accept": "text/event-stream"}
         with self.session.get(
@@ -164,7 +164,7 @@ class Client:
                 elif (
                     line.startswith("data: ")
                     and kind == "status"
-                    and json.loads(line.removeprefix("data: ")).get("status") in finished
+                    and json.loads(line.removeprefix("data: "))["data"].get("status") in finished
                 ):
                     break
         return self.get(f"/api/v1/jobs/{job_id}").json()

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -418,3 +420,40 @@ def test_a_job_of_a_queue_no_longer_configured_says_why_it_waits(stack, alice):
     shown = labtrain(["status", job_id], alice)
     assert "queued, waiting: queue gone is no longer configured on this server" in shown.stdout
     assert labtrain(["cancel", job_id], alice).returncode == 0
+
+
+# -- waiting on the job's event stream ---------------------------------------------------------
+
+
+def test_waiting_for_a_job_ends_when_it_does_not_at_the_next_look(stack):
+    """Job.wait and `labtrain watch` hear the job's end on its event stream (service/client/
+    status_stream.py): with a look an hour apart, they still return once the job has ended."""
+    from service.client.lab import Lab
+
+    lab = Lab(stack.url, stack.create_user("wendy"))
+    job = lab.submit({"dataset": "iris", "algorithm": "knn"})
+    waited: list = []
+    waiter = threading.Thread(target=lambda: waited.append(job.wait(poll=3600).status), daemon=True)
+    waiter.start()
+    waiter.join(120)  # a waiter that slept between looks would still be asleep
+    assert waited == ["succeeded"]
+
+    env = client_env(
+        Path(tempfile.mkdtemp()),
+        LABTRAIN_URL=stack.url,
+        LABTRAIN_TOKEN=lab.api.session.headers["Authorization"].removeprefix("Bearer "),
+    )
+    job_id = json.loads(labtrain(["submit", "--dataset", "iris", "--algorithm", "knn", "--json"], env).stdout)["id"]
+    watched = labtrain(["watch", job_id, "--interval", "3600"], env, timeout=120)
+    assert watched.returncode == 0 and f"job {job_id} succeeded" in watched.stdout, watched.stderr
+
+
+def test_a_server_that_does_not_stream_leaves_the_wait_a_sleep(stack):
+    from service.client.lab import Lab
+    from service.client.status_stream import StatusStream
+
+    lab = Lab(stack.url, stack.create_user("walter"))
+    with StatusStream(lab.api, "no-such-job") as stream:  # a 404, not a stream
+        stream._thread.join(60)
+        assert not stream._thread.is_alive()  # it gave up reading, and did not retry
+        assert stream.wait(0.01) is False
