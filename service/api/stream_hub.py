@@ -143,13 +143,15 @@ class StreamHub:
                     continue
                 now = loop.time()
                 try:
-                    if not await anyio.to_thread.run_sync(commits.changed) and now - looked < self.poll_s:
-                        continue
-                    looked = now
-                    last, changed = await anyio.to_thread.run_sync(self._changed_since, last)
+                    due = now - looked >= self.poll_s
+                    found = await anyio.to_thread.run_sync(self._changed_if_committed, commits, last, due)
                 except Exception:
                     log.warning("stream poll failed", exc_info=True)
                     continue
+                if found is None:
+                    continue
+                looked = now
+                last, changed = found
                 for job_id, owner_id in changed:
                     self.wake(job_key(job_id), user_key(owner_id))
         finally:
@@ -158,6 +160,15 @@ class StreamHub:
     def _newest_event(self) -> int:
         with self.db.sessions() as session:
             return session.scalar(select(func.max(JobEvent.id))) or 0
+
+    def _changed_if_committed(
+        self, commits: wakeups.SqliteChanges, last: int, due: bool
+    ) -> tuple[int, list[tuple[str, str]]] | None:
+        """_changed_since, when another connection committed (or the poll is `due`); None when not
+        asked. One trip to a thread for both."""
+        if not commits.changed() and not due:
+            return None
+        return self._changed_since(last)
 
     def _changed_since(self, last: int) -> tuple[int, list[tuple[str, str]]]:
         # SQLite writes one transaction at a time, so event ids become visible in order. One row
