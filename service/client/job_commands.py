@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 import click
@@ -178,19 +177,24 @@ def logs(job_id: str, keep_following: bool, interval: float, as_json: bool) -> N
     """A job's log (what its training printed)."""
     api = connect()
     offset, text = 0, ""
-    while True:
-        # The job before the log: once the job has ended, the log read after it is complete.
-        job = api.get(f"/jobs/{job_id}")
-        response = api.request("GET", f"/jobs/{job_id}/log", params={"offset": offset})
-        offset = int(response.headers.get("X-Log-Offset", offset + len(response.content)))
-        text += response.text
-        if not as_json:
-            click.echo(response.text, nl=False)
-        if response.content and offset and len(response.content) >= MAX_LOG_CHUNK:
-            continue  # more is waiting: read it before sleeping
-        if not keep_following or job["status"] in TERMINAL:
-            break
-        time.sleep(interval)
+    stream = StatusStream(api, job_id) if keep_following else None  # its end heard at once
+    try:
+        while True:
+            # The job before the log: once the job has ended, the log read after it is complete.
+            job = api.get(f"/jobs/{job_id}")
+            response = api.request("GET", f"/jobs/{job_id}/log", params={"offset": offset})
+            offset = int(response.headers.get("X-Log-Offset", offset + len(response.content)))
+            text += response.text
+            if not as_json:
+                click.echo(response.text, nl=False)
+            if response.content and offset and len(response.content) >= MAX_LOG_CHUNK:
+                continue  # more is waiting: read it before sleeping
+            if stream is None or job["status"] in TERMINAL:
+                break
+            stream.wait(interval)
+    finally:
+        if stream is not None:
+            stream.close()
     if as_json:
         emit_json({"id": job_id, "status": job["status"], "log": text})
 

@@ -220,15 +220,27 @@ def test_watch_a_cancelled_job_exits_non_zero(alice):
     watcher = subprocess.Popen(
         [str(LABTRAIN), "watch", job_id], env=alice, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    # A log followed with looks an hour apart ends with the job all the same: it hears the end on
+    # the job's event stream (service/client/status_stream.py).
+    follower = subprocess.Popen(
+        [str(LABTRAIN), "logs", job_id, "-f", "--interval", "3600"],
+        env=alice,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_running(alice, job_id)
         cancelled = labtrain(["cancel", job_id], alice)
         assert cancelled.returncode == 0 and "cancel requested" in cancelled.stdout
         out, err = watcher.communicate(timeout=30)
+        _log, log_err = follower.communicate(timeout=60)
     finally:
         watcher.kill()
+        follower.kill()
     assert watcher.returncode == 1, err
     assert f"job {job_id} cancelled" in out and "cancel requested by alice" in out
+    assert follower.returncode == 0, log_err
 
 
 def test_watch_a_job_past_its_time_limit_fails(stack, tmp_path):
