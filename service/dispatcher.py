@@ -257,7 +257,7 @@ class Dispatcher:
         per_owner = Counter(busy)
         limits: dict[str, int] = {}
         released = []
-        waiting = waiting_in_order(session, queue, self.settings, now, waiting=waiting)
+        waiting = waiting_in_order(session, queue, self.settings, waiting, now)
         budgets = Ledger(session, waiting, now)
         for job in waiting:
             # Every waiting job's budget is looked at, slot or not, so that `waiting` says why now;

@@ -69,18 +69,12 @@ def usage_by_owner(session: Session, queue: str, half_life_s: float, now: dateti
 
 
 def waiting_in_order(
-    session: Session, queue: str, settings: Settings, now: datetime | None = None, waiting: list[Job] | None = None
+    session: Session, queue: str, settings: Settings, waiting: list[Job], now: datetime | None = None
 ) -> list[Job]:
-    """Queued jobs not yet sent to the broker, in the order fair share would send them;
-    `waiting`: those jobs, where the caller has read them already (a dispatch round; a job's
-    position reads only the columns the order looks at: its id, owner, course, priority and tier)."""
+    """`waiting`, the queue's queued jobs not yet sent to the broker, in the order fair share would
+    send them. The caller reads them: a dispatch round whole, a job's position only the columns
+    the order looks at (its id, owner, course, priority and tier: queue_order)."""
     now = now or utcnow()
-    if waiting is None:
-        waiting = session.scalars(
-            select(Job).where(
-                Job.queue == queue, Job.status == QUEUED, families.takes_slot(), Job.released_at.is_(None)
-            )
-        ).all()
     if len(waiting) < 2:  # nothing to order: the usage is not read
         return list(waiting)
     by_tier: dict[int, list[Job]] = defaultdict(list)
@@ -161,4 +155,4 @@ def queue_order(session: Session, queue: str, settings: Settings) -> list[str]:
     ).all()
     sent = sorted((row for row in rows if row.released_at is not None), key=lambda row: (row.released_at, row.id))
     waiting = [row for row in rows if row.released_at is None]
-    return [row.id for row in sent] + [row.id for row in waiting_in_order(session, queue, settings, waiting=waiting)]
+    return [row.id for row in sent] + [row.id for row in waiting_in_order(session, queue, settings, waiting)]
