@@ -7,7 +7,8 @@ one, 3 more and a 4-trial search); then three windows, each run twice:
   quiet   a few seconds with nothing submitted: what the deployment costs idle (its polling);
   job     `--jobs` iris KNN jobs one after another, each followed on its event stream
           (bench/job_latency.py's job);
-  search  one random search of `--trials` trials (bench/search_overhead.py's search).
+  search  one random search of `--trials` trials (bench/search_overhead.py's search);
+  burst   `--burst` jobs submitted at once by 16 threads (bench/job_latency.py's burst).
 The first run is measured without a profiler: each process's CPU time (psutil; PostgreSQL's
 backends of this database and Redis included), the wall time, and every SQL statement (each
 process writes one line per statement: bench/profile_hook/sitecustomize.py, put on their
@@ -17,7 +18,7 @@ stacks (PROJECT_PHASES below; the deepest match wins) and split each process's C
 the first run in those shares. Samples of the polling py-spy saw outside the workload (while
 it attached) are taken off at the quiet window's rate.
 
-    .venv/bin/python bench/profile_job_path.py [--jobs 50] [--trials 100] [--rate 100]
+    .venv/bin/python bench/profile_job_path.py [--jobs 50] [--trials 100] [--burst 200] [--rate 100]
         [--modes postgres+redis embedded] [--keep DIR]
 
 Needs py-spy (`.venv/bin/pip install py-spy`) and the right to trace the service's processes
@@ -45,7 +46,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.job_latency import SPEC
+from bench.job_latency import SPEC, burst_throughput
 from bench.search_overhead import MODES, search_spec
 from bench.service_process import start_service
 
@@ -176,6 +177,7 @@ def phase_of(frames: list[str]) -> str:
 @dataclass
 class Window:
     name: str
+    unit: str  # what `units` counts: "job", "trial" ("second" for the quiet window)
     units: int  # jobs or trials in it (1 for the quiet window)
     seconds: float  # the workload's own wall time, without the profiler
     recorded_s: float  # py-spy's from start to stop, in the second pass
@@ -354,11 +356,14 @@ def profile_mode(mode: str, options, folder: Path) -> list[Window]:
         run_jobs(client, 3)
         run_search(client, 4)
         plan = [
-            ("quiet", 1, lambda: time.sleep(options.quiet)),
-            ("job", options.jobs, lambda: run_jobs(client, options.jobs)),
-            ("search", options.trials, lambda: run_search(client, options.trials)),
+            ("quiet", "second", 1, lambda: time.sleep(options.quiet)),
+            ("job", "job", options.jobs, lambda: run_jobs(client, options.jobs)),
+            ("search", "trial", options.trials, lambda: run_search(client, options.trials)),
+            ("burst", "burst job", options.burst, lambda: burst_throughput(client, options.burst)),
         ]
-        for name, units, work in plan:
+        for name, unit, units, work in plan:
+            if not units:
+                continue
             # First without the profiler: CPU time, statements and wall time as they are; then
             # again under py-spy, for how each process's time splits into phases.
             print(f"{mode}: {name} window", flush=True)
@@ -369,7 +374,7 @@ def profile_mode(mode: str, options, folder: Path) -> list[Window]:
             start, wall = time.time(), time.perf_counter()
             work()
             seconds, end = time.perf_counter() - wall, time.time()
-            window = Window(name, units, seconds, 0.0)
+            window = Window(name, unit, units, seconds, 0.0)
             window.cpu_s = cpu_spent(cpu_before, cpu_times(tops, database, known))
             read_statements(sql_log, window, start, end)
             print(f"{mode}: {name} window under py-spy", flush=True)
@@ -422,57 +427,59 @@ def phase_ms(window: Window, quiet: Window) -> dict[tuple[str, str], tuple[float
 
 
 def report(mode: str, windows: list[Window], rate: int) -> None:
-    quiet, job, search = windows
+    quiet, *work = windows
+    per = [f"per {window.unit}" for window in work]
     print(f"\n### {MODES[mode]}\n")
-    for window, unit in ((job, "job"), (search, "trial")):
+    for window in work:
         print(
-            f"- {window.name} window: {window.units} {unit}s in {window.seconds:.1f} s "
-            f"({window.seconds / window.units * 1000:.0f} ms a {unit}); under py-spy {window.sampled_s:.1f} s, "
-            f"py-spy itself {window.profiler_s / window.recorded_s * 1000:.0f} ms of CPU a second"
+            f"- {window.name} window: {window.units} {window.unit}s in {window.seconds:.1f} s "
+            f"({window.seconds / window.units * 1000:.0f} ms a {window.unit}); under py-spy "
+            f"{window.sampled_s:.1f} s, py-spy itself {window.profiler_s / window.recorded_s * 1000:.0f} ms of CPU a second"
         )
     print(f"- quiet window: {quiet.seconds:.1f} s with nothing submitted\n")
     print("CPU time by process (psutil, without the profiler), ms:\n")
-    print("| process | per job | per trial | idle, per second |")
-    print("|---|---|---|---|")
-    labels = sorted(set(job.cpu_s) | set(search.cpu_s), key=lambda k: -search.cpu_s[k])
+    print("| process | " + " | ".join(per) + " | idle, per second |")
+    print("|---|" + "---|" * len(work) + "---|")
+    labels = sorted(set().union(*(window.cpu_s for window in work)), key=lambda k: -sum(w.cpu_s[k] for w in work))
     for label in labels:
+        row = [window.cpu_s[label] * 1000 / window.units for window in work]
         print(
-            f"| {label} | {job.cpu_s[label] * 1000 / job.units:.1f} | {search.cpu_s[label] * 1000 / search.units:.1f} "
-            f"| {quiet.cpu_s[label] * 1000 / quiet.seconds:.1f} |"
+            f"| {label} | "
+            + " | ".join(f"{v:.1f}" for v in row)
+            + f" | {quiet.cpu_s[label] * 1000 / quiet.seconds:.1f} |"
         )
+    row = [sum(window.cpu_s.values()) * 1000 / window.units for window in work]
     print(
-        f"| all | {sum(job.cpu_s.values()) * 1000 / job.units:.1f} | "
-        f"{sum(search.cpu_s.values()) * 1000 / search.units:.1f} | "
-        f"{sum(quiet.cpu_s.values()) * 1000 / quiet.seconds:.1f} |"
+        "| all | "
+        + " | ".join(f"{v:.1f}" for v in row)
+        + f" | {sum(quiet.cpu_s.values()) * 1000 / quiet.seconds:.1f} |"
     )
     print(f"\nThat CPU time by phase (split by py-spy's samples at {rate} Hz, busy threads only), ms:\n")
-    print("| process | phase | per job | of it in SQL code | per trial | of it in SQL code | idle, per second |")
-    print("|---|---|---|---|---|---|---|")
-    jobs, trials = phase_ms(job, quiet), phase_ms(search, quiet)
-    sampled = {key[0] for key in (*jobs, *trials)}
-    for label in set(job.cpu_s) - sampled:  # PostgreSQL, Redis: no Python stacks to split by
+    print("| process | phase | " + " | ".join(f"{p} | of it in SQL code" for p in per) + " | idle, per second |")
+    print("|---|---|" + "---|---|" * len(work) + "---|")
+    phases = [phase_ms(window, quiet) for window in work]
+    sampled = {key[0] for phase in phases for key in phase}
+    for label in set().union(*(window.cpu_s for window in work)) - sampled:  # PostgreSQL, Redis: no Python stacks
         key = (label, "all (not sampled)")
-        jobs[key] = (job.cpu_s[label] * 1000 / job.units, 0.0)
-        trials[key] = (search.cpu_s[label] * 1000 / search.units, 0.0)
+        for window, phase in zip(work, phases):
+            phase[key] = (window.cpu_s[label] * 1000 / window.units, 0.0)
         quiet.samples[key] = 1
     zero = (0.0, 0.0)
-    keys = sorted(set(jobs) | set(trials), key=lambda k: (k[0], -trials.get(k, zero)[0] - jobs.get(k, zero)[0]))
+    keys = sorted(set().union(*phases), key=lambda k: (k[0], -sum(phase.get(k, zero)[0] for phase in phases)))
     for key in keys:
-        row = [*jobs.get(key, zero), *trials.get(key, zero)]
+        row = [v for phase in phases for v in phase.get(key, zero)]
         if max(row) < 0.5:
             continue
         idle_ms = quiet.cpu_s[key[0]] * 1000 / quiet.seconds * _share(quiet, key)
         print(f"| {key[0]} | {key[1]} | " + " | ".join(f"{v:.1f}" for v in row) + f" | {idle_ms:.1f} |")
-    print("\nSQL statements (with BEGIN, COMMIT and pings) by process, per job / per trial / per idle second:\n")
-    print("| process | database | statement | per job | per trial | idle, per second |")
-    print("|---|---|---|---|---|---|")
-    keys = sorted(
-        set(job.statements) | set(search.statements) | set(quiet.statements),
-        key=lambda k: (k[0], k[1], -job.statements[k] - search.statements[k]),
-    )
-    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    print("\nSQL statements (with BEGIN, COMMIT and pings) by process, " + " / ".join(per) + " / per idle second:\n")
+    print("| process | database | statement | " + " | ".join(per) + " | idle, per second |")
+    print("|---|---|---|" + "---|" * len(work) + "---|")
+    everything = set(quiet.statements).union(*(window.statements for window in work))
+    keys = sorted(everything, key=lambda k: (k[0], k[1], -sum(w.statements[k] for w in work)))
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * (len(work) + 1))
     for key in keys:
-        row = [job.statements[key] / job.units, search.statements[key] / search.units]
+        row = [window.statements[key] / window.units for window in work]
         row.append(quiet.statements[key] / quiet.seconds)
         for i, v in enumerate(row):
             totals[key[:2]][i] += v
@@ -480,15 +487,17 @@ def report(mode: str, windows: list[Window], rate: int) -> None:
             print(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     for (process, database), row in sorted(totals.items()):
         print(f"| {process} | {database} | **all** | " + " | ".join(f"{v:.2f}" for v in row) + " |")
-    print("\nWho issues the statements (the nearest project functions), per job / per trial:\n")
-    print("| process | statement | from | per job | per trial |")
-    print("|---|---|---|---|---|")
-    keys = sorted(set(job.callers) | set(search.callers), key=lambda k: -job.callers[k] - search.callers[k])
+    print("\nWho issues the statements (the nearest project functions), " + " / ".join(per) + ":\n")
+    print("| process | statement | from | " + " | ".join(per) + " |")
+    print("|---|---|---|" + "---|" * len(work))
+    keys = sorted(set().union(*(w.callers for w in work)), key=lambda k: -sum(w.callers[k] for w in work))
     for key in keys:
-        row = (job.callers[key] / job.units, search.callers[key] / search.units)
+        row = [window.callers[key] / window.units for window in work]
         if max(row) >= 0.5:
             process, kind, callers = key
-            print(f"| {process} | {kind} | {callers.replace('<', ' < ')} | {row[0]:.2f} | {row[1]:.2f} |")
+            print(
+                f"| {process} | {kind} | {callers.replace('<', ' < ')} | " + " | ".join(f"{v:.2f}" for v in row) + " |"
+            )
 
 
 def _share(window: Window, key) -> float:
@@ -500,6 +509,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--burst", type=int, default=200, help="jobs submitted at once (0: no burst window)")
     parser.add_argument("--quiet", type=float, default=5.0, help="seconds of the idle window")
     parser.add_argument("--warmup", type=int, default=16, help="jobs submitted at once before the windows")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples a second")

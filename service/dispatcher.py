@@ -23,13 +23,15 @@ import socket
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from celery import Celery
 from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from service.core import queues as queue_catalog
 from service.core import wakeups
@@ -71,13 +73,13 @@ class Dispatcher:
         jobs = _slot_jobs(session)
         reaped = self._reap(session, now, jobs)
         if reaped:
-            jobs = _slot_jobs(session, again=True)  # requeued or failed by a statement of their own
+            jobs = _slot_jobs(session)  # requeued or failed by a statement of their own
         self._slurm_for_left_jobs(any(self._left_in_slurm(job) for job in jobs))
         if self.slurm:
             if not self.slurm.reconcile(session, now) and not self.slurm.queues:
                 self.slurm = None  # the last job a removed SLURM queue left has ended there
-            jobs = _slot_jobs(session, again=True)
-        self._hold_removed(jobs)
+            jobs = _slot_jobs(session)
+        self._hold_removed(session, jobs)
         self._resend(session, now, {w.name for w in online}, jobs)
         preempt_before = now - timedelta(seconds=self.settings.preempt_after_s)
         released = []
@@ -162,7 +164,7 @@ class Dispatcher:
     def _slurm_serves(self, queue: str) -> bool:
         return self.slurm is not None and self.slurm.serves(queue)
 
-    def _left_in_slurm(self, job: Job) -> bool:
+    def _left_in_slurm(self, job: SlotJob) -> bool:
         """A job SLURM holds for a queue it no longer serves (removed, or now on Celery)."""
         return job.backend_id is not None and not self._slurm_serves(job.queue)
 
@@ -175,16 +177,16 @@ class Dispatcher:
         self.slurm = SlurmBackend(self.settings, {})
         return True
 
-    def _hold_removed(self, jobs: list[Job]) -> None:
+    def _hold_removed(self, session: Session, jobs: list[SlotJob]) -> None:
         """Jobs of queues no longer configured: one sent to a broker before is taken back (nothing
         consumes that queue now; a duplicate delivery is dropped by the claim), and the log says
         which queues hold jobs, whenever that changes."""
-        held: dict[str, list[Job]] = {}
+        held: dict[str, list[SlotJob]] = {}
         for job in jobs:
             if job.queue not in self.devices:
                 held.setdefault(job.queue, []).append(job)
                 if job.status == QUEUED and job.released_at is not None and job.backend_id is None:
-                    job.released_at, job.worker, job.gpu_share = None, None, None
+                    job.write(session, released_at=None, worker=None, gpu_share=None)
         for queue in set(self._removed_seen) - set(held):
             del self._removed_seen[queue]
         for queue, mine in sorted(held.items()):
@@ -202,12 +204,14 @@ class Dispatcher:
                     queue,
                 )
 
-    def _reap(self, session: Session, now: datetime, jobs: list[Job]) -> set[str]:
+    def _reap(self, session: Session, now: datetime, jobs: list[SlotJob]) -> set[str]:
         """Running jobs whose heartbeat stopped lost their worker: run them again, or fail them.
         Returns their ids."""
         stale = now - timedelta(seconds=self.settings.job_heartbeat_timeout_s)
         lost = [
-            job for job in jobs if job.status == RUNNING and job.heartbeat_at is not None and job.heartbeat_at < stale
+            session.get(Job, job.id)
+            for job in jobs
+            if job.status == RUNNING and job.heartbeat_at is not None and job.heartbeat_at < stale
         ]
         for job in lost:
             lifecycle.requeue_or_fail_lost(
@@ -218,7 +222,7 @@ class Dispatcher:
             )
         return {job.id for job in lost}
 
-    def _resend(self, session: Session, now: datetime, online: set[str], jobs: list[Job]) -> None:
+    def _resend(self, session: Session, now: datetime, online: set[str], jobs: list[SlotJob]) -> None:
         """Jobs sent but never taken: the broker may have lost them. A duplicate is dropped by the claim.
         A job sent to one GPU worker that has gone is placed again."""
         overdue = now - timedelta(seconds=self.settings.resend_after_s)
@@ -228,16 +232,16 @@ class Dispatcher:
             if self._slurm_serves(job.queue) or job.backend_id:  # pending in SLURM is not lost: reconcile sees it
                 continue
             if job.worker and job.worker not in online:
-                job.released_at, job.worker, job.gpu_share = None, None, None
+                job.write(session, released_at=None, worker=None, gpu_share=None)
             elif self._send(job, session):
-                job.released_at = now
+                job.write(session, released_at=now)
 
     def _fill(
         self,
         session: Session,
         queue: str,
         now: datetime,
-        jobs: list[Job],
+        jobs: list[SlotJob],
         workers: list[Worker],
         gpus: dict[str, gpu_packing.Gpu] | None,
         free: int | None = None,
@@ -264,7 +268,7 @@ class Dispatcher:
             # written only when it changes.
             reason = budgets.waiting_reason(job)
             if reason != job.waiting:
-                job.waiting = reason
+                job.write(session, waiting=reason)
             if reason is not None or free <= 0:
                 continue
             if job.owner_id not in limits:
@@ -273,17 +277,17 @@ class Dispatcher:
             if per_owner[job.owner_id] >= limits[job.owner_id]:
                 continue
             gpu = None
+            placed: dict[str, Any] = {}
             if gpus is not None:
                 need = gpu_packing.need_mb(job, self.settings)
                 gpu = gpu_packing.place(gpus, need)
                 if gpu is None:
                     continue
-                job.worker, job.gpu_share = gpu.worker, gpu.share(need)
-            if not self._send(job, session):
-                job.worker, job.gpu_share = None, None
+                placed = {"worker": gpu.worker, "gpu_share": gpu.share(need)}
+            if not self._send(job, session, placed.get("worker")):
                 free = 0  # the broker is down: try again next round
                 continue
-            job.released_at = now
+            job.write(session, released_at=now, **placed)
             if gpu is not None:
                 gpu.take(need)
             per_owner[job.owner_id] += 1
@@ -291,14 +295,15 @@ class Dispatcher:
             released.append(job.id)
         return released
 
-    def _send(self, job: Job, session: Session) -> bool:
-        """To the job's queue, or to its worker's own queue where it was placed on that worker's GPU;
-        on a SLURM queue, sbatch."""
+    def _send(self, job: SlotJob, session: Session, placed_on: str | None = None) -> bool:
+        """To the job's queue, or to its worker's own queue where it was placed on that worker's GPU
+        (`placed_on` now, or before: a resend); on a SLURM queue, sbatch."""
         if self._slurm_serves(job.queue):
-            return self.slurm.submit(session, job)
+            return self.slurm.submit(session, session.get(Job, job.id))
         try:
-            placed = job.worker and self.devices.get(job.queue) == "gpu"  # packed onto that worker's GPU
-            send_job(self.celery, job.id, worker_queue(job.worker) if placed else job.queue)
+            worker = placed_on or job.worker
+            placed = worker and self.devices.get(job.queue) == "gpu"  # packed onto that worker's GPU
+            send_job(self.celery, job.id, worker_queue(worker) if placed else job.queue)
             return True
         except Exception:
             log.warning("the broker did not take job %s; it stays queued", job.id, exc_info=True)
@@ -329,34 +334,61 @@ def _queue_counts() -> Select:
     )
 
 
-def _waiting(job: Job) -> bool:
+def _waiting(job: SlotJob) -> bool:
     """Queued and not yet sent: what a free slot may take."""
     return job.status == QUEUED and job.released_at is None
 
 
-# What a round never reads of most jobs (a JSON document each): loaded only for a job that needs it.
-_UNREAD_IN_A_ROUND = (Job.spec, Job.progress, Job.metrics, Job.result, Job.error)
+@dataclass(slots=True)
+class SlotJob:
+    """A job that holds or waits for a worker slot, as a round sees it: the columns it decides by.
+    A round reads every such job, however many wait, so not as ORM objects (building each cost
+    more than the round's own work on it); what it changes is written by `write`, and an object is
+    loaded only for a job a step hands on whole (a lost one requeued, a SLURM submit)."""
+
+    id: str
+    status: str
+    queue: str
+    family: str
+    owner_id: str
+    course_id: str | None
+    priority: int
+    tier: str
+    created_at: datetime
+    released_at: datetime | None
+    heartbeat_at: datetime | None
+    worker: str | None
+    gpu_share: float | None
+    gpu_memory_mb: int | None
+    backend_id: str | None
+    waiting: dict[str, Any] | None
+
+    def write(self, session: Session, **values: Any) -> None:
+        """Change these columns, here and in the database (at once, in the round's transaction)."""
+        for name, value in values.items():
+            setattr(self, name, value)
+        session.execute(update(Job).where(Job.id == self.id).values(**values))
 
 
-def _slot_jobs(session: Session, again: bool = False) -> list[Job]:
-    """The queued and running jobs that hold or wait for a worker slot (`again`: read anew, over
-    what the session holds). A round reads every one, however many wait: their documents are
-    left out, loaded for the one job that needs its own (a SLURM submit reads its spec)."""
-    query = (
-        select(Job)
-        .where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
-        .options(*(defer(column) for column in _UNREAD_IN_A_ROUND))
-    )
-    return list(session.scalars(query.execution_options(populate_existing=again)))
+@cache
+def _slot_jobs_query() -> Select:
+    columns = [getattr(Job, field.name) for field in fields(SlotJob)]
+    return select(*columns).where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
+
+
+def _slot_jobs(session: Session) -> list[SlotJob]:
+    """The queued and running jobs that hold or wait for a worker slot, read anew."""
+    return [SlotJob(*row) for row in session.execute(_slot_jobs_query())]
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
     """The dispatcher process: a round whenever something changed its decision (a job was
     submitted, finished or cancelled; a worker came online), heard as a notification on
-    PostgreSQL, and on SQLite, which cannot notify, seen as a commit (it asks every
-    `dispatch_interval_s`, reading no table); and every `dispatch_safety_s` besides, which
-    catches a lost wake-up and what no one announces (a heartbeat going stale, a job the
-    broker lost)."""
+    PostgreSQL, and on SQLite, which cannot notify, as the ring of the database's doorbell
+    (service/core/doorbell.py: the same payloads; where none can be made, it asks every
+    `dispatch_interval_s` whether anyone committed, reading no table); and every
+    `dispatch_safety_s` besides, which catches a lost wake-up and what no one announces (a
+    heartbeat going stale, a job the broker lost)."""
     db = Database(settings.database_url)
     dispatcher = Dispatcher(settings, make_celery(settings))
     if dispatcher.slurm:  # a partition named wrong stops the dispatcher here, saying which
@@ -413,17 +445,17 @@ def _wait_for_a_change(
     stop: threading.Event,
     starts_count: bool = True,
 ) -> list[wakeups.Wake] | None:
-    """Until a wake-up that may change a round's decision (on SQLite: a commit, heard as its
-    doorbell), or the timer. Returns the wake-ups that came (None: the timer, a commit on
-    SQLite, which says nothing of what changed, or a stop). `starts_count`: see _changes_decision."""
+    """Until a wake-up that may change a round's decision (on SQLite: heard on its doorbell, which
+    carries the same payloads), or the timer. Returns the wake-ups that came (None: the timer, a
+    commit on SQLite whose wake-ups are not known, or a stop). `starts_count`: see
+    _changes_decision."""
     deadline = time.monotonic() + settings.dispatch_safety_s
     while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-        if listener is None:
-            if commits.wait(min(left, STOP_CHECK_S)):
-                return None
-            continue
+        wait = min(left, STOP_CHECK_S)
+        wakes = listener.wait(wait) if listener is not None else commits.wakes(wait)
+        if wakes is None:  # SQLite: a commit whose wake-ups are not known
+            return None
         # Epoch and log events wake the streams, not this: only a new status or worker counts.
-        wakes = listener.wait(min(left, STOP_CHECK_S))
         if any(_changes_decision(wake, starts_count) for wake in wakes):
             return wakes
     return None

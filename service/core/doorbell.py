@@ -2,9 +2,12 @@
 
 SQLite cannot notify, so a process that waits for another's commit (the dispatcher, the API's
 event streams, the worker reading the serverless broker) binds a Unix datagram socket of its
-own in a folder next to the database file; a writer, after its commit, sends one byte to
-every socket in that folder. A ring never blocks the writer: a full socket buffer means that
-waiter is already rung, and a socket whose process is gone (refused) is removed.
+own in a folder next to the database file; a writer, after its commit, sends a ring to
+every socket in that folder: one byte (`ANY`: something was committed), or what changed, which
+the waiter may read to skip what does not concern it (service/core/wakeups.py). A ring never
+blocks the writer: a full socket queue means that waiter is already rung (`take` then says so
+with `ANY`, since what the lost ring said is unknown), and a socket whose process is gone
+(refused) is removed.
 
 A ring can still be lost (a waiter restarting), so every waiter also looks on a timer: the
 doorbell makes it faster, never correct. Where no doorbell can be made (the folder belongs to
@@ -30,6 +33,16 @@ log = logging.getLogger(__name__)
 
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes, with the terminating NUL
 NAME_LENGTH = 24  # "<pid>-<12 hex>" with room to spare
+ANY = b"\1"  # a ring that says only "something was committed"
+MAX_RING = 4096  # bytes a ring may carry
+
+
+def _queue_limit() -> int:
+    """How many rings a socket holds before a sender's is refused (Linux: max_dgram_qlen)."""
+    try:
+        return max(1, int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text()))
+    except (OSError, ValueError):
+        return 10  # the kernel's default
 
 
 def folder_for(database: str | os.PathLike) -> Path:
@@ -96,23 +109,33 @@ class Doorbell:
         return self._sock.fileno() if self._sock else -1
 
     def wait(self, timeout: float) -> bool:
+        return bool(self.take(timeout))
+
+    def take(self, timeout: float) -> list[bytes]:
+        """The rings that came within `timeout` seconds (none: it passed unrung). `ANY` among them
+        where a ring may have been lost to a full queue; without a socket, `[ANY]` after a short
+        poll (the caller looks anyway)."""
         if self._sock is None:
             time.sleep(max(0.0, min(timeout, self.fallback_s)))
-            return True
+            return [ANY]
         poller = select.poll()  # not select(): a process may hold more than FD_SETSIZE files
         poller.register(self._sock, select.POLLIN)
-        return self.drain() if poller.poll(max(0.0, timeout) * 1000) else False
+        return self._take() if poller.poll(max(0.0, timeout) * 1000) else []
 
     def drain(self) -> bool:
         """Take every ring waiting in the socket; whether there was any."""
-        rung = False
+        return bool(self._take())
+
+    def _take(self) -> list[bytes]:
+        rings = []
         while self._sock is not None:
             try:
-                self._sock.recv(64)
+                rings.append(self._sock.recv(MAX_RING))
             except (BlockingIOError, InterruptedError):
-                return rung
-            rung = True
-        return rung
+                break
+        if len(rings) >= _QUEUE_LIMIT:  # full: a sender's ring may have been refused
+            rings.append(ANY)
+        return rings
 
     def ring_self(self) -> None:
         """Wake this doorbell's own waiter (from another thread of its process)."""
@@ -146,9 +169,9 @@ def _sender_socket() -> socket.socket:
     return sender
 
 
-def _send(path: Path) -> None:
+def _send(path: Path, ring: bytes = ANY) -> None:
     try:
-        _sender_socket().sendto(b"\1", os.fspath(path))
+        _sender_socket().sendto(ring, os.fspath(path))
     except (BlockingIOError, InterruptedError):
         pass  # its buffer is full: it is already rung
     except ConnectionRefusedError:
@@ -167,8 +190,11 @@ def _remove(path: Path) -> None:
         pass
 
 
-def ring(folder: Path) -> None:
-    """Ring every doorbell in `folder`, without ever blocking."""
+def ring(folder: Path, message: bytes = ANY) -> None:
+    """Ring every doorbell in `folder`, without ever blocking; `message`: what changed (at most
+    MAX_RING bytes; a longer one rings as ANY)."""
+    if len(message) > MAX_RING:
+        message = ANY
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
@@ -177,7 +203,10 @@ def ring(folder: Path) -> None:
         log.debug("cannot read the doorbell folder %s", folder, exc_info=True)
         return
     for name in names:
-        _send(folder / name)
+        _send(folder / name, message)
+
+
+_QUEUE_LIMIT = _queue_limit()
 
 
 @lru_cache(maxsize=16)

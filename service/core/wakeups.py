@@ -7,10 +7,12 @@ A notification can still be lost (a listener reconnecting, a dropped connection)
 reader also looks on a timer: a wake-up makes it faster, never correct.
 
 SQLite has no notifications: there `notify` rings a doorbell (service/core/doorbell.py)
-after the session's transaction commits, and a reader's `SqliteChanges.wait` sleeps on its
-own doorbell, then asks SQLite whether anyone committed (`PRAGMA data_version`, which reads
-no table); only then does it run its queries. What commits without calling `notify` is seen
-at the reader's next timer round.
+after the session's transaction commits, the ring carrying the transaction's payloads, and a
+reader's `SqliteChanges.wait` sleeps on its own doorbell, then asks SQLite whether anyone
+committed (`PRAGMA data_version`, which reads no table); only then does it run its queries.
+A reader that filters as on PostgreSQL (the dispatcher) reads the payloads with
+`SqliteChanges.wakes`. What commits without calling `notify` is seen at the reader's next
+timer round.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class SqliteChanges:
         path = make_url(url).database
         folder = doorbell.sqlite_folder(path)
         # Bound before the first look: a commit after it rings, however soon it comes.
-        self.bell = doorbell.Doorbell(folder, fallback_s) if folder else None
+        bell = doorbell.Doorbell(folder, fallback_s) if folder else None
+        self.bell = bell if bell is not None and bell.ready else None  # None: polls every fallback_s
         self.fallback_s = fallback_s
         # Its own connection: data_version counts the commits of every other one.
         self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
@@ -75,6 +78,25 @@ class SqliteChanges:
             self.bell.wait(timeout)
         return self.changed()
 
+    def wakes(self, timeout: float) -> list[Wake] | None:
+        """The wake-ups rung within `timeout` seconds, as a Listener's ([]: none, and nothing
+        committed); None for a commit whose wake-ups are unknown: one that rang none (found at
+        the timeout's end), a ring that named none or may have been lost, or no doorbell."""
+        if self.bell is None:
+            time.sleep(min(timeout, self.fallback_s))
+            return None if self.changed() else []
+        rings = self.bell.take(timeout)
+        changed = self.changed()  # after the rings: the next look counts from what they announced
+        if not rings:
+            return None if changed else []
+        found: list[Wake] = []
+        for ring in rings:
+            wakes = _parse_ring(ring)
+            if wakes is None:
+                return None
+            found += wakes
+        return found
+
     def close(self) -> None:
         if self.bell is not None:
             self.bell.close()
@@ -91,7 +113,7 @@ def notify(session: Session, channel: str, payload: dict[str, Any]) -> None:
     if bind.dialect.name == "sqlite":
         folder = doorbell.sqlite_folder(bind.url.database or "")
         if folder is not None:
-            session.info[_RING] = folder
+            session.info.setdefault(_RING, (folder, []))[1].append([channel, payload])
         return
     if bind.dialect.name != "postgresql":
         return
@@ -102,9 +124,21 @@ def notify(session: Session, channel: str, payload: dict[str, Any]) -> None:
 @event.listens_for(Session, "after_commit")
 def _ring_after_commit(session: Session) -> None:
     # After the commit, so a woken reader always finds what woke it.
-    folder = session.info.pop(_RING, None)
-    if folder is not None:
-        doorbell.ring(folder)
+    ring = session.info.pop(_RING, None)
+    if ring is not None:
+        folder, wakes = ring
+        doorbell.ring(folder, json.dumps(wakes, separators=(",", ":")).encode())
+
+
+def _parse_ring(ring: bytes) -> list[Wake] | None:
+    """The wake-ups a doorbell's ring carries (`notify`'s payloads); None where it names none."""
+    try:
+        items = json.loads(ring)
+    except ValueError:  # ANY, or cut short
+        return None
+    if not isinstance(items, list) or not all(isinstance(item, list) and len(item) == 2 for item in items):
+        return None
+    return [Wake(str(channel), payload if isinstance(payload, dict) else {}) for channel, payload in items]
 
 
 @event.listens_for(Session, "after_rollback")

@@ -74,9 +74,11 @@ def waiting_in_order(
     """`waiting`, the queue's queued jobs not yet sent to the broker, in the order fair share would
     send them. The caller reads them: a dispatch round whole, a job's position only the columns
     the order looks at (its id, owner, course, priority and tier: queue_order)."""
+    if len({(job.course_id, job.owner_id) for job in waiting}) < 2:
+        # One owner waits (a student's burst): no one to be fair between, so the usage is not
+        # read and the order is theirs, as _Turns.order would place it.
+        return sorted(waiting, key=lambda job: (tiers.rank(job.tier), -job.priority, job.id))
     now = now or utcnow()
-    if len(waiting) < 2:  # nothing to order: the usage is not read
-        return list(waiting)
     by_tier: dict[int, list[Job]] = defaultdict(list)
     for job in waiting:
         by_tier[tiers.rank(job.tier)].append(job)

@@ -102,6 +102,28 @@ def test_fair_share_puts_light_users_before_heavy_ones(db, dispatcher, lab, sett
     assert usage[users["anna"].id] > usage[users["ben"].id] > 0
 
 
+def test_one_owners_waiting_jobs_go_in_their_own_order_without_reading_usage(db, lab, settings):
+    """With one owner waiting (a student's burst) there is no one to be fair between: the order
+    is tier, priority, age, as with others waiting, and the lab's usage is not read for it."""
+    users, submit, _worker = lab
+    old = submit("ben")[0]
+    start(db, old, seconds_ago=600)  # usage in the lab, which the order must not need
+    finish(db, old)
+    batch, urgent, debug = submit("anna", count=3)
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == urgent).values(priority=5))
+        session.execute(update(Job).where(Job.id == debug).values(tier="debug"))
+    with db.session() as session, statements(db) as seen:
+        alone = queue_order(session, "gpu", settings)
+    assert alone == [debug, urgent, batch]
+    assert len(seen) == 1, seen  # the queued jobs' columns; no usage
+    other = submit("cleo")[0]  # two owners: fair share places them, reading the usage
+    with db.session() as session, statements(db) as seen:
+        both = queue_order(session, "gpu", settings)
+    assert [job for job in both if job != other] == [debug, urgent, batch]
+    assert any("started_at" in statement for statement in seen)
+
+
 def test_usage_decays_with_its_half_life(db, lab, settings):
     users, submit, _worker = lab
     job = submit("anna")[0]
@@ -236,12 +258,12 @@ def test_queued_limit_is_a_429_naming_it(client, alice, settings):
 def test_a_round_reads_the_jobs_once_and_a_look_at_a_full_queue_takes_no_lock(db, dispatcher, lab):
     _users, submit, worker = lab
     worker("cpu", concurrency=1)
-    first, second = submit("anna", queue="cpu", count=2)
+    first, second = submit("anna", queue="cpu")[0], submit("ben", queue="cpu")[0]
     with statements(db) as seen, db.session() as session:
         assert dispatcher.round_needed(session)
         assert dispatcher.run_round(session) == [first]
     # The look, the round's one read of the queued and running jobs, and fair share's usage
-    # (two jobs wait): not a read per step of the round and per queue.
+    # (two owners wait): not a read per step of the round and per queue.
     assert sum(" FROM jobs" in s for s in seen) == 3, seen
     with statements(db) as seen, db.session() as session:
         assert not dispatcher.round_needed(session)  # the one slot is taken: nothing to do

@@ -4,16 +4,21 @@ SQLite wake-ups that use it (service/core/wakeups.py): real sockets, real proces
 from __future__ import annotations
 
 import os
+import select
 import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import text
 
+from service import dispatcher
 from service.core import doorbell, wakeups
 from service.core.db import Database
 
@@ -169,5 +174,72 @@ def test_notify_rings_when_the_transaction_commits_and_not_when_it_rolls_back(sq
             wakeups.notify(session, wakeups.WORKERS, {"worker": "w"})
         assert commits.bell.wait(0) is True
     finally:
+        commits.close()
+        db.dispose()
+
+
+def test_a_ring_carries_what_changed_and_a_full_queue_says_one_may_be_lost(tmp_path):
+    folder = tmp_path / "bells"
+    bell = doorbell.Doorbell(folder, fallback_s=0.02)
+    try:
+        doorbell.ring(folder, b'[["c", {"n": 1}]]')
+        assert bell.take(60) == [b'[["c", {"n": 1}]]']
+        doorbell.ring(folder, b"x" * (doorbell.MAX_RING + 1))  # too long to carry: rings as ANY
+        assert bell.take(60) == [doorbell.ANY]
+        for n in range(100):  # more than a socket's queue holds: the rest are refused, unblocking
+            doorbell.ring(folder, str(n).encode())
+        rings = bell.take(60)
+        assert rings[0] == b"0" and rings[-1] == doorbell.ANY and b"99" not in rings
+        assert bell.take(0) == []
+    finally:
+        bell.close()
+
+
+def test_a_sqlite_reader_hears_what_a_commit_announced(sqlite_url):
+    db = Database(sqlite_url)
+    commits = wakeups.SqliteChanges(sqlite_url, fallback_s=0.02)
+    try:
+        assert commits.wakes(0.05) == []  # nothing committed, no ring
+        with db.session() as session:
+            session.execute(text("INSERT INTO t VALUES (1)"))
+            wakeups.notify(session, wakeups.JOB_EVENTS, {"type": "status", "status": "running"})
+            wakeups.notify(session, wakeups.WORKERS, {"worker": "w"})
+        assert commits.wakes(60) == [
+            wakeups.Wake(wakeups.JOB_EVENTS, {"type": "status", "status": "running"}),
+            wakeups.Wake(wakeups.WORKERS, {"worker": "w"}),
+        ]
+        with db.session() as session:  # a commit that announces nothing: found when the wait ends
+            session.execute(text("INSERT INTO t VALUES (2)"))
+        assert commits.wakes(0.05) is None
+        with db.session() as session:  # a ring that names nothing (or one lost to a full queue)
+            session.execute(text("INSERT INTO t VALUES (3)"))
+        doorbell.ring(commits.bell.folder)
+        assert commits.wakes(60) is None
+    finally:
+        commits.close()
+        db.dispose()
+
+
+def test_the_embedded_dispatcher_sleeps_through_a_start_and_wakes_for_an_end(sqlite_url):
+    """On SQLite the dispatcher reads the doorbell's payloads as PostgreSQL's: a job's start frees
+    no slot and steps no search, so it is slept through; its end wakes it."""
+    db = Database(sqlite_url)
+    commits = wakeups.SqliteChanges(sqlite_url, fallback_s=0.02)
+    settings = SimpleNamespace(dispatch_safety_s=600)
+    stop = threading.Event()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            woke = pool.submit(dispatcher._wait_for_a_change, None, commits, settings, stop, starts_count=False)
+            for status in ("running", "succeeded"):
+                with db.session() as session:
+                    session.execute(text("INSERT INTO t VALUES (1)"))
+                    wakeups.notify(session, wakeups.JOB_EVENTS, {"type": "status", "status": status})
+                waiting = select.poll()
+                waiting.register(commits.bell.fileno(), select.POLLIN)
+                while status == "running" and waiting.poll(0):  # the waiter takes the start's ring first
+                    stop.wait(0.01)
+            assert [wake.payload["status"] for wake in woke.result(timeout=60)] == ["succeeded"]
+    finally:
+        stop.set()
         commits.close()
         db.dispose()
