@@ -3,11 +3,12 @@ gets an event, so an idle stream costs a small object, not a thread or a query.
 
 On PostgreSQL one LISTEN connection per process hears every job event (service/core/wakeups.py).
 On SQLite one task per process waits on its doorbell (rung after a commit that added an
-event, service/core/doorbell.py), asks SQLite whether anything was committed
-(wakeups.SqliteChanges, which reads no table) and only then, or every `poll_s` at the latest,
-asks for new events, for all the streams of the process at once (where no doorbell can be
-made it asks every CHANGE_CHECK_S instead). Either way a stream also looks on its own every
-heartbeat, so a lost wake-up delays it, never loses it.
+event, service/core/doorbell.py), whose ring names the jobs that changed as a notification
+would; where a ring names none (or may have been lost), and every `poll_s` at the latest, it
+asks SQLite whether anything was committed (wakeups.SqliteChanges, which reads no table) and
+only then asks for new events, for all the streams of the process at once (where no doorbell
+can be made it asks every CHANGE_CHECK_S instead). Either way a stream also looks on its own
+every heartbeat, so a lost wake-up delays it, never loses it.
 """
 
 from __future__ import annotations
@@ -108,8 +109,7 @@ class StreamHub:
                     self.connected = True
                     self.wake_all()  # anything written while no one was listening
                     async for note in conn.notifies():
-                        wake = wakeups.parse(note.channel, note.payload)
-                        self.wake(job_key(str(wake.payload.get("job"))), user_key(str(wake.payload.get("owner"))))
+                        self._wake_named([wakeups.parse(note.channel, note.payload)])
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -128,6 +128,7 @@ class StreamHub:
         looked = loop.time()
         try:
             while True:
+                wakes = None  # what changed, where the rings named it
                 if bell is None:
                     await asyncio.sleep(CHANGE_CHECK_S)
                 else:
@@ -138,12 +139,15 @@ class StreamHub:
                     finally:
                         loop.remove_reader(bell.fileno())
                     rung.clear()
-                    bell.drain()
+                    wakes = wakeups.ring_wakes(bell.take(0))
                 if not self._waiting:
                     continue
                 now = loop.time()
+                due = now - looked >= self.poll_s
+                if wakes is not None and not due:
+                    self._wake_named(wakes)  # the ring says which jobs changed: nothing to read
+                    continue
                 try:
-                    due = now - looked >= self.poll_s
                     found = await anyio.to_thread.run_sync(self._changed_if_committed, commits, last, due)
                 except Exception:
                     log.warning("stream poll failed", exc_info=True)
@@ -156,6 +160,11 @@ class StreamHub:
                     self.wake(job_key(job_id), user_key(owner_id))
         finally:
             commits.close()
+
+    def _wake_named(self, wakes: list[wakeups.Wake]) -> None:
+        for wake in wakes:
+            if wake.channel == wakeups.JOB_EVENTS:
+                self.wake(job_key(str(wake.payload.get("job"))), user_key(str(wake.payload.get("owner"))))
 
     def _newest_event(self) -> int:
         with self.db.sessions() as session:

@@ -89,13 +89,7 @@ class SqliteChanges:
         changed = self.changed()  # after the rings: the next look counts from what they announced
         if not rings:
             return None if changed else []
-        found: list[Wake] = []
-        for ring in rings:
-            wakes = _parse_ring(ring)
-            if wakes is None:
-                return None
-            found += wakes
-        return found
+        return ring_wakes(rings)
 
     def close(self) -> None:
         if self.bell is not None:
@@ -130,15 +124,19 @@ def _ring_after_commit(session: Session) -> None:
         doorbell.ring(folder, json.dumps(wakes, separators=(",", ":")).encode())
 
 
-def _parse_ring(ring: bytes) -> list[Wake] | None:
-    """The wake-ups a doorbell's ring carries (`notify`'s payloads); None where it names none."""
-    try:
-        items = json.loads(ring)
-    except ValueError:  # ANY, or cut short
-        return None
-    if not isinstance(items, list) or not all(isinstance(item, list) and len(item) == 2 for item in items):
-        return None
-    return [Wake(str(channel), payload if isinstance(payload, dict) else {}) for channel, payload in items]
+def ring_wakes(rings: list[bytes]) -> list[Wake] | None:
+    """The wake-ups a doorbell's rings carry (`notify`'s payloads); None where one names none (a
+    ring of `doorbell.ANY`, or one that may have been lost)."""
+    found: list[Wake] = []
+    for ring in rings:
+        try:
+            items = json.loads(ring)
+        except ValueError:  # ANY, or cut short
+            return None
+        if not isinstance(items, list) or not all(isinstance(item, list) and len(item) == 2 for item in items):
+            return None
+        found += [Wake(str(channel), payload if isinstance(payload, dict) else {}) for channel, payload in items]
+    return found
 
 
 @event.listens_for(Session, "after_rollback")
