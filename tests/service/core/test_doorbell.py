@@ -146,6 +146,16 @@ def sqlite_url(tmp_path):
     return url
 
 
+@pytest.fixture
+def db_and_commits(sqlite_url):
+    """The database, and a reader of its commits (wakeups.SqliteChanges) bound to its doorbell."""
+    db = Database(sqlite_url)
+    commits = wakeups.SqliteChanges(sqlite_url, fallback_s=0.02)
+    yield db, commits
+    commits.close()
+    db.dispose()
+
+
 def test_a_commit_in_another_process_wakes_a_sqlite_reader(sqlite_url):
     commits = wakeups.SqliteChanges(sqlite_url, fallback_s=0.02)
     try:
@@ -158,24 +168,19 @@ def test_a_commit_in_another_process_wakes_a_sqlite_reader(sqlite_url):
         commits.close()
 
 
-def test_notify_rings_when_the_transaction_commits_and_not_when_it_rolls_back(sqlite_url):
-    db = Database(sqlite_url)
-    commits = wakeups.SqliteChanges(sqlite_url, fallback_s=0.02)
-    try:
-        with db.sessions() as session:
-            session.execute(text("INSERT INTO t VALUES (1)"))
-            wakeups.notify(session, wakeups.WORKERS, {"worker": "w"})
-            assert commits.bell.wait(0) is False  # not before the commit
-            session.rollback()
-            session.execute(text("SELECT 1"))
-            session.commit()  # a later commit without a notify of its own
-        assert commits.bell.wait(0.1) is False
-        with db.session() as session:
-            wakeups.notify(session, wakeups.WORKERS, {"worker": "w"})
-        assert commits.bell.wait(0) is True
-    finally:
-        commits.close()
-        db.dispose()
+def test_notify_rings_when_the_transaction_commits_and_not_when_it_rolls_back(db_and_commits):
+    db, commits = db_and_commits
+    with db.sessions() as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        wakeups.notify(session, wakeups.WORKERS, {"worker": "w"})
+        assert commits.bell.wait(0) is False  # not before the commit
+        session.rollback()
+        session.execute(text("SELECT 1"))
+        session.commit()  # a later commit without a notify of its own
+    assert commits.bell.wait(0.1) is False
+    with db.session() as session:
+        wakeups.notify(session, wakeups.WORKERS, {"worker": "w"})
+    assert commits.bell.wait(0) is True
 
 
 def test_a_ring_carries_what_changed_and_a_full_queue_says_one_may_be_lost(tmp_path):
@@ -195,41 +200,35 @@ def test_a_ring_carries_what_changed_and_a_full_queue_says_one_may_be_lost(tmp_p
         bell.close()
 
 
-def test_a_sqlite_reader_hears_what_a_commit_announced(sqlite_url):
-    db = Database(sqlite_url)
-    commits = wakeups.SqliteChanges(sqlite_url, fallback_s=0.02)
-    try:
-        assert commits.wakes(0.05) == []  # nothing committed, no ring
-        with db.session() as session:
-            session.execute(text("INSERT INTO t VALUES (1)"))
-            wakeups.notify(session, wakeups.JOB_EVENTS, {"type": "status", "status": "running"})
-            wakeups.notify(session, wakeups.WORKERS, {"worker": "w"})
-        assert commits.wakes(60) == [
-            wakeups.Wake(wakeups.JOB_EVENTS, {"type": "status", "status": "running"}),
-            wakeups.Wake(wakeups.WORKERS, {"worker": "w"}),
-        ]
-        with db.session() as session:  # a commit that announces nothing: found when the wait ends
-            session.execute(text("INSERT INTO t VALUES (2)"))
-        assert commits.wakes(0.05) is None
-        with db.session() as session:  # a ring that names nothing (or one lost to a full queue)
-            session.execute(text("INSERT INTO t VALUES (3)"))
-        doorbell.ring(commits.bell.folder)
-        assert commits.wakes(60) is None
-    finally:
-        commits.close()
-        db.dispose()
+def test_a_sqlite_reader_hears_what_a_commit_announced(db_and_commits):
+    db, commits = db_and_commits
+    assert commits.wakes(0.05) == []  # nothing committed, no ring
+    with db.session() as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        wakeups.notify(session, wakeups.JOB_EVENTS, {"type": "status", "status": "running"})
+        wakeups.notify(session, wakeups.WORKERS, {"worker": "w"})
+    assert commits.wakes(60) == [
+        wakeups.Wake(wakeups.JOB_EVENTS, {"type": "status", "status": "running"}),
+        wakeups.Wake(wakeups.WORKERS, {"worker": "w"}),
+    ]
+    with db.session() as session:  # a commit that announces nothing: found when the wait ends
+        session.execute(text("INSERT INTO t VALUES (2)"))
+    assert commits.wakes(0.05) is None
+    with db.session() as session:  # a ring that names nothing (or one lost to a full queue)
+        session.execute(text("INSERT INTO t VALUES (3)"))
+    doorbell.ring(commits.bell.folder)
+    assert commits.wakes(60) is None
 
 
-def test_the_embedded_dispatcher_sleeps_through_a_start_and_wakes_for_an_end(sqlite_url):
+def test_the_embedded_dispatcher_sleeps_through_a_start_and_wakes_for_an_end(db_and_commits):
     """On SQLite the dispatcher reads the doorbell's payloads as PostgreSQL's: a job's start frees
     no slot and steps no search, so it is slept through; its end wakes it."""
-    db = Database(sqlite_url)
-    commits = wakeups.SqliteChanges(sqlite_url, fallback_s=0.02)
+    db, commits = db_and_commits
     settings = SimpleNamespace(dispatch_safety_s=600)
     stop = threading.Event()
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            woke = pool.submit(dispatcher._wait_for_a_change, None, commits, settings, stop, starts_count=False)
+    with ThreadPoolExecutor(1) as pool:
+        woke = pool.submit(dispatcher._wait_for_a_change, None, commits, settings, stop, starts_count=False)
+        try:
             for status in ("running", "succeeded"):
                 with db.session() as session:
                     session.execute(text("INSERT INTO t VALUES (1)"))
@@ -239,7 +238,5 @@ def test_the_embedded_dispatcher_sleeps_through_a_start_and_wakes_for_an_end(sql
                 while status == "running" and waiting.poll(0):  # the waiter takes the start's ring first
                     stop.wait(0.01)
             assert [wake.payload["status"] for wake in woke.result(timeout=60)] == ["succeeded"]
-    finally:
-        stop.set()
-        commits.close()
-        db.dispose()
+        finally:
+            stop.set()  # before the pool waits for its thread
