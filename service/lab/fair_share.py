@@ -72,12 +72,13 @@ def waiting_in_order(
     session: Session, queue: str, settings: Settings, waiting: list[Job], now: datetime | None = None
 ) -> list[Job]:
     """`waiting`, the queue's queued jobs not yet sent to the broker, in the order fair share would
-    send them. The caller reads them: a dispatch round whole, a job's position only the columns
-    the order looks at (its id, owner, course, priority and tier: queue_order)."""
+    send them. The caller reads only the columns the order looks at (its id, owner, course,
+    priority and tier): a dispatch round as its rows (service/dispatcher.py: SlotJob), a job's
+    position as queue_order's."""
     if len({(job.course_id, job.owner_id) for job in waiting}) < 2:
         # One owner waits (a student's burst): no one to be fair between, so the usage is not
-        # read and the order is theirs, as _Turns.order would place it.
-        return sorted(waiting, key=lambda job: (tiers.rank(job.tier), -job.priority, job.id))
+        # read and the order is theirs, tier by tier, as _Turns.order would place it.
+        return sorted(waiting, key=lambda job: (tiers.rank(job.tier), *_owners_order(job)))
     now = now or utcnow()
     by_tier: dict[int, list[Job]] = defaultdict(list)
     for job in waiting:
@@ -94,6 +95,11 @@ def waiting_in_order(
         )
     turns = _Turns(usage, shares)
     return [job for rank in sorted(by_tier) for job in turns.order(by_tier[rank])]
+
+
+def _owners_order(job: Job) -> tuple:
+    """The order of one owner's jobs: priority, then age (ids grow with time)."""
+    return -job.priority, job.id
 
 
 class _Turns:
@@ -114,7 +120,7 @@ class _Turns:
         """Repeatedly: the group with the least use per share, its owner with the least use
         there, that owner's next job (by priority, then age)."""
         queues: dict[str | None, dict[str, list[Job]]] = defaultdict(lambda: defaultdict(list))
-        for job in sorted(waiting, key=lambda job: (-job.priority, job.id)):
+        for job in sorted(waiting, key=_owners_order):
             queues[job.course_id][job.owner_id].append(job)
         owners = {
             group: [self._owner_turn(group, owner, jobs) for owner, jobs in mine.items()]
