@@ -404,12 +404,15 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     log.info("%s dispatching when woken, and every %.2f s", dispatcher.name, timer)
     wakes = None
     while not stop.is_set():
+        looked_at: set[str] = set()
         try:
-            _wake_up(db, dispatcher, drivers, wakes)
+            looked_at = _wake_up(db, dispatcher, drivers, wakes)
         except Exception:  # the database may be restarting: keep going
             log.exception("dispatch round failed")
             stop.wait(1.0)
-        wakes = _wait_for_a_change(listener, commits, settings, stop, starts_count=dispatcher.slurm is not None)
+        wakes = _wait_for_a_change(
+            listener, commits, settings, stop, starts_count=dispatcher.slurm is not None, looked_at=looked_at
+        )
     if listener:
         listener.close()
     if commits:
@@ -419,17 +422,21 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
 
 def _wake_up(
     db: Database, dispatcher: Dispatcher, drivers: list[families.Driver], wakes: list[wakeups.Wake] | None = None
-) -> None:
+) -> set[str]:
     """One transaction looks what is due, searches' steps and a round, and runs the round: a
     freed slot takes a job already waiting (a search's next trial) at once, while the drivers'
     steps (a sampler's ask and tell) run after it; a round again only for the trials they
-    submitted, and only where a slot is free for them. `wakes`: what woke it (None: unknown)."""
+    submitted, and only where a slot is free for them. `wakes`: what woke it (None: unknown).
+    Returns the jobs the drivers submitted: that last look saw them queued, so their own
+    `queued` wake-ups, arriving after, are old news (_wait_for_a_change)."""
     with db.session() as session:
         due = [(driver, driver.due(session, wakes)) for driver in drivers]
         _round_if_needed(session, dispatcher)
-    if sum(driver.run(steps) for driver, steps in due if steps):
+    submitted = {job_id for driver, steps in due if steps for job_id in driver.run(steps)}
+    if submitted:
         with db.session() as session:
             _round_if_needed(session, dispatcher)
+    return submitted
 
 
 def _round_if_needed(session: Session, dispatcher: Dispatcher) -> None:
@@ -444,21 +451,34 @@ def _wait_for_a_change(
     settings: Settings,
     stop: threading.Event,
     starts_count: bool = True,
+    looked_at: set[str] | frozenset[str] = frozenset(),
 ) -> list[wakeups.Wake] | None:
     """Until a wake-up that may change a round's decision (on SQLite: heard on its doorbell, which
     carries the same payloads), or the timer. Returns the wake-ups that came (None: the timer, a
     commit on SQLite whose wake-ups are not known, or a stop). `starts_count`: see
-    _changes_decision."""
+    _changes_decision. `looked_at`: jobs whose `queued` the last round saw already (a search's
+    trials that this dispatcher submitted itself): that first `queued` of each is slept through."""
     deadline = time.monotonic() + settings.dispatch_safety_s
+    old_news = set(looked_at)
     while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
         wait = min(left, STOP_CHECK_S)
         wakes = listener.wait(wait) if listener is not None else commits.wakes(wait)
         if wakes is None:  # SQLite: a commit whose wake-ups are not known
             return None
         # Epoch and log events wake the streams, not this: only a new status or worker counts.
-        if any(_changes_decision(wake, starts_count) for wake in wakes):
+        news = [wake for wake in wakes if not _old_news(wake, old_news)]
+        if any(_changes_decision(wake, starts_count) for wake in news):
             return wakes
     return None
+
+
+def _old_news(wake: wakeups.Wake, old_news: set[str]) -> bool:
+    """Whether `wake` is the `queued` of a job in `old_news`, which then leaves it (a later
+    `queued` of the job, sent back, is news)."""
+    if wake.payload.get("status") != QUEUED or wake.payload.get("job") not in old_news:
+        return False
+    old_news.discard(wake.payload["job"])
+    return True
 
 
 def _changes_decision(wake: wakeups.Wake, starts_count: bool = True) -> bool:

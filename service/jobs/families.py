@@ -59,10 +59,10 @@ class Driver(Protocol):
         `wakes`: the wake-ups that started the look (service/core/wakeups.py; None: unknown, a
         timer's or SQLite's), which may tell a driver that nothing of its can be due."""
 
-    def run(self, due: list[str]) -> int:
-        """A step for each of `due`; returns how many jobs the steps submitted."""
+    def run(self, due: list[str]) -> list[str]:
+        """A step for each of `due`; returns the ids of the jobs the steps submitted."""
 
-    def run_pending(self) -> int: ...
+    def run_pending(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from service.core import storage, wakeups
@@ -58,19 +58,22 @@ class Trial:
     result: dict[str, Any] | None
     error: str | None
 
-    @classmethod
-    def of(cls, job: Job) -> Trial:
-        return cls(job.id, job.trial_number, job.status, job.metrics, job.result, job.error)
+
+TRIAL_COLUMNS = (Job.id, Job.trial_number, Job.status, Job.metrics, Job.result, Job.error)  # Trial's fields
 
 
 def _children(session: Session, parent_id: str, told: set[int]) -> list[Trial]:
-    """A search's trials; whole rows only for those finished and not yet told (a long search
+    """A search's trials; their outcomes only for those finished and not yet told (a long search
     would otherwise read every trial's metrics at every step)."""
     rows = session.execute(
         select(Job.id, Job.trial_number, Job.status).where(Job.parent_id == parent_id).order_by(Job.trial_number)
     ).all()
     untold = [row.id for row in rows if row.status in FINISHED and row.trial_number not in told]
-    whole = {job.id: Trial.of(job) for job in session.scalars(select(Job).where(Job.id.in_(untold)))} if untold else {}
+    whole = (
+        {row.id: Trial(*row) for row in session.execute(select(*TRIAL_COLUMNS).where(Job.id.in_(untold)))}
+        if untold
+        else {}
+    )
     return [whole.get(row.id) or Trial(row.id, row.trial_number, row.status, None, None, None) for row in rows]
 
 
@@ -134,9 +137,9 @@ class SearchDriver:
         self._none_active = not active
         return due
 
-    def run(self, due: list[str]) -> int:
-        """One step for each of `due`; returns how many trials the steps submitted."""
-        submitted = 0
+    def run(self, due: list[str]) -> list[str]:
+        """One step for each of `due`; returns the ids of the trials the steps submitted."""
+        submitted = []
         for parent_id in due:
             try:
                 submitted += self.step(parent_id)
@@ -144,8 +147,8 @@ class SearchDriver:
                 log.exception("search %s: step failed", parent_id)
         return submitted
 
-    def run_pending(self) -> int:
-        """One step for each search that needs one; returns how many trials they submitted."""
+    def run_pending(self) -> list[str]:
+        """One step for each search that needs one; returns the ids of the trials they submitted."""
         with self.db.session() as session:
             due = self.due(session)
         return self.run(due)
@@ -153,12 +156,12 @@ class SearchDriver:
     # -- one step -------------------------------------------------------------------------
     # A step never holds a transaction of ours while Optuna works (with SQLite, one writer at
     # a time): read, then Optuna, then write.
-    def step(self, parent_id: str) -> int:
-        """Returns how many trials it submitted."""
+    def step(self, parent_id: str) -> list[str]:
+        """Returns the ids of the trials it submitted."""
         with self.db.session() as session:
             parent = self._lease(session, parent_id)
             if parent is None:
-                return 0
+                return []
             run, cancel = SearchRun.model_validate(parent.spec), parent.cancel_requested
             search = run.search
             folder = storage.job_dir(self.settings, parent_id)
@@ -172,7 +175,7 @@ class SearchDriver:
         study.sampler = new_sampler(search, asked=len(asked_ever))
         # The job rows are the truth; the state file and the journal catch up with them here.
         orphans = _adopt(asked_ever, state, children, resubmit=not cancel)
-        submitted = 0
+        submitted: list[str] = []
         active = sum(1 for c in children if c.status not in FINISHED)
         try:
             outcomes = [
@@ -189,18 +192,17 @@ class SearchDriver:
                     wanted -= len(asked)
                     asked += self._ask(study, state, search, wanted) if wanted > 0 else []
                 with self.db.session() as session:
-                    for event in outcomes:
-                        lifecycle.add_event(session, parent_id, "trial", event)
                     rejected = self._submit_all(session, parent_id, run, state, asked)
+                    accepted = [state.trials[number].job_id for number, _params in asked]
+                    submitted += [job_id for job_id in accepted if job_id]
                     active += len(asked) - len(rejected)
-                    submitted += len(asked) - len(rejected)
                     if cancel:  # again here: a step running as the cancel came may have submitted more
                         owner = session.get(User, session.get(Job, parent_id).owner_id)
                         lifecycle.cancel_trials(session, parent_id, owner)
                     finished = (cancel and not active) or len(state.told) >= search.trials
+                    self._record_progress(session, parent_id, search, state, active, outcomes)
                     if finished:
                         self._finish(session, parent_id, search, state, cancelled=cancel)
-                    self._record_progress(session, parent_id, search, state, active)
                 if finished:
                     _close_orphans(study)
                     self._forget(parent_id)
@@ -326,6 +328,8 @@ class SearchDriver:
 
     def _submit_all(self, session, parent_id, run: SearchRun, state: SearchState, asked) -> list[TrialRecord]:
         """Each asked trial as a child job; returns those whose spec was refused."""
+        if not asked:
+            return []
         parent = session.get(Job, parent_id)
         ctx = SubmitContext(session, self.settings, session.get(User, parent.owner_id))
         rejected = []
@@ -367,20 +371,30 @@ class SearchDriver:
         if lifecycle.finish(session, parent_id, status, **fields):
             log.info("search %s %s after %d trials", parent_id, status, len(state.told))
 
-    def _record_progress(self, session, parent_id, search: SearchPlan, state: SearchState, active: int) -> None:
-        parent = session.get(Job, parent_id)
+    def _record_progress(
+        self, session, parent_id, search: SearchPlan, state: SearchState, active: int, outcomes: list[dict]
+    ) -> None:
+        """The outcomes' `trial` events, the search's progress and its metrics (the best so far,
+        while it runs; _finish, after, writes the final ones): one UPDATE of its row, which it
+        does not read first, and one INSERT of the events."""
         best = _best(state, search.direction)
-        parent.progress = {
-            "trials_done": len(state.told),
-            "trials": search.trials,
-            "trials_started": len(state.trials),
-            "running": active,
-            "fraction": len(state.told) / search.trials,
-            "best_value": best.value if best else None,
-            "best_params": best.params if best else None,
+        values: dict[str, Any] = {
+            "progress": {
+                "trials_done": len(state.told),
+                "trials": search.trials,
+                "trials_started": len(state.trials),
+                "running": active,
+                "fraction": len(state.told) / search.trials,
+                "best_value": best.value if best else None,
+                "best_params": best.params if best else None,
+            }
         }
-        if best and parent.status == RUNNING:
-            parent.metrics = {search.metric: best.value, "best_trial": best.job_id}
+        if best:
+            metrics = bindparam(
+                "best_metrics", {search.metric: best.value, "best_trial": best.job_id}, Job.metrics.type
+            )
+            values["metrics"] = case((Job.status == RUNNING, metrics), else_=Job.metrics)
+        lifecycle.add_events(session, parent_id, [("trial", event, utcnow()) for event in outcomes], **values)
 
     # -- Optuna ---------------------------------------------------------------------------
     def _study(self, parent_id: str, folder, search: SearchPlan, state: SearchState):

@@ -240,3 +240,38 @@ def test_the_embedded_dispatcher_sleeps_through_a_start_and_wakes_for_an_end(db_
             assert [wake.payload["status"] for wake in woke.result(timeout=60)] == ["succeeded"]
         finally:
             stop.set()  # before the pool waits for its thread
+
+
+def test_the_dispatcher_sleeps_through_the_queued_of_trials_it_submitted_and_looked_at(db_and_commits):
+    """A search's trials that the dispatcher submitted itself were seen queued by the round that
+    followed: their own `queued` wake-ups are old news. Another job's `queued` is not, nor a
+    second `queued` of the same trial (sent back)."""
+    db, commits = db_and_commits
+    settings = SimpleNamespace(dispatch_safety_s=600)
+    stop = threading.Event()
+
+    def announce(*queued: str) -> None:
+        with db.session() as session:
+            session.execute(text("INSERT INTO t VALUES (1)"))
+            for job in queued:
+                wakeups.notify(session, wakeups.JOB_EVENTS, {"job": job, "type": "status", "status": "queued"})
+        waiting = select.poll()
+        waiting.register(commits.bell.fileno(), select.POLLIN)
+        while waiting.poll(0):  # the waiter takes the ring before the next commit
+            stop.wait(0.01)
+
+    with ThreadPoolExecutor(1) as pool:
+        woke = pool.submit(
+            dispatcher._wait_for_a_change, None, commits, settings, stop, starts_count=False, looked_at={"t1", "t2"}
+        )
+        try:
+            announce("t1", "t2")
+            announce("t1")
+            assert [wake.payload["job"] for wake in woke.result(timeout=60)] == ["t1"]
+            woke = pool.submit(
+                dispatcher._wait_for_a_change, None, commits, settings, stop, starts_count=False, looked_at={"t1"}
+            )
+            announce("t1", "other")
+            assert [wake.payload["job"] for wake in woke.result(timeout=60)] == ["t1", "other"]
+        finally:
+            stop.set()  # before the pool waits for its thread

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from service.core import wakeups
 from service.core.broker import make_celery
-from service.core.orm import Job, utcnow
+from service.core.orm import Job, JobEvent, utcnow
 from service.dispatcher import Dispatcher, _wake_up
 from service.jobs import lifecycle
 from service.search.driver import LEASE_S, SearchDriver
@@ -48,22 +48,24 @@ def test_a_trial_costs_one_round_and_one_step_and_a_start_costs_neither(client, 
     parent = client.post("/api/v1/jobs", json=spec, headers=alice).get_json()["id"]
 
     with statements(db) as seen:  # the search starts: two trials, the one slot takes the first
-        _wake_up(db, dispatcher, [driver])
+        looked_at = _wake_up(db, dispatcher, [driver])
     first, second = trials(db, parent)
     assert rounds(seen) == 1 and first.released_at is not None and second.released_at is None
+    assert looked_at == {first.id, second.id}  # their own `queued` wake-ups will be old news
 
     with db.session() as session:
         assert lifecycle.claim(session, first.id, "w1")
     with statements(db) as seen:  # it starts: nothing to step, no slot free
-        _wake_up(db, dispatcher, [driver])
+        assert _wake_up(db, dispatcher, [driver]) == set()
     assert rounds(seen) == 0 and not [s for s in seen if not s.startswith("SELECT")]
 
     with db.session() as session:
         lifecycle.finish(session, first.id, lifecycle.SUCCEEDED, metrics={"accuracy": 0.9})
     with statements(db) as seen:  # it ends: one round sends the second, one step submits the third
-        _wake_up(db, dispatcher, [driver])
+        looked_at = _wake_up(db, dispatcher, [driver])
     assert rounds(seen) == 1 and sum(s.startswith("INSERT INTO jobs") for s in seen) == 1
     assert [t.released_at is not None for t in trials(db, parent)] == [True, True, False]
+    assert looked_at == {trials(db, parent)[2].id}
 
 
 def test_a_step_renews_its_lease_only_when_a_third_of_it_has_passed(client, alice, settings, db):
@@ -105,3 +107,29 @@ def test_with_no_search_running_only_a_new_queued_job_makes_the_driver_look(clie
     assert looks([wake("queued")]) == 1
     with statements(db), db.session() as session:
         assert driver.due(session, [wake("succeeded")]) == [parent]  # one runs: every wake-up looks
+
+
+def test_a_step_reads_the_searchs_whole_row_once_a_transaction(client, alice, settings, db):
+    """Its lease reads the search's row, and the submit of its next trial; its outcomes are read
+    as the columns a step uses; the outcome's `trial` event and the progress are one UPDATE of the
+    search's row, which is not read again for it."""
+    driver = SearchDriver(settings, db, "test-dispatcher")
+    spec = {**KNN_SEARCH, "search": {**KNN_SEARCH["search"], "trials": 3, "parallel": 1}}
+    parent = client.post("/api/v1/jobs", json=spec, headers=alice).get_json()["id"]
+    driver.run_pending()
+    (first,) = trials(db, parent)
+    with db.session() as session:
+        assert lifecycle.claim(session, first.id, "w1")
+        lifecycle.finish(session, first.id, lifecycle.SUCCEEDED, metrics={"accuracy": 0.9})
+
+    with statements(db) as seen:
+        assert len(driver.step(parent)) == 1
+    whole_rows = [s for s in seen if s.startswith("SELECT jobs.id, jobs.owner_id, jobs.name")]
+    assert len(whole_rows) == 2, seen
+    (search_update,) = [s for s in seen if s.startswith("UPDATE jobs")]
+    assert "event_seq" in search_update and "progress" in search_update
+    with db.session() as session:
+        search = session.get(Job, parent)
+        assert search.progress["trials_done"] == 1 and search.metrics == {"accuracy": 0.9, "best_trial": first.id}
+        trial_events = session.scalars(select(JobEvent.data).where(JobEvent.job_id == parent, JobEvent.type == "trial"))
+        assert [event["number"] for event in trial_events] == [first.trial_number]
