@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,8 @@ from service.core.migrate import upgrade
 from service.lab.users import create_user
 from tests.conftest import free_port
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
 
 class ServiceProcess:
     """`python -m service ARGS` with its output in a log file, stopped on exit. `prefix` runs it
@@ -36,6 +40,8 @@ class ServiceProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Started from the main thread (a thread's end would count as its parent's death).
+            preexec_fn=_stop_with_the_tests if threading.current_thread() is threading.main_thread() else None,
         )
         self._asked = False
 
@@ -57,6 +63,12 @@ class ServiceProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def _stop_with_the_tests() -> None:
+    """In the child before it runs: SIGTERM when the test process dies (killed, say), so that a
+    deployment it started never outlives it to take the next session's messages."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_all(processes: list[ServiceProcess]) -> None:
