@@ -4,7 +4,9 @@ that takes the next session's messages from the Redis database numbers it reuses
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -47,6 +49,7 @@ def test_a_deployment_stops_when_the_test_process_that_started_it_is_killed(tmp_
         text=True,
         cwd=Path(__file__).resolve().parents[1],
     )
+    group = None
     try:
         group = int(starter.stdout.readline())  # `up` leads a process group of its own
         assert len(group_members(group)) >= 3  # up, its API, dispatcher and worker
@@ -58,5 +61,6 @@ def test_a_deployment_stops_when_the_test_process_that_started_it_is_killed(tmp_
         assert group_members(group) == [], (tmp_path / "up.log").read_text()[-2000:]
     finally:
         starter.kill()
-        for pid in group_members(group) if "group" in locals() else []:
-            os.kill(pid, 9)
+        if group is not None:
+            with contextlib.suppress(ProcessLookupError):  # what a failed test left
+                os.killpg(group, signal.SIGKILL)
