@@ -8,6 +8,11 @@ broker). The service's own overhead is the HTTP p50 against the in-process p50; 
 p50 at most 1.5x the in-process cost plus 10 ms, and 200 jobs at once at least 0.6x the
 in-process serial rate times the worker's slots (2).
 
+Where a job's latency goes, hop by hop: the client's clock before the POST, at the end of the
+job's event stream and after its GET, and the job's own times (created, released by the
+dispatcher, started by the worker's claim, finished), all on this machine's clock. Each hop's
+p50 is printed; they need not add up to the p50 of the whole.
+
     .venv/bin/python bench/job_latency.py [--jobs 50] [--burst 200] [--fresh-runs 10]
 """
 
@@ -20,6 +25,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -90,19 +96,60 @@ def in_process_seconds(database_url: str, home: Path, jobs: int) -> list[float]:
     return times
 
 
-def sequential_latencies(client: Client, jobs: int) -> list[float]:
+HOPS = (
+    "request to the job's row (HTTP, auth, checks)",
+    "row to release (commit, the dispatcher's wake-up, look, round)",
+    "release to start (broker, worker, claim)",
+    "the run (data, fit, score, model, outcome)",
+    "end to the stream's client (commit, wake-up, read, send)",
+    "the job's GET after its stream",
+)
+
+
+def sequential_latencies(client: Client, jobs: int) -> tuple[list[float], dict[str, tuple[float, float]]]:
+    """Each job's latency, and (client clock before the POST, after its stream ended, after its GET) by id."""
     # Each job is followed on its event stream, as `labtrain run` follows it: polling fast enough
     # to time it would take the CPU the job runs on.
     for _ in range(3):  # warm-up: first jobs pay for connections and caches
         client.follow(client.post("/api/v1/jobs", json=SPEC).json()["id"])
-    latencies = []
+    latencies, clocks = [], {}
     for _ in range(jobs):
-        start = time.perf_counter()
+        start, wall = time.perf_counter(), time.time()
         job_id = client.post("/api/v1/jobs", json=SPEC).json()["id"]
-        job = client.follow(job_id)
+        client.wait_for_end(job_id)
+        ended = time.perf_counter()
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
         latencies.append(time.perf_counter() - start)
+        clocks[job_id] = (wall, wall + ended - start, wall + latencies[-1])
         assert job["status"] == "succeeded", job
-    return latencies
+    return latencies, clocks
+
+
+def hop_medians(database: str, clocks: dict[str, tuple[float, float, float]]) -> list[float]:
+    """The p50 of each of HOPS, in seconds, from the client's clocks and the jobs' own times."""
+    from sqlalchemy import create_engine, select
+
+    from service.core.orm import Job
+
+    engine = create_engine(database)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Job.id, Job.created_at, Job.released_at, Job.started_at, Job.finished_at).where(
+                Job.id.in_(list(clocks))
+            )
+        ).all()
+    engine.dispose()
+    hops: list[list[float]] = [[] for _ in HOPS]
+    for job_id, *times in rows:
+        sent, ended, got = clocks[job_id]
+        stamps = [sent, *(_epoch(t) for t in times), ended, got]
+        for hop, (before, after) in enumerate(zip(stamps, stamps[1:])):
+            hops[hop].append(after - before)
+    return [statistics.median(values) for values in hops]
+
+
+def _epoch(moment: datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()  # the service stores UTC
 
 
 def burst_throughput(client: Client, jobs: int) -> tuple[float, int]:
@@ -145,7 +192,7 @@ def main() -> None:
     fresh_p50 = statistics.median(fresh)
     print(f"    p50 {fresh_p50 * 1000:.0f} ms, p95 {percentile(fresh, 0.95) * 1000:.0f} ms")
 
-    rows = []
+    rows, hops = [], {}
     for mode in ("postgres+redis", "embedded"):
         with tempfile.TemporaryDirectory() as home:
             client, processes, cleanup = start_service(
@@ -153,9 +200,10 @@ def main() -> None:
             )  # the burst is one user
             try:
                 print(f"{mode}: {args.jobs} jobs one after another", flush=True)
-                latencies = sequential_latencies(client, args.jobs)
+                latencies, clocks = sequential_latencies(client, args.jobs)
                 p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
                 print(f"    p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms", flush=True)
+                hops[mode] = hop_medians(database_of(processes), clocks)
                 print(f"{mode}: {args.burst} jobs at once", flush=True)
                 rate, failed = burst_throughput(client, args.burst)
                 print(f"    {rate:.1f} jobs/s, {failed} failed", flush=True)
@@ -183,6 +231,11 @@ def main() -> None:
             f"{p50 / (1.5 * own + 0.010):.2f} | {rate:.1f} | {rate / (0.6 * 2 / own):.2f} | "
             f"{fresh_p50 * 1000:.0f} ms | {failed} |"
         )
+    print("\nWhere a job's latency goes (p50 of each hop, ms):\n")
+    print(f"| hop | {' | '.join(hops)} |")
+    print(f"|---|{'---|' * len(hops)}")
+    for index, hop in enumerate(HOPS):
+        print(f"| {hop} | {' | '.join(f'{medians[index] * 1000:.1f}' for medians in hops.values())} |")
 
 
 if __name__ == "__main__":

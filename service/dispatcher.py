@@ -49,6 +49,7 @@ from service.slurm import queues as slurm_queues
 from service.slurm.backend import SlurmBackend
 
 log = logging.getLogger("labtrain.dispatcher")
+JOBS = Job.__table__
 STOP_CHECK_S = 0.5  # how often a waiting dispatcher looks whether it was asked to stop
 
 
@@ -364,10 +365,13 @@ class SlotJob:
     waiting: dict[str, Any] | None
 
     def write(self, session: Session, **values: Any) -> None:
-        """Change these columns, here and in the database (at once, in the round's transaction)."""
+        """Change these columns, here and in the database (at once, in the round's transaction).
+        On the table, not through the ORM: its bulk UPDATE would first look for the job among the
+        session's objects, which cost more than the statement (a round loads none it writes here,
+        but a SLURM submit's, whose own changes are other columns)."""
         for name, value in values.items():
             setattr(self, name, value)
-        session.execute(update(Job).where(Job.id == self.id).values(**values))
+        session.execute(update(JOBS).where(JOBS.c.id == self.id).values(**values))
 
 
 @cache

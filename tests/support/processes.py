@@ -164,6 +164,11 @@ class Client:
     def follow(self, job_id: str, timeout: float = 600) -> dict:
         """Wait for the job's end on its event stream, as `labtrain watch` does (service/client/
         status_stream.py): no polling, so a benchmark takes no CPU from the job it times; then the job."""
+        self.wait_for_end(job_id, timeout)
+        return self.get(f"/api/v1/jobs/{job_id}").json()
+
+    def wait_for_end(self, job_id: str, timeout: float = 600) -> None:
+        """Until the job's event stream says it ended (follow's first half)."""
         finished = ("succeeded", "failed", "cancelled")
         headers = {"Accept": "text/event-stream"}
         with self.session.get(
@@ -179,7 +184,6 @@ class Client:
                     and json.loads(line.removeprefix("data: "))["data"].get("status") in finished
                 ):
                     break
-        return self.get(f"/api/v1/jobs/{job_id}").json()
 
 
 def start_stack(
