@@ -6,8 +6,9 @@ In process, on a fresh SQLite database or, with `--database`, an empty PostgreSQ
 owner's iris jobs wait on the cpu queue, a worker of 2 slots is online and busy, so each round
 reads and orders every waiting job and sends none (the round of a burst, between two ends).
 Then, with 100 waiting, rounds after an end each: one slot free, one job released (a write and a
-send to the broker, the embedded one or `--broker`), against the round that sends none; the end
-before it and the claim after it are not timed.
+send to the broker, the embedded one or `--broker`, where the messages stay: name a Redis
+database of its own), against the round that sends none; the end before it and the claim after
+it are not timed.
 
     .venv/bin/python bench/round_cost.py [--rounds 50] [--database postgresql+psycopg://...] [--broker redis://...]
 """
