@@ -106,7 +106,7 @@ HOPS = (
 )
 
 
-def sequential_latencies(client: Client, jobs: int) -> tuple[list[float], dict[str, tuple[float, float]]]:
+def sequential_latencies(client: Client, jobs: int) -> tuple[list[float], dict[str, tuple[float, float, float]]]:
     """Each job's latency, and (client clock before the POST, after its stream ended, after its GET) by id."""
     # Each job is followed on its event stream, as `labtrain run` follows it: polling fast enough
     # to time it would take the CPU the job runs on.
