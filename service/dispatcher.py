@@ -54,14 +54,16 @@ STOP_CHECK_S = 0.5  # how often a waiting dispatcher looks whether it was asked 
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, celery: Celery, name: str | None = None):
+    def __init__(self, settings: Settings, celery: Celery | None, name: str | None = None, slurm: bool = True):
+        """`celery`: None where nothing is sent (a worker's refill); `slurm`: False where no SLURM
+        queue is served (the same)."""
         self.settings, self.celery = settings, celery
         self.name = name or f"dispatcher@{socket.gethostname()}"
         # Every queue's device (cpu, gpu and the named ones LABTRAIN_QUEUES adds): each round covers each.
         self.devices = {name: q.device for name, q in queue_catalog.catalog(settings).items()}
         # The queues a SLURM partition serves (LABTRAIN_QUEUES); None: every queue on Celery.
-        slurm = slurm_queues.load(settings.queues)
-        self.slurm = SlurmBackend(settings, slurm) if slurm else None
+        partitions = slurm_queues.load(settings.queues) if slurm else None
+        self.slurm = SlurmBackend(settings, partitions) if partitions else None
         self._removed_seen: dict[str, tuple[int, int]] = {}  # what the log last said of removed queues
 
     def run_round(self, session: Session, online: list[Worker] | None = None) -> list[str]:
@@ -101,6 +103,33 @@ class Dispatcher:
                 for job_id in preemption.ask_to_yield(session, self.settings, queue, now, gpus):
                     log.info("asked job %s to yield its %s slot to a waiting debug job", job_id, queue)
         return released
+
+    def refill(self, session: Session, worker: str, queues: list[str]) -> str | None:
+        """The slot a job of `worker` just freed takes the next job at once, chosen as a round
+        chooses (fair share, running limits, budgets) under the same lock, and released to that
+        worker without a message: its process runs it next (workers/refill.py). Returns the job's
+        id; None when no slot of its queues is free (a round filled it first), nothing there may
+        start, or the worker is no longer online (stopping). CPU queues on Celery only: a GPU job is
+        packed by memory and runs in a fresh process. Reaping, resending and preemption stay the
+        dispatcher's."""
+        queues = [q for q in queues if self.devices.get(q) == "cpu" and not self._slurm_serves(q)]
+        # Nothing waits (a job at a time): no lock, no round, and nothing for the dispatcher either.
+        if not queues or session.execute(_first_waiting(), {"queues": queues}).first() is None:
+            return None
+        self._lock(session)
+        online = worker_registry.online(session)
+        if worker not in {w.name for w in online}:  # stopping: the dispatcher's round fills the slot
+            wakeups.notify(session, wakeups.WORKERS, {"worker": worker, "left": True})
+            return None
+        jobs = _slot_jobs(session, queues)
+        for queue in queues:
+            serving = [w for w in online if w.serves(queue)]
+            mine = [job for job in jobs if job.queue == queue]
+            free = sum(w.concurrency for w in serving) - sum(not _waiting(job) for job in mine)
+            kept = self._fill(session, queue, utcnow(), mine, serving, None, min(free, 1), keep_for=worker)
+            if kept:
+                return kept[0]
+        return None
 
     def round_if_needed(self, session: Session) -> list[str]:
         """A round when one would do anything (round_needed); the ids of the jobs it released."""
@@ -246,13 +275,15 @@ class Dispatcher:
         workers: list[Worker],
         gpus: dict[str, gpu_packing.Gpu] | None,
         free: int | None = None,
+        keep_for: str | None = None,
     ) -> list[str]:
         """The free slots of `queue` take its waiting jobs in fair-share order. A CPU job may go to
         any worker of the queue; a GPU job is placed on the GPU it fits best by memory and sent
         to that worker (service/lab/gpu_packing.py): one that fits no GPU now waits, and smaller
         ones behind it may go first. `jobs` are the queue's queued and running jobs; `gpus` is
         what the queue's GPUs have free (None for CPUs); `free`, where given, is the queue's free
-        slots (a SLURM queue's, service/slurm/backend.py)."""
+        slots (a SLURM queue's, service/slurm/backend.py; a refill's one). `keep_for`: the worker
+        that refills its slot (refill): a job released is that worker's, and not sent."""
         waiting = [job for job in jobs if _waiting(job)]
         busy = [job.owner_id for job in jobs if not _waiting(job)]
         if free is None and gpus is not None:
@@ -285,7 +316,9 @@ class Dispatcher:
                 if gpu is None:
                     continue
                 placed = {"worker": gpu.worker, "gpu_share": gpu.share(need)}
-            if not self._send(job, session, placed.get("worker")):
+            if keep_for is not None:
+                placed = {"worker": keep_for}
+            elif not self._send(job, session, placed.get("worker")):
                 free = 0  # the broker is down: try again next round
                 continue
             job.write(session, released_at=now, **placed)
@@ -375,14 +408,26 @@ class SlotJob:
 
 
 @cache
-def _slot_jobs_query() -> Select:
+def _slot_jobs_query(of_queues: bool = False) -> Select:
     columns = [getattr(Job, field.name) for field in fields(SlotJob)]
-    return select(*columns).where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
+    query = select(*columns).where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
+    return query.where(Job.queue.in_(bindparam("queues", expanding=True))) if of_queues else query
 
 
-def _slot_jobs(session: Session) -> list[SlotJob]:
-    """The queued and running jobs that hold or wait for a worker slot, read anew."""
-    return [SlotJob(*row) for row in session.execute(_slot_jobs_query())]
+def _slot_jobs(session: Session, queues: list[str] | None = None) -> list[SlotJob]:
+    """The queued and running jobs that hold or wait for a worker slot (of `queues` only, where
+    given), read anew."""
+    rows = (
+        session.execute(_slot_jobs_query(True), {"queues": queues}) if queues else session.execute(_slot_jobs_query())
+    )
+    return [SlotJob(*row) for row in rows]
+
+
+@cache
+def _first_waiting() -> Select:
+    """One job of `queues` that waits for a slot, if any (a refill's look)."""
+    waiting = (Job.status == QUEUED) & Job.released_at.is_(None) & Job.queue.in_(bindparam("queues", expanding=True))
+    return select(Job.id).where(families.takes_slot(), waiting).limit(1)
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
@@ -430,12 +475,15 @@ def _wake_up(
     """One transaction looks what is due, searches' steps and a round, and runs the round: a
     freed slot takes a job already waiting (a search's next trial) at once, while the drivers'
     steps (a sampler's ask and tell) run after it; a round again only for the trials they
-    submitted, and only where a slot is free for them. `wakes`: what woke it (None: unknown).
+    submitted, and only where a slot is free for them. `wakes`: what woke it (None: unknown);
+    no round where each that counts is a job's end whose worker refills the slot itself.
     Returns the jobs the drivers submitted: that last look saw them queued, so their own
     `queued` wake-ups, arriving after, are old news (_wait_for_a_change)."""
     with db.session() as session:
         due = [(driver, driver.due(session, wakes)) for driver in drivers]
-        _round_if_needed(session, dispatcher)
+        starts_count = dispatcher.slurm is not None
+        if wakes is None or any(_changes_decision(wake, starts_count) and _needs_round(wake) for wake in wakes):
+            _round_if_needed(session, dispatcher)
     submitted = {job_id for driver, steps in due if steps for job_id in driver.run(steps)}
     if submitted:
         with db.session() as session:
@@ -483,6 +531,13 @@ def _old_news(wake: wakeups.Wake, old_news: set[str]) -> bool:
         return False
     old_news.discard(wake.payload["job"])
     return True
+
+
+def _needs_round(wake: wakeups.Wake) -> bool:
+    """Whether `wake` may need a round: not the end of a job whose worker refills its slot itself
+    (Dispatcher.refill; one that cannot says so on the workers' channel). Such an end may still
+    step a search, so it wakes the dispatcher all the same (_changes_decision)."""
+    return not (wake.channel == wakeups.JOB_EVENTS and wake.payload.get("refill"))
 
 
 def _changes_decision(wake: wakeups.Wake, starts_count: bool = True) -> bool:

@@ -20,6 +20,7 @@ from celery.signals import (
     worker_process_init,
     worker_ready,
     worker_shutdown,
+    worker_shutting_down,
 )
 
 from service.core import logs
@@ -31,6 +32,7 @@ from service.jobs import families
 from service.sandbox import probe
 from workers import mps
 from workers.heartbeat import Heartbeat
+from workers.refill import Refill, refillable
 from workers.runner import JobRunner
 
 log = logging.getLogger("labtrain.worker")
@@ -38,14 +40,21 @@ log = logging.getLogger("labtrain.worker")
 _state: dict[str, object] = {}
 
 
-def create_worker_app(settings: Settings, worker_name: str) -> Celery:
+def create_worker_app(settings: Settings, worker_name: str, queues: list[str] | None = None) -> Celery:
+    """`queues`: those whose slots a pool process refills itself when its job ends (workers/refill.py);
+    None or empty: none, every job comes from the broker (a GPU worker: a fresh process each)."""
     if not settings.embedded_broker:
         survive_redis_loss_while_closing()
     app = make_celery(settings)
 
     @app.task(name=RUN_JOB_TASK, ignore_result=True)
     def run_job(job_id: str) -> str | None:
-        return _runner(settings, worker_name).run(job_id)
+        runner = _runner(settings, worker_name, bool(queues))
+        status = runner.run(job_id)
+        if queues:
+            for next_id in _refill(settings, runner, queues).next_jobs():
+                runner.run(next_id)
+        return status
 
     return app
 
@@ -74,10 +83,16 @@ def survive_redis_loss_while_closing() -> None:
     kombu_redis.Channel._connparams = guarded
 
 
-def _runner(settings: Settings, worker_name: str) -> JobRunner:
+def _runner(settings: Settings, worker_name: str, refills: bool) -> JobRunner:
     if "runner" not in _state:
-        _state["runner"] = JobRunner(settings, Database(settings.database_url), worker_name)
+        _state["runner"] = JobRunner(settings, Database(settings.database_url), worker_name, refills)
     return _state["runner"]  # type: ignore[return-value]
+
+
+def _refill(settings: Settings, runner: JobRunner, queues: list[str]) -> Refill:
+    if "refill" not in _state:
+        _state["refill"] = Refill(settings, runner.db, runner.worker_name, queues)
+    return _state["refill"]  # type: ignore[return-value]
 
 
 @after_setup_logger.connect
@@ -90,6 +105,7 @@ def _log_format(logger=None, **_kwargs) -> None:
 @worker_process_init.connect
 def _fresh_process_state(**_kwargs) -> None:
     # A forked child must not reuse the parent's engine or connections.
+    _state.pop("refill", None)
     runner = _state.pop("runner", None)
     if isinstance(runner, JobRunner):
         runner.db.engine.dispose(close=False)
@@ -102,8 +118,11 @@ def _start_heartbeat(**_kwargs) -> None:
         heartbeat.start()
 
 
+@worker_shutting_down.connect
 @worker_shutdown.connect
 def _stop_heartbeat(**_kwargs) -> None:
+    # At the stop's request, before the jobs running end: a worker out of the registry gets no
+    # new job (a dispatcher's round counts its slots no more, its processes refill none).
     heartbeat = _state.pop("heartbeat", None)
     if isinstance(heartbeat, Heartbeat):
         heartbeat.stop()
@@ -138,7 +157,7 @@ def run_worker(
     elif settings.code_sandbox != "required":
         log.warning("LABTRAIN_CODE_SANDBOX=off: code jobs run UNSANDBOXED here, as plain processes of the worker")
     _state["heartbeat"] = Heartbeat(settings, worker_name, queues, concurrency, sandbox)
-    app = create_worker_app(settings, worker_name)
+    app = create_worker_app(settings, worker_name, [] if gpu else refillable(settings, queues))
     # A GPU worker also reads its own queue: the dispatcher sends it the jobs it packed onto its GPU.
     consumed = [*queues, worker_queue(worker_name)] if gpu else queues
     argv = [

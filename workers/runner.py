@@ -33,8 +33,11 @@ log = logging.getLogger("labtrain.worker")
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, db: Database, worker_name: str):
+    def __init__(self, settings: Settings, db: Database, worker_name: str, refills: bool = False):
+        """`refills`: this process fills the slot a job frees itself (workers/refill.py): its
+        outcome's wake-up says so, and the dispatcher leaves that slot to it."""
         self.settings, self.db, self.worker_name = settings, db, worker_name
+        self.ended_wake = {"refill": worker_name} if refills else None
 
     def run(self, job_id: str) -> str | None:
         """Run the job if this delivery wins the claim; returns its final status (None: duplicate)."""
@@ -137,7 +140,15 @@ class JobRunner:
             if isinstance(exc, LookupError)
             else f"the stored {family_name} spec does not validate: {str(exc).splitlines()[0]}"
         )
-        lifecycle.finish(session, job_id, lifecycle.FAILED, attempt=attempt, error_code="invalid_spec", error=message)
+        lifecycle.finish(
+            session,
+            job_id,
+            lifecycle.FAILED,
+            attempt=attempt,
+            wake=self.ended_wake,
+            error_code="invalid_spec",
+            error=message,
+        )
         return lifecycle.FAILED
 
     # The outcome is one transaction: the model's row, the job's row (its status, result, and the
@@ -195,6 +206,7 @@ class JobRunner:
                 lifecycle.SUCCEEDED,
                 attempt=attempt,
                 before=events,
+                wake=self.ended_wake,
                 **{**values, "metrics": trained.metrics, "result": result},
             )
             if not finished:
@@ -232,7 +244,10 @@ class JobRunner:
         with self.db.session() as session:
             events, values = reporter.take(session)
             fields = {**values, "metrics": found.metrics, "result": found.result}
-            if not lifecycle.finish(session, job_id, lifecycle.SUCCEEDED, attempt=attempt, before=events, **fields):
+            finished = lifecycle.finish(
+                session, job_id, lifecycle.SUCCEEDED, attempt=attempt, before=events, wake=self.ended_wake, **fields
+            )
+            if not finished:
                 raise RuntimeError("the job is no longer this attempt's to finish")
         job_log.info("job %s succeeded", job_id)
         return lifecycle.SUCCEEDED
@@ -255,7 +270,9 @@ class JobRunner:
         reporter.watch.finishing = True
         with self.db.session() as session:
             events, values = reporter.take(session)
-            lifecycle.finish(session, job_id, status, attempt=attempt, before=events, **{**values, **fields})
+            lifecycle.finish(
+                session, job_id, status, attempt=attempt, before=events, wake=self.ended_wake, **{**values, **fields}
+            )
         return status
 
     def _open_job_log(self, job_id: str) -> tuple[logging.Logger, logging.Handler]:

@@ -7,7 +7,7 @@ UPDATE, so two processes can never both move the same job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,9 +100,11 @@ def _advance(session: Session, guard: list, count: int, values: dict[str, Any], 
     ).one_or_none()
 
 
-def _insert_events(session: Session, job_id: str, row: Any, events: list[Event]) -> list[int]:
+def _insert_events(
+    session: Session, job_id: str, row: Any, events: list[Event], wake: Mapping[str, Any] | None = None
+) -> list[int]:
     """`events` numbered up to `row.event_seq`, the number taken for the last (by _advance; a new
-    job's row itself); `row` also gives the owner and family the wake-up names."""
+    job's row itself); `row` also gives the owner and family the wake-up names, `wake` more of it."""
     first = row.event_seq - len(events) + 1
     seqs = [first + i for i in range(len(events))]
     # One INSERT of the table's rows: the ORM's objects and their flush cost more than the write.
@@ -118,6 +120,7 @@ def _insert_events(session: Session, job_id: str, row: Any, events: list[Event])
     # the search driver whether a new `queued` may be a search (service/search/driver.py).
     type_, data, _ = events[-1]
     payload = {"job": job_id, "owner": row.owner_id, "family": row.family, "type": type_, "status": data.get("status")}
+    payload.update(wake or {})
     wakeups.notify(session, wakeups.JOB_EVENTS, payload)
     return seqs
 
@@ -172,6 +175,7 @@ def finish(
     attempt: int | None = None,
     *,
     before: Sequence[Event] = (),
+    wake: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> bool:
     """End a running job (only the attempt named, if one is). False when it was no longer running:
@@ -179,7 +183,8 @@ def finish(
 
     `before`: events that come before the `status` one (the log lines a worker still held),
     numbered and written with it: the row's UPDATE, one INSERT and one wake-up in all. When
-    the job is no longer this attempt's they are still added (the job's log keeps them)."""
+    the job is no longer this attempt's they are still added (the job's log keeps them). `wake`:
+    more for the wake-up (`refill`: the worker fills the slot itself, service/dispatcher.py)."""
     guard = [Job.id == job_id, Job.status == RUNNING]
     if attempt is not None:
         guard.append(Job.attempt == attempt)
@@ -192,7 +197,7 @@ def finish(
         if before:
             add_events(session, job_id, list(before))
         return False
-    _insert_events(session, job_id, row, events)
+    _insert_events(session, job_id, row, events, wake)
     return True
 
 

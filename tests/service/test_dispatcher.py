@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 import redis
 from sqlalchemy import select, update
 
+from service import dispatcher as dispatcher_module
+from service.core import wakeups
 from service.core.broker import make_celery
 from service.core.orm import Job, JobEvent, User, utcnow
 from service.dispatcher import Dispatcher
@@ -20,6 +23,7 @@ from service.lab.fair_share import queue_order, usage_by_owner
 from service.lab.users import create_user
 from tests.support.sql import statements
 from tests.support.workers import heartbeat
+from workers.refill import refillable
 
 SPEC = {"dataset": "iris", "algorithm": "knn"}
 
@@ -274,3 +278,99 @@ def test_a_round_reads_the_jobs_once_and_a_look_at_a_full_queue_takes_no_lock(db
     with db.session() as session:
         assert dispatcher.round_needed(session)
         assert dispatcher.run_round(session) == [second]
+
+
+def test_a_worker_refills_the_slot_its_job_freed_in_fair_share_order_and_unsent(db, dispatcher, lab, settings):
+    """The worker's process takes the next job itself, by the round's rule, released to it with no
+    broker message; a round after it sees the slot taken."""
+    _users, submit, worker = lab
+    worker("cpu")
+    refiller = Dispatcher(settings, None, name="w1", slurm=False)
+    anna = submit("anna", queue="cpu", count=2)
+    assert round_(db, dispatcher) == [anna[0]]
+    messages = redis.Redis.from_url(settings.broker_url).llen("cpu")  # the round's for anna's first, after others'
+    start(db, anna[0], seconds_ago=30)
+    ben = submit("ben", queue="cpu")[0]
+    with db.session() as session:
+        assert refiller.refill(session, "w1", ["cpu"]) is None  # its job still runs: no slot is free
+    finish(db, anna[0])
+    with db.session() as session:
+        assert refiller.refill(session, "w1", ["cpu"]) == ben  # anna has used the CPU; ben has not
+    with db.session() as session:
+        taken = session.get(Job, ben)
+        assert (taken.status, taken.worker) == ("queued", "w1") and taken.released_at is not None
+        assert session.get(Job, anna[1]).released_at is None
+    assert redis.Redis.from_url(settings.broker_url).llen("cpu") == messages  # none for ben's
+    with db.session() as session:
+        assert refiller.refill(session, "w1", ["cpu"]) is None  # ben's job holds the one slot
+    assert round_(db, dispatcher) == []
+
+
+def test_a_refill_keeps_running_limits_and_leaves_gpu_queues_alone(db, lab, settings):
+    users, submit, worker = lab
+    worker("cpu", concurrency=2)
+    worker("gpu", name="g1")
+    refiller = Dispatcher(settings, None, name="w1", slurm=False)
+    with db.session() as session:
+        set_limits(session, session.get(User, users["anna"].id), {"max_running_cpu": 1}, actor="root")
+    running, held = submit("anna", queue="cpu", count=2)
+    start(db, running)
+    with db.session() as session:
+        assert refiller.refill(session, "w1", ["cpu"]) is None  # a slot is free, but anna has hers running
+    submit("ben", queue="gpu")
+    with db.session() as session:
+        assert refiller.refill(session, "g1", ["gpu"]) is None  # packed by memory: the dispatcher's
+        assert session.get(Job, held).released_at is None
+
+
+def test_a_stopping_worker_refills_nothing_and_wakes_the_dispatcher(db, lab, settings):
+    """Out of the registry (celery_app removes it when asked to stop), a worker takes no new job;
+    its refill says so on the workers' channel, so the dispatcher's round fills the slot."""
+    _users, submit, _worker = lab
+    waiting = submit("anna", queue="cpu")[0]
+    listener = wakeups.Listener(db.url, (wakeups.WORKERS,)) if wakeups.notifies(db.url) else None
+    if listener:
+        listener.wait(0.01)  # listening before the commit
+    with db.session() as session:
+        assert Dispatcher(settings, None, name="w1", slurm=False).refill(session, "w1", ["cpu"]) is None
+        assert session.get(Job, waiting).released_at is None
+    if listener:
+        wakes = []
+        for _ in range(20):
+            wakes += listener.wait(0.5)
+            if wakes:
+                break
+        listener.close()
+        assert [w.payload for w in wakes] == [{"worker": "w1", "left": True}]
+
+
+def test_a_jobs_end_whose_worker_refills_its_slot_runs_no_round(db, dispatcher, lab):
+    """The dispatcher wakes for it (a search may step), but leaves the slot to the worker; the same
+    end from a worker that does not refill (a GPU worker's) is a round's."""
+    _users, submit, worker = lab
+    worker("cpu")
+    ended, waiting = submit("anna", queue="cpu", count=2)
+    assert round_(db, dispatcher) == [ended]
+    start(db, ended)
+    finish(db, ended)
+    end = {"job": ended, "type": "status", "status": "succeeded"}
+    dispatcher_module._wake_up(db, dispatcher, [], [wakeups.Wake(wakeups.JOB_EVENTS, {**end, "refill": "w1"})])
+    with db.session() as session:
+        assert session.get(Job, waiting).released_at is None
+    dispatcher_module._wake_up(db, dispatcher, [], [wakeups.Wake(wakeups.JOB_EVENTS, end)])
+    with db.session() as session:
+        assert session.get(Job, waiting).released_at is not None
+
+
+def test_only_cpu_queues_on_celery_are_refilled(settings):
+    named = replace(
+        settings,
+        queues=json.dumps(
+            {
+                "bigmem": {"backend": "celery"},
+                "a100": {"backend": "slurm", "partition": "gpu", "device": "gpu"},
+                "t4": {"backend": "celery", "device": "gpu"},
+            }
+        ),
+    )
+    assert refillable(named, ["cpu", "gpu", "bigmem", "a100", "t4", "gone"]) == ["cpu", "bigmem"]
