@@ -59,8 +59,10 @@ class Dispatcher:
         queue is served (the same)."""
         self.settings, self.celery = settings, celery
         self.name = name or f"dispatcher@{socket.gethostname()}"
+        catalog = queue_catalog.catalog(settings)
         # Every queue's device (cpu, gpu and the named ones LABTRAIN_QUEUES adds): each round covers each.
-        self.devices = {name: q.device for name, q in queue_catalog.catalog(settings).items()}
+        self.devices = {name: q.device for name, q in catalog.items()}
+        self._refillable = {name for name, q in catalog.items() if _refills(q)}
         # The queues a SLURM partition serves (LABTRAIN_QUEUES); None: every queue on Celery.
         partitions = slurm_queues.load(settings.queues) if slurm else None
         self.slurm = SlurmBackend(settings, partitions) if partitions else None
@@ -109,10 +111,9 @@ class Dispatcher:
         chooses (fair share, running limits, budgets) under the same lock, and released to that
         worker without a message: its process runs it next (workers/refill.py). Returns the job's
         id; None when no slot of its queues is free (a round filled it first), nothing there may
-        start, or the worker is no longer online (stopping). CPU queues on Celery only: a GPU job is
-        packed by memory and runs in a fresh process. Reaping, resending and preemption stay the
-        dispatcher's."""
-        queues = [q for q in queues if self.devices.get(q) == "cpu" and not self._slurm_serves(q)]
+        start, or the worker is no longer online (stopping). CPU queues on Celery only (_refills).
+        Reaping, resending and preemption stay the dispatcher's."""
+        queues = [q for q in queues if q in self._refillable]
         # Nothing waits (a job at a time): no lock, no round, and nothing for the dispatcher either.
         if not queues or session.execute(_first_waiting(), {"queues": queues}).first() is None:
             return None
@@ -125,8 +126,7 @@ class Dispatcher:
         for queue in queues:
             serving = [w for w in online if w.serves(queue)]
             mine = [job for job in jobs if job.queue == queue]
-            free = sum(w.concurrency for w in serving) - sum(not _waiting(job) for job in mine)
-            kept = self._fill(session, queue, utcnow(), mine, serving, None, min(free, 1), keep_for=worker)
+            kept = self._fill(session, queue, utcnow(), mine, serving, None, keep_for=worker)
             if kept:
                 return kept[0]
         return None
@@ -282,14 +282,16 @@ class Dispatcher:
         to that worker (service/lab/gpu_packing.py): one that fits no GPU now waits, and smaller
         ones behind it may go first. `jobs` are the queue's queued and running jobs; `gpus` is
         what the queue's GPUs have free (None for CPUs); `free`, where given, is the queue's free
-        slots (a SLURM queue's, service/slurm/backend.py; a refill's one). `keep_for`: the worker
-        that refills its slot (refill): a job released is that worker's, and not sent."""
+        slots (a SLURM queue's, service/slurm/backend.py). `keep_for`: the worker that refills its
+        slot (refill): one job at most, released to that worker and not sent."""
         waiting = [job for job in jobs if _waiting(job)]
         busy = [job.owner_id for job in jobs if not _waiting(job)]
         if free is None and gpus is not None:
             free = sum(gpu.free_slots for gpu in gpus.values())
         elif free is None:
             free = sum(w.concurrency for w in workers) - len(busy)
+        if keep_for is not None:
+            free = min(free, 1)
         per_owner = Counter(busy)
         limits: dict[str, int] = {}
         released = []
@@ -421,6 +423,18 @@ def _slot_jobs(session: Session, queues: list[str] | None = None) -> list[SlotJo
         session.execute(_slot_jobs_query(True), {"queues": queues}) if queues else session.execute(_slot_jobs_query())
     )
     return [SlotJob(*row) for row in rows]
+
+
+def refillable(settings: Settings, queues: list[str]) -> list[str]:
+    """Of the queues a worker serves, those whose slots its processes refill (workers/refill.py)."""
+    known = queue_catalog.catalog(settings)
+    return [q for q in queues if q in known and _refills(known[q])]
+
+
+def _refills(queue: queue_catalog.QueueConfig) -> bool:
+    """A CPU queue on Celery: a GPU job is packed by memory and runs in a fresh process; a SLURM
+    queue has no Celery worker."""
+    return queue.device == "cpu" and queue.backend == "celery"
 
 
 @cache

@@ -28,11 +28,12 @@ from service.core import queues as queue_catalog
 from service.core.broker import RUN_JOB_TASK, make_celery, worker_queue
 from service.core.config import Settings
 from service.core.db import Database
+from service.dispatcher import refillable
 from service.jobs import families
 from service.sandbox import probe
 from workers import mps
 from workers.heartbeat import Heartbeat
-from workers.refill import Refill, refillable
+from workers.refill import Refill
 from workers.runner import JobRunner
 
 log = logging.getLogger("labtrain.worker")

@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Iterator
 
-from service.core import queues as queue_catalog
 from service.core.config import Settings
 from service.core.db import Database
 from service.dispatcher import Dispatcher
@@ -26,15 +25,9 @@ from service.dispatcher import Dispatcher
 log = logging.getLogger("labtrain.worker")
 
 
-def refillable(settings: Settings, queues: list[str]) -> list[str]:
-    """Of the queues a worker serves, those whose slots its processes refill: CPU queues on Celery."""
-    known = queue_catalog.catalog(settings)
-    return [q for q in queues if q in known and known[q].device == "cpu" and known[q].backend == "celery"]
-
-
 class Refill:
     def __init__(self, settings: Settings, db: Database, worker_name: str, queues: list[str]):
-        """`queues`: refillable ones."""
+        """`queues`: refillable ones (service/dispatcher.py `refillable`)."""
         self.db, self.worker_name, self.queues = db, worker_name, queues
         self.dispatcher = Dispatcher(settings, None, name=worker_name, slurm=False)
         self.longest_s = settings.visibility_timeout / 2

@@ -16,14 +16,13 @@ from service import dispatcher as dispatcher_module
 from service.core import wakeups
 from service.core.broker import make_celery
 from service.core.orm import Job, JobEvent, User, utcnow
-from service.dispatcher import Dispatcher
+from service.dispatcher import Dispatcher, refillable
 from service.jobs import lifecycle
 from service.jobs.limits import set_limits
 from service.lab.fair_share import queue_order, usage_by_owner
 from service.lab.users import create_user
 from tests.support.sql import statements
 from tests.support.workers import heartbeat
-from workers.refill import refillable
 
 SPEC = {"dataset": "iris", "algorithm": "knn"}
 
