@@ -29,7 +29,7 @@ from functools import cache
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import Select, bindparam, func, insert, select, update
+from sqlalchemy import Select, Update, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -182,14 +182,14 @@ class Dispatcher:
 
     def _lock(self, session: Session) -> None:
         # The UPDATE holds the row (PostgreSQL) or the database (SQLite) until commit.
-        take = update(DispatchLock).where(DispatchLock.id == 1).values(holder=self.name, taken_at=utcnow())
-        if session.execute(take).rowcount:
+        holder = {"holder": self.name, "taken_at": utcnow()}
+        if session.execute(_take_lock(), holder).rowcount:
             return
         try:  # the migration made the row; recreate it if it was deleted
             with session.begin_nested():
-                session.execute(insert(DispatchLock).values(id=1, holder=self.name, taken_at=utcnow()))
+                session.execute(insert(DispatchLock).values(id=1, **holder))
         except IntegrityError:  # another dispatcher made it first
-            session.execute(take)
+            session.execute(_take_lock(), holder)
 
     def _slurm_serves(self, queue: str) -> bool:
         return self.slurm is not None and self.slurm.serves(queue)
@@ -344,6 +344,14 @@ class Dispatcher:
         except Exception:
             log.warning("the broker did not take job %s; it stays queued", job.id, exc_info=True)
             return False
+
+
+@cache
+def _take_lock() -> Update:
+    """The lock's UPDATE, built once (every round and refill takes it), on the table: the ORM's
+    bulk UPDATE would first look for the row among the session's objects."""
+    table = DispatchLock.__table__
+    return update(table).where(table.c.id == 1).values(holder=bindparam("holder"), taken_at=bindparam("taken_at"))
 
 
 @cache

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from flask import g
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, object_session
 
 from service.api.context import services
@@ -43,9 +44,15 @@ def configured_queues() -> dict[str, queues.QueueConfig]:
     return g.configured_queues
 
 
+@cache
+def _owner_name() -> Select:
+    # Every job view asks it: built once.
+    return select(User.name).where(User.id == bindparam("owner"))
+
+
 def job_view(session: Session, job: Job, owner_name: str | None = None) -> dict[str, Any]:
     if owner_name is None:
-        owner_name = session.scalar(select(User.name).where(User.id == job.owner_id))
+        owner_name = session.scalar(_owner_name(), {"owner": job.owner_id})
     return {
         "id": job.id,
         "name": job.name,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -23,7 +24,7 @@ import anyio
 import psycopg
 from sqlalchemy import func, select
 
-from service.core import wakeups
+from service.core import doorbell, wakeups
 from service.core.db import Database
 from service.core.orm import Job, JobEvent
 
@@ -46,6 +47,8 @@ class StreamHub:
     def __init__(self, db: Database, url: str, poll_s: float):
         self.db, self.url, self.poll_s = db, url, poll_s
         self._waiting: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._watched = asyncio.Event()  # set when a stream opens (SQLite: the hub reads its doorbell again)
+        self._unwatched_since = time.monotonic()  # when the last stream closed
         self._task: asyncio.Task | None = None
         self.connected = False  # whether wake-ups arrive now (PostgreSQL) or polling runs (SQLite)
         self.listens = wakeups.notifies(url)
@@ -78,6 +81,7 @@ class StreamHub:
         event = asyncio.Event()
         for key in keys:
             self._waiting[key].add(event)
+        self._watched.set()
         try:
             yield event
         finally:
@@ -87,6 +91,8 @@ class StreamHub:
                     waiting.discard(event)
                     if not waiting:
                         del self._waiting[key]
+            if not self._waiting:
+                self._unwatched_since = time.monotonic()
 
     def wake(self, *keys: str) -> None:
         for key in (*keys, ALL):
@@ -109,7 +115,8 @@ class StreamHub:
                     self.connected = True
                     self.wake_all()  # anything written while no one was listening
                     async for note in conn.notifies():
-                        self._wake_named([wakeups.parse(note.channel, note.payload)])
+                        if self._waiting:
+                            self._wake_named([wakeups.parse(note.channel, note.payload)])
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -122,26 +129,20 @@ class StreamHub:
         loop = asyncio.get_running_loop()
         commits = await anyio.to_thread.run_sync(wakeups.SqliteChanges, self.url, CHANGE_CHECK_S)
         last = await anyio.to_thread.run_sync(self._newest_event)  # after the bell is bound: no event missed
-        bell = commits.bell if commits.bell is not None and commits.bell.ready else None
-        rung = asyncio.Event()
+        rings = _Rings(loop, commits.bell)
+        rings.start()
         self.connected = True
         looked = loop.time()
         try:
             while True:
-                wakes = None  # what changed, where the rings named it
-                if bell is None:
-                    await asyncio.sleep(CHANGE_CHECK_S)
-                else:
-                    # Read only while waiting: a socket left readable would wake the loop on and on.
-                    loop.add_reader(bell.fileno(), rung.set)
-                    try:
-                        await _rung_or_timeout(rung, self.poll_s)
-                    finally:
-                        loop.remove_reader(bell.fileno())
-                    rung.clear()
-                    wakes = wakeups.ring_wakes(bell.take(0))
-                if not self._waiting:
+                if not self._waiting and time.monotonic() - self._unwatched_since >= self.poll_s:
+                    last = await self._until_watched(rings)
+                    looked = loop.time()
                     continue
+                rung = await rings.next(self.poll_s)
+                if not self._waiting:
+                    continue  # no stream to wake: what the rings say is no one's news
+                wakes = None if rung is None else wakeups.ring_wakes(rung)  # what changed, where they named it
                 now = loop.time()
                 due = now - looked >= self.poll_s
                 if wakes is not None and not due:
@@ -159,7 +160,21 @@ class StreamHub:
                 for job_id, owner_id in changed:
                     self.wake(job_key(job_id), user_key(owner_id))
         finally:
+            rings.stop()
             commits.close()
+
+    async def _until_watched(self, rings: _Rings) -> int:
+        """No stream open for a while (a burst of submits has none): the doorbell is not read, so
+        its rings wake no one here (they pile up in its socket, or are refused) until a stream
+        opens. Then the newest event, from which the hub reads on, and every stream looks once:
+        one that opened before that read may have missed an event since its own."""
+        rings.stop()
+        self._watched.clear()
+        await self._watched.wait()
+        rings.start()  # the rings that piled up first: old news, but each is a commit it may not miss
+        last = await anyio.to_thread.run_sync(self._newest_event)
+        self.wake_all()
+        return last
 
     def _wake_named(self, wakes: list[wakeups.Wake]) -> None:
         for wake in wakes:
@@ -194,6 +209,42 @@ class StreamHub:
         return max(newest for _, _, newest in rows), sorted((job_id, owner_id) for job_id, owner_id, _ in rows)
 
 
-async def _rung_or_timeout(rung: asyncio.Event, timeout: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(rung.wait(), timeout)
+class _Rings:
+    """The doorbell's rings as the event loop reads them: a reader takes each as it comes (so a
+    readable socket never wakes the loop twice) and `next` hands over those gathered. Without a
+    doorbell, `next` sleeps CHANGE_CHECK_S and says None: the hub asks SQLite instead."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, bell: doorbell.Doorbell | None):
+        self.loop, self.bell = loop, bell if bell is not None and bell.ready else None
+        self._gathered: list[bytes] = []
+        self._rung = asyncio.Event()
+        self._reading = False
+
+    def start(self) -> None:
+        if self.bell is not None and not self._reading:
+            self.loop.add_reader(self.bell.fileno(), self._take)
+            self._reading = True
+
+    def stop(self) -> None:
+        if self._reading:
+            self.loop.remove_reader(self.bell.fileno())
+            self._reading = False
+
+    def _take(self) -> None:
+        self._gathered += self.bell.take_waiting()
+        self._rung.set()
+
+    async def next(self, timeout: float) -> list[bytes] | None:
+        """The rings that came by `timeout` seconds ([]: none)."""
+        if self.bell is None:
+            await asyncio.sleep(CHANGE_CHECK_S)
+            return None
+        if not self._gathered:
+            timer = self.loop.call_later(timeout, self._rung.set)  # cheaper than wait_for's task
+            try:
+                await self._rung.wait()
+            finally:
+                timer.cancel()
+        self._rung.clear()
+        gathered, self._gathered = self._gathered, []
+        return gathered

@@ -126,6 +126,11 @@ class Doorbell:
         """Take every ring waiting in the socket; whether there was any."""
         return bool(self._take())
 
+    def take_waiting(self) -> list[bytes]:
+        """The rings waiting in the socket now, without waiting (`take`'s, for a reader that an
+        event loop calls when the socket is readable)."""
+        return self._take()
+
     def _take(self) -> list[bytes]:
         rings = []
         while self._sock is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from functools import cache
+
+from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from service.core.errors import Conflict
@@ -20,16 +22,22 @@ def roles_in(session: Session, user: User, course: Course) -> list[str]:
 
 def courses_of(session: Session, user: User) -> list[tuple[Course, list[str]]]:
     """Each course the user is a member of, with their roles there, by course name."""
-    rows = session.execute(
-        select(Course, CourseMember.role)
-        .join(CourseMember, CourseMember.course_id == Course.id)
-        .where(CourseMember.user_id == user.id)
-        .order_by(Course.name, CourseMember.role)
-    ).all()
+    rows = session.execute(_courses_of(), {"user": user.id}).all()
     found: dict[str, tuple[Course, list[str]]] = {}
     for course, role in rows:
         found.setdefault(course.id, (course, []))[1].append(role)
     return list(found.values())
+
+
+@cache
+def _courses_of() -> Select:
+    # Every submit asks it (the job's course): built once.
+    return (
+        select(Course, CourseMember.role)
+        .join(CourseMember, CourseMember.course_id == Course.id)
+        .where(CourseMember.user_id == bindparam("user"))
+        .order_by(Course.name, CourseMember.role)
+    )
 
 
 def members(session: Session, course: Course) -> list[tuple[str, str]]:

@@ -4,9 +4,10 @@ the user's limits as `max_running_queue.<queue>`."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from service.core import queues
@@ -66,7 +67,7 @@ def running_limit_and_source(settings: Settings, user: User, queue: str) -> tupl
 def check_can_queue(session: Session, settings: Settings, user: User) -> None:
     """A 429 naming the limit when the user already has as many queued jobs as allowed."""
     limit = effective_limits(settings, user)["max_queued"]
-    queued = session.scalar(select(func.count()).select_from(Job).where(Job.owner_id == user.id, Job.status == QUEUED))
+    queued = session.scalar(_queued_of_owner(), {"owner": user.id})
     if queued >= limit:
         raise LimitReached(
             f"queued-jobs limit reached: you have {queued} queued jobs and the limit is {limit}; "
@@ -74,6 +75,12 @@ def check_can_queue(session: Session, settings: Settings, user: User) -> None:
             field="max_queued",
             details={"limit": "max_queued", "value": limit},
         )
+
+
+@cache
+def _queued_of_owner() -> Select:
+    # Every submit asks it: built once.
+    return select(func.count()).select_from(Job).where(Job.owner_id == bindparam("owner"), Job.status == QUEUED)
 
 
 def set_limits(

@@ -19,8 +19,9 @@ import heapq
 import math
 from collections import defaultdict
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
@@ -66,6 +67,14 @@ def usage_by_owner(session: Session, queue: str, half_life_s: float, now: dateti
     for (_course, owner), seconds in usage_by_group(session, queue, half_life_s, now).items():
         usage[owner] += seconds
     return usage
+
+
+@cache
+def _queued_of_queue() -> Select:
+    # Every job view of a queued job asks it: built once (building cost more than running it).
+    return select(Job.id, Job.owner_id, Job.course_id, Job.priority, Job.tier, Job.released_at).where(
+        Job.queue == bindparam("queue"), Job.status == QUEUED, families.takes_slot()
+    )
 
 
 def waiting_in_order(
@@ -156,11 +165,7 @@ class _Turns:
 def queue_order(session: Session, queue: str, settings: Settings) -> list[str]:
     """Ids of every queued job of `queue` in the order they will start: already sent first. One
     statement reads both (each only what the order looks at)."""
-    rows = session.execute(
-        select(Job.id, Job.owner_id, Job.course_id, Job.priority, Job.tier, Job.released_at).where(
-            Job.queue == queue, Job.status == QUEUED, families.takes_slot()
-        )
-    ).all()
+    rows = session.execute(_queued_of_queue(), {"queue": queue}).all()
     sent = sorted((row for row in rows if row.released_at is not None), key=lambda row: (row.released_at, row.id))
     waiting = [row for row in rows if row.released_at is None]
     return [row.id for row in sent] + [row.id for row in waiting_in_order(session, queue, settings, waiting)]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from service.core import wakeups
@@ -50,7 +51,13 @@ def remove(session: Session, name: str) -> None:
 
 def online(session: Session) -> list[Worker]:
     since = utcnow() - timedelta(seconds=ONLINE_SECONDS)
-    return list(session.scalars(select(Worker).where(Worker.heartbeat_at >= since).order_by(Worker.name)))
+    return list(session.scalars(_online(), {"since": since}))
+
+
+@cache
+def _online() -> Select:
+    # Every look, round and refill asks it: built once.
+    return select(Worker).where(Worker.heartbeat_at >= bindparam("since")).order_by(Worker.name)
 
 
 def gpu_worker_online(session: Session) -> bool:

@@ -6,6 +6,7 @@ to a minute here, so a stream woken within the test's wait was rung."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import textwrap
 
@@ -85,3 +86,52 @@ def test_an_event_from_another_process_wakes_its_streams_through_the_doorbell(tm
         assert read == []  # the ring said which job changed: the hub read nothing
     else:
         assert any("FROM job_events" in statement for statement in read), read
+
+
+def test_a_hub_with_no_stream_reads_nothing_until_one_opens_which_then_looks(tmp_path):
+    """With no stream open for a round, the hub stops reading its doorbell: commits from another
+    process (a burst of submits) cost it nothing. A stream that opens then is woken once, so an
+    event it may have missed while the hub slept is read, and later rings wake it as before."""
+    url = f"sqlite:///{tmp_path / 'labtrain.db'}"
+    upgrade(url)
+    db = Database(url)
+    with db.session() as session:
+        user, _token = create_user(session, "alice")
+        job = lifecycle.create_job(session, user, family="classic", spec={}, queue="cpu", name=None)
+        job_id = job.id
+    round_s = 0.2
+
+    async def write_an_event() -> None:
+        writer = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, url, job_id, "names the job")
+        assert await writer.wait() == 0
+
+    async def scenario() -> tuple[list[str], bool, bool]:
+        hub = StreamHub(db, url, round_s)
+        await hub.start()
+        try:
+            while hub.state != "polling":
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(round_s * 3)  # no stream for longer than a round: the hub sleeps
+            with statements(db) as read_while_idle:
+                for _ in range(3):
+                    await write_an_event()
+                await asyncio.sleep(round_s * 3)
+            with hub.watching(job_key(job_id)) as opened:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(opened.wait(), WAIT_S)  # woken once: it may have missed one
+                woken_on_opening = opened.is_set()
+                opened.clear()
+                await write_an_event()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(opened.wait(), WAIT_S)
+                woken_by_a_ring = opened.is_set()
+            return list(read_while_idle), woken_on_opening, woken_by_a_ring
+        finally:
+            await hub.stop()
+
+    try:
+        read_while_idle, woken_on_opening, woken_by_a_ring = asyncio.run(scenario())
+    finally:
+        db.dispose()
+    assert read_while_idle == []
+    assert woken_on_opening and woken_by_a_ring
