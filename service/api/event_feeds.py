@@ -16,10 +16,11 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Protocol
 
 from flask import Response
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 
 from service.api.serialize import event_view, iso
 from service.api.stream_hub import ALL, job_key, user_key
@@ -66,13 +67,7 @@ class JobFeed:
         with db.sessions() as session:
             # The status and the events in one statement, which sees them as of one moment: once
             # the status says finished, the events include the job's last ones. No row: no job.
-            rows = session.execute(
-                select(Job.status, JobEvent)
-                .outerjoin(JobEvent, and_(JobEvent.job_id == Job.id, JobEvent.seq > self.after))
-                .where(Job.id == self.job_id)
-                .order_by(JobEvent.seq)
-                .limit(BATCH)
-            ).all()
+            rows = session.execute(_status_and_events(), {"job_id": self.job_id, "after": self.after}).all()
             status = rows[0][0] if rows else None
             views = [event_view(event) for _status, event in rows if event is not None]
         if views:
@@ -80,6 +75,18 @@ class JobFeed:
         self.more = len(views) == BATCH
         done = not self.more and (status is None or status in FINISHED)
         return "".join(format_event(view, view["type"], view["seq"]) for view in views), done
+
+
+@cache
+def _status_and_events() -> Select:
+    # Every wake-up of every job's stream reads it: built once (building cost more than running it).
+    return (
+        select(Job.status, JobEvent)
+        .outerjoin(JobEvent, and_(JobEvent.job_id == Job.id, JobEvent.seq > bindparam("after")))
+        .where(Job.id == bindparam("job_id"))
+        .order_by(JobEvent.seq)
+        .limit(BATCH)
+    )
 
 
 @dataclass
