@@ -45,15 +45,20 @@ WRITER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("ring", ["names the job", "names nothing"])
-def test_an_event_from_another_process_wakes_its_streams_through_the_doorbell(tmp_path, ring):
+def a_job(tmp_path) -> tuple[str, Database, str, str]:
+    """A SQLite database with one queued job: its URL, the database, the job's id and its owner's."""
     url = f"sqlite:///{tmp_path / 'labtrain.db'}"
     upgrade(url)
     db = Database(url)
     with db.session() as session:
         user, _token = create_user(session, "alice")
         job = lifecycle.create_job(session, user, family="classic", spec={}, queue="cpu", name=None)
-        job_id, owner_id = job.id, user.id
+        return url, db, job.id, user.id
+
+
+@pytest.mark.parametrize("ring", ["names the job", "names nothing"])
+def test_an_event_from_another_process_wakes_its_streams_through_the_doorbell(tmp_path, ring):
+    url, db, job_id, owner_id = a_job(tmp_path)
 
     async def scenario() -> tuple[bool, bool, bool, str, list[str]]:
         hub = StreamHub(db, url, HUB_ROUND_S)
@@ -92,13 +97,7 @@ def test_a_hub_with_no_stream_reads_nothing_until_one_opens_which_then_looks(tmp
     """With no stream open for a round, the hub stops reading its doorbell: commits from another
     process (a burst of submits) cost it nothing. A stream that opens then is woken once, so an
     event it may have missed while the hub slept is read, and later rings wake it as before."""
-    url = f"sqlite:///{tmp_path / 'labtrain.db'}"
-    upgrade(url)
-    db = Database(url)
-    with db.session() as session:
-        user, _token = create_user(session, "alice")
-        job = lifecycle.create_job(session, user, family="classic", spec={}, queue="cpu", name=None)
-        job_id = job.id
+    url, db, job_id, _owner_id = a_job(tmp_path)
     round_s = 0.2
 
     async def write_an_event() -> None:
