@@ -215,7 +215,7 @@ class _Rings:
     doorbell, `next` sleeps CHANGE_CHECK_S and says None: the hub asks SQLite instead."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, bell: doorbell.Doorbell | None):
-        self.loop, self.bell = loop, bell if bell is not None and bell.ready else None
+        self.loop, self.bell = loop, bell  # SqliteChanges.bell: ready, or None
         self._gathered: list[bytes] = []
         self._rung = asyncio.Event()
         self._reading = False

@@ -53,7 +53,8 @@ def new_id() -> str:
             now, random_part = last_ms, last_random + 1
         else:
             random_part = int.from_bytes(os.urandom(RANDOM_BITS // 8)) >> 1
-            now = max(now, last_ms + 1) if now <= last_ms else now
+            if now <= last_ms:  # the last millisecond's count is used up: the next one's
+                now = last_ms + 1
         _last_id[:] = [now, random_part]
     return f"{now:012x}{random_part:010x}"
 
