@@ -29,7 +29,7 @@ from functools import cache
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import Select, Update, bindparam, func, insert, select, update
+from sqlalchemy import CompoundSelect, Select, Update, bindparam, func, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -122,11 +122,21 @@ class Dispatcher:
         if worker not in {w.name for w in online}:  # stopping: the dispatcher's round fills the slot
             wakeups.notify(session, wakeups.WORKERS, {"worker": worker, "left": True})
             return None
-        jobs = _slot_jobs(session, queues)
+        now = utcnow()
         for queue in queues:
             serving = [w for w in online if w.serves(queue)]
-            mine = [job for job in jobs if job.queue == queue]
-            kept = self._fill(session, queue, utcnow(), mine, serving, None, keep_for=worker)
+            # The next job is the first of fair share's order, which only the head of each owner's
+            # line decides: those are read with the jobs holding a slot, not the whole queue. Where
+            # that job may not start (its owner's running limit, a budget), what goes instead
+            # depends on the whole line.
+            jobs = _slot_jobs(session, queue, _HOLDERS_AND_HEADS)
+            busy = [job for job in jobs if not _waiting(job)]
+            if sum(w.concurrency for w in serving) <= len(busy):
+                continue  # a round filled the slot first
+            first = waiting_in_order(session, queue, self.settings, [job for job in jobs if _waiting(job)], now)[:1]
+            kept = self._fill(session, queue, now, busy + first, serving, None, keep_for=worker)
+            if not kept and first:
+                kept = self._fill(session, queue, now, _slot_jobs(session, queue), serving, None, keep_for=worker)
             if kept:
                 return kept[0]
         return None
@@ -417,19 +427,33 @@ class SlotJob:
         session.execute(update(JOBS).where(JOBS.c.id == self.id).values(**values))
 
 
+_ALL, _HOLDERS_AND_HEADS = "all", "holders and heads"
+
+
 @cache
-def _slot_jobs_query(of_queues: bool = False) -> Select:
+def _slot_jobs_query(of_queue: bool = False, which: str = _ALL) -> Select | CompoundSelect:
+    """`which`: _ALL; or _HOLDERS_AND_HEADS, the jobs that hold a slot (running, or sent and not
+    yet taken) and, of those that wait, each owner's next in each group and tier (by priority,
+    then age)."""
     columns = [getattr(Job, field.name) for field in fields(SlotJob)]
-    query = select(*columns).where(families.takes_slot(), Job.status.in_((QUEUED, RUNNING)))
-    return query.where(Job.queue.in_(bindparam("queues", expanding=True))) if of_queues else query
-
-
-def _slot_jobs(session: Session, queues: list[str] | None = None) -> list[SlotJob]:
-    """The queued and running jobs that hold or wait for a worker slot (of `queues` only, where
-    given), read anew."""
-    rows = (
-        session.execute(_slot_jobs_query(True), {"queues": queues}) if queues else session.execute(_slot_jobs_query())
+    mine = [families.takes_slot(), Job.status.in_((QUEUED, RUNNING))]
+    if of_queue:
+        mine.append(Job.queue == bindparam("queue"))
+    if which == _ALL:
+        return select(*columns).where(*mine)
+    waiting = (Job.status == QUEUED) & Job.released_at.is_(None)
+    place = func.row_number().over(
+        partition_by=(Job.course_id, Job.owner_id, Job.tier), order_by=(Job.priority.desc(), Job.id)
     )
+    lines = select(*columns, place.label("place")).where(*mine, waiting).subquery()
+    heads = select(*(lines.c[field.name] for field in fields(SlotJob))).where(lines.c.place == 1)
+    return union_all(select(*columns).where(*mine, ~waiting), heads)
+
+
+def _slot_jobs(session: Session, queue: str | None = None, which: str = _ALL) -> list[SlotJob]:
+    """The queued and running jobs that hold or wait for a worker slot (of `queue` only, where
+    given; `which` of them: _slot_jobs_query), read anew."""
+    rows = session.execute(_slot_jobs_query(queue is not None, which), {"queue": queue} if queue else {})
     return [SlotJob(*row) for row in rows]
 
 

@@ -17,7 +17,7 @@ from service.data.image_folders import IMAGE_FOLDER
 from service.jobs import families
 from service.jobs.lifecycle import QUEUED
 from service.lab import removed_queues
-from service.lab.fair_share import queue_order
+from service.lab.fair_share import place_without_the_line, queue_order
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -29,9 +29,16 @@ def queue_position(session: Session, job: Job) -> int | None:
     longer configured, which starts none (its `waiting` says so)."""
     if job.status != QUEUED or job.queue not in configured_queues():
         return None
-    # One ordering per queue and request: a listing of many queued jobs computes it once.
+    # The first job of a queue that a request shows (a submit's, a job's view) is placed by a count
+    # where that can tell (place_without_the_line); a second (a listing) reads the queue's order,
+    # once per queue and request.
     orders = g.setdefault("queue_orders", {})
     if job.queue not in orders:
+        orders[job.queue] = None
+        place = place_without_the_line(session, job)
+        if place is not None:
+            return place
+    if orders[job.queue] is None:
         order = queue_order(session, job.queue, services().settings)
         orders[job.queue] = {job_id: index for index, job_id in enumerate(order, start=1)}
     return orders[job.queue].get(job.id)

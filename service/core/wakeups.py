@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 JOB_EVENTS = "labtrain_job_events"  # an event was added to a job: {"job", "owner", "type", "status"}
 WORKERS = "labtrain_workers"  # a worker came online (or changed what it offers)
 MAX_PAYLOAD = 7900  # PostgreSQL refuses a payload of 8000 bytes or more
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")  # built once: every job event sends one
 
 
 def notifies(url: str) -> bool:
@@ -112,7 +113,7 @@ def notify(session: Session, channel: str, payload: dict[str, Any]) -> None:
     if bind.dialect.name != "postgresql":
         return
     data = json.dumps(payload, separators=(",", ":"))[:MAX_PAYLOAD]
-    session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": data})
+    session.execute(_NOTIFY, {"channel": channel, "payload": data})
 
 
 @event.listens_for(Session, "after_commit")

@@ -19,7 +19,7 @@ from service.core.orm import Job, JobEvent, User, utcnow
 from service.dispatcher import Dispatcher, refillable
 from service.jobs import lifecycle
 from service.jobs.limits import set_limits
-from service.lab.fair_share import queue_order, usage_by_owner
+from service.lab.fair_share import place_without_the_line, queue_order, usage_by_owner
 from service.lab.users import create_user
 from tests.support.sql import statements
 from tests.support.workers import heartbeat
@@ -322,6 +322,56 @@ def test_a_refill_keeps_running_limits_and_leaves_gpu_queues_alone(db, lab, sett
         assert session.get(Job, held).released_at is None
 
 
+def test_a_refill_reads_each_owners_next_job_not_the_whole_queue(db, lab, settings):
+    """The next job is fair share's first, which only the head of each owner's line decides: a
+    refill reads those and the jobs that hold a slot, however many wait behind them."""
+    _users, submit, worker = lab
+    worker("cpu", concurrency=2)
+    refiller = Dispatcher(settings, None, name="w1", slurm=False)
+    anna = submit("anna", queue="cpu", count=20)
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == anna[7]).values(priority=5))
+    ben = submit("ben", queue="cpu", count=3)
+    with statements(db) as seen, db.session() as session:
+        assert refiller.refill(session, "w1", ["cpu"]) == anna[7]  # no usage yet: the oldest owner's first
+    reads = [s for s in seen if s.startswith("SELECT") and " FROM jobs" in s]
+    # The look whether anything waits, the slot holders with each line's head, and fair share's
+    # usage (two owners wait); none reads the whole line.
+    assert [("LIMIT" in s, "row_number()" in s and "UNION ALL" in s, "started_at IS NOT NULL" in s) for s in reads] == [
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+    ], reads
+    with db.session() as session:
+        following = queue_order(session, "cpu", settings)[1]  # after anna's, sent: the whole line's order
+        assert following in anna + ben
+        assert refiller.refill(session, "w1", ["cpu"]) == following
+        assert refiller.refill(session, "w1", ["cpu"]) is None  # both slots are taken
+
+
+def test_a_refill_whose_first_job_may_not_start_takes_the_next_by_the_whole_line(db, lab, settings):
+    """Anna has used less, so her job is first, but she has her one job running: what goes instead
+    depends on the line behind, which is then read (here ben's oldest, not cleo's)."""
+    users, submit, worker = lab
+    worker("cpu", concurrency=3)
+    refiller = Dispatcher(settings, None, name="w1", slurm=False)
+    with db.session() as session:
+        set_limits(session, session.get(User, users["anna"].id), {"max_running_cpu": 1}, actor="root")
+    used = {name: submit(name, queue="cpu")[0] for name in ("ben", "cleo")}
+    for seconds, name in ((20, "ben"), (40, "cleo")):
+        start(db, used[name], seconds_ago=seconds)
+        finish(db, used[name])
+    running = submit("anna", queue="cpu")[0]
+    start(db, running)
+    submit("anna", queue="cpu", count=2)
+    ben, _cleo = submit("ben", queue="cpu", count=2)[0], submit("cleo", queue="cpu")[0]
+    with db.session() as session:
+        assert queue_order(session, "cpu", settings)[0] != ben  # anna's is first
+    with statements(db) as seen, db.session() as session:
+        assert refiller.refill(session, "w1", ["cpu"]) == ben
+    assert any("jobs.status IN" in s and "NOT (" not in s and "place" not in s for s in seen)  # the whole line
+
+
 def test_a_stopping_worker_refills_nothing_and_wakes_the_dispatcher(db, lab, settings):
     """Out of the registry (celery_app removes it when asked to stop), a worker takes no new job;
     its refill says so on the workers' channel, so the dispatcher's round fills the slot."""
@@ -373,3 +423,31 @@ def test_only_cpu_queues_on_celery_are_refilled(settings):
         ),
     )
     assert refillable(named, ["cpu", "gpu", "bigmem", "a100", "t4", "gone"]) == ["cpu", "bigmem"]
+
+
+def test_a_job_is_placed_by_a_count_where_its_owner_alone_waits(db, dispatcher, lab, settings):
+    """A job's position (its submit's answer, its view) is counted where its owner alone waits,
+    and is its place in the whole line's order; with others waiting the line is read."""
+    _users, submit, worker = lab
+    worker("gpu")
+    jobs = submit("anna", count=6)
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == jobs[3]).values(priority=5))
+        session.execute(update(Job).where(Job.id == jobs[4]).values(tier="debug"))
+        session.execute(update(Job).where(Job.id == jobs[5]).values(priority=-1))
+    assert round_(db, dispatcher) == [jobs[4]]  # sent; five still wait
+
+    def places() -> tuple[list[int | None], list[str], list[str]]:
+        with db.session() as session:
+            loaded = [session.get(Job, job_id) for job_id in jobs]
+            with statements(db) as seen:
+                counted = [place_without_the_line(session, job) for job in loaded]
+            return counted, queue_order(session, "gpu", settings), seen
+
+    counted, order, seen = places()
+    assert order == [jobs[4], jobs[3], jobs[0], jobs[1], jobs[2], jobs[5]]
+    assert counted == [order.index(job_id) + 1 for job_id in jobs]
+    assert len(seen) == len(jobs) and all(s.startswith("SELECT count(*)") for s in seen), seen  # one count each
+    cleo = submit("cleo")[0]
+    counted, order, _ = places()
+    assert counted == [None, None, None, None, 1, None] and cleo in order  # the sent one is still counted
