@@ -67,6 +67,8 @@ class Dispatcher:
         partitions = slurm_queues.load(settings.queues) if slurm else None
         self.slurm = SlurmBackend(settings, partitions) if partitions else None
         self._removed_seen: dict[str, tuple[int, int]] = {}  # what the log last said of removed queues
+        # Where the last look found nothing to do: the queues whose jobs wait with no slot free.
+        self._full: set[str] = set()
 
     def run_round(self, session: Session, online: list[Worker] | None = None) -> list[str]:
         """One round under the lock; returns the ids of the jobs released. The queued and running
@@ -146,6 +148,17 @@ class Dispatcher:
         needed, online = self._look(session)
         return self.run_round(session, online) if needed else []
 
+    def settled_by(self, wakes: list[wakeups.Wake]) -> bool:
+        """Whether `wakes` leave what the last look found: nothing to do. So where each is a new
+        job's arrival (`submitted`, lifecycle.create_job) in a queue whose jobs waited with no slot
+        free: an arrival frees none. Any other forgets that look, so the next one looks again. What
+        time alone brings due (a heartbeat gone stale, a job overdue at the broker or waiting long
+        enough to preempt) the timer's look catches, every `dispatch_safety_s`."""
+        if all(wake.payload.get("submitted") in self._full for wake in wakes):
+            return True
+        self._full = set()
+        return False
+
     def round_needed(self, session: Session) -> bool:
         """Whether a round would do anything, without taking the lock: a heartbeat gone stale, a
         job overdue at the broker, or a waiting job that a free slot could take, that a course
@@ -154,7 +167,9 @@ class Dispatcher:
         return self._look(session)[0]
 
     def _look(self, session: Session) -> tuple[bool, list[Worker] | None]:
-        """round_needed's answer, and the workers online where it read them (the round reuses them)."""
+        """round_needed's answer, and the workers online where it read them (the round reuses them).
+        Where nothing is to do, it keeps the queues whose jobs wait with no slot free (settled_by)."""
+        self._full = set()
         if self.slurm and self.slurm.due():  # SLURM's view is polled, never announced
             return True, None
         now, settings = utcnow(), self.settings
@@ -168,7 +183,7 @@ class Dispatcher:
         ).all()
         if self._slurm_for_left_jobs(any(row[-1] for row in rows if not self._slurm_serves(row[0]))):
             return True, None
-        online = None
+        online, full = None, set()
         for queue, busy, waits, held_or_old, lost_or_unsent, sent, _in_slurm in rows:
             if queue not in self.devices:  # no longer configured: its jobs wait for an admin
                 # A lost worker, a job sent before to take back, or news for the log.
@@ -188,6 +203,8 @@ class Dispatcher:
                     return True, online
             elif sum(w.concurrency for w in workers) > busy:
                 return True, online
+            full.add(queue)
+        self._full = full
         return False, online
 
     def _lock(self, session: Session) -> None:
@@ -528,7 +545,9 @@ def _wake_up(
     with db.session() as session:
         due = [(driver, driver.due(session, wakes)) for driver in drivers]
         starts_count = dispatcher.slurm is not None
-        if wakes is None or any(_changes_decision(wake, starts_count) and _needs_round(wake) for wake in wakes):
+        counting = None if wakes is None else [wake for wake in wakes if _changes_decision(wake, starts_count)]
+        # A burst's arrivals in a queue with no slot free need no look each (settled_by).
+        if counting is None or (not dispatcher.settled_by(counting) and any(_needs_round(w) for w in counting)):
             _round_if_needed(session, dispatcher)
     submitted = {job_id for driver, steps in due if steps for job_id in driver.run(steps)}
     if submitted:

@@ -64,7 +64,10 @@ def create_job(
     job.event_seq = 1  # its first event's: a new row has no other writer, no UPDATE takes the number
     session.add(job)
     session.flush()
-    _insert_events(session, job.id, job, [("status", {"status": QUEUED, "by": owner.name}, utcnow())])
+    # A new job in no course says its queue: where that queue has no free slot, its arrival changes
+    # no round's decision (service/dispatcher.py `settled_by`). A course job's budget may hold it.
+    wake = {"submitted": queue} if job.course_id is None else None
+    _insert_events(session, job.id, job, [("status", {"status": QUEUED, "by": owner.name}, utcnow())], wake)
     return job
 
 

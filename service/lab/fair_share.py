@@ -163,33 +163,36 @@ class _Turns:
 
 
 def place_without_the_line(session: Session, job: Job) -> int | None:
-    """`job`'s place in queue_order (1: next), where one statement that counts can tell it without
+    """`job`'s place in queue_order (1: next), where statements that count can tell it without
     reading the queue: a sent job's among the sent; a waiting job's where its owner alone waits
-    there (in one group), whose jobs go in their own order. None otherwise (read queue_order)."""
+    there (in one group), whose jobs go in their own order. None otherwise (read queue_order): a
+    look for another owner waiting finds one at once where many wait."""
     if job.family in families.slotless():
         return None
-    bound = {"queue": job.queue, "rank": tiers.rank(job.tier), "priority": job.priority, "id": job.id}
-    sent, sent_ahead, waiting_ahead, *groups = session.execute(
-        _counted_ahead(), {**bound, "released_at": job.released_at}
-    ).one()
-    if job.released_at is not None:
-        return sent_ahead + 1
-    lowest_owner, highest_owner, lowest_course, highest_course = groups
-    if lowest_owner != highest_owner or lowest_course != highest_course:
-        return None  # others wait: fair share places them
-    return sent + waiting_ahead + 1
+    bound = {"queue": job.queue, "owner": job.owner_id, "course": job.course_id or "", "id": job.id}
+    if job.released_at is None and session.execute(_another_waits(), bound).first() is not None:
+        return None  # fair share places them
+    rank = {"rank": tiers.rank(job.tier), "priority": job.priority, "released_at": job.released_at}
+    sent, sent_ahead, waiting_ahead = session.execute(_counted_ahead(), {**bound, **rank}).one()
+    return sent_ahead + 1 if job.released_at is not None else sent + waiting_ahead + 1
+
+
+@cache
+def _another_waits() -> Select:
+    """A job of another owner, or of the owner in another group, that waits in `queue`. Built once."""
+    others = (Job.owner_id != bindparam("owner")) | (func.coalesce(Job.course_id, "") != bindparam("course"))
+    waiting = (Job.status == QUEUED) & Job.released_at.is_(None)
+    return select(Job.id).where(Job.queue == bindparam("queue"), waiting, families.takes_slot(), others).limit(1)
 
 
 @cache
 def _counted_ahead() -> Select:
-    """The queue's sent jobs, those sent before `released_at` (then by id), the waiting ones ahead of
-    `rank`, `priority` and `id` in one owner's order (_owners_order, tier first), and the lowest and
-    highest owner and course that wait. Built once."""
+    """The queue's sent jobs, those sent before `released_at` (then by id), and the waiting ones
+    ahead of `rank`, `priority` and `id` in one owner's order (_owners_order, tier first). Built once."""
     waiting = Job.released_at.is_(None)
     rank = case(tiers.RANK, value=Job.tier, else_=tiers.rank(tiers.BATCH))
-    same_rank = rank == bindparam("rank")
     ahead = (rank < bindparam("rank")) | (
-        same_rank
+        (rank == bindparam("rank"))
         & (
             (Job.priority > bindparam("priority"))
             | ((Job.priority == bindparam("priority")) & (Job.id < bindparam("id")))
@@ -198,15 +201,8 @@ def _counted_ahead() -> Select:
     sent_before = (Job.released_at < bindparam("released_at")) | (
         (Job.released_at == bindparam("released_at")) & (Job.id < bindparam("id"))
     )
-    course = func.coalesce(Job.course_id, "")
     return select(
-        func.count().filter(~waiting),
-        func.count().filter(~waiting & sent_before),
-        func.count().filter(waiting & ahead),
-        func.min(Job.owner_id).filter(waiting),
-        func.max(Job.owner_id).filter(waiting),
-        func.min(course).filter(waiting),
-        func.max(course).filter(waiting),
+        func.count().filter(~waiting), func.count().filter(~waiting & sent_before), func.count().filter(waiting & ahead)
     ).where(Job.queue == bindparam("queue"), Job.status == QUEUED, families.takes_slot())
 
 

@@ -85,7 +85,7 @@ def test_concurrent_event_writers_get_distinct_sequence_numbers(db):
 
 def test_a_new_job_is_one_insert_with_its_first_event_and_its_wake_up_names_its_family(db):
     """A submit takes no UPDATE for its event's number, and the dispatcher hears what kind of job came
-    (a plain job's `queued` wakes no search look: service/search/driver.py)."""
+    (a plain job's `queued` wakes no search look: service/search/driver.py), and in which queue."""
     listener = wakeups.Listener(db.url, (wakeups.JOB_EVENTS,)) if wakeups.notifies(db.url) else None
     if listener:
         listener.wait(0.01)  # listening before the commit
@@ -108,4 +108,5 @@ def test_a_new_job_is_one_insert_with_its_first_event_and_its_wake_up_names_its_
             "family": "classic",
             "type": "status",
             "status": "queued",
+            "submitted": "cpu",  # its queue: where no slot is free there, no look (service/dispatcher.py)
         }
