@@ -56,7 +56,7 @@ def _import_validators() -> None:
 
 class ApiWorker(UvicornWorker):
     # The app's startup runs the stream hub; no server header, like gunicorn's own workers. HTTP
-    # parsed in C (httptools): a small request costs a third less CPU than with h11 (BENCHMARKS.md).
+    # parsed in C (httptools): a small request costs a fifth less CPU than with h11 (BENCHMARKS.md).
     CONFIG_KWARGS = {"lifespan": "on", "server_header": False, "timeout_graceful_shutdown": 5, "http": "httptools"}
 
 
