@@ -22,7 +22,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import round_cost
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.migrate import upgrade
@@ -46,14 +46,8 @@ SPEC = {"dataset": "iris", "algorithm": "knn"}
 
 
 def cpu_ms(db: Database, call: Callable, calls: int) -> float:
-    """CPU milliseconds of `call(session)`, each in a transaction rolled back, after ten warm-ups."""
-    for index in range(calls + 10):
-        if index == 10:
-            start = time.process_time()
-        with db.session() as session:
-            call(session)
-            session.rollback()
-    return (time.process_time() - start) * 1000 / calls
+    """CPU milliseconds of `call(session)`, each in a transaction rolled back (round_cost's timing)."""
+    return round_cost.cpu_ms(db, lambda session: (call(session), session.rollback()), calls)
 
 
 def whole_line_refill(dispatcher: Dispatcher, session) -> str | None:

@@ -385,7 +385,7 @@ def _take_lock() -> Update:
 def _queue_counts() -> Select:
     """round_needed's statement, by queue: built once (building it cost more than running it),
     its times bound at each look (`stale`, `overdue`, `preempt_before`)."""
-    waiting = (Job.status == QUEUED) & Job.released_at.is_(None)
+    waiting = lifecycle.waiting_for_a_slot()
     lost = ((Job.status == RUNNING) & (Job.heartbeat_at < bindparam("stale"))) | (
         (Job.status == QUEUED) & (Job.released_at < bindparam("overdue"))
     )
@@ -458,7 +458,7 @@ def _slot_jobs_query(of_queue: bool = False, which: str = _ALL) -> Select | Comp
         mine.append(Job.queue == bindparam("queue"))
     if which == _ALL:
         return select(*columns).where(*mine)
-    waiting = (Job.status == QUEUED) & Job.released_at.is_(None)
+    waiting = lifecycle.waiting_for_a_slot()
     place = func.row_number().over(
         partition_by=(Job.course_id, Job.owner_id, Job.tier), order_by=(Job.priority.desc(), Job.id)
     )
@@ -489,7 +489,7 @@ def _refills(queue: queue_catalog.QueueConfig) -> bool:
 @cache
 def _first_waiting() -> Select:
     """One job of `queues` that waits for a slot, if any (a refill's look)."""
-    waiting = (Job.status == QUEUED) & Job.released_at.is_(None) & Job.queue.in_(bindparam("queues", expanding=True))
+    waiting = lifecycle.waiting_for_a_slot() & Job.queue.in_(bindparam("queues", expanding=True))
     return select(Job.id).where(families.takes_slot(), waiting).limit(1)
 
 

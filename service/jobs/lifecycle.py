@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql import ClauseElement
@@ -29,6 +29,13 @@ METRICS_EVENT_FIELDS = frozenset({"step", "source"})
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+
+
+def waiting_for_a_slot() -> ColumnElement[bool]:
+    """A filter for jobs queued and not yet sent to a worker: what a free slot may take."""
+    return (Job.status == QUEUED) & Job.released_at.is_(None)
+
+
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from service.core.config import Settings
 from service.core.orm import Course, Job, utcnow
 from service.jobs import families, tiers
-from service.jobs.lifecycle import QUEUED
+from service.jobs.lifecycle import QUEUED, waiting_for_a_slot
 
 # Each job placed ahead in the order counts as this much use for its owner, so that owners
 # with equal use take turns instead of one owner's fifty jobs all going first.
@@ -181,8 +181,11 @@ def place_without_the_line(session: Session, job: Job) -> int | None:
 def _another_waits() -> Select:
     """A job of another owner, or of the owner in another group, that waits in `queue`. Built once."""
     others = (Job.owner_id != bindparam("owner")) | (func.coalesce(Job.course_id, "") != bindparam("course"))
-    waiting = (Job.status == QUEUED) & Job.released_at.is_(None)
-    return select(Job.id).where(Job.queue == bindparam("queue"), waiting, families.takes_slot(), others).limit(1)
+    return (
+        select(Job.id)
+        .where(Job.queue == bindparam("queue"), waiting_for_a_slot(), families.takes_slot(), others)
+        .limit(1)
+    )
 
 
 @cache
