@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from service.core.config import Settings
 from service.core.orm import Job
 from service.jobs import families, lifecycle, tiers
-from service.jobs.lifecycle import QUEUED, RUNNING
+from service.jobs.lifecycle import RUNNING
 from service.jobs.tiers import DEBUG
 from service.lab import gpu_packing
 from service.lab.fair_share import usage_by_owner
@@ -41,8 +41,7 @@ def ask_to_yield(
         select(Job)
         .where(
             Job.queue == queue,
-            Job.status == QUEUED,
-            Job.released_at.is_(None),
+            lifecycle.waiting_for_a_slot(),
             families.takes_slot(),
             Job.created_at < overdue,
         )
