@@ -64,7 +64,7 @@ class JobFeed:
         return (job_key(self.job_id),)
 
     def read(self, db: Database) -> tuple[str, bool]:
-        with db.sessions() as session:
+        with db.reads() as session:
             # The status and the events in one statement, which sees them as of one moment: once
             # the status says finished, the events include the job's last ones. No row: no job.
             rows = session.execute(_status_and_events(), {"job_id": self.job_id, "after": self.after}).all()
@@ -107,7 +107,7 @@ class JobsFeed:
         return (ALL,) if self.everyone or self.staff else (user_key(self.user_id),)
 
     def read(self, db: Database) -> tuple[str, bool]:
-        with db.sessions() as session:
+        with db.reads() as session:
             query = select(Job).where(
                 or_(Job.status.not_in(FINISHED), Job.id.in_(list(self.sent))), visible_jobs(self.user_id, self.everyone)
             )

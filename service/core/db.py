@@ -76,6 +76,13 @@ class Database:
         self.url = url
         self.engine = make_engine(url, null_pool=null_pool)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # For reads of one statement (an event stream's): on PostgreSQL outside a transaction, so
+        # that neither its BEGIN nor the ROLLBACK when the session closes is a round trip. SQLite
+        # begins no transaction for a read.
+        reads_engine = (
+            self.engine if url.startswith("sqlite") else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
+        self.reads = sessionmaker(reads_engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

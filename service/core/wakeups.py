@@ -23,10 +23,11 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import psycopg
-from sqlalchemy import event, text
+from sqlalchemy import Insert, Table, bindparam, event, func, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -112,8 +113,31 @@ def notify(session: Session, channel: str, payload: dict[str, Any]) -> None:
         return
     if bind.dialect.name != "postgresql":
         return
-    data = json.dumps(payload, separators=(",", ":"))[:MAX_PAYLOAD]
-    session.execute(_NOTIFY, {"channel": channel, "payload": data})
+    session.execute(_NOTIFY, {"channel": channel, "payload": _payload(payload)})
+
+
+def insert_and_notify(
+    session: Session, table: Table, rows: list[dict[str, Any]], channel: str, payload: dict[str, Any]
+) -> None:
+    """`rows` inserted into `table`, and `payload` sent as `notify` sends it. On PostgreSQL in one
+    statement, a round trip less (a job's submit, claim and end each write events and wake): the
+    INSERT returns pg_notify's value for each row, and PostgreSQL delivers the same payload on a
+    channel once a transaction."""
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(table), rows)
+        notify(session, channel, payload)
+        return
+    wake = {"channel": channel, "payload": _payload(payload)}
+    session.execute(_inserting_and_notifying(table), [{**row, **wake} for row in rows])
+
+
+def _payload(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"))[:MAX_PAYLOAD]
+
+
+@cache
+def _inserting_and_notifying(table: Table) -> Insert:
+    return insert(table).returning(func.pg_notify(bindparam("channel"), bindparam("payload")))
 
 
 @event.listens_for(Session, "after_commit")

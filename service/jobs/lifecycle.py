@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql import ClauseElement
@@ -159,21 +159,17 @@ def _insert_events(
     job's row itself); `row` also gives the owner and family the wake-up names, `wake` more of it."""
     first = row.event_seq - len(events) + 1
     seqs = [first + i for i in range(len(events))]
-    # One INSERT of the table's rows: the ORM's objects and their flush cost more than the write.
-    session.execute(
-        insert(JobEvent.__table__),
-        [
-            {"job_id": job_id, "seq": seq, "type": t, "data": data, "time": at}
-            for seq, (t, data, at) in zip(seqs, events)
-        ],
-    )
     # Delivered at commit: the streams of this job and of its owner wake, and the dispatcher
     # looks again when a job's status changed (submitted, finished, cancelled); the family tells
     # the search driver whether a new `queued` may be a search (service/search/driver.py).
     type_, data, _ = events[-1]
     payload = {"job": job_id, "owner": row.owner_id, "family": row.family, "type": type_, "status": data.get("status")}
     payload.update(wake or {})
-    wakeups.notify(session, wakeups.JOB_EVENTS, payload)
+    # One INSERT of the table's rows: the ORM's objects and their flush cost more than the write.
+    rows = [
+        {"job_id": job_id, "seq": seq, "type": t, "data": data, "time": at} for seq, (t, data, at) in zip(seqs, events)
+    ]
+    wakeups.insert_and_notify(session, JobEvent.__table__, rows, wakeups.JOB_EVENTS, payload)
     return seqs
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from service.core.config import Settings
 from service.core.orm import Course, Job, utcnow
 from service.jobs import families, tiers
-from service.jobs.lifecycle import QUEUED, waiting_for_a_slot
+from service.jobs.lifecycle import QUEUED
 
 # Each job placed ahead in the order counts as this much use for its owner, so that owners
 # with equal use take turns instead of one owner's fifty jobs all going first.
@@ -163,35 +163,33 @@ class _Turns:
 
 
 def place_without_the_line(session: Session, job: Job) -> int | None:
-    """`job`'s place in queue_order (1: next), where statements that count can tell it without
+    """`job`'s place in queue_order (1: next), where one statement that counts can tell it without
     reading the queue: a sent job's among the sent; a waiting job's where its owner alone waits
-    there (in one group), whose jobs go in their own order. None otherwise (read queue_order): a
-    look for another owner waiting finds one at once where many wait."""
+    there (in one group), whose jobs go in their own order. None otherwise (read queue_order)."""
     if job.family in families.slotless():
         return None
-    bound = {"queue": job.queue, "owner": job.owner_id, "course": job.course_id or "", "id": job.id}
-    if job.released_at is None and session.execute(_another_waits(), bound).first() is not None:
+    bound = {
+        "queue": job.queue,
+        "owner": job.owner_id,
+        "course": job.course_id or "",
+        "id": job.id,
+        "rank": tiers.rank(job.tier),
+        "priority": job.priority,
+        "released_at": job.released_at,
+    }
+    sent, sent_ahead, waiting_ahead, others_waiting = session.execute(_counted_ahead(), bound).one()
+    if job.released_at is not None:
+        return sent_ahead + 1
+    if others_waiting:
         return None  # fair share places them
-    rank = {"rank": tiers.rank(job.tier), "priority": job.priority, "released_at": job.released_at}
-    sent, sent_ahead, waiting_ahead = session.execute(_counted_ahead(), {**bound, **rank}).one()
-    return sent_ahead + 1 if job.released_at is not None else sent + waiting_ahead + 1
-
-
-@cache
-def _another_waits() -> Select:
-    """A job of another owner, or of the owner in another group, that waits in `queue`. Built once."""
-    others = (Job.owner_id != bindparam("owner")) | (func.coalesce(Job.course_id, "") != bindparam("course"))
-    return (
-        select(Job.id)
-        .where(Job.queue == bindparam("queue"), waiting_for_a_slot(), families.takes_slot(), others)
-        .limit(1)
-    )
+    return sent + waiting_ahead + 1
 
 
 @cache
 def _counted_ahead() -> Select:
-    """The queue's sent jobs, those sent before `released_at` (then by id), and the waiting ones
-    ahead of `rank`, `priority` and `id` in one owner's order (_owners_order, tier first). Built once."""
+    """The queue's sent jobs, those sent before `released_at` (then by id), the waiting ones ahead
+    of `rank`, `priority` and `id` in one owner's order (_owners_order, tier first), and the
+    waiting ones of another owner, or of the owner in another group. Built once."""
     waiting = Job.released_at.is_(None)
     rank = case(tiers.RANK, value=Job.tier, else_=tiers.rank(tiers.BATCH))
     ahead = (rank < bindparam("rank")) | (
@@ -204,8 +202,12 @@ def _counted_ahead() -> Select:
     sent_before = (Job.released_at < bindparam("released_at")) | (
         (Job.released_at == bindparam("released_at")) & (Job.id < bindparam("id"))
     )
+    others = (Job.owner_id != bindparam("owner")) | (func.coalesce(Job.course_id, "") != bindparam("course"))
     return select(
-        func.count().filter(~waiting), func.count().filter(~waiting & sent_before), func.count().filter(waiting & ahead)
+        func.count().filter(~waiting),
+        func.count().filter(~waiting & sent_before),
+        func.count().filter(waiting & ahead),
+        func.count().filter(waiting & others),
     ).where(Job.queue == bindparam("queue"), Job.status == QUEUED, families.takes_slot())
 
 
