@@ -8,7 +8,7 @@ import re
 from flask import Blueprint, Flask, Response, jsonify, request, send_file
 from sqlalchemy import select
 
-from service.api.auth import current_user, db_session, visible_job
+from service.api.auth import current_user, db_session, reads_only, visible_job
 from service.api.context import services
 from service.api.events import stream
 from service.api.requests import MAX_SPEC_DEPTH, int_arg, json_body
@@ -51,6 +51,7 @@ def submit():
 
 
 @bp.get("")
+@reads_only
 def list_jobs():
     session = db_session()
     user = current_user()
@@ -87,6 +88,7 @@ def list_jobs():
 
 
 @bp.get("/<job_id>")
+@reads_only
 def get_job(job_id: str):
     session = db_session()
     job, user = visible_job(job_id), current_user()
@@ -98,6 +100,7 @@ def get_job(job_id: str):
 
 
 @bp.get("/<job_id>/events")
+@reads_only
 def events(job_id: str):
     job = visible_job(job_id)
     after = int_arg("after", 0, 0, 2**31 - 1)

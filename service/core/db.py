@@ -69,6 +69,16 @@ def sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+class WriteInReads(RuntimeError):
+    """A write on a session of Database.reads: a bug, which a transaction's session would have
+    rolled back."""
+
+
+def _refuse_writes(_conn, _cursor, statement: str, *_args) -> None:
+    if not statement.lstrip()[:6].upper().startswith("SELECT"):
+        raise WriteInReads(f"a read-only session may only SELECT, not: {statement[:80]}")
+
+
 class Database:
     """One engine and its session factory."""
 
@@ -76,12 +86,14 @@ class Database:
         self.url = url
         self.engine = make_engine(url, null_pool=null_pool)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # For reads of one statement (an event stream's): on PostgreSQL outside a transaction, so
-        # that neither its BEGIN nor the ROLLBACK when the session closes is a round trip. SQLite
-        # begins no transaction for a read.
-        reads_engine = (
-            self.engine if url.startswith("sqlite") else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
+        # For reads (an event stream's, a GET request's): on PostgreSQL outside a transaction, so
+        # that neither its BEGIN nor the ROLLBACK when the session closes is a round trip; each
+        # statement sees the database as of its own moment. A write there is refused, since it
+        # would commit alone. SQLite begins no transaction for a read.
+        reads_engine = self.engine
+        if not url.startswith("sqlite"):
+            reads_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            event.listen(reads_engine, "before_cursor_execute", _refuse_writes)
         self.reads = sessionmaker(reads_engine, expire_on_commit=False)
 
     @contextmanager
