@@ -93,12 +93,17 @@ def install() -> None:
         if name := postgres(conn):
             write(name, kind(text) + (" (many)" if executemany else ""))
 
+    def sent(conn) -> bool:
+        # Outside a transaction (isolation level AUTOCOMMIT: Database.reads) SQLAlchemy still
+        # says it begins and commits, but nothing goes to the server.
+        return not getattr(conn.connection.driver_connection, "autocommit", False)
+
     def begin(conn) -> None:
-        if name := postgres(conn):
+        if (name := postgres(conn)) and sent(conn):
             write(name, "BEGIN")
 
     def commit(conn) -> None:
-        if name := postgres(conn):
+        if (name := postgres(conn)) and sent(conn):
             write(name, "COMMIT")
 
     def checkout(dbapi_connection, record, _proxy) -> None:
