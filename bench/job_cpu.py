@@ -124,6 +124,7 @@ def main() -> None:
                             found[(mode, window, process)][name].append(ms)
     finally:
         subprocess.run(["git", "-C", str(TREE), "worktree", "remove", "--force", str(other)], check=False)
+        shutil.rmtree(other.parent, ignore_errors=True)  # the temporary folder around it
     this, against = trees
     print(f"\nCPU ms a unit: the median of {options.rounds} deployments each (their lowest and highest)\n")
     print(f"| backend | unit | process | {this} | {against} | {against} / {this} |")

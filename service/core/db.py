@@ -75,7 +75,7 @@ class WriteInReads(RuntimeError):
 
 
 def _refuse_writes(_conn, _cursor, statement: str, *_args) -> None:
-    if not statement.lstrip()[:6].upper().startswith("SELECT"):
+    if statement.lstrip()[:6].upper() != "SELECT":
         raise WriteInReads(f"a read-only session may only SELECT, not: {statement[:80]}")
 
 
@@ -86,7 +86,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, null_pool=null_pool)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # For reads (an event stream's, a GET request's): on PostgreSQL outside a transaction, so
+        # For reads (an event stream's, a view marked reads_only): on PostgreSQL outside a transaction, so
         # that neither its BEGIN nor the ROLLBACK when the session closes is a round trip; each
         # statement sees the database as of its own moment. A write there is refused, since it
         # would commit alone. SQLite begins no transaction for a read.

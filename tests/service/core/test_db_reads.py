@@ -1,4 +1,4 @@
-"""Database.reads: the sessions of an event stream's reads and of a GET request, which on
+"""Database.reads: the sessions of an event stream's reads and of the views marked `reads_only`, which on
 PostgreSQL open no transaction (no BEGIN and no ROLLBACK a round trip each) and refuse a write,
 which would commit on its own there."""
 
