@@ -51,13 +51,15 @@ from service.slurm.backend import SlurmBackend
 log = logging.getLogger("labtrain.dispatcher")
 JOBS = Job.__table__
 STOP_CHECK_S = 0.5  # how often a waiting dispatcher looks whether it was asked to stop
+ARRIVALS_PAUSE_S = 30.0  # release_arrival leaves every job to the rounds this long after a send failed
 
 
 class Dispatcher:
     def __init__(self, settings: Settings, celery: Celery | None, name: str | None = None, slurm: bool = True):
         """`celery`: None where nothing is sent (a worker's refill); `slurm`: False where no SLURM
-        queue is served (the same)."""
+        queue is served (the same, and the API's release_arrival)."""
         self.settings, self.celery = settings, celery
+        self._send_failed_at = -ARRIVALS_PAUSE_S  # time.monotonic() when send_arrivals last failed
         self.name = name or f"dispatcher@{socket.gethostname()}"
         catalog = queue_catalog.catalog(settings)
         # Every queue's device (cpu, gpu and the named ones LABTRAIN_QUEUES adds): each round covers each.
@@ -124,24 +126,59 @@ class Dispatcher:
         if worker not in {w.name for w in online}:  # stopping: the dispatcher's round fills the slot
             wakeups.notify(session, wakeups.WORKERS, {"worker": worker, "left": True})
             return None
-        now = utcnow()
         for queue in queues:
-            serving = [w for w in online if w.serves(queue)]
-            # The next job is the first of fair share's order, which only the head of each owner's
-            # line decides: those are read with the jobs holding a slot, not the whole queue. Where
-            # that job may not start (its owner's running limit, a budget), what goes instead
-            # depends on the whole line.
-            jobs = _slot_jobs(session, queue, _HOLDERS_AND_HEADS)
-            busy = [job for job in jobs if not _waiting(job)]
-            if sum(w.concurrency for w in serving) <= len(busy):
-                continue  # a round filled the slot first
-            first = waiting_in_order(session, queue, self.settings, [job for job in jobs if _waiting(job)], now)[:1]
-            kept = self._fill(session, queue, now, busy + first, serving, None, keep_for=worker)
-            if not kept and first:
-                kept = self._fill(session, queue, now, _slot_jobs(session, queue), serving, None, keep_for=worker)
+            kept = self._fill_free(session, queue, online, keep_for=worker)
             if kept:
                 return kept[0]
         return None
+
+    def release_arrival(self, session: Session, queue: str) -> list[str]:
+        """A job just submitted, first in its queue's line, takes a free slot at once: released as a
+        round releases (fair share, running limits, budgets, under the round's lock) in the submit's
+        own transaction (service/api/jobs.py), so that a lone job does not wait for the dispatcher
+        to wake, look and hold a round. Returns the ids released, which `send_arrivals` sends once
+        that transaction has committed: a worker's claim must find the new job's row. None where
+        every slot is taken; the dispatcher's round then releases them, as before. CPU queues on
+        Celery only (_refills); reaping, resending, packing GPUs and preemption stay the
+        dispatcher's."""
+        # A broker that refused lately would make each submit wait for its connection timeout.
+        if queue not in self._refillable or time.monotonic() - self._send_failed_at < ARRIVALS_PAUSE_S:
+            return []
+        self._lock(session)
+        return self._fill_free(session, queue, worker_registry.online(session), keep_for=_UNSENT)
+
+    def send_arrivals(self, db: Database, queue: str, released: list[str]) -> None:
+        """The jobs release_arrival released, sent now that they are committed, at once: a request
+        waits on it. One the broker did not take waits for a slot again, and the dispatcher is told
+        to look: its round sends it, with the broker's retries."""
+        for job_id in released:
+            try:
+                send_job(self.celery, job_id, queue, retry=False)
+                continue
+            except Exception:
+                log.warning("the broker did not take job %s; the dispatcher will send it", job_id, exc_info=True)
+                self._send_failed_at = time.monotonic()
+            with db.session() as session:
+                session.execute(_unrelease(), {"job": job_id})
+                wakeups.notify(session, wakeups.WORKERS, {"worker": self.name, "unsent": job_id})
+
+    def _fill_free(self, session: Session, queue: str, online: list[Worker], keep_for: str | None = None) -> list[str]:
+        """`queue`'s free slots, if any, take its next jobs (refill and release_arrival)."""
+        serving = [w for w in online if w.serves(queue)]
+        # The next job is the first of fair share's order, which only the head of each owner's
+        # line decides: those are read with the jobs holding a slot, not the whole queue. Where
+        # that job may not start (its owner's running limit, a budget), what goes instead
+        # depends on the whole line.
+        jobs = _slot_jobs(session, queue, _HOLDERS_AND_HEADS)
+        busy = [job for job in jobs if not _waiting(job)]
+        if sum(w.concurrency for w in serving) <= len(busy):
+            return []  # every slot is taken (a round, or another refill, filled it first)
+        now = utcnow()
+        first = waiting_in_order(session, queue, self.settings, [job for job in jobs if _waiting(job)], now)[:1]
+        kept = self._fill(session, queue, now, busy + first, serving, None, keep_for=keep_for)
+        if not kept and first:
+            kept = self._fill(session, queue, now, _slot_jobs(session, queue), serving, None, keep_for=keep_for)
+        return kept
 
     def round_if_needed(self, session: Session) -> list[str]:
         """A round when one would do anything (round_needed); the ids of the jobs it released."""
@@ -310,7 +347,8 @@ class Dispatcher:
         ones behind it may go first. `jobs` are the queue's queued and running jobs; `gpus` is
         what the queue's GPUs have free (None for CPUs); `free`, where given, is the queue's free
         slots (a SLURM queue's, service/slurm/backend.py). `keep_for`: the worker that refills its
-        slot (refill): one job at most, released to that worker and not sent."""
+        slot (refill): one job at most, released to that worker and not sent; or _UNSENT (a
+        release_arrival): one job at most, released to the queue, sent after the commit."""
         waiting = [job for job in jobs if _waiting(job)]
         busy = [job.owner_id for job in jobs if not _waiting(job)]
         if free is None and gpus is not None:
@@ -346,7 +384,7 @@ class Dispatcher:
                     continue
                 placed = {"worker": gpu.worker, "gpu_share": gpu.share(need)}
             if keep_for is not None:
-                placed = {"worker": keep_for}
+                placed = {} if keep_for is _UNSENT else {"worker": keep_for}
             elif not self._send(job, session, placed.get("worker")):
                 free = 0  # the broker is down: try again next round
                 continue
@@ -445,6 +483,13 @@ class SlotJob:
 
 
 _ALL, _HOLDERS_AND_HEADS = "all", "holders and heads"
+_UNSENT = "(sent after the commit)"  # Dispatcher._fill's keep_for for a release_arrival
+
+
+@cache
+def _unrelease() -> Update:
+    """A job released and not sent waits for a slot again (send_arrivals), unless a worker took it."""
+    return update(JOBS).where(JOBS.c.id == bindparam("job"), JOBS.c.status == QUEUED).values(released_at=None)
 
 
 @cache

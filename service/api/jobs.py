@@ -42,8 +42,11 @@ def submit():
     job = submission.submit(SubmitContext(session, services().settings, user), payload, course=course)
     budgets.check_coverable(session, job)  # a 422 for a job its course could never cover; rolled back
     view = job_view(session, job, user.name)  # its position read in the same transaction
-    # The dispatcher sends it to a worker when a slot is free (DESIGN.md decisions 1 and 5).
+    # The dispatcher sends it to a worker when a slot is free (DESIGN.md decisions 1 and 5); the
+    # first of its queue's line takes a free slot now, by the dispatcher's rule and lock.
+    released = services().arrivals.release_arrival(session, job.queue) if view["position"] == 1 else []
     session.commit()
+    services().arrivals.send_arrivals(services().db, job.queue, released)
     response = jsonify(view)
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"

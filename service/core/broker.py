@@ -47,6 +47,16 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+def make_request_sender(settings: Settings) -> Celery:
+    """Celery for sending from a request (the API's Dispatcher.send_arrivals, with send_job's
+    `retry` False): where Redis does not answer, a send fails at once instead of after kombu's
+    connection retries (about 6 s), and the dispatcher's round sends the job instead."""
+    app = make_celery(settings)
+    if not settings.embedded_broker:  # the embedded transport hands its options to create_engine
+        app.conf.broker_transport_options = {**app.conf.broker_transport_options, "max_retries": 1}
+    return app
+
+
 def _tune_embedded_transport(settings: Settings) -> None:
     # kombu hands this transport's options to create_engine, so its polling interval
     # can only be set on the class (it polls once a second by default). On a SQLite file the
@@ -62,8 +72,10 @@ def worker_queue(worker_name: str) -> str:
     return f"worker.{worker_name}"
 
 
-def send_job(app: Celery, job_id: str, queue: str) -> None:
-    app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+def send_job(app: Celery, job_id: str, queue: str, retry: bool = True) -> None:
+    """`retry`: False to fail at once where the broker refuses (Celery retries a publish for about
+    half a second)."""
+    app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue, retry=retry)
 
 
 def declare_queues(app: Celery) -> None:

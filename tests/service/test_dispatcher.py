@@ -14,13 +14,14 @@ from sqlalchemy import select, update
 
 from service import dispatcher as dispatcher_module
 from service.core import wakeups
-from service.core.broker import make_celery
+from service.core.broker import make_celery, make_request_sender
 from service.core.orm import Job, JobEvent, User, utcnow
 from service.dispatcher import Dispatcher, refillable
 from service.jobs import lifecycle
 from service.jobs.limits import set_limits
 from service.lab.fair_share import place_without_the_line, queue_order, usage_by_owner
 from service.lab.users import create_user
+from tests.conftest import free_port
 from tests.support.sql import statements
 from tests.support.workers import heartbeat
 
@@ -492,3 +493,82 @@ def test_a_job_is_placed_by_a_count_where_its_owner_alone_waits(db, dispatcher, 
     cleo = submit("cleo")[0]
     counted, order, _ = places()
     assert counted == [None, None, None, None, 1, None] and cleo in order  # the sent one is still counted
+
+
+def test_a_job_first_in_line_is_released_by_its_submit_into_a_free_slot(client, alice, db, settings):
+    """The API's submit releases the first job of its queue's line into a free slot, by the round's
+    rule and lock, and sends it; the next job waits behind it for the dispatcher, whose look then
+    finds nothing it could do."""
+    heartbeat(db, "w1", "cpu", concurrency=1)
+    broker = redis.Redis.from_url(settings.broker_url)
+    earlier = broker.llen("cpu")  # the session's broker: other tests' messages
+    first = client.post("/api/v1/jobs", json=SPEC, headers=alice)
+    second = client.post("/api/v1/jobs", json=SPEC, headers=alice)
+    assert (first.status_code, first.json["position"]) == (201, 1)
+    assert (second.status_code, second.json["position"]) == (201, 2)
+    with db.session() as session:
+        sent = {job.id: (job.status, job.released_at is not None, job.worker) for job in session.scalars(select(Job))}
+    assert sent == {first.json["id"]: ("queued", True, None), second.json["id"]: ("queued", False, None)}
+    bodies = [json.loads(m) for m in broker.lrange("cpu", 0, -1)]  # the newest first
+    assert [json.loads(b["headers"]["argsrepr"].replace("'", '"'))[0] for b in bodies[: -earlier or None]] == [
+        first.json["id"]
+    ]
+    with db.session() as session:
+        assert not Dispatcher(settings, None, slurm=False).round_needed(session)
+
+
+def test_a_release_at_submit_is_sent_after_its_commit_and_leaves_gpu_queues_alone(db, lab, settings):
+    """A worker's claim must find the new job's row, which the submit's transaction holds unseen
+    until it commits: release_arrival releases, send_arrivals sends, after. A GPU job is packed by
+    memory: the dispatcher's."""
+    _users, submit, worker = lab
+    worker("cpu", concurrency=2)
+    worker("gpu", name="g1")
+    arrivals = Dispatcher(settings, make_celery(settings), name="api@test", slurm=False)
+    broker = redis.Redis.from_url(settings.broker_url)
+    waiting = submit("anna", queue="cpu")[0]
+    earlier = broker.llen("cpu")  # the session's broker: other tests' messages
+    with db.session() as session:
+        released = arrivals.release_arrival(session, "cpu")
+        assert released == [waiting] and broker.llen("cpu") == earlier  # nothing sent before the commit
+    with db.session() as session:
+        assert session.get(Job, waiting).released_at is not None
+    arrivals.send_arrivals(db, "cpu", released)
+    assert broker.llen("cpu") == earlier + 1 and waiting in broker.lindex("cpu", 0).decode()
+    gpu_job = submit("ben", queue="gpu")[0]
+    with db.session() as session:
+        assert arrivals.release_arrival(session, "gpu") == []
+        assert session.get(Job, gpu_job).released_at is None
+
+
+def test_a_job_the_broker_refuses_at_submit_waits_for_a_round_and_submits_stop_trying(db, lab, settings, monkeypatch):
+    """A release whose send fails is undone and the dispatcher told (its round sends the job, with
+    the broker's retries); for ARRIVALS_PAUSE_S no submit tries again, so none waits on a broker
+    that does not answer."""
+    _users, submit, worker = lab
+    worker("cpu", concurrency=2)
+    refused = replace(settings, broker_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    arrivals = Dispatcher(refused, make_request_sender(refused), name="api@test", slurm=False)
+    job_id = submit("anna", queue="cpu")[0]
+    listener = wakeups.Listener(db.url, (wakeups.WORKERS,)) if wakeups.notifies(db.url) else None
+    if listener:
+        listener.wait(0.01)  # listening before the commit
+    with db.session() as session:
+        released = arrivals.release_arrival(session, "cpu")
+    assert released == [job_id]
+    arrivals.send_arrivals(db, "cpu", released)
+    with statements(db) as seen, db.session() as session:
+        assert session.get(Job, job_id).released_at is None
+        assert arrivals.release_arrival(session, "cpu") == []
+    assert not [s for s in seen if "dispatch_lock" in s]  # paused: not even the lock is taken
+    if listener:
+        wakes = []
+        for _ in range(20):
+            wakes += listener.wait(0.5)
+            if wakes:
+                break
+        listener.close()
+        assert [w.payload for w in wakes] == [{"worker": "api@test", "unsent": job_id}]
+    monkeypatch.setattr(dispatcher_module, "ARRIVALS_PAUSE_S", 0.0)  # the pause over
+    with db.session() as session:
+        assert arrivals.release_arrival(session, "cpu") == [job_id]
