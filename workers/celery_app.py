@@ -53,8 +53,7 @@ def create_worker_app(settings: Settings, worker_name: str, queues: list[str] | 
         runner = _runner(settings, worker_name, bool(queues))
         status = runner.run(job_id)
         if queues:
-            for next_id in _refill(settings, runner, queues).next_jobs():
-                runner.run(next_id)
+            _refill(settings, runner, queues).run_following(runner)
         return status
 
     return app
@@ -92,7 +91,7 @@ def _runner(settings: Settings, worker_name: str, refills: bool) -> JobRunner:
 
 def _refill(settings: Settings, runner: JobRunner, queues: list[str]) -> Refill:
     if "refill" not in _state:
-        _state["refill"] = Refill(settings, runner.db, runner.worker_name, queues)
+        _state["refill"] = Refill(settings, runner.worker_name, queues)
     return _state["refill"]  # type: ignore[return-value]
 
 

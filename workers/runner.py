@@ -12,10 +12,12 @@ import importlib
 import logging
 import shutil
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from service.core import logs, storage
 from service.core.config import Settings
@@ -30,6 +32,7 @@ from workers.trainers import Allotment, Cancelled, DataSource, JobFailed, JobRes
 from workers.watch import CANCELLED, SUPERSEDED, JobWatch, outcome
 
 log = logging.getLogger("labtrain.worker")
+_NONE_TAKEN = object()  # what _run returns where its `take` gave no job
 
 
 class JobRunner:
@@ -41,14 +44,26 @@ class JobRunner:
 
     def run(self, job_id: str) -> str | None:
         """Run the job if this delivery wins the claim; returns its final status (None: duplicate)."""
-        token = logs.JOB_ID.set(job_id)
+        return self._named_in_logs(lambda _session: job_id)
+
+    def run_taken(self, take: Callable[[Session], str | None]) -> bool:
+        """Run the job `take` gives, taken in the transaction that claims it (a slot's refill,
+        workers/refill.py: a commit less a job); False where it gave none."""
+        return self._named_in_logs(take) is not _NONE_TAKEN
+
+    def _named_in_logs(self, take: Callable[[Session], str | None]) -> Any:
+        token = logs.JOB_ID.set(None)  # _run names the job once it is taken
         try:
-            return self._run(job_id)
+            return self._run(take)
         finally:
             logs.JOB_ID.reset(token)
 
-    def _run(self, job_id: str) -> str | None:
+    def _run(self, take: Callable[[Session], str | None]) -> Any:
         with self.db.session() as session:
+            job_id = take(session)
+            if job_id is None:
+                return _NONE_TAKEN
+            logs.JOB_ID.set(job_id)
             claimed = lifecycle.claim_job(session, job_id, self.worker_name)
             if claimed is None:
                 log.info("job %s was already claimed or is not queued; dropping this delivery", job_id)

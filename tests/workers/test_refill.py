@@ -7,12 +7,20 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from service.core.orm import Job, Worker
+from service.jobs import submission
+from service.jobs.context import SubmitContext
+from service.lab.users import create_user
 from tests.service.lab.test_lab_server import start_lab, wait_status
+from tests.support.workers import heartbeat
+from workers.refill import Refill
+from workers.runner import JobRunner
 
 WORKER = "w1"
 LONG = {"dataset": "digits", "algorithm": "random_forest", "params": {"n_estimators": 800}}  # a few seconds
@@ -74,3 +82,43 @@ def test_a_worker_asked_to_stop_finishes_its_job_and_takes_no_other(lab):
 def _registered(lab) -> bool:
     with lab.db.session() as session:
         return session.scalar(select(Worker.name).where(Worker.name == WORKER)) is not None
+
+
+def test_a_refill_claims_the_job_it_takes_in_the_same_transaction(db, settings):
+    """The round's lock, the release to this worker and the claim commit once: a commit less a job,
+    and no moment where the job is released to a process that has not claimed it."""
+    with db.session() as session:
+        owner = create_user(session, "anna")[0]
+        waiting = submission.submit(SubmitContext(session, settings, owner), SHORT).id
+    heartbeat(db, WORKER, "cpu", concurrency=1)
+    runner = JobRunner(settings, db, WORKER, refills=True)
+    refill = Refill(settings, WORKER, ["cpu"])
+    with _statements_and_commits(db) as seen:
+        assert runner.run_taken(refill._take)
+    lock = seen.index(next(s for s in seen if s.startswith("UPDATE dispatch_lock")))
+    claim = seen.index(next(s for s in seen if s.startswith("UPDATE jobs SET status")))
+    assert lock < claim and "COMMIT" not in seen[lock:claim], seen[lock : claim + 1]
+    with db.session() as session:
+        job = session.get(Job, waiting)
+        assert (job.status, job.worker, job.attempt) == ("succeeded", WORKER, 1), job.error
+    assert not runner.run_taken(refill._take)  # nothing waits: nothing taken, nothing run
+
+
+@contextmanager
+def _statements_and_commits(db) -> Iterator[list[str]]:
+    """The statements `db`'s engine runs meanwhile, and its commits (as "COMMIT"), in their order."""
+    seen: list[str] = []
+
+    def statement(_conn, _cursor, text, *_args) -> None:
+        seen.append(" ".join(text.split()))
+
+    def commit(_conn) -> None:
+        seen.append("COMMIT")
+
+    event.listen(db.engine, "before_cursor_execute", statement)
+    event.listen(db.engine, "commit", commit)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", statement)
+        event.remove(db.engine, "commit", commit)
