@@ -4,7 +4,9 @@ lost messages, and two dispatchers at once."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
@@ -378,20 +380,27 @@ def test_a_stopping_worker_refills_nothing_and_wakes_the_dispatcher(db, lab, set
     its refill says so on the workers' channel, so the dispatcher's round fills the slot."""
     _users, submit, _worker = lab
     waiting = submit("anna", queue="cpu")[0]
+    with _workers_wake_ups(db) as heard, db.session() as session:
+        assert Dispatcher(settings, None, name="w1", slurm=False).refill(session, "w1", ["cpu"]) is None
+        assert session.get(Job, waiting).released_at is None
+    assert heard == ([{"worker": "w1", "left": True}] if wakeups.notifies(db.url) else [])
+
+
+@contextmanager
+def _workers_wake_ups(db) -> Iterator[list[dict]]:
+    """The payloads heard on the workers' channel from what runs meanwhile (none on SQLite, which
+    does not notify: the list stays empty)."""
+    heard: list[dict] = []
     listener = wakeups.Listener(db.url, (wakeups.WORKERS,)) if wakeups.notifies(db.url) else None
     if listener:
         listener.wait(0.01)  # listening before the commit
-    with db.session() as session:
-        assert Dispatcher(settings, None, name="w1", slurm=False).refill(session, "w1", ["cpu"]) is None
-        assert session.get(Job, waiting).released_at is None
+    yield heard
     if listener:
-        wakes = []
         for _ in range(20):
-            wakes += listener.wait(0.5)
-            if wakes:
+            heard += [w.payload for w in listener.wait(0.5)]
+            if heard:
                 break
         listener.close()
-        assert [w.payload for w in wakes] == [{"worker": "w1", "left": True}]
 
 
 def test_a_jobs_end_whose_worker_refills_its_slot_runs_no_round(db, dispatcher, lab):
@@ -550,25 +559,16 @@ def test_a_job_the_broker_refuses_at_submit_waits_for_a_round_and_submits_stop_t
     refused = replace(settings, broker_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     arrivals = Dispatcher(refused, make_request_sender(refused), name="api@test", slurm=False)
     job_id = submit("anna", queue="cpu")[0]
-    listener = wakeups.Listener(db.url, (wakeups.WORKERS,)) if wakeups.notifies(db.url) else None
-    if listener:
-        listener.wait(0.01)  # listening before the commit
-    with db.session() as session:
-        released = arrivals.release_arrival(session, "cpu")
-    assert released == [job_id]
-    arrivals.send_arrivals(db, "cpu", released)
+    with _workers_wake_ups(db) as heard:
+        with db.session() as session:
+            released = arrivals.release_arrival(session, "cpu")
+        assert released == [job_id]
+        arrivals.send_arrivals(db, "cpu", released)
+    assert heard == ([{"worker": "api@test", "unsent": job_id}] if wakeups.notifies(db.url) else [])
     with statements(db) as seen, db.session() as session:
         assert session.get(Job, job_id).released_at is None
         assert arrivals.release_arrival(session, "cpu") == []
     assert not [s for s in seen if "dispatch_lock" in s]  # paused: not even the lock is taken
-    if listener:
-        wakes = []
-        for _ in range(20):
-            wakes += listener.wait(0.5)
-            if wakes:
-                break
-        listener.close()
-        assert [w.payload for w in wakes] == [{"worker": "api@test", "unsent": job_id}]
     monkeypatch.setattr(dispatcher_module, "ARRIVALS_PAUSE_S", 0.0)  # the pause over
     with db.session() as session:
         assert arrivals.release_arrival(session, "cpu") == [job_id]
