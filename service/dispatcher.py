@@ -138,7 +138,7 @@ class Dispatcher:
         own transaction (service/api/jobs.py), so that a lone job does not wait for the dispatcher
         to wake, look and hold a round. Returns the ids released, which `send_arrivals` sends once
         that transaction has committed: a worker's claim must find the new job's row. None where
-        every slot is taken; the dispatcher's round then releases them, as before. CPU queues on
+        every slot is taken: the dispatcher's round then releases them, as before. CPU queues on
         Celery only (_refills); reaping, resending, packing GPUs and preemption stay the
         dispatcher's."""
         # A broker that refused lately would make each submit wait for its connection timeout.
@@ -150,7 +150,8 @@ class Dispatcher:
     def send_arrivals(self, db: Database, queue: str, released: list[str]) -> None:
         """The jobs release_arrival released, sent now that they are committed, at once: a request
         waits on it. One the broker did not take waits for a slot again, and the dispatcher is told
-        to look: its round sends it, with the broker's retries."""
+        to look: its round sends it, with the broker's retries. Nothing here fails the request: its
+        job is stored, and one left released and unsent is sent again after `resend_after_s`."""
         for job_id in released:
             try:
                 send_job(self.celery, job_id, queue, retry=False)
@@ -158,9 +159,12 @@ class Dispatcher:
             except Exception:
                 log.warning("the broker did not take job %s; the dispatcher will send it", job_id, exc_info=True)
                 self._send_failed_at = time.monotonic()
-            with db.session() as session:
-                session.execute(_unrelease(), {"job": job_id})
-                wakeups.notify(session, wakeups.WORKERS, {"worker": self.name, "unsent": job_id})
+            try:
+                with db.session() as session:
+                    session.execute(_unrelease(), {"job": job_id})
+                    wakeups.notify(session, wakeups.WORKERS, {"worker": self.name, "unsent": job_id})
+            except Exception:  # the database too: the dispatcher's resend finds the job
+                log.warning("could not put job %s back in its line", job_id, exc_info=True)
 
     def _fill_free(self, session: Session, queue: str, online: list[Worker], keep_for: str | None = None) -> list[str]:
         """`queue`'s free slots, if any, take its next jobs (refill and release_arrival)."""

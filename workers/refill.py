@@ -6,10 +6,10 @@ releases into slots that were idle, reaps, resends and preempts.
 
 A job taken this way is released to this worker and claimed by it in one transaction (a commit
 less a job than a release and a claim of their own): it is never released to a process that has
-not claimed it, and a job the process dies running is reaped by its heartbeat, as any. The jobs one Celery task runs in turn are bounded by time, half
-the broker's visibility timeout (its first message is acknowledged when the task ends), and end
-when the worker is stopping: it leaves the registry first (celery_app), so a refill finds it
-offline.
+not claimed it, and a job the process dies running is reaped by its heartbeat, as any. The jobs
+one Celery task runs in turn are bounded by time, half the broker's visibility timeout (its first
+message is acknowledged when the task ends), and end when the worker is stopping: it leaves the
+registry first (celery_app), so a refill finds it offline.
 """
 
 from __future__ import annotations
