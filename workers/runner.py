@@ -13,6 +13,7 @@ import logging
 import shutil
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +44,27 @@ class JobRunner:
         self.ended_wake = {"refill": worker_name} if refills else None
 
     def run(self, job_id: str) -> str | None:
-        """Run the job if this delivery wins the claim; returns its final status (None: duplicate)."""
-        return self._named_in_logs(lambda _session: job_id)
+        """Run the job if this delivery wins the claim; returns its final status (None: duplicate).
+        The claim is one statement, which commits alone (service/core/db.py `each_statement_alone`):
+        should this process fail before the job starts, its heartbeat's reaper puts it back."""
+        return self._named_in_logs(lambda _session: job_id, self.db.each_statement_alone)
 
     def run_taken(self, take: Callable[[Session], str | None]) -> bool:
         """Run the job `take` gives, taken in the transaction that claims it (a slot's refill,
         workers/refill.py: a commit less a job); False where it gave none."""
-        return self._named_in_logs(take) is not _NONE_TAKEN
+        return self._named_in_logs(take, self.db.session) is not _NONE_TAKEN
 
-    def _named_in_logs(self, take: Callable[[Session], str | None]) -> Any:
+    def _named_in_logs(self, take: Callable[[Session], str | None], sessions) -> Any:
         token = logs.JOB_ID.set(None)  # _run names the job once it is taken
         try:
-            return self._run(take)
+            return self._run(take, sessions)
         finally:
             logs.JOB_ID.reset(token)
 
-    def _run(self, take: Callable[[Session], str | None]) -> Any:
-        with self.db.session() as session:
+    def _run(
+        self, take: Callable[[Session], str | None], sessions: Callable[[], AbstractContextManager[Session]]
+    ) -> Any:
+        with sessions() as session:
             job_id = take(session)
             if job_id is None:
                 return _NONE_TAKEN
@@ -256,7 +261,7 @@ class JobRunner:
         if reporter.watch.stop.is_set():
             raise Cancelled()
         reporter.watch.finishing = True
-        with self.db.session() as session:
+        with self.db.each_statement_alone() as session:  # lifecycle.finish: one statement
             events, values = reporter.take(session)
             fields = {**values, "metrics": found.metrics, "result": found.result}
             finished = lifecycle.finish(
@@ -283,7 +288,7 @@ class JobRunner:
 
     def _finish(self, job_id: str, attempt: int, status: str, reporter: DbReporter, **fields: Any) -> str:
         reporter.watch.finishing = True
-        with self.db.session() as session:
+        with self.db.each_statement_alone() as session:  # lifecycle.finish: one statement
             events, values = reporter.take(session)
             lifecycle.finish(
                 session, job_id, status, attempt=attempt, before=events, wake=self.ended_wake, **{**values, **fields}

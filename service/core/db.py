@@ -6,7 +6,7 @@ import math
 import select
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 
 from sqlalchemy import create_engine, event
@@ -95,22 +95,35 @@ class Database:
             reads_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
             event.listen(reads_engine, "before_cursor_execute", _refuse_writes)
         self.reads = sessionmaker(reads_engine, expire_on_commit=False)
+        alone = self.engine if url.startswith("sqlite") else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._statements_alone = sessionmaker(alone, expire_on_commit=False)
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> AbstractContextManager[Session]:
         """A session committed on success and rolled back on error."""
-        session = self.sessions()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        return _committed(self.sessions)
+
+    def each_statement_alone(self) -> AbstractContextManager[Session]:
+        """On PostgreSQL, a session whose statements each commit alone: for writes that are each
+        one statement (a worker's claim, an outcome without a model), which then cost one round
+        trip, not three (BEGIN, the statement, COMMIT). What ran before an error stays. On SQLite,
+        where a commit is no round trip, a transaction as `session`'s."""
+        return _committed(self._statements_alone)
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _committed(sessions: sessionmaker) -> Iterator[Session]:
+    session = sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 @contextmanager

@@ -113,7 +113,7 @@ def notify(session: Session, channel: str, payload: dict[str, Any]) -> None:
         return
     if bind.dialect.name != "postgresql":
         return
-    session.execute(_NOTIFY, {"channel": channel, "payload": _payload(payload)})
+    session.execute(_NOTIFY, {"channel": channel, "payload": payload_text(payload)})
 
 
 def insert_and_notify(
@@ -127,11 +127,11 @@ def insert_and_notify(
         session.execute(insert(table), rows)
         notify(session, channel, payload)
         return
-    wake = {"channel": channel, "payload": _payload(payload)}
+    wake = {"channel": channel, "payload": payload_text(payload)}
     session.execute(_inserting_and_notifying(table), [{**row, **wake} for row in rows])
 
 
-def _payload(payload: dict[str, Any]) -> str:
+def payload_text(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"))[:MAX_PAYLOAD]
 
 

@@ -6,6 +6,7 @@ UPDATE, so two processes can never both move the same job.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,23 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, bindparam, select, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Select,
+    Text,
+    Update,
+    bindparam,
+    case,
+    cast,
+    column,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql import ClauseElement
@@ -98,8 +115,8 @@ def add_events(session: Session, job_id: str, events: list[Event], **job_values:
         if job_values:
             session.execute(update(Job).where(Job.id == job_id).values(**job_values))
         return []
-    row = _advance(session, job_id, {}, len(events), job_values)
-    return _insert_events(session, job_id, row, events)
+    row = _advance_and_record(session, job_id, {}, job_values, events)
+    return _seqs(row.event_seq, len(events))
 
 
 JOBS = Job.__table__
@@ -122,6 +139,13 @@ def _advance(
     here, and the ORM's bulk UPDATE, built anew, cost more than the statement. So, as that UPDATE
     would, what the session holds is flushed first, and a copy of the job it holds is expired
     where the UPDATE changed it (read again when next used)."""
+    statement, params = _advance_with_params(session, job_id, guard, count, values, returning, counting)
+    row = session.execute(statement, params).one_or_none()
+    _expire_held(session, job_id, row, values, counting)
+    return row
+
+
+def _advance_with_params(session, job_id, guard, count, values, returning, counting) -> tuple[Update, dict[str, Any]]:
     session.flush()
     plain = {name: value for name, value in values.items() if not isinstance(value, ClauseElement)}
     statement = _advance_statement(tuple(guard), tuple(plain), returning, counting)
@@ -131,11 +155,79 @@ def _advance(
     params = {"job_id": job_id, "count": count}
     params.update({f"is_{name}": value for name, value in guard.items()})
     params.update({f"set_{name}": value for name, value in plain.items()})
-    row = session.execute(statement, params).one_or_none()
+    return statement, params
+
+
+def _expire_held(session: Session, job_id: str, row: Any, values: Mapping[str, Any], counting: tuple[str, ...]) -> None:
     held = session.identity_map.get(identity_key(Job, job_id))
     if held is not None and row is not None:
         session.expire(held, ["event_seq", *values, *counting])
+
+
+def _advance_and_record(
+    session: Session,
+    job_id: str,
+    guard: Mapping[str, Any],
+    values: Mapping[str, Any],
+    events: list[Event],
+    returning: tuple[str, ...] = (),
+    counting: tuple[str, ...] = (),
+    wake: Mapping[str, Any] | None = None,
+    stamp: tuple[str, ...] = (),
+):
+    """`_advance` for `events`, then the events written and their wake-up sent (`_insert_events`);
+    `stamp`: the row's columns added to the last event's data (a claim's attempt, known only once
+    the row is updated). The row, or None when the guard failed (nothing written).
+
+    On PostgreSQL one statement, a round trip for what took two: the UPDATE and the INSERT as
+    data-modifying CTEs, the INSERT's rows from the UPDATE's (none where the guard failed), and
+    pg_notify in the statement's result, once for the row."""
+    if session.get_bind().dialect.name != "postgresql":
+        row = _advance(session, job_id, guard, len(events), values, returning, counting)
+        if row is not None:
+            if stamp:
+                type_, data, at = events[-1]
+                events = [*events[:-1], (type_, {**data, **{name: getattr(row, name) for name in stamp}}, at)]
+            _insert_events(session, job_id, row, events, wake)
+        return row
+    advance, params = _advance_with_params(session, job_id, guard, len(events), values, returning, counting)
+    params["events"] = json.dumps([{"type": t, "data": data, "time": at.isoformat()} for t, data, at in events])
+    params["channel"] = wakeups.JOB_EVENTS
+    params["payload"] = wakeups.payload_text(
+        {"job": job_id, "type": events[-1][0], "status": events[-1][1].get("status"), **(wake or {})}
+    )
+    row = session.execute(_recording_statement(advance, stamp), params).one_or_none()
+    _expire_held(session, job_id, row, values, counting)
     return row
+
+
+@lru_cache(maxsize=256)
+def _recording_statement(advance: Update, stamp: tuple[str, ...]) -> Select:
+    """`_advance_and_record`'s statement on PostgreSQL, for an UPDATE `_advance_statement` built
+    (cached by it, so this is too; a search's CASE makes a new one, which the cache soon drops)."""
+    advanced = advance.cte("advanced")
+    events = (
+        func.jsonb_array_elements(cast(bindparam("events", type_=Text), JSONB))
+        .table_valued(column("value", JSONB), with_ordinality="n")
+        .render_derived(name="event")
+    )
+    data = events.c.value.op("->")("data")
+    if stamp:  # the last event's data, with the row's columns named
+        stamped = data.op("||")(func.jsonb_build_object(*(part for name in stamp for part in (name, advanced.c[name]))))
+        data = case((events.c.n == bindparam("count"), stamped), else_=data)
+    rows = select(
+        bindparam("job_id", type_=Text),
+        advanced.c.event_seq - bindparam("count") + events.c.n,
+        events.c.value.op("->>")("type"),
+        data,
+        cast(events.c.value.op("->>")("time"), DateTime(timezone=True)),
+    ).select_from(advanced.join(events, true()))
+    recorded = insert(JobEvent.__table__).from_select(["job_id", "seq", "type", "data", "time"], rows).cte("recorded")
+    owner_and_family = func.jsonb_build_object("owner", advanced.c.owner_id, "family", advanced.c.family)
+    wake = func.pg_notify(
+        bindparam("channel"), cast(cast(bindparam("payload", type_=Text), JSONB).op("||")(owner_and_family), Text)
+    )
+    return select(*advanced.c, wake.label("woke")).add_cte(recorded)
 
 
 @lru_cache(maxsize=256)
@@ -157,8 +249,7 @@ def _insert_events(
 ) -> list[int]:
     """`events` numbered up to `row.event_seq`, the number taken for the last (by _advance; a new
     job's row itself); `row` also gives the owner and family the wake-up names, `wake` more of it."""
-    first = row.event_seq - len(events) + 1
-    seqs = [first + i for i in range(len(events))]
+    seqs = _seqs(row.event_seq, len(events))
     # Delivered at commit: the streams of this job and of its owner wake, and the dispatcher
     # looks again when a job's status changed (submitted, finished, cancelled); the family tells
     # the search driver whether a new `queued` may be a search (service/search/driver.py).
@@ -171,6 +262,11 @@ def _insert_events(
     ]
     wakeups.insert_and_notify(session, JobEvent.__table__, rows, wakeups.JOB_EVENTS, payload)
     return seqs
+
+
+def _seqs(last: int, count: int) -> list[int]:
+    """The sequence numbers of `count` events, the last of them `last`."""
+    return list(range(last - count + 1, last + 1))
 
 
 @dataclass(frozen=True)
@@ -198,19 +294,18 @@ def claim_job(session: Session, job_id: str, worker: str) -> Claimed | None:
     `running` event's number and returns the row's fields (a worker's claim used to read them
     again, and write the event in an UPDATE of its own)."""
     now = utcnow()
-    row = _advance(
+    row = _advance_and_record(
         session,
         job_id,
         {"status": QUEUED},
-        1,
         {"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker},
+        [("status", {"status": RUNNING, "worker": worker}, now)],
         returning=("attempt", "spec", "time_limit_s", "gpu_memory_mb", "progress"),
         counting=("attempt",),
+        stamp=("attempt",),
     )
     if row is None:
         return None
-    event = ("status", {"status": RUNNING, "worker": worker, "attempt": row.attempt}, now)
-    _insert_events(session, job_id, row, [event])
     return Claimed(row.attempt, row.family, row.spec, row.owner_id, row.time_limit_s, row.gpu_memory_mb, row.progress)
 
 
@@ -237,13 +332,15 @@ def finish(
     data = {"status": status}
     if fields.get("error"):
         data["error"] = fields["error"]
-    events = [*before, ("status", data, utcnow())]
-    row = _advance(session, job_id, guard, len(events), {"status": status, "finished_at": utcnow(), **fields})
+    now = utcnow()
+    events = [*before, ("status", data, now)]
+    row = _advance_and_record(
+        session, job_id, guard, {"status": status, "finished_at": now, **fields}, events, wake=wake
+    )
     if row is None:
         if before:
             add_events(session, job_id, list(before))
         return False
-    _insert_events(session, job_id, row, events, wake)
     return True
 
 

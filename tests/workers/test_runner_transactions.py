@@ -1,6 +1,7 @@
-"""A short job's worker writes in two transactions, its claim and its outcome: the claim's one
-UPDATE returns what the job runs, and the log lines and progress that waited go with the
-outcome, numbered before `succeeded`, each once."""
+"""A short job's worker writes twice, its claim and its outcome: the claim's one UPDATE returns
+what the job runs, and the log lines and progress that waited go with the outcome, numbered
+before `succeeded`, each once. On PostgreSQL the claim is one statement outside a transaction, and
+each UPDATE writes its events and their wake-up too."""
 
 from __future__ import annotations
 
@@ -36,18 +37,21 @@ def queued(db, settings):
 def statements(db):
     """The runner's statements (this thread's: the job's watch looks from its own, twice a second)."""
     seen: list[str] = []
+    alone: list[bool] = []  # each statement's: whether it committed alone (PostgreSQL's autocommit)
 
     def on_statement(conn, cursor, statement, parameters, context, executemany):
         if threading.current_thread() is threading.main_thread():
             seen.append(" ".join(statement.split()))
+            alone.append(getattr(conn.connection.dbapi_connection, "autocommit", False) is True)
 
     def on_commit(conn):
         if threading.current_thread() is threading.main_thread():
             seen.append("COMMIT")
+            alone.append(False)
 
     event.listen(db.engine, "before_cursor_execute", on_statement)
     event.listen(db.engine, "commit", on_commit)
-    yield seen
+    yield seen, alone
     event.remove(db.engine, "before_cursor_execute", on_statement)
     event.remove(db.engine, "commit", on_commit)
 
@@ -64,11 +68,18 @@ def test_a_short_job_is_a_claim_and_an_outcome(db, settings, queued, statements,
     monkeypatch.setattr(reporter_module, "WRITE_EVERY_S", 60.0)  # however slow this machine is today
     assert JobRunner(settings, db, "w1").run(queued) == "succeeded"
 
-    assert statements.count("COMMIT") == 2  # the claim, the outcome: no transaction of its own for the lines
-    updates = [s for s in statements if s.startswith("UPDATE jobs")]
+    seen, alone = statements
+    assert seen.count("COMMIT") == 2  # the claim, the outcome: no transaction of its own for the lines
+    updates = [n for n, s in enumerate(seen) if "UPDATE jobs" in s]
     assert len(updates) == 2  # the job's row once in each, its events' numbers taken in the same UPDATE
-    assert all("RETURNING" in s for s in updates)  # ... which gives back what the worker reads of it:
-    assert not [s for s in statements if s.startswith("SELECT") and "FROM jobs" in s]  # no read of the row
+    assert all("RETURNING" in seen[n] for n in updates)  # ... which gives back what the worker reads of it:
+    assert not [s for s in seen if s.startswith("SELECT") and "FROM jobs" in s]  # no read of the row
+    if db.url.startswith("postgresql"):
+        claim, outcome = updates
+        for n in updates:  # the row's UPDATE, its events' INSERT and their wake-up: one statement
+            assert seen[n].startswith("WITH advanced AS (UPDATE jobs") and "INSERT INTO job_events" in seen[n]
+        assert alone[claim] and claim == 0  # the claim is the first statement, and commits alone
+        assert not alone[outcome]  # the outcome commits with its model's row
     events = events_of(db, queued)
     assert [seq for seq, _, _ in events] == list(range(1, len(events) + 1))  # each once, in order
     kinds = [(kind, data.get("status") or data.get("message", "").split(":")[0]) for _, kind, data in events]
