@@ -17,13 +17,13 @@ import json
 from typing import Any
 
 import anyio
-from a2wsgi import WSGIMiddleware
 from flask import Flask
 
 from service.api.event_feeds import HEARTBEAT, HEARTBEAT_S, RETRY_MS, STREAM_HEADERS, Feed
 from service.api.events import HANDOFF_HEADER, SCOPE_KEY, feed_from
 from service.api.monitoring import OPEN_STREAMS
 from service.api.stream_hub import StreamHub
+from service.api.wsgi_bridge import WsgiBridge
 from service.core.db import Database
 
 HUB_POLL_S = 1.0  # SQLite: the hub looks for new events at least this often (sooner on a commit)
@@ -35,7 +35,7 @@ class StreamingApp:
         services = flask_app.extensions["labtrain"]
         self.db: Database = services.db
         self.hub = StreamHub(services.db, services.settings.database_url, HUB_POLL_S)
-        self.wsgi = WSGIMiddleware(flask_app, workers=threads)
+        self.wsgi = WsgiBridge(flask_app, workers=threads)
         self.readers: anyio.CapacityLimiter | None = None  # made in the event loop
         flask_app.extensions["labtrain.streams"] = self.hub  # /readyz and /metrics report it
 
@@ -43,8 +43,8 @@ class StreamingApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http":
-            await self.wsgi(scope, receive, send)
+        if scope["type"] != "http":  # a websocket: none is served
+            await send({"type": "websocket.close", "code": 1000})
             return
         held: dict[str, Any] = {}
 
