@@ -52,6 +52,8 @@ log = logging.getLogger("labtrain.dispatcher")
 JOBS = Job.__table__
 STOP_CHECK_S = 0.5  # how often a waiting dispatcher looks whether it was asked to stop
 ARRIVALS_PAUSE_S = 30.0  # release_arrival leaves every job to the rounds this long after a send failed
+# A wake-up's key: the jobs a submit released itself (release_arrival), whose own `queued` is old news.
+RELEASED_AT_SUBMIT = "released_at_submit"
 
 
 class Dispatcher:
@@ -145,7 +147,10 @@ class Dispatcher:
         if queue not in self._refillable or time.monotonic() - self._send_failed_at < ARRIVALS_PAUSE_S:
             return []
         self._lock(session)
-        return self._fill_free(session, queue, worker_registry.online(session), keep_for=_UNSENT)
+        released = self._fill_free(session, queue, worker_registry.online(session), keep_for=_UNSENT)
+        if released:  # the dispatcher need not look at these arrivals: _wait_for_a_change
+            wakeups.notify(session, wakeups.JOB_EVENTS, {RELEASED_AT_SUBMIT: released})
+        return released
 
     def send_arrivals(self, db: Database, queue: str, released: list[str]) -> None:
         """The jobs release_arrival released, sent now that they are committed, at once: a request
@@ -632,6 +637,8 @@ def _wait_for_a_change(
         if wakes is None:  # SQLite: a commit whose wake-ups are not known
             return None
         # Epoch and log events wake the streams, not this: only a new status or worker counts.
+        # An arrival its submit released took a slot and left the line as it was: no news.
+        old_news.update(job for wake in wakes for job in wake.payload.get(RELEASED_AT_SUBMIT, ()))
         news = [wake for wake in wakes if not _old_news(wake, old_news)]
         if any(_changes_decision(wake, starts_count) for wake in news):
             return wakes

@@ -4,11 +4,13 @@ lost messages, and two dispatchers at once."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -526,6 +528,34 @@ def test_a_job_first_in_line_is_released_by_its_submit_into_a_free_slot(client, 
     ]
     with db.session() as session:
         assert not Dispatcher(settings, None, slurm=False).round_needed(session)
+
+
+def test_an_arrival_its_submit_released_does_not_wake_the_dispatcher(client, alice, db, settings):
+    """The submit that released its job itself says so in its wake-ups: the dispatcher sleeps
+    through that arrival (it took a slot and left the line as it was), and wakes for the next,
+    which waits for a slot."""
+    heartbeat(db, "w1", "cpu", concurrency=1)
+    listener = wakeups.Listener(db.url, (wakeups.JOB_EVENTS, wakeups.WORKERS)) if wakeups.notifies(db.url) else None
+    commits = None if listener else wakeups.SqliteChanges(db.url)
+    if listener:
+        listener.wait(0.01)  # listening before the first commit
+    timer = SimpleNamespace(dispatch_safety_s=600)
+    stop = threading.Event()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            woken = pool.submit(
+                dispatcher_module._wait_for_a_change, listener, commits, timer, stop, starts_count=False
+            )
+            first = client.post("/api/v1/jobs", json=SPEC, headers=alice).json
+            second = client.post("/api/v1/jobs", json=SPEC, headers=alice).json
+            wakes = woken.result(timeout=60)  # the wait went on through the first arrival's wake-ups
+    finally:
+        stop.set()
+        (listener or commits).close()
+    assert wakes is not None and [w.payload.get("job") for w in wakes if w.payload.get("submitted")] == [second["id"]]
+    with db.session() as session:
+        assert session.get(Job, first["id"]).released_at is not None
+        assert session.get(Job, second["id"]).released_at is None
 
 
 def test_a_release_at_submit_is_sent_after_its_commit_and_leaves_gpu_queues_alone(db, lab, settings):
