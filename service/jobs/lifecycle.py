@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -191,20 +191,26 @@ def _advance_and_record(
             _insert_events(session, job_id, row, events, wake)
         return row
     advance, params = _advance_with_params(session, job_id, guard, len(events), values, returning, counting)
-    params["events"] = json.dumps([{"type": t, "data": data, "time": at.isoformat()} for t, data, at in events])
+    params["events"] = json.dumps([{"type": t, "data": data, "time": _utc(at).isoformat()} for t, data, at in events])
     params["channel"] = wakeups.JOB_EVENTS
     params["payload"] = wakeups.payload_text(
         {"job": job_id, "type": events[-1][0], "status": events[-1][1].get("status"), **(wake or {})}
     )
-    row = session.execute(_recording_statement(advance, stamp), params).one_or_none()
+    computed = any(isinstance(value, ClauseElement) for value in values.values())  # a new UPDATE each time
+    recording = _recording_statement.__wrapped__(advance, stamp) if computed else _recording_statement(advance, stamp)
+    row = session.execute(recording, params).one_or_none()
     _expire_held(session, job_id, row, values, counting)
     return row
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # as UtcDateTime stores a naive one
 
 
 @lru_cache(maxsize=256)
 def _recording_statement(advance: Update, stamp: tuple[str, ...]) -> Select:
     """`_advance_and_record`'s statement on PostgreSQL, for an UPDATE `_advance_statement` built
-    (cached by it, so this is too; a search's CASE makes a new one, which the cache soon drops)."""
+    once per shape (so this is too)."""
     advanced = advance.cte("advanced")
     events = (
         func.jsonb_array_elements(cast(bindparam("events", type_=Text), JSONB))
