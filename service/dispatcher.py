@@ -112,7 +112,13 @@ class Dispatcher:
                     log.info("asked job %s to yield its %s slot to a waiting debug job", job_id, queue)
         return released
 
-    def refill(self, session: Session, worker: str, queues: list[str]) -> str | None:
+    def something_waits(self, session: Session, queues: list[str]) -> bool:
+        """Whether a job of `queues` that a refill may take waits for a slot (one statement, which
+        a worker asks outside a transaction: a job at a time finds none, at no BEGIN or COMMIT)."""
+        queues = [q for q in queues if q in self._refillable]
+        return bool(queues) and session.execute(_first_waiting(), {"queues": queues}).first() is not None
+
+    def refill(self, session: Session, worker: str, queues: list[str], looked: bool = False) -> str | None:
         """The slot a job of `worker` just freed takes the next job at once, chosen as a round
         chooses (fair share, running limits, budgets) under the same lock, and released to that
         worker without a message: its process runs it next (workers/refill.py). Returns the job's
@@ -121,7 +127,8 @@ class Dispatcher:
         Reaping, resending and preemption stay the dispatcher's."""
         queues = [q for q in queues if q in self._refillable]
         # Nothing waits (a job at a time): no lock, no round, and nothing for the dispatcher either.
-        if not queues or session.execute(_first_waiting(), {"queues": queues}).first() is None:
+        # `looked`: the caller found something waiting just now (something_waits).
+        if not queues or not (looked or self.something_waits(session, queues)):
             return None
         self._lock(session)
         online = worker_registry.online(session)

@@ -104,6 +104,26 @@ def test_a_refill_claims_the_job_it_takes_in_the_same_transaction(db, settings):
     assert not runner.run_taken(refill._take)  # nothing waits: nothing taken, nothing run
 
 
+def test_a_slot_with_nothing_waiting_looks_once_outside_a_transaction(db, settings):
+    """A job at a time: the slot its end freed finds nothing waiting with one statement, and no
+    transaction (on PostgreSQL a BEGIN and a COMMIT, while the job's client is being told)."""
+    heartbeat(db, WORKER, "cpu", concurrency=1)
+    runner = JobRunner(settings, db, WORKER, refills=True)
+    alone: list[bool] = []
+
+    def in_autocommit(conn, *_args) -> None:
+        alone.append(getattr(conn.connection.dbapi_connection, "autocommit", False) is True)
+
+    event.listen(db.engine, "before_cursor_execute", in_autocommit)
+    try:
+        with _statements_and_commits(db) as seen:
+            Refill(settings, WORKER, ["cpu"]).run_following(runner)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", in_autocommit)
+    assert len(seen) == 1 and "FROM jobs" in seen[0], seen  # the look, and no COMMIT
+    assert alone == [db.url.startswith("postgresql")]  # SQLite begins no transaction for a read
+
+
 @contextmanager
 def _statements_and_commits(db) -> Iterator[list[str]]:
     """The statements `db`'s engine runs meanwhile, and its commits (as "COMMIT"), in their order."""
