@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 from flask import Blueprint, Flask
 from sqlalchemy import select
 
-from service.api.auth import current_user, db_session, owned
+from service.api.auth import current_user, db_session, owned, reads_only
 from service.api.builtin_datasets import image_builtin_view, image_builtin_views
 from service.api.context import services
 from service.api.serialize import dataset_view
@@ -130,6 +130,7 @@ def _inspect_npz(data: bytes) -> dict[str, Any]:
 
 
 @bp.get("")
+@reads_only
 def list_datasets():
     user = current_user()
     query = select(Dataset).order_by(Dataset.id.desc())
@@ -140,6 +141,7 @@ def list_datasets():
 
 
 @bp.get("/<dataset_id>")
+@reads_only
 def get_dataset(dataset_id: str):
     if dataset_id in BUILTINS:
         return _builtin_view(dataset_id)

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 
-from service.api.auth import current_user, db_session
+from service.api.auth import current_user, db_session, reads_only
 from service.api.context import services
 from service.api.event_feeds import RETRY_MS, JobFeed, JobsFeed, poll_stream, stream_response
 from service.courses.access import is_staff_anywhere
@@ -32,6 +32,7 @@ def init_app(app: Flask) -> None:
 
 
 @bp.get("")
+@reads_only
 def my_jobs():
     """Each job the caller may see whenever it changes (their own; a course's for its staff; an
     admin's: everyone's), as `job` events;

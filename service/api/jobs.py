@@ -121,6 +121,7 @@ def events(job_id: str):
 
 
 @bp.get("/<job_id>/log")
+@reads_only
 def job_log(job_id: str):
     """The job's log; from byte `offset` on when given (what `labtrain logs -f` follows), with
     the offset to ask from next in X-Log-Offset."""
@@ -139,6 +140,7 @@ def job_log(job_id: str):
 
 
 @bp.get("/<job_id>/artifacts")
+@reads_only
 def artifacts(job_id: str):
     """The files a code job left in its outputs/ folder (listed once the job has ended)."""
     job = visible_job(job_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, request, send_file
 from sqlalchemy import select
 
-from service.api.auth import current_user, db_session, visible_job
+from service.api.auth import current_user, db_session, reads_only, visible_job
 from service.api.context import services
 from service.api.requests import json_body
 from service.api.serialize import model_view
@@ -54,6 +54,7 @@ def _model(model_id: str) -> Model:
 
 
 @bp.get("")
+@reads_only
 def list_models():
     user = current_user()
     query = select(Model).where(visible_models(user.id, user.is_admin)).order_by(Model.id.desc())
@@ -61,6 +62,7 @@ def list_models():
 
 
 @bp.get("/<model_id>")
+@reads_only
 def get_model(model_id: str):
     return model_view(_model(model_id))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 from sqlalchemy import select
 
-from service.api.auth import current_user, db_session, owned
+from service.api.auth import current_user, db_session, owned, reads_only
 from service.api.context import services
 from service.api.serialize import source_view
 from service.api.upload_body import consume, discard, field, incoming
@@ -55,6 +55,7 @@ def upload():
 
 
 @bp.get("")
+@reads_only
 def list_sources():
     user = current_user()
     query = select(Source).order_by(Source.id.desc())
@@ -64,5 +65,6 @@ def list_sources():
 
 
 @bp.get("/<source_id>")
+@reads_only
 def get_source(source_id: str):
     return source_view(owned(Source, source_id, "source"))
