@@ -78,9 +78,8 @@ class Dispatcher:
         """One round under the lock; returns the ids of the jobs released. The queued and running
         jobs are read once, after the lock; each step below works on those rows. `online`: the
         workers online, where this transaction read them already."""
-        self._lock(session)
+        online = self._lock_and_look(session, online)
         now = utcnow()
-        online = worker_registry.online(session) if online is None else online
         jobs = _slot_jobs(session)
         reaped = self._reap(session, now, jobs)
         if reaped:
@@ -130,8 +129,7 @@ class Dispatcher:
         # `looked`: the caller found something waiting just now (something_waits).
         if not queues or not (looked or self.something_waits(session, queues)):
             return None
-        self._lock(session)
-        online = worker_registry.online(session)
+        online = self._lock_and_look(session)
         if worker not in {w.name for w in online}:  # stopping: the dispatcher's round fills the slot
             wakeups.notify(session, wakeups.WORKERS, {"worker": worker, "left": True})
             return None
@@ -153,11 +151,9 @@ class Dispatcher:
         # A broker that refused lately would make each submit wait for its connection timeout.
         if queue not in self._refillable or time.monotonic() - self._send_failed_at < ARRIVALS_PAUSE_S:
             return []
-        self._lock(session)
-        released = self._fill_free(session, queue, worker_registry.online(session), keep_for=_UNSENT)
-        if released:  # the dispatcher need not look at these arrivals: _wait_for_a_change
-            wakeups.notify(session, wakeups.JOB_EVENTS, {RELEASED_AT_SUBMIT: released})
-        return released
+        # _fill's write of the job it releases tells the dispatcher it need not look at this
+        # arrival (_wait_for_a_change).
+        return self._fill_free(session, queue, self._lock_and_look(session), keep_for=_UNSENT)
 
     def send_arrivals(self, db: Database, queue: str, released: list[str]) -> None:
         """The jobs release_arrival released, sent now that they are committed, at once: a request
@@ -270,6 +266,20 @@ class Dispatcher:
                 session.execute(insert(DispatchLock).values(id=1, **holder))
         except IntegrityError:  # another dispatcher made it first
             session.execute(_take_lock(), holder)
+
+    def _lock_and_look(self, session: Session, online: list[Worker] | None = None) -> list[Worker]:
+        """The lock (_lock), and the workers online unless the caller read them (`online`). On
+        PostgreSQL one statement, a round trip less for each submit, refill and round: the lock's
+        UPDATE is a CTE the workers' SELECT is joined to, so it runs first."""
+        if online is not None or session.get_bind().dialect.name != "postgresql":
+            self._lock(session)
+            return worker_registry.online(session) if online is None else online
+        params = {"holder": self.name, "taken_at": utcnow(), "since": worker_registry.online_since()}
+        rows = session.execute(_lock_and_online(), params).all()
+        if not rows:  # no lock row to take: _lock makes it
+            self._lock(session)
+            return worker_registry.online(session)
+        return [worker for _locked, worker in rows if worker is not None]
 
     def _slurm_serves(self, queue: str) -> bool:
         return self.slurm is not None and self.slurm.serves(queue)
@@ -404,7 +414,10 @@ class Dispatcher:
             elif not self._send(job, session, placed.get("worker")):
                 free = 0  # the broker is down: try again next round
                 continue
-            job.write(session, released_at=now, **placed)
+            if keep_for is _UNSENT:  # released at its submit: the dispatcher need not look at it
+                job.write(session, wake={RELEASED_AT_SUBMIT: [job.id]}, released_at=now)
+            else:
+                job.write(session, released_at=now, **placed)
             if gpu is not None:
                 gpu.take(need)
             per_owner[job.owner_id] += 1
@@ -433,6 +446,20 @@ def _take_lock() -> Update:
     bulk UPDATE would first look for the row among the session's objects."""
     table = DispatchLock.__table__
     return update(table).where(table.c.id == 1).values(holder=bindparam("holder"), taken_at=bindparam("taken_at"))
+
+
+@cache
+def _lock_and_online() -> Select:
+    """_take_lock's UPDATE as a CTE, and each worker online beside its row: one row with no
+    worker where none is online, none where the lock's row is missing."""
+    table = DispatchLock.__table__
+    locked = _take_lock().returning(table.c.id).cte("locked")
+    return (
+        select(locked.c.id, Worker)
+        .select_from(locked)
+        .outerjoin(Worker, Worker.heartbeat_at >= bindparam("since"))
+        .order_by(Worker.name)
+    )
 
 
 @cache
@@ -488,14 +515,19 @@ class SlotJob:
     backend_id: str | None
     waiting: dict[str, Any] | None
 
-    def write(self, session: Session, **values: Any) -> None:
-        """Change these columns, here and in the database (at once, in the round's transaction).
-        On the table, not through the ORM: its bulk UPDATE would first look for the job among the
-        session's objects, which cost more than the statement (a round loads none it writes here,
-        but a SLURM submit's, whose own changes are other columns)."""
+    def write(self, session: Session, wake: dict[str, Any] | None = None, **values: Any) -> None:
+        """Change these columns, here and in the database (at once, in the round's transaction),
+        and send `wake` on JOB_EVENTS with them where given. On the table, not through the ORM:
+        its bulk UPDATE would first look for the job among the session's objects, which cost more
+        than the statement (a round loads none it writes here, but a SLURM submit's, whose own
+        changes are other columns)."""
         for name, value in values.items():
             setattr(self, name, value)
-        session.execute(update(JOBS).where(JOBS.c.id == self.id).values(**values))
+        statement = update(JOBS).where(JOBS.c.id == self.id).values(**values)
+        if wake is None:
+            session.execute(statement)
+        else:
+            wakeups.update_and_notify(session, statement, wakeups.JOB_EVENTS, wake)
 
 
 _ALL, _HOLDERS_AND_HEADS = "all", "holders and heads"

@@ -27,7 +27,7 @@ from functools import cache
 from typing import Any
 
 import psycopg
-from sqlalchemy import Insert, Table, bindparam, event, func, insert, text
+from sqlalchemy import Insert, Table, Update, bindparam, event, func, insert, literal_column, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -129,6 +129,18 @@ def insert_and_notify(
         return
     wake = {"channel": channel, "payload": payload_text(payload)}
     session.execute(_inserting_and_notifying(table), [{**row, **wake} for row in rows])
+
+
+def update_and_notify(session: Session, statement: Update, channel: str, payload: dict[str, Any]) -> None:
+    """`statement` (an UPDATE), and `payload` sent as `notify` sends it where it changed a row.
+    On PostgreSQL in one statement, a round trip less: the UPDATE is a CTE that pg_notify reads."""
+    if session.get_bind().dialect.name != "postgresql":
+        if session.execute(statement).rowcount:
+            notify(session, channel, payload)
+        return
+    written = statement.returning(literal_column("1")).cte("written")
+    notifying = select(func.pg_notify(bindparam("channel"), bindparam("payload"))).select_from(written)
+    session.execute(notifying, {"channel": channel, "payload": payload_text(payload)})
 
 
 def payload_text(payload: dict[str, Any]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -32,7 +32,7 @@ def heartbeat(
     capabilities: dict[str, Any] | None = None,
 ) -> None:
     worker = session.get(Worker, name)
-    since = utcnow() - timedelta(seconds=ONLINE_SECONDS)
+    since = online_since()
     if worker is None or worker.heartbeat_at < since or worker.concurrency != concurrency:
         wakeups.notify(session, wakeups.WORKERS, {"worker": name})  # new slots: the dispatcher looks again
     if worker is None:
@@ -50,8 +50,12 @@ def remove(session: Session, name: str) -> None:
 
 
 def online(session: Session) -> list[Worker]:
-    since = utcnow() - timedelta(seconds=ONLINE_SECONDS)
-    return list(session.scalars(_online(), {"since": since}))
+    return list(session.scalars(_online(), {"since": online_since()}))
+
+
+def online_since() -> datetime:
+    """The oldest heartbeat of a worker online now."""
+    return utcnow() - timedelta(seconds=ONLINE_SECONDS)
 
 
 @cache

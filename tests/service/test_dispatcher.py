@@ -14,12 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from service import dispatcher as dispatcher_module
 from service.core import wakeups
 from service.core.broker import make_celery, make_request_sender
-from service.core.orm import Job, JobEvent, User, utcnow
+from service.core.orm import DispatchLock, Job, JobEvent, User, utcnow
 from service.dispatcher import Dispatcher, refillable
 from service.jobs import lifecycle
 from service.jobs.limits import set_limits
@@ -188,6 +188,30 @@ def test_two_dispatchers_never_release_a_job_twice(db, settings, lab):
     with ThreadPoolExecutor(4) as pool:
         released = sum(pool.map(go, dispatchers), [])
     assert len(released) == len(set(released)) == 8
+
+
+def test_the_lock_and_the_workers_online_are_one_statement_and_a_lost_lock_row_is_made_again(db, dispatcher, lab):
+    """On PostgreSQL a round (and a submit's release, and a refill) takes the lock and reads the
+    workers online in one round trip; where the lock's row was deleted, it is made again first."""
+    _users, submit, worker = lab
+    worker("cpu", concurrency=1, name="w1")
+    worker("cpu", concurrency=1, name="w2")
+    first, second = submit("anna", queue="cpu")[0], submit("ben", queue="cpu")[0]
+    with db.session() as session:
+        session.execute(delete(DispatchLock))
+    assert round_(db, dispatcher) == [first, second]  # both workers were seen
+    with db.session() as session:
+        assert session.get(DispatchLock, 1).holder == "test-dispatcher"
+    third = submit("cleo", queue="cpu")[0]
+    worker("cpu", concurrency=2, name="w2")
+    with statements(db) as seen:
+        assert round_(db, dispatcher) == [third]  # w2's second slot
+    locks = [s for s in seen if "dispatch_lock" in s]
+    workers = [s for s in seen if "workers.heartbeat_at >=" in s]  # the look for those online
+    if db.url.startswith("postgresql"):
+        assert len(locks) == 1 and locks == workers, seen
+    else:
+        assert len(locks) == len(workers) == 1 and locks != workers, seen
 
 
 def test_a_job_whose_worker_stopped_heartbeating_is_requeued_then_failed(db, dispatcher, lab, settings):

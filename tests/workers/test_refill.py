@@ -95,7 +95,7 @@ def test_a_refill_claims_the_job_it_takes_in_the_same_transaction(db, settings):
     refill = Refill(settings, WORKER, ["cpu"])
     with _statements_and_commits(db) as seen:
         assert runner.run_taken(refill._take)
-    lock = seen.index(next(s for s in seen if s.startswith("UPDATE dispatch_lock")))
+    lock = seen.index(next(s for s in seen if "UPDATE dispatch_lock" in s))  # on PostgreSQL in a WITH
     claim = seen.index(next(s for s in seen if "UPDATE jobs SET status" in s))  # on PostgreSQL in a WITH
     assert lock < claim and "COMMIT" not in seen[lock:claim], seen[lock : claim + 1]
     with db.session() as session:
