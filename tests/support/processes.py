@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import subprocess
@@ -168,22 +167,16 @@ class Client:
         return self.get(f"/api/v1/jobs/{job_id}").json()
 
     def wait_for_end(self, job_id: str, timeout: float = 600) -> None:
-        """Until the job's event stream says it ended (follow's first half)."""
-        finished = ("succeeded", "failed", "cancelled")
+        """Until the job's event stream ends, which the server ends right after the job's last
+        event (follow's first half). Read to its end, as labtrain's StatusStream reads it, the
+        stream's connection goes back to the pool for the next request; a response left unread
+        would be closed, and the next request would open a connection of its own."""
         headers = {"Accept": "text/event-stream"}
         with self.session.get(
             f"{self.base_url}/api/v1/jobs/{job_id}/events", headers=headers, stream=True, timeout=timeout
         ) as stream:
-            kind = None
-            for line in stream.iter_lines(decode_unicode=True):
-                if line.startswith("event: "):
-                    kind = line.removeprefix("event: ")
-                elif (
-                    line.startswith("data: ")
-                    and kind == "status"
-                    and json.loads(line.removeprefix("data: "))["data"].get("status") in finished
-                ):
-                    break
+            for _chunk in stream.iter_content(chunk_size=None):
+                pass
 
 
 def start_stack(
