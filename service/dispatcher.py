@@ -271,15 +271,13 @@ class Dispatcher:
         """The lock (_lock), and the workers online unless the caller read them (`online`). On
         PostgreSQL one statement, a round trip less for each submit, refill and round: the lock's
         UPDATE is a CTE the workers' SELECT is joined to, so it runs first."""
-        if online is not None or session.get_bind().dialect.name != "postgresql":
-            self._lock(session)
-            return worker_registry.online(session) if online is None else online
-        params = {"holder": self.name, "taken_at": utcnow(), "since": worker_registry.online_since()}
-        rows = session.execute(_lock_and_online(), params).all()
-        if not rows:  # no lock row to take: _lock makes it
-            self._lock(session)
-            return worker_registry.online(session)
-        return [worker for _locked, worker in rows if worker is not None]
+        if online is None and session.get_bind().dialect.name == "postgresql":
+            params = {"holder": self.name, "taken_at": utcnow(), "since": worker_registry.online_since()}
+            rows = session.execute(_lock_and_online(), params).all()
+            if rows:  # none: no lock row to take, which _lock makes
+                return [worker for _locked, worker in rows if worker is not None]
+        self._lock(session)
+        return worker_registry.online(session) if online is None else online
 
     def _slurm_serves(self, queue: str) -> bool:
         return self.slurm is not None and self.slurm.serves(queue)
@@ -414,10 +412,9 @@ class Dispatcher:
             elif not self._send(job, session, placed.get("worker")):
                 free = 0  # the broker is down: try again next round
                 continue
-            if keep_for is _UNSENT:  # released at its submit: the dispatcher need not look at it
-                job.write(session, wake={RELEASED_AT_SUBMIT: [job.id]}, released_at=now)
-            else:
-                job.write(session, released_at=now, **placed)
+            # Released at its submit: its wake-up tells the dispatcher it need not look at it.
+            wake = {RELEASED_AT_SUBMIT: [job.id]} if keep_for is _UNSENT else None
+            job.write(session, wake, released_at=now, **placed)
             if gpu is not None:
                 gpu.take(need)
             per_owner[job.owner_id] += 1
