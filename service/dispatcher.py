@@ -200,10 +200,13 @@ class Dispatcher:
     def settled_by(self, wakes: list[wakeups.Wake]) -> bool:
         """Whether `wakes` leave what the last look found: nothing to do. So where each is a new
         job's arrival (`submitted`, lifecycle.create_job) in a queue whose jobs waited with no slot
-        free: an arrival frees none. Any other forgets that look, so the next one looks again. What
-        time alone brings due (a heartbeat gone stale, a job overdue at the broker or waiting long
-        enough to preempt) the timer's look catches, every `dispatch_safety_s`."""
-        if all(wake.payload.get("submitted") in self._full for wake in wakes):
+        free: an arrival frees none; or the end of a job its worker's process took for its slot
+        (`taken`, workers/runner.py): that process takes the next under the round's lock, and where
+        it leaves the slot free it says so on the workers' channel (workers/refill.py). Any other
+        forgets that look, so the next one looks again. What time alone brings due (a heartbeat
+        gone stale, a job overdue at the broker or waiting long enough to preempt) the timer's look
+        catches, every `dispatch_safety_s`."""
+        if all(wake.payload.get("submitted") in self._full or _left_to_its_refill(wake) for wake in wakes):
             return True
         self._full = set()
         return False
@@ -395,8 +398,7 @@ class Dispatcher:
             if reason is not None or free <= 0:
                 continue
             if job.owner_id not in limits:
-                owner = session.get(User, job.owner_id)
-                limits[job.owner_id] = running_limit(self.settings, owner, queue)
+                limits[job.owner_id] = running_limit(self.settings, job.owner_limits, queue)
             if per_owner[job.owner_id] >= limits[job.owner_id]:
                 continue
             gpu = None
@@ -511,6 +513,7 @@ class SlotJob:
     gpu_memory_mb: int | None
     backend_id: str | None
     waiting: dict[str, Any] | None
+    owner_limits: dict[str, Any] | None  # the owner's own (User.limits), which running_limit reads
 
     def write(self, session: Session, wake: dict[str, Any] | None = None, **values: Any) -> None:
         """Change these columns, here and in the database (at once, in the round's transaction),
@@ -542,19 +545,26 @@ def _slot_jobs_query(of_queue: bool = False, which: str = _ALL) -> Select | Comp
     """`which`: _ALL; or _HOLDERS_AND_HEADS, the jobs that hold a slot (running, or sent and not
     yet taken) and, of those that wait, each owner's next in each group and tier (by priority,
     then age)."""
-    columns = [getattr(Job, field.name) for field in fields(SlotJob)]
+    names = [field.name for field in fields(SlotJob)][:-1]  # the job's columns; its owner's limits, joined
+    columns = [getattr(Job, name) for name in names]
     mine = [families.takes_slot(), Job.status.in_((QUEUED, RUNNING))]
     if of_queue:
         mine.append(Job.queue == bindparam("queue"))
+    # The owner's limits with each job: a refill places one, for which the owner's row was a read of its own.
+    with_limits = select(*columns, User.limits).join(User, User.id == Job.owner_id)
     if which == _ALL:
-        return select(*columns).where(*mine)
+        return with_limits.where(*mine)
     waiting = lifecycle.waiting_for_a_slot()
     place = func.row_number().over(
         partition_by=(Job.course_id, Job.owner_id, Job.tier), order_by=(Job.priority.desc(), Job.id)
     )
     lines = select(*columns, place.label("place")).where(*mine, waiting).subquery()
-    heads = select(*(lines.c[field.name] for field in fields(SlotJob))).where(lines.c.place == 1)
-    return union_all(select(*columns).where(*mine, ~waiting), heads)
+    heads = (
+        select(*(lines.c[name] for name in names), User.limits)
+        .join(User, User.id == lines.c.owner_id)
+        .where(lines.c.place == 1)
+    )
+    return union_all(with_limits.where(*mine, ~waiting), heads)
 
 
 def _slot_jobs(session: Session, queue: str | None = None, which: str = _ALL) -> list[SlotJob]:
@@ -688,6 +698,11 @@ def _old_news(wake: wakeups.Wake, old_news: set[str]) -> bool:
         return False
     old_news.discard(wake.payload["job"])
     return True
+
+
+def _left_to_its_refill(wake: wakeups.Wake) -> bool:
+    """Whether `wake` is the end of a job its process took for its slot, which it refills in turn."""
+    return wake.channel == wakeups.JOB_EVENTS and bool(wake.payload.get("refill")) and bool(wake.payload.get("taken"))
 
 
 def _needs_round(wake: wakeups.Wake) -> bool:

@@ -19,6 +19,7 @@ import time
 
 from sqlalchemy.orm import Session
 
+from service.core import wakeups
 from service.core.config import Settings
 from service.core.db import Database
 from service.dispatcher import Dispatcher
@@ -38,13 +39,20 @@ class Refill:
         """Runs the jobs this process takes next, one at a time, each taken as the one before it
         ends, in the transaction that claims it."""
         until = time.monotonic() + self.longest_s
-        while self.queues and time.monotonic() < until and self._something_waits(runner.db):
-            if not runner.run_taken(self._take):
-                break
+        took = False  # a take after a take looks in its own transaction: a busy queue's jobs skip the look
+        try:
+            while self.queues and time.monotonic() < until and (took or self._something_waits(runner.db)):
+                if not runner.run_taken(self._take):
+                    break
+                took = True
+        finally:
+            if took:  # the dispatcher left this slot to it (Dispatcher.settled_by), and it is free now
+                self._ring(runner.db)
 
     def _something_waits(self, db: Database) -> bool:
-        """A look outside a transaction first: a job at a time finds nothing waiting, and then
-        costs one statement, not a transaction's three, while its client's stream is being sent."""
+        """A look outside a transaction first, where this process took no job for its slot last: a
+        job at a time finds nothing waiting, and then costs one statement, not a transaction's
+        three, while its client's stream is being sent. After a take, the next is likely there."""
         try:
             with db.reads() as session:
                 return self.dispatcher.something_waits(session, self.queues)
@@ -53,6 +61,15 @@ class Refill:
                 "could not look for a job for the slot of %s; the dispatcher will", self.worker_name, exc_info=True
             )
             return False
+
+    def _ring(self, db: Database) -> None:
+        """Tell the dispatcher this slot is free: it takes what this process could not (a job its
+        owner's limit holds, or one that came after the take looked) or the next to come."""
+        try:
+            with db.each_statement_alone() as session:
+                wakeups.notify(session, wakeups.WORKERS, {"worker": self.worker_name, "slot_free": True})
+        except Exception:  # the database may be restarting: the dispatcher's timer looks
+            log.warning("could not tell the dispatcher the slot of %s is free", self.worker_name, exc_info=True)
 
     def _take(self, session: Session) -> str | None:
         try:

@@ -41,20 +41,25 @@ class JobRunner:
         """`refills`: this process fills the slot a job frees itself (workers/refill.py): its
         outcome's wake-up says so, and the dispatcher leaves that slot to it."""
         self.settings, self.db, self.worker_name = settings, db, worker_name
-        self.ended_wake = {"refill": worker_name} if refills else None
+        self._refill_wake = {"refill": worker_name} if refills else None
+        self.ended_wake = self._refill_wake  # the outcome's wake-up: the job's, set as it is taken
 
     def run(self, job_id: str) -> str | None:
         """Run the job if this delivery wins the claim; returns its final status (None: duplicate).
         The claim is one statement, which commits alone (service/core/db.py `each_statement_alone`):
         should this process fail before the job starts, its heartbeat's reaper puts it back."""
-        return self._named_in_logs(lambda _session: job_id, self.db.each_statement_alone)
+        return self._named_in_logs(lambda _session: job_id, self.db.each_statement_alone, taken=False)
 
     def run_taken(self, take: Callable[[Session], str | None]) -> bool:
         """Run the job `take` gives, taken in the transaction that claims it (a slot's refill,
         workers/refill.py: a commit less a job); False where it gave none."""
-        return self._named_in_logs(take, self.db.session) is not _NONE_TAKEN
+        return self._named_in_logs(take, self.db.session, taken=True) is not _NONE_TAKEN
 
-    def _named_in_logs(self, take: Callable[[Session], str | None], sessions) -> Any:
+    def _named_in_logs(self, take: Callable[[Session], str | None], sessions, taken: bool) -> Any:
+        # A job this process took for its slot says so as it ends (`taken`): the next take follows
+        # it under the round's lock and rings the dispatcher where it leaves the slot free
+        # (workers/refill.py), so the dispatcher keeps what its last look knew (Dispatcher.settled_by).
+        self.ended_wake = {**self._refill_wake, "taken": True} if taken and self._refill_wake else self._refill_wake
         token = logs.JOB_ID.set(None)  # _run names the job once it is taken
         try:
             return self._run(take, sessions)

@@ -71,7 +71,7 @@ def queue():
                 "running": counts[(q, RUNNING)],
                 "workers": [_worker_view(w) for w in workers if q in w.queues.split(",")],
                 **_queue_view(config),
-                "your_max_running": running_limit(settings, user, q),
+                "your_max_running": running_limit(settings, user.limits, q),
             }
             for q, config in configured.items()
         },

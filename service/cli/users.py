@@ -149,7 +149,7 @@ def users_limits(name: str, reset: bool, actor: str, queue_limits: tuple[str, ..
         configured = queues.catalog(settings)
         for queue in configured:
             if queue not in queues.BUILTIN:
-                value, source = running_limit_and_source(settings, user, queue)
+                value, source = running_limit_and_source(settings, user.limits, queue)
                 click.echo(f"{QUEUE_LIMIT}{queue}\t{value}\t{source}")
         for queue, value in sorted(queue_overrides(user).items()):
             if queue not in configured:  # kept until dropped: the queue may come back

@@ -4,6 +4,7 @@ the user's limits as `max_running_queue.<queue>`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -34,34 +35,43 @@ class LimitReached(ServiceError):
 
 
 def effective_limits(settings: Settings, user: User) -> dict[str, int]:
+    return _with_defaults(settings, user.limits)
+
+
+def _with_defaults(settings: Settings, stored: Mapping[str, Any] | None) -> dict[str, int]:
     limits = {name: int(getattr(settings, name)) for name in LIMIT_NAMES}
-    limits.update({k: int(v) for k, v in (user.limits or {}).items() if k in LIMIT_NAMES})
+    limits.update({k: int(v) for k, v in (stored or {}).items() if k in LIMIT_NAMES})
     return limits
 
 
 def queue_overrides(user: User) -> dict[str, int]:
     """The user's own running limits on named queues, by queue."""
-    return {k[len(QUEUE_LIMIT) :]: int(v) for k, v in (user.limits or {}).items() if k.startswith(QUEUE_LIMIT)}
+    return _queue_overrides(user.limits)
 
 
-def running_limit(settings: Settings, user: User, queue: str) -> int:
-    """How many of `user`'s jobs may run at once on `queue`: cpu's and gpu's their max_running_cpu
+def _queue_overrides(stored: Mapping[str, Any] | None) -> dict[str, int]:
+    return {k[len(QUEUE_LIMIT) :]: int(v) for k, v in (stored or {}).items() if k.startswith(QUEUE_LIMIT)}
+
+
+def running_limit(settings: Settings, stored: Mapping[str, Any] | None, queue: str) -> int:
+    """How many of a user's jobs may run at once on `queue`: cpu's and gpu's their max_running_cpu
     and max_running_gpu; a named queue's the user's override there, else the queue's own
-    max_running, else the one of its device."""
-    return running_limit_and_source(settings, user, queue)[0]
+    max_running, else the one of its device. `stored`: the user's own limits (User.limits), which
+    the dispatcher reads with the jobs it places."""
+    return running_limit_and_source(settings, stored, queue)[0]
 
 
-def running_limit_and_source(settings: Settings, user: User, queue: str) -> tuple[int, str]:
+def running_limit_and_source(settings: Settings, stored: Mapping[str, Any] | None, queue: str) -> tuple[int, str]:
     """running_limit, and where it comes from: override (the user's own), queue (the queue's
     max_running) or default (its device's, which may be the user's override of that)."""
     if queue not in queues.BUILTIN:
-        override = queue_overrides(user).get(queue)
+        override = _queue_overrides(stored).get(queue)
         if override is not None:
             return override, "override"
         config = queues.catalog(settings).get(queue)
         if config is not None and config.max_running is not None:
             return config.max_running, "queue"
-    return effective_limits(settings, user)[f"max_running_{queues.device_of(settings, queue)}"], "default"
+    return _with_defaults(settings, stored)[f"max_running_{queues.device_of(settings, queue)}"], "default"
 
 
 def check_can_queue(session: Session, settings: Settings, user: User) -> None:

@@ -469,24 +469,46 @@ def test_a_new_job_in_a_queue_with_no_slot_free_needs_no_look(db, dispatcher, la
         assert {p["job"]: p.get("submitted") for p in heard} == {running: "cpu", waiting: "cpu"}
     assert round_(db, dispatcher) == [running]
     dispatcher_module._wake_up(db, dispatcher, [], None)  # the timer's look: nothing to do
-
-    def arrival(job_id: str) -> wakeups.Wake:
-        return wakeups.Wake(
-            wakeups.JOB_EVENTS, {"job": job_id, "type": "status", "status": "queued", "submitted": "cpu"}
-        )
-
     later = submit("ben", queue="cpu")[0]
     with statements(db) as seen:
-        dispatcher_module._wake_up(db, dispatcher, [], [arrival(later)])
+        dispatcher_module._wake_up(db, dispatcher, [], [_arrival(later)])
     assert not [s for s in seen if " FROM jobs" in s], seen  # no look
     start(db, running)
     finish(db, running)
     end = {"job": running, "type": "status", "status": "succeeded", "refill": "w1"}
     dispatcher_module._wake_up(db, dispatcher, [], [wakeups.Wake(wakeups.JOB_EVENTS, end)])  # no round: forgets
     last = submit("cleo", queue="cpu")[0]
-    dispatcher_module._wake_up(db, dispatcher, [], [arrival(last)])  # looks: the slot is free
+    dispatcher_module._wake_up(db, dispatcher, [], [_arrival(last)])  # looks: the slot is free
     with db.session() as session:
         assert sum(session.get(Job, j).released_at is not None for j in (waiting, later, last)) == 1
+
+
+def test_the_end_of_a_job_its_process_took_keeps_the_look_until_the_slot_is_rung_free(db, dispatcher, lab):
+    """A burst: the end of a job its worker's process took for its slot leaves that slot to the
+    process, which takes the next under the round's lock (workers/refill.py); the dispatcher keeps
+    its last look (the arrivals that follow need none) until the process rings the slot free."""
+    _users, submit, worker = lab
+    worker("cpu")
+    running, waiting = submit("anna", queue="cpu", count=2)
+    assert round_(db, dispatcher) == [running]
+    dispatcher_module._wake_up(db, dispatcher, [], None)  # the timer's look: no slot free
+    start(db, running)
+    finish(db, running)
+    end = {"job": running, "type": "status", "status": "succeeded", "refill": "w1", "taken": True}
+    later = submit("ben", queue="cpu")[0]
+    with statements(db) as seen:
+        dispatcher_module._wake_up(db, dispatcher, [], [wakeups.Wake(wakeups.JOB_EVENTS, end), _arrival(later)])
+    assert not [s for s in seen if " FROM jobs" in s], seen  # no look: the slot is its process's
+    with db.session() as session:
+        assert [session.get(Job, j).released_at for j in (waiting, later)] == [None, None]
+    ring = wakeups.Wake(wakeups.WORKERS, {"worker": "w1", "slot_free": True})
+    dispatcher_module._wake_up(db, dispatcher, [], [ring])  # it took none: a round fills the slot
+    with db.session() as session:
+        assert session.get(Job, later).released_at is not None  # ben's: anna has used the CPU
+
+
+def _arrival(job_id: str) -> wakeups.Wake:
+    return wakeups.Wake(wakeups.JOB_EVENTS, {"job": job_id, "type": "status", "status": "queued", "submitted": "cpu"})
 
 
 def test_only_cpu_queues_on_celery_are_refilled(settings):

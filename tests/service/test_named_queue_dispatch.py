@@ -103,9 +103,9 @@ def test_a_named_queues_running_limit_is_its_own_or_its_devices(db, dispatcher, 
     users, submit = lab
     with db.session() as session:
         anna = session.get(User, users["anna"].id)
-        assert running_limit(settings, anna, "short") == 2  # its own max_running
-        assert running_limit(settings, anna, "bigmem") == settings.max_running_cpu  # a CPU queue's
-        assert running_limit(settings, anna, "a100") == settings.max_running_gpu  # a GPU queue's
+        assert running_limit(settings, anna.limits, "short") == 2  # its own max_running
+        assert running_limit(settings, anna.limits, "bigmem") == settings.max_running_cpu  # a CPU queue's
+        assert running_limit(settings, anna.limits, "a100") == settings.max_running_gpu  # a GPU queue's
         set_limits(session, anna, {"max_running_cpu": 1}, actor="root")
     short = submit("anna", "short", count=3)
     big = submit("anna", "bigmem", count=2)
@@ -131,8 +131,8 @@ def test_an_admin_overrides_a_named_queues_running_limit_for_one_user(db, dispat
     with db.session() as session:
         anna = session.get(User, users["anna"].id)
         set_limits(session, anna, {"max_running_queue.short": 3}, actor="root", settings=settings)
-        assert running_limit(settings, anna, "short") == 3  # over the queue's own 2
-        assert running_limit(settings, session.get(User, users["ben"].id), "short") == 2
+        assert running_limit(settings, anna.limits, "short") == 3  # over the queue's own 2
+        assert running_limit(settings, session.get(User, users["ben"].id).limits, "short") == 2
         for changes, message in [
             ({"max_running_queue.nope": 1}, "there is no named queue 'nope'; the named queues here are bigmem"),
             ({"max_running_queue.cpu": 1}, "--max-running-cpu"),
@@ -153,4 +153,4 @@ def test_an_admin_overrides_a_named_queues_running_limit_for_one_user(db, dispat
     with db.session() as session:  # dropped: the queue's own (a GPU queue's: the device's) again
         cleo = session.scalar(select(User).where(User.name == "cleo"))
         set_limits(session, cleo, {"max_running_queue.a100": None}, actor="root")
-        assert running_limit(settings, cleo, "a100") == settings.max_running_gpu and cleo.limits is None
+        assert running_limit(settings, cleo.limits, "a100") == settings.max_running_gpu and cleo.limits is None

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event, select
 
+from service.core import wakeups
 from service.core.orm import Job, Worker
 from service.jobs import submission
 from service.jobs.context import SubmitContext
@@ -98,6 +99,7 @@ def test_a_refill_claims_the_job_it_takes_in_the_same_transaction(db, settings):
     lock = seen.index(next(s for s in seen if "UPDATE dispatch_lock" in s))  # on PostgreSQL in a WITH
     claim = seen.index(next(s for s in seen if "UPDATE jobs SET status" in s))  # on PostgreSQL in a WITH
     assert lock < claim and "COMMIT" not in seen[lock:claim], seen[lock : claim + 1]
+    assert not [s for s in seen if s.startswith("SELECT users.")], seen  # the owner's limits come with the job
     with db.session() as session:
         job = session.get(Job, waiting)
         assert (job.status, job.worker, job.attempt) == ("succeeded", WORKER, 1), job.error
@@ -122,6 +124,64 @@ def test_a_slot_with_nothing_waiting_looks_once_outside_a_transaction(db, settin
         event.remove(db.engine, "before_cursor_execute", in_autocommit)
     assert len(seen) == 1 and "FROM jobs" in seen[0], seen  # the look, and no COMMIT
     assert alone == [db.url.startswith("postgresql")]  # SQLite begins no transaction for a read
+
+
+def test_a_process_that_took_its_last_job_takes_the_next_without_a_look_first(db, settings):
+    """The look outside a transaction is for a slot whose last job came by the broker: after a
+    take, the next job likely waits (a burst), and the take's own transaction looks."""
+    with db.session() as session:
+        owner = create_user(session, "anna")[0]
+        jobs = [submission.submit(SubmitContext(session, settings, owner), SHORT).id for _ in range(2)]
+    heartbeat(db, WORKER, "cpu", concurrency=1)
+    runner = JobRunner(settings, db, WORKER, refills=True)
+    with _wake_ups(db) as heard, _statements_and_commits(db) as seen:
+        Refill(settings, WORKER, ["cpu"]).run_following(runner)
+    looks = [s for s in seen if s.startswith("SELECT jobs.id") and "LIMIT" in s]
+    takes = [s for s in seen if "UPDATE dispatch_lock" in s]
+    assert (len(looks), len(takes)) == (1, 3), seen  # the last take found nothing, in its transaction
+    with db.session() as session:
+        assert [session.get(Job, job_id).status for job_id in jobs] == ["succeeded", "succeeded"]
+    if wakeups.notifies(db.url):  # SQLite rings a doorbell with no payload
+        # Each end says its process took it (the dispatcher leaves the slot to that process), and
+        # the slot it leaves free at last is rung.
+        ends = [p for p in heard if p.get("status") == "succeeded"]
+        assert [(p["job"], p.get("refill"), p.get("taken")) for p in ends] == [(j, WORKER, True) for j in jobs], heard
+        assert [p for p in heard if "slot_free" in p] == [{"worker": WORKER, "slot_free": True}], heard
+
+
+def test_a_job_that_came_by_the_broker_ends_without_saying_it_was_taken(db, settings):
+    """Its slot's next take looks outside a transaction first and rings no one where nothing waits:
+    the dispatcher forgets its last look at this end instead."""
+    with db.session() as session:
+        owner = create_user(session, "anna")[0]
+        job_id = submission.submit(SubmitContext(session, settings, owner), SHORT).id
+    heartbeat(db, WORKER, "cpu", concurrency=1)
+    runner = JobRunner(settings, db, WORKER, refills=True)
+    with _wake_ups(db) as heard:
+        assert runner.run(job_id) == "succeeded"
+        Refill(settings, WORKER, ["cpu"]).run_following(runner)
+    if wakeups.notifies(db.url):
+        ends = [p for p in heard if p.get("status") == "succeeded"]
+        assert [(p.get("refill"), p.get("taken")) for p in ends] == [(WORKER, None)], heard
+        assert not [p for p in heard if "slot_free" in p], heard
+
+
+@contextmanager
+def _wake_ups(db) -> Iterator[list[dict]]:
+    """The payloads heard on the jobs' and workers' channels from what runs meanwhile (none on
+    SQLite, which does not notify)."""
+    heard: list[dict] = []
+    channels = (wakeups.JOB_EVENTS, wakeups.WORKERS)
+    listener = wakeups.Listener(db.url, channels) if wakeups.notifies(db.url) else None
+    if listener:
+        listener.wait(0.01)  # listening before the commits
+    try:
+        yield heard
+    finally:
+        if listener:
+            while wakes := listener.wait(0.5):
+                heard += [w.payload for w in wakes]
+            listener.close()
 
 
 @contextmanager
