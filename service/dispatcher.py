@@ -119,11 +119,12 @@ class Dispatcher:
 
     def refill(self, session: Session, worker: str, queues: list[str], looked: bool = False) -> str | None:
         """The slot a job of `worker` just freed takes the next job at once, chosen as a round
-        chooses (fair share, running limits, budgets) under the same lock, and released to that
-        worker without a message: its process runs it next (workers/refill.py). Returns the job's
-        id; None when no slot of its queues is free (a round filled it first), nothing there may
-        start, or the worker is no longer online (stopping). CPU queues on Celery only (_refills).
-        Reaping, resending and preemption stay the dispatcher's."""
+        chooses (fair share, running limits, budgets) under the same lock, for that worker and
+        without a message: its process claims it in this transaction, which releases it to it
+        (lifecycle.claim_job `released`: one UPDATE), and runs it next (workers/refill.py).
+        Returns the job's id; None when no slot of its queues is free (a round filled it first),
+        nothing there may start, or the worker is no longer online (stopping). CPU queues on
+        Celery only (_refills). Reaping, resending and preemption stay the dispatcher's."""
         queues = [q for q in queues if q in self._refillable]
         # Nothing waits (a job at a time): no lock, no round, and nothing for the dispatcher either.
         # `looked`: the caller found something waiting just now (something_waits).
@@ -374,8 +375,9 @@ class Dispatcher:
         ones behind it may go first. `jobs` are the queue's queued and running jobs; `gpus` is
         what the queue's GPUs have free (None for CPUs); `free`, where given, is the queue's free
         slots (a SLURM queue's, service/slurm/backend.py). `keep_for`: the worker that refills its
-        slot (refill): one job at most, released to that worker and not sent; or _UNSENT (a
-        release_arrival): one job at most, released to the queue, sent after the commit."""
+        slot (refill): one job at most, chosen for that worker, neither written nor sent (the
+        worker's claim releases it); or _UNSENT (a release_arrival): one job at most, released to
+        the queue, sent after the commit."""
         waiting = [job for job in jobs if _waiting(job)]
         busy = [job.owner_id for job in jobs if not _waiting(job)]
         if free is None and gpus is not None:
@@ -409,14 +411,14 @@ class Dispatcher:
                 if gpu is None:
                     continue
                 placed = {"worker": gpu.worker, "gpu_share": gpu.share(need)}
-            if keep_for is not None:
-                placed = {} if keep_for is _UNSENT else {"worker": keep_for}
-            elif not self._send(job, session, placed.get("worker")):
+            if keep_for is None and not self._send(job, session, placed.get("worker")):
                 free = 0  # the broker is down: try again next round
                 continue
-            # Released at its submit: its wake-up tells the dispatcher it need not look at it.
-            wake = {RELEASED_AT_SUBMIT: [job.id]} if keep_for is _UNSENT else None
-            job.write(session, wake, released_at=now, **placed)
+            if keep_for is _UNSENT:  # released at its submit: its wake-up tells the dispatcher it need not look
+                job.write(session, {RELEASED_AT_SUBMIT: [job.id]}, released_at=now)
+            elif keep_for is None:
+                job.write(session, released_at=now, **placed)
+            # else a refill's: its worker's claim releases it (lifecycle.claim_job `released`), one UPDATE
             if gpu is not None:
                 gpu.take(need)
             per_owner[job.owner_id] += 1

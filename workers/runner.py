@@ -62,19 +62,22 @@ class JobRunner:
         self.ended_wake = {**self._refill_wake, "taken": True} if taken and self._refill_wake else self._refill_wake
         token = logs.JOB_ID.set(None)  # _run names the job once it is taken
         try:
-            return self._run(take, sessions)
+            return self._run(take, sessions, taken)
         finally:
             logs.JOB_ID.reset(token)
 
     def _run(
-        self, take: Callable[[Session], str | None], sessions: Callable[[], AbstractContextManager[Session]]
+        self,
+        take: Callable[[Session], str | None],
+        sessions: Callable[[], AbstractContextManager[Session]],
+        taken: bool,
     ) -> Any:
         with sessions() as session:
             job_id = take(session)
             if job_id is None:
                 return _NONE_TAKEN
             logs.JOB_ID.set(job_id)
-            claimed = lifecycle.claim_job(session, job_id, self.worker_name)
+            claimed = lifecycle.claim_job(session, job_id, self.worker_name, released=taken)
             if claimed is None:
                 log.info("job %s was already claimed or is not queued; dropping this delivery", job_id)
                 return None

@@ -295,16 +295,18 @@ def claim(session: Session, job_id: str, worker: str) -> int | None:
     return claimed.attempt if claimed else None
 
 
-def claim_job(session: Session, job_id: str, worker: str) -> Claimed | None:
+def claim_job(session: Session, job_id: str, worker: str, released: bool = False) -> Claimed | None:
     """`claim`, giving what the worker runs: one guarded UPDATE moves the job, takes its
     `running` event's number and returns the row's fields (a worker's claim used to read them
-    again, and write the event in an UPDATE of its own)."""
+    again, and write the event in an UPDATE of its own). `released`: the job was chosen for this
+    worker in this transaction (a slot's refill, Dispatcher.refill), and the claim releases it."""
     now = utcnow()
+    values = {"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker}
     row = _advance_and_record(
         session,
         job_id,
         {"status": QUEUED},
-        {"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker},
+        {**values, "released_at": now} if released else values,
         [("status", {"status": RUNNING, "worker": worker}, now)],
         returning=("attempt", "spec", "time_limit_s", "gpu_memory_mb", "progress"),
         counting=("attempt",),

@@ -325,10 +325,10 @@ def test_a_worker_refills_the_slot_its_job_freed_in_fair_share_order_and_unsent(
         assert refiller.refill(session, "w1", ["cpu"]) is None  # its job still runs: no slot is free
     finish(db, anna[0])
     with db.session() as session:
-        assert refiller.refill(session, "w1", ["cpu"]) == ben  # anna has used the CPU; ben has not
+        assert _refill(refiller, session) == ben  # anna has used the CPU; ben has not
     with db.session() as session:
         taken = session.get(Job, ben)
-        assert (taken.status, taken.worker) == ("queued", "w1") and taken.released_at is not None
+        assert (taken.status, taken.worker) == ("running", "w1") and taken.released_at == taken.started_at
         assert session.get(Job, anna[1]).released_at is None
     assert redis.Redis.from_url(settings.broker_url).llen("cpu") == messages  # none for ben's
     with db.session() as session:
@@ -365,6 +365,7 @@ def test_a_refill_reads_each_owners_next_job_not_the_whole_queue(db, lab, settin
     ben = submit("ben", queue="cpu", count=3)
     with statements(db) as seen, db.session() as session:
         assert refiller.refill(session, "w1", ["cpu"]) == anna[7]  # no usage yet: the oldest owner's first
+        lifecycle.claim_job(session, anna[7], "w1", released=True)  # as its worker's process does
     reads = [s for s in seen if s.startswith("SELECT") and " FROM jobs" in s]
     # The look whether anything waits, the slot holders with each line's head, and fair share's
     # usage (two owners wait); none reads the whole line.
@@ -374,9 +375,9 @@ def test_a_refill_reads_each_owners_next_job_not_the_whole_queue(db, lab, settin
         (False, False, True),
     ], reads
     with db.session() as session:
-        following = queue_order(session, "cpu", settings)[1]  # after anna's, sent: the whole line's order
+        following = queue_order(session, "cpu", settings)[0]  # anna's runs: the whole line's order
         assert following in anna + ben
-        assert refiller.refill(session, "w1", ["cpu"]) == following
+        assert _refill(refiller, session) == following
         assert refiller.refill(session, "w1", ["cpu"]) is None  # both slots are taken
 
 
@@ -505,6 +506,15 @@ def test_the_end_of_a_job_its_process_took_keeps_the_look_until_the_slot_is_rung
     dispatcher_module._wake_up(db, dispatcher, [], [ring])  # it took none: a round fills the slot
     with db.session() as session:
         assert session.get(Job, later).released_at is not None  # ben's: anna has used the CPU
+
+
+def _refill(refiller: Dispatcher, session) -> str | None:
+    """A refill of w1's cpu slot as its process makes it: the job chosen, claimed in the same
+    transaction, which releases it to w1 (workers/runner.py `run_taken`)."""
+    job_id = refiller.refill(session, "w1", ["cpu"])
+    if job_id is not None:
+        assert lifecycle.claim_job(session, job_id, "w1", released=True) is not None
+    return job_id
 
 
 def _arrival(job_id: str) -> wakeups.Wake:

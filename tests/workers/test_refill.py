@@ -100,6 +100,8 @@ def test_a_refill_claims_the_job_it_takes_in_the_same_transaction(db, settings):
     claim = seen.index(next(s for s in seen if "UPDATE jobs SET status" in s))  # on PostgreSQL in a WITH
     assert lock < claim and "COMMIT" not in seen[lock:claim], seen[lock : claim + 1]
     assert not [s for s in seen if s.startswith("SELECT users.")], seen  # the owner's limits come with the job
+    released = [s for s in seen if "UPDATE jobs SET" in s and "released_at" in s]
+    assert len(released) == 1 and "status" in released[0], seen  # the claim releases it: one UPDATE
     with db.session() as session:
         job = session.get(Job, waiting)
         assert (job.status, job.worker, job.attempt) == ("succeeded", WORKER, 1), job.error
