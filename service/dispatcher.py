@@ -547,7 +547,7 @@ def _slot_jobs_query(of_queue: bool = False, which: str = _ALL) -> Select | Comp
     """`which`: _ALL; or _HOLDERS_AND_HEADS, the jobs that hold a slot (running, or sent and not
     yet taken) and, of those that wait, each owner's next in each group and tier (by priority,
     then age)."""
-    names = [field.name for field in fields(SlotJob)][:-1]  # the job's columns; its owner's limits, joined
+    names = [field.name for field in fields(SlotJob) if field.name != "owner_limits"]  # the job's; that one joined
     columns = [getattr(Job, name) for name in names]
     mine = [families.takes_slot(), Job.status.in_((QUEUED, RUNNING))]
     if of_queue:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from types import SimpleNamespace
@@ -26,6 +24,7 @@ from service.jobs.limits import set_limits
 from service.lab.fair_share import place_without_the_line, queue_order, usage_by_owner
 from service.lab.users import create_user
 from tests.conftest import free_port
+from tests.support import wake_ups
 from tests.support.sql import statements
 from tests.support.workers import heartbeat
 
@@ -409,27 +408,10 @@ def test_a_stopping_worker_refills_nothing_and_wakes_the_dispatcher(db, lab, set
     its refill says so on the workers' channel, so the dispatcher's round fills the slot."""
     _users, submit, _worker = lab
     waiting = submit("anna", queue="cpu")[0]
-    with _workers_wake_ups(db) as heard, db.session() as session:
+    with wake_ups.heard(db, (wakeups.WORKERS,)) as heard, db.session() as session:
         assert Dispatcher(settings, None, name="w1", slurm=False).refill(session, "w1", ["cpu"]) is None
         assert session.get(Job, waiting).released_at is None
     assert heard == ([{"worker": "w1", "left": True}] if wakeups.notifies(db.url) else [])
-
-
-@contextmanager
-def _workers_wake_ups(db) -> Iterator[list[dict]]:
-    """The payloads heard on the workers' channel from what runs meanwhile (none on SQLite, which
-    does not notify: the list stays empty)."""
-    heard: list[dict] = []
-    listener = wakeups.Listener(db.url, (wakeups.WORKERS,)) if wakeups.notifies(db.url) else None
-    if listener:
-        listener.wait(0.01)  # listening before the commit
-    yield heard
-    if listener:
-        for _ in range(20):
-            heard += [w.payload for w in listener.wait(0.5)]
-            if heard:
-                break
-        listener.close()
 
 
 def test_a_jobs_end_whose_worker_refills_its_slot_runs_no_round(db, dispatcher, lab):
@@ -647,7 +629,7 @@ def test_a_job_the_broker_refuses_at_submit_waits_for_a_round_and_submits_stop_t
     refused = replace(settings, broker_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     arrivals = Dispatcher(refused, make_request_sender(refused), name="api@test", slurm=False)
     job_id = submit("anna", queue="cpu")[0]
-    with _workers_wake_ups(db) as heard:
+    with wake_ups.heard(db, (wakeups.WORKERS,)) as heard:
         with db.session() as session:
             released = arrivals.release_arrival(session, "cpu")
         assert released == [job_id]

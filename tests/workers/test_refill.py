@@ -19,6 +19,7 @@ from service.jobs import submission
 from service.jobs.context import SubmitContext
 from service.lab.users import create_user
 from tests.service.lab.test_lab_server import start_lab, wait_status
+from tests.support import wake_ups
 from tests.support.workers import heartbeat
 from workers.refill import Refill
 from workers.runner import JobRunner
@@ -136,7 +137,7 @@ def test_a_process_that_took_its_last_job_takes_the_next_without_a_look_first(db
         jobs = [submission.submit(SubmitContext(session, settings, owner), SHORT).id for _ in range(2)]
     heartbeat(db, WORKER, "cpu", concurrency=1)
     runner = JobRunner(settings, db, WORKER, refills=True)
-    with _wake_ups(db) as heard, _statements_and_commits(db) as seen:
+    with wake_ups.heard(db, (wakeups.JOB_EVENTS, wakeups.WORKERS)) as heard, _statements_and_commits(db) as seen:
         Refill(settings, WORKER, ["cpu"]).run_following(runner)
     looks = [s for s in seen if s.startswith("SELECT jobs.id") and "LIMIT" in s]
     takes = [s for s in seen if "UPDATE dispatch_lock" in s]
@@ -159,31 +160,13 @@ def test_a_job_that_came_by_the_broker_ends_without_saying_it_was_taken(db, sett
         job_id = submission.submit(SubmitContext(session, settings, owner), SHORT).id
     heartbeat(db, WORKER, "cpu", concurrency=1)
     runner = JobRunner(settings, db, WORKER, refills=True)
-    with _wake_ups(db) as heard:
+    with wake_ups.heard(db, (wakeups.JOB_EVENTS, wakeups.WORKERS)) as heard:
         assert runner.run(job_id) == "succeeded"
         Refill(settings, WORKER, ["cpu"]).run_following(runner)
     if wakeups.notifies(db.url):
         ends = [p for p in heard if p.get("status") == "succeeded"]
         assert [(p.get("refill"), p.get("taken")) for p in ends] == [(WORKER, None)], heard
         assert not [p for p in heard if "slot_free" in p], heard
-
-
-@contextmanager
-def _wake_ups(db) -> Iterator[list[dict]]:
-    """The payloads heard on the jobs' and workers' channels from what runs meanwhile (none on
-    SQLite, which does not notify)."""
-    heard: list[dict] = []
-    channels = (wakeups.JOB_EVENTS, wakeups.WORKERS)
-    listener = wakeups.Listener(db.url, channels) if wakeups.notifies(db.url) else None
-    if listener:
-        listener.wait(0.01)  # listening before the commits
-    try:
-        yield heard
-    finally:
-        if listener:
-            while wakes := listener.wait(0.5):
-                heard += [w.payload for w in wakes]
-            listener.close()
 
 
 @contextmanager
