@@ -15,19 +15,24 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from service.core.sqlite_writer import WriterLockedConnection
+from service.core.sqlite_writer import before_cursor_execute as writer_lock_before_statement
+
 PING_IDLE_S = 10.0  # a pooled PostgreSQL connection unused this long is pinged before use
 
 
 def make_engine(url: str, *, null_pool: bool = False) -> Engine:
-    """An engine for `url`. SQLite gets WAL and a busy timeout so API and workers can share it."""
+    """An engine for `url`. SQLite gets WAL, a busy timeout and a writer lock that wakes the next
+    writer at once (service/core/sqlite_writer.py), so API and workers can share it."""
     kwargs: dict = {"future": True}
     if null_pool:
         kwargs["poolclass"] = NullPool
     if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False, "factory": WriterLockedConnection}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", sqlite_pragmas)
+        event.listen(engine, "before_cursor_execute", writer_lock_before_statement)
     else:
         event.listen(engine, "checkin", _note_idle)
         event.listen(engine, "checkout", partial(_check_alive, engine.dialect))

@@ -1,0 +1,178 @@
+"""The SQLite writer lock (service/core/sqlite_writer.py): held from a transaction's first write
+to its end, let go by every way a transaction ends, and never left held by a child or a dead
+process. Each check looks at the real lock file with a non-blocking `flock` of its own."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from sqlalchemy import text
+
+from service.core.db import Database
+from service.core.sqlite_writer import WriterLockedConnection, lock_path
+
+pytestmark = pytest.mark.fast  # no server: SQLite files and processes of its own
+
+
+@pytest.fixture
+def database(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/lab.db")
+    with db.session() as session:
+        session.execute(text("CREATE TABLE rows (n INTEGER)"))
+    yield db
+    db.dispose()
+
+
+def held(db: Database) -> bool:
+    """Whether some open descriptor holds the database's writer lock."""
+    fd = os.open(lock_path(db.engine.url.database), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_transaction_holds_the_lock_from_its_first_write_to_its_commit(database):
+    with database.session() as session:
+        session.execute(text("SELECT count(*) FROM rows"))
+        assert not held(database)  # a read takes nothing
+        session.execute(text("INSERT INTO rows VALUES (1)"))
+        assert held(database)
+        session.execute(text("UPDATE rows SET n = 2"))
+        assert held(database)
+    assert not held(database)
+
+
+def test_a_rollback_an_error_and_a_session_closed_unfinished_let_it_go(database):
+    with pytest.raises(RuntimeError), database.session() as session:
+        session.execute(text("INSERT INTO rows VALUES (1)"))
+        raise RuntimeError("the caller fails mid-transaction")
+    assert not held(database)
+
+    session = database.sessions()
+    session.execute(text("DELETE FROM rows"))
+    assert held(database)
+    session.close()  # no commit: the connection goes back to its pool, which rolls back
+    assert not held(database)
+
+    with database.session() as session:
+        assert session.execute(text("SELECT count(*) FROM rows")).scalar() == 0
+        with pytest.raises(Exception, match="no such table"):
+            session.execute(text("INSERT INTO missing VALUES (1)"))
+    assert not held(database)
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from sqlalchemy import text
+    from service.core.db import Database
+    db = Database(sys.argv[1])
+    print("started", flush=True)
+    with db.session() as session:
+        session.execute(text("INSERT INTO rows VALUES (2)"))
+    print("wrote", flush=True)
+    """
+)
+
+
+def test_a_write_waits_for_the_holder_and_goes_on_when_it_commits(database):
+    session = database.sessions()
+    session.execute(text("INSERT INTO rows VALUES (1)"))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(database.engine.url)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout.readline().strip() == "started"
+        session.commit()  # the writer, waiting for the lock or about to take it, goes on
+        session.close()
+        assert writer.stdout.readline().strip() == "wrote"
+        assert writer.wait(60) == 0
+    finally:
+        writer.kill()
+    with database.session() as check:
+        assert check.execute(text("SELECT count(*) FROM rows")).scalar() == 2
+
+
+HOLDER = textwrap.dedent(
+    """
+    import os, sys, time
+    from sqlalchemy import text
+    from service.core.db import Database
+    session = Database(sys.argv[1]).sessions()
+    session.execute(text("INSERT INTO rows VALUES (1)"))
+    print("holding", flush=True)
+    if sys.argv[2:] == ["fork"] and os.fork() == 0:  # a child with a copy of every descriptor
+        print("child", os.getpid(), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_process_killed_while_it_holds_the_lock_lets_it_go(database):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(database.engine.url)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert held(database)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not held(database)
+    with database.session() as session:  # and the next writer writes
+        session.execute(text("INSERT INTO rows VALUES (2)"))
+        assert session.execute(text("SELECT count(*) FROM rows")).scalar() == 1
+
+
+def test_a_child_forked_by_the_holder_does_not_keep_the_lock_when_its_parent_dies(database):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(database.engine.url), "fork"], stdout=subprocess.PIPE, text=True
+    )
+    child = None
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        child = int(holder.stdout.readline().split()[1])
+        holder.kill()
+        holder.wait()
+        assert not held(database)  # the child lives on, its copy of the lock's descriptor closed
+        os.kill(child, 0)
+    finally:
+        holder.kill()
+        if child is not None:
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_thread_that_holds_it_does_not_wait_for_itself(tmp_path):
+    first = WriterLockedConnection(str(tmp_path / "lab.db"))
+    second = WriterLockedConnection(str(tmp_path / "lab.db"))
+    first.execute("CREATE TABLE rows (n INTEGER)")
+    first.before_statement("INSERT INTO rows VALUES (1)")
+    first.execute("INSERT INTO rows VALUES (1)")
+    second.before_statement("INSERT INTO rows VALUES (2)")  # returns: it would wait for itself
+    assert not second._held
+    first.commit()
+    second.before_statement("INSERT INTO rows VALUES (2)")
+    assert second._held
+    second.rollback()
+    assert not second._held
+    first.close()
+    second.close()
+
+
+def test_no_lock_for_a_database_in_memory_or_in_autocommit(tmp_path):
+    assert lock_path(":memory:") is None
+    assert lock_path("file:lab?mode=memory") is None
+    autocommit = WriterLockedConnection(str(tmp_path / "lab.db"), isolation_level=None)
+    autocommit.before_statement("INSERT INTO rows VALUES (1)")
+    assert not autocommit._held  # no commit would come to let it go
+    autocommit.close()
