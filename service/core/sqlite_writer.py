@@ -15,16 +15,20 @@ lets it go after its commit or rollback: a writer waits in the kernel, which wak
 - A forked child closes its copies of the lock's descriptors (a copy would keep the lock held
   after its parent let go of it or died); the parent's own hold is not touched.
 - Reads never take it: SQLite's write-ahead log lets them run beside a writer.
+- The file is opened read-only (all `flock` needs), so one another user made serves too; where
+  it cannot be opened at all, that connection's writers wait in the busy handler, as before.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
 import weakref
 
+log = logging.getLogger(__name__)
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")  # the statements sqlite3 begins a transaction for
 _holders: dict[str, WriterLockedConnection] = {}  # lock file -> the connection of this process that holds it
 _open_locks: weakref.WeakSet[WriterLockedConnection] = weakref.WeakSet()
@@ -48,9 +52,8 @@ class WriterLockedConnection(sqlite3.Connection):
         holder = _holders.get(self._lock_path)
         if holder is not None and holder._held_by_this_thread():
             return  # a nested write of the holding thread: SQLite's busy handler decides
-        if self._lock_fd is None:
-            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            _open_locks.add(self)
+        if self._lock_fd is None and not self._open_lock_file():
+            return
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._held, self._thread = True, threading.get_ident()
         _holders[self._lock_path] = self
@@ -73,6 +76,18 @@ class WriterLockedConnection(sqlite3.Connection):
         finally:
             self._let_go()
             self._close_lock_file()
+
+    def _open_lock_file(self) -> bool:
+        # Read-only is enough for flock: a lock file another user made (an admin's command run
+        # as root) still serves. One that cannot be opened leaves SQLite's busy handler to it.
+        try:
+            self._lock_fd = os.open(self._lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            log.warning("no writer lock for %s (%s): writers wait in SQLite's busy handler", self._lock_path, exc)
+            self._lock_path = None
+            return False
+        _open_locks.add(self)
+        return True
 
     def _held_by_this_thread(self) -> bool:
         return self._held and self._thread == threading.get_ident()

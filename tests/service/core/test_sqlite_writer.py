@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -176,3 +179,56 @@ def test_no_lock_for_a_database_in_memory_or_in_autocommit(tmp_path):
     autocommit.before_statement("INSERT INTO rows VALUES (1)")
     assert not autocommit._held  # no commit would come to let it go
     autocommit.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to write as another user")
+def test_a_lock_file_another_user_made_still_serves():
+    folder = tempfile.mkdtemp()  # not under pytest's folder, which only its owner may enter
+    try:
+        os.chmod(folder, 0o777)
+        url = f"sqlite:///{folder}/lab.db"
+        db = Database(url)
+        with db.session() as session:  # root makes the database, and the lock file with its first write
+            session.execute(text("CREATE TABLE rows (n INTEGER)"))
+            session.execute(text("INSERT INTO rows VALUES (0)"))
+        db.dispose()
+        for name in os.listdir(folder):
+            os.chmod(os.path.join(folder, name), 0o644 if name == "lab.db-writer" else 0o666)
+        nobody = pwd.getpwnam("nobody")
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # a writer running as another user, with what this process has imported
+            said = b"failed"
+            try:
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                with Database(url).session() as session:
+                    session.execute(text("INSERT INTO rows VALUES (1)"))
+                    said = b"held" if session.connection().connection.dbapi_connection._held else b"not held"
+            finally:
+                os.write(write, said)
+                os._exit(0)
+        os.close(write)
+        said = os.read(read, 100)
+        os.waitpid(child, 0)
+        os.close(read)
+        assert said == b"held"
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_without_a_lock_file_a_writer_writes_as_before(tmp_path, caplog):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    db = Database(f"sqlite:///{folder}/lab.db")
+    with db.session() as session:
+        session.execute(text("CREATE TABLE rows (n INTEGER)"))
+    os.mkdir(lock_path(str(folder / "lab.db")))  # a folder in its place: the file cannot be opened for it
+    try:
+        with db.session() as session:
+            session.execute(text("INSERT INTO rows VALUES (1)"))
+        with db.session() as session:
+            assert session.execute(text("SELECT count(*) FROM rows")).scalar() == 1
+        assert "no writer lock" in caplog.text
+    finally:
+        db.dispose()
