@@ -109,7 +109,8 @@ class WriterLockedConnection(sqlite3.Connection):
 
 def lock_path(database: str) -> str | None:
     """The writer lock's file for an SQLite database given as sqlite3.connect takes it; None for
-    one in memory, which no other process can write."""
+    one in memory, which no other process can write, or named by a URI (the service names its
+    files by path)."""
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return f"{database}-writer"
