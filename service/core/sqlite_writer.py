@@ -14,6 +14,12 @@ lets it go after its commit or rollback: a writer waits in the kernel, which wak
   write did before.
 - A forked child closes its copies of the lock's descriptors (a copy would keep the lock held
   after its parent let go of it or died); the parent's own hold is not touched.
+- A transaction already begun without it (a savepoint, a write this module did not see) takes it
+  only if it is free: it may hold SQLite's lock, which the holder would wait for.
+- A commit that fails keeps it until the rollback that follows.
+- A writer waits for the lock as long as its holder holds it, as a PostgreSQL writer waits for a
+  row's lock; SQLite's busy timeout (30 s) no longer ends that wait. A holder that is alive holds
+  it only from its first write to its commit; one that dies lets go.
 - Reads never take it: SQLite's write-ahead log lets them run beside a writer.
 - The file is opened read-only (all `flock` needs), so one another user made serves too; where
   it cannot be opened at all, that connection's writers wait in the busy handler, as before.
@@ -54,7 +60,16 @@ class WriterLockedConnection(sqlite3.Connection):
             return  # a nested write of the holding thread: SQLite's busy handler decides
         if self._lock_fd is None and not self._open_lock_file():
             return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        if self.in_transaction:
+            # A transaction begun without the lock (a write this check did not see, a savepoint)
+            # may hold SQLite's lock already, which the lock's holder may be waiting for: waiting
+            # here could deadlock both, so it takes the lock only if it is free.
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+        else:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._held, self._thread = True, threading.get_ident()
         _holders[self._lock_path] = self
 
@@ -62,13 +77,13 @@ class WriterLockedConnection(sqlite3.Connection):
         try:
             super().commit()
         finally:
-            self._let_go()
+            self._let_go_unless_open()
 
     def rollback(self) -> None:
         try:
             super().rollback()
         finally:
-            self._let_go()
+            self._let_go_unless_open()
 
     def close(self) -> None:
         try:
@@ -91,6 +106,12 @@ class WriterLockedConnection(sqlite3.Connection):
 
     def _held_by_this_thread(self) -> bool:
         return self._held and self._thread == threading.get_ident()
+
+    def _let_go_unless_open(self) -> None:
+        # A commit that failed leaves its transaction open, and SQLite's lock held: so is this,
+        # until the rollback that follows.
+        if not self.in_transaction:
+            self._let_go()
 
     def _let_go(self) -> None:
         if not self._held:

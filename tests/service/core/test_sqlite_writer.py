@@ -9,10 +9,12 @@ import os
 import pwd
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 
 import pytest
 from sqlalchemy import text
@@ -64,7 +66,7 @@ def test_a_rollback_an_error_and_a_session_closed_unfinished_let_it_go(database)
     session = database.sessions()
     session.execute(text("DELETE FROM rows"))
     assert held(database)
-    session.close()  # no commit: the connection goes back to its pool, which rolls back
+    session.close()  # no commit: the close rolls its transaction back
     assert not held(database)
 
     with database.session() as session:
@@ -96,7 +98,9 @@ def test_a_write_waits_for_the_holder_and_goes_on_when_it_commits(database):
     )
     try:
         assert writer.stdout.readline().strip() == "started"
-        session.commit()  # the writer, waiting for the lock or about to take it, goes on
+        # The writer waits for the lock (SQLite's own would hold it too: what this checks is that
+        # the two together let it go on once the holder commits).
+        session.commit()
         session.close()
         assert writer.stdout.readline().strip() == "wrote"
         assert writer.wait(60) == 0
@@ -145,6 +149,7 @@ def test_a_child_forked_by_the_holder_does_not_keep_the_lock_when_its_parent_die
     try:
         assert holder.stdout.readline().strip() == "holding"
         child = int(holder.stdout.readline().split()[1])
+        assert held(database)
         holder.kill()
         holder.wait()
         assert not held(database)  # the child lives on, its copy of the lock's descriptor closed
@@ -155,14 +160,29 @@ def test_a_child_forked_by_the_holder_does_not_keep_the_lock_when_its_parent_die
             os.kill(child, signal.SIGKILL)
 
 
+def returns(call, timeout: float = 60) -> bool:
+    """Whether `call` returns within `timeout` (run on a thread of its own: a wait for the lock
+    that would never end fails the test instead of hanging it)."""
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
 def test_a_thread_that_holds_it_does_not_wait_for_itself(tmp_path):
-    first = WriterLockedConnection(str(tmp_path / "lab.db"))
-    second = WriterLockedConnection(str(tmp_path / "lab.db"))
+    first = WriterLockedConnection(str(tmp_path / "lab.db"), check_same_thread=False)
+    second = WriterLockedConnection(str(tmp_path / "lab.db"), check_same_thread=False)
     first.execute("CREATE TABLE rows (n INTEGER)")
-    first.before_statement("INSERT INTO rows VALUES (1)")
-    first.execute("INSERT INTO rows VALUES (1)")
-    second.before_statement("INSERT INTO rows VALUES (2)")  # returns: it would wait for itself
-    assert not second._held
+    seen = {}
+
+    def nested_write() -> None:  # on one thread: a write through a second connection
+        first.before_statement("INSERT INTO rows VALUES (1)")
+        first.execute("INSERT INTO rows VALUES (1)")
+        second.before_statement("INSERT INTO rows VALUES (2)")  # returns: it would wait for itself
+        seen["first"], seen["second"] = first._held, second._held
+
+    assert returns(nested_write)
+    assert seen == {"first": True, "second": False}
     first.commit()
     second.before_statement("INSERT INTO rows VALUES (2)")
     assert second._held
@@ -232,3 +252,40 @@ def test_without_a_lock_file_a_writer_writes_as_before(tmp_path, caplog):
         assert "no writer lock" in caplog.text
     finally:
         db.dispose()
+
+
+def test_a_failed_commit_keeps_the_lock_until_its_rollback(tmp_path):
+    connection = WriterLockedConnection(str(tmp_path / "lab.db"))
+    connection.execute("CREATE TABLE rows (n INTEGER)")
+    connection.before_statement("INSERT INTO rows VALUES (1) RETURNING n")
+    unread = connection.execute("INSERT INTO rows VALUES (1) RETURNING n")  # a statement still running
+    with pytest.raises(sqlite3.OperationalError):
+        connection.commit()
+    assert connection.in_transaction and connection._held  # SQLite's lock is still held: so is this
+    unread.close()
+    connection.rollback()
+    assert not connection._held
+    connection.close()
+
+
+def test_a_transaction_begun_without_the_lock_does_not_wait_for_its_holder(database):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(database.engine.url)], stdout=subprocess.PIPE, text=True
+    )
+    connection = WriterLockedConnection(database.engine.url.database, check_same_thread=False)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        connection.execute("SAVEPOINT unseen")  # begun by a statement the lock does not look at
+        assert returns(lambda: connection.before_statement("INSERT INTO rows VALUES (2)"))
+        assert not connection._held  # it may hold SQLite's lock, which the holder would wait for
+    finally:
+        holder.kill()
+        holder.wait()
+        connection.close()
+    fresh = WriterLockedConnection(database.engine.url.database)
+    fresh.execute("SAVEPOINT unseen")
+    fresh.before_statement("INSERT INTO rows VALUES (2)")
+    assert fresh._held  # free: taken
+    fresh.rollback()
+    assert not fresh._held
+    fresh.close()
