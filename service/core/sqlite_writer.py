@@ -147,9 +147,7 @@ def before_cursor_execute(_conn, cursor, statement: str, *_args) -> None:
 def _forget_in_child() -> None:
     # A child's copy of a descriptor shares its parent's lock: close it, never unlock it.
     for connection in list(_open_locks):
-        if connection._lock_fd is not None:
-            os.close(connection._lock_fd)
-            connection._lock_fd, connection._held = None, False
+        connection._close_lock_file()
     _open_locks.clear()
     _holders.clear()
 

@@ -76,6 +76,14 @@ def test_a_rollback_an_error_and_a_session_closed_unfinished_let_it_go(database)
     assert not held(database)
 
 
+def run_script(source: str, database: Database, *args: str) -> subprocess.Popen:
+    """`source` in a Python process of its own, given the database's URL and `args`; its stdout read
+    line by line."""
+    return subprocess.Popen(
+        [sys.executable, "-c", source, str(database.engine.url), *args], stdout=subprocess.PIPE, text=True
+    )
+
+
 WRITER = textwrap.dedent(
     """
     import sys
@@ -93,9 +101,7 @@ WRITER = textwrap.dedent(
 def test_a_write_waits_for_the_holder_and_goes_on_when_it_commits(database):
     session = database.sessions()
     session.execute(text("INSERT INTO rows VALUES (1)"))
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(database.engine.url)], stdout=subprocess.PIPE, text=True
-    )
+    writer = run_script(WRITER, database)
     try:
         assert writer.stdout.readline().strip() == "started"
         # The writer waits for the lock (SQLite's own would hold it too: what this checks is that
@@ -126,9 +132,7 @@ HOLDER = textwrap.dedent(
 
 
 def test_a_process_killed_while_it_holds_the_lock_lets_it_go(database):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(database.engine.url)], stdout=subprocess.PIPE, text=True
-    )
+    holder = run_script(HOLDER, database)
     try:
         assert holder.stdout.readline().strip() == "holding"
         assert held(database)
@@ -142,9 +146,7 @@ def test_a_process_killed_while_it_holds_the_lock_lets_it_go(database):
 
 
 def test_a_child_forked_by_the_holder_does_not_keep_the_lock_when_its_parent_dies(database):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(database.engine.url), "fork"], stdout=subprocess.PIPE, text=True
-    )
+    holder = run_script(HOLDER, database, "fork")
     child = None
     try:
         assert holder.stdout.readline().strip() == "holding"
@@ -269,9 +271,7 @@ def test_a_failed_commit_keeps_the_lock_until_its_rollback(tmp_path):
 
 
 def test_a_transaction_begun_without_the_lock_does_not_wait_for_its_holder(database):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(database.engine.url)], stdout=subprocess.PIPE, text=True
-    )
+    holder = run_script(HOLDER, database)
     connection = WriterLockedConnection(database.engine.url.database, check_same_thread=False)
     try:
         assert holder.stdout.readline().strip() == "holding"
