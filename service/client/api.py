@@ -7,8 +7,26 @@ from typing import Any
 
 import click
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from service.client.config import Login
+
+# The server closes a connection that has been idle for its keep-alive (gunicorn's, 2 s); a
+# request sent on it in that same instant finds it reset. An idempotent request (GET, PUT,
+# DELETE...) is then sent once more, on a new connection; a POST never is (it could submit a job
+# twice). No retry on an answer, whatever its status or Retry-After.
+ONCE_MORE_IF_DROPPED = Retry(total=1, connect=0, read=1, status=0, other=0, respect_retry_after_header=False)
+
+
+def api_session(headers: dict[str, str]) -> requests.Session:
+    """A session for the labtrain API with `headers` on every request (ONCE_MORE_IF_DROPPED)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=ONCE_MORE_IF_DROPPED)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update(headers)
+    return session
 
 
 class ApiError(click.ClickException):
@@ -26,8 +44,7 @@ class Api:
     def __init__(self, login: Login, timeout: float = 30):
         self.base = login.url.rstrip("/")
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {login.token}"
+        self.session = api_session({"Authorization": f"Bearer {login.token}"})
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = f"{self.base}/api/v1{path}"
@@ -59,9 +76,7 @@ class Api:
         """An event stream, read as it comes (on a session of its own: another thread reads it,
         service/client/status_stream.py). The server sends a comment every 15 s: a minute of
         silence is a dead connection."""
-        session = requests.Session()
-        session.headers.update(self.session.headers)
-        session.headers["Accept"] = "text/event-stream"
+        session = api_session({**self.session.headers, "Accept": "text/event-stream"})
         return session.get(f"{self.base}/api/v1{path}", params=params, stream=True, timeout=(self.timeout, 60))
 
 

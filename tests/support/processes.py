@@ -17,6 +17,7 @@ from pathlib import Path
 
 import requests
 
+from service.client.api import api_session
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.migrate import upgrade
@@ -142,8 +143,7 @@ class Client:
 
     def __init__(self, base_url: str, token: str):
         self.base_url = base_url
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session = api_session({"Authorization": f"Bearer {token}"})
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.session.get(self.base_url + path, timeout=30, **kwargs)
