@@ -21,8 +21,8 @@ it attached) are taken off at the quiet window's rate.
     .venv/bin/python bench/profile_job_path.py [--jobs 50] [--trials 100] [--burst 200] [--rate 100]
         [--modes postgres+redis embedded] [--keep DIR]
 
-Needs py-spy (`.venv/bin/pip install py-spy`) and the right to trace the service's processes
-(root, or ptrace allowed for the user).
+Needs py-spy (a test dependency: `make install` puts it in .venv) and the right to trace the
+service's processes (root, or ptrace allowed for the user).
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def cpu_spent(before: dict, after: dict) -> Counter:
 def py_spy() -> str:
     found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not found:
-        sys.exit("py-spy is not installed: .venv/bin/pip install py-spy")
+        sys.exit("py-spy is not installed: make install (it is among the test dependencies)")
     return found
 
 
