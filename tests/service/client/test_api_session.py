@@ -6,9 +6,11 @@ once more on a new connection and gets its answer; a POST is never sent twice; a
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -22,53 +24,39 @@ class DroppingServer:
     """Answers the first request of each connection and keeps the connection open; the second
     request on it gets the connection reset, unanswered. Counts the requests it read."""
 
-    def __init__(self, status: int = 200, headers: str = ""):
-        self.status, self.headers = status, headers
+    def __init__(self, status: int = 200, headers: dict[str, str] | None = None):
         self.requests: list[str] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        seen = self.requests
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keeps the connection open between requests
+            answered = False  # per connection: a handler serves one connection's requests
 
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            for answered in (True, False):
-                request = _read_request(conn)
-                if request is None:
+            def _serve(self) -> None:
+                seen.append(self.command)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.answered:  # closed with a zero linger: the client sees the connection reset
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
                     return
-                self.requests.append(request.split(" ", 2)[0])
-                if not answered:  # a reset, as a close with unread data gives
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                    return
+                self.answered = True
                 body = b'{"ok": true}'
-                conn.sendall(
-                    f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\n{self.headers}"
-                    f"Content-Length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
+            do_GET = do_POST = _serve
 
-def _read_request(conn: socket.socket) -> str | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
-    )
-    while len(body) < length:
-        body += conn.recv(65536)
-    return head.decode()
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
 @contextmanager
@@ -77,7 +65,8 @@ def dropping_server(**kwargs) -> Iterator[DroppingServer]:
     try:
         yield server
     finally:
-        server.listener.close()
+        server.httpd.shutdown()
+        server.httpd.server_close()
 
 
 def test_a_get_on_a_connection_dropped_under_it_is_sent_once_more():
@@ -99,7 +88,7 @@ def test_a_post_on_a_connection_dropped_under_it_is_not_sent_twice():
 
 
 def test_an_error_answer_with_retry_after_is_not_asked_again():
-    with dropping_server(status=503, headers="Retry-After: 1\r\n") as server:
+    with dropping_server(status=503, headers={"Retry-After": "1"}) as server:
         answer = api_session({}).get(server.url + "/busy", timeout=5)
         assert answer.status_code == 503
         assert server.requests == ["GET"]
